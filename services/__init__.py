@@ -1,1 +1,1 @@
-"""placeholder."""
+"""The five RAAF Streaming services, each runnable as ``python -m services.<name>``."""

@@ -1,0 +1,185 @@
+"""Subject names and the rules that keep user-supplied names from becoming wildcards."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "raaf"
+
+# Characters that may stand in a token as themselves; everything else is escaped as ``~XX``.
+_SAFE = re.compile(r"[A-Za-z0-9_\-]")
+_PLAIN_TOKEN = re.compile(r"[A-Za-z0-9_\-]+")
+_PREFIX = re.compile(r"[A-Za-z0-9_\-]{1,32}")
+MAX_NAME_LENGTH = 200
+
+
+class InvalidNameError(ValueError):
+    """A user-supplied name cannot be used as (part of) a subject."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"invalid name {name!r}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+def encode_token(name: str) -> str:
+    """Map any non-empty name injectively onto one safe subject token.
+
+    ``[A-Za-z0-9_-]`` stand as themselves; every other character (``.``, ``*``, ``>``, spaces, ``~`` ...)
+    becomes ``~`` plus its UTF-8 bytes in hex, so a name can never split into two tokens or be a wildcard.
+    """
+    if not name:
+        raise InvalidNameError(name, "empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidNameError(name, f"longer than {MAX_NAME_LENGTH} characters")
+    if _PLAIN_TOKEN.fullmatch(name):
+        return name
+    out: list[str] = []
+    for ch in name:
+        if _SAFE.fullmatch(ch):
+            out.append(ch)
+        else:
+            out.append("".join(f"~{b:02x}" for b in ch.encode()))
+    return "".join(out)
+
+
+def decode_token(token: str) -> str:
+    """Invert :func:`encode_token`."""
+    if "~" not in token:
+        return token
+    raw = bytearray()
+    i = 0
+    while i < len(token):
+        if token[i] == "~":
+            raw.append(int(token[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            raw.extend(token[i].encode())
+            i += 1
+    return raw.decode()
+
+
+def check_event_name(name: str) -> str:
+    """Validate a dotted event name (``user.login``): plain tokens only, no wildcards; return it."""
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise InvalidNameError(name, "empty or too long")
+    for token in name.split("."):
+        if not _PLAIN_TOKEN.fullmatch(token):
+            raise InvalidNameError(name, "tokens must be non-empty and use only letters, digits, '_' or '-'")
+    return name
+
+
+def event_pattern(pattern: str) -> str:
+    """Turn a listener pattern into NATS wildcards: ``*`` is one token, ``>`` or ``**`` the tail."""
+    if not pattern or len(pattern) > MAX_NAME_LENGTH:
+        raise InvalidNameError(pattern, "empty or too long")
+    tokens = pattern.split(".")
+    out: list[str] = []
+    for i, token in enumerate(tokens):
+        if token in (">", "**"):
+            if i != len(tokens) - 1:
+                raise InvalidNameError(pattern, f"{token!r} may only be the last token")
+            out.append(">")
+        elif token == "*" or _PLAIN_TOKEN.fullmatch(token):
+            out.append(token)
+        else:
+            raise InvalidNameError(pattern, "tokens must be '*', a tail '>'/'**', or letters, digits, '_', '-'")
+    return ".".join(out)
+
+
+def check_prefix(prefix: str) -> str:
+    """The deployment's subject prefix is one plain token."""
+    if not _PREFIX.fullmatch(prefix):
+        raise InvalidNameError(prefix, "prefix must be 1-32 letters, digits, '_' or '-'")
+    return prefix
+
+
+@dataclass(frozen=True, slots=True)
+class Subjects:
+    """Every subject the platform uses, under one prefix (default ``raaf``)."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        check_prefix(self.prefix)
+
+    # Application events (the seed's EventEmitter): raaf.events.<dotted name>.
+    def event(self, name: str) -> str:
+        return f"{self.prefix}.events.{check_event_name(name)}"
+
+    def event_listen(self, pattern: str) -> str:
+        return f"{self.prefix}.events.{event_pattern(pattern)}"
+
+    @property
+    def events_all(self) -> str:
+        return f"{self.prefix}.events.>"
+
+    # Gateway channels: raaf.channel.<encoded name>.
+    def channel(self, name: str) -> str:
+        return f"{self.prefix}.channel.{encode_token(name)}"
+
+    @property
+    def channels_all(self) -> str:
+        return f"{self.prefix}.channel.>"
+
+    # Agent runs: requests in a queue group, then one event subject per run.
+    @property
+    def run_requests(self) -> str:
+        return f"{self.prefix}.runs.request"
+
+    def run_events(self, run_id: str) -> str:
+        return f"{self.prefix}.runs.events.{encode_token(run_id)}"
+
+    @property
+    def run_events_all(self) -> str:
+        return f"{self.prefix}.runs.events.>"
+
+    def run_cancel(self, run_id: str) -> str:
+        return f"{self.prefix}.runs.cancel.{encode_token(run_id)}"
+
+    # Chat rooms: commands to the chat service, events per room.
+    @property
+    def chat_commands(self) -> str:
+        return f"{self.prefix}.chat.cmd"
+
+    def chat_room_events(self, room_id: str) -> str:
+        return f"{self.prefix}.chat.room.{encode_token(room_id)}"
+
+    @property
+    def chat_room_events_all(self) -> str:
+        return f"{self.prefix}.chat.room.>"
+
+    # Jobs: enqueue requests, dispatch per job type, lifecycle events.
+    @property
+    def job_enqueue(self) -> str:
+        return f"{self.prefix}.jobs.enqueue"
+
+    def job_dispatch(self, job_type: str) -> str:
+        return f"{self.prefix}.jobs.dispatch.{encode_token(job_type)}"
+
+    def job_lifecycle(self, event: str) -> str:
+        return f"{self.prefix}.jobs.lifecycle.{check_event_name(event)}"
+
+    @property
+    def job_lifecycle_all(self) -> str:
+        return f"{self.prefix}.jobs.lifecycle.>"
+
+    # Service lifecycle and telemetry, listened to by the metrics service.
+    def service_lifecycle(self, service: str) -> str:
+        return f"{self.prefix}.svc.lifecycle.{encode_token(service)}"
+
+    @property
+    def service_lifecycle_all(self) -> str:
+        return f"{self.prefix}.svc.lifecycle.>"
+
+    def telemetry(self, service: str) -> str:
+        return f"{self.prefix}.svc.telemetry.{encode_token(service)}"
+
+    @property
+    def telemetry_all(self) -> str:
+        return f"{self.prefix}.svc.telemetry.>"
+
+    # JetStream stream names (one per event store), derived from the prefix so deployments can share NATS.
+    def stream_name(self, kind: str) -> str:
+        return f"{self.prefix.upper().replace('-', '_')}_{kind.upper()}"

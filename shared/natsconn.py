@@ -1,0 +1,87 @@
+"""NATS connection that keeps reconnecting forever, with backoff, and counts what happens."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+
+import nats
+from nats.aio.client import Client as NATS
+
+log = logging.getLogger("raaf.nats")
+
+
+class NatsEvents:
+    """Callbacks the connection calls on state changes (metrics, readiness)."""
+
+    def __init__(
+        self,
+        on_disconnect: Callable[[], None] | None = None,
+        on_reconnect: Callable[[], None] | None = None,
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
+        self.on_disconnect = on_disconnect
+        self.on_reconnect = on_reconnect
+        self.on_error = on_error
+
+
+async def connect_nats(
+    url: str,
+    *,
+    name: str,
+    reconnect_wait: float = 1.0,
+    ping_interval: float = 10.0,
+    events: NatsEvents | None = None,
+    stop: asyncio.Event | None = None,
+    max_initial_wait: float = 5.0,
+) -> NATS:
+    """Connect, retrying the first connection forever (capped exponential backoff with jitter).
+
+    Once connected, nats-py reconnects on its own forever; ``stop`` aborts the initial retry loop.
+    """
+    events = events or NatsEvents()
+
+    async def disconnected() -> None:
+        log.warning("nats disconnected")
+        if events.on_disconnect:
+            events.on_disconnect()
+
+    async def reconnected() -> None:
+        log.info("nats reconnected")
+        if events.on_reconnect:
+            events.on_reconnect()
+
+    async def error(exc: Exception) -> None:
+        log.debug("nats error: %s", exc)
+        if events.on_error:
+            events.on_error(exc)
+
+    attempt = 0
+    while True:
+        try:
+            return await nats.connect(
+                servers=[u.strip() for u in url.split(",")],
+                name=name,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=reconnect_wait,
+                ping_interval=ping_interval,
+                max_outstanding_pings=2,
+                connect_timeout=2,
+                disconnected_cb=disconnected,
+                reconnected_cb=reconnected,
+                error_cb=error,
+            )
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            attempt += 1
+            delay = min(max_initial_wait, reconnect_wait * 2 ** min(attempt, 10)) * (0.5 + random.random() / 2)
+            log.warning("nats not reachable (%s); retrying in %.1fs", exc, delay, extra={"attempt": attempt})
+            if stop is not None:
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                except TimeoutError:
+                    continue
+                raise ConnectionAbortedError("stopped before NATS was reachable") from exc
+            await asyncio.sleep(delay)

@@ -1,0 +1,110 @@
+"""Services run as processes: invalid settings fail fast, SIGTERM drains, ``raaf up`` runs the whole stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from shared.localstack import NatsServer, ValkeyServer, free_port
+from tests.conftest import ROOT, ServiceProcess, service_env
+
+MODULES = ["services.gateway", "services.agent_runner", "services.chat", "services.scheduler", "services.metrics"]
+
+
+@pytest.mark.parametrize(
+    ("module", "variable", "value"),
+    [
+        ("services.gateway", "WEBSOCKET_PORT", "abc"),
+        ("services.gateway", "WEBSOCKET_MAX_CONNECTIONS", "-5"),
+        ("services.agent_runner", "ASYNC_POOL_SIZE", "many"),
+        ("services.scheduler", "REDIS_URL", "http://nope"),
+        ("services.chat", "LOG_LEVEL", "loud"),
+        ("services.metrics", "RAAF_PREFIX", "a.b"),
+    ],
+)
+def test_invalid_setting_exits_nonzero_with_one_line_naming_the_variable(
+    module: str, variable: str, value: str
+) -> None:
+    env = {**os.environ, variable: value}
+    result = subprocess.run([sys.executable, "-m", module], env=env, cwd=ROOT, capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert variable in lines[0] and value in lines[0]
+
+
+@pytest.mark.parametrize("module", MODULES)
+async def test_service_process_logs_json_and_exits_cleanly_on_sigterm(
+    module: str, nats_server: NatsServer, redis_server: ValkeyServer,
+    service_process: Callable[..., ServiceProcess],
+) -> None:
+    port = free_port()
+    env = service_env(nats_server.url, redis_server.url, HTTP_PORT=str(port), WEBSOCKET_PORT=str(port),
+                      LOG_LEVEL="info")
+    proc = service_process(module, env)
+    await proc.wait_ready(f"http://127.0.0.1:{port}")
+    assert proc.terminate() == 0
+    records = [json.loads(line) for line in proc.log_path.read_text().splitlines() if line.startswith("{")]
+    messages = [r["msg"] for r in records]
+    assert "started" in messages and messages[-1] == "stopped"
+    assert all({"ts", "level", "service", "instance"} <= r.keys() for r in records)
+
+
+async def test_raaf_up_starts_everything_and_stops_with_no_orphans(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "REDIS_URL")}
+    gateway_port = free_port()
+    env.update(WEBSOCKET_PORT=str(gateway_port), RAAF_NATS_PORT=str(free_port()), RAAF_REDIS_PORT=str(free_port()))
+    proc = subprocess.Popen([sys.executable, "-m", "raaf", "up", "--data-dir", str(tmp_path / "var")], env=env,
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        banner = []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, f"raaf up ended early: {proc.stderr.read() if proc.stderr else ''}"
+            banner.append(line)
+            if line.startswith("Press Ctrl-C"):
+                break
+        text = "".join(banner)
+        assert f"ws://127.0.0.1:{gateway_port}/ws" in text
+        urls = [line.split()[-1] for line in banner if line.strip().startswith(("gateway", "agent-runner", "chat",
+                                                                                  "scheduler", "metrics"))]
+        assert len(urls) == 5
+        async with aiohttp.ClientSession() as session:
+            for url in urls:
+                async with session.get(f"{url}/readyz") as resp:
+                    assert resp.status == 200, url
+        children = _children(proc.pid)
+        assert len(children) >= 7  # nats-server, valkey-server, five services
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+        time.sleep(0.5)
+        assert [pid for pid in children if _alive(pid)] == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat")
+    return status.exists() and status.read_text().split()[2] != "Z"

@@ -1,0 +1,125 @@
+"""Every service starts against real servers, reports readiness truthfully, and answers NATS micro pings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import nats
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
+from services.chat import ChatApp, ChatSettings
+from services.gateway import GatewayApp, GatewaySettings
+from services.metrics import MetricsApp, MetricsSettings
+from services.scheduler import SchedulerApp, SchedulerSettings
+from shared.app import App
+from shared.localstack import NatsServer, ValkeyServer
+from tests.conftest import service_env
+
+FACTORIES: dict[str, Callable[[dict[str, str]], App]] = {
+    "gateway": lambda env: GatewayApp(GatewaySettings.from_env(env)),
+    "agent-runner": lambda env: AgentRunnerApp(AgentRunnerSettings.from_env(env)),
+    "chat": lambda env: ChatApp(ChatSettings.from_env(env)),
+    "scheduler": lambda env: SchedulerApp(SchedulerSettings.from_env(env)),
+    "metrics": lambda env: MetricsApp(MetricsSettings.from_env(env)),
+}
+
+StartApp = Callable[[App], Awaitable[App]]
+
+
+async def readyz(session: aiohttp.ClientSession, app: App) -> int:
+    try:
+        async with session.get(f"{app.http_url}/readyz", timeout=aiohttp.ClientTimeout(total=1)) as resp:
+            return resp.status
+    except aiohttp.ClientError:
+        return 0
+
+
+async def wait_status(session: aiohttp.ClientSession, app: App, status: int, within: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < within:
+        if await readyz(session, app) == status:
+            return time.monotonic() - start
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{app.service} /readyz never became {status} within {within}s")
+
+
+@pytest.mark.parametrize("name", list(FACTORIES))
+async def test_readiness_follows_nats_down_and_back_up(
+    name: str, private_nats: NatsServer, redis_server: ValkeyServer, start_app: StartApp
+) -> None:
+    app = await start_app(FACTORIES[name](service_env(private_nats.url, redis_server.url)))
+    async with aiohttp.ClientSession() as session:
+        assert await readyz(session, app) == 200
+        private_nats.kill()
+        assert await wait_status(session, app, 503, within=2.0) <= 2.0
+        async with session.get(f"{app.http_url}/healthz") as resp:
+            assert resp.status == 200, "liveness must not depend on NATS"
+        private_nats.start()
+        await wait_status(session, app, 200, within=10.0)
+
+
+async def test_scheduler_is_not_ready_without_redis(
+    nats_server: NatsServer, private_redis: ValkeyServer, start_app: StartApp
+) -> None:
+    app = await start_app(FACTORIES["scheduler"](service_env(nats_server.url, private_redis.url)))
+    async with aiohttp.ClientSession() as session:
+        assert await readyz(session, app) == 200
+        private_redis.kill()
+        await wait_status(session, app, 503, within=3.0)
+        private_redis.start()
+        await wait_status(session, app, 200, within=10.0)
+
+
+@pytest.mark.parametrize("name", list(FACTORIES))
+async def test_metrics_endpoint_parses_as_prometheus_text(
+    name: str, nats_server: NatsServer, redis_server: ValkeyServer, start_app: StartApp
+) -> None:
+    app = await start_app(FACTORIES[name](service_env(nats_server.url, redis_server.url)))
+    async with aiohttp.ClientSession() as session, session.get(f"{app.http_url}/metrics") as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        text = await resp.text()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["raaf_nats_connected"].samples[0].value == 1
+    assert families["raaf_service_ready"].samples[0].value == 1
+    assert "process_resident_memory_bytes" in families
+
+
+async def test_every_service_answers_srv_ping_with_its_name(
+    nats_server: NatsServer, redis_server: ValkeyServer, start_app: StartApp
+) -> None:
+    prefix = f"t{time.monotonic_ns()}"
+    env = service_env(nats_server.url, redis_server.url, RAAF_PREFIX=prefix)
+    for factory in FACTORIES.values():
+        await start_app(factory(env))
+    nc = await nats.connect(nats_server.url)
+    try:
+        inbox = nc.new_inbox()
+        names: set[str] = set()
+        sub = await nc.subscribe(inbox)
+        await nc.publish("$SRV.PING", b"", reply=inbox)
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            try:
+                msg = await sub.next_msg(timeout=deadline - time.monotonic())
+            except nats.errors.TimeoutError:
+                break
+            names.add(json.loads(msg.data)["name"])
+        expected = {f"{prefix}-{name}" for name in FACTORIES}
+        assert expected <= names
+    finally:
+        await nc.close()
+
+
+async def test_stop_is_idempotent(nats_server: NatsServer, redis_server: ValkeyServer) -> None:
+    app = FACTORIES["gateway"](service_env(nats_server.url, redis_server.url))
+    await app.start()
+    await app.stop()
+    await app.stop()
+    assert app._tasks == set()
