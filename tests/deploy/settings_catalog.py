@@ -100,6 +100,7 @@ def nats_drain_timeout() -> float:
     """The seconds App.stop() gives the NATS drain after on_stop (a literal in shared/app.py)."""
     for node in ast.walk(ast.parse((ROOT / "shared/app.py").read_text())):
         if (isinstance(node, ast.Call) and ast.unparse(node.func).endswith("wait_for") and len(node.args) == 2
-                and "drain()" in ast.unparse(node.args[0]) and isinstance(node.args[1], ast.Constant)):
+                and "drain()" in ast.unparse(node.args[0]) and isinstance(node.args[1], ast.Constant)
+                and isinstance(node.args[1].value, int | float)):
             return float(node.args[1].value)
     raise AssertionError("App.stop() no longer bounds the NATS drain with wait_for(..., N)")
