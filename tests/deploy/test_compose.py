@@ -11,12 +11,12 @@ from typing import Any
 
 import jsonschema
 import pytest
-import redis
 import yaml
 
 from services.launcher import SERVICES
-from shared.localstack import ServerProcess, find_nats_server, find_valkey_server, free_port
+from shared.localstack import find_nats_server, find_valkey_server, free_port
 from tests.deploy import compose
+from tests.deploy.servers import ConfiguredServer, assert_jobs_survive_a_crash
 from tests.deploy.settings_catalog import ROOT, env_names, load, nats_drain_timeout
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -124,15 +124,8 @@ def test_nats_and_redis_keep_their_data_in_named_volumes(doc: dict[str, Any], se
         assert [data_dir] == [target for source, target, *_ in volumes if source in doc["volumes"]]
 
 
-class _ComposeServer(ServerProcess):
-    """A local server started with the compose service's own command line, paths and ports rewritten."""
-
-    def __init__(self, argv: list[str], rewrite: dict[str, str], data_dir: Path, port: int) -> None:
-        super().__init__(data_dir, port=port)
-        self.argv = [rewrite.get(arg, arg) for arg in argv]
-
-    def command(self) -> list[str]:
-        return self.argv
+def _local(argv: list[str], rewrite: dict[str, str]) -> list[str]:
+    return [rewrite.get(arg, arg) for arg in argv]
 
 
 def test_the_nats_command_serves_jetstream_with_its_health_endpoint(
@@ -141,9 +134,9 @@ def test_the_nats_command_serves_jetstream_with_its_health_endpoint(
     argv = services["nats"]["command"]
     assert argv[0] == "nats-server"
     port, http_port = free_port(), free_port()
-    server = _ComposeServer([find_nats_server(), *argv[1:]],
-                            {"4222": str(port), "8222": str(http_port), "/data": str(tmp_path / "js")},
-                            tmp_path, port)
+    server = ConfiguredServer(
+        _local([find_nats_server(), *argv[1:]], {"4222": str(port), "8222": str(http_port), "/data": str(tmp_path)}),
+        tmp_path, port)
     server.start()
     try:
         health = services["nats"]["healthcheck"]["test"][-1].replace("8222", str(http_port))
@@ -158,7 +151,7 @@ def test_the_nats_command_serves_jetstream_with_its_health_endpoint(
                 time.sleep(0.1)
         with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/jsz", timeout=2) as resp:
             jsz = json.load(resp)
-        assert jsz["config"]["store_dir"].startswith(str(tmp_path / "js"))
+        assert jsz["config"]["store_dir"].startswith(str(tmp_path))
     finally:
         server.kill()
 
@@ -167,18 +160,11 @@ def test_the_redis_command_keeps_jobs_across_a_crash(services: dict[str, Any], t
     argv = services["redis"]["command"]
     assert argv[0] == "valkey-server"
     port = free_port()
-    server = _ComposeServer([find_valkey_server(), *argv[1:], "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", ""], {"/data": str(tmp_path)}, tmp_path, port)
+    server = ConfiguredServer(_local([find_valkey_server(), *argv[1:], "--port", str(port), "--bind", "127.0.0.1"],
+                                     {"/data": str(tmp_path)}), tmp_path, port)
     server.start()
     try:
-        client = redis.Redis(port=port, decode_responses=True)
-        assert client.config_get("appendonly") == {"appendonly": "yes"}
-        assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
-        client.set("job:1", "queued")
-        time.sleep(1.5)  # appendfsync everysec
-        server.kill()
-        server.start()
-        assert redis.Redis(port=port, decode_responses=True).get("job:1") == "queued"
+        assert_jobs_survive_a_crash(server)
     finally:
         server.kill()
 
