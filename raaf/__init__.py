@@ -1,5 +1,55 @@
 """RAAF Streaming: the public Python API (import everything from here)."""
 
+from raaf.config import Config, configuration, configure
+from raaf.errors import (
+    AuthenticationError,
+    BadRequestError,
+    CancelledError,
+    ConfigurationError,
+    ConflictError,
+    ConnectionError,
+    ForbiddenError,
+    InternalError,
+    InvalidNameError,
+    LimitExceededError,
+    MaxTurnsError,
+    NotFoundError,
+    OverloadedError,
+    ProtocolError,
+    ProviderError,
+    RateLimitError,
+    StreamingError,
+    TimeoutError,
+    TooLargeError,
+    ToolError,
+    UnavailableError,
+)
 from shared.app import VERSION as __version__
 
-__all__ = ["__version__"]
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "CancelledError",
+    "Config",
+    "ConfigurationError",
+    "ConflictError",
+    "ConnectionError",
+    "ForbiddenError",
+    "InternalError",
+    "InvalidNameError",
+    "LimitExceededError",
+    "MaxTurnsError",
+    "NotFoundError",
+    "OverloadedError",
+    "ProtocolError",
+    "ProviderError",
+    "RateLimitError",
+    "StreamingError",
+    "TimeoutError",
+    "TooLargeError",
+    "ToolError",
+    "UnavailableError",
+    "__version__",
+    "configuration",
+    "configure",
+]
