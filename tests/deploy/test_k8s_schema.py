@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,9 @@ COMPONENTS = [K8S / "prometheus-operator"]
 # The oldest Kubernetes still commonly run and the newest the validator ships: strict (unknown fields fail).
 VERSIONS = ["1.30.0", kubernetes_validate.utils.latest_version()]
 SCHEMAS = ROOT / "tests/schemas"
-CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor"): SCHEMAS / "monitoring.coreos.com_servicemonitors.yaml"}
+CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor"): SCHEMAS / "monitoring.coreos.com_servicemonitors.yaml",
+        ("monitoring.coreos.com/v1", "PrometheusRule"): SCHEMAS / "monitoring.coreos.com_prometheusrules.yaml"}
+DASHBOARDS = ROOT / "deploy/grafana"
 
 
 def _strict(schema: Any) -> Any:
@@ -96,9 +100,12 @@ def test_every_resource_the_kustomization_builds_validates() -> None:
             assert resource["metadata"]["namespace"] == "raaf"
 
 
-def test_the_servicemonitor_component_validates_against_the_operator_crd() -> None:
-    (monitor,) = [r for r in kustomize.build(COMPONENTS[0]) if r["kind"] == "ServiceMonitor"]
-    validate(monitor)
+def test_the_operator_component_validates_against_the_operator_crds() -> None:
+    resources = kustomize.build(COMPONENTS[0])
+    assert sorted(r["kind"] for r in resources) == ["PrometheusRule", "ServiceMonitor"]
+    for resource in resources:
+        validate(resource)
+    (monitor,) = [r for r in resources if r["kind"] == "ServiceMonitor"]
     broken = copy.deepcopy(monitor)
     broken["spec"]["endpoints"][0]["intervall"] = "15s"
     with pytest.raises(AssertionError, match="intervall"):
@@ -141,4 +148,24 @@ def test_real_kustomize_builds_the_same_resources_and_they_validate(tmp_path: Pa
     assert with_monitor is not None
     monitors = [r for r in with_monitor if r["kind"] == "ServiceMonitor"]
     assert len(monitors) == 1 and monitors[0]["metadata"]["namespace"] == "raaf"
-    validate(monitors[0])
+    for resource in with_monitor:
+        validate(resource)
+
+
+def test_the_dashboards_configmap_carries_every_dashboard_within_the_apply_limit() -> None:
+    configmap = kustomize.find(kustomize.build(K8S), "ConfigMap", "raaf-grafana-dashboards")
+    on_disk = {p.name: p.read_text() for p in (DASHBOARDS / "dashboards").glob("*.json")}
+    assert on_disk, "no dashboards in deploy/grafana/dashboards"
+    assert configmap["data"] == on_disk, "list every dashboard in deploy/grafana/kustomization.yaml"
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    # Client-side kubectl apply copies the object into an annotation limited to 256 KiB.
+    assert sum(len(v.encode()) for v in on_disk.values()) < 200 * 1024
+
+
+def test_the_prometheusrule_is_the_compose_alert_rules() -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "scripts/sync-k8s-alerts"), "--check"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    (rule,) = [r for r in kustomize.build(COMPONENTS[0]) if r["kind"] == "PrometheusRule"]
+    alerts = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
+    assert rule["spec"]["groups"] == alerts["groups"]

@@ -7,6 +7,7 @@ import urllib.parse
 from typing import Any
 
 import pytest
+import yaml
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
@@ -245,6 +246,12 @@ def test_the_servicemonitor_scrapes_exactly_the_five_services() -> None:
     for name in SERVICES:
         assert endpoint["port"] in {p["name"] for p in find(RESOURCES, "Service", name)["spec"]["ports"]}
     assert monitor["spec"]["namespaceSelector"]["matchNames"] == [kustomize.read_kustomization(K8S)["namespace"]]
+    # Jobs are named raaf-<service> as in deploy/prometheus/prometheus.yml, which the alerts and dashboards select.
+    (relabel,) = endpoint["relabelings"]
+    assert relabel["sourceLabels"] == ["__meta_kubernetes_service_name"] and relabel["targetLabel"] == "job"
+    compose_jobs = {job["job_name"] for job in
+                    yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())["scrape_configs"]}
+    assert {relabel["replacement"].replace("$1", name) for name in SERVICES} == compose_jobs
 
 
 def test_only_the_services_reach_redis() -> None:
