@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import tomllib
 import urllib.parse
 from typing import Any
 
@@ -98,8 +99,9 @@ def test_container_runs_the_service_by_name_from_the_image(name: str) -> None:
     assert container["args"] == [name]
     (entrypoint,) = dockerfile.final.all("ENTRYPOINT")
     assert entrypoint.exec_form() == ["python", "-m", "services"]
-    images = kustomize.read_kustomization(K8S)["images"]
-    assert container["image"] == f"{images[0]['newName']}:{images[0]['newTag']}"
+    (image,) = kustomize.read_kustomization(K8S)["images"]
+    assert container["image"] == f"{image['newName']}:{image['newTag']}"
+    assert image["newTag"] == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
 @pytest.mark.parametrize("name", list(SERVICES))
