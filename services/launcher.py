@@ -9,42 +9,36 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
+from shared.app import ServiceSettings
 from shared.errors import SettingsError
-from shared.settings import RuntimeSettings
 
 
-class HasRuntime(Protocol):
-    @property
-    def runtime(self) -> RuntimeSettings: ...
-
-
-def _gateway(environ: Mapping[str, str] | None = None) -> HasRuntime:
+def _gateway(environ: Mapping[str, str] | None = None) -> ServiceSettings:
     from services.gateway.settings import GatewaySettings
 
     return GatewaySettings.from_env(environ)
 
 
-def _agent_runner(environ: Mapping[str, str] | None = None) -> HasRuntime:
+def _agent_runner(environ: Mapping[str, str] | None = None) -> ServiceSettings:
     from services.agent_runner.settings import AgentRunnerSettings
 
     return AgentRunnerSettings.from_env(environ)
 
 
-def _chat(environ: Mapping[str, str] | None = None) -> HasRuntime:
+def _chat(environ: Mapping[str, str] | None = None) -> ServiceSettings:
     from services.chat.settings import ChatSettings
 
     return ChatSettings.from_env(environ)
 
 
-def _scheduler(environ: Mapping[str, str] | None = None) -> HasRuntime:
+def _scheduler(environ: Mapping[str, str] | None = None) -> ServiceSettings:
     from services.scheduler.settings import SchedulerSettings
 
     return SchedulerSettings.from_env(environ)
 
 
-def _metrics(environ: Mapping[str, str] | None = None) -> HasRuntime:
+def _metrics(environ: Mapping[str, str] | None = None) -> ServiceSettings:
     from services.metrics.settings import MetricsSettings
 
     return MetricsSettings.from_env(environ)
@@ -56,7 +50,7 @@ class ServiceEntry:
 
     name: str
     module: str
-    load_settings: Callable[[Mapping[str, str] | None], HasRuntime]
+    load_settings: Callable[[Mapping[str, str] | None], ServiceSettings]
 
 
 SERVICES: dict[str, ServiceEntry] = {

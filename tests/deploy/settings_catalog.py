@@ -8,7 +8,8 @@ from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
 
-from services.launcher import SERVICES, HasRuntime, ServiceEntry
+from services.launcher import SERVICES, ServiceEntry
+from shared.app import ServiceSettings
 from shared.settings import Env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,12 +87,12 @@ def env_names(service: str) -> frozenset[str]:
     return frozenset(names | recorder.read)
 
 
-def load(service: str, environ: Mapping[str, str]) -> HasRuntime:
+def load(service: str, environ: Mapping[str, str]) -> ServiceSettings:
     """The service's settings exactly as it would build them from ``environ`` (raises SettingsError)."""
     return SERVICES[service].load_settings(environ)
 
 
-def defaults(service: str) -> HasRuntime:
+def defaults(service: str) -> ServiceSettings:
     return load(service, {})
 
 

@@ -72,7 +72,7 @@ def test_nats_server_accepts_the_config(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def nats_cluster(tmp_path: Path) -> Iterator[list[ConfiguredServer]]:
+def nats_cluster(tmp_path: Path) -> Iterator[list[tuple[ConfiguredServer, int]]]:
     """The StatefulSet's servers on this machine: the same config, pod names and routes mapped to local ports."""
     replicas = NATS_SET["spec"]["replicas"]
     ports = [{"client": free_port(), "cluster": free_port(), "monitor": free_port()} for _ in range(replicas)]
@@ -90,12 +90,11 @@ def nats_cluster(tmp_path: Path) -> Iterator[list[ConfiguredServer]]:
         conf.write_text(text)
         server = ConfiguredServer(["env", f"SERVER_NAME=nats-{i}", find_nats_server(), "-c", str(conf)],
                                   tmp_path / f"log-{i}", ports[i]["client"])
-        server.monitor_port = ports[i]["monitor"]  # type: ignore[attr-defined]
-        servers.append(server)
-    for server in servers:
+        servers.append((server, ports[i]["monitor"]))
+    for server, _ in servers:
         server.start()
     yield servers
-    for server in servers:
+    for server, _ in servers:
         server.kill()
 
 
@@ -108,13 +107,13 @@ def _healthy(port: int) -> bool:
 
 
 async def test_the_cluster_forms_and_keeps_a_replicated_stream_through_a_lost_server(
-    nats_cluster: list[ConfiguredServer],
+    nats_cluster: list[tuple[ConfiguredServer, int]],
 ) -> None:
     deadline = time.monotonic() + 30
-    while not all(_healthy(s.monitor_port) for s in nats_cluster):  # type: ignore[attr-defined]
+    while not all(_healthy(monitor) for _, monitor in nats_cluster):
         assert time.monotonic() < deadline, "the JetStream cluster did not become healthy"
         await asyncio.sleep(0.2)
-    urls = [f"nats://127.0.0.1:{s.port}" for s in nats_cluster]
+    urls = [f"nats://127.0.0.1:{server.port}" for server, _ in nats_cluster]
     nc = await nats.connect(servers=urls, reconnect_time_wait=0.2, max_reconnect_attempts=-1)
     try:
         js = nc.jetstream(timeout=5)
@@ -132,7 +131,7 @@ async def test_the_cluster_forms_and_keeps_a_replicated_stream_through_a_lost_se
         assert {info.cluster.leader, *(r.name for r in info.cluster.replicas or [])} == {"nats-0", "nats-1", "nats-2"}
         await js.publish("deploycheck.a", b"1")
         # The pod disruption budget allows one server down at a time: the stream must keep taking writes.
-        nats_cluster[2].kill()
+        nats_cluster[2][0].kill()
         for attempt in range(50):
             try:
                 await js.publish("deploycheck.b", b"2")

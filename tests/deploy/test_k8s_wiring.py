@@ -12,7 +12,8 @@ import yaml
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from services.launcher import SERVICES, HasRuntime
+from services.launcher import SERVICES
+from shared.app import ServiceSettings
 from shared.health import HealthRoutes
 from tests.deploy import kustomize
 from tests.deploy.dockerfile import parse
@@ -67,7 +68,7 @@ def container_env(container: dict[str, Any], pod_name: str = "pod-0") -> dict[st
     return env
 
 
-def _settings(name: str) -> HasRuntime:
+def _settings(name: str) -> ServiceSettings:
     return load(name, container_env(_container(name)))
 
 

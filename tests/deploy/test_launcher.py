@@ -53,8 +53,8 @@ def test_each_name_runs_that_services_own_main(name: str) -> None:
     # The service's own __main__ names itself when it refuses a bad setting, so this shows which one ran.
     result = _launch([name], {"LOG_LEVEL": "loud"})
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"raaf-{name}: invalid LOG_LEVEL='loud': expected one of "
-                                                  "debug, info, warning, error"]
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"raaf-{name}: invalid LOG_LEVEL='loud'")
 
 
 # The gateway serves on WEBSOCKET_PORT, the others on HTTP_PORT; the scheduler is also ready only with Redis.
