@@ -127,7 +127,8 @@ def test_the_build_stage_installs_a_venv_that_runs_the_services_without_the_sour
         target = context / path.relative_to(ROOT)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "VIRTUAL_ENV"))}
+    # The caller's uv cache and index settings stay (no needless downloads); where to install is ours to say.
+    env = {k: v for k, v in os.environ.items() if k not in ("UV_PROJECT_ENVIRONMENT", "UV_PYTHON", "VIRTUAL_ENV")}
     for instruction in dockerfile.stage("build").instructions:
         words = instruction.words()
         if instruction.keyword == "WORKDIR":
