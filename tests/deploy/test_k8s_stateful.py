@@ -162,3 +162,13 @@ def test_redis_config_runs_and_keeps_jobs_across_a_crash(tmp_path: Path) -> None
         assert_jobs_survive_a_crash(server)
     finally:
         server.kill()
+
+
+def test_nats_termination_grace_covers_lame_duck_mode() -> None:
+    def seconds(key: str) -> int:
+        match = re.search(rf"^{key}: (\d+)s$", NATS_CONF, re.M)
+        assert match, key
+        return int(match.group(1))
+
+    grace = pod_spec(NATS_SET)["terminationGracePeriodSeconds"]
+    assert grace > seconds("lame_duck_duration") + seconds("lame_duck_grace_period")
