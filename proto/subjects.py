@@ -183,3 +183,17 @@ class Subjects:
     # JetStream stream names (one per event store), derived from the prefix so deployments can share NATS.
     def stream_name(self, kind: str) -> str:
         return f"{self.prefix.upper().replace('-', '_')}_{kind.upper()}"
+
+    # Statistics: every instance answers ``service_stats`` (scatter-gather, no queue group); the metrics
+    # service answers the combined figures and the health of every instance.
+    @property
+    def service_stats(self) -> str:
+        return f"{self.prefix}.svc.stats"
+
+    @property
+    def cluster_stats(self) -> str:
+        return f"{self.prefix}.metrics.stats"
+
+    @property
+    def cluster_health(self) -> str:
+        return f"{self.prefix}.metrics.health"
