@@ -140,10 +140,11 @@ class InstanceStats(Message, frozen=True, kw_only=True, tag="instance_stats"):
 
 
 class InstanceRef(Message, frozen=True, kw_only=True, tag="instance_ref"):
-    """Names one instance of a service."""
+    """Names one instance of a service (and what went wrong with its figures, if anything)."""
 
     service: str
     instance: str
+    error: str | None = None
 
 
 class ClusterStats(Message, frozen=True, kw_only=True, tag="cluster_stats", omit_defaults=False):
@@ -157,6 +158,7 @@ class ClusterStats(Message, frozen=True, kw_only=True, tag="cluster_stats", omit
     chat_system: ChatSystemStats = msgspec.field(default_factory=ChatSystemStats)
     services: dict[str, int] = msgspec.field(default_factory=dict)  # instances that answered, per service
     unanswered: list[InstanceRef] = msgspec.field(default_factory=list)  # known instances that did not
+    errors: list[InstanceRef] = msgspec.field(default_factory=list)  # answered, but could not give figures
     at: float = 0.0
 
 
@@ -188,4 +190,4 @@ MetricsReply = ClusterStats | ClusterHealth | Error
 
 stats_encoder = msgspec.json.Encoder()
 instance_stats_decoder = msgspec.json.Decoder(InstanceStats)
-metrics_reply_decoder = msgspec.json.Decoder(MetricsReply)
+metrics_reply_decoder: msgspec.json.Decoder[ClusterStats | ClusterHealth | Error] = msgspec.json.Decoder(MetricsReply)

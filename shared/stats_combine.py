@@ -58,6 +58,7 @@ def combine(answers: Iterable[InstanceStats], unanswered: Iterable[InstanceRef] 
     cluster = ClusterStats(
         services=dict(sorted(services.items())),
         unanswered=sorted(unanswered, key=lambda r: (r.service, r.instance)),
+        errors=[InstanceRef(service=a.service, instance=a.instance, error=a.error) for a in answers if a.error],
         at=time.time(),
     )
     return msgspec.structs.replace(cluster, **combined)
