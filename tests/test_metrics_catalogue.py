@@ -238,3 +238,9 @@ def test_ensure_promtool_is_idempotent_and_quiet() -> None:
     second = subprocess.run([script], capture_output=True, text=True)
     assert first.stdout == second.stdout and not second.stderr
     assert shutil.which(second.stdout.strip()) or Path(second.stdout.strip()).exists()
+
+
+def test_docs_list_every_catalogued_metric() -> None:
+    docs = (ROOT / "docs" / "metrics.md").read_text()
+    missing = [s.name for s in CATALOGUE if f"`{s.name}" not in docs]
+    assert not missing, f"docs/metrics.md does not list {missing}"
