@@ -90,6 +90,8 @@ async def test_stats_adds_up_figures_from_two_gateway_replicas(
     assert stats.services == {"gateway": 2, "metrics": 1}
     assert set(body) >= {"websocket_server", "async_runner", "background_processor", "message_queue",
                          "event_emitter", "chat_system"}
+    via_api = await raaf.stats(nats_url=nats_server.url, prefix=env["RAAF_PREFIX"])
+    assert msgspec.structs.replace(via_api, at=0) == msgspec.structs.replace(stats, at=0)
 
 
 async def test_figures_read_from_shared_redis_are_not_counted_twice(
