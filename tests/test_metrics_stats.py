@@ -317,3 +317,12 @@ async def test_raaf_stats_cli_prints_text_and_json(
     down = subprocess.run([sys.executable, "-m", "raaf", "stats", "--nats-url", "nats://127.0.0.1:1"],
                           capture_output=True, text=True, cwd=ROOT, timeout=30)
     assert down.returncode == 1 and "cannot reach NATS" in down.stderr
+
+
+async def test_stats_of_an_empty_deployment_come_back_at_once(nats_server: NatsServer) -> None:
+    started = time.monotonic()
+    stats = await raaf.stats(nats_url=nats_server.url, prefix=unique_prefix(), gather_timeout=5)
+    assert stats.services == {} and stats.websocket_server.connections == 0
+    # $SRV.PING waits its window (other deployments may answer); the stats request itself ends on
+    # NATS's no-responders status instead of waiting out its 5 s.
+    assert time.monotonic() - started < 5.5
