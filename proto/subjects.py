@@ -183,3 +183,13 @@ class Subjects:
     # JetStream stream names (one per event store), derived from the prefix so deployments can share NATS.
     def stream_name(self, kind: str) -> str:
         return f"{self.prefix.upper().replace('-', '_')}_{kind.upper()}"
+
+    # Agent runs (continued): cancel requests of every run, and the agents query.
+    @property
+    def run_cancel_all(self) -> str:
+        return f"{self.prefix}.runs.cancel.*"
+
+    @property
+    def run_agents(self) -> str:
+        """Request/reply: which agents the runners serve."""
+        return f"{self.prefix}.runs.agents"
