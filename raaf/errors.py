@@ -1,4 +1,4 @@
-"""The public API's typed errors: one class per wire ``ErrorCode``, all under ``StreamingError``."""
+"""Typed errors of the public API (the seed's names); each carries its wire ``ErrorCode``."""
 
 from __future__ import annotations
 
@@ -9,116 +9,104 @@ from proto.errors import Error, ErrorCode
 
 
 class StreamingError(Exception):
-    """Base of every error the ``raaf`` API raises; ``code`` is the wire error code."""
+    """Base of every error the ``raaf`` API raises."""
 
-    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
+    default_code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
 
-    def __init__(self, message: str, *, ref: str | None = None) -> None:
+    def __init__(self, message: str, *, code: ErrorCode | None = None, ref: str | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.ref = ref  # the run id or request id the error is about, when there is one
+        self.code = code or self.default_code
+        self.ref = ref  # the run (or request) the error is about, when there is one
 
     def to_wire(self) -> Error:
         return Error(code=self.code, message=self.message, ref=self.ref)
 
 
+class ConnectionError(StreamingError, builtins.ConnectionError):  # the seed's name, shadowing the builtin on purpose
+    """NATS (or another server the call needs) could not be reached."""
+
+    default_code: ClassVar[ErrorCode] = ErrorCode.CONNECTION_ERROR
+
+
+class TimeoutError(StreamingError, builtins.TimeoutError):  # the seed's name, shadowing the builtin on purpose
+    """An answer did not come in time."""
+
+    default_code: ClassVar[ErrorCode] = ErrorCode.TIMEOUT
+
+
+class UnavailableError(ConnectionError):
+    """No service could take the request (none running, draining), or the runner owning a run went away."""
+
+    default_code: ClassVar[ErrorCode] = ErrorCode.UNAVAILABLE
+
+
 class BadRequestError(StreamingError):
-    code = ErrorCode.BAD_REQUEST
+    """The request is malformed or inconsistent (unknown tool, bad limits, ...)."""
 
-
-class ProtocolError(StreamingError):
-    code = ErrorCode.PROTOCOL_ERROR
-
-
-class InvalidNameError(StreamingError):
-    code = ErrorCode.INVALID_NAME
-
-
-class UnauthorizedError(StreamingError):
-    code = ErrorCode.UNAUTHORIZED
-
-
-class ForbiddenError(StreamingError):
-    code = ErrorCode.FORBIDDEN
+    default_code: ClassVar[ErrorCode] = ErrorCode.BAD_REQUEST
 
 
 class NotFoundError(StreamingError):
-    code = ErrorCode.NOT_FOUND
+    """No such agent or run."""
+
+    default_code: ClassVar[ErrorCode] = ErrorCode.NOT_FOUND
 
 
 class ConflictError(StreamingError):
-    code = ErrorCode.CONFLICT
+    """The id is taken (a run id used before)."""
+
+    default_code: ClassVar[ErrorCode] = ErrorCode.CONFLICT
 
 
 class TooLargeError(StreamingError):
-    code = ErrorCode.TOO_LARGE
+    """An input over its configured limit."""
 
-
-class RateLimitedError(StreamingError):
-    code = ErrorCode.RATE_LIMITED
-
-
-class LimitExceededError(StreamingError):
-    code = ErrorCode.LIMIT_EXCEEDED
+    default_code: ClassVar[ErrorCode] = ErrorCode.TOO_LARGE
 
 
 class OverloadedError(StreamingError):
-    """The pool and its queue are full; try again later."""
+    """Every pool slot and queue place is taken: try again later."""
 
-    code = ErrorCode.OVERLOADED
-
-
-class TimeoutError(StreamingError, builtins.TimeoutError):  # the seed's name
-    code = ErrorCode.TIMEOUT
+    default_code: ClassVar[ErrorCode] = ErrorCode.OVERLOADED
 
 
 class CancelledError(StreamingError):
-    code = ErrorCode.CANCELLED
+    """The run was cancelled."""
+
+    default_code: ClassVar[ErrorCode] = ErrorCode.CANCELLED
 
 
 class ProviderError(StreamingError):
-    """The LLM endpoint failed (after the retries allowed before the first token)."""
+    """The model endpoint failed (after the retries allowed before the first token)."""
 
-    code = ErrorCode.PROVIDER_ERROR
+    default_code: ClassVar[ErrorCode] = ErrorCode.PROVIDER_ERROR
 
 
 class ToolError(StreamingError):
-    code = ErrorCode.TOOL_ERROR
+    """A tool could not run (bad arguments, or it raised)."""
+
+    default_code: ClassVar[ErrorCode] = ErrorCode.TOOL_ERROR
 
 
 class MaxTurnsError(StreamingError):
-    code = ErrorCode.MAX_TURNS
+    """The agents did not reach a final answer within the allowed turns."""
 
-
-class ConnectionError(StreamingError, builtins.ConnectionError):  # the seed's name
-    code = ErrorCode.CONNECTION_ERROR
-
-
-class UnavailableError(StreamingError):
-    """The service is draining, not ready, or the runner owning a run went away."""
-
-    code = ErrorCode.UNAVAILABLE
-
-
-class InternalError(StreamingError):
-    code = ErrorCode.INTERNAL
+    default_code: ClassVar[ErrorCode] = ErrorCode.MAX_TURNS
 
 
 _BY_CODE: Final[dict[ErrorCode, type[StreamingError]]] = {
-    cls.code: cls
-    for cls in (
-        BadRequestError, ProtocolError, InvalidNameError, UnauthorizedError, ForbiddenError, NotFoundError,
-        ConflictError, TooLargeError, RateLimitedError, LimitExceededError, OverloadedError, TimeoutError,
-        CancelledError, ProviderError, ToolError, MaxTurnsError, ConnectionError, UnavailableError,
-        InternalError,
-    )
+    cls.default_code: cls
+    for cls in (ConnectionError, TimeoutError, UnavailableError, BadRequestError, NotFoundError, ConflictError,
+                TooLargeError, OverloadedError, CancelledError, ProviderError, ToolError, MaxTurnsError)
 }
 
 
 def error_for(code: ErrorCode, message: str, *, ref: str | None = None) -> StreamingError:
-    """The exception for a wire error code."""
-    return _BY_CODE.get(code, InternalError)(message, ref=ref)
+    """The exception for a wire error code (``StreamingError`` itself for codes without a class of their own)."""
+    return _BY_CODE.get(code, StreamingError)(message, code=code, ref=ref)
 
 
-def from_wire(error: Error) -> StreamingError:
+def error_from_wire(error: Error) -> StreamingError:
+    """The exception for a typed error received on the wire."""
     return error_for(error.code, error.message, ref=error.ref)
