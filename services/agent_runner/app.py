@@ -17,7 +17,9 @@ from proto.runs import (
     AgentList,
     CancelAccepted,
     RunAccepted,
+    RunCancelled,
     RunCompleted,
+    RunEvent,
     RunFailed,
     RunnerLease,
     RunQueued,
@@ -222,21 +224,31 @@ class AgentRunnerApp(App):
                 with contextlib.suppress(Exception):
                     await self.registry.close(run_id)
 
-    def _count_end(self, job: RunJob, terminal: Any) -> None:
+    def _count_end(self, job: RunJob, terminal: RunEvent | None) -> None:
         m = self.run_metrics
         m.events.inc(job.writer.seq)
         m.duration.observe(time.monotonic() - job.accepted_at)
         match terminal:
             case RunCompleted(usage=usage):
-                m.finished.labels(outcome="completed", code="").inc()
+                m.runs.labels(outcome="completed").inc()
+                m.completed += 1
                 m.tokens.labels(kind="prompt").inc(usage.prompt_tokens)
                 m.tokens.labels(kind="completion").inc(usage.completion_tokens)
             case RunFailed(code=code):
-                m.finished.labels(outcome="failed", code=code.value).inc()
-            case None:
-                m.finished.labels(outcome="superseded", code="").inc()
-            case _:
-                m.finished.labels(outcome="cancelled", code="").inc()
+                m.runs.labels(outcome="failed").inc()
+                m.failures.labels(code=code.value).inc()
+                m.failed += 1
+            case RunCancelled():
+                m.runs.labels(outcome="cancelled").inc()
+                m.cancelled += 1
+
+    def stats(self) -> dict[str, Any]:
+        """The seed's ``AsyncRunner`` figures for ``raaf.stats()``."""
+        m = self.run_metrics
+        return {"async_runner": {
+            "running": not self.draining, "active_runs": self.pool.active, "queued": self.pool.queued,
+            "completed": m.completed, "failed": m.failed, "cancelled": m.cancelled,
+            "pool_size": self.pool.pool_size, "queue_size": self.pool.queue_size}}
 
     async def _reply(self, target: Msg | str, message: msgspec.Struct) -> None:
         reply = target.reply if isinstance(target, Msg) else target

@@ -147,25 +147,28 @@ class RunEngine:
                     messages.append({"role": "assistant", "content": earlier.content})
         messages.append({"role": "user", "content": request.input})
         usage = Usage()
-        first_token = True
+        last_text: float | None = None
         for turn in range(1, job.max_turns + 1):
             client = self.providers.client(agent)
             end: TurnEnd | None = None
             async for piece in stream_turn(client, model=self.model_of(agent), messages=messages,
                                            tools=self._tool_schemas(agent, job.agents), agent=agent,
-                                           policy=job.policy):
+                                           policy=job.policy, on_retry=self.metrics.retries.inc):
                 match piece:
                     case TextPiece(text=text):
                         await writer.emit(TextDelta, agent=agent.name, delta=text)
+                        now = time.monotonic()
+                        if last_text is None:
+                            self.metrics.first_token.observe(now - job.accepted_at)
+                        else:
+                            self.metrics.inter_token.observe(now - last_text)
+                        last_text = now
                     case CallStart(call_id=call_id, name=name):
                         await writer.emit(ToolCallStarted, agent=agent.name, call_id=call_id, name=name)
                     case CallArguments(call_id=call_id, delta=delta):
                         await writer.emit(ToolCallDelta, call_id=call_id, delta=delta)
                     case TurnEnd():
                         end = piece
-                if first_token and not isinstance(piece, TurnEnd):
-                    first_token = False
-                    self.metrics.first_token.observe(time.monotonic() - job.accepted_at)
             assert end is not None
             if end.usage is not None:
                 usage = Usage(prompt_tokens=usage.prompt_tokens + end.usage.prompt_tokens,
@@ -205,6 +208,7 @@ class RunEngine:
                     target = handoffs[call.name]
                     output = _encoder.encode({"assistant": target}).decode()
                     await job.writer.emit(Handoff, call_id=call.id, from_agent=agent.name, to_agent=target)
+                    self.metrics.handoffs.inc()
                 else:
                     output = f"ignored: the conversation was already handed to {target}"
             else:
@@ -228,7 +232,7 @@ class RunEngine:
             except Exception as exc:
                 log.warning("tool %s raised %s", call.name, exc, exc_info=True)
                 output, is_error, outcome = f"error: {type(exc).__name__}: {exc}", True, "error"
-        self.metrics.tool_calls.labels(tool=call.name if tool else "unknown", outcome=outcome).inc()
+        self.metrics.tool_calls.labels(outcome="ok" if outcome == "ok" else "error").inc()
         self.metrics.tool_duration.observe(time.monotonic() - started)
         encoded = output.encode()
         if len(encoded) > self.max_tool_output_bytes:

@@ -1,35 +1,45 @@
-"""The agent-runner's Prometheus metrics."""
+"""The agent-runner's Prometheus metrics (names and help from ``shared.metric_catalogue``)."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
-_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-_DURATION = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+from proto.errors import ErrorCode
+from shared import metric_catalogue as names
 
 
 class RunnerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         r = registry
-        self.requests = Counter("raaf_run_requests_total", "Run requests received, by outcome (accepted or the "
-                                "error code).", ["outcome"], registry=r)
-        self.finished = Counter("raaf_runs_finished_total", "Runs that ended, by outcome (completed, failed, "
-                                "cancelled) and error code.", ["outcome", "code"], registry=r)
-        self.active = Gauge("raaf_runs_active", "Runs executing now.", registry=r)
-        self.queued = Gauge("raaf_runs_queued", "Accepted runs waiting for a pool slot.", registry=r)
-        self.pool_size = Gauge("raaf_run_pool_size", "Runs that may execute at once (ASYNC_POOL_SIZE).", registry=r)
-        self.queue_size = Gauge("raaf_run_queue_size", "Runs that may wait (ASYNC_QUEUE_SIZE).", registry=r)
-        self.duration = Histogram("raaf_run_duration_seconds", "From acceptance to the terminal event.",
-                                  buckets=_DURATION, registry=r)
-        self.first_token = Histogram("raaf_run_time_to_first_token_seconds", "From acceptance to the first "
-                                     "text or tool-call delta.", buckets=_LATENCY, registry=r)
-        self.events = Counter("raaf_run_events_total", "Run events stored.", registry=r)
-        self.tokens = Counter("raaf_run_tokens_total", "Model tokens used, by kind (prompt, completion).",
-                              ["kind"], registry=r)
-        self.tool_calls = Counter("raaf_tool_calls_total", "Tool calls, by tool and outcome.", ["tool", "outcome"],
-                                  registry=r)
-        self.tool_duration = Histogram("raaf_tool_duration_seconds", "Tool call durations.", buckets=_LATENCY,
-                                       registry=r)
-        self.cancels = Counter("raaf_run_cancels_total", "Cancel requests for runs this runner owned.", registry=r)
-        self.reaped = Counter("raaf_runs_reaped_total", "Orphaned runs (their runner died) this runner failed.",
-                              registry=r)
+        self.requests = names.RUN_REQUESTS.create(r)
+        self.runs = names.RUNS.create(r)
+        self.failures = names.RUN_FAILURES.create(r)
+        self.active = names.RUNS_ACTIVE.create(r)
+        self.queued = names.RUNS_QUEUED.create(r)
+        self.pool_size = names.RUN_POOL_SIZE.create(r)
+        self.queue_size = names.RUN_QUEUE_SIZE.create(r)
+        self.duration = names.RUN_DURATION.create(r)
+        self.first_token = names.RUN_TTFT.create(r)
+        self.inter_token = names.RUN_INTER_TOKEN.create(r)
+        self.events = names.RUN_EVENTS.create(r)
+        self.tokens = names.RUN_TOKENS.create(r)
+        self.tool_calls = names.TOOL_CALLS.create(r)
+        self.tool_duration = names.TOOL_DURATION.create(r)
+        self.handoffs = names.HANDOFFS.create(r)
+        self.cancels = names.RUN_CANCELS.create(r)
+        self.reaped = names.RUNS_REAPED.create(r)
+        self.retries = names.PROVIDER_RETRIES.create(r)
+        # Known label values start at zero, so dashboards and alerts see the series before the first run.
+        for outcome in ("completed", "failed", "cancelled"):
+            self.runs.labels(outcome=outcome)
+        for code in ErrorCode:
+            self.failures.labels(code=code.value)
+        for kind in ("prompt", "completion"):
+            self.tokens.labels(kind=kind)
+        for outcome in ("ok", "error"):
+            self.tool_calls.labels(outcome=outcome)
+        self.requests.labels(outcome="accepted")
+        # Counted here too, for the seed's stats (AsyncRunnerStats).
+        self.completed = 0
+        self.failed = 0
+        self.cancelled = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -155,8 +155,8 @@ def _describe(exc: Exception) -> str:
 
 
 async def stream_turn(client: openai.AsyncOpenAI, *, model: str, messages: Sequence[ChatCompletionMessageParam],
-                      tools: Sequence[dict[str, Any]], agent: AgentSpec, policy: RetryPolicy
-                      ) -> AsyncIterator[Piece]:
+                      tools: Sequence[dict[str, Any]], agent: AgentSpec, policy: RetryPolicy,
+                      on_retry: Callable[[], None] | None = None) -> AsyncIterator[Piece]:
     """Stream one completion as pieces ending with ``TurnEnd``; closing the generator closes the HTTP stream.
 
     Failures before the first text or tool-call delta are retried per ``policy``; later ones raise
@@ -196,6 +196,8 @@ async def stream_turn(client: openai.AsyncOpenAI, *, model: str, messages: Seque
             if not retry or attempt >= policy.count:
                 raise ProviderFailed(f"{_describe(exc)} (after {attempt + 1} attempt(s))", status=status,
                                      attempts=attempt + 1) from exc
+            if on_retry is not None:
+                on_retry()
             await asyncio.sleep(policy.backoff(attempt, retry_after))
             attempt += 1
 
