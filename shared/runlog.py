@@ -144,6 +144,8 @@ class RunLog:
                     expected = event.seq + 1
                     if is_terminal(event):
                         return
+            elif last is not None and is_terminal(last):
+                return  # the caller has seen everything, the end included
             while True:
                 try:
                     msg: Msg = await sub.next_msg(timeout=idle)
