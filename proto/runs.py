@@ -77,6 +77,7 @@ class RunAccepted(Message, frozen=True, kw_only=True, tag="run_accepted"):
     run_id: str
     instance: str
     queued: bool = False
+    ref: str | None = None  # the client's ``ref`` of its ``agent_stream`` (set by the gateway)
 
 
 class CancelRun(Message, frozen=True, kw_only=True, tag="cancel_run"):
@@ -215,6 +216,11 @@ RunEvent = (
 TerminalRunEvent = RunCompleted | RunFailed | RunCancelled
 TERMINAL_EVENTS: Final = (RunCompleted, RunFailed, RunCancelled)
 
+def event_type(message: Message) -> str:
+    """The ``type`` tag a message is sent with (``run_text_delta`` ...)."""
+    return str(type(message).__struct_config__.tag)
+
+
 RunReply = RunAccepted | Error
 CancelReply = CancelAccepted | Error
 
@@ -227,3 +233,45 @@ cancel_reply_decoder: Final[msgspec.json.Decoder[CancelAccepted | Error]] = msgs
 agents_query_decoder: Final = msgspec.json.Decoder(AgentsQuery)
 agent_list_decoder: Final[msgspec.json.Decoder[AgentList | Error]] = msgspec.json.Decoder(AgentList | Error)
 runner_lease_decoder: Final = msgspec.json.Decoder(RunnerLease)
+
+
+# ---- clients of the gateway (WebSocket messages; ``AgentStream`` is also the body of ``POST /v1/runs``) --------
+
+
+class AgentStream(Message, frozen=True, kw_only=True, tag="agent_stream"):
+    """Start a run and receive its events (the seed's ``agent_stream``); ``run_id`` is chosen if omitted."""
+
+    agent: str
+    input: str
+    run_id: str | None = None
+    history: list[ChatMessage] = []
+    agents: list[AgentSpec] = []
+    timeout: float | None = None
+    retry_count: int | None = None
+    retry_delay: float | None = None
+    max_turns: int | None = None
+    metadata: dict[str, str] = {}
+    stream: bool = False  # POST /v1/runs only: answer with the run's event stream instead of 202
+    ref: str | None = None  # echoed in errors, so a client can match them to what it sent
+
+
+class ResumeRun(Message, frozen=True, kw_only=True, tag="resume"):
+    """Continue receiving a run's events after ``last_seq`` (0: from the start)."""
+
+    run_id: str
+    last_seq: int = 0
+    ref: str | None = None
+
+
+class CancelRunStream(Message, frozen=True, kw_only=True, tag="cancel"):
+    """Cancel a run: its upstream model stream is closed and ``run_cancelled`` ends it."""
+
+    run_id: str
+    reason: str = "cancelled by client"
+    ref: str | None = None
+
+
+RunClientMessage = AgentStream | ResumeRun | CancelRunStream
+agent_stream_decoder: Final = msgspec.json.Decoder(AgentStream)
+run_client_message_decoder: Final[msgspec.json.Decoder[AgentStream | ResumeRun | CancelRunStream]] = (
+    msgspec.json.Decoder(RunClientMessage))
