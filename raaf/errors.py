@@ -47,6 +47,12 @@ class BadRequestError(StreamingError):
     default_code: ClassVar[ErrorCode] = ErrorCode.BAD_REQUEST
 
 
+class ProtocolError(StreamingError):
+    """A message out of place (e.g. a session used before ``start()``)."""
+
+    default_code: ClassVar[ErrorCode] = ErrorCode.PROTOCOL_ERROR
+
+
 class NotFoundError(StreamingError):
     """No such agent or run."""
 
@@ -97,7 +103,8 @@ class MaxTurnsError(StreamingError):
 
 _BY_CODE: Final[dict[ErrorCode, type[StreamingError]]] = {
     cls.default_code: cls
-    for cls in (ConnectionError, TimeoutError, UnavailableError, BadRequestError, NotFoundError, ConflictError,
+    for cls in (ConnectionError, TimeoutError, UnavailableError, BadRequestError, ProtocolError, NotFoundError,
+                ConflictError,
                 TooLargeError, OverloadedError, CancelledError, ProviderError, ToolError, MaxTurnsError)
 }
 

@@ -89,7 +89,7 @@ async def test_a_run_started_over_rest_streams_over_sse_in_order_and_text_equals
     started = await post_run(http, gateway, input="stream it")
     events = await read_events(http, f"{gateway}{started['events_url']}")
     assert [int(e.id) for e in events] == list(range(1, len(events) + 1))
-    assert [e.event for e in events][0] == "run_started" and events[-1].event == "run_completed"
+    assert events[0].event == "run_started" and events[-1].event == "run_completed"
     assert all(e.json()["type"] == e.event for e in events)
     assert text_of(events) == text
     async with http.get(f"{gateway}{started['status_url']}") as resp:
