@@ -197,3 +197,13 @@ class Subjects:
     @property
     def cluster_health(self) -> str:
         return f"{self.prefix}.metrics.health"
+
+    # Agent runs (continued): cancel requests of every run, and the agents query.
+    @property
+    def run_cancel_all(self) -> str:
+        return f"{self.prefix}.runs.cancel.*"
+
+    @property
+    def run_agents(self) -> str:
+        """Request/reply: which agents the runners serve."""
+        return f"{self.prefix}.runs.agents"

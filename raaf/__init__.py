@@ -9,3 +9,30 @@ from raaf.errors import ConnectionError, StreamingError, TimeoutError
 from raaf.stats import health, stats
 
 __all__ += ["ConnectionError", "StreamingError", "TimeoutError", "health", "stats"]
+
+# Agent runs (streamed, async, sessions), tools, and the run errors.
+from raaf.agent import Agent
+from raaf.async_runner import AsyncRunner
+from raaf.chunks import RunChunk, RunResult, ToolCallInfo
+from raaf.errors import (
+    BadRequestError,
+    CancelledError,
+    ConflictError,
+    MaxTurnsError,
+    NotFoundError,
+    OverloadedError,
+    ProtocolError,
+    ProviderError,
+    TooLargeError,
+    ToolError,
+    UnavailableError,
+)
+from raaf.runner import Runner
+from raaf.session import StreamingSession
+from raaf.tools import Tool, function_tool, tool
+
+__all__ += [
+    "Agent", "AsyncRunner", "BadRequestError", "CancelledError", "ConflictError", "MaxTurnsError", "NotFoundError",
+    "OverloadedError", "ProtocolError", "ProviderError", "RunChunk", "RunResult", "Runner", "StreamingSession",
+    "TooLargeError", "Tool", "ToolCallInfo", "ToolError", "UnavailableError", "function_tool", "tool",
+]

@@ -65,6 +65,10 @@ CHANNEL_SUBSCRIPTIONS = GaugeSpec(name="raaf_channel_subscriptions", exporters=G
 CHANNEL_FANOUT = HistogramSpec(name="raaf_channel_fanout_recipients", exporters=GATEWAY, buckets=COUNT_BUCKETS,
                                help="Local clients each channel message was delivered to.")
 SSE_STREAMS = GaugeSpec(name="raaf_sse_streams", help="Open server-sent-event streams.", exporters=GATEWAY)
+RUN_STREAMS = GaugeSpec(name="raaf_run_streams", exporters=GATEWAY, labels=("transport",),
+                        help="Run event streams the gateway is delivering (transport: sse, websocket, openai).")
+RUN_STREAM_EVENTS = CounterSpec(name="raaf_run_stream_events_total", exporters=GATEWAY, labels=("transport",),
+                                help="Run events the gateway delivered to clients.")
 
 # ---- agent-runner: runs, tokens, tools, handoffs --------------------------------------------------------
 RUNS_ACTIVE = GaugeSpec(name="raaf_runs_active", help="Agent runs in progress.", exporters=RUNNER)
@@ -86,6 +90,21 @@ TOOL_CALLS = CounterSpec(name="raaf_tool_calls_total", exporters=RUNNER, labels=
                          help="Tool calls made by agents (outcome: ok, error).")
 HANDOFFS = CounterSpec(name="raaf_handoffs_total", exporters=("agent-runner", "chat"),
                        help="Handoffs from one agent to another.")
+RUN_REQUESTS = CounterSpec(name="raaf_run_requests_total", exporters=RUNNER, labels=("outcome",),
+                           help="Run requests received (outcome: accepted, or the error code they got).")
+RUN_EVENTS = CounterSpec(name="raaf_run_events_total", exporters=RUNNER, help="Run events stored in JetStream.")
+RUN_CANCELS = CounterSpec(name="raaf_run_cancels_total", exporters=RUNNER,
+                          help="Cancel requests for runs this runner owned.")
+RUNS_REAPED = CounterSpec(name="raaf_runs_reaped_total", exporters=RUNNER,
+                          help="Orphaned runs (their runner died) this runner ended with a failure.")
+RUN_POOL_SIZE = GaugeSpec(name="raaf_run_pool_size", exporters=RUNNER,
+                          help="Runs that may execute at once (ASYNC_POOL_SIZE).")
+RUN_QUEUE_SIZE = GaugeSpec(name="raaf_run_queue_size", exporters=RUNNER,
+                           help="Accepted runs that may wait for a slot (ASYNC_QUEUE_SIZE).")
+TOOL_DURATION = HistogramSpec(name="raaf_tool_duration_seconds", exporters=RUNNER, buckets=LATENCY_BUCKETS,
+                              help="Time tool calls took.")
+PROVIDER_RETRIES = CounterSpec(name="raaf_provider_retries_total", exporters=RUNNER,
+                               help="Model requests retried after failing before their first token.")
 
 # ---- scheduler: durable jobs ---------------------------------------------------------------------------
 JOBS_ENQUEUED = CounterSpec(name="raaf_jobs_enqueued_total", exporters=SCHEDULER, labels=("priority",),
