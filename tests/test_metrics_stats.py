@@ -326,3 +326,19 @@ async def test_stats_of_an_empty_deployment_come_back_at_once(nats_server: NatsS
     # $SRV.PING waits its window (other deployments may answer); the stats request itself ends on
     # NATS's no-responders status instead of waiting out its 5 s.
     assert time.monotonic() - started < 5.5
+
+
+async def test_stats_add_up_two_real_agent_runners(
+    nats_server: NatsServer, redis_server: ValkeyServer, start_app: StartApp
+) -> None:
+    from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
+
+    env = service_env(nats_server.url, redis_server.url, RAAF_PREFIX=unique_prefix())
+    for instance, pool in (("runner-a", "3"), ("runner-b", "4")):
+        await start_app(AgentRunnerApp(AgentRunnerSettings.from_env(
+            {**env, "INSTANCE_ID": instance, "ASYNC_POOL_SIZE": pool, "ASYNC_QUEUE_SIZE": "10"})))
+    metrics = await start_app(metrics_app(env))
+    status, body = await get_json(f"{metrics.http_url}/stats")
+    runner = msgspec.convert(body, ClusterStats).async_runner
+    assert status == 200 and body["services"]["agent-runner"] == 2
+    assert (runner.running, runner.pool_size, runner.queue_size, runner.active_runs) == (True, 7, 20, 0)
