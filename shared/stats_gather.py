@@ -35,6 +35,8 @@ class KnownInstance:
 
 
 class _Ping(msgspec.Struct):
+    """The part of NATS micro's own ``io.nats.micro.v1.ping_response`` that discovery reads (not our wire)."""
+
     name: str
     id: str
     version: str = ""
