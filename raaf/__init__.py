@@ -1,5 +1,8 @@
 """RAAF Streaming: the public Python API (import everything from here)."""
 
+from raaf.agent import Agent
+from raaf.async_runner import AsyncRunner
+from raaf.chunks import RunChunk, RunResult, ToolCallInfo
 from raaf.config import Config, configuration, configure
 from raaf.errors import (
     AuthenticationError,
@@ -24,9 +27,15 @@ from raaf.errors import (
     ToolError,
     UnavailableError,
 )
+from raaf.runner import Runner
+from raaf.session import StreamingSession
+from raaf.stats import health, stats
+from raaf.tools import Tool, function_tool, tool
 from shared.app import VERSION as __version__
 
 __all__ = [
+    "Agent",
+    "AsyncRunner",
     "AuthenticationError",
     "BadRequestError",
     "CancelledError",
@@ -44,12 +53,22 @@ __all__ = [
     "ProtocolError",
     "ProviderError",
     "RateLimitError",
+    "RunChunk",
+    "RunResult",
+    "Runner",
     "StreamingError",
+    "StreamingSession",
     "TimeoutError",
     "TooLargeError",
+    "Tool",
+    "ToolCallInfo",
     "ToolError",
     "UnavailableError",
     "__version__",
     "configuration",
     "configure",
+    "function_tool",
+    "health",
+    "stats",
+    "tool",
 ]

@@ -1,127 +1,169 @@
-"""Typed errors of the public API, one class per wire error code, so errors from other services keep their type."""
+"""Typed errors of the public API (the seed's names), one class per wire ``ErrorCode``, so an error raised in
+another service arrives as the same exception type."""
 
 from __future__ import annotations
 
 import builtins
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from proto.errors import Error, ErrorCode
 
 
 class StreamingError(Exception):
-    """Base of every error the platform raises; ``code`` is the wire code it travels as."""
+    """Base of every error the ``raaf`` API raises; ``code`` is the wire code it travels as."""
 
-    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
+    default_code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
 
-    def __init__(self, message: str = "", *, ref: str | None = None) -> None:
-        super().__init__(message or self.code.value)
+    def __init__(self, message: str = "", *, code: ErrorCode | None = None, ref: str | None = None) -> None:
+        self.code = code or self.default_code
         self.message = message or self.code.value
-        self.ref = ref
+        super().__init__(self.message)
+        self.ref = ref  # the client message, run or request the error is about, when there is one
 
     def to_wire(self) -> Error:
         return Error(code=self.code, message=self.message, ref=self.ref)
 
 
+class ConnectionError(StreamingError, builtins.ConnectionError):  # the seed's name, shadowing the builtin on purpose
+    """NATS (or another server the call needs) could not be reached."""
+
+    default_code = ErrorCode.CONNECTION_ERROR
+
+
+class TimeoutError(StreamingError, builtins.TimeoutError):  # the seed's name, shadowing the builtin on purpose
+    """An answer did not come in time."""
+
+    default_code = ErrorCode.TIMEOUT
+
+
+class UnavailableError(ConnectionError):
+    """No service could take the request (none running, draining), or the runner owning a run went away."""
+
+    default_code = ErrorCode.UNAVAILABLE
+
+
 class BadRequestError(StreamingError):
-    code = ErrorCode.BAD_REQUEST
+    """The request is malformed or inconsistent (bad JSON, wrong field types, unknown message type ...)."""
+
+    default_code = ErrorCode.BAD_REQUEST
 
 
 class ProtocolError(StreamingError):
-    code = ErrorCode.PROTOCOL_ERROR
+    """A message out of place in the protocol (e.g. a session used before ``start()``)."""
+
+    default_code = ErrorCode.PROTOCOL_ERROR
 
 
 class InvalidNameError(StreamingError):
-    code = ErrorCode.INVALID_NAME
+    """A channel, room or event name that cannot be a subject."""
+
+    default_code = ErrorCode.INVALID_NAME
 
 
 class AuthenticationError(StreamingError):
-    code = ErrorCode.UNAUTHORIZED
+    """No credentials, or bad ones."""
+
+    default_code = ErrorCode.UNAUTHORIZED
 
 
 class ForbiddenError(StreamingError):
-    code = ErrorCode.FORBIDDEN
+    """The credentials are fine but do not allow this channel, run, room or job."""
+
+    default_code = ErrorCode.FORBIDDEN
 
 
 class NotFoundError(StreamingError):
-    code = ErrorCode.NOT_FOUND
+    """No such agent, run, room or job."""
+
+    default_code = ErrorCode.NOT_FOUND
 
 
 class ConflictError(StreamingError):
-    code = ErrorCode.CONFLICT
+    """The id is taken, or the thing already exists."""
+
+    default_code = ErrorCode.CONFLICT
 
 
 class TooLargeError(StreamingError):
-    code = ErrorCode.TOO_LARGE
+    """A message, input or frame over its configured limit."""
+
+    default_code = ErrorCode.TOO_LARGE
 
 
 class RateLimitError(StreamingError):
-    code = ErrorCode.RATE_LIMITED
+    """Too many messages in the window; slow down."""
+
+    default_code = ErrorCode.RATE_LIMITED
 
 
 class LimitExceededError(StreamingError):
-    code = ErrorCode.LIMIT_EXCEEDED
+    """A count limit was reached: connections, subscriptions, listeners, participants, rooms."""
+
+    default_code = ErrorCode.LIMIT_EXCEEDED
 
 
 class OverloadedError(StreamingError):
-    code = ErrorCode.OVERLOADED
+    """Every pool slot and queue place is taken: try again later."""
 
-
-class TimeoutError(StreamingError, builtins.TimeoutError):  # the seed's name; also a builtin subclass
-    code = ErrorCode.TIMEOUT
+    default_code = ErrorCode.OVERLOADED
 
 
 class CancelledError(StreamingError):
-    code = ErrorCode.CANCELLED
+    """The run was cancelled."""
+
+    default_code = ErrorCode.CANCELLED
 
 
 class ProviderError(StreamingError):
-    code = ErrorCode.PROVIDER_ERROR
+    """The model endpoint failed (after the retries allowed before the first token)."""
+
+    default_code = ErrorCode.PROVIDER_ERROR
 
 
 class ToolError(StreamingError):
-    code = ErrorCode.TOOL_ERROR
+    """A tool could not run (bad arguments, or it raised)."""
+
+    default_code = ErrorCode.TOOL_ERROR
 
 
 class MaxTurnsError(StreamingError):
-    code = ErrorCode.MAX_TURNS
+    """The agents did not reach a final answer within the allowed turns."""
 
-
-class ConnectionError(StreamingError, builtins.ConnectionError):  # the seed's name; also a builtin subclass
-    code = ErrorCode.CONNECTION_ERROR
-
-
-class UnavailableError(StreamingError):
-    code = ErrorCode.UNAVAILABLE
+    default_code = ErrorCode.MAX_TURNS
 
 
 class InternalError(StreamingError):
-    code = ErrorCode.INTERNAL
+    """A bug or an unexpected failure inside a service."""
+
+    default_code = ErrorCode.INTERNAL
 
 
-class ConfigurationError(StreamingError):
-    """An unknown configuration key or a value that cannot be used (raised locally, never on the wire)."""
-
-    code = ErrorCode.BAD_REQUEST
+class ConfigurationError(BadRequestError):
+    """An unknown configuration key or a value that cannot be used (raised locally)."""
 
 
-ERROR_CLASSES: dict[ErrorCode, type[StreamingError]] = {
-    cls.code: cls
+ERROR_CLASSES: Final[dict[ErrorCode, type[StreamingError]]] = {
+    cls.default_code: cls
     for cls in (
-        BadRequestError, ProtocolError, InvalidNameError, AuthenticationError, ForbiddenError, NotFoundError,
-        ConflictError, TooLargeError, RateLimitError, LimitExceededError, OverloadedError, TimeoutError,
-        CancelledError, ProviderError, ToolError, MaxTurnsError, ConnectionError, UnavailableError, InternalError,
+        ConnectionError, TimeoutError, UnavailableError, BadRequestError, ProtocolError, InvalidNameError,
+        AuthenticationError, ForbiddenError, NotFoundError, ConflictError, TooLargeError, RateLimitError,
+        LimitExceededError, OverloadedError, CancelledError, ProviderError, ToolError, MaxTurnsError, InternalError,
     )
 }
 
 
-def from_wire(error: Error) -> StreamingError:
-    """The exception for a wire error, of the class its code names."""
-    return ERROR_CLASSES.get(error.code, InternalError)(error.message, ref=error.ref)
-
-
 def error_for(code: ErrorCode | str, message: str, *, ref: str | None = None) -> StreamingError:
+    """The exception for a wire error code (an unknown code from a newer peer becomes ``InternalError``)."""
     try:
-        code = ErrorCode(code)
+        known = ErrorCode(code)
     except ValueError:
         return InternalError(f"{code}: {message}", ref=ref)
-    return ERROR_CLASSES[code](message, ref=ref)
+    return ERROR_CLASSES[known](message, code=known, ref=ref)
+
+
+def error_from_wire(error: Error) -> StreamingError:
+    """The exception for a typed error received on the wire."""
+    return error_for(error.code, error.message, ref=error.ref)
+
+
+from_wire = error_from_wire
