@@ -3,6 +3,7 @@
 from raaf.agent import Agent
 from raaf.async_runner import AsyncRunner
 from raaf.chunks import RunChunk, RunResult, ToolCallInfo
+from raaf.client import WebSocketClient
 from raaf.config import Config, configuration, configure
 from raaf.errors import (
     AuthenticationError,
@@ -10,6 +11,7 @@ from raaf.errors import (
     CancelledError,
     ConfigurationError,
     ConflictError,
+    ConnectionClosedError,
     ConnectionError,
     ForbiddenError,
     InternalError,
@@ -18,16 +20,20 @@ from raaf.errors import (
     MaxTurnsError,
     NotFoundError,
     OverloadedError,
+    PermissionDeniedError,
     ProtocolError,
     ProviderError,
+    RateLimitedError,
     RateLimitError,
     StreamingError,
     TimeoutError,
     TooLargeError,
     ToolError,
     UnavailableError,
+    error_from_wire,
 )
 from raaf.runner import Runner
+from raaf.server import WebSocketServer
 from raaf.session import StreamingSession
 from raaf.stats import health, stats
 from raaf.tools import Tool, function_tool, tool
@@ -42,6 +48,7 @@ __all__ = [
     "Config",
     "ConfigurationError",
     "ConflictError",
+    "ConnectionClosedError",
     "ConnectionError",
     "ForbiddenError",
     "InternalError",
@@ -50,9 +57,11 @@ __all__ = [
     "MaxTurnsError",
     "NotFoundError",
     "OverloadedError",
+    "PermissionDeniedError",
     "ProtocolError",
     "ProviderError",
     "RateLimitError",
+    "RateLimitedError",
     "RunChunk",
     "RunResult",
     "Runner",
@@ -64,9 +73,12 @@ __all__ = [
     "ToolCallInfo",
     "ToolError",
     "UnavailableError",
+    "WebSocketClient",
+    "WebSocketServer",
     "__version__",
     "configuration",
     "configure",
+    "error_from_wire",
     "function_tool",
     "health",
     "stats",
