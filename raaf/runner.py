@@ -45,12 +45,7 @@ class RunsConnection:
         async with self._lock:
             if self._client is None:
                 if self._nc is None:
-                    try:
-                        self._nc = await nats.connect(servers=[u.strip() for u in self.nats_url.split(",")],
-                                                      connect_timeout=2, max_reconnect_attempts=-1)
-                    except (OSError, builtins.TimeoutError, nats.errors.Error) as exc:
-                        raise ConnectionError(f"cannot reach NATS at {self.nats_url}: {exc or type(exc).__name__}"
-                                              ) from exc
+                    self._nc = await connect(self.nats_url)
                 self._client = RunClient(self._nc, self._nc.jetstream(), self.subjects,
                                          request_timeout=self.request_timeout, idle_check=self.idle_check)
         return self._client
@@ -59,6 +54,22 @@ class RunsConnection:
         if self._owned and self._nc is not None and not self._nc.is_closed:
             await self._nc.close()
         self._nc, self._client = (None, None) if self._owned else (self._nc, None)
+
+
+async def connect(url: str) -> NATS:
+    """Connect once (``ConnectionError`` at once if NATS is not there), then reconnect forever if it goes away."""
+    async def quiet(exc: Exception) -> None:
+        return None
+
+    try:
+        nc = await nats.connect(servers=[u.strip() for u in url.split(",")], connect_timeout=2,
+                                max_reconnect_attempts=1, reconnect_time_wait=0.1, error_cb=quiet)
+    except (OSError, builtins.TimeoutError, nats.errors.Error) as exc:
+        raise ConnectionError(f"cannot reach NATS at {url}: {exc or type(exc).__name__}") from exc
+    # nats-py reads these on every reconnect: the first connection failed fast, later ones keep trying.
+    nc.options["max_reconnect_attempts"] = -1
+    nc.options["reconnect_time_wait"] = 1.0
+    return nc
 
 
 def run_request(agent: Agent | str, input: str, *, history: Sequence[ChatMessage] = (), run_id: str | None = None,
