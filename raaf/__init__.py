@@ -16,12 +16,11 @@ from raaf.async_runner import AsyncRunner
 from raaf.chunks import RunChunk, RunResult, ToolCallInfo
 from raaf.errors import (
     BadRequestError,
-    CancelledError,
     ConflictError,
-    MaxTurnsError,
+    MaxTurnsExceededError,
     NotFoundError,
+    OperationCancelledError,
     OverloadedError,
-    ProtocolError,
     ProviderError,
     TooLargeError,
     ToolError,
@@ -32,7 +31,31 @@ from raaf.session import StreamingSession
 from raaf.tools import Tool, function_tool, tool
 
 __all__ += [
-    "Agent", "AsyncRunner", "BadRequestError", "CancelledError", "ConflictError", "MaxTurnsError", "NotFoundError",
-    "OverloadedError", "ProtocolError", "ProviderError", "RunChunk", "RunResult", "Runner", "StreamingSession",
-    "TooLargeError", "Tool", "ToolCallInfo", "ToolError", "UnavailableError", "function_tool", "tool",
+    "Agent", "AsyncRunner", "BadRequestError", "ConflictError", "MaxTurnsExceededError", "NotFoundError",
+    "OperationCancelledError", "OverloadedError", "ProviderError", "RunChunk", "RunResult", "Runner",
+    "StreamingSession", "TooLargeError", "Tool", "ToolCallInfo", "ToolError", "UnavailableError", "function_tool",
+    "tool",
+]
+
+# The gateway's client and embeddable server, and the API's typed errors.
+from raaf.client import WebSocketClient
+from raaf.errors import (
+    AuthenticationError,
+    ConnectionClosedError,
+    PermissionDeniedError,
+    ProtocolError,
+    RateLimitedError,
+    error_from_wire,
+)
+from raaf.server import WebSocketServer
+
+__all__ += [
+    "AuthenticationError",
+    "ConnectionClosedError",
+    "PermissionDeniedError",
+    "ProtocolError",
+    "RateLimitedError",
+    "WebSocketClient",
+    "WebSocketServer",
+    "error_from_wire",
 ]

@@ -15,7 +15,14 @@ from proto.errors import Error, ErrorCode
 from proto.runs import TERMINAL_EVENTS, ChatMessage, RunRequest
 from raaf.agent import Agent
 from raaf.chunks import RunChunk, RunResult
-from raaf.errors import OverloadedError, StreamingError, TimeoutError, error_from_wire
+from raaf.errors import (
+    NotFoundError,
+    OperationCancelledError,
+    OverloadedError,
+    StreamingError,
+    TimeoutError,
+    error_from_wire,
+)
 from raaf.runner import RunsConnection, raise_for_end, run_request
 from raaf.session import StreamingSession
 
@@ -82,11 +89,11 @@ class AsyncRunner:
         for task_id in task_ids:
             task = tasks.get(task_id)
             if task is None:
-                results[task_id] = StreamingError(f"no task {task_id}", code=ErrorCode.NOT_FOUND)
+                results[task_id] = NotFoundError(f"no task {task_id}")
             elif not task.done():
                 results[task_id] = TimeoutError(f"task {task_id} still running after {timeout}s")
             elif task.cancelled():
-                results[task_id] = StreamingError(f"task {task_id} was cancelled", code=ErrorCode.CANCELLED)
+                results[task_id] = OperationCancelledError(f"task {task_id} was cancelled")
             else:
                 error = task.exception()
                 if error is None:

@@ -60,7 +60,7 @@ async def test_run_with_stream_true_yields_chunks_with_content_and_tool_calls(mo
             text += chunk["content"]
     assert text == "Warm in Lima."
     assert [(c.name, c.arguments) for c in calls if c.output is None] == [("get_weather", '{"city":"Lima"}')]
-    assert [c.output for c in calls if c.output is not None][0].startswith('{"city":"Lima"')
+    assert next(c.output for c in calls if c.output is not None).startswith('{"city":"Lima"')
 
 
 async def test_run_returns_a_result_that_reads_like_the_seeds(mock: OpenAIMock, runner: Runner) -> None:
@@ -81,7 +81,8 @@ async def test_agents_declared_in_python_run_and_hand_off(mock: OpenAIMock, runn
         result = await python_agents.run("I want my money back")
     assert result.agent == "refunds" and result.output == "Refund issued."
     assert mock.requests[0]["messages"][0]["content"] == "Route the customer."
-    assert mock.requests[1]["messages"][0]["content"] == "You process refunds." and mock.requests[1]["model"] == "gpt-4o"
+    assert mock.requests[1]["messages"][0]["content"] == "You process refunds."
+    assert mock.requests[1]["model"] == "gpt-4o"
 
 
 async def test_failures_raise_typed_errors(mock: OpenAIMock, runner: Runner, nats_server: NatsServer, prefix: str

@@ -30,6 +30,7 @@ from proto.openai_compat import (
     openai_encoder,
 )
 from proto.runs import ChatMessage, RunCancelled, RunCompleted, RunFailed, RunRequest, TextDelta
+from services.gateway.errors import GatewayError
 from services.gateway.runs_http import HTTP_STATUS, RunRoutes
 from shared.runclient import RunClient
 
@@ -48,7 +49,7 @@ def _error_frame(error: Error) -> bytes:
     return b"data: " + openai_encoder.encode(ErrorBody(error=detail)) + b"\n\n"
 
 
-def to_run(body: CompletionRequest) -> RunRequest | Error:
+def to_run(body: CompletionRequest, *, owner: str | None) -> RunRequest | Error:
     """The conversation as a run: the last user message is the input, everything before it the history."""
     if not body.messages or body.messages[-1].role != "user":
         return Error(code=ErrorCode.BAD_REQUEST, message="messages must end with a user message")
@@ -61,7 +62,7 @@ def to_run(body: CompletionRequest) -> RunRequest | Error:
         history.append(ChatMessage(role=role, content=message.text))  # type: ignore[arg-type]
     metadata = {"user": body.user} if body.user else {}
     return RunRequest(run_id=uuid.uuid4().hex, agent=body.model, input=body.messages[-1].text, history=history,
-                      metadata=metadata)
+                      metadata=metadata, owner=owner)
 
 
 class ChatCompletionRoutes:
@@ -78,6 +79,10 @@ class ChatCompletionRoutes:
         return [web.post("/v1/chat/completions", self.create), web.get("/v1/models", self.models)]
 
     async def create(self, request: web.Request) -> web.StreamResponse:
+        try:
+            identity = self.runs.authenticator.require(request)
+        except GatewayError as exc:
+            return openai_error(Error(code=exc.code, message=exc.message))
         raw = await self.runs.read_body(request)
         if isinstance(raw, Error):
             return openai_error(raw)
@@ -85,7 +90,9 @@ class ChatCompletionRoutes:
             body = completion_request_decoder.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return openai_error(Error(code=ErrorCode.BAD_REQUEST, message=f"malformed request: {exc}"))
-        run = to_run(body)
+        if not identity.may("run", body.model):
+            return openai_error(Error(code=ErrorCode.FORBIDDEN, message=f"not allowed to run {body.model!r}"))
+        run = to_run(body, owner=identity.subject)
         if isinstance(run, Error):
             return openai_error(run)
         reply = await self.client.start(run)
@@ -165,6 +172,10 @@ class ChatCompletionRoutes:
         return response
 
     async def models(self, request: web.Request) -> web.Response:
+        try:
+            self.runs.authenticator.require(request)
+        except GatewayError as exc:
+            return openai_error(Error(code=exc.code, message=exc.message))
         reply = await self.client.agents()
         if isinstance(reply, Error):
             return openai_error(reply)
