@@ -36,7 +36,7 @@ class RunsExtension:
 
     def __init__(self, gateway: GatewayApp, settings: RunRouteSettings | None = None) -> None:
         self.gateway = gateway
-        self.settings = settings or RunRouteSettings.from_env()
+        self.settings = settings or gateway.gateway_settings.runs
         self.http = RunRoutes(self.settings, gateway.metrics.registry, gateway.authenticator)
         self.openai = ChatCompletionRoutes(self.http)
         self.access = self.http.access
