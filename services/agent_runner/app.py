@@ -63,6 +63,7 @@ class AgentRunnerApp(App):
         self.run_metrics.queued.set_function(lambda: float(self.pool.queued))
         self.jobs: dict[str, RunJob] = {}
         self.draining = False
+        self._stopping = asyncio.Event()
         self.demo: DemoModel | None = DemoModel(settings.demo_token_delay) if settings.demo else None
         self.default_model = DEMO_MODEL if settings.demo else settings.default_model
         self._runlog: RunLog | None = None
@@ -119,6 +120,7 @@ class AgentRunnerApp(App):
     async def on_stop(self) -> None:
         """Stop taking runs, let running and queued ones finish, fail what cannot finish in time."""
         self.draining = True
+        self._stopping.set()
         if self._request_sub is not None:
             with contextlib.suppress(Exception):
                 await self._request_sub.unsubscribe()
@@ -290,8 +292,7 @@ class AgentRunnerApp(App):
         await self.registry.renew(self.instance, runs_encoder.encode(lease))
 
     async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(self.runner_settings.lease_ttl / 3)
+        while not await self._stopping_within(self.runner_settings.lease_ttl / 3):
             try:
                 await self._renew_lease()
             except Exception as exc:
@@ -303,7 +304,15 @@ class AgentRunnerApp(App):
                 await self.sweep()
             except Exception as exc:
                 self.log.warning("orphan sweep failed: %s", exc)
-            await asyncio.sleep(self.runner_settings.lease_ttl / 2)
+            if await self._stopping_within(self.runner_settings.lease_ttl / 2):
+                return
+
+    async def _stopping_within(self, seconds: float) -> bool:
+        """Wait ``seconds``; True as soon as the runner stops. The loops end on this flag, not only on
+        cancellation, which Python 3.11's ``wait_for`` (inside nats-py) can swallow."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        return self._stopping.is_set()
 
     async def sweep(self) -> int:
         """Fail every open run whose runner holds no lease (it was killed); return how many were failed."""
