@@ -55,7 +55,6 @@ def _print_stats(args: argparse.Namespace) -> int:
     from raaf.stats import health, stats
     from raaf.stats_report import render_health, render_stats
 
-    logging.getLogger("nats").setLevel(logging.CRITICAL)  # a refused connection is reported once, below
     try:
         if args.health:
             cluster_health = asyncio.run(health(nats_url=args.nats_url, prefix=args.prefix, timeout=args.timeout))
