@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Final
 
 import msgspec
@@ -108,7 +108,7 @@ class RunLog:
         return msg.data or None
 
     async def stored(self, run_id: str, after_seq: int = 0, *, timeout: float = 5.0
-                     ) -> AsyncIterator[tuple[RunEvent, bytes]]:
+                     ) -> AsyncGenerator[tuple[RunEvent, bytes], None]:
         """The run's stored events with ``seq > after_seq``, in order, up to the newest one stored now."""
         subject = self.subjects.run_events(run_id)
         try:
@@ -134,7 +134,7 @@ class RunLog:
 
     async def follow(
         self, run_id: str, after_seq: int = 0, *, idle: float = 2.0, on_idle: IdleCheck | None = None
-    ) -> AsyncIterator[tuple[RunEvent, bytes]]:
+    ) -> AsyncGenerator[tuple[RunEvent, bytes], None]:
         """Every event with ``seq > after_seq`` exactly once and in order, until the run's terminal event.
 
         Live events come over a core subscription (no consumer on the hot path); whatever it misses (before
@@ -148,22 +148,24 @@ class RunLog:
             await self.nc.flush()  # the server now routes new events to us: the store has every older one
             last = await self.last(run_id)
             if last is not None and last.seq >= expected:
-                async for event, raw in self.stored(run_id, expected - 1):
-                    yield event, raw
-                    expected = event.seq + 1
-                    if is_terminal(event):
-                        return
+                async with contextlib.aclosing(self.stored(run_id, expected - 1)) as stored:
+                    async for event, raw in stored:
+                        yield event, raw
+                        expected = event.seq + 1
+                        if is_terminal(event):
+                            return
             elif last is not None and is_terminal(last):
                 return  # the caller has seen everything, the end included
             while True:
                 try:
                     msg: Msg = await sub.next_msg(timeout=idle)
                 except nats.errors.TimeoutError:
-                    async for event, raw in self._catch_up(run_id, expected):
-                        yield event, raw
-                        expected = event.seq + 1
-                        if is_terminal(event):
-                            return
+                    async with contextlib.aclosing(self._catch_up(run_id, expected)) as missed_events:
+                        async for event, raw in missed_events:
+                            yield event, raw
+                            expected = event.seq + 1
+                            if is_terminal(event):
+                                return
                     if on_idle is not None:
                         await on_idle(run_id)
                     continue
@@ -176,11 +178,12 @@ class RunLog:
                     continue  # already delivered (from the store, or a duplicate write)
                 if event.seq > expected:
                     # A gap: events are stored in seq order before the next one is published.
-                    async for missed, raw in self.stored(run_id, expected - 1):
-                        if missed.seq >= event.seq:
-                            break
-                        yield missed, raw
-                        expected = missed.seq + 1
+                    async with contextlib.aclosing(self.stored(run_id, expected - 1)) as stored:
+                        async for missed, raw in stored:
+                            if missed.seq >= event.seq:
+                                break
+                            yield missed, raw
+                            expected = missed.seq + 1
                     if event.seq != expected:
                         continue  # not stored yet: the next quiet check reads it in order
                 yield event, msg.data
@@ -191,9 +194,10 @@ class RunLog:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
-    async def _catch_up(self, run_id: str, expected: int) -> AsyncIterator[tuple[RunEvent, bytes]]:
+    async def _catch_up(self, run_id: str, expected: int) -> AsyncGenerator[tuple[RunEvent, bytes], None]:
         last = await self.last(run_id)
         if last is not None and last.seq >= expected:
-            async for event, raw in self.stored(run_id, expected - 1):
-                yield event, raw
+            async with contextlib.aclosing(self.stored(run_id, expected - 1)) as stored:
+                async for event, raw in stored:
+                    yield event, raw
 

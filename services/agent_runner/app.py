@@ -114,6 +114,7 @@ class AgentRunnerApp(App):
                                                     cb=self._on_request, pending_msgs_limit=-1)
         await self.nc.subscribe(self.subjects.run_cancel_all, cb=self._on_cancel)
         await self.nc.subscribe(self.subjects.run_agents, queue=QUEUE_GROUP, cb=self._on_agents_query)
+        await self.nc.flush()  # the server routes requests to us before start() returns
         self.spawn(self._heartbeat(), name="lease")
         self.spawn(self._reaper(), name="reaper")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -69,6 +70,7 @@ class RunJob:
     cancel_reason: str | None = None  # set by a cancel request before the task is cancelled
     shutdown_reason: str | None = None  # set when the runner stops before the run could finish
     task: asyncio.Task[Any] | None = None
+    last_text: float | None = None  # when the last text delta was stored (inter-token metric)
 
     @property
     def run_id(self) -> str:
@@ -147,29 +149,8 @@ class RunEngine:
                     messages.append({"role": "assistant", "content": earlier.content})
         messages.append({"role": "user", "content": request.input})
         usage = Usage()
-        last_text: float | None = None
         for turn in range(1, job.max_turns + 1):
-            client = self.providers.client(agent)
-            end: TurnEnd | None = None
-            async for piece in stream_turn(client, model=self.model_of(agent), messages=messages,
-                                           tools=self._tool_schemas(agent, job.agents), agent=agent,
-                                           policy=job.policy, on_retry=self.metrics.retries.inc):
-                match piece:
-                    case TextPiece(text=text):
-                        await writer.emit(TextDelta, agent=agent.name, delta=text)
-                        now = time.monotonic()
-                        if last_text is None:
-                            self.metrics.first_token.observe(now - job.accepted_at)
-                        else:
-                            self.metrics.inter_token.observe(now - last_text)
-                        last_text = now
-                    case CallStart(call_id=call_id, name=name):
-                        await writer.emit(ToolCallStarted, agent=agent.name, call_id=call_id, name=name)
-                    case CallArguments(call_id=call_id, delta=delta):
-                        await writer.emit(ToolCallDelta, call_id=call_id, delta=delta)
-                    case TurnEnd():
-                        end = piece
-            assert end is not None
+            end = await self._turn(job, agent, messages)
             if end.usage is not None:
                 usage = Usage(prompt_tokens=usage.prompt_tokens + end.usage.prompt_tokens,
                               completion_tokens=usage.completion_tokens + end.usage.completion_tokens,
@@ -193,6 +174,33 @@ class RunEngine:
                     messages.insert(0, {"role": "system", "content": agent.instructions})
                 await writer.emit(AgentChanged, agent=agent.name, previous=previous.name, model=self.model_of(agent))
         raise MaxTurnsExceeded(job.max_turns)
+
+    async def _turn(self, job: RunJob, agent: AgentSpec, messages: list[ChatCompletionMessageParam]) -> TurnEnd:
+        """Stream one model turn into events; return how it ended (its text, tool calls, usage)."""
+        writer = job.writer
+        pieces = stream_turn(self.providers.client(agent), model=self.model_of(agent), messages=messages,
+                             tools=self._tool_schemas(agent, job.agents), agent=agent, policy=job.policy,
+                             on_retry=self.metrics.retries.inc)
+        # aclosing: a cancel that lands while an event is being stored (outside the generator) must still close
+        # the model's HTTP stream at once, not whenever the generator is garbage-collected.
+        async with contextlib.aclosing(pieces):
+            async for piece in pieces:
+                match piece:
+                    case TextPiece(text=text):
+                        await writer.emit(TextDelta, agent=agent.name, delta=text)
+                        now = time.monotonic()
+                        if job.last_text is None:
+                            self.metrics.first_token.observe(now - job.accepted_at)
+                        else:
+                            self.metrics.inter_token.observe(now - job.last_text)
+                        job.last_text = now
+                    case CallStart(call_id=call_id, name=name):
+                        await writer.emit(ToolCallStarted, agent=agent.name, call_id=call_id, name=name)
+                    case CallArguments(call_id=call_id, delta=delta):
+                        await writer.emit(ToolCallDelta, call_id=call_id, delta=delta)
+                    case TurnEnd():
+                        return piece
+        raise RuntimeError("the model stream ended without its end")  # stream_turn always ends with TurnEnd
 
     async def _run_calls(self, job: RunJob, agent: AgentSpec, calls: list[PendingCall],
                          messages: list[ChatCompletionMessageParam]) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -156,7 +156,7 @@ def _describe(exc: Exception) -> str:
 
 async def stream_turn(client: openai.AsyncOpenAI, *, model: str, messages: Sequence[ChatCompletionMessageParam],
                       tools: Sequence[dict[str, Any]], agent: AgentSpec, policy: RetryPolicy,
-                      on_retry: Callable[[], None] | None = None) -> AsyncIterator[Piece]:
+                      on_retry: Callable[[], None] | None = None) -> AsyncGenerator[Piece, None]:
     """Stream one completion as pieces ending with ``TurnEnd``; closing the generator closes the HTTP stream.
 
     Failures before the first text or tool-call delta are retried per ``policy``; later ones raise
