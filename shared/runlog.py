@@ -10,6 +10,7 @@ from typing import Final
 
 import msgspec
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -19,10 +20,13 @@ from nats.js.errors import NotFoundError
 from proto.errors import ErrorCode
 from proto.runs import TERMINAL_EVENTS, RunEvent, RunFailed, run_event_decoder, runs_encoder
 from proto.subjects import Subjects
+from shared.errors import RunIdTaken
 
 log = logging.getLogger("raaf.runlog")
 
 MSG_ID: Final = "Nats-Msg-Id"
+EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
+WRONG_LAST_SEQUENCE: Final = 10071  # JetStream's error code when that expectation fails
 # Pending live events a follower may buffer before NATS drops them (the store then fills the gap).
 _LIVE_PENDING: Final = 65_536
 
@@ -67,10 +71,22 @@ class RunLog:
 
     # ---- writing ---------------------------------------------------------------------------------------
 
-    async def publish(self, run_id: str, seq: int, payload: bytes, *, timeout: float = 5.0) -> bool:
-        """Store one encoded event; False if ``run:seq`` was already taken by another writer."""
-        ack = await self.js.publish(self.subjects.run_events(run_id), payload, timeout=timeout,
-                                    headers={MSG_ID: f"{run_id}:{seq}"})
+    async def publish(self, run_id: str, seq: int, payload: bytes, *, timeout: float = 5.0, first: bool = False
+                      ) -> bool:
+        """Store one encoded event; False if ``run:seq`` was already taken by another writer.
+
+        ``first``: store only if the run's subject is empty, atomically (``RunIdTaken`` otherwise), so a run id
+        is never used twice even long after the duplicate window.
+        """
+        headers = {MSG_ID: f"{run_id}:{seq}"}
+        if first:
+            headers[EXPECTED_LAST_SUBJECT_SEQ] = "0"
+        try:
+            ack = await self.js.publish(self.subjects.run_events(run_id), payload, timeout=timeout, headers=headers)
+        except nats.js.errors.APIError as exc:
+            if first and exc.err_code == WRONG_LAST_SEQUENCE:
+                raise RunIdTaken(run_id) from None
+            raise
         return not ack.duplicate
 
     async def fail(self, run_id: str, code: ErrorCode, message: str) -> RunFailed | None:

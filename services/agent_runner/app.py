@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable
 from typing import Any, ClassVar
 
 import msgspec
@@ -125,15 +126,16 @@ class AgentRunnerApp(App):
         if self._request_sub is not None:
             with contextlib.suppress(Exception):
                 await self._request_sub.unsubscribe()
-        tasks = [job.task for job in self.jobs.values() if job.task is not None]
+        tasks = [job.lifecycle for job in self.jobs.values() if job.lifecycle is not None]
         budget = max(0.5, self.runtime.shutdown_timeout - 3.0)
         if tasks:
             self.log.info("draining %d runs", len(tasks), extra={"budget_seconds": budget})
             _, pending = await asyncio.wait(tasks, timeout=budget)
             for job in list(self.jobs.values()):
-                if job.task in pending:
+                if job.lifecycle in pending:
                     job.shutdown_reason = "the agent-runner was shut down before the run finished"
-                    job.task.cancel()
+                    if job.task is not None:
+                        job.task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=2.5)
         with contextlib.suppress(Exception):
@@ -152,7 +154,7 @@ class AgentRunnerApp(App):
             self.run_metrics.requests.labels(outcome=exc.code.value).inc()
             await self._reply(msg, exc.to_wire())
             return
-        job.task = self.spawn(self._run(job, place, msg.reply), name=f"run:{job.run_id}")
+        job.lifecycle = job.task = self.spawn(self._run(job, place, msg.reply), name=f"run:{job.run_id}")
 
     def _admit(self, msg: Msg) -> tuple[RunJob, asyncio.Future[None] | None]:
         """Validate and take a pool slot or queue place, synchronously: overload is answered at once."""
@@ -195,29 +197,53 @@ class AgentRunnerApp(App):
             raise BadRunRequest(f"max_turns must be within 1..{s.max_turns} (RUN_MAX_TURNS)")
 
     async def _run(self, job: RunJob, place: asyncio.Future[None] | None, reply: str) -> None:
-        """Claim the run id cluster-wide, announce it, answer the requester, execute, clean up."""
+        """Claim the run id cluster-wide and store its first event (while the model is already being asked,
+        when a slot is free), answer the requester, run to the end, clean up."""
         run_id = job.run_id
+        agent = job.agents[job.request.agent]
         claimed = False
+        engine: asyncio.Task[RunEvent | None] | None = None
+        first: Awaitable[RunEvent]
         try:
-            claimed, earlier = await asyncio.gather(self.registry.claim(run_id, self.instance),
-                                                    self.runlog.last_payload(run_id))
-            if not claimed or earlier is not None:
-                await self._reply(reply, DuplicateRun(run_id).to_wire(ref=run_id))
-                self.run_metrics.requests.labels(outcome=ErrorCode.CONFLICT.value).inc()
-                return
-            agent = job.agents[job.request.agent]
             if place is None:
-                await job.writer.emit(RunStarted, agent=agent.name, model=self.engine.model_of(agent),
-                                      instance=self.instance, demo=self.demo is not None, owner=job.request.owner)
+                # The first model request overlaps the claim; the run's own events wait for the gate.
+                gate = job.writer.gate = asyncio.get_running_loop().create_future()
+                engine = asyncio.create_task(self.engine.execute(job), name=f"{self.service}:engine:{run_id}")
+                job.task = engine
+                first = job.writer.emit(RunStarted, first=True, agent=agent.name, model=self.engine.model_of(agent),
+                                        instance=self.instance, demo=self.demo is not None, owner=job.request.owner)
             else:
-                await job.writer.emit(RunQueued, agent=agent.name, instance=self.instance, owner=job.request.owner)
+                first = job.writer.emit(RunQueued, first=True, agent=agent.name, instance=self.instance,
+                                        owner=job.request.owner)
+            claim, stored = await asyncio.gather(self.registry.claim(run_id, self.instance), first,
+                                                 return_exceptions=True)
+            claimed = claim is True
+            if isinstance(claim, BaseException) or isinstance(stored, BaseException) or not claimed:
+                if engine is not None:
+                    job.writer.gate.set_result(False)  # type: ignore[union-attr]
+                    await asyncio.gather(engine, return_exceptions=True)
+                error = stored if isinstance(stored, RunError) else DuplicateRun(run_id) if claim is False else None
+                if error is None:
+                    raise next(e for e in (claim, stored) if isinstance(e, BaseException))
+                await self._reply(reply, error.to_wire(ref=run_id))
+                self.run_metrics.requests.labels(outcome=error.code.value).inc()
+                return
             await self._reply(reply, RunAccepted(run_id=run_id, instance=self.instance, queued=place is not None))
-            terminal = await self.engine.execute(job)
+            job.accepted = True
+            if engine is not None:
+                gate.set_result(True)
+                terminal = await engine
+            else:
+                job.task = asyncio.current_task()
+                terminal = await self.engine.execute(job)
             self._count_end(job, terminal)
         except Exception:
             self.log.exception("run %s could not start", run_id)
             await self._reply(reply, Error(code=ErrorCode.INTERNAL, message="the run could not start", ref=run_id))
         finally:
+            if engine is not None and not engine.done():
+                engine.cancel()
+                await asyncio.gather(engine, return_exceptions=True)
             self.jobs.pop(run_id, None)
             if job.holds_slot:
                 self.pool.release()
@@ -276,8 +302,8 @@ class AgentRunnerApp(App):
                 return
         self.run_metrics.cancels.inc()
         if job.cancel_reason is None:
-            job.cancel_reason = reason
-            if job.task is not None:
+            job.cancel_reason = reason  # a run not accepted yet sees it before its first step
+            if job.accepted and job.task is not None:
                 job.task.cancel()
         await self._reply(msg, CancelAccepted(run_id=run_id))
 

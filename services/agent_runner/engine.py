@@ -69,12 +69,21 @@ class RunJob:
     holds_slot: bool = False  # whether the run holds a pool slot the runner must give back
     cancel_reason: str | None = None  # set by a cancel request before the task is cancelled
     shutdown_reason: str | None = None  # set when the runner stops before the run could finish
-    task: asyncio.Task[Any] | None = None
+    task: asyncio.Task[Any] | None = None  # the task executing the run: what a cancel cancels
+    lifecycle: asyncio.Task[Any] | None = None  # the task that accepts, executes and cleans up the run
+    accepted: bool = False  # the requester was told; from now on a cancel cancels ``task``
     last_text: float | None = None  # when the last text delta was stored (inter-token metric)
 
     @property
     def run_id(self) -> str:
         return self.request.run_id
+
+    def stop_if_asked(self) -> None:
+        """Raise ``CancelledError`` once a cancel or shutdown was asked for. ``task.cancel()`` alone is not
+        enough: Python 3.11's ``wait_for`` (inside nats-py's publish) swallows a cancel that lands just as
+        its future completes, and the run would go on."""
+        if self.cancel_reason is not None or self.shutdown_reason is not None:
+            raise asyncio.CancelledError()
 
 
 class RunEngine:
@@ -150,6 +159,7 @@ class RunEngine:
         messages.append({"role": "user", "content": request.input})
         usage = Usage()
         for turn in range(1, job.max_turns + 1):
+            job.stop_if_asked()
             end = await self._turn(job, agent, messages)
             if end.usage is not None:
                 usage = Usage(prompt_tokens=usage.prompt_tokens + end.usage.prompt_tokens,
@@ -166,6 +176,7 @@ class RunEngine:
                                 "function": {"name": c.name, "arguments": c.arguments_json}} for c in end.calls],
             })
             target = await self._run_calls(job, agent, end.calls, messages)
+            job.stop_if_asked()
             if target is not None:
                 previous, agent = agent, job.agents[target]
                 if messages and messages[0]["role"] == "system":
@@ -185,6 +196,7 @@ class RunEngine:
         # the model's HTTP stream at once, not whenever the generator is garbage-collected.
         async with contextlib.aclosing(pieces):
             async for piece in pieces:
+                job.stop_if_asked()
                 match piece:
                     case TextPiece(text=text):
                         await writer.emit(TextDelta, agent=agent.name, delta=text)
