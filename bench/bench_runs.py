@@ -37,7 +37,10 @@ import openai
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from proto.openai_compat import stream_frame_decoder  # noqa: E402
 from shared.localstack import NatsServer, free_port  # noqa: E402
+
+decode_chunk = stream_frame_decoder.decode
 
 
 @dataclass
@@ -97,11 +100,39 @@ async def sequential(direct: openai.AsyncOpenAI, platform: openai.AsyncOpenAI, p
     return anchor, ours
 
 
-async def concurrent(client: openai.AsyncOpenAI, model: str, prompt: str, count: int) -> tuple[Timings, float]:
-    into = Timings()
+async def raw_stream(http: aiohttp.ClientSession, url: str, model: str, prompt: str, into: Timings) -> None:
+    """One streamed completion read with aiohttp and msgspec: a client light enough that 1,000 of them in one
+    process measure the servers, not the client (the ``openai`` client's per-chunk models would dominate)."""
+    body = {"model": model, "stream": True, "messages": [{"role": "user", "content": prompt}]}
     started = time.perf_counter()
-    await asyncio.gather(*(one_stream(client, model, prompt, into) for _ in range(count)))
-    return into, time.perf_counter() - started
+    last: float | None = None
+    try:
+        async with http.post(f"{url}/chat/completions", json=body) as resp:
+            if resp.status != 200:
+                into.failures += 1
+                return
+            async for line in resp.content:
+                if not line.startswith(b"data: {"):
+                    continue
+                chunk = decode_chunk(line[6:])
+                if chunk.choices and chunk.choices[0].delta.content:
+                    now = time.perf_counter()
+                    if last is None:
+                        into.ttft.append(now - started)
+                    else:
+                        into.gaps.append(now - last)
+                    last = now
+    except aiohttp.ClientError:
+        into.failures += 1
+
+
+async def concurrent(url: str, model: str, prompt: str, count: int) -> tuple[Timings, float]:
+    into = Timings()
+    connector = aiohttp.TCPConnector(limit=count + 10)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(raw_stream(http, url, model, prompt, into) for _ in range(count)))
+        return into, time.perf_counter() - started
 
 
 async def cancels(gateway: str, count: int) -> list[float]:
@@ -198,10 +229,16 @@ async def main(args: argparse.Namespace) -> int:
             print(f"{name:<26}{ms(value):>14}{ms(base):>14}{ms(added):>14}{goal_text:>12}{verdict}")
         print(f"failures: platform {ours.failures}, anchor {anchor.failures}")
 
-        print(f"\n## {args.concurrent} concurrent streams on one agent-runner process")
-        load_anchor, anchor_wall = await concurrent(direct, "gpt-4o-mini", prompt, args.concurrent)
-        load, wall = await concurrent(platform, "assistant", prompt, args.concurrent)
-        completed = len(load.ttft) - 0
+        tokens = " ".join(f"c{i}" for i in range(args.tokens))
+        rule = {"match": {"user_contains": "concurrent"}, "script": {"text": tokens, "token_delay": args.load_delay}}
+        async with aiohttp.ClientSession() as http, http.post(f"{mock.removesuffix('/v1')}/_mock/rules",
+                                                                json=rule) as resp:
+            assert resp.status == 201, await resp.text()
+        print(f"\n## {args.concurrent} concurrent streams on one agent-runner process "
+              f"({1 / args.load_delay:.0f} tokens/s each; light aiohttp clients on both paths)")
+        load_anchor, anchor_wall = await concurrent(mock, "gpt-4o-mini", "concurrent", args.concurrent)
+        load, wall = await concurrent(f"{gateway}/v1", "assistant", "concurrent", args.concurrent)
+        completed = len(load.ttft)
         print(f"{'figure':<26}{'platform':>14}{'anchor':>14}{'added':>14}")
         for name, value, base in [("TTFT p50", pct(load.ttft, 50), pct(load_anchor.ttft, 50)),
                                   ("TTFT p99", pct(load.ttft, 99), pct(load_anchor.ttft, 99)),
@@ -237,4 +274,6 @@ if __name__ == "__main__":
     parser.add_argument("--token-delay", type=float, default=0.01, help="mock seconds per token (default 0.01)")
     parser.add_argument("--concurrent", type=int, default=1000, help="concurrent streams (default 1000)")
     parser.add_argument("--cancels", type=int, default=100, help="runs to cancel (default 100)")
+    parser.add_argument("--load-delay", type=float, default=0.05,
+                        help="mock seconds per token in the concurrent round (default 0.05)")
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -14,7 +14,7 @@ import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from proto.errors import ErrorCode
@@ -27,6 +27,7 @@ log = logging.getLogger("raaf.runlog")
 MSG_ID: Final = "Nats-Msg-Id"
 EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
 WRONG_LAST_SEQUENCE: Final = 10071  # JetStream's error code when that expectation fails
+_direct_get_encoder: Final = msgspec.json.Encoder()
 # Pending live events a follower may buffer before NATS drops them (the store then fills the gap).
 _LIVE_PENDING: Final = 65_536
 
@@ -123,26 +124,41 @@ class RunLog:
             return None
         return msg.data or None
 
-    async def stored(self, run_id: str, after_seq: int = 0, *, timeout: float = 5.0
+    async def stored(self, run_id: str, after_seq: int = 0, *, batch: int = 256, timeout: float = 5.0
                      ) -> AsyncGenerator[tuple[RunEvent, bytes], None]:
-        """The run's stored events with ``seq > after_seq``, in order, up to the newest one stored now."""
+        """The run's stored events with ``seq > after_seq``, in order, up to the newest one stored now.
+
+        Batched direct gets (``next_by_subj``): one round trip per ``batch`` events and no consumer, so
+        thousands of followers catching up at once cost the server no consumer state.
+        """
         subject = self.subjects.run_events(run_id)
-        try:
-            sub = await self.js.subscribe(subject, stream=self.stream, ordered_consumer=True,
-                                          deliver_policy=DeliverPolicy.ALL)
-        except NotFoundError:
-            return
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox)
+        start = 1  # a stream sequence: the server finds the run's next event at or after it
         try:
             while True:
-                try:
-                    msg = await sub.next_msg(timeout=timeout)
-                except nats.errors.TimeoutError:
-                    return
-                event = run_event_decoder.decode(msg.data)
-                if event.seq > after_seq:
-                    yield event, msg.data
-                    after_seq = event.seq
-                if msg.metadata.num_pending == 0:
+                request = _direct_get_encoder.encode({"seq": start, "next_by_subj": subject, "batch": batch})
+                await self.nc.publish(f"$JS.API.DIRECT.GET.{self.stream}", request, reply=inbox)
+                got, pending = 0, 0
+                while True:
+                    try:
+                        msg = await sub.next_msg(timeout=timeout)
+                    except nats.errors.TimeoutError:
+                        return
+                    headers = msg.headers or {}
+                    status = headers.get("Status")
+                    if status == "204":  # end of this batch
+                        pending = int(headers.get("Nats-Num-Pending", "0"))
+                        break
+                    if status is not None:  # 404: no (more) events; anything else: nothing we can read
+                        return
+                    start = int(headers.get("Nats-Sequence", "0")) + 1
+                    got += 1
+                    event = run_event_decoder.decode(msg.data)
+                    if event.seq > after_seq:
+                        yield event, msg.data
+                        after_seq = event.seq
+                if not got or not pending:
                     return
         finally:
             with contextlib.suppress(Exception):
@@ -162,8 +178,14 @@ class RunLog:
         expected = after_seq + 1
         try:
             await self.nc.flush()  # the server now routes new events to us: the store has every older one
-            last = await self.last(run_id)
-            if last is not None and last.seq >= expected:
+            payload = await self.last_payload(run_id)
+            last = None if payload is None else run_event_decoder.decode(payload)
+            if last is not None and payload is not None and last.seq == expected:
+                yield last, payload  # the usual case of a run just started: nothing else to read
+                expected += 1
+                if is_terminal(last):
+                    return
+            elif last is not None and last.seq >= expected:
                 async with contextlib.aclosing(self.stored(run_id, expected - 1)) as stored:
                     async for event, raw in stored:
                         yield event, raw
