@@ -7,6 +7,7 @@ import base64
 import os
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -17,6 +18,15 @@ from services.gateway import GatewayApp, GatewaySettings
 from tests.conftest import service_env
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 5.0, step: float = 0.01) -> None:
+    """Wait until ``check()`` holds (fail if it still does not after ``timeout``)."""
+    for _ in range(int(timeout / step)):
+        if check():
+            return
+        await asyncio.sleep(step)
+    assert check(), "condition not met in time"
 
 
 def unique_prefix() -> str:

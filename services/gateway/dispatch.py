@@ -98,6 +98,8 @@ class MessageHandler:
             await self.dispatch(conn, message)
         except GatewayError as exc:
             await conn.send_error(exc.code, exc.message, ref, exc.details())
+            if self.hooks.error:
+                await self.hooks.fire_error(conn, exc)
         except Exception as exc:
             log.exception("error handling a message from %s", conn.id)
             await conn.send_error(ErrorCode.INTERNAL, "internal error", ref)
