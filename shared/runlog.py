@@ -21,6 +21,7 @@ from proto.errors import ErrorCode
 from proto.runs import TERMINAL_EVENTS, RunEvent, RunFailed, run_event_decoder, runs_encoder
 from proto.subjects import Subjects
 from shared.errors import RunIdTaken
+from shared.jsacks import AckInbox
 
 log = logging.getLogger("raaf.runlog")
 
@@ -64,11 +65,12 @@ class RunLog:
     one event holds each ``seq``. Readers follow a run live over core NATS and fill every gap from the store.
     """
 
-    def __init__(self, nc: NATS, js: JetStreamContext, subjects: Subjects) -> None:
+    def __init__(self, nc: NATS, js: JetStreamContext, subjects: Subjects, *, acks: AckInbox | None = None) -> None:
         self.nc = nc
         self.js = js
         self.subjects = subjects
         self.stream = subjects.stream_name("runs")
+        self.acks = acks  # the writers' pipelined acks (agent-runner); readers publish rarely, with js.publish
 
     # ---- writing ---------------------------------------------------------------------------------------
 
@@ -82,8 +84,11 @@ class RunLog:
         headers = {MSG_ID: f"{run_id}:{seq}"}
         if first:
             headers[EXPECTED_LAST_SUBJECT_SEQ] = "0"
+        subject = self.subjects.run_events(run_id)
         try:
-            ack = await self.js.publish(self.subjects.run_events(run_id), payload, timeout=timeout, headers=headers)
+            if self.acks is not None:
+                return not await self.acks.publish(subject, payload, headers)
+            ack = await self.js.publish(subject, payload, timeout=timeout, headers=headers)
         except nats.js.errors.APIError as exc:
             if first and exc.err_code == WRONG_LAST_SEQUENCE:
                 raise RunIdTaken(run_id) from None

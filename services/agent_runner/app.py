@@ -42,6 +42,7 @@ from services.agent_runner.provider import ProviderPool, RetryPolicy
 from services.agent_runner.settings import AgentRunnerSettings
 from services.agent_runner.writer import RunWriter
 from shared.app import App
+from shared.jsacks import AckInbox
 from shared.runlog import RunLog, run_stream_config
 from shared.runregistry import RunRegistry
 
@@ -72,6 +73,7 @@ class AgentRunnerApp(App):
         self._providers: ProviderPool | None = None
         self._engine: RunEngine | None = None
         self._request_sub: Subscription | None = None
+        self._acks: AckInbox | None = None
 
     def streams(self) -> list[StreamConfig]:
         s = self.runner_settings
@@ -100,7 +102,9 @@ class AgentRunnerApp(App):
 
     async def on_start(self) -> None:
         s = self.runner_settings
-        self._runlog = RunLog(self.nc, self.js, self.subjects)
+        self._acks = AckInbox(self.nc)
+        await self._acks.start()
+        self._runlog = RunLog(self.nc, self.js, self.subjects, acks=self._acks)
         self._registry = RunRegistry(self.js, self.subjects)
         await self.registry.provision(lease_ttl=s.lease_ttl, open_ttl=s.events_max_age,
                                       replicas=self.runtime.jetstream_replicas)
@@ -140,6 +144,8 @@ class AgentRunnerApp(App):
                 await asyncio.wait(pending, timeout=2.5)
         with contextlib.suppress(Exception):
             await self.registry.release(self.instance)
+        if self._acks is not None:
+            await self._acks.stop()
         if self._providers is not None:
             await self._providers.close()
         if self.demo is not None:

@@ -192,9 +192,12 @@ async def stream_turn(client: openai.AsyncOpenAI, *, model: str, messages: Seque
     Failures before the first text or tool-call delta are retried per ``policy``; later ones raise
     ``ProviderFailed(after_first_token=True)`` since what the client saw cannot be taken back.
     """
-    extra: dict[str, Any] = {}
+    # Messages and tools are plain JSON already: sent as the body's own fields (``extra_body``) they skip the
+    # SDK's per-request parameter transform, ~1 ms of CPU per turn (a second at a burst of 1,000 runs).
+    body: dict[str, Any] = {"messages": list(messages)}
     if tools:
-        extra["tools"] = list(tools)
+        body["tools"] = list(tools)
+    extra: dict[str, Any] = {}
     if agent.temperature is not None:
         extra["temperature"] = agent.temperature
     if agent.max_tokens is not None:
@@ -206,8 +209,8 @@ async def stream_turn(client: openai.AsyncOpenAI, *, model: str, messages: Seque
             # The official client makes the request (auth, errors by status); the chunks are read with msgspec:
             # the SDK's per-chunk models cost ~0.2 ms each, the largest share of a runner's CPU at scale.
             async with client.chat.completions.with_streaming_response.create(
-                    model=model, messages=list(messages), stream=True, stream_options={"include_usage": True},
-                    **extra) as response:
+                    model=model, messages=[], stream=True, stream_options={"include_usage": True},
+                    extra_body=body, **extra) as response:
                 state = _TurnState()
                 try:
                     async for data in sse_data(response.iter_bytes()):
