@@ -9,6 +9,25 @@ import msgspec
 
 from proto.base import ClientRequest, Message
 from proto.errors import Error
+from proto.runs import (
+    AgentChanged,
+    AgentStream,
+    CancelAccepted,
+    CancelRunStream,
+    Handoff,
+    ResumeRun,
+    RunAccepted,
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+    RunQueued,
+    RunStarted,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+    ToolOutput,
+)
 
 # 1-200 characters, no control characters: the gateway checks (answering ``invalid_name``), not the schema.
 ChannelName = str
@@ -76,6 +95,9 @@ ClientMessage = (
     | Publish
     | Ping
     | PresenceQuery
+    | AgentStream
+    | ResumeRun
+    | CancelRunStream
 )
 
 client_decoder = msgspec.json.Decoder(ClientMessage)
@@ -177,6 +199,20 @@ ServerMessage = (
     | Joined
     | Left
     | Presence
+    | RunAccepted
+    | CancelAccepted
+    | RunQueued
+    | RunStarted
+    | TextDelta
+    | ToolCallStarted
+    | ToolCallDelta
+    | ToolCallFinished
+    | ToolOutput
+    | Handoff
+    | AgentChanged
+    | RunCompleted
+    | RunFailed
+    | RunCancelled
 )
 
 server_encoder = msgspec.json.Encoder()

@@ -7,7 +7,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from proto.base import Message
+from proto.base import ClientRequest, Message
 from proto.errors import Error, ErrorCode
 
 # Agent names become tool names (``transfer_to_<agent>``), which OpenAI limits to ``[A-Za-z0-9_-]{1,64}``.
@@ -69,6 +69,7 @@ class RunRequest(Message, frozen=True, kw_only=True, tag="run_request"):
     retry_delay: float | None = None  # first backoff delay in seconds; None: RUN_RETRY_DELAY
     max_turns: int | None = None
     metadata: dict[str, str] = {}
+    owner: str | None = None  # the authenticated subject that started it; only it may read or cancel the run
 
 
 class RunAccepted(Message, frozen=True, kw_only=True, tag="run_accepted"):
@@ -131,6 +132,7 @@ class RunQueued(RunEventBase, frozen=True, kw_only=True, tag="run_queued"):
 
     agent: str
     instance: str
+    owner: str | None = None
 
 
 class RunStarted(RunEventBase, frozen=True, kw_only=True, tag="run_started"):
@@ -138,6 +140,7 @@ class RunStarted(RunEventBase, frozen=True, kw_only=True, tag="run_started"):
     model: str
     instance: str
     demo: bool = False  # answers come from the offline demo model, not a real LLM
+    owner: str | None = None  # the run request's owner (on the first event only)
 
 
 class TextDelta(RunEventBase, frozen=True, kw_only=True, tag="run_text_delta"):
@@ -238,7 +241,7 @@ runner_lease_decoder: Final = msgspec.json.Decoder(RunnerLease)
 # ---- clients of the gateway (WebSocket messages; ``AgentStream`` is also the body of ``POST /v1/runs``) --------
 
 
-class AgentStream(Message, frozen=True, kw_only=True, tag="agent_stream"):
+class AgentStream(ClientRequest, frozen=True, kw_only=True, tag="agent_stream"):
     """Start a run and receive its events (the seed's ``agent_stream``); ``run_id`` is chosen if omitted."""
 
     agent: str
@@ -252,23 +255,20 @@ class AgentStream(Message, frozen=True, kw_only=True, tag="agent_stream"):
     max_turns: int | None = None
     metadata: dict[str, str] = {}
     stream: bool = False  # POST /v1/runs only: answer with the run's event stream instead of 202
-    ref: str | None = None  # echoed in errors, so a client can match them to what it sent
 
 
-class ResumeRun(Message, frozen=True, kw_only=True, tag="resume"):
+class ResumeRun(ClientRequest, frozen=True, kw_only=True, tag="resume"):
     """Continue receiving a run's events after ``last_seq`` (0: from the start)."""
 
     run_id: str
     last_seq: int = 0
-    ref: str | None = None
 
 
-class CancelRunStream(Message, frozen=True, kw_only=True, tag="cancel"):
+class CancelRunStream(ClientRequest, frozen=True, kw_only=True, tag="cancel"):
     """Cancel a run: its upstream model stream is closed and ``run_cancelled`` ends it."""
 
     run_id: str
     reason: str = "cancelled by client"
-    ref: str | None = None
 
 
 RunClientMessage = AgentStream | ResumeRun | CancelRunStream

@@ -30,6 +30,7 @@ from proto.openai_compat import (
     openai_encoder,
 )
 from proto.runs import ChatMessage, RunCancelled, RunCompleted, RunFailed, RunRequest, TextDelta
+from services.gateway.errors import GatewayError
 from services.gateway.runs_http import HTTP_STATUS, RunRoutes
 from shared.runclient import RunClient
 
@@ -48,7 +49,7 @@ def _error_frame(error: Error) -> bytes:
     return b"data: " + openai_encoder.encode(ErrorBody(error=detail)) + b"\n\n"
 
 
-def to_run(body: CompletionRequest) -> RunRequest | Error:
+def to_run(body: CompletionRequest, *, owner: str | None) -> RunRequest | Error:
     """The conversation as a run: the last user message is the input, everything before it the history."""
     if not body.messages or body.messages[-1].role != "user":
         return Error(code=ErrorCode.BAD_REQUEST, message="messages must end with a user message")
@@ -61,7 +62,7 @@ def to_run(body: CompletionRequest) -> RunRequest | Error:
         history.append(ChatMessage(role=role, content=message.text))  # type: ignore[arg-type]
     metadata = {"user": body.user} if body.user else {}
     return RunRequest(run_id=uuid.uuid4().hex, agent=body.model, input=body.messages[-1].text, history=history,
-                      metadata=metadata)
+                      metadata=metadata, owner=owner)
 
 
 class ChatCompletionRoutes:
@@ -78,6 +79,10 @@ class ChatCompletionRoutes:
         return [web.post("/v1/chat/completions", self.create), web.get("/v1/models", self.models)]
 
     async def create(self, request: web.Request) -> web.StreamResponse:
+        try:
+            identity = self.runs.authenticator.require(request)
+        except GatewayError as exc:
+            return openai_error(Error(code=exc.code, message=exc.message))
         raw = await self.runs.read_body(request)
         if isinstance(raw, Error):
             return openai_error(raw)
@@ -85,7 +90,9 @@ class ChatCompletionRoutes:
             body = completion_request_decoder.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return openai_error(Error(code=ErrorCode.BAD_REQUEST, message=f"malformed request: {exc}"))
-        run = to_run(body)
+        if not identity.may("run", body.model):
+            return openai_error(Error(code=ErrorCode.FORBIDDEN, message=f"not allowed to run {body.model!r}"))
+        run = to_run(body, owner=identity.subject)
         if isinstance(run, Error):
             return openai_error(run)
         reply = await self.client.start(run)
@@ -98,19 +105,20 @@ class ChatCompletionRoutes:
         return await self._complete(run.run_id, completion_id, body.model)
 
     async def _complete(self, run_id: str, completion_id: str, model: str) -> web.Response:
-        async for event, _ in self.client.follow(run_id):
-            match event:
-                case RunCompleted(output=output, usage=usage):
-                    body = Completion(id=completion_id, created=int(time.time()), model=model,
-                                      choices=[CompletionChoice(message=AssistantMessage(content=output))],
-                                      usage=Usage(prompt_tokens=usage.prompt_tokens,
-                                                  completion_tokens=usage.completion_tokens,
-                                                  total_tokens=usage.total_tokens))
-                    return web.Response(body=openai_encoder.encode(body), content_type="application/json")
-                case RunFailed(code=code, message=message):
-                    return openai_error(Error(code=code, message=message, ref=run_id))
-                case RunCancelled(reason=reason):
-                    return openai_error(Error(code=ErrorCode.CANCELLED, message=reason, ref=run_id))
+        async with contextlib.aclosing(self.client.follow(run_id)) as events:
+            async for event, _ in events:
+                match event:
+                    case RunCompleted(output=output, usage=usage):
+                        body = Completion(id=completion_id, created=int(time.time()), model=model,
+                                          choices=[CompletionChoice(message=AssistantMessage(content=output))],
+                                          usage=Usage(prompt_tokens=usage.prompt_tokens,
+                                                      completion_tokens=usage.completion_tokens,
+                                                      total_tokens=usage.total_tokens))
+                        return web.Response(body=openai_encoder.encode(body), content_type="application/json")
+                    case RunFailed(code=code, message=message):
+                        return openai_error(Error(code=code, message=message, ref=run_id))
+                    case RunCancelled(reason=reason):
+                        return openai_error(Error(code=ErrorCode.CANCELLED, message=reason, ref=run_id))
         return openai_error(Error(code=ErrorCode.INTERNAL, message="the run ended without a result", ref=run_id))
 
     async def _stream(self, request: web.Request, run_id: str, completion_id: str, model: str,
@@ -134,23 +142,24 @@ class ChatCompletionRoutes:
 
         try:
             await response.write(frame([ChunkChoice(delta=Delta(role="assistant", content=""))]))
-            async for event, _ in self.client.follow(run_id, on_idle=keepalive):
-                counter.inc()
-                match event:
-                    case TextDelta(delta=text):
-                        await response.write(frame([ChunkChoice(delta=Delta(content=text))]))
-                    case RunCompleted(usage=usage):
-                        out = frame([ChunkChoice(delta=Delta(), finish_reason="stop")])
-                        if include_usage:
-                            out += frame([], Usage(prompt_tokens=usage.prompt_tokens,
-                                                   completion_tokens=usage.completion_tokens,
-                                                   total_tokens=usage.total_tokens))
-                        await response.write(out + DONE)
-                    case RunFailed(code=code, message=message):
-                        await response.write(_error_frame(Error(code=code, message=message, ref=run_id)))
-                    case RunCancelled(reason=reason):
-                        await response.write(_error_frame(Error(code=ErrorCode.CANCELLED, message=reason,
-                                                                ref=run_id)))
+            async with contextlib.aclosing(self.client.follow(run_id, on_idle=keepalive)) as events:
+                async for event, _ in events:
+                    counter.inc()
+                    match event:
+                        case TextDelta(delta=text):
+                            await response.write(frame([ChunkChoice(delta=Delta(content=text))]))
+                        case RunCompleted(usage=usage):
+                            out = frame([ChunkChoice(delta=Delta(), finish_reason="stop")])
+                            if include_usage:
+                                out += frame([], Usage(prompt_tokens=usage.prompt_tokens,
+                                                       completion_tokens=usage.completion_tokens,
+                                                       total_tokens=usage.total_tokens))
+                            await response.write(out + DONE)
+                        case RunFailed(code=code, message=message):
+                            await response.write(_error_frame(Error(code=code, message=message, ref=run_id)))
+                        case RunCancelled(reason=reason):
+                            await response.write(_error_frame(Error(code=ErrorCode.CANCELLED, message=reason,
+                                                                    ref=run_id)))
             finished = True
         except (ConnectionResetError, ConnectionError):
             pass
@@ -165,6 +174,10 @@ class ChatCompletionRoutes:
         return response
 
     async def models(self, request: web.Request) -> web.Response:
+        try:
+            self.runs.authenticator.require(request)
+        except GatewayError as exc:
+            return openai_error(Error(code=exc.code, message=exc.message))
         reply = await self.client.agents()
         if isinstance(reply, Error):
             return openai_error(reply)

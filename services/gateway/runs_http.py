@@ -12,17 +12,22 @@ from prometheus_client import CollectorRegistry
 
 from proto.errors import Error, ErrorCode, error_encoder
 from proto.runs import (
-    TERMINAL_EVENTS,
     AgentList,
     AgentStream,
     RunCancelled,
     RunCompleted,
     RunFailed,
+    RunQueued,
     RunRequest,
+    RunStarted,
     agent_stream_decoder,
     event_type,
     is_run_id,
 )
+from services.gateway.auth import Authenticator
+from services.gateway.errors import Forbidden, GatewayError
+from services.gateway.identity import Identity
+from services.gateway.responses import error_response as gateway_error_response
 from services.gateway.runs_settings import RunRouteSettings
 from shared import metric_catalogue as names
 from shared.runclient import RunClient
@@ -45,15 +50,16 @@ def error_response(error: Error) -> web.Response:
                         content_type="application/json", headers=headers)
 
 
-def run_request(message: AgentStream) -> RunRequest | Error:
+def run_request(message: AgentStream, *, owner: str | None) -> RunRequest | Error:
     """The runners' request for a client's ``agent_stream``; a fresh run id unless the client chose one."""
     run_id = message.run_id or uuid.uuid4().hex
     if not is_run_id(run_id):
         return Error(code=ErrorCode.BAD_REQUEST, message="run_id must be 1-64 letters, digits, '_' or '-'",
-                     ref=message.ref)
+                     ref=message.id)
     return RunRequest(run_id=run_id, agent=message.agent, input=message.input, history=message.history,
                       agents=message.agents, timeout=message.timeout, retry_count=message.retry_count,
-                      retry_delay=message.retry_delay, max_turns=message.max_turns, metadata=message.metadata)
+                      retry_delay=message.retry_delay, max_turns=message.max_turns, metadata=message.metadata,
+                      owner=owner)
 
 
 def last_event_id(request: web.Request) -> int | Error:
@@ -66,11 +72,37 @@ def last_event_id(request: web.Request) -> int | Error:
     return seq if seq >= 0 else Error(code=ErrorCode.BAD_REQUEST, message="Last-Event-ID must be >= 0")
 
 
+class RunAccess:
+    """Who may do what with runs: starting needs ``may("run", agent)``; reading or cancelling a run needs
+    to be its owner (the subject that started it) when it has one."""
+
+    def __init__(self, routes: RunRoutes) -> None:
+        self.routes = routes
+
+    @staticmethod
+    def check_start(identity: Identity, agent: str) -> None:
+        if not identity.may("run", agent):
+            raise Forbidden("run", agent)
+
+    async def check_read(self, identity: Identity, run_id: str) -> Error | None:
+        """None if ``identity`` may read ``run_id``; else the typed error (unknown run, or someone else's)."""
+        first = await self.routes.client.log.first(run_id)
+        if first is None:
+            return Error(code=ErrorCode.NOT_FOUND, message=f"no run {run_id}", ref=run_id)
+        owner = first.owner if isinstance(first, RunStarted | RunQueued) else None
+        if owner is not None and owner != identity.subject:
+            return Error(code=ErrorCode.FORBIDDEN, message=f"run {run_id} belongs to someone else", ref=run_id)
+        return None
+
+
 class RunRoutes:
     """The REST and SSE side of runs; every error is a typed JSON ``Error`` with a matching HTTP status."""
 
-    def __init__(self, settings: RunRouteSettings, registry: CollectorRegistry) -> None:
+    def __init__(self, settings: RunRouteSettings, registry: CollectorRegistry, authenticator: Authenticator
+                 ) -> None:
         self.settings = settings
+        self.authenticator = authenticator
+        self.access = RunAccess(self)
         self._client: RunClient | None = None
         self.streams = names.RUN_STREAMS.create(registry)
         self.delivered = names.RUN_STREAM_EVENTS.create(registry)
@@ -110,6 +142,10 @@ class RunRoutes:
         return bytes(body)
 
     async def start(self, request: web.Request) -> web.StreamResponse:
+        try:
+            identity = self.authenticator.require(request)
+        except GatewayError as exc:
+            return gateway_error_response(exc)
         body = await self.read_body(request)
         if isinstance(body, Error):
             return error_response(body)
@@ -117,22 +153,38 @@ class RunRoutes:
             message = agent_stream_decoder.decode(body)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return error_response(Error(code=ErrorCode.BAD_REQUEST, message=f"malformed run: {exc}"))
-        run = run_request(message)
+        try:
+            self.access.check_start(identity, message.agent)
+        except GatewayError as exc:
+            return gateway_error_response(exc, message.id)
+        run = run_request(message, owner=identity.subject)
         if isinstance(run, Error):
             return error_response(run)
         reply = await self.client.start(run)
         if isinstance(reply, Error):
-            return error_response(msgspec.structs.replace(reply, ref=message.ref or reply.ref))
+            return error_response(msgspec.structs.replace(reply, ref=message.id or reply.ref))
         if message.stream or "text/event-stream" in request.headers.get("Accept", ""):
             return await self.stream(request, run.run_id, 0)
         body_out = {"run_id": reply.run_id, "queued": reply.queued,
                     "events_url": f"/v1/runs/{reply.run_id}/events", "status_url": f"/v1/runs/{reply.run_id}"}
         return web.json_response(body_out, status=202)
 
-    async def status(self, request: web.Request) -> web.Response:
+    async def readable(self, request: web.Request) -> str | web.Response:
+        """The run id of ``/v1/runs/{run_id}...`` if the caller may read that run, else the error response."""
         run_id = request.match_info["run_id"]
         if not is_run_id(run_id):
             return error_response(Error(code=ErrorCode.BAD_REQUEST, message="not a run id"))
+        try:
+            identity = self.authenticator.require(request)
+        except GatewayError as exc:
+            return gateway_error_response(exc, run_id)
+        denied = await self.access.check_read(identity, run_id)
+        return run_id if denied is None else error_response(denied)
+
+    async def status(self, request: web.Request) -> web.Response:
+        run_id = await self.readable(request)
+        if isinstance(run_id, web.Response):
+            return run_id
         last = await self.client.log.last(run_id)
         if last is None:
             return error_response(Error(code=ErrorCode.NOT_FOUND, message=f"no run {run_id}", ref=run_id))
@@ -148,14 +200,12 @@ class RunRoutes:
         return web.json_response(body)
 
     async def events(self, request: web.Request) -> web.StreamResponse:
-        run_id = request.match_info["run_id"]
-        if not is_run_id(run_id):
-            return error_response(Error(code=ErrorCode.BAD_REQUEST, message="not a run id"))
         after = last_event_id(request)
         if isinstance(after, Error):
             return error_response(after)
-        if not await self.client.exists(run_id):
-            return error_response(Error(code=ErrorCode.NOT_FOUND, message=f"no run {run_id}", ref=run_id))
+        run_id = await self.readable(request)
+        if isinstance(run_id, web.Response):
+            return run_id
         return await self.stream(request, run_id, after)
 
     async def stream(self, request: web.Request, run_id: str, after: int) -> web.StreamResponse:
@@ -170,11 +220,11 @@ class RunRoutes:
             await response.write(b": keepalive\n\n")
 
         try:
-            async for event, raw in self.client.follow(run_id, after, on_idle=keepalive):
-                await response.write(b"id: %d\nevent: %s\ndata: %s\n\n" % (event.seq, event_type(event).encode(), raw))
-                counter.inc()
-                if isinstance(event, TERMINAL_EVENTS):
-                    break
+            async with contextlib.aclosing(self.client.follow(run_id, after, on_idle=keepalive)) as events:
+                async for event, raw in events:
+                    await response.write(b"id: %d\nevent: %s\ndata: %s\n\n" % (
+                        event.seq, event_type(event).encode(), raw))
+                    counter.inc()
         except (ConnectionResetError, ConnectionError):
             pass  # the client left; it resumes with Last-Event-ID
         finally:
@@ -184,9 +234,9 @@ class RunRoutes:
         return response
 
     async def cancel(self, request: web.Request) -> web.Response:
-        run_id = request.match_info["run_id"]
-        if not is_run_id(run_id):
-            return error_response(Error(code=ErrorCode.BAD_REQUEST, message="not a run id"))
+        run_id = await self.readable(request)
+        if isinstance(run_id, web.Response):
+            return run_id
         reason = request.query.get("reason", "cancelled by client")[:200]
         reply = await self.client.cancel(run_id, reason)
         if isinstance(reply, Error):
@@ -194,6 +244,10 @@ class RunRoutes:
         return web.json_response({"run_id": run_id, "cancelling": True}, status=202)
 
     async def agents(self, request: web.Request) -> web.Response:
+        try:
+            self.authenticator.require(request)
+        except GatewayError as exc:
+            return gateway_error_response(exc)
         reply = await self.client.agents()
         if isinstance(reply, Error):
             return error_response(reply)
