@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
@@ -36,10 +37,12 @@ async def connect_nats(
     events: NatsEvents | None = None,
     stop: asyncio.Event | None = None,
     max_initial_wait: float = 5.0,
+    options: Mapping[str, Any] | None = None,
 ) -> NATS:
     """Connect, retrying the first connection forever (capped exponential backoff with jitter).
 
     Once connected, nats-py reconnects on its own forever; ``stop`` aborts the initial retry loop.
+    ``options`` are passed on to ``nats.connect`` (e.g. ``skip_subject_validation``, ``pending_size``).
     """
     events = events or NatsEvents()
 
@@ -73,6 +76,7 @@ async def connect_nats(
                 disconnected_cb=disconnected,
                 reconnected_cb=reconnected,
                 error_cb=error,
+                **(options or {}),
             )
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             attempt += 1
