@@ -19,6 +19,7 @@ from pathlib import Path
 
 import msgspec
 import nats
+from nats.js.api import PubAck, StorageType, StreamConfig
 from prometheus_client import CollectorRegistry
 
 from proto.events import Event
@@ -56,6 +57,40 @@ async def raw_nats(url: str, events: int, *, decode: bool) -> float:
     return events / elapsed
 
 
+async def raw_jetstream(url: str, events: int) -> float:
+    """The anchor of confirmed emits: nats-py's pipelined JetStream publish_async (acked, Msg-Id) -> subscribe."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    stream = f"RAWBENCH{os.getpid()}{time.monotonic_ns() % 100000}"
+    subject = f"{stream.lower()}.login"
+    await js.add_stream(StreamConfig(name=stream, subjects=[f"{stream.lower()}.*"], storage=StorageType.MEMORY))
+    done = asyncio.Event()
+    received = 0
+
+    async def callback(msg: nats.aio.msg.Msg) -> None:
+        nonlocal received
+        received += 1
+        if received == events:
+            done.set()
+
+    await nc.subscribe(f"{stream.lower()}.*", cb=callback)
+    await nc.flush()
+    encode = msgspec.json.encode
+    started = time.perf_counter()
+    window: list[asyncio.Future[PubAck]] = []
+    for n in range(events):
+        window.append(await js.publish_async(subject, encode(DATA), headers={"Nats-Msg-Id": f"m{n}"}))
+        if len(window) >= 2000:
+            await asyncio.gather(*window)
+            window.clear()
+    await asyncio.gather(*window)
+    await done.wait()
+    elapsed = time.perf_counter() - started
+    await js.delete_stream(stream)
+    await nc.close()
+    return events / elapsed
+
+
 async def emitter_path(url: str, events: int, *, history: bool, confirm: bool, use_async: bool) -> float:
     """EventEmitter.emit -> a listener on ``bench.*`` (a sync callback, as most listeners are)."""
     prefix = f"bench{os.getpid()}{int(time.time() * 1000) % 100000}"
@@ -75,7 +110,7 @@ async def emitter_path(url: str, events: int, *, history: bool, confirm: bool, u
     await emitter.on("bench.*", listener)
     started = time.perf_counter()
     if use_async:
-        window: list[asyncio.Task[Event]] = []
+        window: list[asyncio.Future[Event]] = []
         for _ in range(events):
             window.append(emitter.emit_async("bench.login", DATA))
             if len(window) >= 2000:
@@ -101,6 +136,7 @@ MODES: dict[str, Mode] = {
                                                                use_async=False),
     "emit -> listener, history on, confirm=False": lambda u, n: emitter_path(u, n, history=True, confirm=False,
                                                                              use_async=False),
+    "raw nats-py JetStream publish_async (acked) -> subscribe": raw_jetstream,
     "emit_async -> listener, history on, confirmed": lambda u, n: emitter_path(u, n, history=True, confirm=True,
                                                                                use_async=True),
     "emit -> listener, history on, confirmed (awaited)": lambda u, n: emitter_path(u, n // 10, history=True,
@@ -136,9 +172,12 @@ def main() -> int:
     print(f"events per run: {args.events}, rounds: {args.rounds}, medians; ratio = rate / raw nats-py anchor")
     for name, rates in results.items():
         rate = statistics.median(rates)
-        print(f"  {name:<52} {rate:>10,.0f} events/s   {rate / anchor:5.2f}x")
+        print(f"  {name:<58} {rate:>10,.0f} events/s   {rate / anchor:5.2f}x")
     fast = statistics.median(results["emit -> listener, history off"]) / anchor
     print(f"goal: emit -> listener >= 0.90x raw nats-py: {'met' if fast >= 0.9 else 'NOT met'} ({fast:.2f}x)")
+    confirmed = (statistics.median(results["emit_async -> listener, history on, confirmed"])
+                 / statistics.median(results["raw nats-py JetStream publish_async (acked) -> subscribe"]))
+    print(f"confirmed emit_async / raw nats-py JetStream publish_async: {confirmed:.2f}x")
     return 0
 
 

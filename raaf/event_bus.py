@@ -9,7 +9,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -24,8 +24,6 @@ from proto.events import Event, event_encoder
 from proto.subjects import InvalidNameError, Subjects
 from raaf.errors import (
     ConnectionError,
-    EmitBacklogError,
-    EmitError,
     EventTooLargeError,
     HistoryUnavailableError,
     InvalidEventDataError,
@@ -35,6 +33,7 @@ from raaf.errors import (
 from raaf.event_history import MSG_ID, EventHistory, events_stream_config
 from raaf.event_listeners import Callback, Listener, PatternListeners, Transform
 from raaf.event_metrics import EventCounters, EventMetrics
+from raaf.event_outbox import _PUBLISH_ERRORS, Outbox
 from raaf.event_settings import EventSettings
 from shared.jetstream import ensure_stream
 from shared.natsconn import NatsEvents, connect_nats
@@ -44,8 +43,12 @@ log = logging.getLogger("raaf.events")
 _SUBJECT_CACHE_SIZE = 4096
 _now = time.time
 _encode = event_encoder.encode
-_PUBLISH_ERRORS = (nats.errors.ConnectionClosedError, nats.errors.OutboundBufferLimitError,
-                   nats.errors.ConnectionDrainingError, nats.errors.ConnectionReconnectingError)
+
+
+def _log_failed_emit(future: asyncio.Future[Event]) -> None:
+    # Reading the exception marks it retrieved: an emit_async nobody awaits is logged here, not at GC time.
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        log.warning("emit_async failed: %s", exc, extra={"error": type(exc).__name__})
 
 
 class EventBus:
@@ -71,7 +74,7 @@ class EventBus:
         self._subject_cache: dict[str, str] = {}
         self._id_prefix = f"{secrets.token_hex(8)}-"
         self._next_seq = itertools.count(1).__next__
-        self._emits: set[asyncio.Task[Event]] = set()
+        self._outbox: Outbox | None = None  # set on connect
         self._cleanups: set[asyncio.Task[None]] = set()
         self._connected = False
         self._closed = False
@@ -126,6 +129,8 @@ class EventBus:
                         "(EVENTS_ENABLE_HISTORY=false runs without history)") from exc
             self._history = EventHistory(nc, self._js, self.subjects, timeout=self.settings.publish_timeout)
         self._publish = nc.publish
+        self._outbox = Outbox(nc, self._js, self.counters, self.metrics, timeout=self.settings.publish_timeout,
+                              retries=self.settings.publish_retries, limit=self.settings.max_pending_emits)
         self._connected = self._open = True
 
     async def close(self) -> None:
@@ -135,8 +140,8 @@ class EventBus:
         self._closed = True
         self._open = False
         timeout = self.settings.runtime.shutdown_timeout
-        if self._emits:
-            await asyncio.wait(set(self._emits), timeout=timeout)
+        if self._outbox is not None:
+            await self._outbox.drain(timeout)
         self._publish = self._not_connected
         groups = list(self._patterns.values())
         self._patterns.clear()
@@ -165,8 +170,6 @@ class EventBus:
 
     def _check_open(self) -> None:
         if self._closed:
-            if self._connected and asyncio.current_task() in self._emits:
-                return  # an emit_async accepted before close(): close() waits for it, so it may still run
             raise ConnectionError("the event emitter is closed")
         if not self._connected:
             raise ConnectionError("the event emitter is not connected: await connect() first")
@@ -210,24 +213,13 @@ class EventBus:
 
     # ---- emit ----------------------------------------------------------------------------------
 
-    async def emit(self, name: str, data: Any = None, *, event_id: str | None = None,
-                   confirm: bool | None = None) -> Event:
-        """Publish one event; with history and ``confirm``, return once JetStream has stored it."""
-        # The hot path of the whole event system: every line here costs on every event.
-        if not self._open:
-            self._check_open()
+    def _envelope(self, name: str, data: Any, event_id: str | None) -> tuple[str, Event, bytes]:
+        """The subject, envelope and encoded bytes of one event, or the typed error that stops it."""
         subject = self._subject_cache.get(name)
         if subject is None:
             subject = self.event_subject(name)
-        if event_id is None:
-            event = Event(event=name, data=data, id=f"{self._id_prefix}{self._next_seq()}", timestamp=_now(),
-                          source=self._source)
-            headers = None
-        else:
-            event = Event(event=name, data=data, id=event_id, timestamp=_now(), source=self._source)
-            # Unconfirmed, only an id the caller chose can be emitted again, so only then does the Msg-Id
-            # header (and its parsing on every receiver) buy anything.
-            headers = {MSG_ID: event_id} if self._history_on else None
+        event = Event(event=name, data=data, id=f"{self._id_prefix}{self._next_seq()}" if event_id is None
+                      else event_id, timestamp=_now(), source=self._source)
         try:
             payload = _encode(event)
         except (TypeError, msgspec.EncodeError) as exc:
@@ -236,63 +228,42 @@ class EventBus:
         if len(payload) > self._max_size:
             self.counters.emit_failures += 1
             raise EventTooLargeError(name, len(payload), self._max_size)
+        return subject, event, payload
+
+    def _unconfirmed_headers(self, event_id: str | None) -> dict[str, str] | None:
+        # Unconfirmed, only an id the caller chose can be emitted again, so only then does the Msg-Id header
+        # (and its parsing on every receiver) buy anything.
+        return {MSG_ID: event_id} if event_id is not None and self._history_on else None
+
+    async def emit(self, name: str, data: Any = None, *, event_id: str | None = None,
+                   confirm: bool | None = None) -> Event:
+        """Publish one event; with history and ``confirm``, return once JetStream has stored it."""
+        # The hot path of the event system: an unconfirmed emit is one envelope and one publish.
+        if not self._open:
+            self._check_open()
+        subject, event, payload = self._envelope(name, data, event_id)
         if self._confirm if confirm is None else confirm and self._history_on:
-            await self._publish_confirmed(subject, payload, event)
-        else:
-            try:
-                await self._publish(subject, payload, "", headers)
-            except _PUBLISH_ERRORS as exc:
-                self.counters.emit_failures += 1
-                raise ConnectionError(f"cannot emit {name!r}: {exc!r}") from exc
+            assert self._outbox is not None
+            return await self._outbox.submit(subject, payload, event, confirm=True, headers={MSG_ID: event.id})
+        try:
+            await self._publish(subject, payload, "", None if event_id is None else self._unconfirmed_headers(event_id))
+        except _PUBLISH_ERRORS as exc:
+            self.counters.emit_failures += 1
+            raise ConnectionError(f"cannot emit {name!r}: {exc!r}") from exc
         self.counters.emitted += 1
         return event
 
-    async def _publish_confirmed(self, subject: str, payload: bytes, event: Event) -> None:
-        assert self._js is not None
-        retries = self.settings.publish_retries
-        reason = ""
-        for attempt in range(retries + 1):
-            started = time.perf_counter()
-            try:
-                ack = await self._js.publish(subject, payload, timeout=self.settings.publish_timeout,
-                                             headers={MSG_ID: event.id})
-            except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError,
-                    nats.js.errors.ServiceUnavailableError) as exc:
-                reason = f"{type(exc).__name__} on try {attempt + 1} of {retries + 1}"
-                if attempt < retries:
-                    await asyncio.sleep(min(2.0, 0.05 * 2**attempt))
-                continue
-            except nats.js.errors.APIError as exc:
-                self.counters.emit_failures += 1
-                raise EmitError(event.event, event.id, f"JetStream refused it: {exc.description}") from exc
-            except _PUBLISH_ERRORS as exc:
-                self.counters.emit_failures += 1
-                raise ConnectionError(f"cannot emit {event.event!r}: {exc!r}") from exc
-            self.metrics.ack_seconds.observe(time.perf_counter() - started)
-            if ack.duplicate:
-                self.counters.duplicates += 1
-            return
-        self.counters.emit_failures += 1
-        raise EmitError(event.event, event.id, reason)
-
     def emit_async(self, name: str, data: Any = None, *, event_id: str | None = None,
-                   confirm: bool | None = None) -> asyncio.Task[Event]:
-        """Start an emit and return it as a task; at most EVENTS_MAX_PENDING_EMITS run at once."""
+                   confirm: bool | None = None) -> asyncio.Future[Event]:
+        """Hand an emit to the outbox and return its future; at most EVENTS_MAX_PENDING_EMITS at once."""
         self._check_open()
-        if len(self._emits) >= self.settings.max_pending_emits:
-            raise EmitBacklogError(len(self._emits))
-        return self._track(self.emit(name, data, event_id=event_id, confirm=confirm))
-
-    def _track(self, coro: Coroutine[Any, Any, Event]) -> asyncio.Task[Event]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._emits.add(task)
-        task.add_done_callback(self._emit_done)
-        return task
-
-    def _emit_done(self, task: asyncio.Task[Event]) -> None:
-        self._emits.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.warning("emit_async failed: %s", exc, extra={"error": type(exc).__name__})
+        subject, event, payload = self._envelope(name, data, event_id)
+        confirmed = self._confirm if confirm is None else confirm and self._history_on
+        assert self._outbox is not None
+        future = self._outbox.submit(subject, payload, event, confirm=confirmed,
+                                     headers={MSG_ID: event.id} if confirmed else self._unconfirmed_headers(event_id))
+        future.add_done_callback(_log_failed_emit)
+        return future
 
     # ---- listeners -----------------------------------------------------------------------------
 
@@ -390,7 +361,7 @@ class EventBus:
     def stats(self) -> dict[str, Any]:
         return {
             **self.counters.as_dict(),
-            "pending_emits": len(self._emits),
+            "pending_emits": 0 if self._outbox is None else len(self._outbox),
             "connected": self.connected,
             "history_enabled": self._history_on,
             "wildcards_enabled": self.settings.enable_wildcards,

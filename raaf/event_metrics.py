@@ -15,7 +15,7 @@ class EventCounters:
     """What one emitter has done; plain attributes so counting costs one addition per event."""
 
     __slots__ = ("__weakref__", "delivered", "dropped", "duplicates", "emit_failures", "emitted",
-                 "listener_errors", "listeners", "patterns", "received")
+                 "listener_errors", "listeners", "patterns", "received", "retries")
 
     def __init__(self) -> None:
         self.emitted = 0  # events this emitter published
@@ -25,6 +25,7 @@ class EventCounters:
         self.dropped = 0  # events NATS dropped because a pattern's buffer was full (slow listeners)
         self.duplicates = 0  # confirmed emits JetStream had already stored (same id): not stored twice
         self.emit_failures = 0  # emits that raised (not connected, not confirmed after retries, ...)
+        self.retries = 0  # confirmed emits published again (same id) after no or a failed acknowledgement
         self.listeners = 0
         self.patterns = 0
 
@@ -40,6 +41,7 @@ _COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("dropped", "raaf_events_dropped", "Events dropped because a pattern's buffer was full (slow listeners)."),
     ("duplicates", "raaf_event_duplicates", "Confirmed emits of an id JetStream had already stored."),
     ("emit_failures", "raaf_event_emit_failures", "Emits that failed (not connected, not confirmed, ...)."),
+    ("retries", "raaf_event_publish_retries", "Confirmed emits published again (same id) for want of an ack."),
 )
 
 

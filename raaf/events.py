@@ -91,10 +91,13 @@ class EventEmitter:
         return await self._bus.emit(event, data, event_id=id, confirm=confirm)
 
     def emit_async(self, event: str, data: Any = None, *, id: str | None = None,
-                   confirm: bool | None = None) -> asyncio.Task[Event]:
-        """Start an emit without waiting; the returned task resolves to the envelope (or the emit's error).
+                   confirm: bool | None = None) -> asyncio.Future[Event]:
+        """Start an emit without waiting; the returned future resolves to the envelope (or the emit's error).
 
-        At most ``EVENTS_MAX_PENDING_EMITS`` run at once (:class:`raaf.errors.EmitBacklogError` beyond).
+        Emits started this way are published in order by one writer and, when confirmed, acknowledged by
+        JetStream in a pipeline (many in flight), so they are much faster than awaiting each ``emit``. A bad
+        name, unencodable data or an oversized event raise here at once. At most ``EVENTS_MAX_PENDING_EMITS``
+        are in flight (:class:`raaf.errors.EmitBacklogError` beyond).
         """
         return self._bus.emit_async(event, data, event_id=id, confirm=confirm)
 

@@ -161,3 +161,25 @@ async def test_a_confirmed_emit_without_a_stream_fails_typed_after_its_retries(n
         with pytest.raises(HistoryUnavailableError):
             await emitter.history("lost.*")
         assert emitter.stats()["emit_failures"] == 1
+
+
+async def test_pipelined_emits_through_a_nats_restart_are_each_stored_exactly_once(private_nats: NatsServer) -> None:
+    async with emitters(private_nats.url, EVENTS_PUBLISH_TIMEOUT="0.5", EVENTS_PUBLISH_RETRIES="10") as make:
+        emitter = await make()
+        first = [emitter.emit_async("ledger.entry", n) for n in range(300)]
+        private_nats.stop()
+        private_nats.start()
+        second = [emitter.emit_async("ledger.entry", n) for n in range(300, 600)]
+        sent = await asyncio.wait_for(asyncio.gather(*first, *second), 30)
+        assert [event.data for event in sent] == list(range(600))
+        stored = await emitter.history("ledger.entry", limit=1000)
+        assert sorted(event.data for event in stored) == list(range(600))  # none lost, none twice
+        assert emitter.stats()["emit_failures"] == 0 and emitter.stats()["pending_emits"] == 0
+
+
+async def test_an_emit_async_the_stream_refuses_fails_typed(nats_server: NatsServer) -> None:
+    async with emitters(nats_server.url, EVENTS_PUBLISH_TIMEOUT="0.2", EVENTS_PUBLISH_RETRIES="1") as make:
+        emitter = await make(provision=False)  # no stream captures the subjects: nobody acknowledges
+        with pytest.raises(EmitError, match="try 2 of 2"):
+            await emitter.emit_async("orphan.event", 1)
+        assert emitter.stats()["pending_emits"] == 0
