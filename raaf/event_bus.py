@@ -33,7 +33,7 @@ from raaf.errors import (
 from raaf.event_history import MSG_ID, EventHistory, events_stream_config
 from raaf.event_listeners import Callback, Listener, PatternListeners, Transform
 from raaf.event_metrics import EventCounters, EventMetrics
-from raaf.event_outbox import _PUBLISH_ERRORS, Outbox
+from raaf.event_outbox import PUBLISH_ERRORS, Outbox
 from raaf.event_settings import EventSettings
 from shared.jetstream import ensure_stream
 from shared.natsconn import NatsEvents, connect_nats
@@ -247,7 +247,7 @@ class EventBus:
             return await self._outbox.submit(subject, payload, event, confirm=True, headers={MSG_ID: event.id})
         try:
             await self._publish(subject, payload, "", None if event_id is None else self._unconfirmed_headers(event_id))
-        except _PUBLISH_ERRORS as exc:
+        except PUBLISH_ERRORS as exc:
             self.counters.emit_failures += 1
             raise ConnectionError(f"cannot emit {name!r}: {exc!r}") from exc
         self.counters.emitted += 1

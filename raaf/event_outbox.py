@@ -22,7 +22,7 @@ from raaf.event_metrics import EventCounters, EventMetrics
 # Errors after which the same id is published again: nothing (or nothing we heard of) was stored.
 _RETRYABLE = (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError, nats.js.errors.ServiceUnavailableError,
               nats.errors.NoRespondersError)
-_PUBLISH_ERRORS = (nats.errors.ConnectionClosedError, nats.errors.OutboundBufferLimitError,
+PUBLISH_ERRORS = (nats.errors.ConnectionClosedError, nats.errors.OutboundBufferLimitError,
                    nats.errors.ConnectionDrainingError, nats.errors.ConnectionReconnectingError)
 
 
@@ -113,7 +113,7 @@ class Outbox:
                 continue
             try:
                 await self._publish(item)
-            except _PUBLISH_ERRORS as exc:
+            except PUBLISH_ERRORS as exc:
                 self._fail(item, ConnectionError(f"cannot emit {item.event.event!r}: {exc!r}"))
 
     async def _publish(self, item: PendingEmit) -> None:
