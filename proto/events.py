@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
-from proto.base import Message
+from proto.base import ClientRequest, Message
 
 
 class Event(Message, frozen=True, kw_only=True, tag="event"):
@@ -61,3 +61,38 @@ def read_event(name: str, body: bytes, *, default_id: str, timestamp: float, seq
     if event.event != name or event.seq != seq:
         event = msgspec.structs.replace(event, event=name, seq=seq)
     return event
+
+
+# ---- the gateway's event messages (WebSocket, SSE and REST) -------------------------------------
+
+EventPattern = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class SubscribeEvents(ClientRequest, frozen=True, kw_only=True, tag="subscribe_events"):
+    """Receive the events matching ``pattern`` (``user.*``, ``user.**``) as ``event`` messages.
+
+    First, if asked: the last ``history`` stored ones, or those stored after ``after_seq`` (a ``seq`` seen
+    before, to resume), each with its ``seq``; then live ones, with nothing missed or repeated in between.
+    """
+
+    pattern: EventPattern
+    history: Annotated[int, msgspec.Meta(ge=0)] = 0
+    after_seq: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+
+class UnsubscribeEvents(ClientRequest, frozen=True, kw_only=True, tag="unsubscribe_events"):
+    pattern: EventPattern
+
+
+class EmitEvent(ClientRequest, frozen=True, kw_only=True, tag="emit_event"):
+    """Emit ``event`` with ``data`` (any JSON) on the platform's event bus; answered by ``ack``."""
+
+    event: EventPattern
+    data: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class EventHistory(Message, frozen=True, kw_only=True, tag="event_history"):
+    """``GET /v1/events/history``: stored events matching ``pattern``, oldest first."""
+
+    pattern: str
+    events: list[Event]

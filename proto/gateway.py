@@ -9,6 +9,7 @@ import msgspec
 
 from proto.base import ClientRequest, Message
 from proto.errors import Error
+from proto.events import EmitEvent, Event, EventHistory, SubscribeEvents, UnsubscribeEvents
 
 ChannelName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 PresenceInfo = Annotated[dict[str, Annotated[str, msgspec.Meta(max_length=200)]], msgspec.Meta(max_length=16)]
@@ -75,6 +76,9 @@ ClientMessage = (
     | Publish
     | Ping
     | PresenceQuery
+    | SubscribeEvents
+    | UnsubscribeEvents
+    | EmitEvent
 )
 
 client_decoder = msgspec.json.Decoder(ClientMessage)
@@ -175,6 +179,8 @@ ServerMessage = (
     | Joined
     | Left
     | Presence
+    | Event
+    | EventHistory
 )
 
 server_encoder = msgspec.json.Encoder()
