@@ -213,13 +213,13 @@ class EventBus:
 
     # ---- emit ----------------------------------------------------------------------------------
 
-    def _envelope(self, name: str, data: Any, event_id: str | None) -> tuple[str, Event, bytes]:
+    def _envelope(self, name: str, data: Any, event_id: str | None, source: str | None) -> tuple[str, Event, bytes]:
         """The subject, envelope and encoded bytes of one event, or the typed error that stops it."""
         subject = self._subject_cache.get(name)
         if subject is None:
             subject = self.event_subject(name)
         event = Event(event=name, data=data, id=f"{self._id_prefix}{self._next_seq()}" if event_id is None
-                      else event_id, timestamp=_now(), source=self._source)
+                      else event_id, timestamp=_now(), source=self._source if source is None else source)
         try:
             payload = _encode(event)
         except (TypeError, msgspec.EncodeError) as exc:
@@ -236,12 +236,12 @@ class EventBus:
         return {MSG_ID: event_id} if event_id is not None and self._history_on else None
 
     async def emit(self, name: str, data: Any = None, *, event_id: str | None = None,
-                   confirm: bool | None = None) -> Event:
+                   confirm: bool | None = None, source: str | None = None) -> Event:
         """Publish one event; with history and ``confirm``, return once JetStream has stored it."""
         # The hot path of the event system: an unconfirmed emit is one envelope and one publish.
         if not self._open:
             self._check_open()
-        subject, event, payload = self._envelope(name, data, event_id)
+        subject, event, payload = self._envelope(name, data, event_id, source)
         if self._confirm if confirm is None else confirm and self._history_on:
             assert self._outbox is not None
             return await self._outbox.submit(subject, payload, event, confirm=True, headers={MSG_ID: event.id})
@@ -254,10 +254,10 @@ class EventBus:
         return event
 
     def emit_async(self, name: str, data: Any = None, *, event_id: str | None = None,
-                   confirm: bool | None = None) -> asyncio.Future[Event]:
+                   confirm: bool | None = None, source: str | None = None) -> asyncio.Future[Event]:
         """Hand an emit to the outbox and return its future; at most EVENTS_MAX_PENDING_EMITS at once."""
         self._check_open()
-        subject, event, payload = self._envelope(name, data, event_id)
+        subject, event, payload = self._envelope(name, data, event_id, source)
         confirmed = self._confirm if confirm is None else confirm and self._history_on
         assert self._outbox is not None
         future = self._outbox.submit(subject, payload, event, confirm=confirmed,

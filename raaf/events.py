@@ -81,17 +81,18 @@ class EventEmitter:
     # ---- emitting ------------------------------------------------------------------------------
 
     async def emit(self, event: str, data: Any = None, *, id: str | None = None,
-                   confirm: bool | None = None) -> Event:
+                   confirm: bool | None = None, source: str | None = None) -> Event:
         """Publish ``event`` with ``data`` (anything JSON-encodable) and return the envelope sent.
 
         With history on and ``confirm`` (default ``EVENTS_CONFIRM``, true), return once JetStream has
         stored it; a try that is not acknowledged is repeated with the same ``id``, which JetStream stores
-        once. Pass your own ``id`` to make an emit you may repeat idempotent.
+        once. Pass your own ``id`` to make an emit you may repeat idempotent; ``source`` overrides
+        ``EVENTS_SOURCE`` for this event.
         """
-        return await self._bus.emit(event, data, event_id=id, confirm=confirm)
+        return await self._bus.emit(event, data, event_id=id, confirm=confirm, source=source)
 
     def emit_async(self, event: str, data: Any = None, *, id: str | None = None,
-                   confirm: bool | None = None) -> asyncio.Future[Event]:
+                   confirm: bool | None = None, source: str | None = None) -> asyncio.Future[Event]:
         """Start an emit without waiting; the returned future resolves to the envelope (or the emit's error).
 
         Emits started this way are published in order by one writer and, when confirmed, acknowledged by
@@ -99,7 +100,7 @@ class EventEmitter:
         name, unencodable data or an oversized event raise here at once. At most ``EVENTS_MAX_PENDING_EMITS``
         are in flight (:class:`raaf.errors.EmitBacklogError` beyond).
         """
-        return self._bus.emit_async(event, data, event_id=id, confirm=confirm)
+        return self._bus.emit_async(event, data, event_id=id, confirm=confirm, source=source)
 
     # ---- listening -----------------------------------------------------------------------------
 
@@ -140,6 +141,14 @@ class EventEmitter:
         finally:
             if listener_id is not None:
                 self._bus.remove_listener(listener_id)
+
+    def event_subject(self, event: str) -> str:
+        """The NATS subject of an event name (``user.login`` -> ``<prefix>.events.user.login``), checked."""
+        return self._bus.event_subject(event)
+
+    def listen_subject(self, pattern: str) -> str:
+        """The NATS subject (with NATS wildcards) a listener pattern maps to, checked."""
+        return self._bus.listen_subject(pattern)
 
     def listener_count(self, pattern: str | None = None) -> int:
         """Listeners on ``pattern`` (all listeners of the emitter when None)."""
