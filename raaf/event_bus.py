@@ -124,6 +124,8 @@ class EventBus:
                     await ensure_stream(self._js, events_stream_config(self.subjects, self.settings))
                 except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.js.errors.Error) as exc:
                     await self._close_own_connection()
+                    if self._owns_connection:
+                        self._nc = None
                     raise HistoryUnavailableError(
                         f"cannot provision the events stream ({exc!r}); is JetStream enabled? "
                         "(EVENTS_ENABLE_HISTORY=false runs without history)") from exc
@@ -146,11 +148,14 @@ class EventBus:
         groups = list(self._patterns.values())
         self._patterns.clear()
         self._listeners.clear()
-        nc = self._nc
-        if nc is not None and nc.is_connected:
-            for group in groups:
-                if group.subscription is not None:
-                    await asyncio.wait_for(self._drain(group.subscription), timeout)
+        subscriptions = [group.subscription for group in groups if group.subscription is not None]
+        if subscriptions and self._nc is not None and self._nc.is_connected:
+            # Drain (listeners finish what already arrived) within one deadline; a stuck listener is cut off.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*(self._drain(s) for s in subscriptions)), timeout)
+            for subscription in subscriptions:
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
         for group in groups:
             for listener in group.listeners:
                 listener.active = False

@@ -346,3 +346,19 @@ async def test_a_slow_listener_drops_past_its_buffer_and_the_drops_are_counted(n
         # The emitter still works afterwards.
         await emitter.emit("flood.x", "after")
         await eventually(lambda: handled[-1] == "after")
+
+
+async def test_close_does_not_hang_on_a_stuck_listener(nats_server: NatsServer) -> None:
+    async with emitters(nats_server.url, SHUTDOWN_TIMEOUT="0.3") as make:
+        emitter = await make(enable_history=False)
+        started = asyncio.Event()
+
+        async def stuck(event: Event) -> None:
+            started.set()
+            await asyncio.sleep(3600)
+
+        await emitter.on("hang.*", stuck)
+        await emitter.emit("hang.now")
+        await asyncio.wait_for(started.wait(), 5)
+        await asyncio.wait_for(emitter.close(), 3)
+        assert not emitter.connected
