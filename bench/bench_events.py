@@ -23,6 +23,7 @@ from nats.js.api import PubAck, StorageType, StreamConfig
 from prometheus_client import CollectorRegistry
 
 from proto.events import Event
+from proto.subjects import Subjects
 from raaf.event_settings import EventSettings
 from raaf.events import EventEmitter
 from shared.localstack import NatsServer
@@ -95,7 +96,8 @@ async def emitter_path(url: str, events: int, *, history: bool, confirm: bool, u
     """EventEmitter.emit -> a listener on ``bench.*`` (a sync callback, as most listeners are)."""
     prefix = f"bench{os.getpid()}{int(time.time() * 1000) % 100000}"
     settings = EventSettings.from_env({"NATS_URL": url, "RAAF_PREFIX": prefix, "EVENTS_STORAGE": "memory",
-                                       "EVENTS_HISTORY_SIZE": str(events), "EVENTS_MAX_PENDING_EMITS": "4000"})
+                                       "EVENTS_HISTORY_SIZE": str(events), "EVENTS_MAX_PENDING_EMITS": "4000",
+                                       "EVENTS_HISTORY_MAX_BYTES": str(max(64 << 20, events * 512))})
     emitter = EventEmitter(enable_history=history, confirm=confirm, settings=settings, registry=CollectorRegistry())
     await emitter.connect()
     done = asyncio.Event()
@@ -124,6 +126,10 @@ async def emitter_path(url: str, events: int, *, history: bool, confirm: bool, u
     await done.wait()
     elapsed = time.perf_counter() - started
     await emitter.close()
+    if history:  # JetStream reserves each stream's bytes: give them back
+        nc = await nats.connect(url)
+        await nc.jetstream().delete_stream(Subjects(prefix).stream_name("events"))
+        await nc.close()
     return events / elapsed
 
 

@@ -126,9 +126,10 @@ class EventBus:
                     await self._close_own_connection()
                     if self._owns_connection:
                         self._nc = None
+                    reason = getattr(exc, "description", None) or repr(exc)
                     raise HistoryUnavailableError(
-                        f"cannot provision the events stream ({exc!r}); is JetStream enabled? "
-                        "(EVENTS_ENABLE_HISTORY=false runs without history)") from exc
+                        f"cannot provision the events stream: {reason} (is JetStream enabled, with room for "
+                        "EVENTS_HISTORY_MAX_BYTES? EVENTS_ENABLE_HISTORY=false runs without history)") from exc
             self._history = EventHistory(nc, self._js, self.subjects, timeout=self.settings.publish_timeout)
         self._publish = nc.publish
         self._outbox = Outbox(nc, self._js, self.counters, self.metrics, timeout=self.settings.publish_timeout,

@@ -25,7 +25,7 @@ from raaf import (
 )
 from raaf import errors as raaf_errors
 from shared.localstack import NatsServer
-from tests.event_helpers import emitters, event_settings, eventually, unique_prefix
+from tests.event_helpers import delete_events_stream, emitters, event_settings, eventually, unique_prefix
 
 
 async def test_wildcards_match_as_the_seed_describes(nats_server: NatsServer) -> None:
@@ -296,6 +296,13 @@ async def test_close_finishes_emits_in_flight_then_refuses_work(nats_server: Nat
     prefix = unique_prefix()
     listener = EventEmitter(settings=event_settings(nats_server.url, prefix), registry=CollectorRegistry())
     emitter = EventEmitter(settings=event_settings(nats_server.url, prefix), registry=CollectorRegistry())
+    try:
+        await close_finishes_emits_in_flight(listener, emitter)
+    finally:
+        await delete_events_stream(nats_server.url, prefix)
+
+
+async def close_finishes_emits_in_flight(listener: EventEmitter, emitter: EventEmitter) -> None:
     async with listener:
         got: list[object] = []
         await listener.on("drain.*", lambda e: got.append(e.data))

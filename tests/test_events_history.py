@@ -15,7 +15,7 @@ from proto.errors import ErrorCode
 from raaf import EmitError, EventEmitter, HistoryUnavailableError
 from shared.localstack import NatsServer
 from tests.conftest import ROOT
-from tests.event_helpers import emitters, event_settings, unique_prefix
+from tests.event_helpers import TEST_ENV, delete_events_stream, emitters, event_settings, unique_prefix
 
 EMITTING_PROCESS = """
 import asyncio, sys
@@ -31,7 +31,7 @@ asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
 
 
 async def run_emitting_process(nats_url: str, prefix: str, first: int, count: int) -> None:
-    env = {**os.environ, "NATS_URL": nats_url, "RAAF_PREFIX": prefix, "LOG_LEVEL": "warning"}
+    env = {**os.environ, "NATS_URL": nats_url, "RAAF_PREFIX": prefix, "LOG_LEVEL": "warning", **TEST_ENV}
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", EMITTING_PROCESS, str(first), str(count),
                                                 env=env, cwd=ROOT, stderr=asyncio.subprocess.PIPE)
     _, stderr = await asyncio.wait_for(proc.communicate(), 60)
@@ -40,6 +40,13 @@ async def run_emitting_process(nats_url: str, prefix: str, first: int, count: in
 
 async def test_history_returns_the_last_n_after_the_emitting_process_restarts(nats_server: NatsServer) -> None:
     prefix = unique_prefix()
+    try:
+        await last_n_after_restart(nats_server, prefix)
+    finally:
+        await delete_events_stream(nats_server.url, prefix)
+
+
+async def last_n_after_restart(nats_server: NatsServer, prefix: str) -> None:
     await run_emitting_process(nats_server.url, prefix, 0, 20)
     await run_emitting_process(nats_server.url, prefix, 20, 10)  # the emitting process, restarted
     async with EventEmitter(settings=event_settings(nats_server.url, prefix), registry=CollectorRegistry()) as reader:

@@ -19,7 +19,7 @@ from services.gateway.events import EventsExtension
 from shared.app import App
 from shared.localstack import NatsServer, ValkeyServer
 from tests.conftest import service_env
-from tests.event_helpers import event_settings, eventually, unique_prefix
+from tests.event_helpers import TEST_ENV, delete_events_stream, event_settings, eventually, unique_prefix
 
 StartApp = Callable[[App], Awaitable[App]]
 TOKENS = {
@@ -60,15 +60,20 @@ class Client:
 
 @pytest.fixture
 async def gateway(nats_server: NatsServer, redis_server: ValkeyServer, start_app: StartApp,
-                  monkeypatch: pytest.MonkeyPatch) -> GatewayApp:
+                  monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[GatewayApp]:
+    # The events extension reads EVENTS_* and GATEWAY_RESTRICTED_EVENTS from the process environment.
     monkeypatch.setenv("GATEWAY_RESTRICTED_EVENTS", "secret.*,audit.**")
     monkeypatch.setenv("EVENTS_HISTORY_MAX_READ", "50")
-    env = service_env(nats_server.url, redis_server.url, RAAF_PREFIX=unique_prefix(), GATEWAY_AUTH_MODE="token",
+    monkeypatch.setenv("EVENTS_HISTORY_MAX_BYTES", TEST_ENV["EVENTS_HISTORY_MAX_BYTES"])
+    prefix = unique_prefix()
+    env = service_env(nats_server.url, redis_server.url, RAAF_PREFIX=prefix, GATEWAY_AUTH_MODE="token",
                       GATEWAY_STATIC_TOKENS=json.dumps(TOKENS), WEBSOCKET_RATE_LIMIT="0",
                       WEBSOCKET_MAX_SUBSCRIPTIONS="4", WEBSOCKET_MAX_MESSAGE_SIZE="2048")
     app = await start_app(GatewayApp(GatewaySettings.from_env(env)))
     assert isinstance(app, GatewayApp)
-    return app
+    yield app
+    await app.stop()
+    await delete_events_stream(nats_server.url, prefix)
 
 
 @asynccontextmanager
