@@ -4,8 +4,37 @@ from shared.app import VERSION as __version__
 
 __all__ = ["__version__"]
 
-# Event system (issue #5): the seed's EventEmitter over NATS subjects, with JetStream history.
+# The gateway's client and embeddable server, and the API's typed errors.
+from raaf.client import WebSocketClient
 from raaf.errors import (
+    AuthenticationError,
+    ConnectionClosedError,
+    ConnectionError,
+    PermissionDeniedError,
+    ProtocolError,
+    RateLimitedError,
+    StreamingError,
+    TimeoutError,
+    error_from_wire,
+)
+from raaf.server import WebSocketServer
+
+__all__ += [
+    "AuthenticationError",
+    "ConnectionClosedError",
+    "ConnectionError",
+    "PermissionDeniedError",
+    "ProtocolError",
+    "RateLimitedError",
+    "StreamingError",
+    "TimeoutError",
+    "WebSocketClient",
+    "WebSocketServer",
+    "error_from_wire",
+]
+
+# Event system (issue #5): the seed's EventEmitter over NATS subjects, with JetStream history.
+from raaf.errors import (  # noqa: E402
     EmitBacklogError,
     EmitError,
     EventTimeoutError,
@@ -14,10 +43,9 @@ from raaf.errors import (
     InvalidEventDataError,
     InvalidEventNameError,
     ListenerLimitError,
-    StreamingError,
 )
-from raaf.event_settings import EventSettings
-from raaf.events import Event, EventEmitter
+from raaf.event_settings import EventSettings  # noqa: E402
+from raaf.events import Event, EventEmitter  # noqa: E402
 
 __all__ += [
     "EmitBacklogError",
@@ -31,5 +59,4 @@ __all__ += [
     "InvalidEventDataError",
     "InvalidEventNameError",
     "ListenerLimitError",
-    "StreamingError",
 ]

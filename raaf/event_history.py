@@ -155,7 +155,8 @@ class EventHistory:
         except nats.js.errors.NotFoundError as exc:
             raise HistoryUnavailableError(f"the events stream {self.stream} does not exist") from exc
         except (nats.errors.TimeoutError, builtins.TimeoutError) as exc:
-            raise TimeoutError(f"reading event history timed out: {exc}", timeout=self._timeout) from exc
+            raise TimeoutError(f"reading event history timed out after {self._timeout:g}s: {exc!r}",
+                               details={"timeout": self._timeout}) from exc
         except nats.js.errors.NoStreamResponseError as exc:
             raise HistoryUnavailableError("JetStream did not answer (is it enabled?)") from exc
         except (nats.errors.ConnectionClosedError, nats.errors.NoRespondersError) as exc:

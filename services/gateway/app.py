@@ -50,7 +50,7 @@ class GatewayApp(App):
 
     service: ClassVar[str] = "gateway"
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings, hooks: GatewayHooks | None = None) -> None:
         super().__init__(settings)
         self.gateway_settings = settings
         self.counters = GatewayCounters()
@@ -74,7 +74,7 @@ class GatewayApp(App):
             max_subscriptions=settings.max_subscriptions,
             spawn=lambda coro, name: self.spawn(coro, name=name), close=self._close_connection,
         )
-        self.hooks = GatewayHooks()
+        self.hooks = hooks or GatewayHooks()
         self.client_types = frozenset(t.__struct_config__.tag for t in typing.get_args(ClientMessage))
         self.handler = MessageHandler(self)
         self.sweeper = Sweeper(self.registry, settings)

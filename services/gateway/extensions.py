@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from services.gateway.events import EventsExtension
 from services.gateway.extension import GatewayExtension
 
 if TYPE_CHECKING:
@@ -13,6 +12,9 @@ if TYPE_CHECKING:
 
 def default_extensions(gateway: GatewayApp) -> list[GatewayExtension]:
     """Built in ``GatewayApp.__init__``; their routes are installed there, started after NATS connects."""
+    # Imported here: the events extension uses the raaf package, whose __init__ imports the gateway app.
+    from services.gateway.events import EventsExtension
+
     return [
         # One line per extension, e.g. RunsExtension(gateway),
         EventsExtension(gateway),
