@@ -277,6 +277,8 @@ class EventBus:
                            transform: Transform | None = None) -> str:
         """Register ``callback`` on ``pattern``; once this returns, NATS delivers every later event to it."""
         self._check_open()
+        if not callable(callback):
+            raise TypeError(f"a listener must be callable, not {type(callback).__name__}")
         subject = self.listen_subject(pattern)
         group = self._patterns.get(subject)
         listener = Listener(id=f"lst-{uuid.uuid4().hex}", pattern=pattern, callback=callback, once=once,
