@@ -9,6 +9,7 @@ import msgspec
 
 from proto.base import ClientRequest, Message
 from proto.errors import Error
+from proto.events import EmitEvent, Event, EventHistory, SubscribeEvents, UnsubscribeEvents
 from proto.runs import (
     AgentChanged,
     AgentStream,
@@ -98,6 +99,10 @@ ClientMessage = (
     | AgentStream
     | ResumeRun
     | CancelRunStream
+
+    | SubscribeEvents
+    | UnsubscribeEvents
+    | EmitEvent
 )
 
 client_decoder = msgspec.json.Decoder(ClientMessage)
@@ -213,6 +218,9 @@ ServerMessage = (
     | RunCompleted
     | RunFailed
     | RunCancelled
+
+    | Event
+    | EventHistory
 )
 
 server_encoder = msgspec.json.Encoder()

@@ -204,3 +204,80 @@ def error_from_wire(error: Error | dict[str, Any]) -> StreamingError:
 
 
 from_wire = error_from_wire
+
+
+# ---- the event system (issue #5) ---------------------------------------------------------------------
+
+
+class InvalidEventNameError(InvalidNameError, ValueError):
+    """An event name or listener pattern that cannot be a subject (or a wildcard while wildcards are off)."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"invalid event name or pattern {name!r}: {reason}", details={"name": name,
+                                                                                       "reason": reason})
+        self.name = name
+        self.reason = reason
+
+
+class InvalidEventDataError(BadRequestError, TypeError):
+    """Event data that cannot be encoded as JSON."""
+
+    def __init__(self, event: str, reason: str) -> None:
+        super().__init__(f"data of event {event!r} cannot be encoded as JSON: {reason}", details={"event": event})
+        self.event = event
+        self.reason = reason
+
+
+class EventTooLargeError(TooLargeError, ValueError):
+    """An encoded event over the size limit (``EVENTS_MAX_EVENT_SIZE`` or the server's max payload)."""
+
+    def __init__(self, event: str, size: int, limit: int) -> None:
+        super().__init__(f"event {event!r} is {size} bytes encoded; the limit is {limit}",
+                         details={"size": size, "limit": limit})
+        self.event = event
+        self.size = size
+        self.limit = limit
+
+
+class ListenerLimitError(LimitExceededError):
+    """``max_listeners`` listeners on one pattern (or ``EVENTS_MAX_PATTERNS`` patterns) already."""
+
+    def __init__(self, pattern: str, limit: int, what: str = "listeners on this pattern") -> None:
+        super().__init__(f"cannot add a listener for {pattern!r}: already {limit} {what} (the limit)",
+                         details={"pattern": pattern, "limit": limit})
+        self.pattern = pattern
+        self.limit = limit
+
+
+class EventTimeoutError(TimeoutError):
+    """``wait_for_event`` saw no matching event within ``timeout`` seconds."""
+
+    def __init__(self, pattern: str, timeout: float) -> None:
+        super().__init__(f"no event matching {pattern!r} within {timeout:g}s",
+                         details={"pattern": pattern, "timeout": timeout})
+        self.pattern = pattern
+        self.timeout = timeout
+
+
+class HistoryUnavailableError(UnavailableError):
+    """History was asked for while it is disabled, or its JetStream stream does not exist or cannot be made."""
+
+
+class EmitError(ConnectionError):
+    """An emit that was not confirmed stored after its retries (the same id is safe to emit again)."""
+
+    def __init__(self, event: str, event_id: str, reason: str) -> None:
+        super().__init__(f"event {event!r} (id {event_id}) was not confirmed stored: {reason}",
+                         details={"event": event, "event_id": event_id})
+        self.event = event
+        self.event_id = event_id
+        self.reason = reason
+
+
+class EmitBacklogError(OverloadedError):
+    """``emit_async`` while ``EVENTS_MAX_PENDING_EMITS`` emits are still in flight: await some first."""
+
+    def __init__(self, pending: int) -> None:
+        super().__init__(f"{pending} emits are in flight (the limit); await some before starting more",
+                         details={"pending": pending})
+        self.pending = pending

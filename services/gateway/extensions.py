@@ -13,7 +13,11 @@ if TYPE_CHECKING:
 
 def default_extensions(gateway: GatewayApp) -> list[GatewayExtension]:
     """Built in ``GatewayApp.__init__``; their routes are installed there, started after NATS connects."""
+    # Imported here: the events extension uses the raaf package, whose __init__ imports the gateway app.
+    from services.gateway.events import EventsExtension
+
     return [
         # One line per extension, e.g. RunsExtension(gateway),
         RunsExtension(gateway),
+        EventsExtension(gateway),
     ]
