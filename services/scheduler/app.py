@@ -2,16 +2,154 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import asyncio
+import contextlib
+from typing import Any, ClassVar
 
+import msgspec
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from proto.errors import ErrorCode
+from proto.jobs import enqueue_decoder, job_request_decoder, jobs_encoder, jobs_scheduled_decoder
+from raaf.jobs.errors import JobError, SchedulerOverloadedError
+from raaf.jobs.events import JobSignals
+from raaf.jobs.maintenance import QueueMaintainer
+from raaf.jobs.metrics import SchedulerMetrics
+from raaf.jobs.model import RetryPolicy
+from raaf.jobs.queue import JobQueue
+from raaf.jobs.store import JobStore
+from services.scheduler.api import JobsApi, bad_request
 from services.scheduler.settings import SchedulerSettings
 from shared.app import App
 
 
 class SchedulerApp(App):
+    """Maintains each queue (expired leases back, due jobs in, recurring schedules fired, idle workers nudged) and
+    answers the jobs API on ``<prefix>.jobs.enqueue`` and ``<prefix>.jobs.request`` (queue group ``scheduler``)."""
+
     service: ClassVar[str] = "scheduler"
     uses_redis: ClassVar[bool] = True
 
     def __init__(self, settings: SchedulerSettings) -> None:
         super().__init__(settings)
         self.scheduler_settings = settings
+        self.job_metrics = SchedulerMetrics(self.metrics.registry)
+        self.queues: dict[str, JobQueue] = {}
+        self.maintainers: dict[str, QueueMaintainer] = {}
+        self.api: JobsApi | None = None
+        self._subs: list[Subscription] = []
+        self._requests: set[asyncio.Task[None]] = set()
+        self._stats_stop = asyncio.Event()
+
+    def micro_metadata(self) -> dict[str, str]:
+        return {"queues": ",".join(self.scheduler_settings.queues)}
+
+    async def on_start(self) -> None:
+        s = self.scheduler_settings
+        retry = RetryPolicy(retry_count=s.retry_count, retry_delay=s.retry_delay, backoff=s.retry_backoff,
+                            max_delay=s.retry_max_delay)
+        for name in s.queues:
+            store = JobStore(self.redis, queue=name, prefix=self.runtime.prefix, limits=s.limits)
+            signals = JobSignals(self.nc, self.subjects, name, lifecycle=s.lifecycle_events)
+            self.queues[name] = JobQueue(store, signals, retry)
+            maintainer = QueueMaintainer(store, signals, interval=s.tick_interval, batch=s.maintenance_batch,
+                                         nudge_interval=s.nudge_interval, metrics=self.job_metrics)
+            self.maintainers[name] = maintainer
+            self._subs.append(await self.nc.subscribe(self.subjects.job_wake(name), cb=self._on_wake))
+            self.spawn(maintainer.run(), name=f"maintain:{name}")
+        self.api = JobsApi(self.queues, self.job_metrics, s.workers)
+        self._subs.append(await self.nc.subscribe(self.subjects.job_enqueue, queue="scheduler", cb=self._on_enqueue))
+        self._subs.append(await self.nc.subscribe(self.subjects.job_requests, queue="scheduler",
+                                                  cb=self._on_request))
+        self.spawn(self._refresh_gauges(), name="gauges")
+
+    async def on_stop(self) -> None:
+        # Stop taking requests, answer the ones in hand, then stop the maintenance loops.
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        self._subs.clear()
+        if self._requests:
+            await asyncio.gather(*list(self._requests), return_exceptions=True)
+        for queue in self.queues.values():
+            await queue.drain()
+        for maintainer in self.maintainers.values():
+            maintainer.stop()
+        self._stats_stop.set()
+
+    # ---- NATS requests -----------------------------------------------------------------------------------------
+
+    async def _on_enqueue(self, msg: Msg) -> None:
+        self._accept(msg, enqueue=True)
+
+    async def _on_request(self, msg: Msg) -> None:
+        self._accept(msg, enqueue=False)
+
+    def _accept(self, msg: Msg, *, enqueue: bool) -> None:
+        """Handle each request in its own task (so Redis calls batch across requests), up to the in-flight cap."""
+        if not msg.reply:
+            return
+        limit = self.scheduler_settings.max_inflight_requests
+        if len(self._requests) >= limit:
+            self.job_metrics.rejected.labels(ErrorCode.OVERLOADED.value).inc()
+            self._reply_now(msg, SchedulerOverloadedError(limit).to_wire())
+            return
+        task = self.spawn(self._handle(msg, enqueue), name="request")
+        self._requests.add(task)
+        self.job_metrics.inflight_requests.set(len(self._requests))
+        task.add_done_callback(self._request_done)
+
+    def _request_done(self, task: asyncio.Task[None]) -> None:
+        self._requests.discard(task)
+        self.job_metrics.inflight_requests.set(len(self._requests))
+
+    def _reply_now(self, msg: Msg, reply: Any) -> None:
+        task = self.spawn(self._respond(msg, reply), name="reply")
+        self._requests.add(task)
+        task.add_done_callback(self._request_done)
+
+    async def _handle(self, msg: Msg, enqueue: bool) -> None:
+        assert self.api is not None
+        try:
+            request = enqueue_decoder.decode(msg.data) if enqueue else job_request_decoder.decode(msg.data)
+        except msgspec.MsgspecError as exc:
+            self.job_metrics.rejected.labels(ErrorCode.BAD_REQUEST.value).inc()
+            await self._respond(msg, bad_request(exc))
+            return
+        await self._respond(msg, await self.api.answer(request))
+
+    async def _respond(self, msg: Msg, reply: Any) -> None:
+        try:
+            await msg.respond(jobs_encoder.encode(reply))
+        except Exception as exc:  # the requester's connection is gone; the job (if any) is written regardless
+            self.log.debug("could not reply: %s", exc)
+
+    async def _on_wake(self, msg: Msg) -> None:
+        try:
+            notice = jobs_scheduled_decoder.decode(msg.data)
+        except msgspec.MsgspecError:
+            return
+        maintainer = self.maintainers.get(notice.queue)
+        if maintainer is not None:
+            maintainer.wake(notice.run_at)
+
+    # ---- gauges ------------------------------------------------------------------------------------------------
+
+    async def _refresh_gauges(self) -> None:
+        m = self.job_metrics
+        while not self._stats_stop.is_set():
+            for name, queue in self.queues.items():
+                try:
+                    s = await queue.stats()
+                except JobError:
+                    continue
+                m.queue_length.labels(name, "high").set(s.high)
+                m.queue_length.labels(name, "normal").set(s.normal)
+                m.queue_length.labels(name, "low").set(s.low)
+                m.scheduled.labels(name).set(s.scheduled)
+                m.running.labels(name).set(s.running)
+                m.dead.labels(name).set(s.dead)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stats_stop.wait(), self.scheduler_settings.stats_interval)
+
