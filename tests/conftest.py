@@ -141,3 +141,8 @@ def service_process(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     yield make
     for proc in procs:
         proc.kill()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--run-chaos`` (used by ``make chaos``): run the ``chaos``-marked rounds too."""
+    parser.addoption("--run-chaos", action="store_true", default=False, help="run @pytest.mark.chaos tests")

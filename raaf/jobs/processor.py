@@ -117,6 +117,7 @@ class BackgroundProcessor:
             "lifecycle_events": env.boolean("JOBS_LIFECYCLE_EVENTS", True),
             "shutdown_timeout": env.number("SHUTDOWN_TIMEOUT", 25.0, min=0, max=3600),
             "limits": limits_from_env(env),
+            "worker_id": env.optional("INSTANCE_ID"),
         }
         options.update(overrides)
         return cls(**options)

@@ -416,13 +416,15 @@ class JobWorker:
                 self._last_renewed = sent
                 continue
             try:
-                states = await self.store.renew([(h.job.job_id, h.job.token) for h in held], self.lease_ms)
-            except JobStoreUnavailableError as exc:
+                # A cut network can hang a call for the socket timeout: never wait past the next renewal.
+                states = await asyncio.wait_for(
+                    self.store.renew([(h.job.job_id, h.job.token) for h in held], self.lease_ms), interval)
+            except (JobStoreUnavailableError, TimeoutError) as exc:
                 if self.metrics is not None:
                     self.metrics.store_errors.inc()
                 # Waiting another interval could outlive the lease: stop the jobs before someone else gets them.
                 if time.monotonic() + interval >= self._last_renewed + self.lease_seconds:
-                    log.warning("cannot renew leases (%s): abandoning %d jobs", exc, len(held))
+                    log.warning("cannot renew leases (%s): abandoning %d jobs", exc or "timed out", len(held))
                     for h in held:
                         self._abandon(h)
                 continue
