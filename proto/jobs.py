@@ -138,7 +138,7 @@ class JobInfo(Message, frozen=True, kw_only=True, tag="job"):
     attempts: int = 0
     max_attempts: int = 1
     data: msgspec.Raw = NULL
-    result: msgspec.Raw | None = None
+    result: msgspec.Raw = NULL  # the handler's return value once succeeded (JSON null until then)
     error: str | None = None
     enqueued_at: float | None = None
     run_at: float | None = None

@@ -135,7 +135,7 @@ async def test_a_stale_worker_cannot_record_a_job_someone_else_now_holds(client:
     assert (await store.fail(stale.job_id, stale.token, "x", retry=True, delay_ms=0)).outcome == "lost"
     assert await store.complete([(fresh.job_id, fresh.token, b'"fresh"')]) == [True]
     info = await store.get(fresh.job_id)
-    assert info is not None and info.status is JobStatus.SUCCEEDED and bytes(info.result or b"") == b'"fresh"'
+    assert info is not None and info.status is JobStatus.SUCCEEDED and bytes(info.result) == b'"fresh"'
 
 
 async def test_expired_leases_count_an_attempt_and_bury_the_job_when_none_are_left(client: redis.Redis) -> None:

@@ -117,7 +117,7 @@ class JobQueue:
         info = await self.wait(job_id, timeout)
         if info.status is not JobStatus.SUCCEEDED:
             raise JobFailedError(job_id, info.status.value, info.error)
-        return _decoder.decode(info.result) if info.result is not None else None
+        return _decoder.decode(info.result)
 
     # ---- changing ------------------------------------------------------------------------------------------------
 

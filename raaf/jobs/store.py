@@ -276,7 +276,7 @@ class JobStore:
             job_id=job_id, job_type=_s(f.get("type", b"")), queue=self.queue, status=JobStatus(_s(f["status"])),
             priority=Priority(_s(f.get("priority", b"normal"))), attempts=int(f.get("attempts", 0)),
             max_attempts=int(f.get("max_attempts", 1)), data=msgspec.Raw(f.get("data", NULL)),
-            result=msgspec.Raw(result) if result is not None else None,
+            result=msgspec.Raw(result) if result is not None else NULL,
             error=_s(error) if error is not None else None, enqueued_at=seconds("enqueued_at"),
             run_at=seconds("run_at"), started_at=seconds("started_at"), finished_at=seconds("finished_at"),
             worker=_s(worker) if worker is not None else None, cancel_requested=f.get("cancel") == b"1",
