@@ -202,3 +202,16 @@ class Subjects:
     # JetStream stream names (one per event store), derived from the prefix so deployments can share NATS.
     def stream_name(self, kind: str) -> str:
         return f"{self.prefix.upper().replace('-', '_')}_{kind.upper()}"
+
+    # Gateway: channel presence events, and gateway-to-gateway control (presence, stats, peers, broadcast).
+    def presence(self, channel: str) -> str:
+        return f"{self.prefix}.presence.{encode_token(channel)}"
+
+    @property
+    def gateway_control(self) -> str:
+        return f"{self.prefix}.gateway.control"
+
+    @property
+    def gateway_broadcast(self) -> str:
+        """Server messages every gateway forwards to every one of its connections."""
+        return f"{self.prefix}.gateway.broadcast"
