@@ -121,10 +121,11 @@ JobRequest = (
 
 
 class JobAccepted(Message, frozen=True, kw_only=True, tag="job_accepted"):
+    # Replies keep every field (no defaults), so HTTP clients see zeros and nulls too.
     job_id: str
     status: JobStatus
-    duplicate: bool = False  # the id existed: nothing was written
-    run_at: float | None = None
+    duplicate: bool  # the id existed: nothing was written
+    run_at: float | None
 
 
 class JobInfo(Message, frozen=True, kw_only=True, tag="job"):
@@ -135,17 +136,17 @@ class JobInfo(Message, frozen=True, kw_only=True, tag="job"):
     queue: str
     status: JobStatus
     priority: Priority
-    attempts: int = 0
-    max_attempts: int = 1
-    data: msgspec.Raw = NULL
-    result: msgspec.Raw = NULL  # the handler's return value once succeeded (JSON null until then)
-    error: str | None = None
-    enqueued_at: float | None = None
-    run_at: float | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    worker: str | None = None
-    cancel_requested: bool = False
+    attempts: int
+    max_attempts: int
+    data: msgspec.Raw
+    result: msgspec.Raw  # the handler's return value once succeeded (JSON null until then)
+    error: str | None  # the last failed attempt's error
+    enqueued_at: float | None
+    run_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    worker: str | None
+    cancel_requested: bool
 
 
 class JobList(Message, frozen=True, kw_only=True, tag="job_list"):
@@ -157,16 +158,16 @@ class JobStats(Message, frozen=True, kw_only=True, tag="job_stats"):
     """The seed's ``processor.stats`` shape, plus what a cluster-wide view adds."""
 
     queue: str
-    running: bool = True
-    workers: int = 0
-    high_priority_queue: int = 0
-    normal_priority_queue: int = 0
-    low_priority_queue: int = 0
-    scheduled_jobs: int = 0
-    failed_jobs: int = 0  # failed for good: the dead-letter store's size
-    running_jobs: int = 0  # held under a lease right now
-    succeeded_jobs: int = 0  # since the queue was created
-    recurring_schedules: int = 0
+    running: bool
+    workers: int
+    high_priority_queue: int
+    normal_priority_queue: int
+    low_priority_queue: int
+    scheduled_jobs: int
+    failed_jobs: int  # failed for good: the dead-letter store's size
+    running_jobs: int  # held under a lease right now
+    succeeded_jobs: int  # since the queue was created
+    recurring_schedules: int
 
 
 class JobsChanged(Message, frozen=True, kw_only=True, tag="jobs_changed"):

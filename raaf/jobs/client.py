@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 from nats.aio.client import Client as NATS
-from nats.errors import NoRespondersError
+from nats.errors import MaxPayloadError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from proto.errors import Error
@@ -36,7 +36,7 @@ from proto.jobs import (
     jobs_encoder,
 )
 from proto.subjects import Subjects
-from raaf.jobs.errors import InvalidJobDataError, JobError, SchedulerUnavailableError
+from raaf.jobs.errors import InvalidJobDataError, JobError, PayloadTooLargeError, SchedulerUnavailableError
 
 _encoder = msgspec.json.Encoder()
 
@@ -59,8 +59,11 @@ class JobsClient:
 
     async def request(self, request: JobRequest) -> JobReply:
         """Send one request; a wire error comes back as its typed :class:`JobError`."""
+        payload = jobs_encoder.encode(request)
         try:
-            msg = await self.nc.request(self.subjects.job_requests, jobs_encoder.encode(request), timeout=self.timeout)
+            msg = await self.nc.request(self.subjects.job_requests, payload, timeout=self.timeout)
+        except MaxPayloadError:
+            raise PayloadTooLargeError(len(payload), self.nc.max_payload) from None
         except NoRespondersError:
             raise SchedulerUnavailableError("no scheduler is listening") from None
         except NatsTimeoutError:

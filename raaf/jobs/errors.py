@@ -7,12 +7,14 @@ from typing import Any, ClassVar
 import msgspec
 
 from proto.errors import Error, ErrorCode
+from raaf.errors import StreamingError
 
 _raw_encoder = msgspec.json.Encoder()
 
 
-class JobError(Exception):
-    """Base of every jobs error. ``code`` is the wire code; ``kind`` names the subclass on the wire."""
+class JobError(StreamingError):
+    """Base of every jobs error (a :class:`~raaf.errors.StreamingError`). ``code`` is the wire code; ``kind``
+    names the subclass on the wire, so :meth:`from_wire` rebuilds the same class with the same attributes."""
 
     code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
     kind: ClassVar[str] = "job_error"
@@ -24,7 +26,6 @@ class JobError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.message = message
 
     def attributes(self) -> dict[str, Any]:
         """The typed attributes, sent in the wire error's ``details``."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from services.gateway.extension import GatewayExtension
+from services.gateway.jobs import JobsExtension
 
 if TYPE_CHECKING:
     from services.gateway.app import GatewayApp
@@ -14,4 +15,5 @@ def default_extensions(gateway: GatewayApp) -> list[GatewayExtension]:
     """Built in ``GatewayApp.__init__``; their routes are installed there, started after NATS connects."""
     return [
         # One line per extension, e.g. RunsExtension(gateway),
+        JobsExtension(gateway),
     ]
