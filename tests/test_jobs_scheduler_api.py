@@ -201,6 +201,16 @@ async def test_requests_past_the_inflight_cap_are_refused_as_overloaded(
     await admin.aclose()
 
 
+async def test_a_burst_of_requests_wider_than_the_redis_pool_waits_for_connections(
+    nc: NATS, prefix: str, start_scheduler: StartScheduler, worker: tuple[BackgroundProcessor, list[Any]]
+) -> None:
+    await start_scheduler(REDIS_POOL_SIZE="4")
+    jobs = JobsClient(nc, prefix=prefix)
+    accepted = await asyncio.gather(*(jobs.enqueue_job("email", {"to": str(n)}) for n in range(100)))
+    infos = await asyncio.gather(*(jobs.get_job(a.job_id) for a in accepted))
+    assert [i.job_id for i in infos] == [a.job_id for a in accepted]
+
+
 async def test_a_client_without_a_scheduler_gets_a_typed_unavailable_error(nc: NATS) -> None:
     with pytest.raises(SchedulerUnavailableError):
         await JobsClient(nc, prefix=unique_prefix(), timeout=0.5).stats()
@@ -216,7 +226,7 @@ def test_settings_read_the_seeds_names_and_refuse_bad_values() -> None:
     assert (settings.limits.max_queue_depth, settings.limits.max_payload_bytes,
             settings.limits.dead_letter_max) == (10, 2048, 5)
     for name, value in [("JOBS_LEASE_SECONDS", "0"), ("JOBS_QUEUES", "a.b"), ("JOBS_MAX_PAYLOAD_BYTES", "x"),
-                        ("BACKGROUND_RETRY_COUNT", "-1"), ("JOBS_TICK_INTERVAL", "0")]:
+                        ("BACKGROUND_RETRY_COUNT", "-1"), ("JOBS_TICK_INTERVAL", "0"), ("REDIS_POOL_SIZE", "2")]:
         with pytest.raises(SettingsError) as raised:
             SchedulerSettings.from_env({name: value})
         assert raised.value.variable == name

@@ -28,7 +28,6 @@ from raaf.jobs.queue import JobQueue
 from raaf.jobs.store import JobStore
 from raaf.jobs.worker import Handler, HandlerSpec, JobWorker
 from shared.natsconn import connect_nats
-from shared.redisconn import connect_redis
 from shared.settings import Env
 
 log = logging.getLogger("raaf.jobs")
@@ -62,6 +61,7 @@ class BackgroundProcessor:
         limits: JobLimits | None = None,
         lifecycle_events: bool = True,
         shutdown_timeout: float = 25.0,
+        nats_connect_timeout: float = 5.0,
         redis_client: redis.Redis | None = None,
         nats_client: NATS | None = None,
         registry: CollectorRegistry | None = None,
@@ -85,6 +85,7 @@ class BackgroundProcessor:
         self.limits = limits or JobLimits()
         self.lifecycle_events = lifecycle_events
         self.shutdown_timeout = shutdown_timeout
+        self.nats_connect_timeout = nats_connect_timeout
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.metrics = WorkerMetrics(registry) if registry is not None else None
         self._redis = redis_client
@@ -160,13 +161,23 @@ class BackgroundProcessor:
         async with self._connect_lock:
             if self._queue is None:
                 if self._redis is None:
-                    self._redis = connect_redis(self.redis_url, pool_size=max(4, min(64, self.workers)))
+                    self._redis = connect_redis_blocking(self.redis_url, pool_size=max(8, min(64, self.workers + 4)))
                 if self._nc is None and self.nats_url:
-                    self._nc = await connect_nats(self.nats_url, name=f"{self.prefix}-jobs:{self.worker_id}")
+                    self._nc = await self._connect_nats(self.nats_url)
                 store = JobStore(self._redis, queue=self.queue_name, prefix=self.prefix, limits=self.limits)
                 signals = JobSignals(self._nc, self.subjects, self.queue_name, lifecycle=self.lifecycle_events)
                 self._queue = JobQueue(store, signals, self.retry)
         return self._queue
+
+    async def _connect_nats(self, url: str) -> NATS | None:
+        """NATS only speeds things up (nudges, events): if it is unreachable, carry on polling Redis."""
+        try:
+            return await asyncio.wait_for(
+                connect_nats(url, name=f"{self.prefix}-jobs:{self.worker_id}"), self.nats_connect_timeout)
+        except TimeoutError:
+            log.warning("NATS at %s unreachable after %.0fs: running without it (workers poll Redis)", url,
+                        self.nats_connect_timeout)
+            return None
 
     @property
     def queue(self) -> JobQueue:
@@ -330,6 +341,14 @@ class BackgroundProcessor:
             "in_flight": self.in_flight,
             "queue": self.queue_name,
         }
+
+
+def connect_redis_blocking(url: str, *, pool_size: int, wait: float = 10.0) -> redis.Redis:
+    """A client whose pool makes callers wait for a free connection (up to ``wait`` s) instead of failing."""
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=pool_size, timeout=wait,
+                                                 socket_connect_timeout=2.0, socket_timeout=5.0,
+                                                 health_check_interval=10, retry_on_timeout=True)
+    return redis.Redis(connection_pool=pool)
 
 
 def limits_from_env(env: Env) -> JobLimits:

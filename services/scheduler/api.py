@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -37,11 +38,14 @@ log = logging.getLogger("raaf.scheduler")
 class JobsApi:
     """Answers ``JobRequest``s against the queues this scheduler serves (the first one when a request names none)."""
 
-    def __init__(self, queues: dict[str, JobQueue], metrics: SchedulerMetrics, workers: int) -> None:
+    def __init__(self, queues: dict[str, JobQueue], metrics: SchedulerMetrics, workers: int,
+                 redis_concurrency: int) -> None:
         self.queues = queues
         self.default = next(iter(queues))
         self.metrics = metrics
         self.workers = workers
+        # The shared Redis pool fails (rather than waits) when exhausted: keep requests within it.
+        self._redis_slots = asyncio.Semaphore(redis_concurrency)
 
     def queue(self, name: str | None) -> JobQueue:
         queue = self.queues.get(name or self.default)
@@ -53,7 +57,8 @@ class JobsApi:
         """The reply to one request; a :class:`JobError` becomes its wire error, anything else ``internal``."""
         started = time.perf_counter()
         try:
-            return await self._dispatch(request)
+            async with self._redis_slots:
+                return await self._dispatch(request)
         except JobError as exc:
             self.metrics.rejected.labels(exc.code.value).inc()
             return exc.to_wire()

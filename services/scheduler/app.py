@@ -58,7 +58,9 @@ class SchedulerApp(App):
             self.maintainers[name] = maintainer
             self._subs.append(await self.nc.subscribe(self.subjects.job_wake(name), cb=self._on_wake))
             self.spawn(maintainer.run(), name=f"maintain:{name}")
-        self.api = JobsApi(self.queues, self.job_metrics, s.workers)
+        # Each maintenance loop and the gauges hold at most one connection at a time; requests share the rest.
+        spare = self.runtime.redis_pool_size - len(s.queues) - 1
+        self.api = JobsApi(self.queues, self.job_metrics, s.workers, redis_concurrency=max(1, spare))
         self._subs.append(await self.nc.subscribe(self.subjects.job_enqueue, queue="scheduler", cb=self._on_enqueue))
         self._subs.append(await self.nc.subscribe(self.subjects.job_requests, queue="scheduler",
                                                   cb=self._on_request))

@@ -38,8 +38,12 @@ class SchedulerSettings:
                 check_queue_name(queue)
             except ValueError as exc:
                 raise SettingsError("JOBS_QUEUES", ",".join(queues), str(exc)) from None
+        runtime = RuntimeSettings.from_env(env, default_http_port=9103)
+        if runtime.redis_pool_size < len(queues) + 2:
+            raise SettingsError("REDIS_POOL_SIZE", str(runtime.redis_pool_size),
+                                f"the scheduler needs at least {len(queues) + 2} (one per queue, gauges, requests)")
         return cls(
-            runtime=RuntimeSettings.from_env(env, default_http_port=9103),
+            runtime=runtime,
             workers=env.integer("BACKGROUND_WORKERS", cls.workers, min=1, max=100_000),
             retry_count=env.integer("BACKGROUND_RETRY_COUNT", cls.retry_count, min=0, max=100),
             retry_delay=env.number("BACKGROUND_RETRY_DELAY", cls.retry_delay, min=0, max=7 * 86400),
