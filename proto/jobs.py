@@ -308,3 +308,31 @@ jobs_scheduled_decoder = msgspec.json.Decoder(JobsScheduled)
 job_lifecycle_decoder = msgspec.json.Decoder(JobLifecycleEvent)
 job_info_decoder = msgspec.json.Decoder(JobInfo)
 recurring_job_decoder = msgspec.json.Decoder(RecurringJob)
+
+
+# ---- the built-in agent job type ------------------------------------------------------------------------------
+
+
+class RunAgentJob(Message, frozen=True, kw_only=True, tag="run_agent_job"):
+    """The data of a ``run_agent`` job (the ``type`` tag may be left out): run ``agent`` on ``input`` in the
+    background and publish the result as the application event ``event`` (``raaf.events.<event>``)."""
+
+    agent: str
+    input: str
+    event: str | None = "jobs.agent_completed"  # None: keep the result on the job only
+    metadata: dict[str, str] = {}
+    timeout: float | None = None  # seconds for the run; None: the runner's default
+
+
+class AgentJobCompleted(Message, frozen=True, kw_only=True, tag="agent_job_completed"):
+    """The event a ``run_agent`` job publishes when its run completed (also the job's result)."""
+
+    job_id: str
+    run_id: str
+    agent: str
+    output: str
+    usage: dict[str, int] = {}
+    at: float
+
+
+run_agent_job_decoder = msgspec.json.Decoder(RunAgentJob)

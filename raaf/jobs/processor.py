@@ -180,6 +180,11 @@ class BackgroundProcessor:
             return None
 
     @property
+    def nats(self) -> NATS | None:
+        """This processor's NATS connection, once connected (None without NATS)."""
+        return self._nc
+
+    @property
     def queue(self) -> JobQueue:
         if self._queue is None:
             raise RuntimeError("not connected yet: call start() or enqueue something first")
