@@ -10,13 +10,12 @@ from aiohttp import web
 
 from proto.errors import Error, ErrorCode
 from proto.jobs import JobAccepted, RecurringJob, enqueue_decoder, jobs_encoder
-from raaf.jobs.client import JobsClient
-from raaf.jobs.errors import JobError
 from services.gateway.errors import BadMessage, Forbidden, GatewayError, MessageTooLarge
 from services.gateway.responses import error_response
 from shared.settings import Env
 
 if TYPE_CHECKING:
+    from raaf.jobs.client import JobsClient
     from services.gateway.app import GatewayApp
 
 # The HTTP status of each wire code a jobs request can come back with.
@@ -62,6 +61,9 @@ class JobsExtension:
         ]
 
     async def start(self, gateway: GatewayApp) -> None:
+        # Imported here: the raaf package imports the gateway (raaf.server), which imports this module.
+        from raaf.jobs.client import JobsClient
+
         self._client = JobsClient(gateway.nc, prefix=gateway.runtime.prefix, timeout=self.timeout)
 
     async def stop(self) -> None:
@@ -157,6 +159,9 @@ class JobsExtension:
         """Authenticate, pick the queue, run ``call``; typed errors become JSON errors with their status."""
         if self._client is None:
             return _error(ErrorCode.UNAVAILABLE, "the gateway is not connected to NATS yet", 503)
+        from raaf.jobs.client import JobsClient
+        from raaf.jobs.errors import JobError
+
         try:
             if authenticated:
                 self.gateway.authenticator.require(request)
