@@ -204,7 +204,7 @@ for i = 2, #ARGV, 2 do
   if f[1] == 'running' and f[2] == ARGV[i + 1] then
     redis.call('ZREM', base .. 'leases', id)
     redis.call('HINCRBY', jk, 'attempts', -1)
-    redis.call('HSET', jk, 'status', 'queued')
+    redis.call('HSET', jk, 'status', 'queued', 'run_at', now_ms())
     redis.call('HDEL', jk, 'worker')
     redis.call('RPUSH', queue_key(f[3], f[4]), id)
     out[#out + 1] = f[3]
@@ -274,7 +274,7 @@ for _, id in ipairs(ids) do
       outcome = 'dead'
       bury(id, jk, now, 'lease expired: the worker stopped renewing (crashed or cut off)', tonumber(ARGV[3]))
     else
-      redis.call('HSET', jk, 'status', 'queued', 'error', 'lease expired: the worker stopped renewing')
+      redis.call('HSET', jk, 'status', 'queued', 'run_at', now, 'error', 'lease expired: the worker stopped renewing')
       redis.call('HDEL', jk, 'worker')
       redis.call('RPUSH', queue_key(f[2], f[3]), id)
       redis.call('HINCRBY', base .. 'stats', 'lease_expired', 1)

@@ -176,7 +176,9 @@ class JobWorker:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _hand_back(self, pending: set[asyncio.Task[None]]) -> None:
-        handing = [h for h in self._held.values() if h.task in pending]
+        # Jobs past their handler are only writing their outcome: let them finish rather than run twice.
+        handing = [h for h in self._held.values() if h.task in pending and h.in_handler]
+        recording = [h.task for h in self._held.values() if h.task in pending and not h.in_handler]
         for held in handing:
             held.stop_reason = "handback"
             if held.entered and held.task is not None:
@@ -194,6 +196,7 @@ class JobWorker:
             for held in back:
                 self.metrics.processed.labels(held.job.job_type, "handed_back").inc()
         log.info("handed back %d running jobs", len(back))
+        await asyncio.gather(*(t for t in recording if t is not None), return_exceptions=True)
 
     @property
     def in_flight(self) -> int:
