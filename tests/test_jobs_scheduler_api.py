@@ -69,7 +69,12 @@ async def worker(nats_server: NatsServer, redis_server: ValkeyServer, prefix: st
     done: list[Any] = []
     processor = BackgroundProcessor(redis_server.url, nats_url=nats_server.url, prefix=prefix,
                                     maintenance_interval=None)
-    processor.handle_job("email", lambda data: done.append(data) or {"sent": data["to"]})
+
+    @processor.handle_job("email")
+    def email(data: dict[str, Any]) -> dict[str, Any]:
+        done.append(data)
+        return {"sent": data["to"]}
+
     await processor.start()
     yield processor, done
     await processor.stop(timeout=1)
