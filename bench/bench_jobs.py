@@ -180,7 +180,7 @@ def _limits() -> Any:
     from raaf.jobs import JobLimits
 
     # The producer runs before any worker registered "noop"; the bench is not about type checks.
-    return JobLimits(require_known_type=False, max_queue_depth=0)
+    return JobLimits(require_known_type=False)
 
 
 async def produce(producer: Producer, jobs: int, producers: int) -> float:

@@ -223,14 +223,14 @@ async def test_a_client_without_a_scheduler_gets_a_typed_unavailable_error(nc: N
 
 def test_settings_read_the_seeds_names_and_refuse_bad_values() -> None:
     settings = SchedulerSettings.from_env({"BACKGROUND_WORKERS": "7", "BACKGROUND_RETRY_COUNT": "2",
-                                           "BACKGROUND_RETRY_DELAY": "0.5", "JOBS_LEASE_SECONDS": "4",
+                                           "BACKGROUND_RETRY_DELAY": "0.5",
                                            "JOBS_QUEUES": "jobs, agent_jobs", "JOBS_MAX_QUEUE_DEPTH": "10",
                                            "JOBS_MAX_PAYLOAD_BYTES": "2048", "JOBS_DEAD_LETTER_MAX": "5"})
-    assert (settings.workers, settings.retry_count, settings.retry_delay, settings.lease_seconds) == (7, 2, 0.5, 4)
+    assert (settings.workers, settings.retry_count, settings.retry_delay) == (7, 2, 0.5)
     assert settings.queues == ("jobs", "agent_jobs")
     assert (settings.limits.max_queue_depth, settings.limits.max_payload_bytes,
             settings.limits.dead_letter_max) == (10, 2048, 5)
-    for name, value in [("JOBS_LEASE_SECONDS", "0"), ("JOBS_QUEUES", "a.b"), ("JOBS_MAX_PAYLOAD_BYTES", "x"),
+    for name, value in [("JOBS_NUDGE_INTERVAL", "0"), ("JOBS_QUEUES", "a.b"), ("JOBS_MAX_PAYLOAD_BYTES", "x"),
                         ("BACKGROUND_RETRY_COUNT", "-1"), ("JOBS_TICK_INTERVAL", "0"), ("REDIS_POOL_SIZE", "2")]:
         with pytest.raises(SettingsError) as raised:
             SchedulerSettings.from_env({name: value})

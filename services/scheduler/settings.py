@@ -20,7 +20,6 @@ class SchedulerSettings:
     retry_backoff: float = 2.0  # JOBS_RETRY_BACKOFF
     retry_max_delay: float = 300.0  # JOBS_RETRY_MAX_DELAY
     queues: tuple[str, ...] = ("jobs",)  # JOBS_QUEUES: the named queues this scheduler maintains and serves
-    lease_seconds: float = 10.0  # JOBS_LEASE_SECONDS (workers read the same variable)
     tick_interval: float = 0.05  # JOBS_TICK_INTERVAL: longest sleep between maintenance passes
     nudge_interval: float = 0.5  # JOBS_NUDGE_INTERVAL: re-nudge idle workers of types with waiting jobs
     maintenance_batch: int = 1000  # JOBS_MAINTENANCE_BATCH: jobs moved per script call
@@ -50,7 +49,6 @@ class SchedulerSettings:
             retry_backoff=env.number("JOBS_RETRY_BACKOFF", cls.retry_backoff, min=1, max=10),
             retry_max_delay=env.number("JOBS_RETRY_MAX_DELAY", cls.retry_max_delay, min=0, max=7 * 86400),
             queues=queues,
-            lease_seconds=env.number("JOBS_LEASE_SECONDS", cls.lease_seconds, min=0.1, max=3600),
             tick_interval=env.number("JOBS_TICK_INTERVAL", cls.tick_interval, min=0.001, max=60),
             nudge_interval=env.number("JOBS_NUDGE_INTERVAL", cls.nudge_interval, min=0.01, max=3600),
             maintenance_batch=env.integer("JOBS_MAINTENANCE_BATCH", cls.maintenance_batch, min=1, max=100_000),
