@@ -143,6 +143,7 @@ class JobWorker:
                     self.subjects.job_dispatch_queue(self.queue, job_type),
                     queue=self.subjects.job_workers_group(self.queue, job_type), cb=self._on_nudge))
             self._subs.append(await self.nc.subscribe(self.subjects.job_cancel(self.queue), cb=self._on_cancel))
+            await self.nc.flush()  # nudges reach us as soon as start() returns
         self._last_renewed = time.monotonic()
         self._loops = [asyncio.create_task(self._claim_loop(), name="raaf-jobs:claim"),
                        asyncio.create_task(self._renew_loop(), name="raaf-jobs:renew")]

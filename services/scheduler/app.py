@@ -65,6 +65,7 @@ class SchedulerApp(App):
         self._subs.append(await self.nc.subscribe(self.subjects.job_requests, queue="scheduler",
                                                   cb=self._on_request))
         self.spawn(self._refresh_gauges(), name="gauges")
+        await self.nc.flush()  # the server has our subscriptions before we call ourselves started
 
     async def on_stop(self) -> None:
         # Stop taking requests, answer the ones in hand, then stop the maintenance loops.
