@@ -309,3 +309,16 @@ async def test_processors_without_the_scheduler_keep_their_own_queue_moving(make
     await processor.start()
     await processor.schedule_job("later", in_=0.2)
     await asyncio.wait_for(ran.wait(), 3)
+
+
+async def test_a_worker_reports_its_own_figures_for_the_stats_contract(make_processor: MakeProcessor) -> None:
+    processor = make_processor(workers=3)
+    processor.handle_job("x", lambda data: None)
+    await processor.start()
+    await processor.job_result(await processor.enqueue_job("x"), timeout=5)
+    await wait_until(lambda: processor.completed == 1, 2, what="the attempt counted")
+    await processor.schedule_job("x", in_=60)
+    section = await processor.stats_section()
+    assert section == {"running": True, "workers": 3, "active_jobs": 0, "completed_jobs": 1,
+                       "high_priority_queue": 0, "normal_priority_queue": 0, "low_priority_queue": 0,
+                       "scheduled_jobs": 1, "failed_jobs": 0}

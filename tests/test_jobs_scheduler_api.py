@@ -255,3 +255,17 @@ async def test_the_scheduler_reports_queue_gauges_on_metrics(
                 and 'raaf_jobs_enqueued_total{priority="low",queue="jobs"} 1.0' in text)
 
     await wait_until(gauges, 5, what="queue gauges on /metrics")
+
+
+async def test_the_scheduler_reports_the_background_processor_section_of_the_stats_contract(
+    nc: NATS, prefix: str, start_scheduler: StartScheduler
+) -> None:
+    app = await start_scheduler(JOBS_REQUIRE_KNOWN_TYPE="false", JOBS_QUEUES="jobs,bulk")
+    await JobsClient(nc, prefix=prefix).enqueue_job("report", priority="high")
+    bulk = JobsClient(nc, prefix=prefix, queue="bulk")
+    await bulk.enqueue_job("report", priority="low")
+    await bulk.enqueue_job("report", delay=60)
+    section = (await app.stats())["background_processor"]
+    assert section == {"running": True, "workers": 0, "active_jobs": 0, "completed_jobs": 0,
+                       "high_priority_queue": 1, "normal_priority_queue": 0, "low_priority_queue": 1,
+                       "scheduled_jobs": 1, "failed_jobs": 0}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -65,3 +67,34 @@ def handle_agent_jobs(processor: BackgroundProcessor, runner: AgentRunner, *, jo
         return result
 
     processor.handle_job(job_type, run_agent)
+
+
+def runs_available() -> bool:
+    """Whether the runs feature (``raaf.runner``) is installed, so :class:`PlatformAgentRunner` can work."""
+    try:
+        return importlib.util.find_spec("raaf.runner") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+class PlatformAgentRunner:
+    """Runs agents on the platform's agent-runners through ``raaf.Runner`` (the runs feature), over ``nc``."""
+
+    def __init__(self, nc: NATS, *, prefix: str = "raaf", request_timeout: float = 5.0) -> None:
+        self.nc = nc
+        self.prefix = prefix
+        self.request_timeout = request_timeout
+
+    async def run_agent(self, agent: str, input: str, *, run_id: str, metadata: dict[str, str],
+                        timeout: float | None) -> AgentOutput:
+        runner_class: Any = importlib.import_module("raaf.runner").Runner
+        runner = runner_class(agent, nc=self.nc, prefix=self.prefix, timeout=timeout,
+                              request_timeout=self.request_timeout)
+        try:
+            result = await runner.run(input, run_id=run_id, metadata=metadata)
+        finally:
+            await runner.close()
+        usage = msgspec.to_builtins(result.usage) if result.usage is not None else {}
+        counts = {k: v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)}
+        return AgentOutput(output=str(result.output), agent=str(result.agent), run_id=str(result.run_id),
+                           usage=counts)

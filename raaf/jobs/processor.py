@@ -99,6 +99,7 @@ class BackgroundProcessor:
         self._maintenance_task: asyncio.Task[None] | None = None
         self._connect_lock = asyncio.Lock()
         self._running = False
+        self._completed = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> BackgroundProcessor:
@@ -215,6 +216,7 @@ class BackgroundProcessor:
         the rest back to their queues, then close the connections this processor opened."""
         if self._worker is not None:
             await self._worker.stop(self.shutdown_timeout if timeout is None else timeout)
+            self._completed += self._worker.processed
             self._worker = None
         if self._maintainer is not None:
             self._maintainer.stop()
@@ -248,7 +250,13 @@ class BackgroundProcessor:
 
     @property
     def in_flight(self) -> int:
+        """Jobs this process holds right now."""
         return self._worker.in_flight if self._worker is not None else 0
+
+    @property
+    def completed(self) -> int:
+        """Job attempts this process finished since it started (any outcome)."""
+        return self._completed + (self._worker.processed if self._worker is not None else 0)
 
     # ---- producing -----------------------------------------------------------------------------------------------
 
@@ -326,6 +334,15 @@ class BackgroundProcessor:
 
     async def purge_dead_jobs(self, job_ids: Sequence[str] | None = None) -> int:
         return await (await self._connect()).purge_dead(job_ids)
+
+    async def stats_section(self) -> dict[str, Any]:
+        """This process's ``background_processor`` section of the metrics service's stats contract: its own
+        workers, jobs in hand and attempts finished, and the queue's lengths read from Redis."""
+        s = await (await self._connect()).stats()
+        return {"running": self._running, "workers": self.workers if self._handlers else 0,
+                "active_jobs": self.in_flight, "completed_jobs": self.completed, "high_priority_queue": s.high,
+                "normal_priority_queue": s.normal, "low_priority_queue": s.low, "scheduled_jobs": s.scheduled,
+                "failed_jobs": s.dead}
 
     async def stats(self) -> dict[str, Any]:
         """The seed's shape: ``running``, ``workers``, ``high/normal/low_priority_queue``, ``scheduled_jobs``,

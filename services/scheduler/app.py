@@ -12,11 +12,13 @@ from nats.aio.subscription import Subscription
 
 from proto.errors import ErrorCode
 from proto.jobs import enqueue_decoder, job_request_decoder, jobs_encoder, jobs_scheduled_decoder
+from raaf.jobs.agent_job import PlatformAgentRunner, handle_agent_jobs, runs_available
 from raaf.jobs.errors import JobError, SchedulerOverloadedError
 from raaf.jobs.events import JobSignals
 from raaf.jobs.maintenance import QueueMaintainer
 from raaf.jobs.metrics import SchedulerMetrics
 from raaf.jobs.model import RetryPolicy
+from raaf.jobs.processor import BackgroundProcessor
 from raaf.jobs.queue import JobQueue
 from raaf.jobs.store import JobStore
 from services.scheduler.api import JobsApi, bad_request
@@ -38,6 +40,7 @@ class SchedulerApp(App):
         self.queues: dict[str, JobQueue] = {}
         self.maintainers: dict[str, QueueMaintainer] = {}
         self.api: JobsApi | None = None
+        self.agent_worker: BackgroundProcessor | None = None
         self._subs: list[Subscription] = []
         self._requests: set[asyncio.Task[None]] = set()
         self._stats_stop = asyncio.Event()
@@ -65,7 +68,23 @@ class SchedulerApp(App):
         self._subs.append(await self.nc.subscribe(self.subjects.job_requests, queue="scheduler",
                                                   cb=self._on_request))
         self.spawn(self._refresh_gauges(), name="gauges")
+        if s.agent_jobs and runs_available():
+            await self._start_agent_worker()
         await self.nc.flush()  # the server has our subscriptions before we call ourselves started
+
+    async def _start_agent_worker(self) -> None:
+        """The built-in ``run_agent`` job type runs here, on the first queue, ``BACKGROUND_WORKERS`` at once."""
+        s = self.scheduler_settings
+        worker = BackgroundProcessor(
+            self.runtime.redis_url, workers=s.workers, retry_count=s.retry_count, retry_delay=s.retry_delay,
+            retry_backoff=s.retry_backoff, retry_max_delay=s.retry_max_delay, queue_name=s.queues[0],
+            prefix=self.runtime.prefix, lease_seconds=s.lease_seconds, maintenance_interval=None, limits=s.limits,
+            lifecycle_events=s.lifecycle_events, nats_client=self.nc, registry=self.metrics.registry,
+            worker_id=self.runtime.instance_id,
+            shutdown_timeout=max(0.0, self.runtime.shutdown_timeout - 2))  # inside the service's own drain budget
+        handle_agent_jobs(worker, PlatformAgentRunner(self.nc, prefix=self.runtime.prefix))
+        await worker.start()
+        self.agent_worker = worker
 
     async def on_stop(self) -> None:
         # Stop taking requests, answer the ones in hand, then stop the maintenance loops.
@@ -77,6 +96,8 @@ class SchedulerApp(App):
             await asyncio.gather(*list(self._requests), return_exceptions=True)
         for queue in self.queues.values():
             await queue.drain()
+        if self.agent_worker is not None:
+            await self.agent_worker.stop()  # finish or hand back the agent jobs it runs
         for maintainer in self.maintainers.values():
             maintainer.stop()
         self._stats_stop.set()
@@ -136,6 +157,31 @@ class SchedulerApp(App):
         maintainer = self.maintainers.get(notice.queue)
         if maintainer is not None:
             maintainer.wake(notice.run_at)
+
+    # ---- statistics ------------------------------------------------------------------------------------------
+
+    async def stats(self) -> dict[str, Any]:
+        """The ``background_processor`` section of the metrics service's stats contract.
+
+        Queue lengths and failed (dead) jobs are read from Redis, the same on every replica; ``workers``,
+        ``active_jobs`` and ``completed_jobs`` are this instance's own (its built-in ``run_agent`` jobs), so
+        they add up across replicas and worker processes.
+        """
+        section: dict[str, Any] = {"running": not self.health.draining, "workers": 0, "active_jobs": 0,
+                                   "completed_jobs": 0, "high_priority_queue": 0, "normal_priority_queue": 0,
+                                   "low_priority_queue": 0, "scheduled_jobs": 0, "failed_jobs": 0}
+        for queue in self.queues.values():
+            s = await queue.stats()
+            section["high_priority_queue"] += s.high
+            section["normal_priority_queue"] += s.normal
+            section["low_priority_queue"] += s.low
+            section["scheduled_jobs"] += s.scheduled
+            section["failed_jobs"] += s.dead
+        if self.agent_worker is not None:
+            section["workers"] = self.agent_worker.workers
+            section["active_jobs"] = self.agent_worker.in_flight
+            section["completed_jobs"] = self.agent_worker.completed
+        return {"background_processor": section}
 
     # ---- gauges ------------------------------------------------------------------------------------------------
 

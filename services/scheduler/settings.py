@@ -14,12 +14,14 @@ from shared.settings import Env, RuntimeSettings
 @dataclass(frozen=True, kw_only=True)
 class SchedulerSettings:
     runtime: RuntimeSettings
-    workers: int = 10  # BACKGROUND_WORKERS: concurrency of the built-in job types this service runs itself
+    workers: int = 10  # BACKGROUND_WORKERS: run_agent jobs this service runs at once
     retry_count: int = 3  # BACKGROUND_RETRY_COUNT: default retries of jobs enqueued over NATS/HTTP
     retry_delay: float = 5.0  # BACKGROUND_RETRY_DELAY: first retry after this many seconds, then backoff
     retry_backoff: float = 2.0  # JOBS_RETRY_BACKOFF
     retry_max_delay: float = 300.0  # JOBS_RETRY_MAX_DELAY
     queues: tuple[str, ...] = ("jobs",)  # JOBS_QUEUES: the named queues this scheduler maintains and serves
+    agent_jobs: bool = True  # JOBS_AGENT_JOBS: run the built-in run_agent jobs here (when the runs feature is in)
+    lease_seconds: float = 10.0  # JOBS_LEASE_SECONDS: the lease of the jobs this service runs itself
     tick_interval: float = 0.05  # JOBS_TICK_INTERVAL: longest sleep between maintenance passes
     nudge_interval: float = 0.5  # JOBS_NUDGE_INTERVAL: re-nudge idle workers of types with waiting jobs
     maintenance_batch: int = 1000  # JOBS_MAINTENANCE_BATCH: jobs moved per script call
@@ -49,6 +51,8 @@ class SchedulerSettings:
             retry_backoff=env.number("JOBS_RETRY_BACKOFF", cls.retry_backoff, min=1, max=10),
             retry_max_delay=env.number("JOBS_RETRY_MAX_DELAY", cls.retry_max_delay, min=0, max=7 * 86400),
             queues=queues,
+            agent_jobs=env.boolean("JOBS_AGENT_JOBS", cls.agent_jobs),
+            lease_seconds=env.number("JOBS_LEASE_SECONDS", cls.lease_seconds, min=0.1, max=3600),
             tick_interval=env.number("JOBS_TICK_INTERVAL", cls.tick_interval, min=0.001, max=60),
             nudge_interval=env.number("JOBS_NUDGE_INTERVAL", cls.nudge_interval, min=0.01, max=3600),
             maintenance_batch=env.integer("JOBS_MAINTENANCE_BATCH", cls.maintenance_batch, min=1, max=100_000),
