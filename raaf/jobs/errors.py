@@ -17,11 +17,14 @@ class JobError(StreamingError):
     names the subclass on the wire, so :meth:`from_wire` rebuilds the same class with the same attributes."""
 
     code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
+    # Some versions of raaf.errors set the instance's code from ``default_code``: keep the two equal.
+    default_code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
     kind: ClassVar[str] = "job_error"
     _kinds: ClassVar[dict[str, type[JobError]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        cls.default_code = cls.code
         JobError._kinds[cls.kind] = cls
 
     def __init__(self, message: str) -> None:
