@@ -165,6 +165,25 @@ class Subjects:
     def job_lifecycle_all(self) -> str:
         return f"{self.prefix}.jobs.lifecycle.>"
 
+    # Jobs, per named queue: every other request to the scheduler, dispatch nudges, cancels, wake-ups.
+    @property
+    def job_requests(self) -> str:
+        return f"{self.prefix}.jobs.request"
+
+    def job_dispatch_queue(self, queue: str, job_type: str) -> str:
+        """Nudges for one job type of one named queue (workers listen in :meth:`job_workers_group`)."""
+        return f"{self.prefix}.jobs.dispatch.{encode_token(queue)}.{encode_token(job_type)}"
+
+    def job_workers_group(self, queue: str, job_type: str) -> str:
+        """The NATS queue group of one job type's workers."""
+        return f"{self.prefix}-workers-{encode_token(queue)}-{encode_token(job_type)}"
+
+    def job_cancel(self, queue: str) -> str:
+        return f"{self.prefix}.jobs.cancel.{encode_token(queue)}"
+
+    def job_wake(self, queue: str) -> str:
+        return f"{self.prefix}.jobs.wake.{encode_token(queue)}"
+
     # Service lifecycle and telemetry, listened to by the metrics service.
     def service_lifecycle(self, service: str) -> str:
         return f"{self.prefix}.svc.lifecycle.{encode_token(service)}"

@@ -26,10 +26,6 @@ class StreamingError(Exception):
         self.ref = ref
         self.details: dict[str, Any] = details or {}
 
-    @classmethod
-    def default_code(cls) -> ErrorCode:
-        return cls.code
-
     def to_wire(self) -> Error:
         raw = {k: msgspec.Raw(msgspec.json.encode(v)) for k, v in self.details.items()} or None
         return Error(code=self.code, message=self.message, ref=self.ref, details=raw)

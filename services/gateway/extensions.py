@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from services.gateway.extension import GatewayExtension
+from services.gateway.jobs import JobsExtension
 from services.gateway.runs import RunsExtension
 
 if TYPE_CHECKING:
@@ -20,4 +21,5 @@ def default_extensions(gateway: GatewayApp) -> list[GatewayExtension]:
         # One line per extension, e.g. RunsExtension(gateway),
         RunsExtension(gateway),
         EventsExtension(gateway),
+        JobsExtension(gateway),
     ]
