@@ -219,11 +219,11 @@ RunReply = RunAccepted | Error
 CancelReply = CancelAccepted | Error
 
 runs_encoder: Final = msgspec.json.Encoder()
-run_event_decoder: Final = msgspec.json.Decoder(RunEvent)
+run_event_decoder: Final[msgspec.json.Decoder[RunEvent]] = msgspec.json.Decoder(RunEvent)
 run_request_decoder: Final = msgspec.json.Decoder(RunRequest)
-run_reply_decoder: Final = msgspec.json.Decoder(RunReply)
+run_reply_decoder: Final[msgspec.json.Decoder[RunAccepted | Error]] = msgspec.json.Decoder(RunReply)
 cancel_run_decoder: Final = msgspec.json.Decoder(CancelRun)
-cancel_reply_decoder: Final = msgspec.json.Decoder(CancelReply)
+cancel_reply_decoder: Final[msgspec.json.Decoder[CancelAccepted | Error]] = msgspec.json.Decoder(CancelReply)
 agents_query_decoder: Final = msgspec.json.Decoder(AgentsQuery)
-agent_list_decoder: Final = msgspec.json.Decoder(AgentList | Error)
+agent_list_decoder: Final[msgspec.json.Decoder[AgentList | Error]] = msgspec.json.Decoder(AgentList | Error)
 runner_lease_decoder: Final = msgspec.json.Decoder(RunnerLease)

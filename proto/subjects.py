@@ -184,6 +184,20 @@ class Subjects:
     def stream_name(self, kind: str) -> str:
         return f"{self.prefix.upper().replace('-', '_')}_{kind.upper()}"
 
+    # Statistics: every instance answers ``service_stats`` (scatter-gather, no queue group); the metrics
+    # service answers the combined figures and the health of every instance.
+    @property
+    def service_stats(self) -> str:
+        return f"{self.prefix}.svc.stats"
+
+    @property
+    def cluster_stats(self) -> str:
+        return f"{self.prefix}.metrics.stats"
+
+    @property
+    def cluster_health(self) -> str:
+        return f"{self.prefix}.metrics.health"
+
     # Agent runs (continued): cancel requests of every run, and the agents query.
     @property
     def run_cancel_all(self) -> str:

@@ -88,13 +88,15 @@ class RunLog:
 
     async def last(self, run_id: str) -> RunEvent | None:
         """The run's newest stored event, or None if it has none (unknown, or expired)."""
+        payload = await self.last_payload(run_id)
+        return None if payload is None else run_event_decoder.decode(payload)
+
+    async def last_payload(self, run_id: str) -> bytes | None:
         try:
             msg = await self.js.get_last_msg(self.stream, self.subjects.run_events(run_id), direct=True)
         except NotFoundError:
             return None
-        if not msg.data:
-            return None
-        return run_event_decoder.decode(msg.data)
+        return msg.data or None
 
     async def stored(self, run_id: str, after_seq: int = 0, *, timeout: float = 5.0
                      ) -> AsyncIterator[tuple[RunEvent, bytes]]:
@@ -142,6 +144,8 @@ class RunLog:
                     expected = event.seq + 1
                     if is_terminal(event):
                         return
+            elif last is not None and is_terminal(last):
+                return  # the caller has seen everything, the end included
             while True:
                 try:
                     msg: Msg = await sub.next_msg(timeout=idle)

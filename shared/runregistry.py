@@ -14,7 +14,7 @@ from typing import Final
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from proto.subjects import Subjects, encode_token
@@ -90,8 +90,13 @@ class RunRegistry:
 
     # ---- runs ------------------------------------------------------------------------------------------
 
-    async def claim(self, run_id: str, instance: str) -> None:
-        await self.open_runs.put(run_id, instance.encode())
+    async def claim(self, run_id: str, instance: str) -> bool:
+        """Open the run for ``instance``; False if it is open already (ids are unique cluster-wide)."""
+        try:
+            await self.open_runs.create(run_id, instance.encode())
+        except KeyWrongLastSequenceError:
+            return False
+        return True
 
     async def close(self, run_id: str) -> None:
         with contextlib.suppress(*_MISSING):
@@ -111,7 +116,7 @@ class RunRegistry:
         try:
             while True:
                 try:
-                    entry = await watcher.updates(timeout=5.0)
+                    entry = await watcher.updates(timeout=5.0)  # type: ignore[no-untyped-call]
                 except nats.errors.TimeoutError:
                     break
                 if entry is None:
@@ -120,7 +125,7 @@ class RunRegistry:
                     runs[entry.key] = entry.value.decode()
         finally:
             with contextlib.suppress(Exception):
-                await watcher.stop()
+                await watcher.stop()  # type: ignore[no-untyped-call]
         return runs
 
     async def orphaned(self, run_id: str) -> bool:
