@@ -10,6 +10,7 @@ import msgspec
 from proto.base import Message
 from proto.errors import Error, ErrorCode
 from proto.runs import AgentSpec
+from proto.stats import ChatSystemStats
 
 
 class BusyPolicy(enum.StrEnum):
@@ -370,23 +371,8 @@ class History(Message, frozen=True, kw_only=True, tag="history"):
     messages: list[FeedMessage]
 
 
-class RoomStats(Message, frozen=True, kw_only=True, tag="room_stats"):
-    participants: int
-    messages: int
-
-
-class ChatStats(Message, frozen=True, kw_only=True, tag="chat_stats"):
-    """The seed's ``chat.stats`` shape; ``rooms`` is keyed by room name."""
-
-    connected_clients: int
-    active_sessions: int
-    active_streams: int
-    available_agents: int
-    total_messages: int
-    rooms: dict[str, RoomStats]
-
-
-ChatReply = RoomInfo | RoomJoined | MessageAccepted | Ack | RoomList | History | ChatStats | Error
+# ``get_stats`` answers with ``proto.stats.ChatSystemStats``: the seed's ``chat.stats`` shape, rooms by name.
+ChatReply = RoomInfo | RoomJoined | MessageAccepted | Ack | RoomList | History | ChatSystemStats | Error
 
 chat_encoder: Final = msgspec.json.Encoder()
 chat_command_decoder: Final[msgspec.json.Decoder[ChatCommand]] = msgspec.json.Decoder(ChatCommand)

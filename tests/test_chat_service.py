@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import msgspec
 import nats
 import pytest
 from nats.micro import add_service
@@ -333,7 +334,7 @@ async def test_stats_have_the_seeds_shape(harness: ChatHarness) -> None:
     assert (stats.connected_clients, stats.active_sessions, stats.available_agents) == (3, 2, 1)
     assert {name: (r.participants, r.messages) for name, r in stats.rooms.items()} == {
         "General Support": (1, 0), "Technical Discussion": (2, 0)}
-    assert set(json.loads(__import__("msgspec").json.encode(stats))) == {
+    assert set(json.loads(msgspec.json.encode(stats))) == {
         "type", "connected_clients", "active_sessions", "active_streams", "available_agents", "total_messages",
         "rooms"}
 

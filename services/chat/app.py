@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 import uuid
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import msgspec
 from nats.aio.msg import Msg
@@ -93,6 +93,10 @@ class ChatApp(App):
 
     def micro_metadata(self) -> dict[str, str]:
         return {"commands": self.subjects.chat_commands}
+
+    def stats(self) -> dict[str, Any]:
+        """The seed's ``chat.stats`` for ``raaf.stats()``: the fold's figures, the same on every replica."""
+        return {"chat_system": self.state.stats()} if self._rebuilt else {}
 
     # ---- parts, available once started -----------------------------------------------------------------
 
@@ -345,6 +349,7 @@ class ChatApp(App):
             return
         with contextlib.suppress(ChatError):
             await self._leave(LeaveRoom(room=room.name, user=user, session=session, reason="gateway gone"))
+            self.chat_metrics.sessions_reaped.inc()
 
     async def _post(self, cmd: PostMessage) -> MessageAccepted:
         room_id = self._room(cmd.room).id
@@ -406,7 +411,7 @@ class ChatApp(App):
             return None if event is None else self.writer.to_messages(room, event)
 
         if await self.writer.write(room_id, plan) is not None:
-            self.chat_metrics.handoffs.labels(by="user").inc()
+            self.chat_metrics.handoffs.inc()
         return self._same_room(room_id, cmd.room).info()
 
     async def _history(self, cmd: GetHistory) -> History:

@@ -21,7 +21,6 @@ from proto.chat import (
     BusyPolicy,
     ChatCommand,
     ChatReply,
-    ChatStats,
     CreateRoom,
     DeleteRoom,
     FeedEvent,
@@ -52,6 +51,7 @@ from proto.chat import (
 )
 from proto.errors import Error
 from proto.runs import AgentSpec
+from proto.stats import ChatSystemStats
 from proto.subjects import DEFAULT_PREFIX, Subjects
 from services.chat.errors import ChatError, ChatUnavailable
 
@@ -112,8 +112,8 @@ class ChatClient:
     async def add_agent(self, room: str, agent: AgentSpec, *, by: str = "") -> RoomInfo:
         return await self._expect(AddAgent(room=room, agent=agent, by=by), RoomInfo)
 
-    async def stats(self) -> ChatStats:
-        return await self._expect(GetStats(), ChatStats)
+    async def stats(self) -> ChatSystemStats:
+        return await self._expect(GetStats(), ChatSystemStats)
 
     # ---- participants ------------------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ from proto.chat import (
     AnswerDelta,
     AnswerStarted,
     BusyPolicy,
-    ChatStats,
     FeedEvent,
     Participant,
     ParticipantJoined,
@@ -24,12 +23,12 @@ from proto.chat import (
     RoomInfo,
     RoomLogEvent,
     RoomSnapshot,
-    RoomStats,
     RoomSummary,
     Session,
     UserMessage,
 )
 from proto.runs import AgentSpec
+from proto.stats import ChatRoomStats, ChatSystemStats
 
 RATE_WINDOW = 60.0  # seconds: CHAT_RATE_LIMIT counts messages per minute
 _CLIENT_IDS = 512  # recent (user, client_id) pairs a room remembers, so a retried post is stored once
@@ -295,7 +294,7 @@ class ChatState:
         while posts and posts[0] <= at - RATE_WINDOW:
             posts.popleft()
 
-    def stats(self) -> ChatStats:
+    def stats(self) -> ChatSystemStats:
         sessions: set[str] = set()
         users: set[str] = set()
         agents: set[str] = set()
@@ -303,12 +302,12 @@ class ChatState:
             sessions.update(session for _, session in room.sessions)
             users.update(room.users)
             agents.update(room.agent_names())
-        return ChatStats(
+        return ChatSystemStats(
             connected_clients=len(sessions),
             active_sessions=len(users),
             active_streams=sum(1 for room in self.rooms.values() if room.answer is not None),
             available_agents=len(agents),
             total_messages=sum(room.messages for room in self.rooms.values()),
-            rooms={room.name: RoomStats(participants=len(room.users), messages=room.messages)
+            rooms={room.name: ChatRoomStats(participants=len(room.users), messages=room.messages)
                    for room in self.rooms.values()},
         )

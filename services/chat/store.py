@@ -105,8 +105,9 @@ class ChatStore:
         return int(msg.seq or 0)
 
     async def purge_room(self, room_id: str) -> None:
+        """Empty a deleted room's subjects; its log keeps its last event (``room_closed``) for late readers."""
         with contextlib.suppress(NotFoundError):
-            await self.js.purge_stream(self.log_stream, subject=self.subjects.chat_room_log(room_id))
+            await self.js.purge_stream(self.log_stream, subject=self.subjects.chat_room_log(room_id), keep=1)
         with contextlib.suppress(NotFoundError):
             await self.js.purge_stream(self.feed_stream, subject=self.subjects.chat_feed(room_id))
 
