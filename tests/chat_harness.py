@@ -11,8 +11,9 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NATS
 
+from proto.chat import AgentMessage, AnswerDelta
 from services.chat import ChatApp, ChatSettings
-from services.chat.client import ChatClient
+from services.chat.client import ChatClient, FeedItem, Reader
 from shared.app import App
 from tests.conftest import service_env
 
@@ -57,3 +58,26 @@ async def eventually(check: Callable[[], Any], *, within: float = 5.0, every: fl
             return last
         await asyncio.sleep(every)
     raise AssertionError(f"condition not met within {within}s (last: {last!r})")
+
+
+async def read_until(reader: Reader[FeedItem], done: Callable[[list[FeedItem]], bool], *, within: float = 10.0
+                     ) -> list[FeedItem]:
+    """Feed items until ``done(items)`` holds; fails after ``within`` seconds."""
+    items: list[FeedItem] = []
+    async with asyncio.timeout(within):
+        while not done(items):
+            items.append(await reader.next())
+    return items
+
+
+def answers(items: list[FeedItem]) -> list[AgentMessage]:
+    return [item.event for item in items if isinstance(item.event, AgentMessage)]
+
+
+def answered(count: int) -> Callable[[list[FeedItem]], bool]:
+    return lambda items: len(answers(items)) >= count
+
+
+def streamed_text(items: list[FeedItem], run_id: str) -> str:
+    return "".join(item.event.delta for item in items
+                   if isinstance(item.event, AnswerDelta) and item.event.run_id == run_id)

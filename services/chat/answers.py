@@ -7,7 +7,6 @@ events) and two replicas relaying the same run store each piece once (``Nats-Msg
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -22,18 +21,14 @@ from proto.chat import AgentHandoff, AgentMessage, AnswerDelta, AnswerStarted, B
 from proto.errors import Error, ErrorCode
 from proto.runs import (
     AgentSpec,
-    CancelRun,
     ChatMessage,
     Handoff,
     RunAccepted,
     RunCancelled,
     RunCompleted,
     RunFailed,
-    RunReply,
     RunRequest,
     TextDelta,
-    run_reply_decoder,
-    runs_encoder,
 )
 from proto.subjects import Subjects
 from services.chat.decide import is_reference
@@ -43,8 +38,7 @@ from services.chat.room import Answer, ChatState, Room
 from services.chat.settings import ChatSettings
 from services.chat.store import ChatStore
 from services.chat.writer import Planned, RoomWriter
-from shared.runlog import RunLog
-from shared.runregistry import RunRegistry
+from shared.runclient import RunClient
 
 log = logging.getLogger("raaf.chat.answers")
 
@@ -73,9 +67,7 @@ class AnswerRelay:
         self.writer = writer
         self.metrics = metrics
         self.spawn = spawn
-        self.runlog = RunLog(nc, js, subjects)
-        self.registry = RunRegistry(js, subjects)
-        self._registry_bound = False
+        self.runs = RunClient(nc, js, subjects, request_timeout=_REQUEST_TIMEOUT, idle_check=_IDLE_CHECK)
         self._relays: dict[str, asyncio.Task[Any]] = {}  # run id -> its relay
 
     # ---- starting ------------------------------------------------------------------------------------------
@@ -112,12 +104,9 @@ class AnswerRelay:
 
     async def cancel(self, run_id: str, reason: str) -> None:
         """Ask the run's runner to cancel it (busy policy interrupt); its ``run_cancelled`` ends the answer."""
-        request = CancelRun(run_id=run_id, reason=reason)
-        try:
-            await self.nc.request(self.subjects.run_cancel(run_id), runs_encoder.encode(request),
-                                  timeout=_REQUEST_TIMEOUT)
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
-            log.info("cancel of run %s not answered (%s); the relay's checks end it", run_id, type(exc).__name__)
+        reply = await self.runs.cancel(run_id, reason)
+        if isinstance(reply, Error):
+            log.info("cancel of run %s: %s", run_id, reply.message)
 
     async def stop(self) -> None:
         """Stop relaying (the runs go on); a restarted replica resumes each relay from the stored events."""
@@ -164,7 +153,7 @@ class AnswerRelay:
     async def _last_event_seq(self, run_id: str) -> int:
         """The seq of the run's newest stored event; 0 if it has none (or no runner ever made the stream)."""
         try:
-            last = await self.runlog.last(run_id)
+            last = await self.runs.log.last(run_id)
         except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
             return 0
         return 0 if last is None else last.seq
@@ -173,7 +162,7 @@ class AnswerRelay:
         text: list[str] = []
         first = True
         started = time.monotonic()
-        async for event, _ in self.runlog.follow(run_id, idle=_IDLE_CHECK, on_idle=self._check_run):
+        async for event, _ in self.runs.follow(run_id):
             match event:
                 case TextDelta(seq=seq, agent=agent, delta=delta):
                     text.append(delta)
@@ -208,21 +197,12 @@ class AnswerRelay:
                              agents=self._agents(room), timeout=self.settings.answer_timeout,
                              metadata={"room": room.name, "room_id": room.id, "user": message.user,
                                        "message_id": message.id})
-        try:
-            reply = await self.nc.request(self.subjects.run_requests, runs_encoder.encode(request),
-                                          timeout=_REQUEST_TIMEOUT)
-        except nats.errors.NoRespondersError:
-            return Error(code=ErrorCode.UNAVAILABLE, message="no agent runner is available")
-        except nats.errors.TimeoutError:
-            return Error(code=ErrorCode.TIMEOUT, message="no agent runner answered the run request")
-        try:
-            decoded: RunReply = run_reply_decoder.decode(reply.data)
-        except msgspec.DecodeError:
-            return Error(code=ErrorCode.INTERNAL, message="undecodable reply from the agent runner")
-        if isinstance(decoded, RunAccepted):
+        reply = await self.runs.start(request)
+        # ``conflict``: the run exists already (a request repeated after a restart): follow it.
+        if isinstance(reply, RunAccepted) or reply.code == ErrorCode.CONFLICT:
             self._interrupt_if_superseded(room_id, run_id)
             return None
-        return decoded
+        return reply
 
     def _interrupt_if_superseded(self, room_id: str, run_id: str) -> None:
         """A message that arrived while the run was being requested may have asked to interrupt it."""
@@ -309,21 +289,3 @@ class AnswerRelay:
         except ChatError as exc:
             log.warning("relay write in room %s failed: %s", room_id, exc)
             return False
-
-    async def _check_run(self, run_id: str) -> None:
-        """A quiet run: fail it if its runner is gone or it ran past CHAT_ANSWER_TIMEOUT (and a grace)."""
-        room = next((r for r in self.state.rooms.values() if r.answer and r.answer.run_id == run_id), None)
-        if room is None or room.answer is None:
-            return
-        if time.time() - room.answer.started_at > self.settings.answer_timeout + 2 * _IDLE_CHECK:
-            await self.runlog.fail(run_id, ErrorCode.TIMEOUT,
-                                   f"no answer within {self.settings.answer_timeout:.0f}s")
-            return
-        if not self._registry_bound:
-            with contextlib.suppress(Exception):
-                self._registry_bound = await self.registry.bind()
-        if self._registry_bound:
-            with contextlib.suppress(Exception):
-                if await self.registry.orphaned(run_id):
-                    await self.runlog.fail(run_id, ErrorCode.UNAVAILABLE, "the agent runner of this answer is gone")
-

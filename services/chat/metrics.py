@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-
 from typing import get_args
 
 from prometheus_client import CollectorRegistry
