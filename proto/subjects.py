@@ -234,3 +234,16 @@ class Subjects:
     @property
     def chat_feed_all(self) -> str:
         return f"{self.prefix}.chat.feed.*.*"
+
+    # Gateway: channel presence events, and gateway-to-gateway control (presence, stats, peers, broadcast).
+    def presence(self, channel: str) -> str:
+        return f"{self.prefix}.presence.{encode_token(channel)}"
+
+    @property
+    def gateway_control(self) -> str:
+        return f"{self.prefix}.gateway.control"
+
+    @property
+    def gateway_broadcast(self) -> str:
+        """Server messages every gateway forwards to every one of its connections."""
+        return f"{self.prefix}.gateway.broadcast"

@@ -1,112 +1,142 @@
-"""Typed errors of the public API (the seed's names); each carries its wire ``ErrorCode``."""
+"""The public API's typed errors: one class per wire ``ErrorCode``, all under :class:`StreamingError`."""
 
 from __future__ import annotations
 
 import builtins
-from typing import ClassVar, Final
+from typing import Any, ClassVar
+
+import msgspec
 
 from proto.errors import Error, ErrorCode
 
 
 class StreamingError(Exception):
-    """Base of every error the ``raaf`` API raises."""
+    """Base of every error the API raises; ``code`` is the wire code, ``ref`` the request it answers."""
 
-    default_code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
+    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
 
-    def __init__(self, message: str, *, code: ErrorCode | None = None, ref: str | None = None) -> None:
+    def __init__(self, message: str, *, ref: str | None = None, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.code = code or self.default_code
-        self.ref = ref  # the run (or request) the error is about, when there is one
-
-    def to_wire(self) -> Error:
-        return Error(code=self.code, message=self.message, ref=self.ref)
+        self.ref = ref
+        self.details = details or {}
 
 
-class ConnectionError(StreamingError, builtins.ConnectionError):  # the seed's name, shadowing the builtin on purpose
-    """NATS (or another server the call needs) could not be reached."""
+class ProtocolError(StreamingError):
+    """The other side sent (or got) something the protocol does not allow."""
 
-    default_code: ClassVar[ErrorCode] = ErrorCode.CONNECTION_ERROR
-
-
-class TimeoutError(StreamingError, builtins.TimeoutError):  # the seed's name, shadowing the builtin on purpose
-    """An answer did not come in time."""
-
-    default_code: ClassVar[ErrorCode] = ErrorCode.TIMEOUT
+    code = ErrorCode.PROTOCOL_ERROR
 
 
-class UnavailableError(ConnectionError):
-    """No service could take the request (none running, draining), or the runner owning a run went away."""
-
-    default_code: ClassVar[ErrorCode] = ErrorCode.UNAVAILABLE
+class BadRequestError(ProtocolError):
+    code = ErrorCode.BAD_REQUEST
 
 
-class BadRequestError(StreamingError):
-    """The request is malformed or inconsistent (unknown tool, bad limits, ...)."""
+class ConnectionError(StreamingError, builtins.ConnectionError):  # the seed's name
+    """The connection is down, could not be made, or NATS/Redis/an upstream is unreachable."""
 
-    default_code: ClassVar[ErrorCode] = ErrorCode.BAD_REQUEST
+    code = ErrorCode.CONNECTION_ERROR
+
+
+class ConnectionClosedError(ConnectionError):
+    """The server closed the connection; ``close_code`` says why (4008 slow consumer, 1013 full ...)."""
+
+    def __init__(self, message: str, *, close_code: int | None = None, reason: str = "") -> None:
+        super().__init__(message, details={"close_code": close_code, "reason": reason})
+        self.close_code = close_code
+        self.reason = reason
+
+
+class TimeoutError(StreamingError, builtins.TimeoutError):  # the seed's name
+    code = ErrorCode.TIMEOUT
+
+
+class AuthenticationError(StreamingError):
+    code = ErrorCode.UNAUTHORIZED
+
+
+class PermissionDeniedError(StreamingError):
+    code = ErrorCode.FORBIDDEN
+
+
+class InvalidNameError(StreamingError):
+    """A channel, room or event name that cannot be used."""
+
+    code = ErrorCode.INVALID_NAME
 
 
 class NotFoundError(StreamingError):
-    """No such agent or run."""
-
-    default_code: ClassVar[ErrorCode] = ErrorCode.NOT_FOUND
+    code = ErrorCode.NOT_FOUND
 
 
 class ConflictError(StreamingError):
-    """The id is taken (a run id used before)."""
-
-    default_code: ClassVar[ErrorCode] = ErrorCode.CONFLICT
+    code = ErrorCode.CONFLICT
 
 
 class TooLargeError(StreamingError):
-    """An input over its configured limit."""
+    code = ErrorCode.TOO_LARGE
 
-    default_code: ClassVar[ErrorCode] = ErrorCode.TOO_LARGE
+
+class RateLimitedError(StreamingError):
+    code = ErrorCode.RATE_LIMITED
+
+    @property
+    def retry_after(self) -> float | None:
+        value = self.details.get("retry_after")
+        return float(value) if isinstance(value, int | float) else None
+
+
+class LimitExceededError(StreamingError):
+    code = ErrorCode.LIMIT_EXCEEDED
 
 
 class OverloadedError(StreamingError):
-    """Every pool slot and queue place is taken: try again later."""
-
-    default_code: ClassVar[ErrorCode] = ErrorCode.OVERLOADED
+    code = ErrorCode.OVERLOADED
 
 
-class CancelledError(StreamingError):
-    """The run was cancelled."""
-
-    default_code: ClassVar[ErrorCode] = ErrorCode.CANCELLED
+class OperationCancelledError(StreamingError):
+    code = ErrorCode.CANCELLED
 
 
 class ProviderError(StreamingError):
-    """The model endpoint failed (after the retries allowed before the first token)."""
-
-    default_code: ClassVar[ErrorCode] = ErrorCode.PROVIDER_ERROR
+    code = ErrorCode.PROVIDER_ERROR
 
 
 class ToolError(StreamingError):
-    """A tool could not run (bad arguments, or it raised)."""
-
-    default_code: ClassVar[ErrorCode] = ErrorCode.TOOL_ERROR
+    code = ErrorCode.TOOL_ERROR
 
 
-class MaxTurnsError(StreamingError):
-    """The agents did not reach a final answer within the allowed turns."""
-
-    default_code: ClassVar[ErrorCode] = ErrorCode.MAX_TURNS
+class MaxTurnsExceededError(StreamingError):
+    code = ErrorCode.MAX_TURNS
 
 
-_BY_CODE: Final[dict[ErrorCode, type[StreamingError]]] = {
-    cls.default_code: cls
-    for cls in (ConnectionError, TimeoutError, UnavailableError, BadRequestError, NotFoundError, ConflictError,
-                TooLargeError, OverloadedError, CancelledError, ProviderError, ToolError, MaxTurnsError)
+class UnavailableError(StreamingError):
+    code = ErrorCode.UNAVAILABLE
+
+
+class InternalError(StreamingError):
+    code = ErrorCode.INTERNAL
+
+
+ERROR_CLASSES: dict[ErrorCode, type[StreamingError]] = {
+    cls.code: cls
+    for cls in (BadRequestError, ProtocolError, ConnectionError, TimeoutError, AuthenticationError,
+                PermissionDeniedError, InvalidNameError, NotFoundError, ConflictError, TooLargeError,
+                RateLimitedError, LimitExceededError, OverloadedError, OperationCancelledError, ProviderError,
+                ToolError, MaxTurnsExceededError, UnavailableError, InternalError)
 }
 
 
-def error_for(code: ErrorCode, message: str, *, ref: str | None = None) -> StreamingError:
-    """The exception for a wire error code (``StreamingError`` itself for codes without a class of their own)."""
-    return _BY_CODE.get(code, StreamingError)(message, code=code, ref=ref)
-
-
-def error_from_wire(error: Error) -> StreamingError:
-    """The exception for a typed error received on the wire."""
-    return error_for(error.code, error.message, ref=error.ref)
+def error_from_wire(error: Error | dict[str, Any]) -> StreamingError:
+    """The exception for a wire ``error`` (a decoded :class:`proto.errors.Error` or its JSON object)."""
+    if isinstance(error, Error):
+        details = {k: msgspec.json.decode(v) for k, v in (error.details or {}).items()}
+        code, message, ref = error.code, error.message, error.ref
+    else:
+        details = error.get("details") or {}
+        message, ref = str(error.get("message", "")), error.get("ref")
+        try:
+            code = ErrorCode(str(error.get("code")))
+        except ValueError:
+            code = ErrorCode.INTERNAL
+    return ERROR_CLASSES.get(code, StreamingError)(message, ref=ref, details=details)

@@ -1,12 +1,24 @@
-"""Gateway settings from the environment (the seed's ``WEBSOCKET_*`` names)."""
+"""Gateway settings from the environment (the seed's ``WEBSOCKET_*`` names, plus ``GATEWAY_*`` for auth)."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+from shared.errors import SettingsError
 from shared.settings import Env, RuntimeSettings
+
+AUTH_MODES = ("none", "jwt", "token")
+
+
+def token_digest(token: str) -> str:
+    """Static tokens are looked up by digest, so comparing them takes the same time whatever they are."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -14,9 +26,44 @@ class GatewaySettings:
     runtime: RuntimeSettings
     host: str = "0.0.0.0"
     port: int = 8080
+    # Connections.
     max_connections: int = 5000
-    heartbeat_interval: float = 30.0
+    heartbeat_interval: float = 30.0  # seconds between pings to a quiet connection; 0 turns pings off
+    pong_timeout: float = 10.0  # a ping unanswered this long means the peer is dead
+    auth_timeout: float = 10.0  # an unauthenticated connection (jwt/token mode) is closed after this
+    idle_timeout: float = 300.0  # no client message for this long closes the connection; 0 = never
+    close_timeout: float = 5.0  # how long a closing connection may take to flush before it is aborted
+    # Compression (permessage-deflate; the gateway never keeps a compressor per connection).
     enable_compression: bool = True
+    compression_level: int = 1
+    compression_threshold: int = 256  # smaller messages go uncompressed
+    # Per-connection limits.
+    max_message_size: int = 64 * 1024  # bigger messages get a 'too_large' error
+    max_frame_size: int = 1024 * 1024  # bigger frames close the connection (1009)
+    rate_limit: int = 60  # client messages per minute; 0 = unlimited
+    rate_burst: int = 60  # how many may come at once
+    max_subscriptions: int = 100
+    send_queue_bytes: int = 1024 * 1024  # bytes waiting to be sent before a slow consumer is cut off
+    # Auth.
+    auth_mode: str = "none"
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_leeway: float = 5.0
+    static_tokens: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # token digest -> claims
+    allowed_origins: tuple[str, ...] = ()  # empty: same origin (and clients that send no Origin); "*": any
+    restricted_channels: tuple[str, ...] = ()  # glob patterns only identities granted them may use
+    # Cluster.
+    presence_timeout: float = 0.5
+    peer_interval: float = 5.0
+    # Features.
+    enable_sse: bool = True
+    chat_page: bool = True
+
+    @property
+    def auth_required(self) -> bool:
+        return self.auth_mode != "none"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -26,11 +73,91 @@ class GatewaySettings:
         # The gateway serves health and metrics on its own port, beside /ws.
         runtime = dataclasses.replace(RuntimeSettings.from_env(env, default_http_port=port),
                                       http_host=host, http_port=port)
-        return cls(
+        rate_limit = env.integer("WEBSOCKET_RATE_LIMIT", cls.rate_limit, min=0)
+        max_message_size = env.integer("WEBSOCKET_MAX_MESSAGE_SIZE", cls.max_message_size, min=64)
+        max_frame_size = env.integer("WEBSOCKET_MAX_FRAME_SIZE", max(cls.max_frame_size, max_message_size),
+                                     min=64)
+        if max_frame_size < max_message_size:
+            raise SettingsError("WEBSOCKET_MAX_FRAME_SIZE", str(max_frame_size),
+                                f"must be >= WEBSOCKET_MAX_MESSAGE_SIZE ({max_message_size})")
+        settings = cls(
             runtime=runtime,
             host=host,
             port=port,
             max_connections=env.integer("WEBSOCKET_MAX_CONNECTIONS", cls.max_connections, min=1),
-            heartbeat_interval=env.number("WEBSOCKET_HEARTBEAT_INTERVAL", cls.heartbeat_interval, min=0.1),
+            heartbeat_interval=env.number("WEBSOCKET_HEARTBEAT_INTERVAL", cls.heartbeat_interval, min=0),
+            pong_timeout=env.number("WEBSOCKET_PONG_TIMEOUT", cls.pong_timeout, min=0.05),
+            auth_timeout=env.number("WEBSOCKET_AUTH_TIMEOUT", cls.auth_timeout, min=0.05),
+            idle_timeout=env.number("WEBSOCKET_IDLE_TIMEOUT", cls.idle_timeout, min=0),
+            close_timeout=env.number("WEBSOCKET_CLOSE_TIMEOUT", cls.close_timeout, min=0.05),
             enable_compression=env.boolean("WEBSOCKET_ENABLE_COMPRESSION", cls.enable_compression),
+            compression_level=env.integer("WEBSOCKET_COMPRESSION_LEVEL", cls.compression_level, min=1, max=9),
+            compression_threshold=env.integer("WEBSOCKET_COMPRESSION_THRESHOLD", cls.compression_threshold,
+                                              min=0),
+            max_message_size=max_message_size,
+            max_frame_size=max_frame_size,
+            rate_limit=rate_limit,
+            rate_burst=env.integer("WEBSOCKET_RATE_BURST", rate_limit or cls.rate_burst, min=1),
+            max_subscriptions=env.integer("WEBSOCKET_MAX_SUBSCRIPTIONS", cls.max_subscriptions, min=1),
+            send_queue_bytes=env.integer("WEBSOCKET_SEND_QUEUE_BYTES", cls.send_queue_bytes, min=1024),
+            auth_mode=env.choice("GATEWAY_AUTH_MODE", cls.auth_mode, AUTH_MODES),
+            jwt_secret=env.optional("GATEWAY_JWT_SECRET"),
+            jwt_public_key=_public_key(env),
+            jwt_audience=env.optional("GATEWAY_JWT_AUDIENCE"),
+            jwt_issuer=env.optional("GATEWAY_JWT_ISSUER"),
+            jwt_leeway=env.number("GATEWAY_JWT_LEEWAY", cls.jwt_leeway, min=0, max=3600),
+            static_tokens=_static_tokens(env),
+            allowed_origins=env.items("GATEWAY_ALLOWED_ORIGINS"),
+            restricted_channels=env.items("GATEWAY_RESTRICTED_CHANNELS"),
+            presence_timeout=env.number("GATEWAY_PRESENCE_TIMEOUT", cls.presence_timeout, min=0.01, max=30),
+            peer_interval=env.number("GATEWAY_PEER_INTERVAL", cls.peer_interval, min=0.05, max=600),
+            enable_sse=env.boolean("STREAMING_ENABLE_SSE", cls.enable_sse),
+            chat_page=env.boolean("GATEWAY_CHAT_PAGE", cls.chat_page),
         )
+        if settings.auth_mode == "jwt" and not (settings.jwt_secret or settings.jwt_public_key):
+            raise SettingsError("GATEWAY_AUTH_MODE", "jwt", "needs GATEWAY_JWT_SECRET or GATEWAY_JWT_PUBLIC_KEY")
+        if settings.auth_mode == "token" and not settings.static_tokens:
+            raise SettingsError("GATEWAY_AUTH_MODE", "token", "needs GATEWAY_STATIC_TOKENS")
+        return settings
+
+
+def _public_key(env: Env) -> str | None:
+    """``GATEWAY_JWT_PUBLIC_KEY``: PEM text (``\\n`` escapes allowed) or the path of a PEM file."""
+    value = env.optional("GATEWAY_JWT_PUBLIC_KEY")
+    if value is None:
+        return None
+    if value.startswith("-----BEGIN"):
+        return value.replace("\\n", "\n")
+    path = Path(value)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SettingsError("GATEWAY_JWT_PUBLIC_KEY", value, f"not PEM text and not a readable file ({exc})") from None
+    if "-----BEGIN" not in text:
+        raise SettingsError("GATEWAY_JWT_PUBLIC_KEY", value, "the file holds no PEM key")
+    return text
+
+
+def _static_tokens(env: Env) -> dict[str, dict[str, Any]]:
+    """``GATEWAY_STATIC_TOKENS``: ``token:subject,token2:subject2`` or a JSON object ``{token: {claims}}``."""
+    value = env.optional("GATEWAY_STATIC_TOKENS")
+    if value is None:
+        return {}
+    tokens: dict[str, dict[str, Any]] = {}
+    if value.startswith("{"):
+        try:
+            parsed = json.loads(value)
+        except ValueError as exc:
+            raise SettingsError("GATEWAY_STATIC_TOKENS", "<json>", f"invalid JSON: {exc}") from None
+        for token, claims in parsed.items():
+            if not isinstance(claims, dict) or not isinstance(claims.get("sub"), str):
+                raise SettingsError("GATEWAY_STATIC_TOKENS", "<json>",
+                                    "each token maps to an object of claims with a string 'sub'")
+            tokens[token_digest(token)] = claims
+        return tokens
+    for item in value.split(","):
+        token, sep, subject = item.strip().partition(":")
+        if not sep or not token or not subject:
+            raise SettingsError("GATEWAY_STATIC_TOKENS", "<hidden>", "expected token:subject[,token:subject...]")
+        tokens[token_digest(token)] = {"sub": subject}
+    return tokens

@@ -1,0 +1,191 @@
+"""``WebSocketServer``: the seed's server-side API over a gateway running in this process.
+
+::
+
+    server = WebSocketServer(port=8080, max_connections=1000)
+
+    @server.on_connection
+    async def hello(client: Connection) -> None:
+        client.set_metadata("user_id", "user123")
+
+    @server.on_message  # client messages of your own types, e.g. {"type": "chat_message", ...}
+    async def chat(client: Connection, message: dict) -> None:
+        await server.broadcast({"type": "announcement", "text": message["text"]}, channel="general")
+
+    await server.start()
+
+Channels work across every gateway on the same NATS; with no reachable ``NATS_URL`` (and
+``start_nats=True``) the server starts a local ``nats-server`` for itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import urllib.parse
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from proto.base import Message
+from raaf.errors import ERROR_CLASSES, NotFoundError, StreamingError
+from services.gateway.app import GatewayApp
+from services.gateway.channels import check_channel
+from services.gateway.connection import Connection
+from services.gateway.errors import GatewayError
+from services.gateway.hooks import ConnectionHook, ErrorHook, GatewayHooks, MessageHook
+from services.gateway.settings import GatewaySettings
+from shared.localstack import NatsServer, port_open
+
+
+def _public(exc: GatewayError) -> StreamingError:
+    return ERROR_CLASSES.get(exc.code, StreamingError)(exc.message, details=exc.details())
+
+
+class WebSocketServer:
+    """A gateway in this process: hooks, channels, broadcast, and the whole ``/ws`` protocol."""
+
+    def __init__(
+        self,
+        port: int = 8080,
+        host: str = "localhost",
+        max_connections: int = 1000,
+        heartbeat_interval: float = 30.0,
+        *,
+        enable_compression: bool = True,
+        nats_url: str | None = None,
+        prefix: str | None = None,
+        start_nats: bool = True,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """``env`` sets any other gateway variable (``WEBSOCKET_RATE_LIMIT``, ``GATEWAY_AUTH_MODE`` ...)."""
+        self._environ: dict[str, str] = {**os.environ, **(env or {})}
+        self._environ.update(
+            WEBSOCKET_PORT=str(port), WEBSOCKET_HOST=host, WEBSOCKET_MAX_CONNECTIONS=str(max_connections),
+            WEBSOCKET_HEARTBEAT_INTERVAL=str(heartbeat_interval),
+            WEBSOCKET_ENABLE_COMPRESSION="true" if enable_compression else "false",
+        )
+        if nats_url is not None:
+            self._environ["NATS_URL"] = nats_url
+        if prefix is not None:
+            self._environ["RAAF_PREFIX"] = prefix
+        self.settings = GatewaySettings.from_env(self._environ)
+        self.start_nats = start_nats
+        self.hooks = GatewayHooks()
+        self.app = GatewayApp(self.settings, self.hooks)
+        self._nats: NatsServer | None = None
+        self._nats_dir: tempfile.TemporaryDirectory[str] | None = None
+
+    # ---- hooks ----------------------------------------------------------------------------------
+
+    def on_connection(self, fn: ConnectionHook) -> ConnectionHook:
+        self.hooks.connection.append(fn)
+        return fn
+
+    def on_disconnection(self, fn: ConnectionHook) -> ConnectionHook:
+        self.hooks.disconnection.append(fn)
+        return fn
+
+    def on_message(self, fn: MessageHook) -> MessageHook:
+        """Client messages whose ``type`` the gateway does not own, as dicts, with their connection."""
+        self.hooks.message.append(fn)
+        return fn
+
+    def on_error(self, fn: ErrorHook) -> ErrorHook:
+        self.hooks.error.append(fn)
+        return fn
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """Where clients connect: ``ws://host:port/ws``."""
+        return self.app.http_url.replace("http://", "ws://", 1) + "/ws"
+
+    @property
+    def running(self) -> bool:
+        return self.app.accepting
+
+    async def start(self) -> None:
+        if self.start_nats and not _reachable(self.app.runtime.nats_url):
+            self._nats_dir = tempfile.TemporaryDirectory(prefix="raaf-nats-")
+            self._nats = NatsServer(Path(self._nats_dir.name))
+            await asyncio.to_thread(self._nats.start)
+            self.app = self._rebuild(self._nats.url)
+        await self.app.start()
+
+    async def stop(self) -> None:
+        """Drain: clients are told to reconnect (1001), then everything stops."""
+        await self.app.stop()
+        if self._nats is not None:
+            await asyncio.to_thread(self._nats.stop)
+            self._nats = None
+        if self._nats_dir is not None:
+            with contextlib.suppress(OSError):
+                self._nats_dir.cleanup()
+            self._nats_dir = None
+
+    async def serve_forever(self) -> None:
+        """Start, run until SIGINT/SIGTERM, stop."""
+        await self.app.run()
+
+    def _rebuild(self, nats_url: str) -> GatewayApp:
+        self._environ["NATS_URL"] = nats_url
+        self.settings = GatewaySettings.from_env(self._environ)
+        return GatewayApp(self.settings, self.hooks)
+
+    # ---- the seed's server-side API ---------------------------------------------------------------
+
+    @property
+    def connections(self) -> list[Connection]:
+        return self.app.registry.snapshot()
+
+    @property
+    def connection_count(self) -> int:
+        return len(self.app.registry)
+
+    def connection(self, client_id: str) -> Connection:
+        conn = self.app.connection(client_id)
+        if conn is None:
+            raise NotFoundError(f"no connection {client_id!r} on this server")
+        return conn
+
+    async def subscribe_to_channel(self, client_id: str, channel: str) -> None:
+        """Put a connected client in a channel (as if it had sent ``subscribe``)."""
+        conn = self.connection(client_id)
+        try:
+            name = check_channel(channel)
+            if conn.channels is None or name not in conn.channels:
+                conn.check_subscription_room()
+                await self.app.hub.join(conn, name)
+        except GatewayError as exc:
+            raise _public(exc) from None
+
+    async def unsubscribe_from_channel(self, client_id: str, channel: str) -> bool:
+        return await self.app.hub.leave(self.connection(client_id), channel)
+
+    async def broadcast(self, message: Message | dict[str, Any], channel: str | None = None) -> None:
+        """To ``channel``'s subscribers (on every gateway), or to every connected client."""
+        try:
+            await self.app.broadcast(message, channel=channel)
+        except GatewayError as exc:
+            raise _public(exc) from None
+
+    async def send(self, client_id: str, message: Message | dict[str, Any]) -> bool:
+        """To one client of this server; False if it could not take it (gone, or cut off as too slow)."""
+        conn = self.connection(client_id)
+        if isinstance(message, dict):
+            return await conn.send_message(message)
+        return await conn.send(message)
+
+    def stats(self) -> dict[str, Any]:
+        """This server's counters (``/v1/stats`` has the cluster-wide view)."""
+        stats = self.app.local_stats()
+        return {name: getattr(stats, name) for name in stats.__struct_fields__} | {"running": self.running}
+
+
+def _reachable(url: str) -> bool:
+    first = urllib.parse.urlparse(url.split(",")[0].strip())
+    return bool(first.hostname) and port_open(first.hostname or "", first.port or 4222, timeout=0.5)

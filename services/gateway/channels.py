@@ -1,0 +1,268 @@
+"""Channels across gateway replicas: one NATS subscription per channel per gateway, fanned out locally.
+
+A message published on any gateway (or with ``nats pub raaf.channel.<name>``) reaches every gateway
+with subscribers; each encodes it once and writes the same frame to all of its subscribers. Presence:
+each gateway knows its own members; ``joined``/``left`` events travel on ``raaf.presence.<name>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from proto.gateway import ChannelMessage, Joined, Left, Member, channel_message_decoder, server_encoder
+from proto.subjects import InvalidNameError, Subjects, encode_token
+from services.gateway.connection import Connection
+from services.gateway.errors import GatewayUnavailable, InvalidChannel
+from services.gateway.frames import Outgoing
+
+if TYPE_CHECKING:
+    from services.gateway.metrics import GatewayCounters, GatewayMetrics
+
+log = logging.getLogger("raaf.gateway.channels")
+_MESSAGE_PREFIX = b'{"type":"message"'
+
+
+def check_channel(name: str) -> str:
+    """A channel name: 1-200 characters, no control characters; any other character is fine (escaped)."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise InvalidChannel(name, "control characters are not allowed")
+    try:
+        encode_token(name)
+    except InvalidNameError as exc:
+        raise InvalidChannel(name, exc.reason) from None
+    return name
+
+
+class Channel:
+    __slots__ = ("error", "info", "listeners", "members", "name", "presence_sub", "ready", "sub", "subject")
+
+    def __init__(self, name: str, subject: str) -> None:
+        self.name = name
+        self.subject = subject
+        self.members: set[Connection] = set()
+        self.listeners: set[Connection] = set()  # members that asked for joined/left events
+        self.info: dict[Connection, dict[str, str]] = {}
+        self.sub: Subscription | None = None
+        self.presence_sub: Subscription | None = None
+        self.ready = asyncio.Event()
+        self.error: BaseException | None = None
+
+
+class ChannelHub:
+    def __init__(self, subjects: Subjects, counters: GatewayCounters, metrics: GatewayMetrics | None = None,
+                 flush_timeout: int = 5) -> None:
+        self.subjects = subjects
+        self.counters = counters
+        self.metrics = metrics
+        self.flush_timeout = flush_timeout
+        self.channels: dict[str, Channel] = {}
+        self._by_subject: dict[str, Channel] = {}
+        self._by_presence_subject: dict[str, Channel] = {}
+        self._nc: NATS | None = None
+
+    @property
+    def nc(self) -> NATS:
+        if self._nc is None or self._nc.is_closed:
+            raise GatewayUnavailable("not connected to NATS")
+        return self._nc
+
+    def attach(self, nc: NATS) -> None:
+        self._nc = nc
+
+    @property
+    def subscription_count(self) -> int:
+        return sum(len(ch.members) for ch in self.channels.values())
+
+    # ---- membership ---------------------------------------------------------------------------
+
+    async def join(self, conn: Connection, name: str, *, presence: bool = False,
+                   info: dict[str, str] | None = None) -> None:
+        """Add ``conn`` to channel ``name`` (which must have passed :func:`check_channel`)."""
+        channel = self.channels.get(name)
+        if channel is None:
+            channel = await self._open(name)
+        elif not channel.ready.is_set():
+            await channel.ready.wait()
+            if channel.error is not None:
+                raise GatewayUnavailable(f"cannot subscribe: {channel.error}")
+        if presence and channel.presence_sub is None:
+            subject = self.subjects.presence(name)
+            channel.presence_sub = await self.nc.subscribe(subject, cb=self._on_presence)
+            self._by_presence_subject[subject] = channel
+            await self._flush()
+        if not conn.open or self.channels.get(name) is not channel:
+            await self._close_if_empty(channel)
+            return
+        channel.members.add(conn)
+        if conn.channels is None:
+            conn.channels = set()
+        conn.channels.add(name)
+        if presence:
+            channel.listeners.add(conn)
+        if info:
+            channel.info[conn] = info
+        with contextlib.suppress(GatewayUnavailable):  # presence events are best-effort; queries are not
+            await self._announce(Joined(channel=name, member=self._member(channel, conn), at=time.time()))
+
+    async def leave(self, conn: Connection, name: str) -> bool:
+        channel = self.channels.get(name)
+        if conn.channels is not None:
+            conn.channels.discard(name)
+        if channel is None or conn not in channel.members:
+            return False
+        member = self._member(channel, conn)
+        channel.members.discard(conn)
+        channel.listeners.discard(conn)
+        channel.info.pop(conn, None)
+        with contextlib.suppress(GatewayUnavailable):
+            await self._announce(Left(channel=name, member=member, at=time.time()))
+        await self._close_if_empty(channel)
+        return True
+
+    async def leave_all(self, conn: Connection) -> None:
+        for name in list(conn.channels or ()):
+            await self.leave(conn, name)
+
+    def local_members(self, name: str) -> list[Member]:
+        channel = self.channels.get(name)
+        if channel is None:
+            return []
+        return [self._member(channel, conn) for conn in channel.members]
+
+    # ---- publishing ---------------------------------------------------------------------------
+
+    async def publish(self, name: str, data: msgspec.Raw, conn: Connection | None = None, *,
+                      sender: str | None = None) -> None:
+        """Send to every subscriber of ``name`` on every gateway (``data`` must be valid UTF-8 JSON)."""
+        message = ChannelMessage(
+            channel=name, data=data, at=time.time(),
+            sender=conn.identity.subject if conn is not None else sender,
+            connection_id=conn.id if conn is not None else None,
+        )
+        try:
+            await self.nc.publish(self.subjects.channel(name), server_encoder.encode(message))
+        except GatewayUnavailable:
+            raise
+        except Exception as exc:
+            raise GatewayUnavailable(f"publish failed: {exc}") from None
+        self.counters.published += 1
+
+    # ---- NATS side ----------------------------------------------------------------------------
+
+    async def _open(self, name: str) -> Channel:
+        subject = self.subjects.channel(name)
+        channel = Channel(name, subject)
+        self.channels[name] = channel
+        self._by_subject[subject] = channel
+        try:
+            channel.sub = await self.nc.subscribe(subject, cb=self._on_message)
+            # Once the server has our SUB, a message published anywhere reaches us: then we ack.
+            await self._flush()
+        except BaseException as exc:
+            channel.error = exc
+            self._forget(channel)
+            raise GatewayUnavailable(f"cannot subscribe: {exc}") from None
+        finally:
+            channel.ready.set()
+        return channel
+
+    async def _flush(self) -> None:
+        try:
+            await self.nc.flush(self.flush_timeout)
+        except GatewayUnavailable:
+            raise
+        except Exception as exc:
+            raise GatewayUnavailable(f"NATS did not confirm: {exc}") from None
+
+    async def _close_if_empty(self, channel: Channel) -> None:
+        if channel.members or not channel.ready.is_set() or self.channels.get(channel.name) is not channel:
+            return
+        self._forget(channel)
+        for sub in (channel.sub, channel.presence_sub):
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+    def _forget(self, channel: Channel) -> None:
+        if self.channels.get(channel.name) is channel:
+            del self.channels[channel.name]
+        self._by_subject.pop(channel.subject, None)
+        self._by_presence_subject.pop(self.subjects.presence(channel.name), None)
+
+    async def _on_message(self, msg: Msg) -> None:
+        channel = self._by_subject.get(msg.subject)
+        if channel is None or not channel.members:
+            return
+        started = time.perf_counter()
+        out = Outgoing(envelope(msg.data, channel.name), "message")
+        for conn in tuple(channel.members):
+            conn.deliver(out)
+        self.counters.channel_messages += 1
+        if self.metrics is not None:
+            self.metrics.fanout_seconds.observe(time.perf_counter() - started)
+
+    async def _on_presence(self, msg: Msg) -> None:
+        channel = self._by_presence_subject.get(msg.subject)
+        if channel is None or not channel.listeners:
+            return
+        try:
+            msg.data.decode()
+        except UnicodeDecodeError:
+            return
+        out = Outgoing(msg.data)
+        for conn in tuple(channel.listeners):
+            conn.deliver(out)
+
+    async def _announce(self, event: Joined | Left) -> None:
+        try:
+            await self.nc.publish(self.subjects.presence(event.channel), server_encoder.encode(event))
+        except GatewayUnavailable:
+            raise
+        except Exception as exc:
+            log.warning("presence event not published: %s", exc)
+
+    def _member(self, channel: Channel, conn: Connection) -> Member:
+        return Member(connection_id=conn.id, subject=conn.identity.subject, info=channel.info.get(conn))
+
+    async def close(self) -> None:
+        """Unsubscribe everything (on drain)."""
+        for channel in list(self.channels.values()):
+            channel.members.clear()
+            await self._close_if_empty(channel)
+
+
+def envelope(payload: bytes, channel: str) -> bytes:
+    """The client-facing JSON for a NATS payload: our own ``message`` as is; anything else wrapped as data.
+
+    Whatever arrives (``nats pub`` with a bare object, plain text, invalid UTF-8, a forged envelope for
+    another channel) becomes valid JSON naming the channel it really came from.
+    """
+    try:
+        text = payload.decode()
+    except UnicodeDecodeError:
+        return server_encoder.encode(ChannelMessage(channel=channel, data=msgspec.Raw(
+            server_encoder.encode(payload.decode(errors="replace")))))
+    if payload.startswith(_MESSAGE_PREFIX):
+        try:
+            message = channel_message_decoder.decode(payload)
+            msgspec.json.decode(message.data)  # the data must be JSON too
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            pass
+        else:
+            if message.channel == channel:
+                return payload
+    try:
+        msgspec.json.decode(payload)
+        data = msgspec.Raw(payload)
+    except msgspec.DecodeError:
+        data = msgspec.Raw(server_encoder.encode(text))
+    return server_encoder.encode(ChannelMessage(channel=channel, data=data))

@@ -1,0 +1,17 @@
+"""The extensions every gateway runs: features from other services add one line each here."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from services.gateway.extension import GatewayExtension
+
+if TYPE_CHECKING:
+    from services.gateway.app import GatewayApp
+
+
+def default_extensions(gateway: GatewayApp) -> list[GatewayExtension]:
+    """Built in ``GatewayApp.__init__``; their routes are installed there, started after NATS connects."""
+    return [
+        # One line per extension, e.g. RunsExtension(gateway),
+    ]

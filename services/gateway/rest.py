@@ -1,0 +1,90 @@
+"""REST: publish to a channel, a channel's presence, and stats (this gateway and the whole cluster)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import msgspec
+from aiohttp import web
+
+from proto.gateway import GatewayStats, Presence, Published, Stats, server_encoder
+from services.gateway.channels import check_channel
+from services.gateway.errors import BadMessage, Forbidden, GatewayError, MessageTooLarge
+from services.gateway.identity import Identity
+from services.gateway.responses import error_response
+
+if TYPE_CHECKING:
+    from services.gateway.app import GatewayApp
+
+
+class RestRoutes:
+    def __init__(self, gateway: GatewayApp) -> None:
+        self.gateway = gateway
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v1/channels/{channel}/messages", self.publish),
+            web.get("/v1/channels/{channel}/presence", self.presence),
+            web.get("/v1/stats", self.stats),
+        ]
+
+    def _channel(self, request: web.Request, identity: Identity) -> str:
+        name = check_channel(request.match_info["channel"])
+        if not identity.may("channel", name):
+            raise Forbidden("channel", name)
+        return name
+
+    async def publish(self, request: web.Request) -> web.Response:
+        """The body (any JSON, at most ``WEBSOCKET_MAX_MESSAGE_SIZE`` bytes) becomes the message's ``data``."""
+        gw = self.gateway
+        try:
+            identity = gw.authenticator.require(request)
+            name = self._channel(request, identity)
+            limit = gw.gateway_settings.max_message_size
+            if request.content_length is not None and request.content_length > limit:
+                raise MessageTooLarge(request.content_length, limit)
+            body = await request.content.read(limit + 1)
+            if len(body) > limit:
+                raise MessageTooLarge(len(body), limit)
+            try:
+                body.decode()
+                msgspec.json.decode(body)
+            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+                raise BadMessage(f"the body must be JSON ({exc})") from None
+            await gw.hub.publish(name, msgspec.Raw(body), None, sender=identity.subject)
+        except GatewayError as exc:
+            return error_response(exc)
+        return _json(Published(channel=name, at=time.time()), status=202)
+
+    async def presence(self, request: web.Request) -> web.Response:
+        gw = self.gateway
+        try:
+            name = self._channel(request, gw.authenticator.require(request))
+            members = await gw.cluster.presence(name)
+        except GatewayError as exc:
+            return error_response(exc)
+        return _json(Presence(channel=name, members=members))
+
+    async def stats(self, request: web.Request) -> web.Response:
+        """``?scope=local`` skips asking the other gateways."""
+        gw = self.gateway
+        try:
+            gw.authenticator.require(request)
+            local = gw.local_stats()
+            replies = [] if request.query.get("scope") == "local" else await gw.cluster.stats()
+        except GatewayError as exc:
+            return error_response(exc)
+        everyone = [r.stats for r in replies if r.instance != gw.runtime.instance_id] + [local]
+        return _json(Stats(instance=gw.runtime.instance_id, local=local, cluster=sum_stats(everyone),
+                           gateways=len(everyone)))
+
+
+def sum_stats(stats: list[GatewayStats]) -> GatewayStats:
+    fields = {name: sum(getattr(s, name) for s in stats) for name in GatewayStats.__struct_fields__}
+    fields["uptime_seconds"] = max((s.uptime_seconds for s in stats), default=0.0)
+    return GatewayStats(**fields)
+
+
+def _json(message: msgspec.Struct, status: int = 200) -> web.Response:
+    return web.Response(body=server_encoder.encode(message), status=status, content_type="application/json")

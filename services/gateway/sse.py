@@ -1,0 +1,112 @@
+"""Server-Sent Events: a channel as an event stream, and ``open_stream`` for extensions' own streams.
+
+An SSE stream is a :class:`Connection` of kind ``sse``: it counts against the connection limit, gets
+the same frames (as ``event: <type>`` / ``data: <json>``), the same slow-consumer policy, and a
+keep-alive comment when quiet. Each event is a wire message; the first is ``welcome``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from aiohttp.http import HttpVersion11
+
+from proto.gateway import Limits, Welcome
+from services.gateway.channels import check_channel
+from services.gateway.connection import Connection
+from services.gateway.errors import Forbidden, GatewayError, GatewayUnavailable, TooManyConnections
+from services.gateway.identity import Identity
+from services.gateway.responses import error_response
+
+if TYPE_CHECKING:
+    from services.gateway.app import GatewayApp
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
+}
+
+
+class SseStream:
+    """An open SSE response and the connection that writes to it."""
+
+    __slots__ = ("conn", "response")
+
+    def __init__(self, conn: Connection, response: web.StreamResponse) -> None:
+        self.conn = conn
+        self.response = response
+
+
+class SseStreams:
+    def __init__(self, gateway: GatewayApp) -> None:
+        self.gateway = gateway
+
+    @contextlib.asynccontextmanager
+    async def open_stream(self, request: web.Request, identity: Identity) -> AsyncIterator[SseStream]:
+        """Start an SSE response; on exit (or when the client is gone) its connection is cleaned up.
+
+        Raises :class:`GatewayError` before anything was sent (answer it with ``error_response``);
+        the handler returns ``stream.response`` after the ``async with``.
+        """
+        gw = self.gateway
+        if not gw.accepting:
+            raise GatewayUnavailable("not accepting connections")
+        if not gw.registry.reserve():
+            gw.counters.refused["max_connections"] += 1
+            raise TooManyConnections(gw.registry.max_connections)
+        try:
+            response = web.StreamResponse(headers=SSE_HEADERS)
+            chunked = request.version >= HttpVersion11
+            if chunked:
+                response.enable_chunked_encoding()
+            else:
+                response.force_close()
+            await response.prepare(request)
+        except BaseException:
+            gw.registry.unreserve()
+            raise
+        transport = request.transport
+        if transport is None:
+            gw.registry.unreserve()
+            raise GatewayUnavailable("client went away")
+        conn = Connection(gw.connection_context, transport, identity, kind="sse",
+                          sse_chunked=chunked)
+        gw.registry.add(conn)
+        gw.counters.connections_opened["sse"] += 1
+        s = gw.gateway_settings
+        conn.send_nowait(Welcome(
+            connection_id=conn.id, instance=gw.runtime.instance_id, auth_required=gw.authenticator.required,
+            heartbeat_interval=s.heartbeat_interval, subject=identity.subject,
+            limits=Limits(max_message_size=s.max_message_size, rate_limit=s.rate_limit,
+                          max_subscriptions=s.max_subscriptions),
+        ))
+        try:
+            yield SseStream(conn, response)
+        finally:
+            await gw.disconnect(conn)
+
+    async def channel_events(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v1/channels/{channel}/events``: the channel's messages as they happen (no history).
+
+        ``?presence=1`` adds its ``joined``/``left`` events; auth as for REST (Bearer or ``?token=``).
+        """
+        gw = self.gateway
+        try:
+            identity = gw.authenticator.require(request)
+            name = check_channel(request.match_info["channel"])
+            if not identity.may("channel", name):
+                raise Forbidden("channel", name)
+            async with self.open_stream(request, identity) as stream:
+                try:
+                    await gw.hub.join(stream.conn, name, presence=request.query.get("presence") in ("1", "true"))
+                except GatewayError as exc:
+                    await stream.conn.send_error(exc.code, exc.message)
+                else:
+                    await stream.conn.wait_closed()
+            return stream.response
+        except GatewayError as exc:
+            return error_response(exc)
