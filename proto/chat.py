@@ -21,8 +21,10 @@ class BusyPolicy(enum.StrEnum):
     INTERRUPT = "interrupt"  # cancel the current answer and answer the newest message
 
 
-class RoomConfig(Message, frozen=True, kw_only=True, tag="room_config"):
-    """A room's limits and rules, resolved at creation from the command and the service's defaults."""
+class RoomConfig(Message, frozen=True, kw_only=True, omit_defaults=False, tag="room_config"):
+    """A room's limits and rules, resolved at creation from the command and the service's defaults.
+
+    Replies and events the clients read write every field out (``omit_defaults=False``)."""
 
     max_participants: int
     message_history: int
@@ -35,7 +37,7 @@ class RoomConfig(Message, frozen=True, kw_only=True, tag="room_config"):
 # ---- commands: NATS requests to ``Subjects.chat_commands`` (a queue group of chat replicas) -------------------
 
 
-class CreateRoom(Message, frozen=True, kw_only=True, tag="create_room"):
+class CreateRoom(Message, frozen=True, kw_only=True, omit_defaults=False, tag="create_room"):
     """Create a room; ``agents`` are defined here, ``agent`` names the primary (default: the first, else the
     service's CHAT_DEFAULT_AGENT). An AgentSpec with nothing but a name refers to an agent the runners serve."""
 
@@ -52,20 +54,20 @@ class CreateRoom(Message, frozen=True, kw_only=True, tag="create_room"):
     exist_ok: bool = False  # an existing room of that name is returned instead of a ``conflict`` error
 
 
-class DeleteRoom(Message, frozen=True, kw_only=True, tag="delete_room"):
+class DeleteRoom(Message, frozen=True, kw_only=True, omit_defaults=False, tag="delete_room"):
     room: str
     by: str = ""
 
 
-class GetRoom(Message, frozen=True, kw_only=True, tag="get_room"):
+class GetRoom(Message, frozen=True, kw_only=True, omit_defaults=False, tag="get_room"):
     room: str
 
 
-class ListRooms(Message, frozen=True, kw_only=True, tag="list_rooms"):
+class ListRooms(Message, frozen=True, kw_only=True, omit_defaults=False, tag="list_rooms"):
     pass
 
 
-class JoinRoom(Message, frozen=True, kw_only=True, tag="join_room"):
+class JoinRoom(Message, frozen=True, kw_only=True, omit_defaults=False, tag="join_room"):
     """Join as ``user`` from one client ``session``; ``granted`` says the gateway's auth allows this room."""
 
     room: str
@@ -75,14 +77,14 @@ class JoinRoom(Message, frozen=True, kw_only=True, tag="join_room"):
     owner: str = ""  # the gateway instance holding the session, so sessions of a dead gateway can be reaped
 
 
-class LeaveRoom(Message, frozen=True, kw_only=True, tag="leave_room"):
+class LeaveRoom(Message, frozen=True, kw_only=True, omit_defaults=False, tag="leave_room"):
     room: str
     user: str
     session: str
     reason: str = "left"
 
 
-class PostMessage(Message, frozen=True, kw_only=True, tag="post_message"):
+class PostMessage(Message, frozen=True, kw_only=True, omit_defaults=False, tag="post_message"):
     """A user's message; a retry with the same ``client_id`` is stored once."""
 
     room: str
@@ -92,20 +94,20 @@ class PostMessage(Message, frozen=True, kw_only=True, tag="post_message"):
     client_id: str | None = None
 
 
-class SetTyping(Message, frozen=True, kw_only=True, tag="set_typing"):
+class SetTyping(Message, frozen=True, kw_only=True, omit_defaults=False, tag="set_typing"):
     room: str
     user: str
     session: str
     typing: bool
 
 
-class AddAgent(Message, frozen=True, kw_only=True, tag="add_agent"):
+class AddAgent(Message, frozen=True, kw_only=True, omit_defaults=False, tag="add_agent"):
     room: str
     agent: AgentSpec
     by: str = ""
 
 
-class RequestHandoff(Message, frozen=True, kw_only=True, tag="request_handoff"):
+class RequestHandoff(Message, frozen=True, kw_only=True, omit_defaults=False, tag="request_handoff"):
     """A participant asks to move the conversation to another of the room's agents."""
 
     room: str
@@ -115,7 +117,7 @@ class RequestHandoff(Message, frozen=True, kw_only=True, tag="request_handoff"):
     reason: str = ""
 
 
-class GetHistory(Message, frozen=True, kw_only=True, tag="get_history"):
+class GetHistory(Message, frozen=True, kw_only=True, omit_defaults=False, tag="get_history"):
     """The room's last ``limit`` conversation messages (at most its ``message_history``)."""
 
     room: str
@@ -124,7 +126,7 @@ class GetHistory(Message, frozen=True, kw_only=True, tag="get_history"):
     limit: int | None = None
 
 
-class GetStats(Message, frozen=True, kw_only=True, tag="get_stats"):
+class GetStats(Message, frozen=True, kw_only=True, omit_defaults=False, tag="get_stats"):
     pass
 
 
@@ -146,7 +148,7 @@ ChatCommand = (
 # ---- room log: ``Subjects.chat_directory`` (rooms created / deleted) and ``Subjects.chat_room_log(room_id)`` -----
 
 
-class RoomCreated(Message, frozen=True, kw_only=True, tag="room_created"):
+class RoomCreated(Message, frozen=True, kw_only=True, omit_defaults=False, tag="room_created"):
     room_id: str
     name: str
     config: RoomConfig
@@ -156,21 +158,21 @@ class RoomCreated(Message, frozen=True, kw_only=True, tag="room_created"):
     at: float
 
 
-class RoomDeleted(Message, frozen=True, kw_only=True, tag="room_deleted"):
+class RoomDeleted(Message, frozen=True, kw_only=True, omit_defaults=False, tag="room_deleted"):
     room_id: str
     name: str
     by: str = ""
     at: float
 
 
-class AgentAdded(Message, frozen=True, kw_only=True, tag="agent_added"):
+class AgentAdded(Message, frozen=True, kw_only=True, omit_defaults=False, tag="agent_added"):
     room_id: str
     agent: AgentSpec
     by: str = ""
     at: float
 
 
-class ParticipantJoined(Message, frozen=True, kw_only=True, tag="participant_joined"):
+class ParticipantJoined(Message, frozen=True, kw_only=True, omit_defaults=False, tag="participant_joined"):
     room_id: str
     user: str
     session: str
@@ -179,7 +181,7 @@ class ParticipantJoined(Message, frozen=True, kw_only=True, tag="participant_joi
     at: float
 
 
-class ParticipantLeft(Message, frozen=True, kw_only=True, tag="participant_left"):
+class ParticipantLeft(Message, frozen=True, kw_only=True, omit_defaults=False, tag="participant_left"):
     room_id: str
     user: str
     session: str
@@ -188,7 +190,7 @@ class ParticipantLeft(Message, frozen=True, kw_only=True, tag="participant_left"
     at: float
 
 
-class RoomClosed(Message, frozen=True, kw_only=True, tag="room_closed"):
+class RoomClosed(Message, frozen=True, kw_only=True, omit_defaults=False, tag="room_closed"):
     """The last event of a deleted room's log, so readers following it learn the room is gone."""
 
     room_id: str
@@ -196,14 +198,14 @@ class RoomClosed(Message, frozen=True, kw_only=True, tag="room_closed"):
     at: float
 
 
-class Session(Message, frozen=True, kw_only=True, tag="session"):
+class Session(Message, frozen=True, kw_only=True, omit_defaults=False, tag="session"):
     user: str
     session: str
     owner: str = ""
     joined_at: float
 
 
-class RoomSnapshot(Message, frozen=True, kw_only=True, tag="room_snapshot"):
+class RoomSnapshot(Message, frozen=True, kw_only=True, omit_defaults=False, tag="room_snapshot"):
     """The fold of a room's log so far; written with ``Nats-Rollup: sub`` so it replaces what it sums up."""
 
     room_id: str
@@ -220,7 +222,7 @@ RoomLogEvent = (
 # ``Subjects.chat_feed_answers(room_id)`` (answers being streamed); one stream, so one order for everyone --------
 
 
-class UserMessage(Message, frozen=True, kw_only=True, tag="user_message"):
+class UserMessage(Message, frozen=True, kw_only=True, omit_defaults=False, tag="user_message"):
     id: str
     room_id: str
     user: str
@@ -231,7 +233,7 @@ class UserMessage(Message, frozen=True, kw_only=True, tag="user_message"):
     at: float
 
 
-class AgentMessage(Message, frozen=True, kw_only=True, tag="agent_message"):
+class AgentMessage(Message, frozen=True, kw_only=True, omit_defaults=False, tag="agent_message"):
     """An answer's end: its whole text, or what was streamed before it failed or was cancelled."""
 
     id: str  # the run id
@@ -246,7 +248,7 @@ class AgentMessage(Message, frozen=True, kw_only=True, tag="agent_message"):
     at: float
 
 
-class AgentHandoff(Message, frozen=True, kw_only=True, tag="agent_handoff"):
+class AgentHandoff(Message, frozen=True, kw_only=True, omit_defaults=False, tag="agent_handoff"):
     """The room's conversation moves to ``to_agent``; ``by`` says whether the agent or a user asked."""
 
     room_id: str
@@ -260,7 +262,7 @@ class AgentHandoff(Message, frozen=True, kw_only=True, tag="agent_handoff"):
     at: float
 
 
-class AnswerStarted(Message, frozen=True, kw_only=True, tag="answer_started"):
+class AnswerStarted(Message, frozen=True, kw_only=True, omit_defaults=False, tag="answer_started"):
     room_id: str
     run_id: str
     agent: str
@@ -269,7 +271,7 @@ class AnswerStarted(Message, frozen=True, kw_only=True, tag="answer_started"):
     at: float
 
 
-class AnswerDelta(Message, frozen=True, kw_only=True, tag="answer_delta"):
+class AnswerDelta(Message, frozen=True, kw_only=True, omit_defaults=False, tag="answer_delta"):
     """A piece of an answer's text; ``seq`` is the run event's seq, so a relay can resume where it stopped."""
 
     room_id: str
@@ -285,7 +287,7 @@ FeedMessage = UserMessage | AgentMessage | AgentHandoff
 # ---- typing notices: core NATS on ``Subjects.chat_room_events(room_id)`` (never stored) ----------------------
 
 
-class TypingStarted(Message, frozen=True, kw_only=True, tag="typing_started"):
+class TypingStarted(Message, frozen=True, kw_only=True, omit_defaults=False, tag="typing_started"):
     room_id: str
     user: str
     expires_in: float  # seconds; receivers may expire it themselves if no stop arrives
@@ -293,7 +295,7 @@ class TypingStarted(Message, frozen=True, kw_only=True, tag="typing_started"):
     at: float
 
 
-class TypingStopped(Message, frozen=True, kw_only=True, tag="typing_stopped"):
+class TypingStopped(Message, frozen=True, kw_only=True, omit_defaults=False, tag="typing_stopped"):
     room_id: str
     user: str
     reason: Literal["stopped", "expired", "sent", "left"] = "stopped"
@@ -305,13 +307,13 @@ TypingEvent = TypingStarted | TypingStopped
 # ---- replies ------------------------------------------------------------------------------------------------
 
 
-class Participant(Message, frozen=True, kw_only=True, tag="participant"):
+class Participant(Message, frozen=True, kw_only=True, omit_defaults=False, tag="participant"):
     user: str
     sessions: int
     joined_at: float
 
 
-class RoomInfo(Message, frozen=True, kw_only=True, tag="room_info"):
+class RoomInfo(Message, frozen=True, kw_only=True, omit_defaults=False, tag="room_info"):
     id: str
     name: str
     config: RoomConfig
@@ -326,7 +328,7 @@ class RoomInfo(Message, frozen=True, kw_only=True, tag="room_info"):
     created_by: str = ""
 
 
-class RoomJoined(Message, frozen=True, kw_only=True, tag="room_joined"):
+class RoomJoined(Message, frozen=True, kw_only=True, omit_defaults=False, tag="room_joined"):
     """Read the feed from ``history_from`` (the oldest history message) on: events before ``live_from`` are
     history (conversation messages only), the rest are live; presence changes follow the log after ``log_seq``."""
 
@@ -338,7 +340,7 @@ class RoomJoined(Message, frozen=True, kw_only=True, tag="room_joined"):
     first_session: bool = True
 
 
-class MessageAccepted(Message, frozen=True, kw_only=True, tag="message_accepted"):
+class MessageAccepted(Message, frozen=True, kw_only=True, omit_defaults=False, tag="message_accepted"):
     room_id: str
     message_id: str
     count: int
@@ -348,11 +350,11 @@ class MessageAccepted(Message, frozen=True, kw_only=True, tag="message_accepted"
     duplicate: bool = False  # a retry of a message already stored
 
 
-class Ack(Message, frozen=True, kw_only=True, tag="ack"):
+class Ack(Message, frozen=True, kw_only=True, omit_defaults=False, tag="ack"):
     room_id: str | None = None
 
 
-class RoomSummary(Message, frozen=True, kw_only=True, tag="room_summary"):
+class RoomSummary(Message, frozen=True, kw_only=True, omit_defaults=False, tag="room_summary"):
     id: str
     name: str
     restricted: bool
@@ -362,11 +364,11 @@ class RoomSummary(Message, frozen=True, kw_only=True, tag="room_summary"):
     agent: str
 
 
-class RoomList(Message, frozen=True, kw_only=True, tag="room_list"):
+class RoomList(Message, frozen=True, kw_only=True, omit_defaults=False, tag="room_list"):
     rooms: list[RoomSummary]
 
 
-class History(Message, frozen=True, kw_only=True, tag="history"):
+class History(Message, frozen=True, kw_only=True, omit_defaults=False, tag="history"):
     room_id: str
     messages: list[FeedMessage]
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import msgspec
 
 from proto.base import ClientRequest, Message
+from proto.chat_ws import ChatClientMessage, ChatServerMessage
 from proto.errors import Error
 
 ChannelName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -75,6 +76,7 @@ ClientMessage = (
     | Publish
     | Ping
     | PresenceQuery
+    | ChatClientMessage  # chat rooms (proto/chat_ws.py)
 )
 
 client_decoder = msgspec.json.Decoder(ClientMessage)
@@ -175,6 +177,7 @@ ServerMessage = (
     | Joined
     | Left
     | Presence
+    | ChatServerMessage  # chat rooms (proto/chat_ws.py)
 )
 
 server_encoder = msgspec.json.Encoder()

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import msgspec
 import nats.errors
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from proto.chat import (
     Ack,
     AddAgent,
+    AgentAdded,
     AgentHandoff,
     AgentMessage,
     BusyPolicy,
@@ -33,8 +35,11 @@ from proto.chat import (
     LeaveRoom,
     ListRooms,
     MessageAccepted,
+    ParticipantJoined,
+    ParticipantLeft,
     PostMessage,
     RequestHandoff,
+    RoomClosed,
     RoomInfo,
     RoomJoined,
     RoomList,
@@ -49,6 +54,7 @@ from proto.chat import (
     room_log_decoder,
     typing_decoder,
 )
+from proto.chat_ws import ChatEventBody
 from proto.errors import Error
 from proto.runs import AgentSpec
 from proto.stats import ChatSystemStats
@@ -58,6 +64,7 @@ from services.chat.errors import ChatError, ChatUnavailable
 T = TypeVar("T")
 R = TypeVar("R")
 _CONVERSATION = (UserMessage, AgentMessage, AgentHandoff)
+_PRESENCE = (ParticipantJoined, ParticipantLeft, AgentAdded, RoomClosed)
 
 
 class ChatClient:
@@ -163,6 +170,47 @@ class ChatClient:
         return await self._ordered(self.subjects.chat_room_log(room_id), self.subjects.stream_name("chat"),
                                    after_seq + 1, lambda seq, data: (seq, room_log_decoder.decode(data)))
 
+    async def follow_room(self, joined: RoomJoined, on_event: OnRoomEvent) -> list[Subscription]:
+        """Call ``on_event`` for the room's feed from the join (history first), its log after the join, and its
+        typing notices; the caller unsubscribes the three subscriptions returned when done."""
+        room_id, live_from = joined.room.id, joined.live_from
+        js = self.nc.jetstream()
+
+        async def feed(msg: Msg) -> None:
+            seq = msg.metadata.sequence.stream
+            event = _decode(feed_decoder, msg)
+            history = seq < live_from
+            if event is not None and (not history or isinstance(event, _CONVERSATION)):
+                await on_event(RoomEvent(room_id=room_id, event=event, seq=seq, history=history))
+
+        async def room_log(msg: Msg) -> None:
+            event = _decode(room_log_decoder, msg)
+            if isinstance(event, _PRESENCE):  # not snapshots: they restate what readers have seen
+                await on_event(RoomEvent(room_id=room_id, event=event, seq=msg.metadata.sequence.stream))
+
+        async def typing(msg: Msg) -> None:
+            event = _decode(typing_decoder, msg)
+            if event is not None:
+                await on_event(RoomEvent(room_id=room_id, event=event))
+
+        subs: list[Subscription] = []
+        try:
+            subs.append(await js.subscribe(
+                self.subjects.chat_feed(room_id), stream=self.subjects.stream_name("chat_feed"), cb=feed,
+                ordered_consumer=True, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                config=ConsumerConfig(opt_start_seq=max(1, joined.history_from))))
+            subs.append(await js.subscribe(
+                self.subjects.chat_room_log(room_id), stream=self.subjects.stream_name("chat"), cb=room_log,
+                ordered_consumer=True, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                config=ConsumerConfig(opt_start_seq=joined.log_seq + 1)))
+            subs.append(await self.nc.subscribe(self.subjects.chat_room_events(room_id), cb=typing))
+        except BaseException:
+            for sub in subs:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+            raise
+        return subs
+
     async def typing_notices(self, room_id: str) -> Reader[TypingEvent]:
         sub = await self.nc.subscribe(self.subjects.chat_room_events(room_id))
         return Reader(sub, lambda msg: typing_decoder.decode(msg.data))
@@ -173,6 +221,26 @@ class ChatClient:
             subject, stream=stream, ordered_consumer=True, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
             config=ConsumerConfig(opt_start_seq=max(1, start)))
         return Reader(sub, lambda msg: convert(msg.metadata.sequence.stream, msg.data))
+
+
+@dataclass(frozen=True, slots=True)
+class RoomEvent:
+    """One event of a followed room: ``seq`` is its stream sequence (None for typing notices)."""
+
+    room_id: str
+    event: ChatEventBody
+    seq: int | None = None
+    history: bool = False
+
+
+OnRoomEvent = Callable[[RoomEvent], Awaitable[None]]
+
+
+def _decode(decoder: msgspec.json.Decoder[T], msg: Msg) -> T | None:
+    try:
+        return decoder.decode(msg.data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from services.gateway.chat import ChatExtension
 from services.gateway.extension import GatewayExtension
 
 if TYPE_CHECKING:
@@ -14,4 +15,5 @@ def default_extensions(gateway: GatewayApp) -> list[GatewayExtension]:
     """Built in ``GatewayApp.__init__``; their routes are installed there, started after NATS connects."""
     return [
         # One line per extension, e.g. RunsExtension(gateway),
+        ChatExtension(gateway),
     ]
