@@ -10,6 +10,25 @@ import msgspec
 from proto.base import ClientRequest, Message
 from proto.chat_ws import ChatClientMessage, ChatServerMessage
 from proto.errors import Error
+from proto.runs import (
+    AgentChanged,
+    AgentStream,
+    CancelAccepted,
+    CancelRunStream,
+    Handoff,
+    ResumeRun,
+    RunAccepted,
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+    RunQueued,
+    RunStarted,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+    ToolOutput,
+)
 
 ChannelName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 PresenceInfo = Annotated[dict[str, Annotated[str, msgspec.Meta(max_length=200)]], msgspec.Meta(max_length=16)]
@@ -77,6 +96,9 @@ ClientMessage = (
     | Ping
     | PresenceQuery
     | ChatClientMessage  # chat rooms (proto/chat_ws.py)
+    | AgentStream
+    | ResumeRun
+    | CancelRunStream
 )
 
 client_decoder = msgspec.json.Decoder(ClientMessage)
@@ -178,6 +200,20 @@ ServerMessage = (
     | Left
     | Presence
     | ChatServerMessage  # chat rooms (proto/chat_ws.py)
+    | RunAccepted
+    | CancelAccepted
+    | RunQueued
+    | RunStarted
+    | TextDelta
+    | ToolCallStarted
+    | ToolCallDelta
+    | ToolCallFinished
+    | ToolOutput
+    | Handoff
+    | AgentChanged
+    | RunCompleted
+    | RunFailed
+    | RunCancelled
 )
 
 server_encoder = msgspec.json.Encoder()

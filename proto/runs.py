@@ -7,7 +7,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from proto.base import Message
+from proto.base import ClientRequest, Message
 from proto.errors import Error, ErrorCode
 
 # Agent names become tool names (``transfer_to_<agent>``), which OpenAI limits to ``[A-Za-z0-9_-]{1,64}``.
@@ -69,6 +69,7 @@ class RunRequest(Message, frozen=True, kw_only=True, tag="run_request"):
     retry_delay: float | None = None  # first backoff delay in seconds; None: RUN_RETRY_DELAY
     max_turns: int | None = None
     metadata: dict[str, str] = {}
+    owner: str | None = None  # the authenticated subject that started it; only it may read or cancel the run
 
 
 class RunAccepted(Message, frozen=True, kw_only=True, tag="run_accepted"):
@@ -77,6 +78,7 @@ class RunAccepted(Message, frozen=True, kw_only=True, tag="run_accepted"):
     run_id: str
     instance: str
     queued: bool = False
+    ref: str | None = None  # the client's ``ref`` of its ``agent_stream`` (set by the gateway)
 
 
 class CancelRun(Message, frozen=True, kw_only=True, tag="cancel_run"):
@@ -130,6 +132,7 @@ class RunQueued(RunEventBase, frozen=True, kw_only=True, tag="run_queued"):
 
     agent: str
     instance: str
+    owner: str | None = None
 
 
 class RunStarted(RunEventBase, frozen=True, kw_only=True, tag="run_started"):
@@ -137,6 +140,7 @@ class RunStarted(RunEventBase, frozen=True, kw_only=True, tag="run_started"):
     model: str
     instance: str
     demo: bool = False  # answers come from the offline demo model, not a real LLM
+    owner: str | None = None  # the run request's owner (on the first event only)
 
 
 class TextDelta(RunEventBase, frozen=True, kw_only=True, tag="run_text_delta"):
@@ -215,6 +219,11 @@ RunEvent = (
 TerminalRunEvent = RunCompleted | RunFailed | RunCancelled
 TERMINAL_EVENTS: Final = (RunCompleted, RunFailed, RunCancelled)
 
+def event_type(message: Message) -> str:
+    """The ``type`` tag a message is sent with (``run_text_delta`` ...)."""
+    return str(type(message).__struct_config__.tag)
+
+
 RunReply = RunAccepted | Error
 CancelReply = CancelAccepted | Error
 
@@ -227,3 +236,42 @@ cancel_reply_decoder: Final[msgspec.json.Decoder[CancelAccepted | Error]] = msgs
 agents_query_decoder: Final = msgspec.json.Decoder(AgentsQuery)
 agent_list_decoder: Final[msgspec.json.Decoder[AgentList | Error]] = msgspec.json.Decoder(AgentList | Error)
 runner_lease_decoder: Final = msgspec.json.Decoder(RunnerLease)
+
+
+# ---- clients of the gateway (WebSocket messages; ``AgentStream`` is also the body of ``POST /v1/runs``) --------
+
+
+class AgentStream(ClientRequest, frozen=True, kw_only=True, tag="agent_stream"):
+    """Start a run and receive its events (the seed's ``agent_stream``); ``run_id`` is chosen if omitted."""
+
+    agent: str
+    input: str
+    run_id: str | None = None
+    history: list[ChatMessage] = []
+    agents: list[AgentSpec] = []
+    timeout: float | None = None
+    retry_count: int | None = None
+    retry_delay: float | None = None
+    max_turns: int | None = None
+    metadata: dict[str, str] = {}
+    stream: bool = False  # POST /v1/runs only: answer with the run's event stream instead of 202
+
+
+class ResumeRun(ClientRequest, frozen=True, kw_only=True, tag="resume"):
+    """Continue receiving a run's events after ``last_seq`` (0: from the start)."""
+
+    run_id: str
+    last_seq: int = 0
+
+
+class CancelRunStream(ClientRequest, frozen=True, kw_only=True, tag="cancel"):
+    """Cancel a run: its upstream model stream is closed and ``run_cancelled`` ends it."""
+
+    run_id: str
+    reason: str = "cancelled by client"
+
+
+RunClientMessage = AgentStream | ResumeRun | CancelRunStream
+agent_stream_decoder: Final = msgspec.json.Decoder(AgentStream)
+run_client_message_decoder: Final[msgspec.json.Decoder[AgentStream | ResumeRun | CancelRunStream]] = (
+    msgspec.json.Decoder(RunClientMessage))

@@ -140,3 +140,8 @@ def error_from_wire(error: Error | dict[str, Any]) -> StreamingError:
         except ValueError:
             code = ErrorCode.INTERNAL
     return ERROR_CLASSES.get(code, StreamingError)(message, ref=ref, details=details)
+
+
+def error_for(code: ErrorCode, message: str, *, ref: str | None = None) -> StreamingError:
+    """The exception for a wire error code and message."""
+    return ERROR_CLASSES.get(code, StreamingError)(message, ref=ref)

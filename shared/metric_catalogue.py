@@ -65,6 +65,10 @@ CHANNEL_SUBSCRIPTIONS = GaugeSpec(name="raaf_channel_subscriptions", exporters=G
 CHANNEL_FANOUT = HistogramSpec(name="raaf_channel_fanout_recipients", exporters=GATEWAY, buckets=COUNT_BUCKETS,
                                help="Local clients each channel message was delivered to.")
 SSE_STREAMS = GaugeSpec(name="raaf_sse_streams", help="Open server-sent-event streams.", exporters=GATEWAY)
+RUN_STREAMS = GaugeSpec(name="raaf_run_streams", exporters=GATEWAY, labels=("transport",),
+                        help="Run event streams the gateway is delivering (transport: sse, websocket, openai).")
+RUN_STREAM_EVENTS = CounterSpec(name="raaf_run_stream_events_total", exporters=GATEWAY, labels=("transport",),
+                                help="Run events the gateway delivered to clients.")
 
 # ---- agent-runner: runs, tokens, tools, handoffs --------------------------------------------------------
 RUNS_ACTIVE = GaugeSpec(name="raaf_runs_active", help="Agent runs in progress.", exporters=RUNNER)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 
 import msgspec
@@ -89,9 +89,18 @@ class RunClient:
             return Error(code=ErrorCode.UNAVAILABLE, message="no agent-runner is running")
         return agent_list_decoder.decode(reply.data)
 
-    def follow(self, run_id: str, after_seq: int = 0) -> AsyncIterator[tuple[RunEvent, bytes]]:
-        """Every event after ``after_seq`` exactly once, in order, ending with the terminal event."""
-        return self.log.follow(run_id, after_seq, idle=self.idle_check, on_idle=self.fail_if_orphaned)
+    def follow(self, run_id: str, after_seq: int = 0, *, on_idle: Callable[[], Awaitable[None]] | None = None
+               ) -> AsyncIterator[tuple[RunEvent, bytes]]:
+        """Every event after ``after_seq`` exactly once, in order, ending with the terminal event.
+
+        ``on_idle`` runs whenever the run has been quiet for ``idle_check`` seconds (keepalives).
+        """
+        async def quiet(run: str) -> None:
+            if on_idle is not None:
+                await on_idle()
+            await self.fail_if_orphaned(run)
+
+        return self.log.follow(run_id, after_seq, idle=self.idle_check, on_idle=quiet)
 
     async def exists(self, run_id: str) -> bool:
         return await self.log.last_payload(run_id) is not None

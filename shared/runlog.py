@@ -91,6 +91,15 @@ class RunLog:
         payload = await self.last_payload(run_id)
         return None if payload is None else run_event_decoder.decode(payload)
 
+    async def first(self, run_id: str) -> RunEvent | None:
+        """The run's first stored event (``run_started`` or ``run_queued``, which name its owner)."""
+        try:
+            msg = await self.js.get_msg(self.stream, seq=1, subject=self.subjects.run_events(run_id), next=True,
+                                        direct=True)
+        except NotFoundError:
+            return None
+        return run_event_decoder.decode(msg.data) if msg.data else None
+
     async def last_payload(self, run_id: str) -> bytes | None:
         try:
             msg = await self.js.get_last_msg(self.stream, self.subjects.run_events(run_id), direct=True)

@@ -33,7 +33,8 @@ PROMETHEUS_BUILTINS = {"up"}
 # Catalogued metrics whose service does not export them yet (its issue is still being built). The test
 # below fails when one of these starts being exported, so this list only ever shrinks.
 NOT_EXPORTED_YET: dict[str, set[str]] = {
-    "gateway": {s.name for s in exported_by("gateway") if "gateway" in s.exporters},
+    "gateway": {s.name for s in exported_by("gateway") if "gateway" in s.exporters}
+    - {"raaf_run_streams", "raaf_run_stream_events_total"},
     "agent-runner": set(),
     "chat": set(),
     "scheduler": {s.name for s in exported_by("scheduler") if "scheduler" in s.exporters},

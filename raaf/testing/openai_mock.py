@@ -192,7 +192,7 @@ class OpenAIMock:
         return msgspec.structs.replace(self._stats)
 
     # A timeout parameter (ASYNC109) because tests read better with it than wrapped in asyncio.timeout().
-    async def wait_for_disconnect(self, timeout: float | None = 5.0, *, count: int = 1) -> None:  # noqa: ASYNC109
+    async def wait_for_disconnect(self, timeout: float | None = 5.0, *, count: int = 1) -> None:
         """Return once `count` clients in all have gone away mid-response; TimeoutError otherwise."""
         try:
             async with asyncio.timeout(timeout):

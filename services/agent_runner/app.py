@@ -205,9 +205,9 @@ class AgentRunnerApp(App):
             agent = job.agents[job.request.agent]
             if place is None:
                 await job.writer.emit(RunStarted, agent=agent.name, model=self.engine.model_of(agent),
-                                      instance=self.instance, demo=self.demo is not None)
+                                      instance=self.instance, demo=self.demo is not None, owner=job.request.owner)
             else:
-                await job.writer.emit(RunQueued, agent=agent.name, instance=self.instance)
+                await job.writer.emit(RunQueued, agent=agent.name, instance=self.instance, owner=job.request.owner)
             await self._reply(reply, RunAccepted(run_id=run_id, instance=self.instance, queued=place is not None))
             terminal = await self.engine.execute(job)
             self._count_end(job, terminal)

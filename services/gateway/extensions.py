@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from services.gateway.chat import ChatExtension
 from services.gateway.extension import GatewayExtension
+from services.gateway.runs import RunsExtension
 
 if TYPE_CHECKING:
     from services.gateway.app import GatewayApp
@@ -16,4 +17,5 @@ def default_extensions(gateway: GatewayApp) -> list[GatewayExtension]:
     return [
         # One line per extension, e.g. RunsExtension(gateway),
         ChatExtension(gateway),
+        RunsExtension(gateway),
     ]
