@@ -59,3 +59,8 @@ __all__ += [
     "WebSocketServer",
     "error_from_wire",
 ]
+
+# Real-time chat: rooms, agents and handoffs (the seed's RealTimeChat).
+from raaf.chat import ChatConfig, ChatParticipant, ChatRoom, RealTimeChat
+
+__all__ += ["ChatConfig", "ChatParticipant", "ChatRoom", "RealTimeChat"]

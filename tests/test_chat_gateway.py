@@ -292,7 +292,8 @@ async def test_a_killed_chat_service_comes_back_with_rooms_history_and_counts_in
             late = await platform.ws("dave")
             await late.ok("chat_join", room="Durable")
             replay = await late.events_until(lambda seen: len(seen) >= 6)
-            assert replay[-1]["event"]["text"] == "You said: after the restart" and all(e.get("history", False) for e in replay)
+            assert replay[-1]["event"]["text"] == "You said: after the restart"
+            assert all(e.get("history", False) for e in replay)
             for client in (alice, bob, carol, late):
                 await client.close()
         finally:
