@@ -37,16 +37,29 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(nats_server: NatsServer, redis_server: ValkeyServer, start_app: StartApp, tmp_path: Path
-                ) -> AsyncIterator[Stack]:
+async def make_stack(nats_server: NatsServer, redis_server: ValkeyServer, start_app: StartApp, tmp_path: Path
+                     ) -> AsyncIterator[Callable[..., Awaitable[Stack]]]:
+    """A runner against the OpenAI mock and a chat replica (with ``env``), under a fresh prefix."""
     async with OpenAIMock(token_delay=0.002) as mock:
-        harness = ChatHarness(nats_server.url, redis_server.url, start_app)
-        runner = AgentRunnerApp(AgentRunnerSettings.from_env(
-            runner_env(nats_server.url, mock.url, harness.prefix, tmp_path)))
-        await start_app(runner)
-        await harness.replica()
-        yield Stack(harness, mock, await harness.client())
-        await harness.close()
+        harnesses: list[ChatHarness] = []
+
+        async def make(**env: str) -> Stack:
+            harness = ChatHarness(nats_server.url, redis_server.url, start_app)
+            harnesses.append(harness)
+            runner = AgentRunnerApp(AgentRunnerSettings.from_env(
+                runner_env(nats_server.url, mock.url, harness.prefix, tmp_path)))
+            await start_app(runner)
+            await harness.replica(**env)
+            return Stack(harness, mock, await harness.client())
+
+        yield make
+        for harness in harnesses:
+            await harness.close()
+
+
+@pytest.fixture
+async def stack(make_stack: Callable[..., Awaitable[Stack]]) -> Stack:
+    return await make_stack()
 
 
 async def join_all(chat: ChatClient, room: str, users: list[str]) -> dict[str, object]:
@@ -248,3 +261,41 @@ async def test_a_killed_chat_service_resumes_the_answer_without_losing_or_repeat
     assert run_seqs == sorted(set(run_seqs)), "every run event relayed once, in order"
     (answer,) = answers(items)
     assert answer.status == "completed" and answer.text == text == "".join(d.delta for d in deltas)
+
+
+async def test_an_answer_over_the_answer_timeout_fails_with_a_typed_error_and_the_room_goes_on(
+    make_stack: Callable[..., Awaitable[Stack]]
+) -> None:
+    stack = await make_stack(CHAT_ANSWER_TIMEOUT="1")
+    chat = stack.chat
+    await chat.create_room("Patient", agents=AGENTS)
+    (reader,) = (await join_all(chat, "Patient", ["alice"])).values()
+    stack.mock.add_rule(Script(text=" ".join(["slow"] * 60), token_delay=0.05), match=Match(user_contains="essay"),
+                        once=True)
+    try:
+        await chat.post("Patient", "alice", "alice-1", "write an essay")
+        (failed,) = answers(await read_until(reader, answered(1), within=10))  # type: ignore[arg-type]
+        assert (failed.status, failed.error) == ("failed", "timeout") and failed.text.startswith("slow")
+        await chat.post("Patient", "alice", "alice-1", "short one")
+        (ok,) = answers(await read_until(reader, answered(1)))  # type: ignore[arg-type]
+        assert ok.status == "completed"
+    finally:
+        await reader.close()  # type: ignore[attr-defined]
+
+
+async def test_the_agent_gets_at_most_context_messages_of_the_conversation(
+    make_stack: Callable[..., Awaitable[Stack]]
+) -> None:
+    stack = await make_stack(CHAT_CONTEXT_MESSAGES="2")
+    chat = stack.chat
+    await chat.create_room("Short memory", agents=AGENTS)
+    (reader,) = (await join_all(chat, "Short memory", ["alice"])).values()
+    try:
+        for text in ("one", "two", "three"):
+            stack.mock.clear_requests()
+            await chat.post("Short memory", "alice", "alice-1", text)
+            await read_until(reader, answered(1))  # type: ignore[arg-type]
+    finally:
+        await reader.close()  # type: ignore[attr-defined]
+    messages = stack.mock.requests[0]["messages"]
+    assert [m["content"] for m in messages[1:]] == ["alice: two", "You said: two", "three"]

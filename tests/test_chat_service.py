@@ -17,14 +17,20 @@ from proto.chat import (
     ParticipantJoined,
     ParticipantLeft,
     RoomClosed,
+    RoomInfo,
+    RoomJoined,
     TypingStarted,
     TypingStopped,
     UserMessage,
 )
 from proto.errors import ErrorCode
+from proto.runs import AgentSpec
+from services.chat import ChatSettings
 from services.chat.errors import (
     ChatError,
+    ChatOverloaded,
     CommandTooLarge,
+    FeatureDisabled,
     MessageTooLong,
     NotAParticipant,
     RateLimited,
@@ -32,9 +38,12 @@ from services.chat.errors import (
     RoomFull,
     RoomNotFound,
     RoomRestricted,
+    TooManyAgents,
     TooManyRooms,
+    TooManySessions,
 )
 from shared.app import App
+from shared.errors import SettingsError
 from shared.localstack import NatsServer, ValkeyServer
 from tests.chat_harness import ChatHarness, eventually
 
@@ -360,3 +369,66 @@ async def test_a_typed_error_survives_the_wire_with_its_attributes() -> None:
     error = RoomFull("Small", 2).to_wire(ref="r1")
     back = ChatError.from_wire(error)
     assert isinstance(back, RoomFull) and (back.room, back.limit, back.code) == ("Small", 2, ErrorCode.LIMIT_EXCEEDED)
+
+
+async def test_the_feed_keeps_message_history_size_messages_per_room(harness: ChatHarness) -> None:
+    app = await harness.replica(CHAT_MESSAGE_HISTORY_SIZE="5", CHAT_RATE_LIMIT="100")
+    chat = await harness.client()
+    room = await chat.create_room("Capped")
+    await chat.join("Capped", "alice", "a1")
+    for i in range(8):
+        await chat.post("Capped", "alice", "a1", f"message {i}")
+        await eventually(lambda: not app.state.room_named("Capped").busy)  # type: ignore[union-attr]
+    subject = app.subjects.chat_feed_messages(room.id)
+    info = await app.js.stream_info(app.store.feed_stream, subjects_filter=subject)
+    assert info.state.subjects == {subject: 5}
+    history = await chat.history("Capped", "alice")
+    assert len(history) == 5 and (await chat.room("Capped")).messages == 16
+    with pytest.raises(ChatError) as too_big:
+        await chat.create_room("Bigger", message_history=6)
+    assert too_big.value.code == ErrorCode.BAD_REQUEST
+
+
+async def test_sessions_agents_and_commands_in_flight_are_bounded(harness: ChatHarness) -> None:
+    await harness.replica(CHAT_MAX_SESSIONS_PER_USER="2", CHAT_MAX_AGENTS_PER_ROOM="2",
+                          CHAT_MAX_INFLIGHT_COMMANDS="1")
+    chat = await harness.client()
+    await chat.create_room("Bounded", agents=[AgentSpec(name="support")])
+    await chat.join("Bounded", "alice", "tab-1")
+    await chat.join("Bounded", "alice", "tab-2")
+    with pytest.raises(TooManySessions) as sessions:
+        await chat.join("Bounded", "alice", "tab-3")
+    assert (sessions.value.code, sessions.value.limit) == (ErrorCode.LIMIT_EXCEEDED, 2)
+    await chat.add_agent("Bounded", AgentSpec(name="tech"))
+    with pytest.raises(TooManyAgents):
+        await chat.add_agent("Bounded", AgentSpec(name="sales"))
+    results = await asyncio.gather(*(chat.room("Bounded") for _ in range(20)),
+                                   *(chat.join("Bounded", f"u{i}", "s") for i in range(10)),
+                                   return_exceptions=True)
+    overloaded = [r for r in results if isinstance(r, ChatOverloaded)]
+    assert overloaded and all(r.code == ErrorCode.OVERLOADED for r in overloaded)
+    assert all(isinstance(r, RoomInfo | RoomJoined | ChatOverloaded) for r in results), results
+
+
+async def test_switched_off_features_are_refused_with_typed_errors(harness: ChatHarness) -> None:
+    await harness.replica(CHAT_ENABLE_TYPING_INDICATORS="false", CHAT_ENABLE_HANDOFFS="false",
+                          CHAT_ENABLE_MESSAGE_HISTORY="false")
+    chat = await harness.client()
+    await chat.create_room("Plain", agents=[AgentSpec(name="a"), AgentSpec(name="b")])
+    joined = await chat.join("Plain", "alice", "a1")
+    assert joined.history_from == joined.live_from
+    for call in (chat.typing("Plain", "alice", "a1"), chat.handoff("Plain", "alice", "a1", "b"),
+                 chat.history("Plain", "alice")):
+        with pytest.raises(FeatureDisabled) as off:
+            await call
+        assert off.value.code == ErrorCode.FORBIDDEN
+
+
+def test_bad_chat_settings_name_their_variable() -> None:
+    for name, value in (("CHAT_BUSY_POLICY", "sometimes"), ("CHAT_DEFAULT_AGENT", "not an agent"),
+                        ("CHAT_RATE_LIMIT", "0"), ("CHAT_TYPING_TIMEOUT", "soon"), ("CHAT_MESSAGE_HISTORY_SIZE", "0")):
+        with pytest.raises(SettingsError) as bad:
+            ChatSettings.from_env({name: value})
+        assert bad.value.variable == name
+    settings = ChatSettings.from_env({"CHAT_BUSY_POLICY": "interrupt", "CHAT_MAX_ROOMS": "7"})
+    assert (settings.busy_policy, settings.max_rooms) == ("interrupt", 7)

@@ -139,8 +139,10 @@ class ChatApp(App):
                                   self.chat_metrics, self.spawn)
         await self._relay.recover()
         self._observe()
+        # Commands over the in-flight limit are answered ``overloaded`` at once; the pending buffer only has to
+        # hold a burst until then (a message NATS drops here would leave its requester to time out).
         self._commands = await self.nc.subscribe(self.subjects.chat_commands, queue="chat", cb=self._on_command,
-                                                 pending_msgs_limit=s.max_inflight_commands * 4)
+                                                 pending_msgs_limit=max(65_536, s.max_inflight_commands * 16))
         if s.presence_check_interval > 0:
             self._reaper = PresenceReaper(self.nc, self.subjects, self.state, interval=s.presence_check_interval,
                                           leave=self._reap)
@@ -189,7 +191,7 @@ class ChatApp(App):
         if len(self._in_flight) >= s.max_inflight_commands:
             await self._respond(msg, ChatOverloaded(s.max_inflight_commands).to_wire(), "?", None)
             return
-        task = asyncio.create_task(self._handle(msg), name="chat:command")
+        task = self.spawn(self._handle(msg), name="command")
         self._in_flight.add(task)
         self.chat_metrics.commands_in_flight.inc()
         task.add_done_callback(self._command_done)

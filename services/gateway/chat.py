@@ -41,7 +41,7 @@ from proto.gateway import Ack, ClientMessage, server_encoder
 from services.chat.client import ChatClient, RoomEvent
 from services.chat.errors import ChatError
 from services.gateway.connection import Connection
-from services.gateway.errors import Forbidden, GatewayError
+from services.gateway.errors import Forbidden, GatewayError, TooManySubscriptions
 from services.gateway.identity import Identity
 from services.gateway.responses import error_response, json_response
 
@@ -174,9 +174,9 @@ class ChatExtension:
         self._may(conn, name)
         rooms = self.joined.setdefault(conn.id, {})
         already = name in rooms
-        if not already:
-            for _ in range(_SUBSCRIPTIONS_PER_ROOM):
-                conn.check_subscription_room()
+        limit = conn.ctx.max_subscriptions
+        if not already and conn.subscription_count + _SUBSCRIPTIONS_PER_ROOM > limit:
+            raise TooManySubscriptions(limit)
         joined = await self.client.join(name, user, conn.id, granted=granted(conn.identity, name),
                                         owner=self.gateway.runtime.instance_id)
         reply = ChatJoined(ref=message.id, room=joined.room, user=user, typing=joined.typing)
