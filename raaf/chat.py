@@ -24,7 +24,7 @@ import urllib.parse
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import nats
@@ -35,12 +35,12 @@ from proto.chat import BusyPolicy, FeedMessage, MessageAccepted, RoomInfo
 from proto.runs import AgentSpec
 from raaf.agent import Agent
 from raaf.errors import ConnectionError
-from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
-from services.chat import ChatApp, ChatSettings
 from services.chat.client import ChatClient, RoomEvent
-from services.gateway import GatewayApp, GatewaySettings
 from shared.app import App
 from shared.localstack import NatsServer, port_open
+
+if TYPE_CHECKING:
+    from services.gateway import GatewayApp
 
 AgentLike = Agent | AgentSpec | str
 _ROOM_OPTIONS = ("max_participants", "message_history", "restricted", "allowed", "busy_policy",
@@ -258,6 +258,11 @@ class RealTimeChat:
             raise
 
     async def _start_services(self) -> None:
+        # Imported here: the services import parts of ``raaf`` themselves (errors, tools).
+        from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
+        from services.chat import ChatApp, ChatSettings
+        from services.gateway import GatewayApp, GatewaySettings
+
         internal = {**self._environ, **self.config.environ(), "HTTP_PORT": self._environ.get("CHAT_HTTP_PORT", "0")}
         chat = ChatApp(ChatSettings.from_env(internal))
         await chat.start()
