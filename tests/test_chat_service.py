@@ -13,6 +13,7 @@ from nats.micro import add_service
 
 from proto.chat import (
     AgentMessage,
+    CreateRoom,
     JoinRoom,
     ParticipantJoined,
     ParticipantLeft,
@@ -25,7 +26,7 @@ from proto.chat import (
 )
 from proto.errors import ErrorCode
 from proto.runs import AgentSpec
-from services.chat import ChatSettings
+from services.chat import ChatApp, ChatSettings
 from services.chat.errors import (
     ChatError,
     ChatOverloaded,
@@ -432,3 +433,31 @@ def test_bad_chat_settings_name_their_variable() -> None:
         assert bad.value.variable == name
     settings = ChatSettings.from_env({"CHAT_BUSY_POLICY": "interrupt", "CHAT_MAX_ROOMS": "7"})
     assert (settings.busy_policy, settings.max_rooms) == ("interrupt", 7)
+
+
+async def test_replicas_keep_folding_each_others_events_after_nats_restarts(
+    private_nats: NatsServer, redis_server: ValkeyServer, start_app: StartApp
+) -> None:
+    harness = ChatHarness(private_nats.url, redis_server.url, start_app)
+    a = await harness.replica()
+    b = await harness.replica()
+    try:
+        await a.execute(CreateRoom(name="Survivor"))
+        await eventually(lambda: b.state.room_named("Survivor") is not None)
+        private_nats.kill()
+        await asyncio.sleep(0.5)
+        private_nats.start()
+        await eventually(lambda: a.nc.is_connected and b.nc.is_connected, within=10)
+        await eventually(lambda: _joins(a, "after"), within=15)
+        await eventually(lambda: b.state.room_named("Survivor") is not None
+                         and "after" in b.state.room_named("Survivor").users, within=15)  # type: ignore[union-attr]
+    finally:
+        await harness.close()
+
+
+async def _joins(app: ChatApp, user: str) -> bool:
+    try:
+        await app.execute(JoinRoom(room="Survivor", user=user, session="s"))
+    except ChatError:
+        return False
+    return True

@@ -109,6 +109,7 @@ class ChatApp(App):
         # hold a burst until then (a message NATS drops here would leave its requester to time out).
         self._commands = await self.nc.subscribe(self.subjects.chat_commands, queue="chat", cb=self._on_command,
                                                  pending_msgs_limit=max(65_536, s.max_inflight_commands * 16))
+        await self.nc.flush()  # the server routes commands to us before we report ready
         if s.presence_check_interval > 0:
             self._reaper = PresenceReaper(self.nc, self.subjects, self.state, interval=s.presence_check_interval,
                                           leave=self._commands_impl.reap)

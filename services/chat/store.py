@@ -34,6 +34,7 @@ log = logging.getLogger("raaf.chat.store")
 
 WRONG_LAST_SEQUENCE: Final = 10071
 DUPLICATE_WINDOW: Final = 120.0  # seconds JetStream remembers Nats-Msg-Id values
+_HEARTBEAT: Final = 1.0  # seconds between idle heartbeats of the fold's consumers
 
 StoredEvent = RoomLogEvent | FeedEvent
 Apply = Callable[[StoredEvent, int], object]
@@ -175,9 +176,11 @@ class Follower:
             if info.state.messages == 0:
                 done.set()
             self._caught_up[stream] = done
+            # Heartbeats every second: a consumer lost with a restarted server is recreated (from the last
+            # sequence applied) after two missed beats, so replicas keep folding each other's writes.
             sub = await self.js.subscribe(f"{self.subjects.prefix}.chat.>", stream=stream, ordered_consumer=True,
-                                          deliver_policy=DeliverPolicy.ALL, pending_msgs_limit=-1,
-                                          pending_bytes_limit=-1)
+                                          deliver_policy=DeliverPolicy.ALL, idle_heartbeat=_HEARTBEAT,
+                                          pending_msgs_limit=-1, pending_bytes_limit=-1)
             self._subs.append(sub)
             spawn(self._run(sub, stream, decode, done), name=f"follow-{stream}")
 
