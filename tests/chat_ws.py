@@ -20,6 +20,7 @@ class WsChat:
         self.welcome = welcome
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.others: list[dict[str, Any]] = []
+        self.received: list[dict[str, Any]] = [welcome]  # everything, in arrival order
         self._ids = itertools.count(1)
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._reader = asyncio.create_task(self._read())
@@ -41,6 +42,7 @@ class WsChat:
             if frame.type != aiohttp.WSMsgType.TEXT:
                 continue
             message = json.loads(frame.data)
+            self.received.append(message)
             ref = message.get("ref")
             if ref is not None and ref in self._waiting and message["type"] != "chat_event":
                 self._waiting.pop(ref).set_result(message)

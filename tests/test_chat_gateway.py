@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,3 +316,45 @@ async def test_joining_more_rooms_than_the_subscription_limit_allows_is_refused(
     await alice.ok("chat_leave", room="First")
     await alice.ok("chat_join", room="Second")
     await alice.close()
+
+
+async def test_the_rooms_page_renders_rooms_streamed_answers_handoffs_and_typing(platform: Platform) -> None:
+    """The page's own script, under node with a minimal DOM, fed what a real gateway sent a real client."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    await platform.chat.create_room("Help", agents=AGENTS)
+    alice, bob = await platform.in_room("Help", "alice", "bob")
+    rooms = await alice.ok("chat_rooms")
+    platform.mock.add_rule(Script(tool_calls=[ToolCall(name="transfer_to_tech")]),
+                           match=Match(user_contains="kernel", has_tool_results=False), once=True)
+    await bob.ok("chat_send", room="Help", text="my kernel panics")
+    await alice.events_until(answered(1))
+    await bob.ok("chat_typing", room="Help")
+    await alice.events_until(of_type("typing_started"))
+    joined = next(m for m in alice.received if m["type"] == "chat_joined")
+    events = [m for m in alice.received if m["type"] == "chat_event"]
+    steps: list[dict[str, Any]] = [
+        {"click": "connect"}, {"open": True}, {"receive": alice.welcome},
+        {"reply_to": "chat_rooms", "with": rooms}, {"click_room": 0},
+        {"reply_to": "chat_join", "with": joined}, *({"receive": e} for e in events),
+        {"input": ["text", "thanks!"]}, {"key": ["text", "Enter"]},
+    ]
+    html = (Path(__file__).parent.parent / "services/gateway/static/rooms.html").read_text()
+    done = await asyncio.create_subprocess_exec(
+        node, str(Path(__file__).parent / "chat_page_harness.js"), stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(done.communicate(json.dumps({"html": html, "steps": steps}).encode()), 20)
+    assert done.returncode == 0, err.decode()
+    page = json.loads(out)
+    answer = agent_messages(events)[0]
+    lines = [text for _, text in page["items"]]
+    assert "bobmy kernel panics" in lines
+    assert "support handed the conversation to tech" in lines
+    assert f"tech{answer['text']}" in lines, lines
+    assert page["text"]["typing"] == "bob is typing…"
+    assert "Help" in page["text"]["rooms"] and "tech (answering)" in page["text"]["agents"]
+    assert page["sent"][-1] | {"id": None, "client_id": None} == {
+        "type": "chat_send", "room": "Help", "text": "thanks!", "id": None, "client_id": None}
+    for client in (alice, bob):
+        await client.close()
