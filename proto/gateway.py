@@ -30,7 +30,8 @@ from proto.runs import (
     ToolOutput,
 )
 
-ChannelName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+# 1-200 characters, no control characters: the gateway checks (answering ``invalid_name``), not the schema.
+ChannelName = str
 PresenceInfo = Annotated[dict[str, Annotated[str, msgspec.Meta(max_length=200)]], msgspec.Meta(max_length=16)]
 
 
@@ -150,7 +151,8 @@ class Authenticated(Message, frozen=True, kw_only=True, tag="authenticated"):
 
 
 class Ack(Message, frozen=True, kw_only=True, tag="ack"):
-    """The client message with ``id == ref`` was done (subscribe active, publish accepted by NATS ...)."""
+    """The client message with ``id == ref`` was done: a subscription is active on NATS (a message
+    published anywhere after the ack reaches it), a publish was handed to NATS."""
 
     ref: str
 

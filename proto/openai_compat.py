@@ -122,3 +122,50 @@ class ErrorBody(Struct, frozen=True, kw_only=True):
 openai_encoder: Final = msgspec.json.Encoder()
 completion_request_decoder: Final = msgspec.json.Decoder(CompletionRequest)
 DONE: Final = b"data: [DONE]\n\n"
+
+
+# ---- streamed chunks as a provider sends them (read by the agent-runner) -----------------------------------
+
+
+class FunctionPiece(Struct, frozen=True, kw_only=True):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallPiece(Struct, frozen=True, kw_only=True):
+    index: int = 0
+    id: str | None = None
+    function: FunctionPiece | None = None
+
+
+class StreamDelta(Struct, frozen=True, kw_only=True):
+    content: str | None = None
+    tool_calls: list[ToolCallPiece] | None = None
+
+
+class StreamChoice(Struct, frozen=True, kw_only=True):
+    index: int = 0
+    delta: StreamDelta = StreamDelta()
+    finish_reason: str | None = None
+
+
+class StreamUsage(Struct, frozen=True, kw_only=True):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class StreamError(Struct, frozen=True, kw_only=True):
+    message: str | None = None
+    type: str | None = None
+
+
+class StreamFrame(Struct, frozen=True, kw_only=True):
+    """One ``data:`` frame of a streamed chat completion: a chunk, the usage chunk, or an error object."""
+
+    choices: list[StreamChoice] = []
+    usage: StreamUsage | None = None
+    error: StreamError | None = None
+
+
+stream_frame_decoder: Final = msgspec.json.Decoder(StreamFrame)

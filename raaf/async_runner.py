@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, Final
 
 from nats.aio.client import Client as NATS
@@ -130,7 +131,7 @@ class AsyncRunner:
     # ---- runs --------------------------------------------------------------------------------------------
 
     async def stream(self, request: RunRequest, *, send_again: int = 0, delay: float = 0.0
-                     ) -> AsyncIterator[RunChunk]:
+                     ) -> AsyncGenerator[RunChunk, None]:
         """Chunks of one run within a pool slot; used by sessions and tasks alike."""
         async with self._slots:
             client = await self.connection.client()
@@ -143,8 +144,9 @@ class AsyncRunner:
                 await asyncio.sleep(delay * 2**attempt * (0.5 + random.random() / 2))
             ended = False
             try:
-                async with asyncio.timeout(self.timeout + 5.0):  # the runner ends it at ``timeout``
-                    async for event, _ in client.follow(request.run_id):
+                async with asyncio.timeout(self.timeout + 5.0), contextlib.aclosing(  # the runner ends it
+                        client.follow(request.run_id)) as events:                   # at ``timeout``
+                    async for event, _ in events:
                         ended = isinstance(event, TERMINAL_EVENTS)
                         raise_for_end(event)
                         yield RunChunk.of(event)
@@ -175,7 +177,8 @@ class AsyncRunner:
     async def _task(self, request: RunRequest, callback: ResultCallback | None, send_again: int,
                     delay: float) -> RunResult:
         try:
-            events = [chunk.event async for chunk in self.stream(request, send_again=send_again, delay=delay)]
+            async with contextlib.aclosing(self.stream(request, send_again=send_again, delay=delay)) as chunks:
+                events = [chunk.event async for chunk in chunks]
             result = RunResult.of(request.input, events)
             self.completed += 1
         except BaseException:

@@ -22,6 +22,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--data-dir", type=Path, default=Path("var"), help="where servers keep data and logs (./var)")
     up.add_argument("--host", default="127.0.0.1", help="interface to listen on (127.0.0.1)")
+    sub.add_parser(
+        "mock-openai",
+        help="serve the OpenAI-wire mock model (for demos and tests); see `raaf mock-openai --help`",
+        add_help=False,
+    )
     stats = sub.add_parser(
         "stats",
         help="print the cluster's combined statistics (or --health)",
@@ -39,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["mock-openai"]:
+        from raaf.testing.openai_mock import main as mock_main
+
+        return mock_main(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="raaf: %(message)s")
     if args.command == "up":
@@ -55,7 +65,6 @@ def _print_stats(args: argparse.Namespace) -> int:
     from raaf.stats import health, stats
     from raaf.stats_report import render_health, render_stats
 
-    logging.getLogger("nats").setLevel(logging.CRITICAL)  # a refused connection is reported once, below
     try:
         if args.health:
             cluster_health = asyncio.run(health(nats_url=args.nats_url, prefix=args.prefix, timeout=args.timeout))

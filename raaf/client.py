@@ -138,7 +138,12 @@ class WebSocketClient:
             self._session = aiohttp.ClientSession()
         self._closing = False
         self._closed.clear()
-        await self._open()
+        try:
+            await self._open()
+        except BaseException:
+            await self._session.close()
+            self._session = None
+            raise
         self._runner = asyncio.create_task(self._run(), name="raaf-client")
         await self._fire("connect")
 

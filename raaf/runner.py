@@ -7,7 +7,7 @@ import builtins
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
 from typing import Any, Literal, overload
 
 import nats
@@ -120,7 +120,8 @@ class Runner:
 
     @overload
     def run(self, input: str, *, stream: Literal[True], history: Sequence[ChatMessage] = ...,
-            run_id: str | None = ..., metadata: dict[str, str] | None = ...) -> AsyncIterator[RunChunk]: ...
+            run_id: str | None = ..., metadata: dict[str, str] | None = ...
+            ) -> AsyncGenerator[RunChunk, None]: ...
 
     @overload
     def run(self, input: str, *, stream: Literal[False] = ..., history: Sequence[ChatMessage] = ...,
@@ -128,7 +129,7 @@ class Runner:
 
     def run(self, input: str, *, stream: bool = False, history: Sequence[ChatMessage] = (),
             run_id: str | None = None, metadata: dict[str, str] | None = None
-            ) -> AsyncIterator[RunChunk] | Coroutine[Any, Any, RunResult]:
+            ) -> AsyncGenerator[RunChunk, None] | Coroutine[Any, Any, RunResult]:
         request = self._request(input, history=history, run_id=run_id, metadata=metadata)
         return self._stream(request) if stream else self._complete(request)
 
@@ -140,8 +141,9 @@ class Runner:
     async def events(self, run_id: str, after_seq: int = 0) -> AsyncIterator[RunEvent]:
         """A run's events after ``after_seq``, ending with its terminal event (resume with the last seq seen)."""
         client = await self.connection.client()
-        async for event, _ in client.follow(run_id, after_seq):
-            yield event
+        async with contextlib.aclosing(client.follow(run_id, after_seq)) as events:
+            async for event, _ in events:
+                yield event
 
     async def cancel(self, run_id: str, reason: str = "cancelled by client") -> bool:
         """Ask the run's runner to cancel it; False if no runner has it (it ended already, or is unknown)."""
@@ -162,22 +164,24 @@ class Runner:
             raise error_from_wire(reply)
         return request.run_id
 
-    async def _stream(self, request: RunRequest) -> AsyncIterator[RunChunk]:
+    async def _stream(self, request: RunRequest) -> AsyncGenerator[RunChunk, None]:
         run_id = await self._start(request)
         client = await self.connection.client()
         ended = False
         try:
-            async for event, _ in client.follow(run_id):
-                if isinstance(event, RunFailed | RunCancelled):
-                    ended = True
-                    raise_for_end(event)
-                ended = isinstance(event, RunCompleted)
-                yield RunChunk.of(event)
+            async with contextlib.aclosing(client.follow(run_id)) as events:
+                async for event, _ in events:
+                    if isinstance(event, RunFailed | RunCancelled):
+                        ended = True
+                        raise_for_end(event)
+                    ended = isinstance(event, RunCompleted)
+                    yield RunChunk.of(event)
         finally:
             if not ended:
                 with contextlib.suppress(Exception):
                     await client.cancel(run_id, "the client stopped reading the run")
 
     async def _complete(self, request: RunRequest) -> RunResult:
-        events = [chunk.event async for chunk in self._stream(request)]
+        async with contextlib.aclosing(self._stream(request)) as chunks:
+            events = [chunk.event async for chunk in chunks]
         return RunResult.of(request.input, events)

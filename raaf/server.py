@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import tempfile
 import urllib.parse
@@ -94,7 +95,15 @@ class WebSocketServer:
         return fn
 
     def on_error(self, fn: ErrorHook) -> ErrorHook:
-        self.hooks.error.append(fn)
+        """Errors while handling a client's message: typed ones arrive as ``raaf`` errors (``ProtocolError``,
+        ``RateLimitedError`` ...), an exception from an ``on_message`` hook as itself."""
+
+        async def public(client: Connection, error: BaseException) -> None:
+            result = fn(client, _public(error) if isinstance(error, GatewayError) else error)
+            if inspect.isawaitable(result):
+                await result
+
+        self.hooks.error.append(public)
         return fn
 
     # ---- lifecycle ------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any
 
 from proto.runs import ChatMessage, RunCompleted
@@ -38,21 +39,23 @@ class StreamingSession:
     async def send_message(self, text: str, callback: ChunkCallback | None = None) -> RunResult:
         """Stream the agent's answer to ``text`` (each chunk to ``callback``) and return the finished run."""
         events = []
-        async for chunk in self.stream(text):
-            events.append(chunk.event)
-            if callback is not None:
-                outcome = callback(chunk)
-                if inspect.isawaitable(outcome):
-                    await outcome
+        async with contextlib.aclosing(self.stream(text)) as chunks:
+            async for chunk in chunks:
+                events.append(chunk.event)
+                if callback is not None:
+                    outcome = callback(chunk)
+                    if inspect.isawaitable(outcome):
+                        await outcome
         return RunResult.of(text, events)
 
-    async def stream(self, text: str) -> AsyncIterator[RunChunk]:
+    async def stream(self, text: str) -> AsyncGenerator[RunChunk, None]:
         """The chunks of the answer to ``text``; the exchange joins the history once the run completes."""
         if not self.active:
             raise ProtocolError("start() the session before sending messages")
         request = self.runner.history_request(self.agent, text, self.history)
-        async for chunk in self.runner.stream(request):
-            if isinstance(chunk.event, RunCompleted):
-                self.history += [ChatMessage(role="user", content=text),
-                                 ChatMessage(role="assistant", content=chunk.event.output)]
-            yield chunk
+        async with contextlib.aclosing(self.runner.stream(request)) as chunks:
+            async for chunk in chunks:
+                if isinstance(chunk.event, RunCompleted):
+                    self.history += [ChatMessage(role="user", content=text),
+                                     ChatMessage(role="assistant", content=chunk.event.output)]
+                yield chunk

@@ -5,6 +5,7 @@ Both ask the metrics service over NATS; when none runs they gather from every in
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import os
 from collections.abc import AsyncIterator
@@ -89,9 +90,18 @@ async def _connection(nats_url: str | None, nc: NATS | None, timeout: float) -> 
         yield nc
         return
     url = nats_url or os.environ.get("NATS_URL") or DEFAULT_NATS_URL
+
+    async def quiet(exc: Exception) -> None:
+        """A refused connection is reported once, as the ConnectionError below."""
+
     try:
-        conn = await nats.connect(servers=[u.strip() for u in url.split(",")], connect_timeout=min(2.0, timeout),
-                                  allow_reconnect=False, max_reconnect_attempts=0)
+        # nats-py retries the first connection forever when max_reconnect_attempts is 0: try each server once.
+        conn = await asyncio.wait_for(
+            nats.connect(servers=[u.strip() for u in url.split(",")], connect_timeout=min(2.0, timeout),
+                         allow_reconnect=False, max_reconnect_attempts=1, reconnect_time_wait=0.05,
+                         error_cb=quiet),
+            timeout,
+        )
     except (OSError, builtins.TimeoutError, nats.errors.Error) as exc:
         raise ConnectionError(f"cannot reach NATS at {url}: {exc or type(exc).__name__}") from exc
     try:

@@ -35,16 +35,19 @@ class Dashboard:
     rows: list[tuple[str, list[Panel]]] = field(default_factory=list)
 
 
-def quantiles(metric: str, *qs: float, by: str = "") -> dict[str, str]:
-    extra = f", {by}" if by else ""
-    return {f"p{round(q * 100)}": f"histogram_quantile({q}, sum by (le{extra}) (rate({metric}_bucket[{RATE}])))"
-            for q in qs}
+def quantiles(metric: str, *qs: float, where: str = "") -> dict[str, str]:
+    series = f"{metric}_bucket{{{where}}}" if where else f"{metric}_bucket"
+    return {f"p{round(q * 100)}": f"histogram_quantile({q}, sum by (le) (rate({series}[{RATE}])))" for q in qs}
 
 
 def rate(metric: str, by: str = "") -> str:
     grouping = f" by ({by})" if by else ""
     return f"sum{grouping} (rate({metric}[{RATE}]))"
 
+
+# Queue figures are read from Redis, so every scheduler replica reports the same: max over replicas, then sum.
+READY_JOBS = "sum by (priority) (max by (queue, priority) (raaf_jobs_queue_length))"
+DEAD_GROWTH = f"sum(max by (queue) (delta(raaf_jobs_dead[{RATE}])))"
 
 OVERVIEW = Dashboard("raaf-overview", "RAAF Streaming / Overview",
                      "Every service at a glance: instances, readiness, NATS and Redis health, load.", [
@@ -63,19 +66,21 @@ OVERVIEW = Dashboard("raaf-overview", "RAAF Streaming / Overview",
         Panel("Redis errors / s", {"{{job}}": rate("raaf_redis_errors_total", "job")}, unit="ops"),
     ]),
     ("Load", [
-        Panel("WebSocket connections", {"connections": "sum(raaf_ws_connections)",
-                                        "SSE streams": "sum(raaf_sse_streams)"}),
+        Panel("Client connections", {"{{transport}}": "sum by (transport) (raaf_gateway_connections)"}),
         Panel("Runs", {"active": "sum(raaf_runs_active)", "queued": "sum(raaf_runs_queued)"}),
-        Panel("Jobs ready by priority", {"{{priority}}": "max by (priority) (raaf_job_queue_depth)"}),
+        Panel("Jobs ready by priority", {"{{priority}}": READY_JOBS}),
         Panel("Chat", {"rooms": "max(raaf_chat_rooms)", "participants": "max(raaf_chat_participants)"}),
     ]),
     ("Event bus", [
         Panel("Event bus messages / s", {"published": rate("raaf_event_bus_messages_total"),
                                          "emitted (EventEmitter)": rate("raaf_events_emitted_total"),
-                                         "delivered to listeners": rate("raaf_events_delivered_total")},
+                                         "delivered to listeners": rate("raaf_event_deliveries_total")},
               unit="ops"),
         Panel("Event bus bytes / s", {"published": rate("raaf_event_bus_bytes_total")}, unit="Bps"),
-        Panel("Listener errors / s", {"errors": rate("raaf_event_listener_errors_total")}, unit="ops"),
+        Panel("Listener errors and drops / s", {"listener errors": rate("raaf_event_listener_errors_total"),
+                                                "dropped (slow listeners)": rate("raaf_events_dropped_total"),
+                                                "emit failures": rate("raaf_event_emit_failures_total")},
+              unit="ops"),
         Panel("Resident memory", {"{{job}} {{instance}}": 'process_resident_memory_bytes{job=~"raaf-.+"}'},
               unit="bytes"),
     ]),
@@ -94,36 +99,54 @@ STREAMING = Dashboard("raaf-streaming-latency", "RAAF Streaming / Streaming late
         Panel("Handoffs / s", {"handoffs": rate("raaf_handoffs_total")}, unit="ops"),
     ]),
     ("Delivery", [
-        Panel("WebSocket messages / s", {"sent": rate("raaf_ws_messages_sent_total"),
-                                         "received": rate("raaf_ws_messages_received_total")}, unit="ops"),
-        Panel("WebSocket bytes / s", {"sent": rate("raaf_ws_sent_bytes_total"),
-                                      "received": rate("raaf_ws_received_bytes_total")}, unit="Bps"),
-        Panel("Channel fan-out (recipients per message)", quantiles("raaf_channel_fanout_recipients", 0.5, 0.99)),
-        Panel("Slow-consumer disconnects", {"disconnects": f"sum(increase(raaf_ws_slow_consumer_disconnects_total"
-                                                           f"[{RATE}]))"}),
-        Panel("Connections refused / s", {"{{reason}}": rate("raaf_ws_connections_rejected_total", "reason")},
+        Panel("Messages to and from clients / s", {"sent": rate("raaf_gateway_messages_sent_total"),
+                                                   "received": rate("raaf_gateway_messages_received_total")},
               unit="ops"),
-        Panel("Errors sent to clients / s", {"{{code}}": rate("raaf_ws_client_errors_total", "code")}, unit="ops"),
+        Panel("Bytes to clients / s", {"sent": rate("raaf_gateway_sent_bytes_total")}, unit="Bps"),
+        Panel("Channel fan-out time (one message to all local subscribers)",
+              quantiles("raaf_gateway_fanout_seconds", 0.5, 0.99), unit="s"),
+        Panel("Channel messages / s", {"from NATS": rate("raaf_gateway_channel_messages_total"),
+                                       "published by clients": rate("raaf_gateway_published_total")}, unit="ops"),
+        Panel("Slow-consumer disconnects",
+              {"disconnects": f"sum(increase(raaf_gateway_slow_consumers_total[{RATE}]))"}),
+        Panel("Connections refused / s", {"{{reason}}": rate("raaf_gateway_connections_refused_total", "reason")},
+              unit="ops"),
+        Panel("Disconnects / s by reason", {"{{reason}}": rate("raaf_gateway_disconnects_total", "reason")},
+              unit="ops"),
+        Panel("Errors sent to clients / s", {"errors": rate("raaf_gateway_errors_sent_total"),
+                                             "rate limited": rate("raaf_gateway_rate_limited_total")}, unit="ops"),
+        Panel("Run streams", {"{{transport}}": "sum by (transport) (raaf_run_streams)"}),
+        Panel("Run events to clients / s", {"{{transport}}": rate("raaf_run_stream_events_total", "transport")},
+              unit="ops"),
     ]),
 ])
 
 JOBS = Dashboard("raaf-jobs", "RAAF Streaming / Jobs",
-                 "Durable jobs: queue depth by priority, pickup latency, duration, retries and dead letters.", [
+                 "Durable jobs: queue depth by priority, pickup latency, duration, failures and dead letters.", [
     ("Queues", [
-        Panel("Ready jobs by priority", {"{{priority}}": "max by (priority) (raaf_job_queue_depth)"}),
-        Panel("Scheduled and dead", {"scheduled": "max(raaf_jobs_scheduled)", "dead": "max(raaf_jobs_dead)"}),
+        Panel("Ready jobs by priority", {"{{priority}}": READY_JOBS}),
+        Panel("Scheduled, running and dead", {name: f"sum(max by (queue) (raaf_jobs_{name}))"
+                                              for name in ("scheduled", "running", "dead")}),
         Panel("Enqueued / s by priority", {"{{priority}}": rate("raaf_jobs_enqueued_total", "priority")},
               unit="ops"),
-        Panel("Finished / s by outcome", {"{{outcome}}": rate("raaf_jobs_finished_total", "outcome")}, unit="ops"),
+        Panel("Attempts finished / s by outcome", {"{{outcome}}": rate("raaf_jobs_processed_total", "outcome")},
+              unit="ops"),
     ]),
     ("Latency", [
         Panel("Pickup latency (due to claimed)", quantiles("raaf_job_pickup_seconds", 0.5, 0.9, 0.99), unit="s"),
         Panel("Job duration", quantiles("raaf_job_duration_seconds", 0.5, 0.9, 0.99), unit="s"),
-        Panel("Enqueue latency", quantiles("raaf_job_enqueue_seconds", 0.5, 0.99), unit="s"),
+        Panel("Enqueue latency (scheduler request)",
+              quantiles("raaf_jobs_request_seconds", 0.5, 0.99, where='request=~"(?i).*enqueue.*"'), unit="s"),
+        Panel("Delayed jobs promoted late by", quantiles("raaf_jobs_promote_lateness_seconds", 0.5, 0.99), unit="s"),
     ]),
     ("Failures", [
-        Panel("Retries / s", {"retries": rate("raaf_job_retries_total")}, unit="ops"),
-        Panel("Dead letters (per interval)", {"dead letters": f"sum(increase(raaf_job_dead_letters_total[{RATE}]))"}),
+        Panel("Failed attempts / s (retried or dead)",
+              {"failed": f'sum(rate(raaf_jobs_processed_total{{outcome="failed"}}[{RATE}]))'}, unit="ops"),
+        Panel("Dead-letter growth (per interval)", {"new dead jobs": DEAD_GROWTH}),
+        Panel("Leases expired / s by outcome", {"{{outcome}}": rate("raaf_jobs_lease_expired_total", "outcome")},
+              unit="ops"),
+        Panel("Store errors / s", {"scheduler": rate("raaf_jobs_store_errors_total"),
+                                   "workers": rate("raaf_job_store_errors_total")}, unit="ops"),
     ]),
 ])
 
@@ -133,8 +156,8 @@ CHAT = Dashboard("raaf-chat", "RAAF Streaming / Chat", "Rooms, participants, mes
         Panel("Participants", {"participants": "max(raaf_chat_participants)"}, kind="stat"),
         Panel("Messages / s", {"messages": rate("raaf_chat_messages_total")}, unit="ops"),
         Panel("Handoffs / s", {"{{job}}": rate("raaf_handoffs_total", "job")}, unit="ops"),
-        Panel("Connected clients (gateway)", {"connections": "sum(raaf_ws_connections)"}),
-        Panel("Messages to clients / s", {"sent": rate("raaf_ws_messages_sent_total")}, unit="ops"),
+        Panel("Connected clients (gateway)", {"{{transport}}": "sum by (transport) (raaf_gateway_connections)"}),
+        Panel("Messages to clients / s", {"sent": rate("raaf_gateway_messages_sent_total")}, unit="ops"),
     ]),
 ])
 

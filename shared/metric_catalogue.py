@@ -1,14 +1,13 @@
 """Every Prometheus metric the platform exports, defined once; services create theirs with ``spec.create``.
 
 Dashboards, alert rules and tests are checked against this catalogue, so a metric is renamed here or nowhere.
-``exporters`` says whose ``/metrics`` carry it: a service name, ``*`` for every service, or ``events`` for the
-event-emitter library (exported by whichever service hosts emitters).
+``exporters`` says whose ``/metrics`` carry it: a service name, ``*`` for every service, ``events`` for the
+event-emitter library and ``workers`` for job workers (both exported by whichever process hosts them).
 """
 
 from __future__ import annotations
 
 from shared.metric_specs import (
-    COUNT_BUCKETS,
     FAST_BUCKETS,
     LATENCY_BUCKETS,
     CounterSpec,
@@ -25,6 +24,7 @@ SCHEDULER = ("scheduler",)
 CHAT = ("chat",)
 METRICS = ("metrics",)
 EVENTS = ("events",)
+WORKERS = ("workers",)
 SERVICES = ("gateway", "agent-runner", "chat", "scheduler", "metrics")
 
 # ---- every service (shared.metrics.RuntimeMetrics) -------------------------------------------------------
@@ -41,30 +41,40 @@ REDIS_ERRORS = CounterSpec(name="raaf_redis_errors_total", help="Failed Redis co
 PROCESS_START = GaugeSpec(name="raaf_process_start_time_seconds", help="Unix time the service started.",
                           exporters=EVERY)
 
-# ---- gateway: WebSocket connections, messages, channel fan-out ------------------------------------------
-WS_CONNECTIONS = GaugeSpec(name="raaf_ws_connections", help="Open WebSocket connections.", exporters=GATEWAY)
-WS_CONNECTIONS_ACCEPTED = CounterSpec(name="raaf_ws_connections_accepted_total", exporters=GATEWAY,
-                                      help="WebSocket connections accepted.")
-WS_CONNECTIONS_REJECTED = CounterSpec(name="raaf_ws_connections_rejected_total", exporters=GATEWAY,
-                                      labels=("reason",),
-                                      help="WebSocket connections refused (reason: limit, unauthorized, ...).")
-WS_MESSAGES_RECEIVED = CounterSpec(name="raaf_ws_messages_received_total", exporters=GATEWAY,
-                                   help="WebSocket messages received from clients.")
-WS_MESSAGES_SENT = CounterSpec(name="raaf_ws_messages_sent_total", exporters=GATEWAY,
-                               help="WebSocket messages sent to clients.")
-WS_RECEIVED_BYTES = CounterSpec(name="raaf_ws_received_bytes_total", exporters=GATEWAY,
-                                help="Bytes of WebSocket messages received from clients.")
-WS_SENT_BYTES = CounterSpec(name="raaf_ws_sent_bytes_total", exporters=GATEWAY,
-                            help="Bytes of WebSocket messages sent to clients.")
-WS_SLOW_CONSUMER_DISCONNECTS = CounterSpec(name="raaf_ws_slow_consumer_disconnects_total", exporters=GATEWAY,
-                                           help="Clients disconnected because their send buffer overflowed.")
-WS_CLIENT_ERRORS = CounterSpec(name="raaf_ws_client_errors_total", exporters=GATEWAY, labels=("code",),
-                               help="Typed errors sent to clients, by wire error code.")
-CHANNEL_SUBSCRIPTIONS = GaugeSpec(name="raaf_channel_subscriptions", exporters=GATEWAY,
-                                  help="Client subscriptions to channels on this gateway.")
-CHANNEL_FANOUT = HistogramSpec(name="raaf_channel_fanout_recipients", exporters=GATEWAY, buckets=COUNT_BUCKETS,
-                               help="Local clients each channel message was delivered to.")
-SSE_STREAMS = GaugeSpec(name="raaf_sse_streams", help="Open server-sent-event streams.", exporters=GATEWAY)
+# ---- gateway: connections, messages, channel fan-out (services/gateway/metrics.py) ---------------------
+GATEWAY_CONNECTIONS = GaugeSpec(name="raaf_gateway_connections", exporters=GATEWAY, labels=("transport",),
+                                help="Open client connections (transport: websocket, sse).")
+GATEWAY_CHANNELS = GaugeSpec(name="raaf_gateway_channels", exporters=GATEWAY,
+                             help="Channels with subscribers on this gateway.")
+GATEWAY_SUBSCRIPTIONS = GaugeSpec(name="raaf_gateway_subscriptions", exporters=GATEWAY,
+                                  help="Channel subscriptions on this gateway.")
+GATEWAY_PEERS = GaugeSpec(name="raaf_gateway_peers", exporters=GATEWAY,
+                          help="Gateway replicas this one knows are alive (itself included).")
+GATEWAY_CONNECTIONS_OPENED = CounterSpec(name="raaf_gateway_connections_opened_total", exporters=GATEWAY,
+                                         labels=("transport",), help="Connections accepted.")
+GATEWAY_CONNECTIONS_REFUSED = CounterSpec(name="raaf_gateway_connections_refused_total", exporters=GATEWAY,
+                                          labels=("reason",), help="Connections refused before they started.")
+GATEWAY_DISCONNECTS = CounterSpec(name="raaf_gateway_disconnects_total", exporters=GATEWAY, labels=("reason",),
+                                  help="Connections ended, by reason.")
+GATEWAY_MESSAGES_RECEIVED = CounterSpec(name="raaf_gateway_messages_received_total", exporters=GATEWAY,
+                                        help="Client messages received (WebSocket frames with data).")
+GATEWAY_MESSAGES_SENT = CounterSpec(name="raaf_gateway_messages_sent_total", exporters=GATEWAY,
+                                    help="Messages written to clients.")
+GATEWAY_SENT_BYTES = CounterSpec(name="raaf_gateway_sent_bytes_total", exporters=GATEWAY,
+                                 help="Bytes written to clients (frames and SSE events).")
+GATEWAY_ERRORS_SENT = CounterSpec(name="raaf_gateway_errors_sent_total", exporters=GATEWAY,
+                                  help="Typed errors sent to clients.")
+GATEWAY_SLOW_CONSUMERS = CounterSpec(name="raaf_gateway_slow_consumers_total", exporters=GATEWAY,
+                                     help="Connections cut off because their send queue was full.")
+GATEWAY_RATE_LIMITED = CounterSpec(name="raaf_gateway_rate_limited_total", exporters=GATEWAY,
+                                   help="Client messages refused by the rate limit.")
+GATEWAY_PUBLISHED = CounterSpec(name="raaf_gateway_published_total", exporters=GATEWAY,
+                                help="Channel messages published by this gateway's clients.")
+GATEWAY_CHANNEL_MESSAGES = CounterSpec(name="raaf_gateway_channel_messages_total", exporters=GATEWAY,
+                                       help="Channel messages received from NATS and fanned out.")
+GATEWAY_FANOUT = HistogramSpec(name="raaf_gateway_fanout_seconds", exporters=GATEWAY,
+                               buckets=(0.0001, 0.00025, *FAST_BUCKETS[:-1]),
+                               help="Time to write one channel message from NATS to all of this gateway's subscribers.")
 RUN_STREAMS = GaugeSpec(name="raaf_run_streams", exporters=GATEWAY, labels=("transport",),
                         help="Run event streams the gateway is delivering (transport: sse, websocket, openai).")
 RUN_STREAM_EVENTS = CounterSpec(name="raaf_run_stream_events_total", exporters=GATEWAY, labels=("transport",),
@@ -106,26 +116,51 @@ TOOL_DURATION = HistogramSpec(name="raaf_tool_duration_seconds", exporters=RUNNE
 PROVIDER_RETRIES = CounterSpec(name="raaf_provider_retries_total", exporters=RUNNER,
                                help="Model requests retried after failing before their first token.")
 
-# ---- scheduler: durable jobs ---------------------------------------------------------------------------
-JOBS_ENQUEUED = CounterSpec(name="raaf_jobs_enqueued_total", exporters=SCHEDULER, labels=("priority",),
-                            help="Jobs enqueued, by priority (high, normal, low).")
-JOBS_FINISHED = CounterSpec(name="raaf_jobs_finished_total", exporters=SCHEDULER, labels=("outcome",),
-                            help="Jobs that ended (outcome: succeeded, dead, cancelled).")
-JOB_ENQUEUE = HistogramSpec(name="raaf_job_enqueue_seconds", exporters=SCHEDULER, buckets=FAST_BUCKETS,
-                            help="Time to store an enqueued job durably.")
-JOB_PICKUP = HistogramSpec(name="raaf_job_pickup_seconds", exporters=SCHEDULER,
-                           help="Time from a job being due to a worker claiming it.")
-JOB_DURATION = HistogramSpec(name="raaf_job_duration_seconds", exporters=SCHEDULER,
-                             help="Time a worker spent on a job attempt.")
-JOB_RETRIES = CounterSpec(name="raaf_job_retries_total", exporters=SCHEDULER,
-                          help="Job attempts that failed and were scheduled again.")
-JOB_DEAD_LETTERS = CounterSpec(name="raaf_job_dead_letters_total", exporters=SCHEDULER,
-                               help="Jobs moved to the dead-letter set after their last retry.")
-JOB_QUEUE_DEPTH = GaugeSpec(name="raaf_job_queue_depth", exporters=SCHEDULER, labels=("priority",),
-                            help="Jobs ready to run, by priority (the same on every scheduler replica).")
-JOBS_SCHEDULED = GaugeSpec(name="raaf_jobs_scheduled", exporters=SCHEDULER,
-                           help="Jobs waiting for their time (delayed and recurring).")
-JOBS_DEAD = GaugeSpec(name="raaf_jobs_dead", exporters=SCHEDULER, help="Jobs in the dead-letter set.")
+# ---- scheduler service: durable jobs in Redis (raaf/jobs/metrics.py) ------------------------------------
+JOBS_ENQUEUED = CounterSpec(name="raaf_jobs_enqueued_total", exporters=SCHEDULER, labels=("queue", "priority"),
+                            help="Jobs written by this scheduler (NATS/HTTP requests and recurring schedules).")
+JOBS_DUPLICATE = CounterSpec(name="raaf_jobs_duplicate_total", exporters=SCHEDULER, labels=("queue",),
+                             help="Enqueues whose job id existed (nothing written).")
+JOBS_REJECTED = CounterSpec(name="raaf_jobs_rejected_total", exporters=SCHEDULER, labels=("code",),
+                            help="Requests refused with a typed error, by code.")
+JOBS_PROMOTED = CounterSpec(name="raaf_jobs_promoted_total", exporters=SCHEDULER, labels=("queue",),
+                            help="Delayed jobs moved to their queue when due.")
+JOBS_LEASE_EXPIRED = CounterSpec(name="raaf_jobs_lease_expired_total", exporters=SCHEDULER,
+                                 labels=("queue", "outcome"),
+                                 help="Jobs whose worker stopped renewing (outcome: requeued, dead, cancelled).")
+JOBS_RECURRING_FIRED = CounterSpec(name="raaf_jobs_recurring_fired_total", exporters=SCHEDULER, labels=("queue",),
+                                   help="Recurring schedules fired.")
+JOBS_QUEUE_LENGTH = GaugeSpec(name="raaf_jobs_queue_length", exporters=SCHEDULER, labels=("queue", "priority"),
+                              help="Ready jobs by priority (read from Redis: the same on every replica).")
+JOBS_SCHEDULED = GaugeSpec(name="raaf_jobs_scheduled", exporters=SCHEDULER, labels=("queue",),
+                           help="Delayed and backing-off jobs.")
+JOBS_RUNNING = GaugeSpec(name="raaf_jobs_running", exporters=SCHEDULER, labels=("queue",),
+                         help="Jobs held under a lease.")
+JOBS_DEAD = GaugeSpec(name="raaf_jobs_dead", exporters=SCHEDULER, labels=("queue",),
+                      help="Jobs in the dead-letter store.")
+JOBS_TICK = HistogramSpec(name="raaf_jobs_tick_seconds", exporters=SCHEDULER,
+                          help="One maintenance pass over a queue.")
+JOBS_PROMOTE_LATENESS = HistogramSpec(name="raaf_jobs_promote_lateness_seconds", exporters=SCHEDULER,
+                                      help="How late delayed jobs were moved to their queue.")
+JOBS_REQUEST = HistogramSpec(name="raaf_jobs_request_seconds", exporters=SCHEDULER, labels=("request",),
+                             buckets=FAST_BUCKETS, help="NATS request handling time, by request type (enqueue, ...).")
+JOBS_INFLIGHT_REQUESTS = GaugeSpec(name="raaf_jobs_inflight_requests", exporters=SCHEDULER,
+                                   help="NATS requests being handled.")
+JOBS_STORE_ERRORS = CounterSpec(name="raaf_jobs_store_errors_total", exporters=SCHEDULER,
+                                help="Redis calls of the scheduler that failed (retried).")
+
+# ---- job workers (BackgroundProcessor, in the processes that run jobs) ----------------------------------
+JOBS_PROCESSED = CounterSpec(name="raaf_jobs_processed_total", exporters=WORKERS, labels=("job_type", "outcome"),
+                             help="Job attempts finished by a worker (outcome: succeeded, failed, cancelled, ...).")
+JOB_DURATION = HistogramSpec(name="raaf_job_duration_seconds", exporters=WORKERS, labels=("job_type",),
+                             help="Handler run time per attempt.")
+JOB_PICKUP = HistogramSpec(name="raaf_job_pickup_seconds", exporters=WORKERS, labels=("job_type",),
+                           help="From a job being due to a worker claiming it.")
+JOBS_IN_FLIGHT = GaugeSpec(name="raaf_jobs_in_flight", exporters=WORKERS, help="Jobs a worker holds under a lease.")
+JOB_CLAIMS = CounterSpec(name="raaf_job_claims_total", exporters=WORKERS,
+                         help="Claim calls to Redis (each may claim many jobs).")
+JOB_STORE_ERRORS = CounterSpec(name="raaf_job_store_errors_total", exporters=WORKERS,
+                               help="Redis calls of a worker that failed (retried).")
 
 # ---- chat ------------------------------------------------------------------------------------------------
 CHAT_ROOMS = GaugeSpec(name="raaf_chat_rooms", help="Chat rooms that exist.", exporters=CHAT)
@@ -159,13 +194,27 @@ CHAT_TYPING_EXPIRED = CounterSpec(name="raaf_chat_typing_expired_total", exporte
 CHAT_SESSIONS_REAPED = CounterSpec(name="raaf_chat_sessions_reaped_total", exporters=CHAT,
                                    help="Sessions of vanished gateways taken out of their rooms.")
 
-# ---- event emitter (library) -----------------------------------------------------------------------------
-EVENTS_EMITTED = CounterSpec(name="raaf_events_emitted_total", help="Events emitted through EventEmitter.",
-                             exporters=EVENTS)
-EVENTS_DELIVERED = CounterSpec(name="raaf_events_delivered_total", exporters=EVENTS,
-                               help="Events delivered to listeners.")
+# ---- event emitter (raaf/event_metrics.py, in every process that hosts an EventEmitter) ------------------
+EVENTS_EMITTED = CounterSpec(name="raaf_events_emitted_total", exporters=EVENTS,
+                             help="Events published by EventEmitter.emit.")
+EVENTS_RECEIVED = CounterSpec(name="raaf_events_received_total", exporters=EVENTS,
+                              help="Events that arrived at listener subscriptions.")
+EVENT_DELIVERIES = CounterSpec(name="raaf_event_deliveries_total", exporters=EVENTS,
+                               help="Listener calls that returned normally.")
 EVENT_LISTENER_ERRORS = CounterSpec(name="raaf_event_listener_errors_total", exporters=EVENTS,
-                                    help="Listener callbacks that raised.")
+                                    help="Listener calls (or filter/map functions) that raised.")
+EVENTS_DROPPED = CounterSpec(name="raaf_events_dropped_total", exporters=EVENTS,
+                             help="Events dropped because a pattern's buffer was full (slow listeners).")
+EVENT_DUPLICATES = CounterSpec(name="raaf_event_duplicates_total", exporters=EVENTS,
+                               help="Confirmed emits of an id JetStream had already stored.")
+EVENT_EMIT_FAILURES = CounterSpec(name="raaf_event_emit_failures_total", exporters=EVENTS,
+                                  help="Emits that failed (not connected, not confirmed, ...).")
+EVENT_PUBLISH_RETRIES = CounterSpec(name="raaf_event_publish_retries_total", exporters=EVENTS,
+                                    help="Confirmed emits published again (same id) for want of an ack.")
+EVENT_PUBLISH_ACK = HistogramSpec(name="raaf_event_publish_ack_seconds", exporters=EVENTS, buckets=FAST_BUCKETS,
+                                  help="Seconds from a confirmed emit to JetStream's acknowledgement.")
+EVENT_LISTENERS = GaugeSpec(name="raaf_event_listeners", exporters=EVENTS, help="Registered listeners.")
+EVENT_PATTERNS = GaugeSpec(name="raaf_event_patterns", exporters=EVENTS, help="Distinct listener patterns.")
 
 # ---- metrics service: the cluster as seen from NATS ------------------------------------------------------
 CLUSTER_INSTANCES = GaugeSpec(name="raaf_cluster_instances", exporters=METRICS, labels=("service",),

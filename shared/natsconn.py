@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -85,3 +86,20 @@ async def connect_nats(
                     continue
                 raise ConnectionAbortedError("stopped before NATS was reachable") from exc
             await asyncio.sleep(delay)
+
+
+async def barrier(nc: NATS, timeout: float = 5.0) -> None:
+    """Return once the server has processed everything this client sent before (SUBs included).
+
+    ``nc.flush()`` does not guarantee that: nats-py writes its PING straight to the socket while
+    earlier commands may still wait in its pending buffer, so the PONG can come back before the
+    server saw a SUB. A message to a fresh inbox travels behind everything queued before it.
+    """
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, max_msgs=1)
+    try:
+        await nc.publish(inbox, b"")
+        await sub.next_msg(timeout)
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()

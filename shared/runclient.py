@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Final
 
 import msgspec
@@ -90,7 +90,7 @@ class RunClient:
         return agent_list_decoder.decode(reply.data)
 
     def follow(self, run_id: str, after_seq: int = 0, *, on_idle: Callable[[], Awaitable[None]] | None = None
-               ) -> AsyncIterator[tuple[RunEvent, bytes]]:
+               ) -> AsyncGenerator[tuple[RunEvent, bytes], None]:
         """Every event after ``after_seq`` exactly once, in order, ending with the terminal event.
 
         ``on_idle`` runs whenever the run has been quiet for ``idle_check`` seconds (keepalives).

@@ -5,24 +5,30 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Final
 
 import msgspec
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from proto.errors import ErrorCode
 from proto.runs import TERMINAL_EVENTS, RunEvent, RunFailed, run_event_decoder, runs_encoder
 from proto.subjects import Subjects
+from shared.errors import RunIdTaken
+from shared.jsacks import AckInbox
 
 log = logging.getLogger("raaf.runlog")
 
 MSG_ID: Final = "Nats-Msg-Id"
+EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
+WRONG_LAST_SEQUENCE: Final = 10071  # JetStream's error code when that expectation fails
+_direct_get_encoder: Final = msgspec.json.Encoder()
 # Pending live events a follower may buffer before NATS drops them (the store then fills the gap).
 _LIVE_PENDING: Final = 65_536
 
@@ -59,18 +65,34 @@ class RunLog:
     one event holds each ``seq``. Readers follow a run live over core NATS and fill every gap from the store.
     """
 
-    def __init__(self, nc: NATS, js: JetStreamContext, subjects: Subjects) -> None:
+    def __init__(self, nc: NATS, js: JetStreamContext, subjects: Subjects, *, acks: AckInbox | None = None) -> None:
         self.nc = nc
         self.js = js
         self.subjects = subjects
         self.stream = subjects.stream_name("runs")
+        self.acks = acks  # the writers' pipelined acks (agent-runner); readers publish rarely, with js.publish
 
     # ---- writing ---------------------------------------------------------------------------------------
 
-    async def publish(self, run_id: str, seq: int, payload: bytes, *, timeout: float = 5.0) -> bool:
-        """Store one encoded event; False if ``run:seq`` was already taken by another writer."""
-        ack = await self.js.publish(self.subjects.run_events(run_id), payload, timeout=timeout,
-                                    headers={MSG_ID: f"{run_id}:{seq}"})
+    async def publish(self, run_id: str, seq: int, payload: bytes, *, timeout: float = 5.0, first: bool = False
+                      ) -> bool:
+        """Store one encoded event; False if ``run:seq`` was already taken by another writer.
+
+        ``first``: store only if the run's subject is empty, atomically (``RunIdTaken`` otherwise), so a run id
+        is never used twice even long after the duplicate window.
+        """
+        headers = {MSG_ID: f"{run_id}:{seq}"}
+        if first:
+            headers[EXPECTED_LAST_SUBJECT_SEQ] = "0"
+        subject = self.subjects.run_events(run_id)
+        try:
+            if self.acks is not None:
+                return not await self.acks.publish(subject, payload, headers)
+            ack = await self.js.publish(subject, payload, timeout=timeout, headers=headers)
+        except nats.js.errors.APIError as exc:
+            if first and exc.err_code == WRONG_LAST_SEQUENCE:
+                raise RunIdTaken(run_id) from None
+            raise
         return not ack.duplicate
 
     async def fail(self, run_id: str, code: ErrorCode, message: str) -> RunFailed | None:
@@ -107,26 +129,41 @@ class RunLog:
             return None
         return msg.data or None
 
-    async def stored(self, run_id: str, after_seq: int = 0, *, timeout: float = 5.0
-                     ) -> AsyncIterator[tuple[RunEvent, bytes]]:
-        """The run's stored events with ``seq > after_seq``, in order, up to the newest one stored now."""
+    async def stored(self, run_id: str, after_seq: int = 0, *, batch: int = 256, timeout: float = 5.0
+                     ) -> AsyncGenerator[tuple[RunEvent, bytes], None]:
+        """The run's stored events with ``seq > after_seq``, in order, up to the newest one stored now.
+
+        Batched direct gets (``next_by_subj``): one round trip per ``batch`` events and no consumer, so
+        thousands of followers catching up at once cost the server no consumer state.
+        """
         subject = self.subjects.run_events(run_id)
-        try:
-            sub = await self.js.subscribe(subject, stream=self.stream, ordered_consumer=True,
-                                          deliver_policy=DeliverPolicy.ALL)
-        except NotFoundError:
-            return
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox)
+        start = 1  # a stream sequence: the server finds the run's next event at or after it
         try:
             while True:
-                try:
-                    msg = await sub.next_msg(timeout=timeout)
-                except nats.errors.TimeoutError:
-                    return
-                event = run_event_decoder.decode(msg.data)
-                if event.seq > after_seq:
-                    yield event, msg.data
-                    after_seq = event.seq
-                if msg.metadata.num_pending == 0:
+                request = _direct_get_encoder.encode({"seq": start, "next_by_subj": subject, "batch": batch})
+                await self.nc.publish(f"$JS.API.DIRECT.GET.{self.stream}", request, reply=inbox)
+                got, pending = 0, 0
+                while True:
+                    try:
+                        msg = await sub.next_msg(timeout=timeout)
+                    except nats.errors.TimeoutError:
+                        return
+                    headers = msg.headers or {}
+                    status = headers.get("Status")
+                    if status == "204":  # end of this batch
+                        pending = int(headers.get("Nats-Num-Pending", "0"))
+                        break
+                    if status is not None:  # 404: no (more) events; anything else: nothing we can read
+                        return
+                    start = int(headers.get("Nats-Sequence", "0")) + 1
+                    got += 1
+                    event = run_event_decoder.decode(msg.data)
+                    if event.seq > after_seq:
+                        yield event, msg.data
+                        after_seq = event.seq
+                if not got or not pending:
                     return
         finally:
             with contextlib.suppress(Exception):
@@ -134,7 +171,7 @@ class RunLog:
 
     async def follow(
         self, run_id: str, after_seq: int = 0, *, idle: float = 2.0, on_idle: IdleCheck | None = None
-    ) -> AsyncIterator[tuple[RunEvent, bytes]]:
+    ) -> AsyncGenerator[tuple[RunEvent, bytes], None]:
         """Every event with ``seq > after_seq`` exactly once and in order, until the run's terminal event.
 
         Live events come over a core subscription (no consumer on the hot path); whatever it misses (before
@@ -146,24 +183,32 @@ class RunLog:
         expected = after_seq + 1
         try:
             await self.nc.flush()  # the server now routes new events to us: the store has every older one
-            last = await self.last(run_id)
-            if last is not None and last.seq >= expected:
-                async for event, raw in self.stored(run_id, expected - 1):
-                    yield event, raw
-                    expected = event.seq + 1
-                    if is_terminal(event):
-                        return
+            payload = await self.last_payload(run_id)
+            last = None if payload is None else run_event_decoder.decode(payload)
+            if last is not None and payload is not None and last.seq == expected:
+                yield last, payload  # the usual case of a run just started: nothing else to read
+                expected += 1
+                if is_terminal(last):
+                    return
+            elif last is not None and last.seq >= expected:
+                async with contextlib.aclosing(self.stored(run_id, expected - 1)) as stored:
+                    async for event, raw in stored:
+                        yield event, raw
+                        expected = event.seq + 1
+                        if is_terminal(event):
+                            return
             elif last is not None and is_terminal(last):
                 return  # the caller has seen everything, the end included
             while True:
                 try:
                     msg: Msg = await sub.next_msg(timeout=idle)
                 except nats.errors.TimeoutError:
-                    async for event, raw in self._catch_up(run_id, expected):
-                        yield event, raw
-                        expected = event.seq + 1
-                        if is_terminal(event):
-                            return
+                    async with contextlib.aclosing(self._catch_up(run_id, expected)) as missed_events:
+                        async for event, raw in missed_events:
+                            yield event, raw
+                            expected = event.seq + 1
+                            if is_terminal(event):
+                                return
                     if on_idle is not None:
                         await on_idle(run_id)
                     continue
@@ -176,11 +221,12 @@ class RunLog:
                     continue  # already delivered (from the store, or a duplicate write)
                 if event.seq > expected:
                     # A gap: events are stored in seq order before the next one is published.
-                    async for missed, raw in self.stored(run_id, expected - 1):
-                        if missed.seq >= event.seq:
-                            break
-                        yield missed, raw
-                        expected = missed.seq + 1
+                    async with contextlib.aclosing(self.stored(run_id, expected - 1)) as stored:
+                        async for missed, raw in stored:
+                            if missed.seq >= event.seq:
+                                break
+                            yield missed, raw
+                            expected = missed.seq + 1
                     if event.seq != expected:
                         continue  # not stored yet: the next quiet check reads it in order
                 yield event, msg.data
@@ -191,9 +237,10 @@ class RunLog:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
-    async def _catch_up(self, run_id: str, expected: int) -> AsyncIterator[tuple[RunEvent, bytes]]:
+    async def _catch_up(self, run_id: str, expected: int) -> AsyncGenerator[tuple[RunEvent, bytes], None]:
         last = await self.last(run_id)
         if last is not None and last.seq >= expected:
-            async for event, raw in self.stored(run_id, expected - 1):
-                yield event, raw
+            async with contextlib.aclosing(self.stored(run_id, expected - 1)) as stored:
+                async for event, raw in stored:
+                    yield event, raw
 

@@ -17,6 +17,7 @@ from proto.stats import InstanceRef, InstanceStats, instance_stats_decoder
 from proto.subjects import Subjects
 
 log = logging.getLogger("raaf.stats")
+NO_RESPONDERS = "503"  # the status NATS sends to the reply subject when a request has no subscriber
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,8 @@ class KnownInstance:
 
 
 class _Ping(msgspec.Struct):
+    """The part of NATS micro's own ``io.nats.micro.v1.ping_response`` that discovery reads (not our wire)."""
+
     name: str
     id: str
     version: str = ""
@@ -67,6 +70,8 @@ async def scatter(
                 msg = await sub.next_msg(timeout=remaining)
             except (TimeoutError, nats.errors.TimeoutError):
                 break
+            if not msg.data and msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
+                break  # the server says nobody listens on the subject: no answer will come
             replies.append(msg)
             if on_reply is not None and on_reply(msg):
                 break

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import time
@@ -72,8 +73,8 @@ class Runs:
         return await self.client.start(RunRequest(run_id=run_id, agent=agent, input=text, **fields))
 
     async def events(self, run_id: str, after_seq: int = 0, timeout: float = 15.0) -> list[RunEvent]:
-        async with asyncio.timeout(timeout):
-            return [event async for event, _ in self.client.follow(run_id, after_seq)]
+        async with asyncio.timeout(timeout), contextlib.aclosing(self.client.follow(run_id, after_seq)) as events:
+            return [event async for event, _ in events]
 
     async def run(self, text: str = "hi", **fields: Any) -> list[RunEvent]:
         accepted = await self.start(text, **fields)

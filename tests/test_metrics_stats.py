@@ -90,6 +90,8 @@ async def test_stats_adds_up_figures_from_two_gateway_replicas(
     assert stats.services == {"gateway": 2, "metrics": 1}
     assert set(body) >= {"websocket_server", "async_runner", "background_processor", "message_queue",
                          "event_emitter", "chat_system"}
+    via_api = await raaf.stats(nats_url=nats_server.url, prefix=env["RAAF_PREFIX"])
+    assert msgspec.structs.replace(via_api, at=0) == msgspec.structs.replace(stats, at=0)
 
 
 async def test_figures_read_from_shared_redis_are_not_counted_twice(
@@ -317,3 +319,28 @@ async def test_raaf_stats_cli_prints_text_and_json(
     down = subprocess.run([sys.executable, "-m", "raaf", "stats", "--nats-url", "nats://127.0.0.1:1"],
                           capture_output=True, text=True, cwd=ROOT, timeout=30)
     assert down.returncode == 1 and "cannot reach NATS" in down.stderr
+
+
+async def test_stats_of_an_empty_deployment_come_back_at_once(nats_server: NatsServer) -> None:
+    started = time.monotonic()
+    stats = await raaf.stats(nats_url=nats_server.url, prefix=unique_prefix(), gather_timeout=5)
+    assert stats.services == {} and stats.websocket_server.connections == 0
+    # $SRV.PING waits its window (other deployments may answer); the stats request itself ends on
+    # NATS's no-responders status instead of waiting out its 5 s.
+    assert time.monotonic() - started < 5.5
+
+
+async def test_stats_add_up_two_real_agent_runners(
+    nats_server: NatsServer, redis_server: ValkeyServer, start_app: StartApp
+) -> None:
+    from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
+
+    env = service_env(nats_server.url, redis_server.url, RAAF_PREFIX=unique_prefix())
+    for instance, pool in (("runner-a", "3"), ("runner-b", "4")):
+        await start_app(AgentRunnerApp(AgentRunnerSettings.from_env(
+            {**env, "INSTANCE_ID": instance, "ASYNC_POOL_SIZE": pool, "ASYNC_QUEUE_SIZE": "10"})))
+    metrics = await start_app(metrics_app(env))
+    status, body = await get_json(f"{metrics.http_url}/stats")
+    runner = msgspec.convert(body, ClusterStats).async_runner
+    assert status == 200 and body["services"]["agent-runner"] == 2
+    assert (runner.running, runner.pool_size, runner.queue_size, runner.active_runs) == (True, 7, 20, 0)

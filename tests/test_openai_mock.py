@@ -330,6 +330,31 @@ async def test_tokens_are_paced_by_the_token_delay(mock: OpenAIMock, client: ope
     assert arrivals[-1] - arrivals[0] >= 0.25
 
 
+async def test_the_default_token_delay_also_paces_non_streamed_answers() -> None:
+    async with (
+        OpenAIMock(token_delay=0.03) as mock,
+        openai.AsyncOpenAI(base_url=mock.url, api_key="test", max_retries=0) as api,
+    ):
+        mock.enqueue(Script(text="a b c d e f g h i j"))
+        started = time.monotonic()
+        completion = await api.chat.completions.create(model="m", messages=USER_MESSAGE)
+        # Loose lower bound only: ten tokens at ~30 ms each.
+        assert time.monotonic() - started >= 0.25
+    assert completion.choices[0].message.content == "a b c d e f g h i j"
+
+
+async def test_failures_mid_answer_surface_from_non_streamed_requests_too(
+    mock: OpenAIMock, client: openai.AsyncOpenAI
+) -> None:
+    mock.enqueue(Script(text="a b c", error_after_tokens=1, error_message="gave up"))
+    with pytest.raises(openai.InternalServerError, match="gave up"):
+        await client.chat.completions.create(model="m", messages=USER_MESSAGE)
+    mock.enqueue(Script(text="a b c", cut_after_tokens=1))
+    with pytest.raises(openai.APIConnectionError):
+        await client.chat.completions.create(model="m", messages=USER_MESSAGE)
+    assert mock.stats.failures_injected == 2
+
+
 async def test_stopping_drops_in_flight_streams_without_counting_them_as_client_disconnects(
     mock: OpenAIMock, client: openai.AsyncOpenAI
 ) -> None:

@@ -155,6 +155,9 @@ async def test_bad_requests_get_typed_errors_with_matching_http_status(
         assert resp.status == status, await resp.text()
         error = await resp.json()
     assert error["type"] == "error" and error["code"] == code and error["message"]
+    if code == "too_large":  # each limit names its variable: the gateway's body cap, or the runner's input cap
+        variable = "GATEWAY_RUN_MAX_BODY_BYTES" if len(body["input"]) > 20000 else "RUN_MAX_INPUT_BYTES"
+        assert variable in error["message"]
 
 
 async def test_malformed_json_and_a_bad_last_event_id_are_bad_requests(

@@ -1,7 +1,16 @@
 """Test doubles for the one thing RAAF fakes: the LLM, as a real OpenAI-compatible HTTP server."""
 
-from raaf.testing.openai_mock import MockStats, OpenAIMock, main
-from raaf.testing.openai_script import Match, Rule, Script, ToolCall, split_fragments, split_words
+from raaf.testing.openai_mock import (
+    Match,
+    MockStats,
+    OpenAIMock,
+    Rule,
+    Script,
+    ToolCall,
+    main,
+    split_fragments,
+    split_words,
+)
 
 __all__ = [
     "Match",

@@ -31,11 +31,17 @@ def read_agents_file(path: str) -> list[AgentSpec]:
     except OSError as exc:
         raise AgentConfigError(f"cannot read agents file {path}: {exc.strerror}") from None
     try:
-        if file.suffix == ".json":
-            return msgspec.json.decode(data, type=AgentsFile).agents
-        return msgspec.toml.decode(data, type=AgentsFile).agents
+        raw = msgspec.json.decode(data) if file.suffix == ".json" else msgspec.toml.decode(data)
+        agents = msgspec.convert(raw, type=AgentsFile).agents
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise AgentConfigError(f"invalid agents file {path}: {exc}") from None
+    # AgentSpec is a wire type and tolerates unknown fields; a file should not: a typo would be ignored.
+    for entry in raw["agents"]:
+        unknown = sorted(set(entry) - set(AgentSpec.__struct_fields__) - {"type"})
+        if unknown:
+            raise AgentConfigError(f"invalid agents file {path}: agent {entry.get('name')!r} has unknown "
+                                   f"field(s) {', '.join(unknown)}")
+    return agents
 
 
 class AgentCatalog:

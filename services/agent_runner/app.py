@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable
 from typing import Any, ClassVar
 
 import msgspec
@@ -41,6 +42,7 @@ from services.agent_runner.provider import ProviderPool, RetryPolicy
 from services.agent_runner.settings import AgentRunnerSettings
 from services.agent_runner.writer import RunWriter
 from shared.app import App
+from shared.jsacks import AckInbox
 from shared.runlog import RunLog, run_stream_config
 from shared.runregistry import RunRegistry
 
@@ -63,6 +65,7 @@ class AgentRunnerApp(App):
         self.run_metrics.queued.set_function(lambda: float(self.pool.queued))
         self.jobs: dict[str, RunJob] = {}
         self.draining = False
+        self._stopping = asyncio.Event()
         self.demo: DemoModel | None = DemoModel(settings.demo_token_delay) if settings.demo else None
         self.default_model = DEMO_MODEL if settings.demo else settings.default_model
         self._runlog: RunLog | None = None
@@ -70,6 +73,7 @@ class AgentRunnerApp(App):
         self._providers: ProviderPool | None = None
         self._engine: RunEngine | None = None
         self._request_sub: Subscription | None = None
+        self._acks: AckInbox | None = None
 
     def streams(self) -> list[StreamConfig]:
         s = self.runner_settings
@@ -98,7 +102,9 @@ class AgentRunnerApp(App):
 
     async def on_start(self) -> None:
         s = self.runner_settings
-        self._runlog = RunLog(self.nc, self.js, self.subjects)
+        self._acks = AckInbox(self.nc)
+        await self._acks.start()
+        self._runlog = RunLog(self.nc, self.js, self.subjects, acks=self._acks)
         self._registry = RunRegistry(self.js, self.subjects)
         await self.registry.provision(lease_ttl=s.lease_ttl, open_ttl=s.events_max_age,
                                       replicas=self.runtime.jetstream_replicas)
@@ -113,28 +119,33 @@ class AgentRunnerApp(App):
                                                     cb=self._on_request, pending_msgs_limit=-1)
         await self.nc.subscribe(self.subjects.run_cancel_all, cb=self._on_cancel)
         await self.nc.subscribe(self.subjects.run_agents, queue=QUEUE_GROUP, cb=self._on_agents_query)
+        await self.nc.flush()  # the server routes requests to us before start() returns
         self.spawn(self._heartbeat(), name="lease")
         self.spawn(self._reaper(), name="reaper")
 
     async def on_stop(self) -> None:
         """Stop taking runs, let running and queued ones finish, fail what cannot finish in time."""
         self.draining = True
+        self._stopping.set()
         if self._request_sub is not None:
             with contextlib.suppress(Exception):
                 await self._request_sub.unsubscribe()
-        tasks = [job.task for job in self.jobs.values() if job.task is not None]
+        tasks = [job.lifecycle for job in self.jobs.values() if job.lifecycle is not None]
         budget = max(0.5, self.runtime.shutdown_timeout - 3.0)
         if tasks:
             self.log.info("draining %d runs", len(tasks), extra={"budget_seconds": budget})
             _, pending = await asyncio.wait(tasks, timeout=budget)
             for job in list(self.jobs.values()):
-                if job.task in pending:
+                if job.lifecycle in pending:
                     job.shutdown_reason = "the agent-runner was shut down before the run finished"
-                    job.task.cancel()
+                    if job.task is not None:
+                        job.task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=2.5)
         with contextlib.suppress(Exception):
             await self.registry.release(self.instance)
+        if self._acks is not None:
+            await self._acks.stop()
         if self._providers is not None:
             await self._providers.close()
         if self.demo is not None:
@@ -149,7 +160,7 @@ class AgentRunnerApp(App):
             self.run_metrics.requests.labels(outcome=exc.code.value).inc()
             await self._reply(msg, exc.to_wire())
             return
-        job.task = self.spawn(self._run(job, place, msg.reply), name=f"run:{job.run_id}")
+        job.lifecycle = job.task = self.spawn(self._run(job, place, msg.reply), name=f"run:{job.run_id}")
 
     def _admit(self, msg: Msg) -> tuple[RunJob, asyncio.Future[None] | None]:
         """Validate and take a pool slot or queue place, synchronously: overload is answered at once."""
@@ -192,29 +203,53 @@ class AgentRunnerApp(App):
             raise BadRunRequest(f"max_turns must be within 1..{s.max_turns} (RUN_MAX_TURNS)")
 
     async def _run(self, job: RunJob, place: asyncio.Future[None] | None, reply: str) -> None:
-        """Claim the run id cluster-wide, announce it, answer the requester, execute, clean up."""
+        """Claim the run id cluster-wide and store its first event (while the model is already being asked,
+        when a slot is free), answer the requester, run to the end, clean up."""
         run_id = job.run_id
+        agent = job.agents[job.request.agent]
         claimed = False
+        engine: asyncio.Task[RunEvent | None] | None = None
+        first: Awaitable[RunEvent]
         try:
-            claimed, earlier = await asyncio.gather(self.registry.claim(run_id, self.instance),
-                                                    self.runlog.last_payload(run_id))
-            if not claimed or earlier is not None:
-                await self._reply(reply, DuplicateRun(run_id).to_wire(ref=run_id))
-                self.run_metrics.requests.labels(outcome=ErrorCode.CONFLICT.value).inc()
-                return
-            agent = job.agents[job.request.agent]
             if place is None:
-                await job.writer.emit(RunStarted, agent=agent.name, model=self.engine.model_of(agent),
-                                      instance=self.instance, demo=self.demo is not None, owner=job.request.owner)
+                # The first model request overlaps the claim; the run's own events wait for the gate.
+                gate = job.writer.gate = asyncio.get_running_loop().create_future()
+                engine = asyncio.create_task(self.engine.execute(job), name=f"{self.service}:engine:{run_id}")
+                job.task = engine
+                first = job.writer.emit(RunStarted, first=True, agent=agent.name, model=self.engine.model_of(agent),
+                                        instance=self.instance, demo=self.demo is not None, owner=job.request.owner)
             else:
-                await job.writer.emit(RunQueued, agent=agent.name, instance=self.instance, owner=job.request.owner)
+                first = job.writer.emit(RunQueued, first=True, agent=agent.name, instance=self.instance,
+                                        owner=job.request.owner)
+            claim, stored = await asyncio.gather(self.registry.claim(run_id, self.instance), first,
+                                                 return_exceptions=True)
+            claimed = claim is True
+            if isinstance(claim, BaseException) or isinstance(stored, BaseException) or not claimed:
+                if engine is not None:
+                    job.writer.gate.set_result(False)  # type: ignore[union-attr]
+                    await asyncio.gather(engine, return_exceptions=True)
+                error = stored if isinstance(stored, RunError) else DuplicateRun(run_id) if claim is False else None
+                if error is None:
+                    raise next(e for e in (claim, stored) if isinstance(e, BaseException))
+                await self._reply(reply, error.to_wire(ref=run_id))
+                self.run_metrics.requests.labels(outcome=error.code.value).inc()
+                return
             await self._reply(reply, RunAccepted(run_id=run_id, instance=self.instance, queued=place is not None))
-            terminal = await self.engine.execute(job)
+            job.accepted = True
+            if engine is not None:
+                gate.set_result(True)
+                terminal = await engine
+            else:
+                job.task = asyncio.current_task()
+                terminal = await self.engine.execute(job)
             self._count_end(job, terminal)
         except Exception:
             self.log.exception("run %s could not start", run_id)
             await self._reply(reply, Error(code=ErrorCode.INTERNAL, message="the run could not start", ref=run_id))
         finally:
+            if engine is not None and not engine.done():
+                engine.cancel()
+                await asyncio.gather(engine, return_exceptions=True)
             self.jobs.pop(run_id, None)
             if job.holds_slot:
                 self.pool.release()
@@ -273,8 +308,8 @@ class AgentRunnerApp(App):
                 return
         self.run_metrics.cancels.inc()
         if job.cancel_reason is None:
-            job.cancel_reason = reason
-            if job.task is not None:
+            job.cancel_reason = reason  # a run not accepted yet sees it before its first step
+            if job.accepted and job.task is not None:
                 job.task.cancel()
         await self._reply(msg, CancelAccepted(run_id=run_id))
 
@@ -290,8 +325,7 @@ class AgentRunnerApp(App):
         await self.registry.renew(self.instance, runs_encoder.encode(lease))
 
     async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(self.runner_settings.lease_ttl / 3)
+        while not await self._stopping_within(self.runner_settings.lease_ttl / 3):
             try:
                 await self._renew_lease()
             except Exception as exc:
@@ -303,7 +337,15 @@ class AgentRunnerApp(App):
                 await self.sweep()
             except Exception as exc:
                 self.log.warning("orphan sweep failed: %s", exc)
-            await asyncio.sleep(self.runner_settings.lease_ttl / 2)
+            if await self._stopping_within(self.runner_settings.lease_ttl / 2):
+                return
+
+    async def _stopping_within(self, seconds: float) -> bool:
+        """Wait ``seconds``; True as soon as the runner stops. The loops end on this flag, not only on
+        cancellation, which Python 3.11's ``wait_for`` (inside nats-py) can swallow."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        return self._stopping.is_set()
 
     async def sweep(self) -> int:
         """Fail every open run whose runner holds no lease (it was killed); return how many were failed."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -68,11 +69,21 @@ class RunJob:
     holds_slot: bool = False  # whether the run holds a pool slot the runner must give back
     cancel_reason: str | None = None  # set by a cancel request before the task is cancelled
     shutdown_reason: str | None = None  # set when the runner stops before the run could finish
-    task: asyncio.Task[Any] | None = None
+    task: asyncio.Task[Any] | None = None  # the task executing the run: what a cancel cancels
+    lifecycle: asyncio.Task[Any] | None = None  # the task that accepts, executes and cleans up the run
+    accepted: bool = False  # the requester was told; from now on a cancel cancels ``task``
+    last_text: float | None = None  # when the last text delta was stored (inter-token metric)
 
     @property
     def run_id(self) -> str:
         return self.request.run_id
+
+    def stop_if_asked(self) -> None:
+        """Raise ``CancelledError`` once a cancel or shutdown was asked for. ``task.cancel()`` alone is not
+        enough: Python 3.11's ``wait_for`` (inside nats-py's publish) swallows a cancel that lands just as
+        its future completes, and the run would go on."""
+        if self.cancel_reason is not None or self.shutdown_reason is not None:
+            raise asyncio.CancelledError()
 
 
 class RunEngine:
@@ -147,29 +158,9 @@ class RunEngine:
                     messages.append({"role": "assistant", "content": earlier.content})
         messages.append({"role": "user", "content": request.input})
         usage = Usage()
-        last_text: float | None = None
         for turn in range(1, job.max_turns + 1):
-            client = self.providers.client(agent)
-            end: TurnEnd | None = None
-            async for piece in stream_turn(client, model=self.model_of(agent), messages=messages,
-                                           tools=self._tool_schemas(agent, job.agents), agent=agent,
-                                           policy=job.policy, on_retry=self.metrics.retries.inc):
-                match piece:
-                    case TextPiece(text=text):
-                        await writer.emit(TextDelta, agent=agent.name, delta=text)
-                        now = time.monotonic()
-                        if last_text is None:
-                            self.metrics.first_token.observe(now - job.accepted_at)
-                        else:
-                            self.metrics.inter_token.observe(now - last_text)
-                        last_text = now
-                    case CallStart(call_id=call_id, name=name):
-                        await writer.emit(ToolCallStarted, agent=agent.name, call_id=call_id, name=name)
-                    case CallArguments(call_id=call_id, delta=delta):
-                        await writer.emit(ToolCallDelta, call_id=call_id, delta=delta)
-                    case TurnEnd():
-                        end = piece
-            assert end is not None
+            job.stop_if_asked()
+            end = await self._turn(job, agent, messages)
             if end.usage is not None:
                 usage = Usage(prompt_tokens=usage.prompt_tokens + end.usage.prompt_tokens,
                               completion_tokens=usage.completion_tokens + end.usage.completion_tokens,
@@ -185,6 +176,7 @@ class RunEngine:
                                 "function": {"name": c.name, "arguments": c.arguments_json}} for c in end.calls],
             })
             target = await self._run_calls(job, agent, end.calls, messages)
+            job.stop_if_asked()
             if target is not None:
                 previous, agent = agent, job.agents[target]
                 if messages and messages[0]["role"] == "system":
@@ -193,6 +185,34 @@ class RunEngine:
                     messages.insert(0, {"role": "system", "content": agent.instructions})
                 await writer.emit(AgentChanged, agent=agent.name, previous=previous.name, model=self.model_of(agent))
         raise MaxTurnsExceeded(job.max_turns)
+
+    async def _turn(self, job: RunJob, agent: AgentSpec, messages: list[ChatCompletionMessageParam]) -> TurnEnd:
+        """Stream one model turn into events; return how it ended (its text, tool calls, usage)."""
+        writer = job.writer
+        pieces = stream_turn(self.providers.client(agent), model=self.model_of(agent), messages=messages,
+                             tools=self._tool_schemas(agent, job.agents), agent=agent, policy=job.policy,
+                             on_retry=self.metrics.retries.inc)
+        # aclosing: a cancel that lands while an event is being stored (outside the generator) must still close
+        # the model's HTTP stream at once, not whenever the generator is garbage-collected.
+        async with contextlib.aclosing(pieces):
+            async for piece in pieces:
+                job.stop_if_asked()
+                match piece:
+                    case TextPiece(text=text):
+                        await writer.emit(TextDelta, agent=agent.name, delta=text)
+                        now = time.monotonic()
+                        if job.last_text is None:
+                            self.metrics.first_token.observe(now - job.accepted_at)
+                        else:
+                            self.metrics.inter_token.observe(now - job.last_text)
+                        job.last_text = now
+                    case CallStart(call_id=call_id, name=name):
+                        await writer.emit(ToolCallStarted, agent=agent.name, call_id=call_id, name=name)
+                    case CallArguments(call_id=call_id, delta=delta):
+                        await writer.emit(ToolCallDelta, call_id=call_id, delta=delta)
+                    case TurnEnd():
+                        return piece
+        raise RuntimeError("the model stream ended without its end")  # stream_turn always ends with TurnEnd
 
     async def _run_calls(self, job: RunJob, agent: AgentSpec, calls: list[PendingCall],
                          messages: list[ChatCompletionMessageParam]) -> str | None:

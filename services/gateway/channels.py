@@ -23,6 +23,7 @@ from proto.subjects import InvalidNameError, Subjects, encode_token
 from services.gateway.connection import Connection
 from services.gateway.errors import GatewayUnavailable, InvalidChannel
 from services.gateway.frames import Outgoing
+from shared.natsconn import barrier
 
 if TYPE_CHECKING:
     from services.gateway.metrics import GatewayCounters, GatewayMetrics
@@ -59,7 +60,7 @@ class Channel:
 
 class ChannelHub:
     def __init__(self, subjects: Subjects, counters: GatewayCounters, metrics: GatewayMetrics | None = None,
-                 flush_timeout: int = 5) -> None:
+                 flush_timeout: float = 5.0) -> None:
         self.subjects = subjects
         self.counters = counters
         self.metrics = metrics
@@ -177,7 +178,7 @@ class ChannelHub:
 
     async def _flush(self) -> None:
         try:
-            await self.nc.flush(self.flush_timeout)
+            await barrier(self.nc, self.flush_timeout)
         except GatewayUnavailable:
             raise
         except Exception as exc:
@@ -199,6 +200,12 @@ class ChannelHub:
         self._by_presence_subject.pop(self.subjects.presence(channel.name), None)
 
     async def _on_message(self, msg: Msg) -> None:
+        try:
+            self._fan_out(msg)
+        except Exception:  # nats-py would only hand it to the error callback
+            log.exception("fan-out failed on %s", msg.subject)
+
+    def _fan_out(self, msg: Msg) -> None:
         channel = self._by_subject.get(msg.subject)
         if channel is None or not channel.members:
             return

@@ -34,6 +34,7 @@ from proto.gateway import (
 )
 from proto.subjects import Subjects
 from services.gateway.errors import GatewayUnavailable
+from shared.natsconn import barrier
 
 log = logging.getLogger("raaf.gateway.cluster")
 
@@ -64,7 +65,7 @@ class Cluster:
         self._sub = await nc.subscribe(self.subjects.gateway_control, cb=self._on_control)
         self.peers[self.instance] = time.monotonic()
         await self._beat()
-        await nc.flush()
+        await barrier(nc)
 
     async def run(self) -> None:
         """Beat and expire peers until cancelled."""

@@ -26,6 +26,7 @@ from proto.gateway import CloseCode, server_encoder
 from services.gateway.errors import RateLimited, TooManySubscriptions
 from services.gateway.frames import Deflater, Outgoing, frame
 from services.gateway.identity import Identity
+from shared.natsconn import barrier
 
 if TYPE_CHECKING:
     from services.gateway.metrics import GatewayCounters
@@ -216,10 +217,13 @@ class Connection:
 
     async def subscribe_nats(self, nc: Any, subject: str, cb: Callable[[Msg], Awaitable[None]],
                              queue: str = "") -> Subscription:
-        """Subscribe for this connection (within its subscription limit); undone when it closes."""
+        """Subscribe for this connection (within its subscription limit); undone when it closes.
+
+        Returns once NATS has the subscription, so anything published afterwards reaches it."""
         self.check_subscription_room()
         sub: Subscription = await nc.subscribe(subject, queue=queue, cb=cb)
         self.own_subscription(sub)
+        await barrier(nc)
         return sub
 
     async def unsubscribe_nats(self, sub: Subscription) -> None:

@@ -69,6 +69,8 @@ class MessageHandler:
         self.hooks = gateway.hooks
         # Types a client may send without being authenticated.
         self.before_auth = (Auth, Ping)
+        # The client union's decoder; tests of an extension may swap in one for a union with their types.
+        self.decoder: msgspec.json.Decoder[Any] = client_decoder
 
     async def handle(self, conn: Connection, data: bytes) -> None:
         """One WebSocket text or binary frame from ``conn``."""
@@ -83,7 +85,7 @@ class MessageHandler:
             try:
                 conn.take_rate_token(now)
                 data.decode()  # text frames must be UTF-8, and every string we forward must be too
-                message = client_decoder.decode(data)
+                message = self.decoder.decode(data)
             except GatewayError:
                 ref = _peek(data).id
                 raise
@@ -96,6 +98,8 @@ class MessageHandler:
             await self.dispatch(conn, message)
         except GatewayError as exc:
             await conn.send_error(exc.code, exc.message, ref, exc.details())
+            if self.hooks.error:
+                await self.hooks.fire_error(conn, exc)
         except Exception as exc:
             log.exception("error handling a message from %s", conn.id)
             await conn.send_error(ErrorCode.INTERNAL, "internal error", ref)

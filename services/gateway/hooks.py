@@ -17,10 +17,12 @@ ErrorHook = Callable[[Connection, BaseException], Awaitable[None] | None]
 
 
 class GatewayHooks:
-    """Lists of sync or async callables; a hook that raises is logged and never breaks the gateway.
+    """Lists of sync or async callables; a hook that raises never breaks the gateway.
 
     ``message`` hooks receive, as a dict, every client message whose ``type`` neither the core nor an
     extension owns (an application's own ``chat_message``, say); without such hooks those are errors.
+    A ``message`` hook that raises answers the client with an ``internal`` error and goes to the
+    ``error`` hooks, which also see every typed error a client is sent; other hooks' failures are logged.
     """
 
     def __init__(self) -> None:
@@ -39,7 +41,9 @@ class GatewayHooks:
 
     async def fire_message(self, conn: Connection, message: dict[str, Any]) -> None:
         for hook in self.message:
-            await self._call(hook, conn, message)
+            result = hook(conn, message)
+            if inspect.isawaitable(result):
+                await result
 
     async def fire_error(self, conn: Connection, error: BaseException) -> None:
         for hook in self.error:

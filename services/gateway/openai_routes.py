@@ -105,19 +105,20 @@ class ChatCompletionRoutes:
         return await self._complete(run.run_id, completion_id, body.model)
 
     async def _complete(self, run_id: str, completion_id: str, model: str) -> web.Response:
-        async for event, _ in self.client.follow(run_id):
-            match event:
-                case RunCompleted(output=output, usage=usage):
-                    body = Completion(id=completion_id, created=int(time.time()), model=model,
-                                      choices=[CompletionChoice(message=AssistantMessage(content=output))],
-                                      usage=Usage(prompt_tokens=usage.prompt_tokens,
-                                                  completion_tokens=usage.completion_tokens,
-                                                  total_tokens=usage.total_tokens))
-                    return web.Response(body=openai_encoder.encode(body), content_type="application/json")
-                case RunFailed(code=code, message=message):
-                    return openai_error(Error(code=code, message=message, ref=run_id))
-                case RunCancelled(reason=reason):
-                    return openai_error(Error(code=ErrorCode.CANCELLED, message=reason, ref=run_id))
+        async with contextlib.aclosing(self.client.follow(run_id)) as events:
+            async for event, _ in events:
+                match event:
+                    case RunCompleted(output=output, usage=usage):
+                        body = Completion(id=completion_id, created=int(time.time()), model=model,
+                                          choices=[CompletionChoice(message=AssistantMessage(content=output))],
+                                          usage=Usage(prompt_tokens=usage.prompt_tokens,
+                                                      completion_tokens=usage.completion_tokens,
+                                                      total_tokens=usage.total_tokens))
+                        return web.Response(body=openai_encoder.encode(body), content_type="application/json")
+                    case RunFailed(code=code, message=message):
+                        return openai_error(Error(code=code, message=message, ref=run_id))
+                    case RunCancelled(reason=reason):
+                        return openai_error(Error(code=ErrorCode.CANCELLED, message=reason, ref=run_id))
         return openai_error(Error(code=ErrorCode.INTERNAL, message="the run ended without a result", ref=run_id))
 
     async def _stream(self, request: web.Request, run_id: str, completion_id: str, model: str,
@@ -141,23 +142,24 @@ class ChatCompletionRoutes:
 
         try:
             await response.write(frame([ChunkChoice(delta=Delta(role="assistant", content=""))]))
-            async for event, _ in self.client.follow(run_id, on_idle=keepalive):
-                counter.inc()
-                match event:
-                    case TextDelta(delta=text):
-                        await response.write(frame([ChunkChoice(delta=Delta(content=text))]))
-                    case RunCompleted(usage=usage):
-                        out = frame([ChunkChoice(delta=Delta(), finish_reason="stop")])
-                        if include_usage:
-                            out += frame([], Usage(prompt_tokens=usage.prompt_tokens,
-                                                   completion_tokens=usage.completion_tokens,
-                                                   total_tokens=usage.total_tokens))
-                        await response.write(out + DONE)
-                    case RunFailed(code=code, message=message):
-                        await response.write(_error_frame(Error(code=code, message=message, ref=run_id)))
-                    case RunCancelled(reason=reason):
-                        await response.write(_error_frame(Error(code=ErrorCode.CANCELLED, message=reason,
-                                                                ref=run_id)))
+            async with contextlib.aclosing(self.client.follow(run_id, on_idle=keepalive)) as events:
+                async for event, _ in events:
+                    counter.inc()
+                    match event:
+                        case TextDelta(delta=text):
+                            await response.write(frame([ChunkChoice(delta=Delta(content=text))]))
+                        case RunCompleted(usage=usage):
+                            out = frame([ChunkChoice(delta=Delta(), finish_reason="stop")])
+                            if include_usage:
+                                out += frame([], Usage(prompt_tokens=usage.prompt_tokens,
+                                                       completion_tokens=usage.completion_tokens,
+                                                       total_tokens=usage.total_tokens))
+                            await response.write(out + DONE)
+                        case RunFailed(code=code, message=message):
+                            await response.write(_error_frame(Error(code=code, message=message, ref=run_id)))
+                        case RunCancelled(reason=reason):
+                            await response.write(_error_frame(Error(code=ErrorCode.CANCELLED, message=reason,
+                                                                    ref=run_id)))
             finished = True
         except (ConnectionResetError, ConnectionError):
             pass

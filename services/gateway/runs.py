@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -36,7 +37,7 @@ class RunsExtension:
 
     def __init__(self, gateway: GatewayApp, settings: RunRouteSettings | None = None) -> None:
         self.gateway = gateway
-        self.settings = settings or RunRouteSettings.from_env()
+        self.settings = settings or gateway.gateway_settings.runs
         self.http = RunRoutes(self.settings, gateway.metrics.registry, gateway.authenticator)
         self.openai = ChatCompletionRoutes(self.http)
         self.access = self.http.access
@@ -136,10 +137,11 @@ class RunsExtension:
         counter = self.http.delivered.labels(transport="websocket")
         gauge.inc()
         try:
-            async for _, raw in self.client.follow(run_id, after):
-                if not await conn.send(raw):  # closed, or cut off as a slow consumer: it can resume
-                    break
-                counter.inc()
+            async with contextlib.aclosing(self.client.follow(run_id, after)) as events:
+                async for _, raw in events:
+                    if not await conn.send(raw):  # closed, or cut off as a slow consumer: it can resume
+                        break
+                    counter.inc()
         except Exception as exc:
             log.warning("stopped following %s for %s: %s", run_id, conn.id, exc)
         finally:

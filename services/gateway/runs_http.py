@@ -12,7 +12,6 @@ from prometheus_client import CollectorRegistry
 
 from proto.errors import Error, ErrorCode, error_encoder
 from proto.runs import (
-    TERMINAL_EVENTS,
     AgentList,
     AgentStream,
     RunCancelled,
@@ -221,11 +220,11 @@ class RunRoutes:
             await response.write(b": keepalive\n\n")
 
         try:
-            async for event, raw in self.client.follow(run_id, after, on_idle=keepalive):
-                await response.write(b"id: %d\nevent: %s\ndata: %s\n\n" % (event.seq, event_type(event).encode(), raw))
-                counter.inc()
-                if isinstance(event, TERMINAL_EVENTS):
-                    break
+            async with contextlib.aclosing(self.client.follow(run_id, after, on_idle=keepalive)) as events:
+                async for event, raw in events:
+                    await response.write(b"id: %d\nevent: %s\ndata: %s\n\n" % (
+                        event.seq, event_type(event).encode(), raw))
+                    counter.inc()
         except (ConnectionResetError, ConnectionError):
             pass  # the client left; it resumes with Last-Event-ID
         finally:

@@ -9,7 +9,7 @@ from typing import Any, Final, Literal
 import msgspec
 from msgspec import Struct
 
-from raaf.testing.openai_wire import ChatRequest, FinishReason, any_decoder, json_encoder
+from raaf.testing.openai_mock.wire import ChatRequest, FinishReason, any_decoder, json_encoder
 
 CutMode = Literal["clean", "drop"]
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import msgspec
 
-from raaf.testing.openai_script import Script, ToolCall, split_fragments
-from raaf.testing.openai_wire import (
+from raaf.testing.openai_mock.script import Script, ToolCall, split_fragments
+from raaf.testing.openai_mock.wire import (
     SYSTEM_FINGERPRINT,
     AssistantMessage,
     ChatCompletion,

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import itertools
-import signal
-import sys
 import time
 from collections.abc import Sequence
 from types import TracebackType
@@ -16,9 +13,9 @@ from typing import Any, Final, Self
 import msgspec
 from aiohttp import web
 
-from raaf.testing.openai_render import completion_for, response_id, token_count, token_frames, usage_for
-from raaf.testing.openai_script import Match, Rule, Script, default_script
-from raaf.testing.openai_wire import (
+from raaf.testing.openai_mock.render import completion_for, response_id, token_count, token_frames, usage_for
+from raaf.testing.openai_mock.script import Match, Rule, Script, default_script
+from raaf.testing.openai_mock.wire import (
     DONE_FRAME,
     ChatRequest,
     ChunkFrames,
@@ -342,59 +339,3 @@ class OpenAIMock:
 
     async def _get_stats(self, request: web.Request) -> web.Response:
         return _json_response(self._stats)
-
-
-# --- command line ---
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m raaf.testing.openai_mock",
-        description="Serve a scripted OpenAI-compatible chat-completions API (streaming and not) until "
-        "Ctrl-C or SIGTERM. Without rules it echoes the last user message; '[[tool:NAME {json}]]' in a "
-        "message makes it call that tool. Control endpoints: /_mock/rules, /_mock/queue, "
-        "/_mock/requests, /_mock/stats.",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
-    parser.add_argument(
-        "--port", type=int, default=8900, help="port to bind, 0 for any free one (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--token-delay",
-        type=float,
-        default=0.02,
-        help="seconds between streamed tokens (default: %(default)s, 50 tokens/s)",
-    )
-    parser.add_argument(
-        "--no-record-requests",
-        action="store_true",
-        help="do not keep request bodies for /_mock/requests (long benchmarks)",
-    )
-    return parser
-
-
-async def _serve(host: str, port: int, token_delay: float, record_requests: bool) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    async with OpenAIMock(host, port, token_delay=token_delay, record_requests=record_requests) as mock:
-        print(f"OpenAI mock listening on {mock.url}", flush=True)
-        await stop.wait()
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.token_delay < 0:
-        print("--token-delay must be >= 0", file=sys.stderr)
-        return 2
-    try:
-        asyncio.run(_serve(args.host, args.port, args.token_delay, not args.no_record_requests))
-    except OSError as exc:
-        print(f"cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
