@@ -2,6 +2,12 @@
 
 from raaf.agent import Agent
 from raaf.async_runner import AsyncRunner
+from raaf.chat import (
+    ChatConfig,
+    ChatParticipant,
+    ChatRoom,
+    RealTimeChat,
+)
 from raaf.chunks import RunChunk, RunResult, ToolCallInfo
 from raaf.client import WebSocketClient
 from raaf.config import Config, configuration, configure
@@ -80,6 +86,9 @@ __all__ = [
     "BackgroundProcessor",
     "BadRequestError",
     "CancelledError",
+    "ChatConfig",
+    "ChatParticipant",
+    "ChatRoom",
     "Config",
     "ConfigurationError",
     "ConflictError",
@@ -125,6 +134,7 @@ __all__ = [
     "QueueFullError",
     "RateLimitError",
     "RateLimitedError",
+    "RealTimeChat",
     "RecurringJob",
     "RunChunk",
     "RunResult",
