@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from proto.jobs import JobInfo, JobStatus, Priority, RecurringJob
 from proto.subjects import Subjects
+from raaf.config import configured_environ
 from raaf.jobs.errors import InvalidScheduleError
 from raaf.jobs.events import JobSignals
 from raaf.jobs.maintenance import QueueMaintainer
@@ -104,7 +105,7 @@ class BackgroundProcessor:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> BackgroundProcessor:
         """Settings from the environment: ``REDIS_URL``, ``NATS_URL``, ``RAAF_PREFIX``, ``BACKGROUND_*``, ``JOBS_*``."""
-        env = Env(environ)
+        env = Env(configured_environ() if environ is None else environ)  # raaf.configure(...) counts too
         options: dict[str, Any] = {
             "redis_url": env.url("REDIS_URL", "redis://127.0.0.1:6379/0", ("redis", "rediss", "unix")),
             "nats_url": env.optional("NATS_URL"),
