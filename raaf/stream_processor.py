@@ -13,7 +13,7 @@
         print(processed["content"] or "", end="")
 
 Sizes follow the seed's ``streaming`` section: ``chunk_size`` is the most text (characters) one processed chunk
-carries (a longer delta is cut into several chunks, in order); ``buffer_size`` is the most text a processor
+carries (a chunk is processed whole, then text longer than that is cut into several chunks, in order); ``buffer_size`` is the most text a processor
 keeps per stream as context (``window(stream_id)``, the stream's latest processed text) — memory per stream is
 bounded whatever a run's length. Both default to ``raaf.configuration().streaming``.
 """
@@ -112,27 +112,27 @@ class StreamProcessor:
             self.end_stream(current or "")
 
     async def apply(self, chunk: ChunkLike, stream_id: str) -> list[ProcessedChunk]:
-        """One incoming chunk as the processed chunks it becomes (several when its text exceeds ``chunk_size``)."""
+        """One incoming chunk as the processed chunks it becomes: processed whole (filters see all of its
+        text), then cut into several when its text exceeds ``chunk_size``."""
         self.chunks_in += 1
-        out: list[ProcessedChunk] = []
-        for piece in self.split(as_dict(chunk)):
-            try:
-                result = self.process_chunk(piece, stream_id)
-                processed = await result if inspect.isawaitable(result) else result
-                if processed is not None and not isinstance(processed, dict):
-                    raise BadRequestError(f"{type(self).__name__}.process_chunk returned "
-                                          f"{type(processed).__name__}, not a dict or None")
-            except Exception as exc:
-                processed = self._on_error(exc, stream_id)
-            if processed is None:
-                self.chunks_dropped += 1
-                continue
-            content = processed.get("content")
+        try:
+            result = self.process_chunk(as_dict(chunk), stream_id)
+            processed = await result if inspect.isawaitable(result) else result
+            if processed is not None and not isinstance(processed, dict):
+                raise BadRequestError(f"{type(self).__name__}.process_chunk returned {type(processed).__name__}, "
+                                      "not a dict or None")
+        except Exception as exc:
+            processed = self._on_error(exc, stream_id)
+        if processed is None:
+            self.chunks_dropped += 1
+            return []
+        out = self.split(processed)
+        for piece in out:
+            content = piece.get("content")
             if isinstance(content, str):
                 self.characters_out += len(content)
                 self._remember(stream_id, content)
-            self.chunks_out += 1
-            out.append(processed)
+        self.chunks_out += len(out)
         return out
 
     def split(self, chunk: ProcessedChunk) -> list[ProcessedChunk]:
