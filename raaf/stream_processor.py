@@ -12,10 +12,11 @@
     async for processed in Redactor(chunk_size=512).process(runner.run("Hi", stream=True)):
         print(processed["content"] or "", end="")
 
-Sizes follow the seed's ``streaming`` section: ``chunk_size`` is the most text (characters) one processed chunk
-carries (a chunk is processed whole, then text longer than that is cut into several chunks, in order); ``buffer_size`` is the most text a processor
-keeps per stream as context (``window(stream_id)``, the stream's latest processed text) — memory per stream is
-bounded whatever a run's length. Both default to ``raaf.configuration().streaming``.
+Sizes follow the seed's ``streaming`` section: ``chunk_size`` is the most text (characters) one processed
+chunk carries (a chunk is processed whole, then text longer than that is cut into several chunks, in order);
+``buffer_size`` is the most text a processor keeps per stream as context (``window(stream_id)``, the stream's
+latest processed text), so memory per stream is bounded whatever a run's length. Both default to
+``raaf.configuration().streaming``.
 """
 
 from __future__ import annotations
