@@ -8,6 +8,7 @@ from typing import Annotated
 import msgspec
 
 from proto.base import ClientRequest, Message
+from proto.chat_ws import ChatClientMessage, ChatServerMessage
 from proto.errors import Error
 from proto.events import EmitEvent, Event, EventHistory, SubscribeEvents, UnsubscribeEvents
 from proto.runs import (
@@ -96,6 +97,7 @@ ClientMessage = (
     | Publish
     | Ping
     | PresenceQuery
+    | ChatClientMessage  # chat rooms (proto/chat_ws.py)
     | AgentStream
     | ResumeRun
     | CancelRunStream
@@ -204,6 +206,7 @@ ServerMessage = (
     | Joined
     | Left
     | Presence
+    | ChatServerMessage  # chat rooms (proto/chat_ws.py)
     | RunAccepted
     | CancelAccepted
     | RunQueued

@@ -94,7 +94,10 @@ class ChatRoomStats(Section, frozen=True, kw_only=True, tag="chat_room"):
 
 
 class ChatSystemStats(Section, frozen=True, kw_only=True, tag="chat_system"):
-    shared_fields: ClassVar[frozenset[str]] = frozenset({"available_agents", "total_messages"})
+    # Every figure is the fold of the chat's JetStream events (sessions and answers included), which each
+    # chat replica holds whole: replicas report the same values.
+    shared_fields: ClassVar[frozenset[str]] = frozenset(
+        {"connected_clients", "active_sessions", "active_streams", "available_agents", "total_messages"})
 
     connected_clients: int = 0
     active_sessions: int = 0

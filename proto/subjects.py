@@ -227,6 +227,33 @@ class Subjects:
         """Request/reply: which agents the runners serve."""
         return f"{self.prefix}.runs.agents"
 
+    # Chat (continued): the room directory and each room's log (stream ``chat``), and each room's feed
+    # (stream ``chat_feed``): conversation messages (capped at the history size) and answers being streamed.
+    @property
+    def chat_directory(self) -> str:
+        return f"{self.prefix}.chat.dir"
+
+    def chat_room_log(self, room_id: str) -> str:
+        return f"{self.prefix}.chat.log.{encode_token(room_id)}"
+
+    @property
+    def chat_room_logs_all(self) -> str:
+        return f"{self.prefix}.chat.log.*"
+
+    def chat_feed(self, room_id: str) -> str:
+        """Both feed subjects of one room (a filter for readers)."""
+        return f"{self.prefix}.chat.feed.{encode_token(room_id)}.*"
+
+    def chat_feed_messages(self, room_id: str) -> str:
+        return f"{self.prefix}.chat.feed.{encode_token(room_id)}.msg"
+
+    def chat_feed_answers(self, room_id: str) -> str:
+        return f"{self.prefix}.chat.feed.{encode_token(room_id)}.answer"
+
+    @property
+    def chat_feed_all(self) -> str:
+        return f"{self.prefix}.chat.feed.*.*"
+
     # Gateway: channel presence events, and gateway-to-gateway control (presence, stats, peers, broadcast).
     def presence(self, channel: str) -> str:
         return f"{self.prefix}.presence.{encode_token(channel)}"

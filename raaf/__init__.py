@@ -156,3 +156,8 @@ __all__ = [
     "stats",
     "tool",
 ]
+
+# Real-time chat: rooms, agents and handoffs (the seed's RealTimeChat).
+from raaf.chat import ChatConfig, ChatParticipant, ChatRoom, RealTimeChat
+
+__all__ += ["ChatConfig", "ChatParticipant", "ChatRoom", "RealTimeChat"]

@@ -167,6 +167,32 @@ CHAT_ROOMS = GaugeSpec(name="raaf_chat_rooms", help="Chat rooms that exist.", ex
 CHAT_PARTICIPANTS = GaugeSpec(name="raaf_chat_participants", help="Participants across all chat rooms.",
                               exporters=CHAT)
 CHAT_MESSAGES = CounterSpec(name="raaf_chat_messages_total", help="Chat messages posted.", exporters=CHAT)
+CHAT_SESSIONS = GaugeSpec(name="raaf_chat_sessions", help="Client sessions joined across all chat rooms.",
+                          exporters=CHAT)
+CHAT_ACTIVE_ANSWERS = GaugeSpec(name="raaf_chat_active_answers", exporters=CHAT,
+                                help="Agent answers being streamed across all chat rooms.")
+CHAT_QUEUED_MESSAGES = GaugeSpec(name="raaf_chat_queued_messages", exporters=CHAT,
+                                 help="Chat messages waiting for an agent's answer.")
+CHAT_TYPING = GaugeSpec(name="raaf_chat_typing", help="Typing indicators on now.", exporters=CHAT)
+CHAT_COMMANDS = CounterSpec(name="raaf_chat_commands_total", exporters=CHAT, labels=("command", "outcome"),
+                            help="Chat commands handled, by command and outcome ('ok' or the error code).")
+CHAT_COMMAND_DURATION = HistogramSpec(name="raaf_chat_command_duration_seconds", exporters=CHAT,
+                                      labels=("command",), buckets=FAST_BUCKETS,
+                                      help="Time to handle a chat command.")
+CHAT_COMMANDS_IN_FLIGHT = GaugeSpec(name="raaf_chat_commands_in_flight", exporters=CHAT,
+                                    help="Chat commands being handled now.")
+CHAT_ANSWERS = CounterSpec(name="raaf_chat_answers_total", exporters=CHAT, labels=("status",),
+                           help="Agent answers relayed into rooms to their end (completed, failed, cancelled).")
+CHAT_ANSWER_DURATION = HistogramSpec(name="raaf_chat_answer_duration_seconds", exporters=CHAT,
+                                     help="Time from an answer's start in a room to its end.")
+CHAT_ANSWER_FIRST_DELTA = HistogramSpec(name="raaf_chat_answer_first_delta_seconds", exporters=CHAT,
+                                        help="Time from relaying an answer to its first text delta in the room.")
+CHAT_WRITE_CONFLICTS = CounterSpec(name="raaf_chat_write_conflicts_total", exporters=CHAT,
+                                   help="Room appends refused because another replica wrote first (retried).")
+CHAT_TYPING_EXPIRED = CounterSpec(name="raaf_chat_typing_expired_total", exporters=CHAT,
+                                  help="Typing indicators that expired without a stop.")
+CHAT_SESSIONS_REAPED = CounterSpec(name="raaf_chat_sessions_reaped_total", exporters=CHAT,
+                                   help="Sessions of vanished gateways taken out of their rooms.")
 
 # ---- event emitter (raaf/event_metrics.py, in every process that hosts an EventEmitter) ------------------
 EVENTS_EMITTED = CounterSpec(name="raaf_events_emitted_total", exporters=EVENTS,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from services.gateway.chat import ChatExtension
 from services.gateway.extension import GatewayExtension
 from services.gateway.jobs import JobsExtension
 from services.gateway.runs import RunsExtension
@@ -19,6 +20,7 @@ def default_extensions(gateway: GatewayApp) -> list[GatewayExtension]:
 
     return [
         # One line per extension, e.g. RunsExtension(gateway),
+        ChatExtension(gateway),
         RunsExtension(gateway),
         EventsExtension(gateway),
         JobsExtension(gateway),
