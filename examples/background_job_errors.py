@@ -42,7 +42,7 @@ async def main() -> None:
 
     # The scheduler service answers over NATS; its errors arrive as the seed's classes too
     nc = await nats.connect(str(raaf.configuration().platform.nats_url))
-    jobs = raaf.JobsClient(nc, prefix=str(raaf.configuration().platform.prefix), queue=processor.queue_name)
+    jobs = raaf.JobsClient(nc, prefix=str(raaf.configuration().platform.prefix))  # the scheduler's queue
     try:
         await jobs.get_job("no-such-job")
     except raaf.NotFoundError as error:

@@ -28,6 +28,10 @@ async def main() -> None:
         async with raaf.Runner(agent) as runner:
             return [(await runner.run(message)).output for message in data["messages"]]
 
+    @processor.handle_job("send_reminder")
+    async def send_reminder(data: dict[str, Any]) -> None:
+        await notified.put(f"remind {data['user_id']}: {data['message']}")
+
     # Start background processor
     await processor.start()
 

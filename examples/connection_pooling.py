@@ -22,15 +22,13 @@ async def main() -> None:
                  "WEBSOCKET_KEEPALIVE_INTERVAL"):
         print(f"{name}={env[name]}")
 
-    # Every processor of this process shares the configured Redis; many jobs, few connections
-    processor = raaf.BackgroundProcessor(queue_name=f"pooling_{int(time.time() * 1000)}")
-    ids = [await processor.enqueue_job("noop", {"n": n}) for n in range(50)]
-    stats = await processor.stats()
-    print(f"enqueued {len(ids)} jobs; waiting: {stats['normal_priority_queue'] >= 50}")
-    await processor.cancel_job(ids[0])
-    for job_id in ids[1:]:
-        await processor.cancel_job(job_id)
+    # Every processor of this process shares the configured Redis: many jobs, few connections
+    processor = raaf.BackgroundProcessor(queue_name=f"pooling_{int(time.time() * 1000)}", workers=10)
+    processor.handle_job("square", lambda data: data["n"] ** 2)
+    await processor.start()
+    ids = [await processor.enqueue_job("square", {"n": n}) for n in range(50)]
+    results = [await processor.job_result(job_id, timeout=30) for job_id in ids]
+    print(f"50 jobs done over one pool; sum of results: {sum(results)}")
     await processor.stop()
-
 
 asyncio.run(main())

@@ -46,7 +46,7 @@ async def main() -> None:
 
         # Event filtering and mapping: derived emitters
         high = emitter.filter(lambda event: (event.data or {}).get("priority") == "high")
-        upper = high.map(lambda event: msgspec.structs.replace(event, data={k.upper(): v for k, v in event.data.items()}))
+        upper = high.map(lambda e: msgspec.structs.replace(e, data={k.upper(): v for k, v in e.data.items()}))
         got: list[object] = []
         await upper.on(f"{run}.task.*", lambda event: got.append(event.data))
         await emitter.emit(f"{run}.task.a", {"priority": "low", "n": 1})

@@ -20,10 +20,12 @@ class HealthChecker:
 
     @staticmethod
     async def check_cluster() -> dict[str, Any]:
-        # Every instance of every service and what its /readyz says (via the metrics service)
+        # Every instance of every service and what its /readyz says (via the metrics service); `status` is ok,
+        # degraded (some instance not ready) or down. Not printed here: the test runs examples side by side, and
+        # their own in-process gateways come and go.
         health = await raaf.health()
         services = sorted({instance.service for instance in health.instances if instance.ready})
-        return {"status": health.status, "ready_services": services}
+        return {"ready_services": services, "status_known": health.status in ("ok", "degraded", "down")}
 
     @staticmethod
     async def check_redis_connection() -> dict[str, Any]:

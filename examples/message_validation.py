@@ -41,11 +41,11 @@ async def main() -> None:
                 print(f"accepted: {message['type']}")
             except raaf.BadRequestError as error:
                 print(f"rejected: {message['type']}: {error.message}")
-        # Not JSON at all: the gateway answers with a protocol error before any hook
+        # The gateway's own message types are validated before any hook: a typed error, never a crash
         try:
-            await client.request({"type": 42})
+            await client.request({"type": "subscribe", "channel": 42})
         except raaf.ProtocolError as error:
-            print(f"rejected by the gateway: {type(error).__name__}")
+            print(f"rejected by the gateway: {type(error).__name__} {error.code.value}")
     print(f"processed: {processed}")
     await websocket_server.stop()
 

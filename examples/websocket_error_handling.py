@@ -32,7 +32,8 @@ async def main() -> None:
 
     # The client sees the same errors, raised as the same classes
     try:
-        await client.request({"type": "subscribe", "channel": "bad channel*"})
+        await client.request({"type": "subscribe", "channel": "x" * 1000})  # over the channel name limit
+        print("client: subscribed")
     except raaf.StreamingError as error:
         print(f"client: {type(error).__name__} {error.code.value}")
     try:

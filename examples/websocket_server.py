@@ -54,7 +54,7 @@ async def main() -> None:
     @client.on_message
     def show(message: dict[str, Any]) -> None:
         received.append(message)
-        if message["type"] in ("response_done", "joined_channel") or message.get("channel") == "general":
+        if message["type"] in ("response_done", "joined_channel", "message"):
             done.set()
 
     await client.connect()
@@ -69,7 +69,7 @@ async def main() -> None:
     done.clear()
     await server.broadcast({"type": "announcement", "message": "Welcome to the chat!"}, channel="general")
     await asyncio.wait_for(done.wait(), 10)
-    print(f"client got on general: {[m['data'] for m in received if m.get('channel') == 'general']}")
+    print(f"client got on general: {[m['data'] for m in received if m['type'] == 'message']}")
     print(f"connections: {server.connection_count}")
 
     await client.close()
