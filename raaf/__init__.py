@@ -76,6 +76,8 @@ from raaf.runner import Runner
 from raaf.server import WebSocketServer
 from raaf.session import StreamingSession
 from raaf.stats import health, stats
+from raaf.stream_processor import StreamProcessor
+from raaf.testing.providers import MockProvider, StreamingProvider
 from raaf.tools import Tool, function_tool, tool
 from shared.app import VERSION as __version__
 
@@ -123,6 +125,7 @@ __all__ = [
     "MaxTurnsError",
     "MaxTurnsExceededError",
     "MessageQueue",
+    "MockProvider",
     "NotFoundError",
     "OperationCancelledError",
     "OverloadedError",
@@ -140,7 +143,9 @@ __all__ = [
     "RunResult",
     "Runner",
     "ScheduleInPastError",
+    "StreamProcessor",
     "StreamingError",
+    "StreamingProvider",
     "StreamingSession",
     "TimeoutError",
     "TooLargeError",

@@ -16,6 +16,7 @@ from proto.errors import Error, ErrorCode
 from proto.runs import TERMINAL_EVENTS, ChatMessage, RunRequest
 from raaf.agent import Agent
 from raaf.chunks import RunChunk, RunResult
+from raaf.config import configuration
 from raaf.errors import (
     NotFoundError,
     OperationCancelledError,
@@ -35,15 +36,21 @@ AgentResultCallback = Callable[[Agent | str, RunResult], Any]
 
 
 class AsyncRunner:
-    """The seed's ``AsyncRunner.new(pool_size:, queue_size:, timeout:)``, over the platform's agent-runners.
+    """The seed's ``AsyncRunner.new(pool_size:, queue_size:, timeout:)``, over the platform's agent-runners
+    (arguments left out come from ``raaf.configuration()``: ``async.pool_size``, ``async.queue_size``,
+    ``streaming.timeout``).
 
     At most ``pool_size`` runs are in flight from this object and ``queue_size`` more wait; beyond that
     ``process_async`` raises ``OverloadedError`` at once. ``timeout`` bounds each run (seconds).
     Callbacks (sync or async) get the result of a run that completed; ``wait_for_tasks`` has every outcome.
     """
 
-    def __init__(self, pool_size: int = 10, queue_size: int = 100, timeout: float = 60.0, *,
+    def __init__(self, pool_size: int | None = None, queue_size: int | None = None, timeout: float | None = None, *,
                  nats_url: str | None = None, prefix: str | None = None, nc: NATS | None = None) -> None:
+        config = configuration()  # unset: config.async.pool_size / queue_size and config.streaming.timeout
+        pool_size = int(config.async_.pool_size) if pool_size is None else pool_size
+        queue_size = int(config.async_.queue_size) if queue_size is None else queue_size
+        timeout = float(config.streaming.timeout) if timeout is None else timeout
         if pool_size < 1 or queue_size < 0 or timeout <= 0:
             raise ValueError("pool_size >= 1, queue_size >= 0 and timeout > 0 are required")
         self.pool_size = pool_size

@@ -29,7 +29,7 @@ import aiohttp
 import msgspec
 
 from proto.gateway import CloseCode
-from raaf.errors import ConnectionClosedError, ProtocolError, error_from_wire
+from raaf.errors import ConnectionClosedError, ProtocolError, error_for, error_from_wire
 from raaf.errors import ConnectionError as ClientConnectionError
 from raaf.errors import TimeoutError as RequestTimeoutError
 
@@ -118,7 +118,7 @@ class WebSocketClient:
         return fn
 
     async def _fire(self, name: str, *args: Any) -> None:
-        for hook in self._hooks[name]:
+        for hook in list(self._hooks[name]):  # a hook may remove itself (start_agent_stream)
             try:
                 result = hook(*args)
                 if inspect.isawaitable(result):
@@ -324,6 +324,35 @@ class WebSocketClient:
         await self.request({"type": "ping"})
         elapsed: float = loop.time() - started
         return elapsed
+
+    async def start_agent_stream(self, agent: str, input: str, **fields: Any) -> AsyncIterator[dict[str, Any]]:
+        """The seed's ``start_agent_stream``: run ``agent`` on ``input`` through the gateway and yield the run's
+        events (dicts: ``run_text_delta`` carries ``delta`` ...) up to ``run_completed``; a failed or cancelled
+        run raises its typed error. ``fields`` are further ``agent_stream`` fields (``history``, ``timeout`` ...)."""
+        events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+        def collect(message: dict[str, Any]) -> None:
+            if isinstance(message.get("run_id"), str) and isinstance(message.get("seq"), int):
+                events.put_nowait(message)
+
+        self._hooks["message"].append(collect)
+        try:
+            accepted = await self.request({"type": "agent_stream", "agent": agent, "input": input, **fields})
+            run_id = accepted["run_id"]
+            while True:
+                event = await events.get()
+                if event["run_id"] != run_id:
+                    continue
+                kind = event.get("type")
+                if kind == "run_failed":
+                    raise error_for(str(event.get("code")), str(event.get("message", "")), ref=run_id)
+                if kind == "run_cancelled":
+                    raise error_for("cancelled", str(event.get("reason", "")), ref=run_id)
+                yield event
+                if kind == "run_completed":
+                    return
+        finally:
+            self._hooks["message"].remove(collect)
 
     async def messages(self) -> AsyncIterator[dict[str, Any]]:
         """Every message from now on, in order (while the client is open)."""

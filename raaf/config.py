@@ -1,11 +1,15 @@
 """``raaf.configure(...)``: the seed's configuration sections, one-to-one with the services' env variables.
 
-Precedence, lowest to highest: built-in defaults < environment variables < ``configure(...)``. The services read
-the environment; ``Config.to_env()`` renders a configuration as those variables (``raaf up`` passes them on).
+Precedence, lowest to highest: built-in defaults < environment variables < ``configure(...)``. The environment is
+read whenever ``configuration()`` is asked (a variable set later counts), and only the keys ``configure`` set
+override it. The services read the environment; ``Config.to_env()`` / ``environ()`` render a configuration as
+those variables, so the Python API (``Runner``, ``EventEmitter``, ``BackgroundProcessor`` ...) and services it
+starts see the same settings.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -103,13 +107,15 @@ def _int(bound: float | None) -> int | None:
 class Section:
     """One configuration section; setting an unknown key or a bad value raises :class:`ConfigurationError`."""
 
-    __slots__ = ("_name", "_values")
+    __slots__ = ("_name", "_touched", "_values")
     _name: str
     _values: dict[str, Value]
+    _touched: set[str]
 
     def __init__(self, name: str, values: dict[str, Value]) -> None:
         object.__setattr__(self, "_name", name)
         object.__setattr__(self, "_values", values)
+        object.__setattr__(self, "_touched", set())
 
     def __getattr__(self, key: str) -> Value:
         if key.startswith("_") or key not in self._values:
@@ -121,6 +127,7 @@ class Section:
         if spec is None:
             raise ConfigurationError(f"unknown configuration key {self._name}.{key}")
         self._values[key] = _coerce(self._name, key, spec, value)
+        self._touched.add(key)
 
     def as_dict(self) -> dict[str, Value]:
         return dict(self._values)
@@ -185,18 +192,30 @@ class Config:
         return {spec.env: _render(self._sections[name].as_dict()[key])
                 for name, keys in SCHEMA.items() for key, spec in keys.items()}
 
+    def environ(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """``base`` (default: the process environment) with every setting of this configuration on top."""
+        return {**(os.environ if base is None else base), **self.to_env()}
+
+    def set_keys(self) -> dict[str, dict[str, Value]]:
+        """The keys set on this object (by ``configure`` or assignment), section by section."""
+        return {name: {key: section.as_dict()[key] for key in section._touched}
+                for name, section in self._sections.items() if section._touched}
+
 
 _lock = threading.Lock()
-_current: Config | None = None
+_overrides: dict[str, dict[str, Value]] = {}
 
 
 def configuration() -> Config:
-    """The process-wide configuration (defaults and environment until ``configure`` changes it)."""
-    global _current
+    """The configuration in force: defaults, then the environment as it is now, then what ``configure`` set.
+
+    A snapshot: change it with ``configure``, not by assigning to the returned object.
+    """
+    config = Config()
     with _lock:
-        if _current is None:
-            _current = Config()
-        return _current
+        overrides = {name: dict(values) for name, values in _overrides.items()}
+    config.update(overrides)
+    return config
 
 
 def configure(block: Callable[[Config], None] | None = None, /, **sections: Mapping[str, Any]) -> Config:
@@ -205,25 +224,26 @@ def configure(block: Callable[[Config], None] | None = None, /, **sections: Mapp
     Use ``async_=`` (or ``**{"async": {...}}``) for the ``async`` section. Unknown sections or keys and bad
     values raise :class:`ConfigurationError` and change nothing.
     """
-    current = configuration()
-    trial = Config({spec.env: v for spec, v in _flatten(current)})
+    trial = configuration()
     normalized = {("async" if k == "async_" else k): v for k, v in sections.items()}
     trial.update(normalized)
     if block is not None:
         block(trial)
-    global _current
     with _lock:
-        _current = trial
-    return trial
+        for name, values in trial.set_keys().items():
+            _overrides.setdefault(name, {}).update(values)
+    return configuration()
+
+
+def configured_environ(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: the process environment) with the variables of the keys ``configure`` set on top:
+    what a settings reader (``EventSettings.from_env``, ``BackgroundProcessor.from_env``, a service) should see."""
+    with _lock:
+        overrides = [(SCHEMA[name][key], value) for name, values in _overrides.items() for key, value in values.items()]
+    return {**(os.environ if base is None else base), **{spec.env: _render(value) for spec, value in overrides}}
 
 
 def reset_configuration() -> None:
-    """Back to defaults and the environment (for tests)."""
-    global _current
+    """Forget everything ``configure`` set: back to defaults and the environment (for tests)."""
     with _lock:
-        _current = None
-
-
-def _flatten(config: Config) -> list[tuple[Key, str]]:
-    return [(SCHEMA[name][key], _render(value)) for name, values in config.as_dict().items()
-            for key, value in values.items()]
+        _overrides.clear()

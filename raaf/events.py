@@ -14,6 +14,7 @@ from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
 
 from proto.events import Event
+from raaf.config import configured_environ
 from raaf.errors import EventTimeoutError
 from raaf.event_bus import EventBus
 from raaf.event_listeners import Callback, Transform
@@ -37,7 +38,7 @@ class EventEmitter:
                  confirm: bool | None = None, source: str | None = None, settings: EventSettings | None = None,
                  nc: NATS | None = None, registry: CollectorRegistry | None = None,
                  provision: bool = True) -> None:
-        settings = EventSettings.from_env() if settings is None else settings
+        settings = EventSettings.from_env(configured_environ()) if settings is None else settings
         overrides: dict[str, Any] = {key: value for key, value in (
             ("max_listeners", max_listeners), ("enable_wildcards", enable_wildcards),
             ("enable_history", enable_history), ("history_size", history_size), ("confirm", confirm),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import os
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
 from typing import Any, Literal, overload
@@ -19,7 +18,9 @@ from proto.runs import CancelAccepted, ChatMessage, RunCancelled, RunCompleted, 
 from proto.subjects import Subjects
 from raaf.agent import Agent
 from raaf.chunks import RunChunk, RunResult
-from raaf.errors import ConnectionError, error_for, error_from_wire
+from raaf.config import configuration
+from raaf.errors import BadRequestError, ConnectionError, error_for, error_from_wire
+from raaf.stream_processor import ProcessedChunk, StreamProcessor
 from shared.runclient import RunClient
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -30,8 +31,9 @@ class RunsConnection:
 
     def __init__(self, *, nats_url: str | None = None, prefix: str | None = None, nc: NATS | None = None,
                  request_timeout: float = 5.0, idle_check: float = 2.0) -> None:
-        self.nats_url = nats_url or os.environ.get("NATS_URL") or DEFAULT_NATS_URL
-        self.subjects = Subjects(prefix or os.environ.get("RAAF_PREFIX") or "raaf")
+        platform = configuration().platform  # defaults < NATS_URL / RAAF_PREFIX < raaf.configure(platform=...)
+        self.nats_url = nats_url or str(platform.nats_url) or DEFAULT_NATS_URL
+        self.subjects = Subjects(prefix or str(platform.prefix) or "raaf")
         self.request_timeout = request_timeout
         self.idle_check = idle_check
         self._nc = nc
@@ -120,17 +122,30 @@ class Runner:
 
     @overload
     def run(self, input: str, *, stream: Literal[True], history: Sequence[ChatMessage] = ...,
-            run_id: str | None = ..., metadata: dict[str, str] | None = ...
+            run_id: str | None = ..., metadata: dict[str, str] | None = ..., processor: None = ...
             ) -> AsyncGenerator[RunChunk, None]: ...
 
     @overload
+    def run(self, input: str, *, stream: Literal[True], history: Sequence[ChatMessage] = ...,
+            run_id: str | None = ..., metadata: dict[str, str] | None = ..., processor: StreamProcessor
+            ) -> AsyncIterator[ProcessedChunk]: ...
+
+    @overload
     def run(self, input: str, *, stream: Literal[False] = ..., history: Sequence[ChatMessage] = ...,
-            run_id: str | None = ..., metadata: dict[str, str] | None = ...) -> Coroutine[Any, Any, RunResult]: ...
+            run_id: str | None = ..., metadata: dict[str, str] | None = ..., processor: None = ...
+            ) -> Coroutine[Any, Any, RunResult]: ...
 
     def run(self, input: str, *, stream: bool = False, history: Sequence[ChatMessage] = (),
-            run_id: str | None = None, metadata: dict[str, str] | None = None
-            ) -> AsyncGenerator[RunChunk, None] | Coroutine[Any, Any, RunResult]:
+            run_id: str | None = None, metadata: dict[str, str] | None = None,
+            processor: StreamProcessor | None = None
+            ) -> AsyncGenerator[RunChunk, None] | AsyncIterator[ProcessedChunk] | Coroutine[Any, Any, RunResult]:
+        """``stream=True``: the run's chunks as they come; with a ``processor`` (a ``StreamProcessor``) the
+        processed chunks (dicts) instead. Otherwise a coroutine for the finished ``RunResult``."""
         request = self._request(input, history=history, run_id=run_id, metadata=metadata)
+        if processor is not None:
+            if not stream:
+                raise BadRequestError("a stream processor needs stream=True")
+            return processor.process(self._stream(request), request.run_id)
         return self._stream(request) if stream else self._complete(request)
 
     async def start(self, input: str, *, history: Sequence[ChatMessage] = (), run_id: str | None = None,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,6 +19,7 @@ from nats.aio.client import Client as NATS
 from proto.errors import Error
 from proto.stats import ClusterHealth, ClusterStats, InstanceRef, metrics_reply_decoder
 from proto.subjects import Subjects
+from raaf.config import configuration
 from raaf.errors import ConnectionError, StreamingError, TimeoutError, error_from_wire
 from shared.instance_health import probe_all
 from shared.stats_combine import combine
@@ -43,7 +43,7 @@ async def stats(
     Without a metrics service, instances are found with ``$SRV.PING`` and asked directly, waiting up to
     ``gather_timeout`` for each round. Raises :class:`raaf.errors.ConnectionError` when NATS is unreachable.
     """
-    subjects = Subjects(prefix or os.environ.get("RAAF_PREFIX") or "raaf")
+    subjects = Subjects(prefix or str(configuration().platform.prefix) or "raaf")
     async with _connection(nats_url, nc, timeout) as conn:
         reply = await _ask_metrics_service(conn, subjects.cluster_stats, timeout)
         if reply is None:
@@ -69,7 +69,7 @@ async def health(
     nc: NATS | None = None,
 ) -> ClusterHealth:
     """Every service instance with what its ``/readyz`` says (``status``: ok, degraded or down)."""
-    subjects = Subjects(prefix or os.environ.get("RAAF_PREFIX") or "raaf")
+    subjects = Subjects(prefix or str(configuration().platform.prefix) or "raaf")
     async with _connection(nats_url, nc, timeout) as conn:
         reply = await _ask_metrics_service(conn, subjects.cluster_health, timeout)
         if reply is None:
@@ -89,7 +89,7 @@ async def _connection(nats_url: str | None, nc: NATS | None, timeout: float) -> 
     if nc is not None:
         yield nc
         return
-    url = nats_url or os.environ.get("NATS_URL") or DEFAULT_NATS_URL
+    url = nats_url or str(configuration().platform.nats_url) or DEFAULT_NATS_URL
 
     async def quiet(exc: Exception) -> None:
         """A refused connection is reported once, as the ConnectionError below."""

@@ -7,14 +7,27 @@ from typing import Any, ClassVar
 import msgspec
 
 from proto.errors import Error, ErrorCode
-from raaf.errors import StreamingError
+from raaf.errors import (
+    BadRequestError,
+    ConflictError,
+    ConnectionError,
+    InvalidNameError,
+    NotFoundError,
+    OverloadedError,
+    StreamingError,
+    TimeoutError,
+    TooLargeError,
+    UnavailableError,
+)
 
 _raw_encoder = msgspec.json.Encoder()
 
 
 class JobError(StreamingError):
-    """Base of every jobs error (a :class:`~raaf.errors.StreamingError`). ``code`` is the wire code; ``kind``
-    names the subclass on the wire, so :meth:`from_wire` rebuilds the same class with the same attributes."""
+    """Base of every jobs error (a :class:`~raaf.errors.StreamingError`; each subclass is also the seed-named
+    class of its wire code, so ``except raaf.NotFoundError`` catches ``JobNotFoundError`` from the scheduler).
+    ``code`` is the wire code; ``kind`` names the subclass on the wire, so :meth:`from_wire` rebuilds the same
+    class with the same attributes."""
 
     code = ErrorCode.INTERNAL
     kind: ClassVar[str] = "job_error"
@@ -68,7 +81,7 @@ class RemoteJobError(JobError):
         self.remote_code = code
 
 
-class InvalidJobTypeError(JobError):
+class InvalidJobTypeError(JobError, InvalidNameError):
     code = ErrorCode.INVALID_NAME
     kind = "invalid_job_type"
 
@@ -81,7 +94,7 @@ class InvalidJobTypeError(JobError):
         return {"job_type": self.job_type, "reason": self.reason}
 
 
-class UnknownJobTypeError(JobError):
+class UnknownJobTypeError(JobError, BadRequestError):
     """No worker has registered a handler for this type (and the queue requires known types)."""
 
     code = ErrorCode.BAD_REQUEST
@@ -95,7 +108,7 @@ class UnknownJobTypeError(JobError):
         return {"job_type": self.job_type}
 
 
-class InvalidJobIdError(JobError):
+class InvalidJobIdError(JobError, InvalidNameError):
     code = ErrorCode.INVALID_NAME
     kind = "invalid_job_id"
 
@@ -108,7 +121,7 @@ class InvalidJobIdError(JobError):
         return {"job_id": self.job_id, "reason": self.reason}
 
 
-class InvalidJobDataError(JobError):
+class InvalidJobDataError(JobError, BadRequestError):
     """Job data (or a handler's result) that cannot be encoded as JSON."""
 
     code = ErrorCode.BAD_REQUEST
@@ -122,7 +135,7 @@ class InvalidJobDataError(JobError):
         return {"reason": self.reason}
 
 
-class InvalidPriorityError(JobError):
+class InvalidPriorityError(JobError, BadRequestError):
     code = ErrorCode.BAD_REQUEST
     kind = "invalid_priority"
 
@@ -134,7 +147,7 @@ class InvalidPriorityError(JobError):
         return {"priority": self.priority}
 
 
-class InvalidScheduleError(JobError):
+class InvalidScheduleError(JobError, BadRequestError):
     """A run time or cron expression that cannot be used."""
 
     code = ErrorCode.BAD_REQUEST
@@ -160,7 +173,7 @@ class ScheduleInPastError(InvalidScheduleError):
         return {"reason": self.reason, "run_at": self.run_at, "now": self.now}
 
 
-class InvalidRetryPolicyError(JobError):
+class InvalidRetryPolicyError(JobError, BadRequestError):
     code = ErrorCode.BAD_REQUEST
     kind = "invalid_retry_policy"
 
@@ -172,7 +185,7 @@ class InvalidRetryPolicyError(JobError):
         return {"reason": self.reason}
 
 
-class PayloadTooLargeError(JobError):
+class PayloadTooLargeError(JobError, TooLargeError):
     code = ErrorCode.TOO_LARGE
     kind = "payload_too_large"
 
@@ -185,7 +198,7 @@ class PayloadTooLargeError(JobError):
         return {"size": self.size, "limit": self.limit}
 
 
-class QueueFullError(JobError):
+class QueueFullError(JobError, OverloadedError):
     """The type's ready queue (or the scheduled set) is at its configured depth."""
 
     code = ErrorCode.OVERLOADED
@@ -201,7 +214,7 @@ class QueueFullError(JobError):
         return {"job_type": self.job_type, "limit": self.limit, "what": self.what}
 
 
-class JobNotFoundError(JobError):
+class JobNotFoundError(JobError, NotFoundError):
     code = ErrorCode.NOT_FOUND
     kind = "job_not_found"
 
@@ -213,7 +226,7 @@ class JobNotFoundError(JobError):
         return {"job_id": self.job_id}
 
 
-class JobNotCancellableError(JobError):
+class JobNotCancellableError(JobError, ConflictError):
     code = ErrorCode.CONFLICT
     kind = "job_not_cancellable"
 
@@ -226,7 +239,7 @@ class JobNotCancellableError(JobError):
         return {"job_id": self.job_id, "status": self.status}
 
 
-class RecurringJobNotFoundError(JobError):
+class RecurringJobNotFoundError(JobError, NotFoundError):
     code = ErrorCode.NOT_FOUND
     kind = "recurring_job_not_found"
 
@@ -238,7 +251,7 @@ class RecurringJobNotFoundError(JobError):
         return {"name": self.name}
 
 
-class UnknownQueueError(JobError):
+class UnknownQueueError(JobError, NotFoundError):
     code = ErrorCode.NOT_FOUND
     kind = "unknown_queue"
 
@@ -250,7 +263,7 @@ class UnknownQueueError(JobError):
         return {"queue": self.queue}
 
 
-class JobFailedError(JobError):
+class JobFailedError(JobError, ConflictError):
     """Asked for the result of a job that ended dead or cancelled."""
 
     code = ErrorCode.CONFLICT
@@ -266,7 +279,7 @@ class JobFailedError(JobError):
         return {"job_id": self.job_id, "status": self.status, "error": self.error}
 
 
-class JobTimeoutError(JobError):
+class JobTimeoutError(JobError, TimeoutError):
     code = ErrorCode.TIMEOUT
     kind = "job_timeout"
 
@@ -279,7 +292,7 @@ class JobTimeoutError(JobError):
         return {"job_id": self.job_id, "timeout": self.timeout}
 
 
-class SchedulerOverloadedError(JobError):
+class SchedulerOverloadedError(JobError, OverloadedError):
     code = ErrorCode.OVERLOADED
     kind = "scheduler_overloaded"
 
@@ -291,7 +304,7 @@ class SchedulerOverloadedError(JobError):
         return {"limit": self.limit}
 
 
-class SchedulerUnavailableError(JobError):
+class SchedulerUnavailableError(JobError, UnavailableError):
     """No scheduler answered over NATS (none running, or draining)."""
 
     code = ErrorCode.UNAVAILABLE
@@ -305,7 +318,7 @@ class SchedulerUnavailableError(JobError):
         return {"reason": self.reason}
 
 
-class JobStoreUnavailableError(JobError):
+class JobStoreUnavailableError(JobError, ConnectionError):
     """Redis could not be reached; nothing was written."""
 
     code = ErrorCode.CONNECTION_ERROR
@@ -319,7 +332,7 @@ class JobStoreUnavailableError(JobError):
         return {"reason": self.reason}
 
 
-class PermanentJobError(JobError):
+class PermanentJobError(JobError, BadRequestError):
     """Raised by a handler to fail its job at once: no retry, straight to the dead-letter store."""
 
     code = ErrorCode.BAD_REQUEST

@@ -19,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from raaf.config import configuration
 from raaf.jobs.errors import JobStoreUnavailableError, QueueFullError
 from raaf.jobs.model import check_queue_name, encode_data
 from shared.redisconn import connect_redis
@@ -45,13 +46,16 @@ class MessageQueue:
     batch claimed, so a slow consumer is not mistaken for a dead one.
     """
 
-    def __init__(self, redis_url: str = "redis://127.0.0.1:6379/0", *, name: str = "messages",
-                 batch_size: int = 100, prefix: str = "raaf", group: str = "processors",
+    def __init__(self, redis_url: str | None = None, *, name: str = "messages",
+                 batch_size: int = 100, prefix: str | None = None, group: str = "processors",
                  consumer: str | None = None, max_length: int = 100_000, max_message_bytes: int = 1024 * 1024,
                  visibility_timeout: float = 30.0, max_deliveries: int = 5, block: float = 1.0,
                  redis_client: redis.Redis | None = None) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        config = configuration()  # left out: background.redis_url and platform.prefix
+        redis_url = str(config.background.redis_url) if redis_url is None else redis_url
+        prefix = str(config.platform.prefix) if prefix is None else prefix
         self.name = check_queue_name(name)
         self.batch_size = batch_size
         self.group = group

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from proto.jobs import JobInfo, JobStatus, Priority, RecurringJob
 from proto.subjects import Subjects
+from raaf.config import configuration, configured_environ
 from raaf.jobs.errors import InvalidScheduleError
 from raaf.jobs.events import JobSignals
 from raaf.jobs.maintenance import QueueMaintainer
@@ -45,14 +46,14 @@ class BackgroundProcessor:
 
     def __init__(
         self,
-        redis_url: str = "redis://127.0.0.1:6379/0",
+        redis_url: str | None = None,
         *,
         workers: int = 10,
         retry_count: int = 3,
         retry_delay: float = 5.0,
         queue_name: str = "jobs",
         nats_url: str | None = None,
-        prefix: str = "raaf",
+        prefix: str | None = None,
         lease_seconds: float = 10.0,
         poll_interval: float | None = None,
         maintenance_interval: float | None = 1.0,
@@ -71,6 +72,11 @@ class BackgroundProcessor:
             raise ValueError("workers must be >= 1")
         if not 0.1 <= lease_seconds <= 3600:
             raise ValueError("lease_seconds must be 0.1..3600")
+        # Left out: from raaf.configure(...) / the environment (background.redis_url, NATS_URL, platform.prefix).
+        config = configuration()
+        redis_url = str(config.background.redis_url) if redis_url is None else redis_url
+        nats_url = configured_environ().get("NATS_URL") if nats_url is None else nats_url
+        prefix = str(config.platform.prefix) if prefix is None else prefix
         self.redis_url = redis_url
         self.nats_url = nats_url
         self.workers = workers
@@ -104,7 +110,7 @@ class BackgroundProcessor:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> BackgroundProcessor:
         """Settings from the environment: ``REDIS_URL``, ``NATS_URL``, ``RAAF_PREFIX``, ``BACKGROUND_*``, ``JOBS_*``."""
-        env = Env(environ)
+        env = Env(configured_environ() if environ is None else environ)  # raaf.configure(...) counts too
         options: dict[str, Any] = {
             "redis_url": env.url("REDIS_URL", "redis://127.0.0.1:6379/0", ("redis", "rediss", "unix")),
             "nats_url": env.optional("NATS_URL"),

@@ -331,10 +331,10 @@ class JobWorker:
             if held.stop_reason is None:  # the worker itself is being torn down
                 held.stop_reason = "handback"
             return held.stop_reason, None
+        except JobError as exc:  # PermanentJobError, or a result that is not JSON: retrying cannot help
+            return "permanent", exc  # (before TimeoutError: JobTimeoutError is a raaf.TimeoutError too)
         except TimeoutError:
             return "error", f"TimeoutError: handler ran longer than {spec.timeout}s"
-        except JobError as exc:  # PermanentJobError, or a result that is not JSON: retrying cannot help
-            return "permanent", exc
         except Exception as exc:
             return "error", f"{type(exc).__name__}: {exc}"
         finally:

@@ -11,13 +11,16 @@ from raaf.testing.openai_mock import (
     split_fragments,
     split_words,
 )
+from raaf.testing.providers import MockProvider, StreamingProvider
 
 __all__ = [
     "Match",
+    "MockProvider",
     "MockStats",
     "OpenAIMock",
     "Rule",
     "Script",
+    "StreamingProvider",
     "ToolCall",
     "main",
     "split_fragments",

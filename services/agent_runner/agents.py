@@ -8,7 +8,8 @@ from pathlib import Path
 import msgspec
 
 from proto.runs import AgentSpec, RunRequest, handoff_tool_name, is_agent_name
-from raaf.errors import StreamingError
+from raaf.errors import ConfigurationError, StreamingError
+from raaf.stream_processor import StreamProcessor, load_processor
 from raaf.tools import Tool, load_tools
 from services.agent_runner.errors import AgentConfigError, AgentNotFound, BadRunRequest
 from services.agent_runner.settings import AgentRunnerSettings
@@ -125,3 +126,14 @@ def load_catalog(settings: AgentRunnerSettings) -> AgentCatalog:
         return AgentCatalog(agents, tools, max_inline_agents=settings.max_inline_agents)
     except AgentConfigError as exc:
         raise SettingsError("RAAF_AGENTS_FILE", settings.agents_file or "", exc.message) from None
+
+
+def load_stream_processor(settings: AgentRunnerSettings) -> StreamProcessor | None:
+    """The ``RAAF_STREAM_PROCESSOR`` instance, built with ``STREAMING_CHUNK_SIZE`` / ``STREAMING_BUFFER_SIZE``."""
+    if settings.stream_processor is None:
+        return None
+    try:
+        return load_processor(settings.stream_processor, chunk_size=settings.chunk_size,
+                              buffer_size=settings.buffer_size)
+    except ConfigurationError as exc:
+        raise SettingsError("RAAF_STREAM_PROCESSOR", settings.stream_processor, exc.message) from None

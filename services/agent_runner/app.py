@@ -32,7 +32,7 @@ from proto.runs import (
     runs_encoder,
 )
 from proto.subjects import decode_token
-from services.agent_runner.agents import load_catalog
+from services.agent_runner.agents import load_catalog, load_stream_processor
 from services.agent_runner.demo import DEMO_MODEL, DemoModel
 from services.agent_runner.engine import RunEngine, RunJob
 from services.agent_runner.errors import BadRunRequest, DuplicateRun, InputTooLarge, RunError, RunnerDraining
@@ -57,6 +57,7 @@ class AgentRunnerApp(App):
         self.runner_settings = settings
         self.instance = self.runtime.instance_id
         self.catalog = load_catalog(settings)
+        self.processor = load_stream_processor(settings)
         self.run_metrics = RunnerMetrics(self.metrics.registry)
         self.pool = RunPool(settings.pool_size, settings.queue_size)
         self.run_metrics.pool_size.set(settings.pool_size)
@@ -113,7 +114,8 @@ class AgentRunnerApp(App):
                                        max_connections=s.provider_max_connections, timeout=s.max_timeout)
         self._engine = RunEngine(providers=self._providers, tools=self.catalog.tools,
                                  default_model=self.default_model, max_tool_output_bytes=s.max_tool_output_bytes,
-                                 metrics=self.run_metrics, instance=self.instance, demo=self.demo is not None)
+                                 metrics=self.run_metrics, instance=self.instance, demo=self.demo is not None,
+                                 processor=self.processor)
         await self._renew_lease()  # alive before taking work, so no reaper mistakes our first runs for orphans
         self._request_sub = await self.nc.subscribe(self.subjects.run_requests, queue=QUEUE_GROUP,
                                                     cb=self._on_request, pending_msgs_limit=-1)

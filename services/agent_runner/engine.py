@@ -33,8 +33,15 @@ from proto.runs import (
     handoff_tool_name,
 )
 from raaf.errors import ToolError
+from raaf.stream_processor import StreamProcessor
 from raaf.tools import Tool
-from services.agent_runner.errors import MaxTurnsExceeded, RunError, RunSuperseded, RunTimedOut
+from services.agent_runner.errors import (
+    MaxTurnsExceeded,
+    RunError,
+    RunSuperseded,
+    RunTimedOut,
+    StreamProcessorFailed,
+)
 from services.agent_runner.metrics import RunnerMetrics
 from services.agent_runner.provider import (
     CallArguments,
@@ -90,8 +97,10 @@ class RunEngine:
     """Executes runs; every outcome ends in exactly one terminal event (completed, failed or cancelled)."""
 
     def __init__(self, *, providers: ProviderPool, tools: Mapping[str, Tool], default_model: str,
-                 max_tool_output_bytes: int, metrics: RunnerMetrics, instance: str, demo: bool) -> None:
+                 max_tool_output_bytes: int, metrics: RunnerMetrics, instance: str, demo: bool,
+                 processor: StreamProcessor | None = None) -> None:
         self.instance = instance
+        self.processor = processor  # RAAF_STREAM_PROCESSOR: applied to every text delta before it is stored
         self.demo = demo
         self.providers = providers
         self.tools = tools
@@ -106,6 +115,13 @@ class RunEngine:
         """Run to the end and return the terminal event (None if another writer ended the run first)."""
         if job.cancel_reason is not None:  # cancelled before it was accepted
             return await self._end(job, RunCancelled, reason=job.cancel_reason)
+        try:
+            return await self._execute(job)
+        finally:
+            if self.processor is not None:
+                self.processor.end_stream(job.run_id)
+
+    async def _execute(self, job: RunJob) -> RunEvent | None:
         try:
             try:
                 async with asyncio.timeout(max(0.0, job.accepted_at + job.timeout - time.monotonic())) as scope:
@@ -189,6 +205,7 @@ class RunEngine:
     async def _turn(self, job: RunJob, agent: AgentSpec, messages: list[ChatCompletionMessageParam]) -> TurnEnd:
         """Stream one model turn into events; return how it ended (its text, tool calls, usage)."""
         writer = job.writer
+        shown: list[str] = []  # the turn's text as stored, after the stream processor
         pieces = stream_turn(self.providers.client(agent), model=self.model_of(agent), messages=messages,
                              tools=self._tool_schemas(agent, job.agents), agent=agent, policy=job.policy,
                              on_retry=self.metrics.retries.inc)
@@ -199,20 +216,40 @@ class RunEngine:
                 job.stop_if_asked()
                 match piece:
                     case TextPiece(text=text):
-                        await writer.emit(TextDelta, agent=agent.name, delta=text)
-                        now = time.monotonic()
-                        if job.last_text is None:
-                            self.metrics.first_token.observe(now - job.accepted_at)
-                        else:
-                            self.metrics.inter_token.observe(now - job.last_text)
-                        job.last_text = now
+                        for delta in await self._processed(job, agent, text, shown):
+                            await writer.emit(TextDelta, agent=agent.name, delta=delta)
+                            now = time.monotonic()
+                            if job.last_text is None:
+                                self.metrics.first_token.observe(now - job.accepted_at)
+                            else:
+                                self.metrics.inter_token.observe(now - job.last_text)
+                            job.last_text = now
                     case CallStart(call_id=call_id, name=name):
                         await writer.emit(ToolCallStarted, agent=agent.name, call_id=call_id, name=name)
                     case CallArguments(call_id=call_id, delta=delta):
                         await writer.emit(ToolCallDelta, call_id=call_id, delta=delta)
                     case TurnEnd():
-                        return piece
+                        if self.processor is None:
+                            return piece
+                        # The final output is the text the clients saw, processed (e.g. redacted) alike.
+                        return TurnEnd(text="".join(shown), calls=piece.calls, finish_reason=piece.finish_reason,
+                                       usage=piece.usage)
         raise RuntimeError("the model stream ended without its end")  # stream_turn always ends with TurnEnd
+
+    async def _processed(self, job: RunJob, agent: AgentSpec, text: str, shown: list[str]) -> list[str]:
+        """A model text delta as the deltas to store: itself, or what the stream processor makes of it."""
+        if self.processor is None:
+            shown.append(text)
+            return [text]
+        chunk = {"type": "run_text_delta", "seq": job.writer.seq + 1, "run_id": job.run_id, "agent": agent.name,
+                 "content": text, "tool_calls": None}
+        try:
+            processed = await self.processor.apply(chunk, job.run_id)
+        except Exception as exc:
+            raise StreamProcessorFailed(type(self.processor).__qualname__, exc) from exc
+        deltas = [p["content"] for p in processed if isinstance(p.get("content"), str) and p["content"]]
+        shown.extend(deltas)
+        return deltas
 
     async def _run_calls(self, job: RunJob, agent: AgentSpec, calls: list[PendingCall],
                          messages: list[ChatCompletionMessageParam]) -> str | None:

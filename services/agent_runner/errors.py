@@ -105,3 +105,15 @@ class AgentConfigError(RunError):
     """The agents file or tools module cannot be used (raised at startup)."""
 
     code = ErrorCode.BAD_REQUEST
+
+
+class StreamProcessorFailed(RunError):
+    """The configured ``RAAF_STREAM_PROCESSOR`` raised on a text delta: the run stops rather than publish
+    unprocessed text (a redacting processor must never be bypassed)."""
+
+    code = ErrorCode.INTERNAL
+
+    def __init__(self, processor: str, error: BaseException) -> None:
+        super().__init__(f"stream processor {processor} failed: {type(error).__name__}: {error}")
+        self.processor = processor
+        self.error = error

@@ -33,6 +33,9 @@ class AgentRunnerSettings:
     lease_ttl: float = 6.0  # a runner that stops renewing its lease this long is dead; its runs fail
     provider_max_connections: int = 1000
     demo_token_delay: float = 0.03
+    stream_processor: str | None = None  # "package.module:Class", a raaf.StreamProcessor applied to text deltas
+    chunk_size: int = 1024  # the most characters one stored text delta carries (the processor splits longer)
+    buffer_size: int = 8192  # the processor's per-run context window, characters
 
     @property
     def demo(self) -> bool:
@@ -67,4 +70,7 @@ class AgentRunnerSettings:
             provider_max_connections=env.integer("RUN_PROVIDER_MAX_CONNECTIONS", cls.provider_max_connections,
                                                  min=1, max=100_000),
             demo_token_delay=env.number("RUN_DEMO_TOKEN_DELAY", cls.demo_token_delay, min=0, max=10),
+            stream_processor=env.optional("RAAF_STREAM_PROCESSOR"),
+            chunk_size=env.integer("STREAMING_CHUNK_SIZE", cls.chunk_size, min=1, max=16 * 1024**2),
+            buffer_size=env.integer("STREAMING_BUFFER_SIZE", cls.buffer_size, min=0, max=64 * 1024**2),
         )
