@@ -103,7 +103,7 @@ class GatewayApp(App):
     # ---- lifecycle ----------------------------------------------------------------------------
 
     async def on_start(self) -> None:
-        self.hub.attach(self.nc)
+        self.hub.attach(self.nc, direct=self.gateway_settings.direct_delivery)
         await self.cluster.start(self.nc)
         self._broadcast_sub = await self.nc.subscribe(self.subjects.gateway_broadcast, cb=self._on_broadcast)
         self.spawn(self.cluster.run(), name="peers")

@@ -21,6 +21,7 @@ from nats.aio.subscription import Subscription
 from proto.gateway import ChannelMessage, Joined, Left, Member, channel_message_decoder, server_encoder
 from proto.subjects import InvalidNameError, Subjects, encode_token
 from services.gateway.connection import Connection
+from services.gateway.direct import DirectDelivery
 from services.gateway.errors import GatewayUnavailable, InvalidChannel
 from services.gateway.frames import Outgoing
 from shared.natsconn import barrier
@@ -69,6 +70,7 @@ class ChannelHub:
         self._by_subject: dict[str, Channel] = {}
         self._by_presence_subject: dict[str, Channel] = {}
         self._nc: NATS | None = None
+        self._direct: DirectDelivery | None = None
 
     @property
     def nc(self) -> NATS:
@@ -76,8 +78,10 @@ class ChannelHub:
             raise GatewayUnavailable("not connected to NATS")
         return self._nc
 
-    def attach(self, nc: NATS) -> None:
+    def attach(self, nc: NATS, direct: bool = True) -> None:
+        """Use ``nc``; ``direct`` delivers channel messages without nats-py's per-message queue and task."""
         self._nc = nc
+        self._direct = DirectDelivery(nc) if direct else None
 
     @property
     def subscription_count(self) -> int:
@@ -165,7 +169,10 @@ class ChannelHub:
         self.channels[name] = channel
         self._by_subject[subject] = channel
         try:
-            channel.sub = await self.nc.subscribe(subject, cb=self._on_message)
+            if self._direct is not None:
+                channel.sub = await self._direct.subscribe(subject, lambda data: self._fan_out(channel, data))
+            else:
+                channel.sub = await self.nc.subscribe(subject, cb=self._on_message)
             # Once the server has our SUB, a message published anywhere reaches us: then we ack.
             await self._flush()
         except BaseException as exc:
@@ -188,10 +195,15 @@ class ChannelHub:
         if channel.members or not channel.ready.is_set() or self.channels.get(channel.name) is not channel:
             return
         self._forget(channel)
-        for sub in (channel.sub, channel.presence_sub):
-            if sub is not None:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
+        if channel.sub is not None:
+            with contextlib.suppress(Exception):
+                if self._direct is not None:
+                    await self._direct.unsubscribe(channel.sub)
+                else:
+                    await channel.sub.unsubscribe()
+        if channel.presence_sub is not None:
+            with contextlib.suppress(Exception):
+                await channel.presence_sub.unsubscribe()
 
     def _forget(self, channel: Channel) -> None:
         if self.channels.get(channel.name) is channel:
@@ -200,17 +212,20 @@ class ChannelHub:
         self._by_presence_subject.pop(self.subjects.presence(channel.name), None)
 
     async def _on_message(self, msg: Msg) -> None:
+        channel = self._by_subject.get(msg.subject)
+        if channel is None:
+            return
         try:
-            self._fan_out(msg)
+            self._fan_out(channel, msg.data)
         except Exception:  # nats-py would only hand it to the error callback
             log.exception("fan-out failed on %s", msg.subject)
 
-    def _fan_out(self, msg: Msg) -> None:
-        channel = self._by_subject.get(msg.subject)
-        if channel is None or not channel.members:
+    def _fan_out(self, channel: Channel, data: bytes) -> None:
+        """Encode once, then write the same frame to every local subscriber."""
+        if not channel.members:
             return
         started = time.perf_counter()
-        out = Outgoing(envelope(msg.data, channel.name), "message")
+        out = Outgoing(envelope(data, channel.name), "message")
         for conn in tuple(channel.members):
             conn.deliver(out)
         self.counters.channel_messages += 1
@@ -260,8 +275,7 @@ def envelope(payload: bytes, channel: str) -> bytes:
             server_encoder.encode(payload.decode(errors="replace")))))
     if payload.startswith(_MESSAGE_PREFIX):
         try:
-            message = channel_message_decoder.decode(payload)
-            msgspec.json.decode(message.data)  # the data must be JSON too
+            message = channel_message_decoder.decode(payload)  # validates the JSON of ``data`` too
         except (msgspec.DecodeError, msgspec.ValidationError):
             pass
         else:
