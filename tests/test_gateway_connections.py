@@ -211,7 +211,7 @@ async def test_a_cut_off_consumer_that_never_reads_is_dropped_after_the_close_ti
                                        WEBSOCKET_ENABLE_COMPRESSION="false", WEBSOCKET_CLOSE_TIMEOUT="0.3"))
     assert isinstance(app, GatewayApp)
     async with aiohttp.ClientSession() as session:
-        stuck = await RawWebSocket.open("127.0.0.1", app.http_port)
+        stuck = await RawWebSocket.open("127.0.0.1", app.http_port, rcvbuf=65536)
         await stuck.read_frame()
         stuck.send_text(b'{"type":"subscribe","channel":"flood","id":"s"}')
         await stuck.read_frame()
