@@ -20,7 +20,7 @@ from nats.aio.subscription import Subscription
 
 from proto.gateway import ChannelMessage, Joined, Left, Member, channel_message_decoder, server_encoder
 from proto.subjects import InvalidNameError, Subjects, encode_token
-from services.gateway.connection import Connection
+from services.gateway.connection import Connection, fan_out
 from services.gateway.direct import DirectDelivery
 from services.gateway.errors import GatewayUnavailable, InvalidChannel
 from services.gateway.frames import Outgoing
@@ -45,7 +45,8 @@ def check_channel(name: str) -> str:
 
 
 class Channel:
-    __slots__ = ("error", "info", "listeners", "members", "name", "presence_sub", "ready", "sub", "subject")
+    __slots__ = ("error", "info", "listeners", "members", "name", "presence_ready", "presence_sub", "ready", "sub",
+                 "subject")
 
     def __init__(self, name: str, subject: str) -> None:
         self.name = name
@@ -55,6 +56,7 @@ class Channel:
         self.info: dict[Connection, dict[str, str]] = {}
         self.sub: Subscription | None = None
         self.presence_sub: Subscription | None = None
+        self.presence_ready: asyncio.Event | None = None  # set once the presence subscription is open (or failed)
         self.ready = asyncio.Event()
         self.error: BaseException | None = None
 
@@ -99,11 +101,8 @@ class ChannelHub:
             await channel.ready.wait()
             if channel.error is not None:
                 raise GatewayUnavailable(f"cannot subscribe: {channel.error}")
-        if presence and channel.presence_sub is None:
-            subject = self.subjects.presence(name)
-            channel.presence_sub = await self.nc.subscribe(subject, cb=self._on_presence)
-            self._by_presence_subject[subject] = channel
-            await self._flush()
+        if presence:
+            await self._open_presence(channel)
         if not conn.open or self.channels.get(name) is not channel:
             await self._close_if_empty(channel)
             return
@@ -183,6 +182,25 @@ class ChannelHub:
             channel.ready.set()
         return channel
 
+    async def _open_presence(self, channel: Channel) -> None:
+        """Subscribe to the channel's joined/left events once, however many join with presence at once."""
+        if channel.presence_ready is None:
+            ready = channel.presence_ready = asyncio.Event()
+            subject = self.subjects.presence(channel.name)
+            try:
+                channel.presence_sub = await self.nc.subscribe(subject, cb=self._on_presence)
+                self._by_presence_subject[subject] = channel
+                await self._flush()
+            except BaseException:
+                channel.presence_ready = None  # the next joiner tries again
+                raise
+            finally:
+                ready.set()
+        else:
+            await channel.presence_ready.wait()
+        if channel.presence_sub is None:
+            raise GatewayUnavailable("cannot subscribe to presence events")
+
     async def _flush(self) -> None:
         try:
             await barrier(self.nc, self.flush_timeout)
@@ -225,9 +243,8 @@ class ChannelHub:
         if not channel.members:
             return
         started = time.perf_counter()
-        out = Outgoing(envelope(data, channel.name), "message")
-        for conn in tuple(channel.members):
-            conn.deliver(out)
+        members = tuple(channel.members)  # a cut-off connection leaves the set later, never during the loop
+        fan_out(members, Outgoing(envelope(data, channel.name), "message"), members[0].ctx)
         self.counters.channel_messages += 1
         if self.metrics is not None:
             self.metrics.fanout_seconds.observe(time.perf_counter() - started)
