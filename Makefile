@@ -32,3 +32,11 @@ chaos: $(VENV)/.raaf-synced
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache var
+
+# Deployment (docs/deploy.md): the image, and the k8s PrometheusRule generated from deploy/prometheus/alerts.yml.
+.PHONY: image k8s-alerts
+image:
+	docker build -t raaf-streaming:$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml) -t raaf-streaming:latest .
+
+k8s-alerts: $(VENV)/.raaf-synced
+	$(PY) scripts/sync-k8s-alerts

@@ -38,3 +38,8 @@ __all__ = [
     "lifecycle_decoder",
     "lifecycle_encoder",
 ]
+
+# Application events (issue #5).
+from proto.events import Event, EventMessage, event_decoder, event_encoder, read_event
+
+__all__ += ["Event", "EventMessage", "event_decoder", "event_encoder", "read_event"]

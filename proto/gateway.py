@@ -8,7 +8,28 @@ from typing import Annotated
 import msgspec
 
 from proto.base import ClientRequest, Message
+from proto.chat_ws import ChatClientMessage, ChatServerMessage
 from proto.errors import Error
+from proto.events import EmitEvent, Event, EventHistory, SubscribeEvents, UnsubscribeEvents
+from proto.runs import (
+    AgentChanged,
+    AgentStream,
+    CancelAccepted,
+    CancelRunStream,
+    Handoff,
+    ResumeRun,
+    RunAccepted,
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+    RunQueued,
+    RunStarted,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+    ToolOutput,
+)
 
 # 1-200 characters, no control characters: the gateway checks (answering ``invalid_name``), not the schema.
 ChannelName = str
@@ -76,6 +97,14 @@ ClientMessage = (
     | Publish
     | Ping
     | PresenceQuery
+    | ChatClientMessage  # chat rooms (proto/chat_ws.py)
+    | AgentStream
+    | ResumeRun
+    | CancelRunStream
+
+    | SubscribeEvents
+    | UnsubscribeEvents
+    | EmitEvent
 )
 
 client_decoder = msgspec.json.Decoder(ClientMessage)
@@ -177,6 +206,24 @@ ServerMessage = (
     | Joined
     | Left
     | Presence
+    | ChatServerMessage  # chat rooms (proto/chat_ws.py)
+    | RunAccepted
+    | CancelAccepted
+    | RunQueued
+    | RunStarted
+    | TextDelta
+    | ToolCallStarted
+    | ToolCallDelta
+    | ToolCallFinished
+    | ToolOutput
+    | Handoff
+    | AgentChanged
+    | RunCompleted
+    | RunFailed
+    | RunCancelled
+
+    | Event
+    | EventHistory
 )
 
 server_encoder = msgspec.json.Encoder()

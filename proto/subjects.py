@@ -165,6 +165,25 @@ class Subjects:
     def job_lifecycle_all(self) -> str:
         return f"{self.prefix}.jobs.lifecycle.>"
 
+    # Jobs, per named queue: every other request to the scheduler, dispatch nudges, cancels, wake-ups.
+    @property
+    def job_requests(self) -> str:
+        return f"{self.prefix}.jobs.request"
+
+    def job_dispatch_queue(self, queue: str, job_type: str) -> str:
+        """Nudges for one job type of one named queue (workers listen in :meth:`job_workers_group`)."""
+        return f"{self.prefix}.jobs.dispatch.{encode_token(queue)}.{encode_token(job_type)}"
+
+    def job_workers_group(self, queue: str, job_type: str) -> str:
+        """The NATS queue group of one job type's workers."""
+        return f"{self.prefix}-workers-{encode_token(queue)}-{encode_token(job_type)}"
+
+    def job_cancel(self, queue: str) -> str:
+        return f"{self.prefix}.jobs.cancel.{encode_token(queue)}"
+
+    def job_wake(self, queue: str) -> str:
+        return f"{self.prefix}.jobs.wake.{encode_token(queue)}"
+
     # Service lifecycle and telemetry, listened to by the metrics service.
     def service_lifecycle(self, service: str) -> str:
         return f"{self.prefix}.svc.lifecycle.{encode_token(service)}"
@@ -183,6 +202,57 @@ class Subjects:
     # JetStream stream names (one per event store), derived from the prefix so deployments can share NATS.
     def stream_name(self, kind: str) -> str:
         return f"{self.prefix.upper().replace('-', '_')}_{kind.upper()}"
+
+    # Statistics: every instance answers ``service_stats`` (scatter-gather, no queue group); the metrics
+    # service answers the combined figures and the health of every instance.
+    @property
+    def service_stats(self) -> str:
+        return f"{self.prefix}.svc.stats"
+
+    @property
+    def cluster_stats(self) -> str:
+        return f"{self.prefix}.metrics.stats"
+
+    @property
+    def cluster_health(self) -> str:
+        return f"{self.prefix}.metrics.health"
+
+    # Agent runs (continued): cancel requests of every run, and the agents query.
+    @property
+    def run_cancel_all(self) -> str:
+        return f"{self.prefix}.runs.cancel.*"
+
+    @property
+    def run_agents(self) -> str:
+        """Request/reply: which agents the runners serve."""
+        return f"{self.prefix}.runs.agents"
+
+    # Chat (continued): the room directory and each room's log (stream ``chat``), and each room's feed
+    # (stream ``chat_feed``): conversation messages (capped at the history size) and answers being streamed.
+    @property
+    def chat_directory(self) -> str:
+        return f"{self.prefix}.chat.dir"
+
+    def chat_room_log(self, room_id: str) -> str:
+        return f"{self.prefix}.chat.log.{encode_token(room_id)}"
+
+    @property
+    def chat_room_logs_all(self) -> str:
+        return f"{self.prefix}.chat.log.*"
+
+    def chat_feed(self, room_id: str) -> str:
+        """Both feed subjects of one room (a filter for readers)."""
+        return f"{self.prefix}.chat.feed.{encode_token(room_id)}.*"
+
+    def chat_feed_messages(self, room_id: str) -> str:
+        return f"{self.prefix}.chat.feed.{encode_token(room_id)}.msg"
+
+    def chat_feed_answers(self, room_id: str) -> str:
+        return f"{self.prefix}.chat.feed.{encode_token(room_id)}.answer"
+
+    @property
+    def chat_feed_all(self) -> str:
+        return f"{self.prefix}.chat.feed.*.*"
 
     # Gateway: channel presence events, and gateway-to-gateway control (presence, stats, peers, broadcast).
     def presence(self, channel: str) -> str:

@@ -22,15 +22,63 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--data-dir", type=Path, default=Path("var"), help="where servers keep data and logs (./var)")
     up.add_argument("--host", default="127.0.0.1", help="interface to listen on (127.0.0.1)")
+    sub.add_parser(
+        "mock-openai",
+        help="serve the OpenAI-wire mock model (for demos and tests); see `raaf mock-openai --help`",
+        add_help=False,
+    )
+    stats = sub.add_parser(
+        "stats",
+        help="print the cluster's combined statistics (or --health)",
+        description="Print the seed's combined Streaming.stats (websocket_server, async_runner, background_processor, "
+        "message_queue, event_emitter, chat_system) summed over every replica, as the metrics service reports "
+        "them, or gathered from every instance directly when no metrics service runs. --health lists every "
+        "service instance with its readiness instead. Exit status 1 when NATS cannot be reached.",
+    )
+    stats.add_argument("--json", action="store_true", help="print JSON instead of text")
+    stats.add_argument("--health", action="store_true", help="list every instance and its /readyz result")
+    stats.add_argument("--nats-url", default=None, help="NATS servers (default: $NATS_URL or nats://127.0.0.1:4222)")
+    stats.add_argument("--prefix", default=None, help="subject prefix of the deployment ($RAAF_PREFIX or raaf)")
+    stats.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer (3)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["mock-openai"]:
+        from raaf.testing.openai_mock import main as mock_main
+
+        return mock_main(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="raaf: %(message)s")
     if args.command == "up":
         return asyncio.run(run_stack(Stack(data_dir=args.data_dir.resolve(), host=args.host)))
+    if args.command == "stats":
+        return _print_stats(args)
     return 2
+
+
+def _print_stats(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from raaf.errors import StreamingError
+    from raaf.stats import health, stats
+    from raaf.stats_report import render_health, render_stats
+
+    try:
+        if args.health:
+            cluster_health = asyncio.run(health(nats_url=args.nats_url, prefix=args.prefix, timeout=args.timeout))
+            text = (msgspec.json.format(msgspec.json.encode(cluster_health)).decode() if args.json
+                    else render_health(cluster_health))
+        else:
+            cluster_stats = asyncio.run(stats(nats_url=args.nats_url, prefix=args.prefix, timeout=args.timeout))
+            text = (msgspec.json.format(msgspec.json.encode(cluster_stats)).decode() if args.json
+                    else render_stats(cluster_stats))
+    except StreamingError as exc:
+        print(f"raaf stats: {exc}", file=sys.stderr)
+        return 1
+    print(text)
+    return 0
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any, ClassVar, Protocol
 
 import redis.asyncio as redis
@@ -16,6 +16,8 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 from nats.micro import add_service
+from nats.micro.request import Request as MicroRequest
+from nats.micro.service import EndpointStats
 from nats.micro.service import Service as MicroService
 
 from proto.lifecycle import ServiceStarted, ServiceStopping, lifecycle_encoder
@@ -26,6 +28,7 @@ from shared.metrics import RuntimeMetrics
 from shared.natsconn import NatsEvents, connect_nats
 from shared.redisconn import connect_redis
 from shared.settings import RuntimeSettings
+from shared.stats_responder import StatsResponder, StatsSnapshot
 
 VERSION = "0.1.0"
 
@@ -66,6 +69,7 @@ class App:
         self._stopped = False
         self._stop_lock = asyncio.Lock()
         self._started = False
+        self._stats_responder: StatsResponder | None = None
         self.http_port = self.runtime.http_port
         self.metrics.up.set_function(lambda: float(self._is_serving()))
 
@@ -82,6 +86,17 @@ class App:
         """Stop taking work and drain in-flight work; called once, before connections close."""
 
     def micro_metadata(self) -> dict[str, str]:
+        return {}
+
+    async def micro_endpoints(self, micro: MicroService) -> None:
+        """Add NATS micro endpoints; called once, right after the service registered with NATS micro."""
+
+    def stats(self) -> StatsSnapshot | Awaitable[StatsSnapshot]:
+        """This instance's figures by section, in the seed's shape (sync or async; see ``proto.stats``).
+
+        E.g. ``{"websocket_server": {"connections": 3, ...}}``; answered on ``Subjects.service_stats`` and
+        summed across replicas by the metrics service. The default reports no section.
+        """
         return {}
 
     # ---- connections -------------------------------------------------------------------------
@@ -154,13 +169,23 @@ class App:
         for config in self.streams():
             await ensure_stream(self._js, config)
         await self.on_start()
+        self._stats_responder = StatsResponder(
+            service=self.service, instance=self.runtime.instance_id, version=VERSION, http_url=self.http_url,
+            provider=self.stats, timeout=self.runtime.stats_timeout,
+        )
         self.micro = await add_service(
             self._nc,
             name=f"{self.runtime.prefix}-{self.service}",
             version=VERSION,
             description=f"RAAF Streaming {self.service}",
-            metadata={"instance": self.runtime.instance_id, "http": self.http_url, **self.micro_metadata()},
+            metadata={"instance": self.runtime.instance_id, "http": self.http_url, "prefix": self.runtime.prefix,
+                      "service": self.service, **self.micro_metadata()},
+            stats_handler=self._micro_stats_data,
         )
+        # Every instance answers (its own queue group): the metrics service gathers them all at once.
+        await self.micro.add_endpoint(name="stats", subject=self.subjects.service_stats,
+                                      queue_group=f"stats-{self.micro.id}", handler=self._answer_stats)
+        await self.micro_endpoints(self.micro)
         await self._announce(ServiceStarted(service=self.service, instance=self.runtime.instance_id,
                                            version=VERSION, http_url=self.http_url, at=time.time()))
         self.log.info("started", extra={"http": self.http_url, "nats": self.runtime.nats_url})
@@ -227,6 +252,16 @@ class App:
             if server is not None and server.sockets:
                 return int(server.sockets[0].getsockname()[1])
         return self.runtime.http_port
+
+    async def _answer_stats(self, request: MicroRequest) -> None:
+        assert self._stats_responder is not None
+        await request.respond(await self._stats_responder.reply_bytes())
+
+    def _micro_stats_data(self, endpoint: EndpointStats) -> object:
+        # `nats micro stats` shows the figures of the last answer on the stats endpoint.
+        if endpoint.name == "stats" and self._stats_responder is not None:
+            return self._stats_responder.last
+        return None
 
     async def _announce(self, event: ServiceStarted | ServiceStopping) -> None:
         if self._nc is not None and self._nc.is_connected:

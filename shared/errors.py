@@ -17,5 +17,13 @@ class SettingsError(RuntimeError_):
         self.reason = reason
 
 
+class RunIdTaken(RuntimeError_):
+    """A run's first event could not be stored: its subject already holds events (the id was used before)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run id {run_id!r} was used before")
+        self.run_id = run_id
+
+
 class StackError(RuntimeError_):
     """A local server (nats-server, valkey-server) could not be found or started."""

@@ -141,13 +141,25 @@ class NatsServer(ServerProcess):
     name = "nats-server"
 
     def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1",
-                 monitor_port: int | None = None) -> None:
+                 monitor_port: int | None = None, max_file_store: str | None = None,
+                 max_memory_store: str | None = None) -> None:
         super().__init__(data_dir, port, host)
         self.monitor_port = monitor_port
+        # JetStream reserves each stream's max_bytes up front against these limits (defaults: a share of the
+        # free disk and memory); a test server that provisions hundreds of streams raises them.
+        self.max_file_store = max_file_store
+        self.max_memory_store = max_memory_store
 
     def command(self) -> list[str]:
         cmd = [find_nats_server(), "-js", "-a", self.host, "-p", str(self.port),
                "-sd", str(self.data_dir / "jetstream"), "--server_name", f"raaf-local-{self.port}"]
+        if self.max_file_store or self.max_memory_store:
+            limits = "".join(f"  {key}: {value}\n" for key, value in
+                             (("max_file_store", self.max_file_store), ("max_memory_store", self.max_memory_store))
+                             if value)
+            config = self.data_dir / "jetstream-limits.conf"
+            config.write_text(f"jetstream {{\n{limits}}}\n")  # store_dir comes from -sd
+            cmd += ["-c", str(config)]
         if self.monitor_port:
             cmd += ["-m", str(self.monitor_port)]
         return cmd

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
@@ -37,10 +38,12 @@ async def connect_nats(
     events: NatsEvents | None = None,
     stop: asyncio.Event | None = None,
     max_initial_wait: float = 5.0,
+    options: Mapping[str, Any] | None = None,
 ) -> NATS:
     """Connect, retrying the first connection forever (capped exponential backoff with jitter).
 
     Once connected, nats-py reconnects on its own forever; ``stop`` aborts the initial retry loop.
+    ``options`` are passed on to ``nats.connect`` (e.g. ``skip_subject_validation``, ``pending_size``).
     """
     events = events or NatsEvents()
 
@@ -74,6 +77,7 @@ async def connect_nats(
                 disconnected_cb=disconnected,
                 reconnected_cb=reconnected,
                 error_cb=error,
+                **(options or {}),
             )
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             attempt += 1

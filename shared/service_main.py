@@ -24,7 +24,11 @@ def run_service(name: str, load_settings: Callable[[], S], make_app: Callable[[S
         return 2
     runtime = settings.runtime
     configure_logging(name, runtime.instance_id, runtime.log_level, runtime.log_format)
-    app = make_app(settings)
+    try:
+        app = make_app(settings)  # may load files or modules the settings name
+    except SettingsError as exc:
+        print(f"raaf-{name}: {exc}", file=sys.stderr)
+        return 2
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(app.run())
     return 0

@@ -123,6 +123,7 @@ class RuntimeSettings:
     nats_ping_interval: float = 10.0
     jetstream_replicas: int = 1
     instance_id: str = ""
+    stats_timeout: float = 2.0
 
     @classmethod
     def from_env(cls, env: Env, *, default_http_port: int) -> RuntimeSettings:
@@ -145,4 +146,5 @@ class RuntimeSettings:
             nats_ping_interval=env.number("NATS_PING_INTERVAL", cls.nats_ping_interval, min=1, max=600),
             jetstream_replicas=env.integer("JETSTREAM_REPLICAS", cls.jetstream_replicas, min=1, max=5),
             instance_id=env.string("INSTANCE_ID", default_instance_id()),
+            stats_timeout=env.number("STATS_TIMEOUT", cls.stats_timeout, min=0.01, max=60),
         )

@@ -22,8 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    """One nats-server -js for the session; tests use unique subjects and must not kill it."""
-    server = NatsServer(tmp_path_factory.mktemp("nats"))
+    """One nats-server -js for the session; tests use unique subjects and must not kill it.
+
+    Every test prefix provisions its own streams, each reserving its max_bytes: allow far more than one disk.
+    """
+    server = NatsServer(tmp_path_factory.mktemp("nats"), max_file_store="10TB", max_memory_store="8GB")
     server.start()
     yield server
     server.stop()
@@ -141,3 +144,8 @@ def service_process(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     yield make
     for proc in procs:
         proc.kill()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--run-chaos`` (used by ``make chaos``): run the ``chaos``-marked rounds too."""
+    parser.addoption("--run-chaos", action="store_true", default=False, help="run @pytest.mark.chaos tests")

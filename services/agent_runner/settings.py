@@ -1,4 +1,4 @@
-"""Agent-runner settings from the environment (the seed's ``ASYNC_*`` / ``STREAMING_*`` names)."""
+"""Agent-runner settings from the environment (the seed's ``ASYNC_*`` / ``STREAMING_*`` names, then ``RUN_*``)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,33 @@ from shared.settings import Env, RuntimeSettings
 @dataclass(frozen=True, kw_only=True)
 class AgentRunnerSettings:
     runtime: RuntimeSettings
-    pool_size: int = 20
-    queue_size: int = 1000
-    timeout: float = 60.0
+    pool_size: int = 20  # runs executing at once
+    queue_size: int = 1000  # accepted runs waiting for a slot; beyond: ``overloaded``
+    timeout: float = 60.0  # default per-run timeout, seconds from acceptance
+    max_timeout: float = 600.0  # the most a request may ask for
     openai_api_key: str | None = None
     openai_base_url: str | None = None
+    agents_file: str | None = None  # TOML or JSON declaring agents
+    tools_module: str | None = None  # importable module whose functions are the tools
+    default_model: str = "gpt-4o-mini"
+    max_turns: int = 10
+    retry_count: int = 3  # provider retries before the first token
+    retry_delay: float = 1.0  # first backoff; doubles per attempt
+    retry_max_delay: float = 30.0
+    max_retry_count: int = 10  # the most a request may ask for
+    max_input_bytes: int = 256 * 1024  # a run request's encoded size (input, history, inline agents)
+    max_inline_agents: int = 16
+    max_tool_output_bytes: int = 64 * 1024  # longer tool results are cut before the model sees them
+    events_max_age: float = 24 * 3600.0  # how long run events stay in JetStream
+    events_max_bytes: int = -1
+    lease_ttl: float = 6.0  # a runner that stops renewing its lease this long is dead; its runs fail
+    provider_max_connections: int = 1000
+    demo_token_delay: float = 0.03
+
+    @property
+    def demo(self) -> bool:
+        """No LLM configured: answer with the offline demo model."""
+        return self.openai_api_key is None and self.openai_base_url is None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AgentRunnerSettings:
@@ -25,6 +47,24 @@ class AgentRunnerSettings:
             pool_size=env.integer("ASYNC_POOL_SIZE", cls.pool_size, min=1, max=100_000),
             queue_size=env.integer("ASYNC_QUEUE_SIZE", cls.queue_size, min=0, max=1_000_000),
             timeout=env.number("STREAMING_TIMEOUT", cls.timeout, min=0.1),
+            max_timeout=env.number("RUN_MAX_TIMEOUT", cls.max_timeout, min=0.1),
             openai_api_key=env.optional("OPENAI_API_KEY"),
             openai_base_url=env.optional("OPENAI_BASE_URL"),
+            agents_file=env.optional("RAAF_AGENTS_FILE"),
+            tools_module=env.optional("RAAF_TOOLS_MODULE"),
+            default_model=env.string("RAAF_DEFAULT_MODEL", cls.default_model),
+            max_turns=env.integer("RUN_MAX_TURNS", cls.max_turns, min=1, max=1000),
+            retry_count=env.integer("RUN_RETRY_COUNT", cls.retry_count, min=0, max=100),
+            retry_delay=env.number("RUN_RETRY_DELAY", cls.retry_delay, min=0, max=600),
+            retry_max_delay=env.number("RUN_RETRY_MAX_DELAY", cls.retry_max_delay, min=0, max=3600),
+            max_retry_count=env.integer("RUN_MAX_RETRY_COUNT", cls.max_retry_count, min=0, max=100),
+            max_input_bytes=env.integer("RUN_MAX_INPUT_BYTES", cls.max_input_bytes, min=64, max=64 * 1024**2),
+            max_inline_agents=env.integer("RUN_MAX_INLINE_AGENTS", cls.max_inline_agents, min=0, max=1000),
+            max_tool_output_bytes=env.integer("RUN_MAX_TOOL_OUTPUT_BYTES", cls.max_tool_output_bytes, min=64),
+            events_max_age=env.number("RUN_EVENTS_MAX_AGE", cls.events_max_age, min=1),
+            events_max_bytes=env.integer("RUN_EVENTS_MAX_BYTES", cls.events_max_bytes, min=-1),
+            lease_ttl=env.number("RUN_LEASE_TTL", cls.lease_ttl, min=1, max=600),
+            provider_max_connections=env.integer("RUN_PROVIDER_MAX_CONNECTIONS", cls.provider_max_connections,
+                                                 min=1, max=100_000),
+            demo_token_delay=env.number("RUN_DEMO_TOKEN_DELAY", cls.demo_token_delay, min=0, max=10),
         )

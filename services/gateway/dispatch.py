@@ -150,7 +150,7 @@ class MessageHandler:
                 for extension in self.gateway.extensions:
                     if await extension.handle(conn, message):
                         return
-                raise UnknownMessageType(message.__struct_config__.tag)
+                raise UnknownMessageType(str(message.__struct_config__.tag))
 
     async def subscribe(self, conn: Connection, message: Subscribe) -> None:
         name = self._allowed_channel(conn, message.channel)

@@ -158,3 +158,38 @@ class GatewayUnavailable(GatewayError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"gateway unavailable: {reason}")
         self.reason = reason
+
+
+# ---- events (the event bus extension) --------------------------------------------------------------
+
+
+class InvalidEventName(GatewayError):
+    """An event name or listener pattern that cannot be a subject."""
+
+    code = ErrorCode.INVALID_NAME
+    http_status = 400
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"invalid event name or pattern {name!r}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+class TooManyEventPatterns(GatewayError):
+    """The gateway already listens on ``EVENTS_MAX_PATTERNS`` distinct event patterns."""
+
+    code = ErrorCode.LIMIT_EXCEEDED
+    http_status = 429
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"this gateway already serves {limit} distinct event patterns (EVENTS_MAX_PATTERNS)")
+        self.limit = limit
+
+
+class NotSubscribedToEvents(GatewayError):
+    code = ErrorCode.NOT_FOUND
+    http_status = 404
+
+    def __init__(self, pattern: str) -> None:
+        super().__init__(f"not subscribed to events {pattern!r}")
+        self.pattern = pattern

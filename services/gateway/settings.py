@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.gateway.runs_settings import RunRouteSettings
 from shared.errors import SettingsError
 from shared.settings import Env, RuntimeSettings
 
@@ -61,6 +62,7 @@ class GatewaySettings:
     # Features.
     enable_sse: bool = True
     chat_page: bool = True
+    runs: RunRouteSettings = field(default_factory=RunRouteSettings)  # GATEWAY_RUN_* (services/gateway/runs.py)
 
     @property
     def auth_required(self) -> bool:
@@ -115,6 +117,7 @@ class GatewaySettings:
             direct_delivery=env.boolean("GATEWAY_DIRECT_DELIVERY", cls.direct_delivery),
             enable_sse=env.boolean("STREAMING_ENABLE_SSE", cls.enable_sse),
             chat_page=env.boolean("GATEWAY_CHAT_PAGE", cls.chat_page),
+            runs=RunRouteSettings.from_env(env.environ),
         )
         if settings.auth_mode == "jwt" and not (settings.jwt_secret or settings.jwt_public_key):
             raise SettingsError("GATEWAY_AUTH_MODE", "jwt", "needs GATEWAY_JWT_SECRET or GATEWAY_JWT_PUBLIC_KEY")

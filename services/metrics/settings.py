@@ -11,7 +11,13 @@ from shared.settings import Env, RuntimeSettings
 @dataclass(frozen=True, kw_only=True)
 class MetricsSettings:
     runtime: RuntimeSettings
-    discovery_interval: float = 5.0
+    discovery_interval: float = 5.0  # seconds between $SRV.PING rounds (and background health checks)
+    gather_timeout: float = 1.0  # how long a /stats gather waits for instances that have not answered
+    health_timeout: float = 1.0  # per-instance /readyz timeout
+    health_concurrency: int = 64  # /readyz requests in flight at once
+    instance_ttl: float = 30.0  # an instance not seen for this long is forgotten
+    max_instances: int = 1000  # instances tracked and answers gathered at most
+    observe_events: bool = True  # count messages and bytes on the application event subjects
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> MetricsSettings:
@@ -19,4 +25,11 @@ class MetricsSettings:
         return cls(
             runtime=RuntimeSettings.from_env(env, default_http_port=9100),
             discovery_interval=env.number("METRICS_DISCOVERY_INTERVAL", cls.discovery_interval, min=0.1),
+            gather_timeout=env.number("METRICS_GATHER_TIMEOUT", cls.gather_timeout, min=0.01, max=60),
+            health_timeout=env.number("METRICS_HEALTH_TIMEOUT", cls.health_timeout, min=0.01, max=60),
+            health_concurrency=env.integer("METRICS_HEALTH_CONCURRENCY", cls.health_concurrency, min=1,
+                                           max=10_000),
+            instance_ttl=env.number("METRICS_INSTANCE_TTL", cls.instance_ttl, min=0.1),
+            max_instances=env.integer("METRICS_MAX_INSTANCES", cls.max_instances, min=1, max=100_000),
+            observe_events=env.boolean("METRICS_OBSERVE_EVENTS", cls.observe_events),
         )

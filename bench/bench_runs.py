@@ -1,0 +1,279 @@
+"""Streamed runs through the whole platform beside the ``openai`` client straight to the mock, in the same run.
+
+Usage: ``python bench/bench_runs.py [--streams N] [--tokens T] [--token-delay D] [--concurrent C] [--cancels K]``.
+
+Starts nats-server -js, the OpenAI mock (its own process, fixed token rate), one agent-runner and one gateway,
+then measures, interleaving the two paths so machine noise hits both alike:
+
+* time to first token (TTFT) and inter-token gaps of ``N`` sequential streams: ``openai`` -> gateway
+  ``/v1/chat/completions`` -> NATS -> agent-runner -> ``openai`` -> mock, and back; the anchor is the same
+  ``openai`` client streaming straight from the mock. Goal: added TTFT p50 <= 5 ms, p99 <= 20 ms; added
+  inter-token p99 <= 2 ms.
+* ``C`` concurrent streams (default 1,000) on the one agent-runner process, through the platform, beside
+  ``C`` concurrent streams straight to the mock: all must complete; TTFT and gaps under load.
+* cancel: ``K`` runs cancelled after their first token (REST cancel -> ``run_cancelled`` on the SSE stream).
+  Goal: p99 <= 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import httpx2
+import openai
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from proto.openai_compat import stream_frame_decoder  # noqa: E402
+from shared.localstack import NatsServer, free_port  # noqa: E402
+
+decode_chunk = stream_frame_decoder.decode
+
+
+@dataclass
+class Timings:
+    ttft: list[float] = field(default_factory=list)
+    gaps: list[float] = field(default_factory=list)
+    failures: int = 0
+
+
+def pct(values: list[float], p: int) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
+
+
+def ms(value: float) -> str:
+    return f"{value * 1000:8.2f} ms"
+
+
+async def one_stream(client: openai.AsyncOpenAI, model: str, prompt: str, into: Timings) -> None:
+    started = time.perf_counter()
+    last: float | None = None
+    try:
+        stream = await client.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}],
+                                                      stream=True, stream_options={"include_usage": True})
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                now = time.perf_counter()
+                if last is None:
+                    into.ttft.append(now - started)
+                else:
+                    into.gaps.append(now - last)
+                last = now
+    except openai.APIError:
+        into.failures += 1
+
+
+def client_for(base_url: str, connections: int) -> openai.AsyncOpenAI:
+    limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
+    http = openai.DefaultAsyncHttpxClient(limits=limits, timeout=httpx2.Timeout(120, connect=30))
+    return openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0, http_client=http)
+
+
+async def sequential(direct: openai.AsyncOpenAI, platform: openai.AsyncOpenAI, prompt: str, streams: int
+                     ) -> tuple[Timings, Timings]:
+    anchor, ours = Timings(), Timings()
+    for _ in range(3):  # warm both paths (connections, JIT-less caches, the runner's first client)
+        await one_stream(direct, "gpt-4o-mini", prompt, Timings())
+        await one_stream(platform, "assistant", prompt, Timings())
+    for i in range(streams):
+        pair: list[tuple[openai.AsyncOpenAI, str, Timings]] = [(direct, "gpt-4o-mini", anchor),
+                                                               (platform, "assistant", ours)]
+        for client, model, into in pair if i % 2 == 0 else reversed(pair):
+            await one_stream(client, model, prompt, into)
+    return anchor, ours
+
+
+async def raw_stream(http: aiohttp.ClientSession, url: str, model: str, prompt: str, into: Timings) -> None:
+    """One streamed completion read with aiohttp and msgspec: a client light enough that 1,000 of them in one
+    process measure the servers, not the client (the ``openai`` client's per-chunk models would dominate)."""
+    body = {"model": model, "stream": True, "messages": [{"role": "user", "content": prompt}]}
+    started = time.perf_counter()
+    last: float | None = None
+    try:
+        async with http.post(f"{url}/chat/completions", json=body) as resp:
+            if resp.status != 200:
+                into.failures += 1
+                return
+            async for line in resp.content:
+                if not line.startswith(b"data: {"):
+                    continue
+                chunk = decode_chunk(line[6:])
+                if chunk.choices and chunk.choices[0].delta.content:
+                    now = time.perf_counter()
+                    if last is None:
+                        into.ttft.append(now - started)
+                    else:
+                        into.gaps.append(now - last)
+                    last = now
+    except aiohttp.ClientError:
+        into.failures += 1
+
+
+async def concurrent(url: str, model: str, prompt: str, count: int) -> tuple[Timings, float]:
+    into = Timings()
+    connector = aiohttp.TCPConnector(limit=count + 10)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(raw_stream(http, url, model, prompt, into) for _ in range(count)))
+        return into, time.perf_counter() - started
+
+
+async def cancels(gateway: str, count: int) -> list[float]:
+    """Start a run (SSE), and after its first token time ``POST .../cancel`` until ``run_cancelled`` arrives."""
+    took: list[float] = []
+    async with aiohttp.ClientSession() as http:
+        for _ in range(count):
+            body = {"agent": "assistant", "input": " ".join(["long"] * 400), "stream": True}
+            async with http.post(f"{gateway}/v1/runs", json=body) as resp:
+                run_id = None
+                asked = 0.0
+                async for line in resp.content:
+                    if not line.startswith(b"data: "):
+                        continue
+                    event = json.loads(line[6:])
+                    run_id = event["run_id"]
+                    if event["type"] == "run_text_delta" and not asked:
+                        asked = time.perf_counter()
+                        async with http.post(f"{gateway}/v1/runs/{run_id}/cancel") as cancel:
+                            assert cancel.status == 202, await cancel.text()
+                    elif event["type"] == "run_cancelled":
+                        took.append(time.perf_counter() - asked)
+                        break
+                    elif event["type"] in ("run_completed", "run_failed"):
+                        raise RuntimeError(f"run ended with {event['type']} instead of being cancelled")
+    return took
+
+
+def start(module: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, *module], env={**os.environ, **env}, cwd=ROOT, stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
+async def wait_http(url: str, ok: Callable[[aiohttp.ClientResponse], Awaitable[bool]], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            try:
+                async with http.get(url) as resp:
+                    if await ok(resp):
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} not up within {timeout}s")
+
+
+async def main(args: argparse.Namespace) -> int:
+    work = Path(tempfile.mkdtemp(prefix="bench-runs-"))
+    nats_server = NatsServer(work / "nats")
+    nats_server.start()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        mock_port, runner_port, gateway_port = free_port(), free_port(), free_port()
+        procs.append(start(["-m", "raaf.testing.openai_mock", "--port", str(mock_port), "--token-delay",
+                            str(args.token_delay), "--no-record-requests"], {}, work / "mock.log"))
+        mock = f"http://127.0.0.1:{mock_port}/v1"
+        common = {"NATS_URL": nats_server.url, "RAAF_PREFIX": "bench", "LOG_LEVEL": "warning",
+                  "HTTP_HOST": "127.0.0.1"}
+        procs.append(start(["-m", "services.agent_runner"], {
+            **common, "HTTP_PORT": str(runner_port), "OPENAI_BASE_URL": mock, "ASYNC_POOL_SIZE": str(
+                max(args.concurrent, 20)), "ASYNC_QUEUE_SIZE": str(args.concurrent),
+            "RUN_PROVIDER_MAX_CONNECTIONS": str(args.concurrent + 10), "STREAMING_TIMEOUT": "300"},
+            work / "runner.log"))
+        procs.append(start(["-m", "services.gateway"], {
+            **common, "WEBSOCKET_HOST": "127.0.0.1", "WEBSOCKET_PORT": str(gateway_port),
+            "WEBSOCKET_MAX_CONNECTIONS": str(args.concurrent * 2)}, work / "gateway.log"))
+        gateway = f"http://127.0.0.1:{gateway_port}"
+
+        async def ready(resp: aiohttp.ClientResponse) -> bool:
+            return resp.status == 200
+
+        await wait_http(f"{mock}/models", ready)
+        await wait_http(f"http://127.0.0.1:{runner_port}/readyz", ready)
+        await wait_http(f"{gateway}/readyz", ready)
+        prompt = " ".join(f"w{i}" for i in range(args.tokens - 2))  # the mock echoes "You said: <prompt>"
+        direct = client_for(mock, args.concurrent + 10)
+        platform = client_for(f"{gateway}/v1", args.concurrent + 10)
+
+        print(f"# bench_runs: mock at {1 / args.token_delay:.0f} tokens/s, {args.tokens} tokens per stream, "
+              f"one agent-runner, one gateway, nats-server -js; {os.cpu_count()} CPUs")
+        anchor, ours = await sequential(direct, platform, prompt, args.streams)
+        print(f"\n## {args.streams} sequential streams (openai client -> mock | -> platform -> mock)")
+        print(f"{'figure':<26}{'platform':>14}{'anchor':>14}{'added':>14}{'goal':>12}")
+        rows = [("TTFT p50", pct(ours.ttft, 50), pct(anchor.ttft, 50), 0.005),
+                ("TTFT p99", pct(ours.ttft, 99), pct(anchor.ttft, 99), 0.020),
+                ("inter-token p50", pct(ours.gaps, 50), pct(anchor.gaps, 50), None),
+                ("inter-token p99", pct(ours.gaps, 99), pct(anchor.gaps, 99), 0.002)]
+        for name, value, base, goal in rows:
+            added = value - base
+            verdict = "" if goal is None else ("  met" if added <= goal else "  NOT met")
+            goal_text = "" if goal is None else f"<= {goal * 1000:g} ms"
+            print(f"{name:<26}{ms(value):>14}{ms(base):>14}{ms(added):>14}{goal_text:>12}{verdict}")
+        print(f"failures: platform {ours.failures}, anchor {anchor.failures}")
+
+        tokens = " ".join(f"c{i}" for i in range(args.tokens))
+        rule = {"match": {"user_contains": "concurrent"}, "script": {"text": tokens, "token_delay": args.load_delay}}
+        async with aiohttp.ClientSession() as http, http.post(f"{mock.removesuffix('/v1')}/_mock/rules",
+                                                                json=rule) as resp:
+            assert resp.status == 201, await resp.text()
+        print(f"\n## {args.concurrent} concurrent streams on one agent-runner process "
+              f"({1 / args.load_delay:.0f} tokens/s each; light aiohttp clients on both paths)")
+        load_anchor, anchor_wall = await concurrent(mock, "gpt-4o-mini", "concurrent", args.concurrent)
+        load, wall = await concurrent(f"{gateway}/v1", "assistant", "concurrent", args.concurrent)
+        completed = len(load.ttft)
+        print(f"{'figure':<26}{'platform':>14}{'anchor':>14}{'added':>14}")
+        for name, value, base in [("TTFT p50", pct(load.ttft, 50), pct(load_anchor.ttft, 50)),
+                                  ("TTFT p99", pct(load.ttft, 99), pct(load_anchor.ttft, 99)),
+                                  ("inter-token p50", pct(load.gaps, 50), pct(load_anchor.gaps, 50)),
+                                  ("inter-token p99", pct(load.gaps, 99), pct(load_anchor.gaps, 99)),
+                                  ("wall time", wall, anchor_wall)]:
+            print(f"{name:<26}{ms(value):>14}{ms(base):>14}{ms(value - base):>14}")
+        print(f"streams that produced tokens: platform {completed}/{args.concurrent} (failures {load.failures}), "
+              f"anchor {len(load_anchor.ttft)}/{args.concurrent} (failures {load_anchor.failures})")
+
+        took = await cancels(gateway, args.cancels)
+        print(f"\n## cancel ({args.cancels} runs cancelled after their first token; REST cancel -> run_cancelled)")
+        print(f"cancel p50 {ms(pct(took, 50))}   p99 {ms(pct(took, 99))}   goal p99 <= 100 ms"
+              f"{'  met' if pct(took, 99) <= 0.1 else '  NOT met'}")
+        await direct.close()
+        await platform.close()
+        return 0
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        nats_server.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--streams", type=int, default=100, help="sequential streams per path (default 100)")
+    parser.add_argument("--tokens", type=int, default=20, help="tokens per stream (default 20)")
+    parser.add_argument("--token-delay", type=float, default=0.01, help="mock seconds per token (default 0.01)")
+    parser.add_argument("--concurrent", type=int, default=1000, help="concurrent streams (default 1000)")
+    parser.add_argument("--cancels", type=int, default=100, help="runs to cancel (default 100)")
+    parser.add_argument("--load-delay", type=float, default=0.05,
+                        help="mock seconds per token in the concurrent round (default 0.05)")
+    sys.exit(asyncio.run(main(parser.parse_args())))

@@ -1,0 +1,103 @@
+"""What a streamed run yields (``RunChunk``) and what a finished run returns (``RunResult``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from proto.runs import (
+    RunCompleted,
+    RunEvent,
+    TextDelta,
+    ToolCallFinished,
+    ToolOutput,
+    Usage,
+)
+
+
+@dataclass(frozen=True)
+class ToolCallInfo:
+    """A tool call the model made: its complete JSON ``arguments``, and ``output`` once the tool ran."""
+
+    id: str
+    name: str
+    arguments: str
+    output: str | None = None
+    is_error: bool = False
+
+
+@dataclass(frozen=True)
+class RunChunk:
+    """One event of a streamed run, the way the seed's chunks read: ``content`` is the text it adds (or
+    None), ``tool_calls`` the calls it completes or reports (or None); ``event`` is the typed run event."""
+
+    event: RunEvent
+    content: str | None = None
+    tool_calls: list[ToolCallInfo] | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.event.run_id
+
+    @property
+    def seq(self) -> int:
+        return self.event.seq
+
+    @property
+    def type(self) -> str:
+        return str(type(self.event).__struct_config__.tag)
+
+    def __getitem__(self, key: str) -> Any:
+        """``chunk["content"]``, as the seed's hash chunks are read."""
+        return getattr(self, key)
+
+    @classmethod
+    def of(cls, event: RunEvent) -> RunChunk:
+        match event:
+            case TextDelta(delta=delta):
+                return cls(event, content=delta)
+            case ToolCallFinished(call_id=call_id, name=name, arguments=arguments):
+                return cls(event, tool_calls=[ToolCallInfo(call_id, name, arguments)])
+            case ToolOutput(call_id=call_id, name=name, output=output, is_error=is_error):
+                return cls(event, tool_calls=[ToolCallInfo(call_id, name, "", output, is_error)])
+            case _:
+                return cls(event)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A completed run: ``output`` is the final answer; ``messages`` reads like the seed's ``result.messages``."""
+
+    run_id: str
+    input: str
+    output: str
+    agent: str
+    usage: Usage
+    turns: int
+    events: list[RunEvent] = field(default_factory=list)
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        return [{"role": "user", "content": self.input}, {"role": "assistant", "content": self.output}]
+
+    @property
+    def final_output(self) -> str:
+        return self.output
+
+    @property
+    def tool_calls(self) -> list[ToolCallInfo]:
+        outputs = {e.call_id: e for e in self.events if isinstance(e, ToolOutput)}
+        calls = []
+        for event in self.events:
+            if isinstance(event, ToolCallFinished):
+                out = outputs.get(event.call_id)
+                calls.append(ToolCallInfo(event.call_id, event.name, event.arguments,
+                                          out.output if out else None, out.is_error if out else False))
+        return calls
+
+    @classmethod
+    def of(cls, input: str, events: list[RunEvent]) -> RunResult:
+        final = events[-1]
+        assert isinstance(final, RunCompleted)
+        return cls(run_id=final.run_id, input=input, output=final.output, agent=final.agent, usage=final.usage,
+                   turns=final.turns, events=events)

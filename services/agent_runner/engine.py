@@ -1,0 +1,270 @@
+"""The agent loop of one run: stream a turn, run its tool calls, follow handoffs, until a final answer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgspec
+from openai.types.chat import ChatCompletionMessageParam
+
+from proto.errors import ErrorCode
+from proto.runs import (
+    AgentChanged,
+    AgentSpec,
+    Handoff,
+    RunCancelled,
+    RunCompleted,
+    RunEvent,
+    RunFailed,
+    RunRequest,
+    RunStarted,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+    ToolOutput,
+    Usage,
+    handoff_tool_name,
+)
+from raaf.errors import ToolError
+from raaf.tools import Tool
+from services.agent_runner.errors import MaxTurnsExceeded, RunError, RunSuperseded, RunTimedOut
+from services.agent_runner.metrics import RunnerMetrics
+from services.agent_runner.provider import (
+    CallArguments,
+    CallStart,
+    PendingCall,
+    ProviderPool,
+    RetryPolicy,
+    TextPiece,
+    TurnEnd,
+    stream_turn,
+)
+from services.agent_runner.writer import RunWriter
+
+log = logging.getLogger("raaf.agent-runner.engine")
+_encoder: Final = msgspec.json.Encoder()
+# How long the terminal event may take to store after a cancel, timeout or failure (JetStream reconnecting).
+TERMINAL_PATIENCE: Final = 30.0
+
+
+@dataclass(eq=False)
+class RunJob:
+    """One accepted run: what was asked, the agents it may use, its deadline and how it is being stopped."""
+
+    request: RunRequest
+    agents: Mapping[str, AgentSpec]
+    writer: RunWriter
+    timeout: float
+    max_turns: int
+    policy: RetryPolicy
+    accepted_at: float = field(default_factory=time.monotonic)
+    place: asyncio.Future[None] | None = None  # a queue place to wait on before starting (None: started)
+    holds_slot: bool = False  # whether the run holds a pool slot the runner must give back
+    cancel_reason: str | None = None  # set by a cancel request before the task is cancelled
+    shutdown_reason: str | None = None  # set when the runner stops before the run could finish
+    task: asyncio.Task[Any] | None = None  # the task executing the run: what a cancel cancels
+    lifecycle: asyncio.Task[Any] | None = None  # the task that accepts, executes and cleans up the run
+    accepted: bool = False  # the requester was told; from now on a cancel cancels ``task``
+    last_text: float | None = None  # when the last text delta was stored (inter-token metric)
+
+    @property
+    def run_id(self) -> str:
+        return self.request.run_id
+
+    def stop_if_asked(self) -> None:
+        """Raise ``CancelledError`` once a cancel or shutdown was asked for. ``task.cancel()`` alone is not
+        enough: Python 3.11's ``wait_for`` (inside nats-py's publish) swallows a cancel that lands just as
+        its future completes, and the run would go on."""
+        if self.cancel_reason is not None or self.shutdown_reason is not None:
+            raise asyncio.CancelledError()
+
+
+class RunEngine:
+    """Executes runs; every outcome ends in exactly one terminal event (completed, failed or cancelled)."""
+
+    def __init__(self, *, providers: ProviderPool, tools: Mapping[str, Tool], default_model: str,
+                 max_tool_output_bytes: int, metrics: RunnerMetrics, instance: str, demo: bool) -> None:
+        self.instance = instance
+        self.demo = demo
+        self.providers = providers
+        self.tools = tools
+        self.default_model = default_model
+        self.max_tool_output_bytes = max_tool_output_bytes
+        self.metrics = metrics
+
+    def model_of(self, agent: AgentSpec) -> str:
+        return agent.model or self.default_model
+
+    async def execute(self, job: RunJob) -> RunEvent | None:
+        """Run to the end and return the terminal event (None if another writer ended the run first)."""
+        if job.cancel_reason is not None:  # cancelled before it was accepted
+            return await self._end(job, RunCancelled, reason=job.cancel_reason)
+        try:
+            try:
+                async with asyncio.timeout(max(0.0, job.accepted_at + job.timeout - time.monotonic())) as scope:
+                    return await self._turns(job)
+            except TimeoutError:
+                if not scope.expired():
+                    raise
+                raise RunTimedOut(job.timeout) from None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            if job.cancel_reason is not None:
+                return await self._end(job, RunCancelled, reason=job.cancel_reason)
+            reason = job.shutdown_reason or "the agent-runner stopped before the run finished"
+            return await self._end(job, RunFailed, code=ErrorCode.UNAVAILABLE, message=reason)
+        except RunSuperseded:
+            log.warning("run %s was ended by another process", job.run_id)
+            return None
+        except RunError as exc:
+            return await self._end(job, RunFailed, code=exc.code, message=exc.message)
+        except Exception as exc:
+            log.exception("run %s failed", job.run_id)
+            return await self._end(job, RunFailed, code=ErrorCode.INTERNAL, message=f"internal error: {exc}")
+
+    async def _end(self, job: RunJob, kind: type[RunCancelled] | type[RunFailed], **fields: Any) -> RunEvent | None:
+        try:
+            return await job.writer.emit(kind, patience=TERMINAL_PATIENCE, **fields)
+        except RunSuperseded:
+            return None
+
+    async def _turns(self, job: RunJob) -> RunEvent:
+        request, writer = job.request, job.writer
+        agent = job.agents[request.agent]
+        if job.place is not None:
+            await job.place
+            job.holds_slot = True
+            await writer.emit(RunStarted, agent=agent.name, model=self.model_of(agent), instance=self.instance,
+                              demo=self.demo)
+        messages: list[ChatCompletionMessageParam] = []
+        if agent.instructions:
+            messages.append({"role": "system", "content": agent.instructions})
+        for earlier in request.history:
+            match earlier.role:
+                case "system":
+                    messages.append({"role": "system", "content": earlier.content})
+                case "user":
+                    messages.append({"role": "user", "content": earlier.content})
+                case "assistant":
+                    messages.append({"role": "assistant", "content": earlier.content})
+        messages.append({"role": "user", "content": request.input})
+        usage = Usage()
+        for turn in range(1, job.max_turns + 1):
+            job.stop_if_asked()
+            end = await self._turn(job, agent, messages)
+            if end.usage is not None:
+                usage = Usage(prompt_tokens=usage.prompt_tokens + end.usage.prompt_tokens,
+                              completion_tokens=usage.completion_tokens + end.usage.completion_tokens,
+                              total_tokens=usage.total_tokens + end.usage.total_tokens)
+            if not end.calls:
+                return await writer.emit(RunCompleted, agent=agent.name, output=end.text, usage=usage, turns=turn,
+                                         patience=TERMINAL_PATIENCE)
+            for call in end.calls:
+                await writer.emit(ToolCallFinished, call_id=call.id, name=call.name, arguments=call.arguments_json)
+            messages.append({
+                "role": "assistant", "content": end.text or None,
+                "tool_calls": [{"id": c.id, "type": "function",
+                                "function": {"name": c.name, "arguments": c.arguments_json}} for c in end.calls],
+            })
+            target = await self._run_calls(job, agent, end.calls, messages)
+            job.stop_if_asked()
+            if target is not None:
+                previous, agent = agent, job.agents[target]
+                if messages and messages[0]["role"] == "system":
+                    messages.pop(0)
+                if agent.instructions:
+                    messages.insert(0, {"role": "system", "content": agent.instructions})
+                await writer.emit(AgentChanged, agent=agent.name, previous=previous.name, model=self.model_of(agent))
+        raise MaxTurnsExceeded(job.max_turns)
+
+    async def _turn(self, job: RunJob, agent: AgentSpec, messages: list[ChatCompletionMessageParam]) -> TurnEnd:
+        """Stream one model turn into events; return how it ended (its text, tool calls, usage)."""
+        writer = job.writer
+        pieces = stream_turn(self.providers.client(agent), model=self.model_of(agent), messages=messages,
+                             tools=self._tool_schemas(agent, job.agents), agent=agent, policy=job.policy,
+                             on_retry=self.metrics.retries.inc)
+        # aclosing: a cancel that lands while an event is being stored (outside the generator) must still close
+        # the model's HTTP stream at once, not whenever the generator is garbage-collected.
+        async with contextlib.aclosing(pieces):
+            async for piece in pieces:
+                job.stop_if_asked()
+                match piece:
+                    case TextPiece(text=text):
+                        await writer.emit(TextDelta, agent=agent.name, delta=text)
+                        now = time.monotonic()
+                        if job.last_text is None:
+                            self.metrics.first_token.observe(now - job.accepted_at)
+                        else:
+                            self.metrics.inter_token.observe(now - job.last_text)
+                        job.last_text = now
+                    case CallStart(call_id=call_id, name=name):
+                        await writer.emit(ToolCallStarted, agent=agent.name, call_id=call_id, name=name)
+                    case CallArguments(call_id=call_id, delta=delta):
+                        await writer.emit(ToolCallDelta, call_id=call_id, delta=delta)
+                    case TurnEnd():
+                        return piece
+        raise RuntimeError("the model stream ended without its end")  # stream_turn always ends with TurnEnd
+
+    async def _run_calls(self, job: RunJob, agent: AgentSpec, calls: list[PendingCall],
+                         messages: list[ChatCompletionMessageParam]) -> str | None:
+        """Run the turn's tool calls (concurrently), report them in call order; return a handoff target."""
+        handoffs = {handoff_tool_name(name): name for name in agent.handoffs}
+        target: str | None = None
+        plain = [call for call in calls if call.name not in handoffs]
+        results = dict(zip([c.id for c in plain],
+                           await asyncio.gather(*(self._call_tool(agent, c) for c in plain)), strict=True))
+        for call in calls:
+            if call.name in handoffs:
+                if target is None:
+                    target = handoffs[call.name]
+                    output = _encoder.encode({"assistant": target}).decode()
+                    await job.writer.emit(Handoff, call_id=call.id, from_agent=agent.name, to_agent=target)
+                    self.metrics.handoffs.inc()
+                else:
+                    output = f"ignored: the conversation was already handed to {target}"
+            else:
+                output, is_error = results[call.id]
+                await job.writer.emit(ToolOutput, call_id=call.id, name=call.name, output=output,
+                                      is_error=is_error)
+            messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
+        return target
+
+    async def _call_tool(self, agent: AgentSpec, call: PendingCall) -> tuple[str, bool]:
+        """(output, is_error): errors go back to the model as the tool's output, so it can recover."""
+        tool = self.tools.get(call.name) if call.name in agent.tools else None
+        started = time.monotonic()
+        if tool is None:
+            output, is_error, outcome = f"error: agent {agent.name} has no tool named {call.name!r}", True, "unknown"
+        else:
+            try:
+                output, is_error, outcome = await tool.call(call.arguments_json), False, "ok"
+            except ToolError as exc:
+                output, is_error, outcome = f"error: {exc.message}", True, "invalid_arguments"
+            except Exception as exc:
+                log.warning("tool %s raised %s", call.name, exc, exc_info=True)
+                output, is_error, outcome = f"error: {type(exc).__name__}: {exc}", True, "error"
+        self.metrics.tool_calls.labels(outcome="ok" if outcome == "ok" else "error").inc()
+        self.metrics.tool_duration.observe(time.monotonic() - started)
+        encoded = output.encode()
+        if len(encoded) > self.max_tool_output_bytes:
+            output = encoded[: self.max_tool_output_bytes].decode(errors="ignore") + " [truncated]"
+        return output, is_error
+
+    def _tool_schemas(self, agent: AgentSpec, agents: Mapping[str, AgentSpec]) -> list[dict[str, Any]]:
+        schemas = [self.tools[name].openai_schema() for name in agent.tools]
+        for name in agent.handoffs:
+            other = agents[name]
+            description = other.handoff_description or f"Hand the conversation over to the {name} agent."
+            schemas.append({"type": "function", "function": {
+                "name": handoff_tool_name(name), "description": description,
+                "parameters": {"type": "object", "properties": {}, "additionalProperties": False}}})
+        return schemas

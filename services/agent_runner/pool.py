@@ -1,0 +1,52 @@
+"""Bounded run concurrency: ``pool_size`` slots, ``queue_size`` places to wait, ``overloaded`` beyond."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+
+from services.agent_runner.errors import PoolOverloaded
+
+
+class RunPool:
+    """Admission is synchronous (an answer at once); a queued run awaits its slot in arrival order."""
+
+    def __init__(self, pool_size: int, queue_size: int) -> None:
+        self.pool_size = pool_size
+        self.queue_size = queue_size
+        self.active = 0
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiting)
+
+    def admit(self) -> asyncio.Future[None] | None:
+        """Take a slot (None: run now) or a queue place (await the future); ``PoolOverloaded`` if neither."""
+        if self.active < self.pool_size:
+            self.active += 1
+            return None
+        if len(self._waiting) < self.queue_size:
+            place: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiting.append(place)
+            return place
+        raise PoolOverloaded(self.pool_size, self.queue_size)
+
+    def withdraw(self, place: asyncio.Future[None]) -> None:
+        """A queued run left before its turn (cancelled): give its place back."""
+        try:
+            self._waiting.remove(place)
+        except ValueError:
+            if place.done() and not place.cancelled():
+                self.release()  # it had already been handed a slot
+        else:
+            place.cancel()
+
+    def release(self) -> None:
+        """A run ended: hand its slot to the first one waiting, or free it."""
+        while self._waiting:
+            place = self._waiting.popleft()
+            if not place.done():
+                place.set_result(None)
+                return
+        self.active -= 1

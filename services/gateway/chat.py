@@ -1,0 +1,263 @@
+"""The gateway's chat extension: rooms over the WebSocket, backed by the chat service over NATS.
+
+A connection joins a room as its authenticated subject (``guest-<connection id>`` when anonymous), with the
+connection as its session. It then follows the room's feed from the chat's event store (history first, then
+live: one order for everyone), the room's log (presence) and its typing notices. Restricted rooms admit
+identities whose token grants them (the ``rooms`` claim) or that the room allows by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from nats.aio.subscription import Subscription
+
+from proto.base import Message
+from proto.chat import AgentHandoff, AgentMessage, AnswerDelta, AnswerStarted, RoomClosed, UserMessage
+from proto.chat_ws import (
+    ChatCreateRoom,
+    ChatEvent,
+    ChatGetHistory,
+    ChatHandoff,
+    ChatHistory,
+    ChatJoin,
+    ChatJoined,
+    ChatLeave,
+    ChatListRooms,
+    ChatRoom,
+    ChatRooms,
+    ChatSend,
+    ChatSent,
+    ChatTyping,
+)
+from proto.errors import ErrorCode
+from proto.gateway import Ack, ClientMessage, server_encoder
+from services.chat.client import ChatClient, RoomEvent
+from services.chat.errors import ChatError
+from services.gateway.connection import Connection
+from services.gateway.errors import Forbidden, GatewayError, TooManySubscriptions
+from services.gateway.identity import Identity
+from services.gateway.responses import error_response, json_response
+
+if TYPE_CHECKING:
+    from services.gateway.app import GatewayApp
+
+log = logging.getLogger("raaf.gateway.chat")
+
+ROOMS_PAGE = Path(__file__).parent / "static" / "rooms.html"
+_REQUEST_TIMEOUT = 5.0  # seconds a chat command may take before the client gets ``unavailable``
+_SUBSCRIPTIONS_PER_ROOM = 3  # feed, log, typing: each counts against WEBSOCKET_MAX_SUBSCRIPTIONS
+_FEED = (UserMessage, AgentMessage, AgentHandoff, AnswerStarted, AnswerDelta)
+_HTTP_STATUS = {ErrorCode.NOT_FOUND: 404, ErrorCode.FORBIDDEN: 403, ErrorCode.UNAVAILABLE: 503,
+                ErrorCode.OVERLOADED: 503, ErrorCode.RATE_LIMITED: 429}
+
+
+@dataclass
+class JoinedRoom:
+    name: str
+    room_id: str
+    user: str
+    subs: list[Subscription] = field(default_factory=list)
+
+
+class _Gate:
+    """Holds a room's first events until the join reply went out, then passes every event straight on."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.held: list[ChatEvent] | None = []
+
+    def send(self, event: ChatEvent) -> None:
+        if self.held is not None:
+            self.held.append(event)
+        else:
+            self.conn.send_nowait(event)
+
+    def open(self) -> None:
+        held, self.held = self.held or [], None
+        for event in held:
+            self.conn.send_nowait(event)
+
+
+def user_of(conn: Connection) -> str:
+    return conn.identity.subject or f"guest-{conn.id}"
+
+
+def granted(identity: Identity, room: str) -> bool:
+    """The token grants this room explicitly (a ``rooms`` claim): what a restricted room asks for."""
+    return "room" in identity.grants and identity.may("room", room)
+
+
+class ChatExtension:
+    name = "chat"
+
+    def __init__(self, gateway: GatewayApp) -> None:
+        self.gateway = gateway
+        self._client: ChatClient | None = None
+        self.joined: dict[str, dict[str, JoinedRoom]] = {}  # connection id -> room name -> room
+
+    @property
+    def client(self) -> ChatClient:
+        assert self._client is not None, "chat extension not started"
+        return self._client
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/rooms", self._rooms_page), web.get("/v1/chat/rooms", self._list_rooms),
+                web.get("/v1/chat/stats", self._stats)]
+
+    async def start(self, gateway: GatewayApp) -> None:
+        self._client = ChatClient(gateway.nc, prefix=gateway.runtime.prefix, timeout=_REQUEST_TIMEOUT)
+
+    async def stop(self) -> None:
+        self.joined.clear()
+
+    # ---- client messages ---------------------------------------------------------------------------
+
+    async def handle(self, conn: Connection, message: ClientMessage) -> bool:
+        match message:
+            case ChatJoin() | ChatLeave() | ChatSend() | ChatTyping() | ChatHandoff() | ChatGetHistory() \
+                    | ChatListRooms() | ChatCreateRoom():
+                pass
+            case _:
+                return False
+        try:
+            await self._handle(conn, message)
+        except ChatError as exc:
+            details = {"kind": exc.kind, **exc.attrs}
+            await conn.send_error(exc.code, exc.message, message.id, details)
+        return True
+
+    async def _handle(self, conn: Connection, message: ClientMessage) -> None:
+        identity = conn.identity
+        match message:
+            case ChatListRooms(id=ref):
+                rooms = [r for r in await self.client.rooms() if identity.may("room", r.name)]
+                conn.send_nowait(ChatRooms(ref=ref, rooms=rooms))
+            case ChatCreateRoom(id=ref, room=name):
+                self._may(conn, name)
+                info = await self.client.create_room(
+                    name, agent=message.agent, max_participants=message.max_participants,
+                    message_history=message.message_history, restricted=message.restricted,
+                    allowed=[identity.subject] if message.restricted and identity.subject else None,
+                    busy_policy=message.busy_policy, max_message_length=message.max_message_length,
+                    by=user_of(conn))
+                conn.send_nowait(ChatRoom(ref=ref, room=info))
+            case ChatJoin():
+                await self._join(conn, message)
+            case ChatLeave(id=ref, room=name):
+                await self._leave(conn, name, "left")
+                self._ack(conn, ref)
+            case ChatSend(id=ref, room=name, text=text, client_id=client_id):
+                accepted = await self.client.post(name, user_of(conn), conn.id, text, client_id=client_id)
+                conn.send_nowait(ChatSent(ref=ref, room=name, message_id=accepted.message_id, count=accepted.count,
+                                          queued=accepted.queued, duplicate=accepted.duplicate))
+            case ChatTyping(id=ref, room=name, typing=typing):
+                await self.client.typing(name, user_of(conn), conn.id, typing)
+                self._ack(conn, ref)
+            case ChatHandoff(id=ref, room=name, agent=agent, reason=reason):
+                info = await self.client.handoff(name, user_of(conn), conn.id, agent, reason=reason)
+                conn.send_nowait(ChatRoom(ref=ref, room=info))
+            case ChatGetHistory(id=ref, room=name, limit=limit):
+                self._may(conn, name)
+                messages = await self.client.history(name, user_of(conn), granted=granted(identity, name),
+                                                     limit=limit)
+                conn.send_nowait(ChatHistory(ref=ref, room=name, messages=messages))
+
+    async def _join(self, conn: Connection, message: ChatJoin) -> None:
+        name, user = message.room, user_of(conn)
+        self._may(conn, name)
+        rooms = self.joined.setdefault(conn.id, {})
+        already = name in rooms
+        limit = conn.ctx.max_subscriptions
+        if not already and conn.subscription_count + _SUBSCRIPTIONS_PER_ROOM > limit:
+            raise TooManySubscriptions(limit)
+        joined = await self.client.join(name, user, conn.id, granted=granted(conn.identity, name),
+                                        owner=self.gateway.runtime.instance_id)
+        reply = ChatJoined(ref=message.id, room=joined.room, user=user, typing=joined.typing)
+        if already:
+            conn.send_nowait(reply)
+            return
+        room = JoinedRoom(name=name, room_id=joined.room.id, user=user)
+        rooms[name] = room
+        gate = _Gate(conn)
+
+        async def forward(item: RoomEvent) -> None:
+            # Only feed events carry ``seq``: their order is the one every participant sees.
+            seq = item.seq if isinstance(item.event, _FEED) else None
+            event = ChatEvent(room=name, room_id=item.room_id, seq=seq, history=item.history, event=item.event)
+            gate.send(event)
+            if isinstance(item.event, RoomClosed):
+                conn.spawn(self._forget(conn, name), name="chat-room-closed")
+
+        try:
+            room.subs = await self.client.follow_room(joined, forward)
+            await self.gateway.nc.flush()  # the subscriptions are live before the client hears it joined
+        except Exception:
+            rooms.pop(name, None)
+            with contextlib.suppress(ChatError):
+                await self.client.leave(name, user, conn.id, reason="gateway could not follow the room")
+            raise
+        for sub in room.subs:
+            conn.own_subscription(sub)
+        conn.send_nowait(reply)
+        gate.open()
+
+    async def _leave(self, conn: Connection, name: str, reason: str) -> None:
+        room = await self._forget(conn, name)
+        await self.client.leave(name, room.user if room else user_of(conn), conn.id, reason=reason)
+
+    async def _forget(self, conn: Connection, name: str) -> JoinedRoom | None:
+        room = self.joined.get(conn.id, {}).pop(name, None)
+        if room is not None:
+            for sub in room.subs:
+                await conn.unsubscribe_nats(sub)
+        return room
+
+    async def on_disconnect(self, conn: Connection) -> None:
+        for name, room in (self.joined.pop(conn.id, None) or {}).items():
+            try:
+                await self.client.leave(name, room.user, conn.id, reason="disconnected")
+            except ChatError as exc:  # the chat service reaps the session later if it missed this
+                log.info("leave of %s after disconnect failed: %s", name, exc)
+
+    def _may(self, conn: Connection, name: str) -> None:
+        if not conn.identity.may("room", name):
+            raise Forbidden("room", name)
+
+    @staticmethod
+    def _ack(conn: Connection, ref: str | None) -> None:
+        if ref is not None:
+            conn.send_nowait(Ack(ref=ref))
+
+    # ---- HTTP ------------------------------------------------------------------------------------------
+
+    async def _rooms_page(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(ROOMS_PAGE, headers={"Cache-Control": "no-cache"})
+
+    async def _list_rooms(self, request: web.Request) -> web.Response:
+        """``GET /v1/chat/rooms``: the rooms the caller may use."""
+        return await self._answer(request, lambda identity: self._visible_rooms(identity))
+
+    async def _visible_rooms(self, identity: Identity) -> Message:
+        return ChatRooms(rooms=[r for r in await self.client.rooms() if identity.may("room", r.name)])
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        """``GET /v1/chat/stats``: the seed's ``chat.stats``."""
+        return await self._answer(request, lambda identity: self.client.stats())
+
+    async def _answer(self, request: web.Request, answer: Callable[[Identity], Awaitable[Message]]
+                      ) -> web.Response:
+        try:
+            body = await answer(self.gateway.authenticator.require(request))
+        except GatewayError as exc:
+            return error_response(exc)
+        except ChatError as exc:
+            status = _HTTP_STATUS.get(exc.code, 400)
+            return json_response(exc.to_wire(), status=status)
+        return web.Response(body=server_encoder.encode(body), content_type="application/json")

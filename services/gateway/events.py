@@ -1,0 +1,270 @@
+"""The event bus at the gateway: WebSocket ``subscribe_events`` / ``unsubscribe_events`` / ``emit_event``,
+SSE ``GET /v1/events?pattern=``, REST ``POST /v1/events/{name}`` and ``GET /v1/events/history``.
+
+Clients see only the patterns their identity may see (its ``events`` grant, or ``GATEWAY_RESTRICTED_EVENTS``
+for identities without one), emit only names they may see, and every event is the bus's own JSON envelope.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import msgspec
+from aiohttp import web
+
+from proto.events import EmitEvent, Event, EventHistory, SubscribeEvents, UnsubscribeEvents
+from proto.gateway import Ack, ClientMessage, server_encoder
+from raaf.errors import (
+    EventTooLargeError,
+    InvalidEventDataError,
+    InvalidEventNameError,
+    ListenerLimitError,
+    StreamingError,
+)
+from raaf.event_settings import EventSettings
+from raaf.events import EventEmitter
+from services.gateway.connection import Connection
+from services.gateway.errors import (
+    BadMessage,
+    Forbidden,
+    GatewayError,
+    GatewayUnavailable,
+    InvalidEventName,
+    MessageTooLarge,
+    NotSubscribedToEvents,
+    TooManyEventPatterns,
+    TooManySubscriptions,
+)
+from services.gateway.event_access import may_see
+from services.gateway.event_hub import EventHub
+from services.gateway.identity import Identity
+from services.gateway.responses import error_response
+from shared.settings import Env, RuntimeSettings
+
+if TYPE_CHECKING:
+    from services.gateway.app import GatewayApp
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatewayEventSettings:
+    events: EventSettings  # EVENTS_*; the gateway's NATS connection and prefix
+    restricted: tuple[str, ...] = ()  # GATEWAY_RESTRICTED_EVENTS: globs only identities granted them may see
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *,
+                 runtime: RuntimeSettings | None = None) -> GatewayEventSettings:
+        env = Env(environ)
+        events = EventSettings.from_env(environ)
+        if runtime is not None:
+            events = dataclasses.replace(events, runtime=runtime,
+                                         source=env.string("EVENTS_SOURCE", f"gateway:{runtime.instance_id}"))
+        return cls(events=events, restricted=env.items("GATEWAY_RESTRICTED_EVENTS"))
+
+
+class EventsExtension:
+    name = "events"
+
+    def __init__(self, gateway: GatewayApp, settings: GatewayEventSettings | None = None) -> None:
+        self.gateway = gateway
+        self.settings = settings or GatewayEventSettings.from_env(runtime=gateway.runtime)
+        self.hub = EventHub(buffer_limit=self.settings.events.pending_limit)
+        self.emitter: EventEmitter | None = None
+
+    def routes(self) -> list[web.RouteDef]:
+        routes = [web.post("/v1/events/{name}", self.emit_http), web.get("/v1/events/history", self.history_http)]
+        if self.gateway.gateway_settings.enable_sse:
+            routes.append(web.get("/v1/events", self.stream_http))
+        return routes
+
+    async def start(self, gateway: GatewayApp) -> None:
+        self.emitter = EventEmitter(settings=self.settings.events, nc=gateway.nc, registry=gateway.metrics.registry)
+        await self.emitter.connect()
+        self.hub.attach(self.emitter)
+
+    async def stop(self) -> None:
+        await self.hub.close()
+        if self.emitter is not None:
+            await self.emitter.close()
+
+    async def on_disconnect(self, conn: Connection) -> None:
+        await self.hub.leave_all(conn)
+
+    async def handle(self, conn: Connection, message: ClientMessage) -> bool:
+        match message:
+            case SubscribeEvents():
+                # The ack says the subscription is live; a replay (if asked for) follows it.
+                ref = message.id
+                await self.subscribe(conn, conn.identity, message.pattern, history=message.history,
+                                     after_seq=message.after_seq,
+                                     active=None if ref is None else lambda: conn.send_nowait(Ack(ref=ref)))
+                return True
+            case UnsubscribeEvents():
+                if not await self.hub.leave(conn, self._listen_subject(conn.identity, message.pattern)):
+                    raise NotSubscribedToEvents(message.pattern)
+            case EmitEvent():
+                await self.emit(conn.identity, message.event, message.data)
+            case _:
+                return False
+        if message.id is not None:
+            conn.send_nowait(Ack(ref=message.id))
+        return True
+
+    # ---- the operations, shared by WebSocket, SSE and REST ------------------------------------
+
+    def _listen_subject(self, identity: Identity, pattern: str) -> str:
+        """The NATS subject of a pattern ``identity`` may see, or the typed error why not."""
+        emitter = self.hub.emitter
+        try:
+            subject = emitter.listen_subject(pattern)
+        except InvalidEventNameError as exc:
+            raise InvalidEventName(pattern, exc.reason) from None
+        nats_pattern = subject[len(emitter.settings.runtime.prefix) + len(".events."):]
+        if not may_see(identity, nats_pattern, self.settings.restricted):
+            raise Forbidden("event", pattern)
+        return subject
+
+    async def subscribe(self, conn: Connection, identity: Identity, pattern: str, *, history: int = 0,
+                        after_seq: int | None = None, active: Callable[[], object] | None = None) -> None:
+        """Join ``pattern`` (call ``active`` once live events flow), then replay what was asked for."""
+        subject = self._listen_subject(identity, pattern)
+        if self.hub.is_member(conn, subject):
+            if active is not None:
+                active()
+            return
+        limit = conn.ctx.max_subscriptions
+        if conn.subscription_count + self.hub.count(conn) >= limit:
+            raise TooManySubscriptions(limit)
+        replaying = history > 0 or after_seq is not None
+        try:
+            await self.hub.join(conn, pattern, subject, replaying=replaying)
+            if active is not None:
+                active()
+            if not replaying:
+                return
+            events = await self.hub.emitter.history(pattern, limit=history or None, after_seq=after_seq)
+        except ListenerLimitError:
+            raise TooManyEventPatterns(self.settings.events.max_patterns) from None
+        except StreamingError as exc:
+            await self.hub.leave(conn, subject)
+            raise GatewayUnavailable(str(exc)) from None
+        for event in events:
+            conn.send_nowait(event)
+        self.hub.go_live(conn, subject, events)
+
+    async def emit(self, identity: Identity, name: str, data: msgspec.Raw | None) -> Event:
+        emitter = self.hub.emitter
+        try:
+            emitter.event_subject(name)
+        except InvalidEventNameError as exc:
+            raise InvalidEventName(name, exc.reason) from None
+        if not may_see(identity, name, self.settings.restricted):
+            raise Forbidden("event", name)
+        try:
+            return await emitter.emit(name, data, source=identity.subject)
+        except EventTooLargeError as exc:
+            raise MessageTooLarge(exc.size, exc.limit) from None
+        except InvalidEventDataError as exc:
+            raise BadMessage(exc.reason) from None
+        except StreamingError as exc:
+            raise GatewayUnavailable(str(exc)) from None
+
+    # ---- HTTP -----------------------------------------------------------------------------------
+
+    async def emit_http(self, request: web.Request) -> web.Response:
+        """``POST /v1/events/{name}``: the body (any JSON; empty for none) is the event's data. 202 + the event."""
+        gw = self.gateway
+        try:
+            identity = gw.authenticator.require(request)
+            limit = min(gw.gateway_settings.max_message_size, self.settings.events.max_event_size)
+            if request.content_length is not None and request.content_length > limit:
+                raise MessageTooLarge(request.content_length, limit)
+            body = await request.content.read(limit + 1)
+            if len(body) > limit:
+                raise MessageTooLarge(len(body), limit)
+            data = None
+            if body.strip():
+                try:
+                    body.decode()
+                    msgspec.json.decode(body)
+                except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+                    raise BadMessage(f"the body must be JSON ({exc})") from None
+                data = msgspec.Raw(body)
+            event = await self.emit(identity, request.match_info["name"], data)
+        except GatewayError as exc:
+            return error_response(exc)
+        return web.Response(body=server_encoder.encode(event), status=202, content_type="application/json")
+
+    async def history_http(self, request: web.Request) -> web.Response:
+        """``GET /v1/events/history?pattern=user.*&limit=50`` (or ``&after_seq=``/``&since=``): stored events."""
+        try:
+            identity = self.gateway.authenticator.require(request)
+            pattern = request.query.get("pattern", "**")
+            self._listen_subject(identity, pattern)
+            limit = _query_int(request, "limit")
+            after_seq = _query_int(request, "after_seq")
+            since = _query_float(request, "since")
+            if since is not None and after_seq is not None:
+                raise BadMessage("give since or after_seq, not both")
+            try:
+                events = await self.hub.emitter.history(pattern, limit=limit, since=since, after_seq=after_seq)
+            except StreamingError as exc:
+                raise GatewayUnavailable(str(exc)) from None
+        except GatewayError as exc:
+            return error_response(exc)
+        body = server_encoder.encode(EventHistory(pattern=pattern, events=events))
+        return web.Response(body=body, content_type="application/json")
+
+    async def stream_http(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v1/events?pattern=user.*[&pattern=...][&history=N]``: matching events as SSE ``event`` events."""
+        gw = self.gateway
+        try:
+            identity = gw.authenticator.require(request)
+            patterns = request.query.getall("pattern", [])
+            if not patterns:
+                raise BadMessage("give at least one ?pattern=")
+            if len(patterns) > gw.gateway_settings.max_subscriptions:
+                raise TooManySubscriptions(gw.gateway_settings.max_subscriptions)
+            for pattern in patterns:
+                self._listen_subject(identity, pattern)  # refuse before the stream starts
+            history = _query_int(request, "history") or 0
+            async with gw.sse.open_stream(request, identity) as stream:
+                try:
+                    for pattern in patterns:
+                        await self.subscribe(stream.conn, identity, pattern, history=history)
+                except GatewayError as exc:
+                    await stream.conn.send_error(exc.code, exc.message, details=exc.details())
+                else:
+                    await stream.conn.wait_closed()
+            return stream.response
+        except GatewayError as exc:
+            return error_response(exc)
+
+
+def _query_int(request: web.Request, name: str) -> int | None:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadMessage(f"{name} must be an integer") from None
+    if number < 0:
+        raise BadMessage(f"{name} must be >= 0")
+    return number
+
+
+def _query_float(request: web.Request, name: str) -> float | None:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise BadMessage(f"{name} must be a number (Unix seconds)") from None
+    if number != number or number < 0 or number > time.time() + 86_400 * 365 * 100:
+        raise BadMessage(f"{name} must be a time in Unix seconds")
+    return number

@@ -1,0 +1,160 @@
+"""The gateway's runs extension: HTTP routes, and ``agent_stream`` / ``resume`` / ``cancel`` over WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+import msgspec
+from aiohttp import web
+
+from proto.errors import Error, ErrorCode
+from proto.gateway import ClientMessage
+from proto.runs import AgentStream, CancelRunStream, ResumeRun, is_run_id
+from services.gateway.connection import Connection
+from services.gateway.errors import GatewayError
+from services.gateway.openai_routes import ChatCompletionRoutes
+from services.gateway.runs_http import RunRoutes, run_request
+from services.gateway.runs_settings import RunRouteSettings
+from shared.runclient import RunClient
+
+if TYPE_CHECKING:
+    from services.gateway.app import GatewayApp
+
+log = logging.getLogger("raaf.gateway.runs")
+
+
+class RunsExtension:
+    """Starts runs for clients and streams their events: SSE and REST, the OpenAI-compatible API, WebSocket.
+
+    A WebSocket connection follows each of its runs in a task it owns; the tasks stop when the client
+    leaves, the runs do not (the client may ``resume`` them, on any gateway, by run id and last seq).
+    """
+
+    name = "runs"
+
+    def __init__(self, gateway: GatewayApp, settings: RunRouteSettings | None = None) -> None:
+        self.gateway = gateway
+        self.settings = settings or gateway.gateway_settings.runs
+        self.http = RunRoutes(self.settings, gateway.metrics.registry, gateway.authenticator)
+        self.openai = ChatCompletionRoutes(self.http)
+        self.access = self.http.access
+        self._follows: dict[str, dict[str, asyncio.Task[None]]] = {}
+
+    @property
+    def client(self) -> RunClient:
+        return self.http.client
+
+    def routes(self) -> list[web.RouteDef]:
+        return [*self.http.routes(), *self.openai.routes()]
+
+    async def start(self, gateway: GatewayApp) -> None:
+        self.http.bind(RunClient(gateway.nc, gateway.js, gateway.subjects,
+                                 request_timeout=self.settings.request_timeout, idle_check=self.settings.idle_check))
+
+    async def stop(self) -> None:
+        self._follows.clear()  # the connections' own tasks; the core cancels them with the connections
+
+    async def handle(self, conn: Connection, message: ClientMessage) -> bool:
+        """Handle a decoded client message if it is about runs; False leaves it to others."""
+        match message:
+            case AgentStream():
+                await self._agent_stream(conn, message)
+            case ResumeRun():
+                await self._resume(conn, message)
+            case CancelRunStream():
+                await self._cancel(conn, message)
+            case _:
+                return False
+        return True
+
+    async def on_disconnect(self, conn: Connection) -> None:
+        self._follows.pop(conn.id, None)
+
+    # ---- messages ----------------------------------------------------------------------------------------
+
+    async def _agent_stream(self, conn: Connection, message: AgentStream) -> None:
+        self.access.check_start(conn.identity, message.agent)
+        self._check_room(conn, None)
+        run = run_request(message, owner=conn.identity.subject)
+        if isinstance(run, Error):
+            await conn.send_error(run.code, run.message, message.id)
+            return
+        reply = await self.client.start(run)
+        if isinstance(reply, Error):
+            await conn.send_error(reply.code, reply.message, message.id or run.run_id)
+            return
+        await conn.send(msgspec.structs.replace(reply, ref=message.id))
+        self._follow(conn, run.run_id, 0)
+
+    async def _resume(self, conn: Connection, message: ResumeRun) -> None:
+        ref = message.id or message.run_id
+        if not is_run_id(message.run_id) or message.last_seq < 0:
+            await conn.send_error(ErrorCode.BAD_REQUEST, "resume needs a run id and a last_seq >= 0", ref)
+            return
+        denied = await self.access.check_read(conn.identity, message.run_id)
+        if denied is not None:
+            await conn.send_error(denied.code, denied.message, ref)
+            return
+        self._check_room(conn, message.run_id)
+        self._follow(conn, message.run_id, message.last_seq)
+
+    async def _cancel(self, conn: Connection, message: CancelRunStream) -> None:
+        ref = message.id or message.run_id
+        if not is_run_id(message.run_id):
+            await conn.send_error(ErrorCode.BAD_REQUEST, "not a run id", ref)
+            return
+        denied = await self.access.check_read(conn.identity, message.run_id)
+        if denied is not None:
+            await conn.send_error(denied.code, denied.message, ref)
+            return
+        reply = await self.client.cancel(message.run_id, message.reason[:200])
+        if isinstance(reply, Error):
+            await conn.send_error(reply.code, reply.message, ref)
+        else:
+            await conn.send(reply)
+
+    # ---- following runs ------------------------------------------------------------------------------------
+
+    def _check_room(self, conn: Connection, run_id: str | None) -> None:
+        following = self._follows.get(conn.id, {})
+        if run_id not in following and len(following) >= self.settings.max_streams_per_connection:
+            raise TooManyRunStreams(self.settings.max_streams_per_connection)
+
+    def _follow(self, conn: Connection, run_id: str, after: int) -> None:
+        follows = self._follows.setdefault(conn.id, {})
+        previous = follows.pop(run_id, None)
+        if previous is not None:
+            previous.cancel()  # a resume replaces the stream it repeats
+        follows[run_id] = conn.spawn(self._pump(conn, run_id, after, previous), name=f"run:{run_id}")
+
+    async def _pump(self, conn: Connection, run_id: str, after: int, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        gauge = self.http.streams.labels(transport="websocket")
+        counter = self.http.delivered.labels(transport="websocket")
+        gauge.inc()
+        try:
+            async with contextlib.aclosing(self.client.follow(run_id, after)) as events:
+                async for _, raw in events:
+                    if not await conn.send(raw):  # closed, or cut off as a slow consumer: it can resume
+                        break
+                    counter.inc()
+        except Exception as exc:
+            log.warning("stopped following %s for %s: %s", run_id, conn.id, exc)
+        finally:
+            gauge.dec()
+            follows = self._follows.get(conn.id)
+            if follows is not None and follows.get(run_id) is asyncio.current_task():
+                del follows[run_id]
+
+
+class TooManyRunStreams(GatewayError):
+    code = ErrorCode.LIMIT_EXCEEDED
+    http_status = 429
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"this connection already follows {limit} runs (GATEWAY_RUN_MAX_STREAMS_PER_CONNECTION)")
+        self.limit = limit

@@ -1,0 +1,256 @@
+"""Runs over HTTP: ``POST /v1/runs``, ``GET /v1/runs/{id}``, its SSE ``/events`` (``Last-Event-ID``), cancel, agents."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from typing import Final
+
+import msgspec
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from proto.errors import Error, ErrorCode, error_encoder
+from proto.runs import (
+    AgentList,
+    AgentStream,
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+    RunQueued,
+    RunRequest,
+    RunStarted,
+    agent_stream_decoder,
+    event_type,
+    is_run_id,
+)
+from services.gateway.auth import Authenticator
+from services.gateway.errors import Forbidden, GatewayError
+from services.gateway.identity import Identity
+from services.gateway.responses import error_response as gateway_error_response
+from services.gateway.runs_settings import RunRouteSettings
+from shared import metric_catalogue as names
+from shared.runclient import RunClient
+
+HTTP_STATUS: Final[dict[ErrorCode, int]] = {
+    ErrorCode.BAD_REQUEST: 400, ErrorCode.PROTOCOL_ERROR: 400, ErrorCode.INVALID_NAME: 400,
+    ErrorCode.UNAUTHORIZED: 401, ErrorCode.FORBIDDEN: 403, ErrorCode.NOT_FOUND: 404, ErrorCode.CONFLICT: 409,
+    ErrorCode.TOO_LARGE: 413, ErrorCode.RATE_LIMITED: 429, ErrorCode.LIMIT_EXCEEDED: 429,
+    ErrorCode.OVERLOADED: 503, ErrorCode.TIMEOUT: 504, ErrorCode.CANCELLED: 409, ErrorCode.PROVIDER_ERROR: 502,
+    ErrorCode.TOOL_ERROR: 500, ErrorCode.MAX_TURNS: 500, ErrorCode.CONNECTION_ERROR: 503,
+    ErrorCode.UNAVAILABLE: 503, ErrorCode.INTERNAL: 500,
+}
+SSE_HEADERS: Final = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
+                      "X-Accel-Buffering": "no"}
+
+
+def error_response(error: Error) -> web.Response:
+    headers = {"Retry-After": "1"} if error.code in (ErrorCode.OVERLOADED, ErrorCode.UNAVAILABLE) else None
+    return web.Response(status=HTTP_STATUS.get(error.code, 500), body=error_encoder.encode(error),
+                        content_type="application/json", headers=headers)
+
+
+def run_request(message: AgentStream, *, owner: str | None) -> RunRequest | Error:
+    """The runners' request for a client's ``agent_stream``; a fresh run id unless the client chose one."""
+    run_id = message.run_id or uuid.uuid4().hex
+    if not is_run_id(run_id):
+        return Error(code=ErrorCode.BAD_REQUEST, message="run_id must be 1-64 letters, digits, '_' or '-'",
+                     ref=message.id)
+    return RunRequest(run_id=run_id, agent=message.agent, input=message.input, history=message.history,
+                      agents=message.agents, timeout=message.timeout, retry_count=message.retry_count,
+                      retry_delay=message.retry_delay, max_turns=message.max_turns, metadata=message.metadata,
+                      owner=owner)
+
+
+def last_event_id(request: web.Request) -> int | Error:
+    """The seq a client has seen: ``Last-Event-ID`` (what browsers resend) or ``?after=``; 0 for neither."""
+    raw = request.headers.get("Last-Event-ID") or request.query.get("after") or "0"
+    try:
+        seq = int(raw)
+    except ValueError:
+        return Error(code=ErrorCode.BAD_REQUEST, message=f"Last-Event-ID must be an event seq, not {raw!r}")
+    return seq if seq >= 0 else Error(code=ErrorCode.BAD_REQUEST, message="Last-Event-ID must be >= 0")
+
+
+class RunAccess:
+    """Who may do what with runs: starting needs ``may("run", agent)``; reading or cancelling a run needs
+    to be its owner (the subject that started it) when it has one."""
+
+    def __init__(self, routes: RunRoutes) -> None:
+        self.routes = routes
+
+    @staticmethod
+    def check_start(identity: Identity, agent: str) -> None:
+        if not identity.may("run", agent):
+            raise Forbidden("run", agent)
+
+    async def check_read(self, identity: Identity, run_id: str) -> Error | None:
+        """None if ``identity`` may read ``run_id``; else the typed error (unknown run, or someone else's)."""
+        first = await self.routes.client.log.first(run_id)
+        if first is None:
+            return Error(code=ErrorCode.NOT_FOUND, message=f"no run {run_id}", ref=run_id)
+        owner = first.owner if isinstance(first, RunStarted | RunQueued) else None
+        if owner is not None and owner != identity.subject:
+            return Error(code=ErrorCode.FORBIDDEN, message=f"run {run_id} belongs to someone else", ref=run_id)
+        return None
+
+
+class RunRoutes:
+    """The REST and SSE side of runs; every error is a typed JSON ``Error`` with a matching HTTP status."""
+
+    def __init__(self, settings: RunRouteSettings, registry: CollectorRegistry, authenticator: Authenticator
+                 ) -> None:
+        self.settings = settings
+        self.authenticator = authenticator
+        self.access = RunAccess(self)
+        self._client: RunClient | None = None
+        self.streams = names.RUN_STREAMS.create(registry)
+        self.delivered = names.RUN_STREAM_EVENTS.create(registry)
+        for transport in ("sse", "websocket", "openai"):
+            self.streams.labels(transport=transport)
+            self.delivered.labels(transport=transport)
+
+    @property
+    def client(self) -> RunClient:
+        if self._client is None:
+            raise RuntimeError("run routes are not started (no NATS connection yet)")
+        return self._client
+
+    def bind(self, client: RunClient) -> None:
+        self._client = client
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v1/runs", self.start),
+            web.get("/v1/runs/{run_id}", self.status),
+            web.get("/v1/runs/{run_id}/events", self.events),
+            web.post("/v1/runs/{run_id}/cancel", self.cancel),
+            web.get("/v1/agents", self.agents),
+        ]
+
+    async def read_body(self, request: web.Request) -> bytes | Error:
+        if request.content_length is not None and request.content_length > self.settings.max_body_bytes:
+            return Error(code=ErrorCode.TOO_LARGE, message=f"request body over {self.settings.max_body_bytes} bytes "
+                         "(GATEWAY_RUN_MAX_BODY_BYTES)")
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            body += chunk
+            if len(body) > self.settings.max_body_bytes:
+                return Error(code=ErrorCode.TOO_LARGE,
+                             message=f"request body over {self.settings.max_body_bytes} bytes "
+                             "(GATEWAY_RUN_MAX_BODY_BYTES)")
+        return bytes(body)
+
+    async def start(self, request: web.Request) -> web.StreamResponse:
+        try:
+            identity = self.authenticator.require(request)
+        except GatewayError as exc:
+            return gateway_error_response(exc)
+        body = await self.read_body(request)
+        if isinstance(body, Error):
+            return error_response(body)
+        try:
+            message = agent_stream_decoder.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return error_response(Error(code=ErrorCode.BAD_REQUEST, message=f"malformed run: {exc}"))
+        try:
+            self.access.check_start(identity, message.agent)
+        except GatewayError as exc:
+            return gateway_error_response(exc, message.id)
+        run = run_request(message, owner=identity.subject)
+        if isinstance(run, Error):
+            return error_response(run)
+        reply = await self.client.start(run)
+        if isinstance(reply, Error):
+            return error_response(msgspec.structs.replace(reply, ref=message.id or reply.ref))
+        if message.stream or "text/event-stream" in request.headers.get("Accept", ""):
+            return await self.stream(request, run.run_id, 0)
+        body_out = {"run_id": reply.run_id, "queued": reply.queued,
+                    "events_url": f"/v1/runs/{reply.run_id}/events", "status_url": f"/v1/runs/{reply.run_id}"}
+        return web.json_response(body_out, status=202)
+
+    async def readable(self, request: web.Request) -> str | web.Response:
+        """The run id of ``/v1/runs/{run_id}...`` if the caller may read that run, else the error response."""
+        run_id = request.match_info["run_id"]
+        if not is_run_id(run_id):
+            return error_response(Error(code=ErrorCode.BAD_REQUEST, message="not a run id"))
+        try:
+            identity = self.authenticator.require(request)
+        except GatewayError as exc:
+            return gateway_error_response(exc, run_id)
+        denied = await self.access.check_read(identity, run_id)
+        return run_id if denied is None else error_response(denied)
+
+    async def status(self, request: web.Request) -> web.Response:
+        run_id = await self.readable(request)
+        if isinstance(run_id, web.Response):
+            return run_id
+        last = await self.client.log.last(run_id)
+        if last is None:
+            return error_response(Error(code=ErrorCode.NOT_FOUND, message=f"no run {run_id}", ref=run_id))
+        body: dict[str, object] = {"run_id": run_id, "last_seq": last.seq, "status": "running"}
+        match last:
+            case RunCompleted(output=output, agent=agent, usage=usage):
+                body |= {"status": "completed", "output": output, "agent": agent,
+                         "usage": msgspec.to_builtins(usage)}
+            case RunFailed(code=code, message=text):
+                body |= {"status": "failed", "error": {"code": code.value, "message": text}}
+            case RunCancelled(reason=reason):
+                body |= {"status": "cancelled", "reason": reason}
+        return web.json_response(body)
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        after = last_event_id(request)
+        if isinstance(after, Error):
+            return error_response(after)
+        run_id = await self.readable(request)
+        if isinstance(run_id, web.Response):
+            return run_id
+        return await self.stream(request, run_id, after)
+
+    async def stream(self, request: web.Request, run_id: str, after: int) -> web.StreamResponse:
+        """The run's events as SSE: ``id`` is the seq, ``event`` the type, ``data`` the event's JSON as stored."""
+        response = web.StreamResponse(headers=SSE_HEADERS)
+        await response.prepare(request)
+        gauge = self.streams.labels(transport="sse")
+        counter = self.delivered.labels(transport="sse")
+        gauge.inc()
+
+        async def keepalive() -> None:  # also finds out, within one idle period, that a client left
+            await response.write(b": keepalive\n\n")
+
+        try:
+            async with contextlib.aclosing(self.client.follow(run_id, after, on_idle=keepalive)) as events:
+                async for event, raw in events:
+                    await response.write(b"id: %d\nevent: %s\ndata: %s\n\n" % (
+                        event.seq, event_type(event).encode(), raw))
+                    counter.inc()
+        except (ConnectionResetError, ConnectionError):
+            pass  # the client left; it resumes with Last-Event-ID
+        finally:
+            gauge.dec()
+        with contextlib.suppress(ConnectionResetError, ConnectionError):
+            await response.write_eof()
+        return response
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        run_id = await self.readable(request)
+        if isinstance(run_id, web.Response):
+            return run_id
+        reason = request.query.get("reason", "cancelled by client")[:200]
+        reply = await self.client.cancel(run_id, reason)
+        if isinstance(reply, Error):
+            return error_response(reply)
+        return web.json_response({"run_id": run_id, "cancelling": True}, status=202)
+
+    async def agents(self, request: web.Request) -> web.Response:
+        try:
+            self.authenticator.require(request)
+        except GatewayError as exc:
+            return gateway_error_response(exc)
+        reply = await self.client.agents()
+        if isinstance(reply, Error):
+            return error_response(reply)
+        assert isinstance(reply, AgentList)
+        return web.Response(body=msgspec.json.encode(reply), content_type="application/json")
+

@@ -1,0 +1,138 @@
+"""Who owns which open run, and which runners are alive: two JetStream KV buckets, no clocks compared.
+
+``<PREFIX>_RUNNER_LEASES`` holds one key per agent-runner instance; the bucket's TTL expires it when the runner
+stops renewing it (killed, partitioned). ``<PREFIX>_OPEN_RUNS`` maps each accepted, unfinished run to its
+runner. A run whose owner has no lease is an orphan: any runner (or a watching gateway) may fail it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Final
+
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.kv import KeyValue
+
+from proto.subjects import Subjects, encode_token
+
+log = logging.getLogger("raaf.runregistry")
+
+_MISSING: Final = (KeyNotFoundError, NotFoundError)
+
+
+class RunRegistry:
+    """Leases of live runners and owners of open runs; ``bind()`` (readers) or ``provision()`` (runners) first."""
+
+    def __init__(self, js: JetStreamContext, subjects: Subjects) -> None:
+        self.js = js
+        self.leases_bucket = subjects.stream_name("runner_leases")
+        self.open_bucket = subjects.stream_name("open_runs")
+        self._leases: KeyValue | None = None
+        self._open: KeyValue | None = None
+
+    async def provision(self, *, lease_ttl: float, open_ttl: float, replicas: int = 1) -> None:
+        """Create both buckets if missing (idempotent; an existing bucket keeps its configuration)."""
+        self._leases = await self._bucket(self.leases_bucket, lease_ttl, replicas, StorageType.MEMORY)
+        self._open = await self._bucket(self.open_bucket, open_ttl, replicas, StorageType.FILE)
+
+    async def bind(self) -> bool:
+        """Use existing buckets; False if the runners have not created them yet."""
+        try:
+            self._leases = await self.js.key_value(self.leases_bucket)
+            self._open = await self.js.key_value(self.open_bucket)
+        except (BucketNotFoundError, NotFoundError):
+            return False
+        return True
+
+    async def _bucket(self, name: str, ttl: float, replicas: int, storage: StorageType) -> KeyValue:
+        try:
+            return await self.js.key_value(name)
+        except (BucketNotFoundError, NotFoundError):
+            pass
+        config = KeyValueConfig(bucket=name, history=1, ttl=ttl, replicas=replicas, storage=storage)
+        try:
+            return await self.js.create_key_value(config)
+        except Exception:
+            # Another runner created it first.
+            return await self.js.key_value(name)
+
+    @property
+    def leases(self) -> KeyValue:
+        if self._leases is None:
+            raise RuntimeError("RunRegistry is not bound")
+        return self._leases
+
+    @property
+    def open_runs(self) -> KeyValue:
+        if self._open is None:
+            raise RuntimeError("RunRegistry is not bound")
+        return self._open
+
+    # ---- runners ---------------------------------------------------------------------------------------
+
+    async def renew(self, instance: str, lease: bytes) -> None:
+        await self.leases.put(encode_token(instance), lease)
+
+    async def release(self, instance: str) -> None:
+        with contextlib.suppress(*_MISSING):
+            await self.leases.delete(encode_token(instance))
+
+    async def alive(self, instance: str) -> bool:
+        try:
+            entry = await self.leases.get(encode_token(instance))
+        except _MISSING:
+            return False
+        return bool(entry.value)
+
+    # ---- runs ------------------------------------------------------------------------------------------
+
+    async def claim(self, run_id: str, instance: str) -> bool:
+        """Open the run for ``instance``; False if it is open already (ids are unique cluster-wide)."""
+        try:
+            await self.open_runs.create(run_id, instance.encode())
+        except KeyWrongLastSequenceError:
+            return False
+        return True
+
+    async def close(self, run_id: str) -> None:
+        with contextlib.suppress(*_MISSING):
+            await self.open_runs.delete(run_id)
+
+    async def owner(self, run_id: str) -> str | None:
+        try:
+            entry = await self.open_runs.get(run_id)
+        except _MISSING:
+            return None
+        return entry.value.decode() if entry.value else None
+
+    async def open(self) -> dict[str, str]:
+        """Every open run and its owner, as stored now."""
+        watcher = await self.open_runs.watchall(ignore_deletes=True)
+        runs: dict[str, str] = {}
+        try:
+            while True:
+                try:
+                    entry = await watcher.updates(timeout=5.0)  # type: ignore[no-untyped-call]
+                except nats.errors.TimeoutError:
+                    break
+                if entry is None:
+                    break  # the end of the initial values
+                if entry.value:
+                    runs[entry.key] = entry.value.decode()
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+        return runs
+
+    async def orphaned(self, run_id: str) -> bool:
+        """True when no live runner owns the run: ask only about a run whose last event is not terminal.
+
+        A runner claims a run before it answers the request, so an accepted, unfinished run without an owner
+        lost it (the bucket was purged, or the runner died between claiming and its first event).
+        """
+        owner = await self.owner(run_id)
+        return owner is None or not await self.alive(owner)

@@ -1,0 +1,123 @@
+"""Ask every instance at once over NATS: discovery by ``$SRV.PING``, figures by ``Subjects.service_stats``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from proto.stats import InstanceRef, InstanceStats, instance_stats_decoder
+from proto.subjects import Subjects
+
+log = logging.getLogger("raaf.stats")
+NO_RESPONDERS = "503"  # the status NATS sends to the reply subject when a request has no subscriber
+
+
+@dataclass(frozen=True, slots=True)
+class KnownInstance:
+    """A service instance as its NATS micro registration describes it."""
+
+    service: str
+    instance: str
+    version: str = ""
+    http_url: str | None = None
+
+    @property
+    def ref(self) -> InstanceRef:
+        return InstanceRef(service=self.service, instance=self.instance)
+
+
+class _Ping(msgspec.Struct):
+    """The part of NATS micro's own ``io.nats.micro.v1.ping_response`` that discovery reads (not our wire)."""
+
+    name: str
+    id: str
+    version: str = ""
+    metadata: dict[str, str] | None = None
+
+
+_ping_decoder = msgspec.json.Decoder(_Ping)
+
+
+async def scatter(
+    nc: NATS,
+    subject: str,
+    payload: bytes = b"",
+    *,
+    timeout: float,
+    max_replies: int,
+    on_reply: Callable[[Msg], bool] | None = None,
+) -> list[Msg]:
+    """Publish one request and collect replies until ``timeout``, ``max_replies``, or ``on_reply`` says done."""
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    replies: list[Msg] = []
+    try:
+        await nc.publish(subject, payload, reply=inbox)
+        deadline = time.monotonic() + timeout
+        while len(replies) < max_replies:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                msg = await sub.next_msg(timeout=remaining)
+            except (TimeoutError, nats.errors.TimeoutError):
+                break
+            if not msg.data and msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
+                break  # the server says nobody listens on the subject: no answer will come
+            replies.append(msg)
+            if on_reply is not None and on_reply(msg):
+                break
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+    return replies
+
+
+async def discover(nc: NATS, prefix: str, *, timeout: float, max_instances: int) -> list[KnownInstance]:
+    """Every micro-registered instance of this deployment (its metadata names ``prefix``)."""
+    found: dict[tuple[str, str], KnownInstance] = {}
+    for msg in await scatter(nc, "$SRV.PING", timeout=timeout, max_replies=max_instances):
+        try:
+            ping = _ping_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            continue  # not a micro ping answer: nothing of ours
+        meta = ping.metadata or {}
+        if meta.get("prefix") != prefix or "service" not in meta:
+            continue
+        known = KnownInstance(service=meta["service"], instance=meta.get("instance", ping.id),
+                              version=ping.version, http_url=meta.get("http"))
+        found[(known.service, known.instance)] = known
+    return sorted(found.values(), key=lambda k: (k.service, k.instance))
+
+
+async def gather_stats(
+    nc: NATS,
+    subjects: Subjects,
+    *,
+    timeout: float,
+    max_instances: int,
+    expected: Collection[tuple[str, str]] = (),
+) -> list[InstanceStats]:
+    """Every instance's answer on ``subjects.service_stats``; returns early once all ``expected`` answered."""
+    wanted = set(expected)
+    answered: dict[tuple[str, str], InstanceStats] = {}
+
+    def take(msg: Msg) -> bool:
+        try:
+            stats = instance_stats_decoder.decode(msg.data)
+        except msgspec.DecodeError as exc:
+            log.warning("undecodable stats answer: %s", exc)
+            return False
+        answered[(stats.service, stats.instance)] = stats
+        return bool(wanted) and wanted <= answered.keys()
+
+    await scatter(nc, subjects.service_stats, timeout=timeout, max_replies=max_instances, on_reply=take)
+    return sorted(answered.values(), key=lambda s: (s.service, s.instance))

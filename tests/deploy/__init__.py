@@ -1,0 +1,1 @@
+"""Deployment artefacts (Dockerfile, compose, Kubernetes) checked statically against schemas and the code."""

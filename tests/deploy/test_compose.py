@@ -1,0 +1,195 @@
+"""docker-compose.yml: valid Compose, wired to what the services read, with persistent NATS and Redis that work."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from services.launcher import SERVICES
+from shared.localstack import find_nats_server, find_valkey_server, free_port
+from tests.deploy import compose
+from tests.deploy.servers import ConfiguredServer, assert_jobs_survive_a_crash
+from tests.deploy.settings_catalog import ROOT, env_names, load, nats_drain_timeout
+
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+SCHEMA = json.loads((ROOT / "tests/schemas/compose-spec.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    return compose.load(COMPOSE_FILE)
+
+
+@pytest.fixture(scope="module")
+def services(doc: dict[str, Any]) -> dict[str, Any]:
+    interpolated: dict[str, Any] = compose.interpolate(doc["services"], {})
+    return interpolated
+
+
+def test_validates_against_the_compose_specification(doc: dict[str, Any]) -> None:
+    jsonschema.Draft7Validator.check_schema(SCHEMA)
+    errors = sorted(jsonschema.Draft7Validator(SCHEMA).iter_errors(doc), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors)
+
+
+def test_the_schema_check_rejects_a_broken_file(doc: dict[str, Any]) -> None:
+    broken = json.loads(json.dumps(doc))
+    broken["services"]["gateway"]["depends_on"]["nats"]["condition"] = "service_happy"
+    broken["services"]["chat"]["restrat"] = "always"
+    assert len(list(jsonschema.Draft7Validator(SCHEMA).iter_errors(broken))) == 2
+
+
+def test_every_variable_has_a_default_so_up_works_in_an_empty_shell() -> None:
+    missing = [name for name, op in compose.variables(COMPOSE_FILE.read_text()) if op not in (":-", "-")]
+    assert not missing, f"variables without a default: {missing}"
+
+
+def test_all_five_services_run_the_one_image_by_name(services: dict[str, Any]) -> None:
+    images = set()
+    for name in SERVICES:
+        service = services[name]
+        assert service["command"] == [name]
+        assert service["build"] == {"context": ".", "dockerfile": "Dockerfile"}
+        assert (ROOT / service["build"]["context"] / service["build"]["dockerfile"]).is_file()
+        images.add(service["image"])
+    assert len(images) == 1
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_service_environment_is_read_by_the_code_and_yields_valid_settings(
+    name: str, services: dict[str, Any]
+) -> None:
+    env = compose.environment(services[name], {})
+    unknown = set(env) - env_names(name)
+    assert not unknown, f"{name} is given variables its code never reads: {sorted(unknown)}"
+    settings = load(name, env)  # raises SettingsError, naming the variable, on any bad value
+    runtime = settings.runtime
+    nats = urllib.parse.urlparse(runtime.nats_url)
+    redis_url = urllib.parse.urlparse(runtime.redis_url)
+    assert nats.hostname in services and "--jetstream" in services[nats.hostname]["command"]
+    assert str(nats.port) in services[nats.hostname]["command"]
+    assert redis_url.hostname in services and "valkey-server" in services[redis_url.hostname]["command"]
+    assert runtime.jetstream_replicas == 1, "one NATS server cannot hold replicated streams"
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_health_check_probes_the_service_readiness_through_the_launcher(
+    name: str, services: dict[str, Any]
+) -> None:
+    service = services[name]
+    assert service["healthcheck"]["test"] == ["CMD", "python", "-m", "services", "check", name]
+    for dependency, spec in service["depends_on"].items():
+        assert spec["condition"] == "service_healthy"
+        assert "healthcheck" in services[dependency], f"{dependency} has no health check to wait for"
+
+
+def test_gateway_is_published_on_8080_at_the_port_it_listens_on(services: dict[str, Any]) -> None:
+    gateway = services["gateway"]
+    port = load("gateway", compose.environment(gateway, {})).runtime.http_port
+    assert port == 8080
+    assert gateway["ports"] == [f"8080:{port}"]
+    published = [s for s in SERVICES if s != "gateway" and services[s].get("ports")]
+    assert not published, f"only the gateway is public: {published}"
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_stop_grace_period_covers_the_drain(name: str, services: dict[str, Any]) -> None:
+    service = services[name]
+    runtime = load(name, compose.environment(service, {})).runtime
+    grace = compose.duration_seconds(service["stop_grace_period"])
+    assert grace > runtime.shutdown_timeout + nats_drain_timeout()
+    assert service.get("stop_signal", "SIGTERM") == "SIGTERM"
+
+
+def test_services_run_read_only_without_capabilities(services: dict[str, Any]) -> None:
+    for name in SERVICES:
+        service = services[name]
+        assert service["read_only"] is True and service["cap_drop"] == ["ALL"]
+        assert "no-new-privileges:true" in service["security_opt"]
+
+
+def test_nats_and_redis_keep_their_data_in_named_volumes(doc: dict[str, Any], services: dict[str, Any]) -> None:
+    for name, flag in (("nats", "--store_dir"), ("redis", "--dir")):
+        command = services[name]["command"]
+        data_dir = command[command.index(flag) + 1]
+        volumes = [v.split(":") for v in services[name]["volumes"]]
+        assert [data_dir] == [target for source, target, *_ in volumes if source in doc["volumes"]]
+
+
+def _local(argv: list[str], rewrite: dict[str, str]) -> list[str]:
+    return [rewrite.get(arg, arg) for arg in argv]
+
+
+def test_the_nats_command_serves_jetstream_with_its_health_endpoint(
+    services: dict[str, Any], tmp_path: Path
+) -> None:
+    argv = services["nats"]["command"]
+    assert argv[0] == "nats-server"
+    port, http_port = free_port(), free_port()
+    server = ConfiguredServer(
+        _local([find_nats_server(), *argv[1:]], {"4222": str(port), "8222": str(http_port), "/data": str(tmp_path)}),
+        tmp_path, port)
+    server.start()
+    try:
+        health = services["nats"]["healthcheck"]["test"][-1].replace("8222", str(http_port))
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with urllib.request.urlopen(health, timeout=1) as resp:
+                    assert resp.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "nats never became healthy"
+                time.sleep(0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/jsz", timeout=2) as resp:
+            jsz = json.load(resp)
+        assert jsz["config"]["store_dir"].startswith(str(tmp_path))
+    finally:
+        server.kill()
+
+
+def test_the_redis_command_keeps_jobs_across_a_crash(services: dict[str, Any], tmp_path: Path) -> None:
+    argv = services["redis"]["command"]
+    assert argv[0] == "valkey-server"
+    port = free_port()
+    server = ConfiguredServer(_local([find_valkey_server(), *argv[1:], "--port", str(port), "--bind", "127.0.0.1"],
+                                     {"/data": str(tmp_path)}), tmp_path, port)
+    server.start()
+    try:
+        assert_jobs_survive_a_crash(server)
+    finally:
+        server.kill()
+
+
+def test_prometheus_and_grafana_mount_the_monitoring_config_as_code(services: dict[str, Any]) -> None:
+    mounts = {name: [v.split(":") for v in services[name]["volumes"]] for name in ("prometheus", "grafana")}
+    sources = {source for entries in mounts.values() for source, *_ in entries if source.startswith("./")}
+    assert sources == {"./deploy/prometheus", "./deploy/grafana/provisioning", "./deploy/grafana/dashboards"}
+    missing = [s for s in sources if not (ROOT / s).is_dir()]
+    if missing:
+        pytest.skip(f"monitoring config (issue #8) not merged yet: {missing}")
+    prometheus = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    for rule_file in prometheus.get("rule_files", []):
+        assert (ROOT / "deploy/prometheus" / Path(rule_file).name).is_file(), rule_file
+    targets = {t for job in prometheus["scrape_configs"] for sc in job.get("static_configs", [])
+               for t in sc.get("targets", [])}
+    for name in SERVICES:
+        port = load(name, compose.environment(services[name], {})).runtime.http_port
+        assert f"{name}:{port}" in targets, f"prometheus.yml does not scrape {name}:{port}"
+    provisioning = ROOT / "deploy/grafana/provisioning"
+    dashboard_mount = next(target for source, target, *_ in mounts["grafana"]
+                           if source == "./deploy/grafana/dashboards")
+    paths = [p["options"]["path"] for f in provisioning.rglob("*.y*ml")
+             for p in (yaml.safe_load(f.read_text()) or {}).get("providers", [])]
+    assert paths and all(path.rstrip("/").startswith(dashboard_mount) for path in paths), paths
+    urls = [d.get("url", "") for f in provisioning.rglob("*.y*ml")
+            for d in (yaml.safe_load(f.read_text()) or {}).get("datasources", [])]
+    assert "http://prometheus:9090" in urls, urls

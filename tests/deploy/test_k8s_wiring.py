@@ -1,0 +1,266 @@
+"""The Kubernetes resources fit the code and each other: env, ports, probes, commands, drain, selectors, scaling."""
+
+from __future__ import annotations
+
+import base64
+import tomllib
+import urllib.parse
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from services.launcher import SERVICES
+from shared.app import ServiceSettings
+from shared.health import HealthRoutes
+from tests.deploy import kustomize
+from tests.deploy.dockerfile import parse
+from tests.deploy.kustomize import Resource, find, pod_spec
+from tests.deploy.settings_catalog import ROOT, env_names, load, nats_drain_timeout
+
+K8S = ROOT / "k8s"
+RESOURCES = kustomize.build(K8S)
+SCALED_OUT = {"gateway", "agent-runner"}
+
+
+def _routes() -> set[str]:
+    app = web.Application()
+    HealthRoutes(CollectorRegistry()).install(app)
+    return {route.resource.canonical for route in app.router.routes() if route.resource is not None}
+
+
+def _container(name: str) -> dict[str, Any]:
+    (container,) = pod_spec(find(RESOURCES, "Deployment", name))["containers"]
+    assert isinstance(container, dict)
+    return container
+
+
+def _lookup(kind: str, name: str) -> dict[str, str]:
+    resource = find(RESOURCES, kind, name)
+    data: dict[str, str] = resource.get("data", {})
+    if kind == "Secret":
+        return {k: base64.b64decode(v).decode() for k, v in data.items()}
+    return data
+
+
+def container_env(container: dict[str, Any], pod_name: str = "pod-0") -> dict[str, str]:
+    """The environment Kubernetes gives the container (envFrom first, then env, which wins)."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(_lookup("ConfigMap", source["configMapRef"]["name"]))
+        else:
+            env.update(_lookup("Secret", source["secretRef"]["name"]))
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+            continue
+        ref = item["valueFrom"]
+        if "fieldRef" in ref:
+            assert ref["fieldRef"]["fieldPath"] == "metadata.name"
+            env[item["name"]] = pod_name
+        elif "configMapKeyRef" in ref:
+            env[item["name"]] = _lookup("ConfigMap", ref["configMapKeyRef"]["name"])[ref["configMapKeyRef"]["key"]]
+        else:
+            env[item["name"]] = _lookup("Secret", ref["secretKeyRef"]["name"])[ref["secretKeyRef"]["key"]]
+    return env
+
+
+def _settings(name: str) -> ServiceSettings:
+    return load(name, container_env(_container(name)))
+
+
+def _port(container: dict[str, Any], port: int | str) -> int:
+    if isinstance(port, int):
+        return port
+    (number,) = [p["containerPort"] for p in container["ports"] if p["name"] == port]
+    return int(number)
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _pods(selector: dict[str, str]) -> list[Resource]:
+    return [r for r in RESOURCES if r["kind"] in ("Deployment", "StatefulSet")
+            and _selects(selector, r["spec"]["template"]["metadata"]["labels"])]
+
+
+def test_a_deployment_per_service_and_nothing_else() -> None:
+    assert {r["metadata"]["name"] for r in RESOURCES if r["kind"] == "Deployment"} == set(SERVICES)
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_container_runs_the_service_by_name_from_the_image(name: str) -> None:
+    container = _container(name)
+    dockerfile = parse(ROOT / "Dockerfile")
+    assert "command" not in container, "the image's ENTRYPOINT (the launcher) must stay"
+    assert container["args"] == [name]
+    (entrypoint,) = dockerfile.final.all("ENTRYPOINT")
+    assert entrypoint.exec_form() == ["python", "-m", "services"]
+    (image,) = kustomize.read_kustomization(K8S)["images"]
+    assert container["image"] == f"{image['newName']}:{image['newTag']}"
+    assert image["newTag"] == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_environment_is_read_by_the_code_and_yields_valid_settings(name: str) -> None:
+    env = container_env(_container(name))
+    unknown = set(env) - env_names(name)
+    assert not unknown, f"{name} is given variables its code never reads: {sorted(unknown)}"
+    runtime = _settings(name).runtime  # raises SettingsError, naming the variable, on any bad value
+    assert runtime.instance_id == "pod-0", "each pod reports its own name as INSTANCE_ID"
+    nats = urllib.parse.urlparse(runtime.nats_url)
+    nats_service = find(RESOURCES, "Service", str(nats.hostname))
+    assert nats.port in [p["port"] for p in nats_service["spec"]["ports"]]
+    (nats_set,) = _pods(nats_service["spec"]["selector"])
+    assert runtime.jetstream_replicas == nats_set["spec"]["replicas"] == 3
+    redis = urllib.parse.urlparse(runtime.redis_url)
+    redis_service = find(RESOURCES, "Service", str(redis.hostname))
+    assert redis.port in [p["port"] for p in redis_service["spec"]["ports"]]
+    assert [r["metadata"]["name"] for r in _pods(redis_service["spec"]["selector"])] == ["redis"]
+
+
+def test_only_the_agent_runner_gets_the_openai_secret() -> None:
+    holders = [n for n in SERVICES if any("secretRef" in s for s in _container(n).get("envFrom", []))]
+    assert holders == ["agent-runner"]
+    secret = _lookup("Secret", "raaf-openai")
+    assert set(secret) == {"OPENAI_API_KEY", "OPENAI_BASE_URL"} and not any(secret.values()), "no key committed"
+    settings = _settings("agent-runner")
+    assert getattr(settings, "openai_api_key", None) is None, "an empty key means the offline demo model"
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_ports_probes_and_scrape_annotations_match_the_service(name: str) -> None:
+    container = _container(name)
+    port = _settings(name).runtime.http_port
+    assert [p["containerPort"] for p in container["ports"] if p["name"] == "http"] == [port]
+    routes = _routes()
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz"), ("startupProbe", "/healthz")):
+        get = container[probe]["httpGet"]
+        assert get["path"] == path and path in routes
+        assert _port(container, get["port"]) == port
+    annotations = find(RESOURCES, "Deployment", name)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert int(annotations["prometheus.io/port"]) == port
+    assert annotations["prometheus.io/path"] == "/metrics" and "/metrics" in routes
+    service = find(RESOURCES, "Service", name)
+    (service_port,) = service["spec"]["ports"]
+    assert service_port["name"] == "http" and _port(container, service_port["targetPort"]) == port
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_termination_grace_covers_prestop_and_the_drain(name: str) -> None:
+    pod = pod_spec(find(RESOURCES, "Deployment", name))
+    container = _container(name)
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep"
+    pre_stop = float(command[1])
+    runtime = _settings(name).runtime
+    assert pod["terminationGracePeriodSeconds"] > pre_stop + runtime.shutdown_timeout + nats_drain_timeout()
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_pods_run_non_root_read_only_with_resources(name: str) -> None:
+    pod = pod_spec(find(RESOURCES, "Deployment", name))
+    container = _container(name)
+    (user,) = parse(ROOT / "Dockerfile").final.all("USER")
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert str(pod["securityContext"]["runAsUser"]) == user.args.split(":")[0]
+    assert pod["automountServiceAccountToken"] is False
+    security = container["securityContext"]
+    assert security == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]}}
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp"}
+    resources = container["resources"]
+    assert {"cpu", "memory"} <= set(resources["requests"]) and "memory" in resources["limits"]
+
+
+def test_the_statefulsets_run_non_root_too() -> None:
+    for name in ("nats", "redis"):
+        pod = pod_spec(find(RESOURCES, "StatefulSet", name))
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] > 0
+        for container in pod["containers"]:
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+
+
+def test_gateway_and_agent_runner_autoscale_and_the_rest_have_fixed_replicas() -> None:
+    hpas = {r["spec"]["scaleTargetRef"]["name"]: r for r in RESOURCES if r["kind"] == "HorizontalPodAutoscaler"}
+    assert set(hpas) == SCALED_OUT
+    for name, hpa in hpas.items():
+        deployment = find(RESOURCES, "Deployment", name)
+        assert hpa["spec"]["scaleTargetRef"]["kind"] == "Deployment"
+        assert hpa["spec"]["minReplicas"] >= 2 and hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"]
+        assert "replicas" not in deployment["spec"], "a fixed count would fight the autoscaler on every apply"
+        metrics = {m["resource"]["name"] for m in hpa["spec"]["metrics"]}
+        requests = _container(name)["resources"]["requests"]
+        assert metrics <= set(requests), "utilization targets need requests"
+    for name in set(SERVICES) - SCALED_OUT:
+        assert find(RESOURCES, "Deployment", name)["spec"]["replicas"] >= 1
+
+
+def test_every_workload_has_a_disruption_budget_selecting_exactly_it() -> None:
+    budgets = [r for r in RESOURCES if r["kind"] == "PodDisruptionBudget"]
+    covered = set()
+    for budget in budgets:
+        selected = _pods(budget["spec"]["selector"]["matchLabels"])
+        assert len(selected) == 1, budget["metadata"]["name"]
+        covered.add(selected[0]["metadata"]["name"])
+        assert budget["spec"].get("maxUnavailable") == 1
+    # Redis is a single server: a budget could only block node drains, so it has none (docs/deploy.md).
+    assert covered == set(SERVICES) | {"nats"}
+
+
+def test_every_service_selects_pods_that_have_its_target_ports() -> None:
+    for service in (r for r in RESOURCES if r["kind"] == "Service"):
+        workloads = _pods(service["spec"]["selector"])
+        assert workloads, f"Service {service['metadata']['name']} selects nothing"
+        for workload in workloads:
+            ports = {p.get("name") for c in pod_spec(workload)["containers"] for p in c["ports"]}
+            for port in service["spec"]["ports"]:
+                assert port["targetPort"] in ports, (service["metadata"]["name"], port)
+
+
+def test_ingress_routes_to_the_gateway_with_websocket_and_sse_friendly_timeouts() -> None:
+    ingress = find(RESOURCES, "Ingress", "gateway")
+    (rule,) = ingress["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    backend = path["backend"]["service"]
+    service = find(RESOURCES, "Service", backend["name"])
+    assert backend["name"] == "gateway" and backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+    annotations = ingress["metadata"]["annotations"]
+    heartbeat = getattr(_settings("gateway"), "heartbeat_interval", 30.0)
+    for key in ("proxy-read-timeout", "proxy-send-timeout"):
+        assert float(annotations[f"nginx.ingress.kubernetes.io/{key}"]) >= 10 * heartbeat
+    assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off", "SSE must not be buffered"
+
+
+def test_the_servicemonitor_scrapes_exactly_the_five_services() -> None:
+    (monitor,) = [r for r in kustomize.build(K8S / "prometheus-operator") if r["kind"] == "ServiceMonitor"]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    selected = {r["metadata"]["name"] for r in RESOURCES
+                if r["kind"] == "Service" and _selects(selector, r["metadata"]["labels"])}
+    assert selected == set(SERVICES)
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["path"] == "/metrics"
+    for name in SERVICES:
+        assert endpoint["port"] in {p["name"] for p in find(RESOURCES, "Service", name)["spec"]["ports"]}
+    assert monitor["spec"]["namespaceSelector"]["matchNames"] == [kustomize.read_kustomization(K8S)["namespace"]]
+    # Jobs are named raaf-<service> as in deploy/prometheus/prometheus.yml, which the alerts and dashboards select.
+    (relabel,) = endpoint["relabelings"]
+    assert relabel["sourceLabels"] == ["__meta_kubernetes_service_name"] and relabel["targetLabel"] == "job"
+    compose_jobs = {job["job_name"] for job in
+                    yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())["scrape_configs"]}
+    assert {relabel["replacement"].replace("$1", name) for name in SERVICES} == compose_jobs
+
+
+def test_only_the_services_reach_redis() -> None:
+    policy = find(RESOURCES, "NetworkPolicy", "redis")
+    assert _pods(policy["spec"]["podSelector"]["matchLabels"]) == [find(RESOURCES, "StatefulSet", "redis")]
+    (rule,) = policy["spec"]["ingress"]
+    (peer,) = rule["from"]
+    allowed = {r["metadata"]["name"] for r in _pods(peer["podSelector"]["matchLabels"])}
+    assert allowed == set(SERVICES)
