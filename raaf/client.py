@@ -365,11 +365,15 @@ class WebSocketClient:
 
     async def close(self) -> None:
         self._closing = True
+        reconnecting = not self.connected
         if self._ws is not None:
             await self._ws.close()
         if self._runner is not None:
-            with contextlib.suppress(Exception):
+            if reconnecting:
+                self._runner.cancel()  # do not sit out a backoff delay
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._runner
+        self._closed.set()
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -22,6 +22,7 @@ from proto.runs import TERMINAL_EVENTS, RunEvent, RunFailed, run_event_decoder, 
 from proto.subjects import Subjects
 from shared.errors import RunIdTaken
 from shared.jsacks import AckInbox
+from shared.natsconn import barrier
 
 log = logging.getLogger("raaf.runlog")
 
@@ -182,7 +183,7 @@ class RunLog:
         sub = await self.nc.subscribe(subject, pending_msgs_limit=_LIVE_PENDING, pending_bytes_limit=-1)
         expected = after_seq + 1
         try:
-            await self.nc.flush()  # the server now routes new events to us: the store has every older one
+            await barrier(self.nc)  # the server now routes new events to us: the store has every older one
             payload = await self.last_payload(run_id)
             last = None if payload is None else run_event_decoder.decode(payload)
             if last is not None and payload is not None and last.seq == expected:

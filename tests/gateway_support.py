@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -114,8 +115,17 @@ class RawWebSocket:
         self.response = response
 
     @classmethod
-    async def open(cls, host: str, port: int, *, extensions: str = "") -> RawWebSocket:
-        reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
+    async def open(cls, host: str, port: int, *, extensions: str = "", rcvbuf: int | None = None) -> RawWebSocket:
+        """``rcvbuf`` pins the socket's receive buffer before connecting (no autotuning) and reads little:
+        a client whose backlog cannot hide in kernel buffers."""
+        if rcvbuf is None:
+            reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
+        else:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, (host, port))
+            reader, writer = await asyncio.open_connection(sock=sock, limit=rcvbuf)
         key = base64.b64encode(os.urandom(16)).decode()
         ext = f"Sec-WebSocket-Extensions: {extensions}\r\n" if extensions else ""
         writer.write(

@@ -201,3 +201,34 @@ async def test_the_rate_limit_answers_typed_errors_and_refills(nats_server: Nats
         assert (await request(ws, {"type": "ping"}))["type"] == "pong"
         await ws.close()
     assert app.counters.rate_limited == 3
+
+
+async def test_a_cut_off_consumer_that_never_reads_is_dropped_after_the_close_timeout(
+    nats_server: NatsServer, start_app: StartApp
+) -> None:
+    # A queue bigger than the kernel can still absorb, so the backlog really is stuck in the gateway.
+    app = await start_app(make_gateway(nats_server.url, WEBSOCKET_SEND_QUEUE_BYTES=str(8 << 20),
+                                       WEBSOCKET_ENABLE_COMPRESSION="false", WEBSOCKET_CLOSE_TIMEOUT="0.3"))
+    assert isinstance(app, GatewayApp)
+    async with aiohttp.ClientSession() as session:
+        stuck = await RawWebSocket.open("127.0.0.1", app.http_port, rcvbuf=65536)
+        await stuck.read_frame()
+        stuck.send_text(b'{"type":"subscribe","channel":"flood","id":"s"}')
+        await stuck.read_frame()
+        publisher, _ = await connect(session, ws_url(app))
+        for i in range(8000):
+            if app.counters.slow_consumers:
+                break
+            await publisher.send_json({"type": "publish", "channel": "flood", "data": "x" * 8000})
+            if i % 100 == 99:
+                await request(publisher, {"type": "ping"})
+        assert app.counters.slow_consumers == 1
+        await asyncio.sleep(1.0)  # past the close timeout: the gateway drops what it still held
+        opcodes = set()
+        with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):
+            while True:
+                _, opcode, _ = await stuck.read_frame(timeout=5)
+                opcodes.add(opcode)
+        assert 0x8 not in opcodes, "the close frame was still queued when the socket was aborted"
+        stuck.close()
+        await publisher.close()

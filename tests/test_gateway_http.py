@@ -115,3 +115,31 @@ async def test_the_gateway_serves_its_chat_page(nats_server: NatsServer, start_a
         page = await resp.text()
         assert resp.status == 200 and resp.content_type == "text/html"
         assert "new WebSocket" in page and 'id="messages"' in page
+
+
+async def test_a_large_rest_body_arrives_whole_and_one_past_the_limit_is_refused(
+    nats_server: NatsServer, start_app: StartApp
+) -> None:
+    app = await start_app(make_gateway(nats_server.url, WEBSOCKET_MAX_MESSAGE_SIZE=str(300_000)))
+    assert isinstance(app, GatewayApp)
+    url = f"{app.http_url}/v1/channels/bulk/messages"
+    text = "y" * 250_000
+
+    async def chunks(body: bytes) -> Any:  # a chunked upload: many reads on the server side
+        for i in range(0, len(body), 8192):
+            yield body[i:i + 8192]
+            await asyncio.sleep(0)
+
+    async with aiohttp.ClientSession() as session:
+        ws, _ = await connect(session, ws_url(app), max_msg_size=1 << 20)
+        await request(ws, {"type": "subscribe", "channel": "bulk"})
+        async with session.post(url, data=chunks(msgspec.json.encode(text))) as resp:
+            assert resp.status == 202, await resp.text()
+        while True:
+            message = msgspec.json.decode((await ws.receive(timeout=5)).data)
+            if message["type"] == "message":
+                break
+        assert message["data"] == text
+        async with session.post(url, data=chunks(msgspec.json.encode("z" * 310_000))) as resp:
+            assert (resp.status, (await resp.json())["code"]) == (413, "too_large")
+        await ws.close()

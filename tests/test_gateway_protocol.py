@@ -244,3 +244,26 @@ async def test_stopping_the_gateway_tells_clients_to_go_elsewhere(nats_server: N
         stopping = asyncio.create_task(app.stop())
         assert await expect_close(ws) == 1001
         await stopping
+
+
+async def test_many_presence_listeners_joining_at_once_share_one_presence_subscription(gateway: GatewayApp) -> None:
+    async with aiohttp.ClientSession() as session:
+        sockets = [(await connect(session, ws_url(gateway)))[0] for _ in range(5)]
+        replies = await asyncio.gather(*(request(ws, {"type": "subscribe", "channel": "crowd", "presence": True})
+                                         for ws in sockets))
+        assert {r["type"] for r in replies} == {"ack"}
+        presence_subs = [sub for sub in gateway.nc._subs.values()
+                         if sub.subject == gateway.subjects.presence("crowd")]
+        assert len(presence_subs) == 1
+        late, late_welcome = await connect(session, ws_url(gateway))
+        await request(late, {"type": "subscribe", "channel": "crowd"})
+        for ws in sockets:
+            joined = await receive_type(ws, "joined")
+            while joined["member"]["connection_id"] != late_welcome["connection_id"]:
+                joined = await receive_type(ws, "joined")
+            with pytest.raises(asyncio.TimeoutError):  # exactly once, not once per subscription
+                while True:
+                    again = await receive_type(ws, "joined", timeout=0.2)
+                    assert again["member"]["connection_id"] != late_welcome["connection_id"]
+        for ws in [*sockets, late]:
+            await ws.close()

@@ -344,3 +344,28 @@ async def test_stats_add_up_two_real_agent_runners(
     runner = msgspec.convert(body, ClusterStats).async_runner
     assert status == 200 and body["services"]["agent-runner"] == 2
     assert (runner.running, runner.pool_size, runner.queue_size, runner.active_runs) == (True, 7, 20, 0)
+
+
+async def test_stats_add_up_real_websocket_connections_on_two_gateways(
+    nats_server: NatsServer, redis_server: ValkeyServer, start_app: StartApp
+) -> None:
+    prefix = unique_prefix()
+    env = service_env(nats_server.url, redis_server.url, RAAF_PREFIX=prefix)
+    gateways = [await start_app(GatewayApp(GatewaySettings.from_env({**env, "INSTANCE_ID": f"gw-{i}"})))
+                for i in range(2)]
+    async with aiohttp.ClientSession() as session:
+        sockets = [await session.ws_connect(f"{gateways[i].http_url}/ws") for i in (0, 0, 1)]
+        for ws in sockets:
+            await ws.receive_json(timeout=5)  # welcome
+        await sockets[2].send_json({"type": "subscribe", "id": "s", "channel": "lobby"})
+        assert (await sockets[2].receive_json(timeout=5))["type"] == "ack"
+        nc = await nats.connect(nats_server.url)
+        try:
+            stats = await raaf.stats(nc=nc, prefix=prefix)
+        finally:
+            await nc.close()
+        for ws in sockets:
+            await ws.close()
+    section = stats.websocket_server
+    assert (section.running, section.connections, section.subscriptions) == (True, 3, 1)
+    assert section.max_connections == 2 * gateways[0].gateway_settings.max_connections

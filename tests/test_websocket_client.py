@@ -123,3 +123,16 @@ def test_typed_errors_are_also_the_builtin_kinds() -> None:
     error = raaf.error_from_wire({"type": "error", "code": "rate_limited", "message": "slow down", "ref": "7",
                                  "details": {"retry_after": 1.5}})
     assert isinstance(error, raaf.RateLimitedError) and error.retry_after == 1.5 and error.ref == "7"
+
+
+async def test_closing_while_waiting_to_reconnect_returns_at_once(nats_server: NatsServer) -> None:
+    app = make_gateway(nats_server.url)
+    await app.start()
+    client = raaf.WebSocketClient(ws_url(app), reconnect_delay=30.0, max_reconnect_delay=30.0)
+    attempts: list[int] = []
+    client.on_reconnect(attempts.append)
+    await client.connect()
+    await app.stop()
+    await eventually(lambda: attempts == [1])  # now sleeping 15-30 s before the first attempt
+    await asyncio.wait_for(client.close(), 2)
+    await asyncio.wait_for(client.wait_closed(), 1)

@@ -35,6 +35,7 @@ from raaf.jobs.events import JobSignals
 from raaf.jobs.metrics import WorkerMetrics
 from raaf.jobs.model import RetryPolicy, encode_data
 from raaf.jobs.store import ClaimedJob, JobStore
+from shared.natsconn import barrier
 
 log = logging.getLogger("raaf.jobs")
 Handler = Callable[[Any], Any]
@@ -143,7 +144,7 @@ class JobWorker:
                     self.subjects.job_dispatch_queue(self.queue, job_type),
                     queue=self.subjects.job_workers_group(self.queue, job_type), cb=self._on_nudge))
             self._subs.append(await self.nc.subscribe(self.subjects.job_cancel(self.queue), cb=self._on_cancel))
-            await self.nc.flush()  # nudges reach us as soon as start() returns
+            await barrier(self.nc)  # nudges reach us as soon as start() returns
         self._last_renewed = time.monotonic()
         self._loops = [asyncio.create_task(self._claim_loop(), name="raaf-jobs:claim"),
                        asyncio.create_task(self._renew_loop(), name="raaf-jobs:renew")]

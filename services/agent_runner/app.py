@@ -43,6 +43,7 @@ from services.agent_runner.settings import AgentRunnerSettings
 from services.agent_runner.writer import RunWriter
 from shared.app import App
 from shared.jsacks import AckInbox
+from shared.natsconn import barrier
 from shared.runlog import RunLog, run_stream_config
 from shared.runregistry import RunRegistry
 
@@ -121,7 +122,7 @@ class AgentRunnerApp(App):
                                                     cb=self._on_request, pending_msgs_limit=-1)
         await self.nc.subscribe(self.subjects.run_cancel_all, cb=self._on_cancel)
         await self.nc.subscribe(self.subjects.run_agents, queue=QUEUE_GROUP, cb=self._on_agents_query)
-        await self.nc.flush()  # the server routes requests to us before start() returns
+        await barrier(self.nc)  # the server routes requests to us before start() returns
         self.spawn(self._heartbeat(), name="lease")
         self.spawn(self._reaper(), name="reaper")
 

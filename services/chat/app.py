@@ -25,6 +25,7 @@ from services.chat.store import ChatStore, Follower, chat_streams
 from services.chat.typing import TypingTracker
 from services.chat.writer import RoomWriter
 from shared.app import App
+from shared.natsconn import barrier
 
 _REBUILD_TIMEOUT = 300.0  # seconds the replay of the streams may take at start
 
@@ -109,7 +110,7 @@ class ChatApp(App):
         # hold a burst until then (a message NATS drops here would leave its requester to time out).
         self._commands = await self.nc.subscribe(self.subjects.chat_commands, queue="chat", cb=self._on_command,
                                                  pending_msgs_limit=max(65_536, s.max_inflight_commands * 16))
-        await self.nc.flush()  # the server routes commands to us before we report ready
+        await barrier(self.nc)  # the server routes commands to us before we report ready
         if s.presence_check_interval > 0:
             self._reaper = PresenceReaper(self.nc, self.subjects, self.state, interval=s.presence_check_interval,
                                           leave=self._commands_impl.reap)

@@ -103,7 +103,7 @@ class GatewayApp(App):
     # ---- lifecycle ----------------------------------------------------------------------------
 
     async def on_start(self) -> None:
-        self.hub.attach(self.nc)
+        self.hub.attach(self.nc, direct=self.gateway_settings.direct_delivery)
         await self.cluster.start(self.nc)
         self._broadcast_sub = await self.nc.subscribe(self.subjects.gateway_broadcast, cb=self._on_broadcast)
         self.spawn(self.cluster.run(), name="peers")
@@ -191,6 +191,17 @@ class GatewayApp(App):
         out = Outgoing(msg.data)
         for conn in self.registry.snapshot():
             conn.deliver(out)
+
+    def stats(self) -> dict[str, Any]:
+        """The seed's ``websocket_server`` figures for ``raaf.stats()`` (summed across gateways by the metrics
+        service, except ``channels``, which is shared)."""
+        local = self.local_stats()
+        return {"websocket_server": {
+            "running": self.accepting, "connections": local.connections,
+            "max_connections": self.gateway_settings.max_connections, "channels": local.channels,
+            "subscriptions": local.subscriptions, "sse_streams": local.sse_connections,
+            "messages_sent": local.messages_sent, "messages_received": local.messages_received,
+            "bytes_sent": local.bytes_sent, "slow_consumer_disconnects": local.slow_consumers}}
 
     def local_stats(self) -> GatewayStats:
         c = self.counters

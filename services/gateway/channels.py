@@ -20,7 +20,8 @@ from nats.aio.subscription import Subscription
 
 from proto.gateway import ChannelMessage, Joined, Left, Member, channel_message_decoder, server_encoder
 from proto.subjects import InvalidNameError, Subjects, encode_token
-from services.gateway.connection import Connection
+from services.gateway.connection import Connection, fan_out
+from services.gateway.direct import DirectDelivery
 from services.gateway.errors import GatewayUnavailable, InvalidChannel
 from services.gateway.frames import Outgoing
 from shared.natsconn import barrier
@@ -44,7 +45,8 @@ def check_channel(name: str) -> str:
 
 
 class Channel:
-    __slots__ = ("error", "info", "listeners", "members", "name", "presence_sub", "ready", "sub", "subject")
+    __slots__ = ("error", "info", "listeners", "members", "name", "presence_ready", "presence_sub", "ready", "sub",
+                 "subject")
 
     def __init__(self, name: str, subject: str) -> None:
         self.name = name
@@ -54,6 +56,7 @@ class Channel:
         self.info: dict[Connection, dict[str, str]] = {}
         self.sub: Subscription | None = None
         self.presence_sub: Subscription | None = None
+        self.presence_ready: asyncio.Event | None = None  # set once the presence subscription is open (or failed)
         self.ready = asyncio.Event()
         self.error: BaseException | None = None
 
@@ -69,6 +72,7 @@ class ChannelHub:
         self._by_subject: dict[str, Channel] = {}
         self._by_presence_subject: dict[str, Channel] = {}
         self._nc: NATS | None = None
+        self._direct: DirectDelivery | None = None
 
     @property
     def nc(self) -> NATS:
@@ -76,8 +80,10 @@ class ChannelHub:
             raise GatewayUnavailable("not connected to NATS")
         return self._nc
 
-    def attach(self, nc: NATS) -> None:
+    def attach(self, nc: NATS, direct: bool = True) -> None:
+        """Use ``nc``; ``direct`` delivers channel messages without nats-py's per-message queue and task."""
         self._nc = nc
+        self._direct = DirectDelivery(nc) if direct else None
 
     @property
     def subscription_count(self) -> int:
@@ -95,11 +101,8 @@ class ChannelHub:
             await channel.ready.wait()
             if channel.error is not None:
                 raise GatewayUnavailable(f"cannot subscribe: {channel.error}")
-        if presence and channel.presence_sub is None:
-            subject = self.subjects.presence(name)
-            channel.presence_sub = await self.nc.subscribe(subject, cb=self._on_presence)
-            self._by_presence_subject[subject] = channel
-            await self._flush()
+        if presence:
+            await self._open_presence(channel)
         if not conn.open or self.channels.get(name) is not channel:
             await self._close_if_empty(channel)
             return
@@ -165,7 +168,10 @@ class ChannelHub:
         self.channels[name] = channel
         self._by_subject[subject] = channel
         try:
-            channel.sub = await self.nc.subscribe(subject, cb=self._on_message)
+            if self._direct is not None:
+                channel.sub = await self._direct.subscribe(subject, lambda data: self._fan_out(channel, data))
+            else:
+                channel.sub = await self.nc.subscribe(subject, cb=self._on_message)
             # Once the server has our SUB, a message published anywhere reaches us: then we ack.
             await self._flush()
         except BaseException as exc:
@@ -175,6 +181,25 @@ class ChannelHub:
         finally:
             channel.ready.set()
         return channel
+
+    async def _open_presence(self, channel: Channel) -> None:
+        """Subscribe to the channel's joined/left events once, however many join with presence at once."""
+        if channel.presence_ready is None:
+            ready = channel.presence_ready = asyncio.Event()
+            subject = self.subjects.presence(channel.name)
+            try:
+                channel.presence_sub = await self.nc.subscribe(subject, cb=self._on_presence)
+                self._by_presence_subject[subject] = channel
+                await self._flush()
+            except BaseException:
+                channel.presence_ready = None  # the next joiner tries again
+                raise
+            finally:
+                ready.set()
+        else:
+            await channel.presence_ready.wait()
+        if channel.presence_sub is None:
+            raise GatewayUnavailable("cannot subscribe to presence events")
 
     async def _flush(self) -> None:
         try:
@@ -188,10 +213,15 @@ class ChannelHub:
         if channel.members or not channel.ready.is_set() or self.channels.get(channel.name) is not channel:
             return
         self._forget(channel)
-        for sub in (channel.sub, channel.presence_sub):
-            if sub is not None:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
+        if channel.sub is not None:
+            with contextlib.suppress(Exception):
+                if self._direct is not None:
+                    await self._direct.unsubscribe(channel.sub)
+                else:
+                    await channel.sub.unsubscribe()
+        if channel.presence_sub is not None:
+            with contextlib.suppress(Exception):
+                await channel.presence_sub.unsubscribe()
 
     def _forget(self, channel: Channel) -> None:
         if self.channels.get(channel.name) is channel:
@@ -200,19 +230,21 @@ class ChannelHub:
         self._by_presence_subject.pop(self.subjects.presence(channel.name), None)
 
     async def _on_message(self, msg: Msg) -> None:
+        channel = self._by_subject.get(msg.subject)
+        if channel is None:
+            return
         try:
-            self._fan_out(msg)
+            self._fan_out(channel, msg.data)
         except Exception:  # nats-py would only hand it to the error callback
             log.exception("fan-out failed on %s", msg.subject)
 
-    def _fan_out(self, msg: Msg) -> None:
-        channel = self._by_subject.get(msg.subject)
-        if channel is None or not channel.members:
+    def _fan_out(self, channel: Channel, data: bytes) -> None:
+        """Encode once, then write the same frame to every local subscriber."""
+        if not channel.members:
             return
         started = time.perf_counter()
-        out = Outgoing(envelope(msg.data, channel.name), "message")
-        for conn in tuple(channel.members):
-            conn.deliver(out)
+        members = tuple(channel.members)  # a cut-off connection leaves the set later, never during the loop
+        fan_out(members, Outgoing(envelope(data, channel.name), "message"), members[0].ctx)
         self.counters.channel_messages += 1
         if self.metrics is not None:
             self.metrics.fanout_seconds.observe(time.perf_counter() - started)
@@ -260,8 +292,7 @@ def envelope(payload: bytes, channel: str) -> bytes:
             server_encoder.encode(payload.decode(errors="replace")))))
     if payload.startswith(_MESSAGE_PREFIX):
         try:
-            message = channel_message_decoder.decode(payload)
-            msgspec.json.decode(message.data)  # the data must be JSON too
+            message = channel_message_decoder.decode(payload)  # validates the JSON of ``data`` too
         except (msgspec.DecodeError, msgspec.ValidationError):
             pass
         else:

@@ -44,6 +44,7 @@ from services.gateway.connection import Connection
 from services.gateway.errors import Forbidden, GatewayError, TooManySubscriptions
 from services.gateway.identity import Identity
 from services.gateway.responses import error_response, json_response
+from shared.natsconn import barrier
 
 if TYPE_CHECKING:
     from services.gateway.app import GatewayApp
@@ -197,7 +198,7 @@ class ChatExtension:
 
         try:
             room.subs = await self.client.follow_room(joined, forward)
-            await self.gateway.nc.flush()  # the subscriptions are live before the client hears it joined
+            await barrier(self.gateway.nc)  # the subscriptions are live before the client hears it joined
         except Exception:
             rooms.pop(name, None)
             with contextlib.suppress(ChatError):

@@ -13,7 +13,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -298,6 +298,37 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.kind} subject={self.identity.subject!r} open={self.open}>"
+
+
+def fan_out(conns: Iterable[Connection], out: Outgoing, ctx: ConnectionContext) -> int:
+    """Write one message to many connections: :meth:`Connection.deliver`'s policy, minus per-recipient
+    bookkeeping (one clock read, one counter update); returns how many it was written to."""
+    now = time.monotonic()
+    limit = ctx.send_queue_bytes
+    plain: bytes | None = None
+    sent = sent_bytes = 0
+    for conn in conns:
+        if not conn.open:
+            continue
+        if conn.kind == "ws" and not conn.wbits:
+            data = plain if plain is not None else (plain := out.websocket(None, 0))
+        elif conn.kind == "ws":
+            data = out.websocket(ctx.deflater, conn.wbits)
+        else:
+            data = out.sse(conn.sse_chunked)
+        transport = conn.transport
+        queued = transport.get_write_buffer_size()
+        if (queued and queued + len(data) > limit) or transport.is_closing():
+            conn.write(data)  # the slow path: cut off a slow consumer, or notice a closed transport
+            continue
+        transport.write(data)
+        conn.last_tx = now
+        sent += 1
+        sent_bytes += len(data)
+    counters = ctx.counters
+    counters.messages_sent += sent
+    counters.bytes_sent += sent_bytes
+    return sent
 
 
 def pong_frame(payload: bytes) -> bytes:

@@ -44,9 +44,7 @@ class RestRoutes:
             limit = gw.gateway_settings.max_message_size
             if request.content_length is not None and request.content_length > limit:
                 raise MessageTooLarge(request.content_length, limit)
-            body = await request.content.read(limit + 1)
-            if len(body) > limit:
-                raise MessageTooLarge(len(body), limit)
+            body = await read_body(request, limit)
             try:
                 body.decode()
                 msgspec.json.decode(body)
@@ -78,6 +76,16 @@ class RestRoutes:
         everyone = [r.stats for r in replies if r.instance != gw.runtime.instance_id] + [local]
         return _json(Stats(instance=gw.runtime.instance_id, local=local, cluster=sum_stats(everyone),
                            gateways=len(everyone)))
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, refusing it as soon as it grows past ``limit`` bytes (whatever Content-Length said)."""
+    body = bytearray()
+    while chunk := await request.content.readany():
+        body += chunk
+        if len(body) > limit:
+            raise MessageTooLarge(len(body), limit)
+    return bytes(body)
 
 
 def sum_stats(stats: list[GatewayStats]) -> GatewayStats:

@@ -58,6 +58,7 @@ class GatewaySettings:
     # Cluster.
     presence_timeout: float = 0.5
     peer_interval: float = 5.0
+    direct_delivery: bool = True  # channel messages skip nats-py's per-message queue (services/gateway/direct.py)
     # Features.
     enable_sse: bool = True
     chat_page: bool = True
@@ -113,6 +114,7 @@ class GatewaySettings:
             restricted_channels=env.items("GATEWAY_RESTRICTED_CHANNELS"),
             presence_timeout=env.number("GATEWAY_PRESENCE_TIMEOUT", cls.presence_timeout, min=0.01, max=30),
             peer_interval=env.number("GATEWAY_PEER_INTERVAL", cls.peer_interval, min=0.05, max=600),
+            direct_delivery=env.boolean("GATEWAY_DIRECT_DELIVERY", cls.direct_delivery),
             enable_sse=env.boolean("STREAMING_ENABLE_SSE", cls.enable_sse),
             chat_page=env.boolean("GATEWAY_CHAT_PAGE", cls.chat_page),
             runs=RunRouteSettings.from_env(env.environ),

@@ -24,6 +24,7 @@ from raaf.jobs.store import JobStore
 from services.scheduler.api import JobsApi, bad_request
 from services.scheduler.settings import SchedulerSettings
 from shared.app import App
+from shared.natsconn import barrier
 
 
 class SchedulerApp(App):
@@ -70,7 +71,7 @@ class SchedulerApp(App):
         self.spawn(self._refresh_gauges(), name="gauges")
         if s.agent_jobs and runs_available():
             await self._start_agent_worker()
-        await self.nc.flush()  # the server has our subscriptions before we call ourselves started
+        await barrier(self.nc)  # the server has our subscriptions before we call ourselves started
 
     async def _start_agent_worker(self) -> None:
         """The built-in ``run_agent`` job type runs here, on the first queue, ``BACKGROUND_WORKERS`` at once."""

@@ -1,0 +1,239 @@
+"""Many lean WebSocket clients in one process, for bench_gateway.py (raw asyncio protocols, no aiohttp).
+
+Modes (one JSON line per event on stdout):
+  idle N [--deflate] [--traffic]   open N connections (optionally send one compressed publish), hold
+  fanout N channel ROUNDS          N subscribers of one channel; per round report first/last arrival
+  streams N SECONDS                N subscribers of channel s<i>; report NATS-to-socket latencies
+Payloads carry "t":<time.monotonic_ns() at publish>; CLOCK_MONOTONIC is shared by processes on Linux.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import resource
+import sys
+import time
+import zlib
+from collections.abc import Callable
+
+_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def out(**event: object) -> None:
+    print(json.dumps(event), flush=True)
+
+
+def client_frame(payload: bytes, deflate: bool = False) -> bytes:
+    rsv = 0
+    if deflate:
+        compressor = zlib.compressobj(1, zlib.DEFLATED, -15)
+        payload = (compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        rsv = 0x40
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    n = len(payload)
+    head = bytes([0x81 | rsv, 0x80 | n]) if n < 126 else bytes([0x81 | rsv, 0xFE]) + n.to_bytes(2, "big")
+    return head + mask + masked
+
+
+class Client(asyncio.Protocol):
+    __slots__ = ("_request", "buf", "index", "on_frame", "ready", "transport", "upgraded")
+
+    def __init__(self, index: int, ready: asyncio.Future[Client], on_frame: object, deflate: bool,
+                 port: int) -> None:
+        self.index = index
+        self.ready = ready
+        self.on_frame = on_frame
+        self.buf = b""
+        self.upgraded = False
+        self.transport: asyncio.Transport | None = None
+        self._request = self._handshake(deflate, port)
+
+    @staticmethod
+    def _handshake(deflate: bool, port: int) -> bytes:
+        key = base64.b64encode(os.urandom(16)).decode()
+        ext = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" if deflate else ""
+        return (f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n").encode()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self._request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if not self.upgraded:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            self.upgraded = True
+            self.buf = self.buf[end + 4:]
+            if not self.ready.done():
+                self.ready.set_result(self)
+        buf = self.buf
+        pos = 0
+        while len(buf) - pos >= 2:
+            n = buf[pos + 1] & 0x7F
+            head = 2
+            if n == 126:
+                if len(buf) - pos < 4:
+                    break
+                n = int.from_bytes(buf[pos + 2:pos + 4], "big")
+                head = 4
+            elif n == 127:
+                if len(buf) - pos < 10:
+                    break
+                n = int.from_bytes(buf[pos + 2:pos + 10], "big")
+                head = 10
+            if len(buf) - pos < head + n:
+                break
+            self.on_frame(self, buf[pos], buf[pos + head:pos + head + n])  # type: ignore[operator]
+            pos += head + n
+        self.buf = buf[pos:]
+
+    def send(self, payload: bytes, deflate: bool = False) -> None:
+        assert self.transport is not None
+        self.transport.write(client_frame(payload, deflate))
+
+
+async def open_clients(n: int, port: int, on_frame: object, deflate: bool = False) -> list[Client]:
+    loop = asyncio.get_running_loop()
+    clients: list[Client] = []
+    gate = asyncio.Semaphore(256)
+
+    async def one(i: int) -> None:
+        async with gate:
+            ready: asyncio.Future[Client] = loop.create_future()
+            await loop.create_connection(lambda: Client(i, ready, on_frame, deflate, port), "127.0.0.1", port)
+            clients.append(await ready)
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return sorted(clients, key=lambda c: c.index)
+
+
+async def until(done: Callable[[], bool]) -> None:
+    for _ in range(12_000):  # ten minutes at most
+        if done():
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError("subscriptions were not all acknowledged")
+
+
+def is_ack(payload: bytes) -> bool:
+    return payload.startswith(b'{"type":"ack"') or payload.startswith(b'{"type": "ack"')
+
+
+def number_after(payload: bytes, key: bytes) -> int | None:
+    """The integer after ``"key":`` in a JSON payload, without decoding it all."""
+    at = payload.find(b'"' + key + b'":')
+    if at < 0:
+        return None
+    start = at + len(key) + 3
+    while payload[start:start + 1] == b" ":
+        start += 1
+    end = start
+    while payload[end:end + 1].isdigit():
+        end += 1
+    return int(payload[start:end]) if end > start else None
+
+
+def stamp(payload: bytes) -> int | None:
+    return number_after(payload, b"t")
+
+
+async def idle(port: int, n: int, deflate: bool, traffic: bool) -> None:
+    frames = [0]
+
+    def on_frame(client: Client, first: int, payload: bytes) -> None:
+        frames[0] += 1
+
+    clients = await open_clients(n, port, on_frame, deflate)
+    await asyncio.sleep(1.0)
+    if traffic:
+        text = ("the quick brown fox jumps over the lazy dog " * 10).encode()
+        for client in clients:
+            client.send(b'{"type":"publish","channel":"void","data":{"text":"' + text + b'"}}', deflate)
+    out(event="ready", connections=len(clients), frames=frames[0])
+    await asyncio.sleep(3600)
+
+
+async def fanout(port: int, n: int, channel: str, rounds: int) -> None:
+    arrivals: dict[int, list[int]] = {}
+    acks = [0]
+
+    def on_frame(client: Client, first: int, payload: bytes) -> None:
+        now = time.monotonic_ns()
+        if is_ack(payload):
+            acks[0] += 1
+            return
+        r = number_after(payload, b"round")
+        if r is None:
+            return
+        t = stamp(payload)
+        seen = arrivals.setdefault(r, [])
+        seen.append(now)
+        if len(seen) == n and t is not None:
+            out(event="round", round=r, first_ms=(min(seen) - t) / 1e6, last_ms=(max(seen) - t) / 1e6)
+
+    clients = await open_clients(n, port, on_frame)
+    request = json.dumps({"type": "subscribe", "channel": channel, "id": "s"}).encode()
+    for client in clients:
+        client.send(request)
+    await until(lambda: acks[0] >= n)
+    out(event="ready", connections=len(clients))
+    await asyncio.sleep(3600)
+
+
+async def streams(port: int, n: int, seconds: float) -> None:
+    latencies: list[int] = []
+    acks = [0]
+    measuring = [False]
+
+    def on_frame(client: Client, first: int, payload: bytes) -> None:
+        if is_ack(payload):
+            acks[0] += 1
+            return
+        if measuring[0]:
+            t = stamp(payload)
+            if t is not None:
+                latencies.append(time.monotonic_ns() - t)
+
+    clients = await open_clients(n, port, on_frame)
+    for client in clients:
+        client.send(json.dumps({"type": "subscribe", "channel": f"s{client.index}", "id": "s"}).encode())
+    await until(lambda: acks[0] >= n)
+    out(event="ready", connections=len(clients))
+    await asyncio.sleep(1.0)  # warm-up
+    measuring[0] = True
+    await asyncio.sleep(seconds)
+    measuring[0] = False
+    latencies.sort()
+    count = len(latencies)
+
+    def pct(p: float) -> float:
+        return latencies[min(count - 1, int(p * count))] / 1e6 if count else float("nan")
+
+    out(event="latency", received=count, p50_ms=pct(0.5), p90_ms=pct(0.9), p99_ms=pct(0.99),
+        max_ms=latencies[-1] / 1e6 if count else float("nan"))
+    await asyncio.sleep(3600)
+
+
+def main() -> None:
+    mode, port, *rest = sys.argv[1:]
+    if mode == "idle":
+        coro = idle(int(port), int(rest[0]), "--deflate" in rest, "--traffic" in rest)
+    elif mode == "fanout":
+        coro = fanout(int(port), int(rest[0]), rest[1], int(rest[2]))
+    elif mode == "streams":
+        coro = streams(int(port), int(rest[0]), float(rest[1]))
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    asyncio.run(coro)
+
+
+if __name__ == "__main__":
+    main()
