@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import dataclasses
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
@@ -80,17 +80,16 @@ class EventEmitter:
 
     # ---- emitting ------------------------------------------------------------------------------
 
-    def emit(self, event: str, data: Any = None, *, id: str | None = None,
-             confirm: bool | None = None, source: str | None = None) -> Coroutine[Any, Any, Event]:
+    async def emit(self, event: str, data: Any = None, *, id: str | None = None,
+                   confirm: bool | None = None, source: str | None = None) -> Event:
         """Publish ``event`` with ``data`` (anything JSON-encodable) and return the envelope sent.
 
         With history on and ``confirm`` (default ``EVENTS_CONFIRM``, true), return once JetStream has
         stored it; a try that is not acknowledged is repeated with the same ``id``, which JetStream stores
         once. Pass your own ``id`` to make an emit you may repeat idempotent; ``source`` overrides
-        ``EVENTS_SOURCE`` for this event. (A plain method returning the bus's coroutine: ``await emit(...)``
-        as before, one coroutine frame less per event.)
+        ``EVENTS_SOURCE`` for this event.
         """
-        return self._bus.emit(event, data, event_id=id, confirm=confirm, source=source)
+        return await self._bus.emit(event, data, event_id=id, confirm=confirm, source=source)
 
     def emit_async(self, event: str, data: Any = None, *, id: str | None = None,
                    confirm: bool | None = None, source: str | None = None) -> asyncio.Future[Event]:
