@@ -244,10 +244,25 @@ class EventBus:
     async def emit(self, name: str, data: Any = None, *, event_id: str | None = None,
                    confirm: bool | None = None, source: str | None = None) -> Event:
         """Publish one event; with history and ``confirm``, return once JetStream has stored it."""
-        # The hot path of the event system: an unconfirmed emit is one envelope and one publish.
+        # The hot path of the event system: an unconfirmed emit is one envelope and one publish. The common
+        # case (cached subject, own id and source, unconfirmed) is written out here without helper calls;
+        # every other case goes through the same _envelope as emit_async.
         if not self._open:
             self._check_open()
-        subject, event, payload = self._envelope(name, data, event_id, source)
+        subject = self._subject_cache.get(name)
+        if subject is None or event_id is not None or source is not None:
+            subject, event, payload = self._envelope(name, data, event_id, source)
+        else:
+            event = Event(event=name, data=data, id=f"{self._id_prefix}{self._next_seq()}", timestamp=_now(),
+                          source=self._source)
+            try:
+                payload = _encode(event)
+            except (TypeError, msgspec.EncodeError) as exc:
+                self.counters.emit_failures += 1
+                raise InvalidEventDataError(name, str(exc)) from None
+            if len(payload) > self._max_size:
+                self.counters.emit_failures += 1
+                raise EventTooLargeError(name, len(payload), self._max_size)
         if self._confirm if confirm is None else confirm and self._history_on:
             assert self._outbox is not None
             return await self._outbox.submit(subject, payload, event, confirm=True, headers={MSG_ID: event.id})

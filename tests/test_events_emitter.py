@@ -369,3 +369,24 @@ async def test_close_does_not_hang_on_a_stuck_listener(nats_server: NatsServer) 
         await asyncio.wait_for(started.wait(), 5)
         await asyncio.wait_for(emitter.close(), 3)
         assert not emitter.connected
+
+
+async def test_bad_data_on_a_name_already_emitted_gets_the_same_typed_errors(nats_server: NatsServer) -> None:
+    # The second emit of a name takes emit's written-out fast path (subject cached): same checks as the first.
+    async with emitters(nats_server.url, EVENTS_MAX_EVENT_SIZE="1024") as make:
+        emitter = await make()
+        seen: list[Event] = []
+        await emitter.on("a.*", seen.append)
+        first = await emitter.emit("a.b", {"n": 1})
+        with pytest.raises(InvalidEventDataError):
+            await emitter.emit("a.b", {"when": object()})
+        with pytest.raises(EventTooLargeError):
+            await emitter.emit("a.b", "x" * 2000)
+        second = await emitter.emit("a.b", {"n": 2})
+        assert second.id != first.id and second.source == first.source and second.timestamp >= first.timestamp
+        assert emitter.stats()["emit_failures"] == 2
+        for _ in range(100):
+            if len(seen) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert [event.data for event in seen] == [{"n": 1}, {"n": 2}]
