@@ -35,6 +35,7 @@ from raaf.event_listeners import Callback, Listener, PatternListeners, Transform
 from raaf.event_metrics import EventCounters, EventMetrics
 from raaf.event_outbox import PUBLISH_ERRORS, Outbox
 from raaf.event_settings import EventSettings
+from raaf.stats_reporter import StatsReporter, unique_instance
 from shared.jetstream import ensure_stream
 from shared.natsconn import NatsEvents, connect_nats
 
@@ -84,6 +85,11 @@ class EventBus:
         self._source = settings.source or None
         self._history_on = settings.enable_history
         self._confirm = settings.enable_history and settings.confirm
+        self.reporter: StatsReporter | None = None
+        if settings.report_stats:
+            self.reporter = StatsReporter(
+                service="event-emitter", instance=unique_instance(settings.runtime.instance_id),
+                prefix=settings.runtime.prefix, provider=self.stats_section, timeout=settings.runtime.stats_timeout)
 
     # ---- connection ----------------------------------------------------------------------------
 
@@ -135,6 +141,8 @@ class EventBus:
         self._outbox = Outbox(nc, self._js, self.counters, self.metrics, timeout=self.settings.publish_timeout,
                               retries=self.settings.publish_retries, limit=self.settings.max_pending_emits)
         self._connected = self._open = True
+        if self.reporter is not None:
+            await self.reporter.start(nc, flush_timeout=self.settings.publish_timeout)
 
     async def close(self) -> None:
         """Stop taking work, finish emits in flight, deliver what listeners already received, disconnect."""
@@ -142,6 +150,8 @@ class EventBus:
             return
         self._closed = True
         self._open = False
+        if self.reporter is not None:
+            await self.reporter.stop()
         timeout = self.settings.runtime.shutdown_timeout
         if self._outbox is not None:
             await self._outbox.drain(timeout)
@@ -391,3 +401,10 @@ class EventBus:
             "max_listeners": self.settings.max_listeners,
             "history_size": self.settings.history_size,
         }
+
+    def stats_section(self) -> dict[str, Any]:
+        """This emitter's ``event_emitter`` section of ``raaf.stats()`` (the seed's shape)."""
+        counters = self.counters
+        return {"event_emitter": {"listeners": counters.listeners, "emitted": counters.emitted,
+                                  "delivered": counters.delivered,
+                                  "errors": counters.listener_errors + counters.emit_failures}}

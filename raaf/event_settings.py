@@ -35,6 +35,7 @@ class EventSettings:
     history_max_read: int = 10_000  # EVENTS_HISTORY_MAX_READ: the most events one history() call returns
     connect_timeout: float = 10.0  # EVENTS_CONNECT_TIMEOUT: seconds connect() waits for NATS
     source: str = ""  # EVENTS_SOURCE: the envelope's source (default: INSTANCE_ID)
+    report_stats: bool = True  # EVENTS_REPORT_STATS: a connected emitter answers raaf.stats() (event_emitter)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> EventSettings:
@@ -62,4 +63,5 @@ class EventSettings:
             history_max_read=env.integer("EVENTS_HISTORY_MAX_READ", cls.history_max_read, min=1),
             connect_timeout=env.number("EVENTS_CONNECT_TIMEOUT", cls.connect_timeout, min=0.1, max=3600),
             source=env.string("EVENTS_SOURCE", runtime.instance_id),
+            report_stats=env.boolean("EVENTS_REPORT_STATS", cls.report_stats),
         )

@@ -30,19 +30,20 @@ class EventEmitter:
     ``async with EventEmitter(max_listeners=50) as emitter:`` (or ``await emitter.connect()`` ... ``close()``).
     Arguments left as None come from ``settings`` (default: :meth:`EventSettings.from_env`); ``nc`` shares
     an existing NATS connection instead of opening one; ``registry`` receives the Prometheus metrics
-    (default: prometheus_client's default registry).
+    (default: prometheus_client's default registry). While connected it answers ``raaf.stats()`` as service
+    ``event-emitter`` (section ``event_emitter``) unless ``report_stats=False`` (``EVENTS_REPORT_STATS``).
     """
 
     def __init__(self, max_listeners: int | None = None, enable_wildcards: bool | None = None,
                  enable_history: bool | None = None, *, history_size: int | None = None,
                  confirm: bool | None = None, source: str | None = None, settings: EventSettings | None = None,
                  nc: NATS | None = None, registry: CollectorRegistry | None = None,
-                 provision: bool = True) -> None:
+                 provision: bool = True, report_stats: bool | None = None) -> None:
         settings = EventSettings.from_env(configured_environ()) if settings is None else settings
         overrides: dict[str, Any] = {key: value for key, value in (
             ("max_listeners", max_listeners), ("enable_wildcards", enable_wildcards),
             ("enable_history", enable_history), ("history_size", history_size), ("confirm", confirm),
-            ("source", source)) if value is not None}
+            ("source", source), ("report_stats", report_stats)) if value is not None}
         if overrides:
             settings = dataclasses.replace(settings, **overrides)
         self._bus = EventBus(settings, nc=nc, registry=registry, provision=provision)

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as redis
+from nats.aio.client import Client as NATS
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -22,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from raaf.config import configuration
 from raaf.jobs.errors import JobStoreUnavailableError, QueueFullError
 from raaf.jobs.model import check_queue_name, encode_data
+from raaf.stats_reporter import StatsReporter
 from shared.redisconn import connect_redis
 
 log = logging.getLogger("raaf.jobs")
@@ -44,13 +46,18 @@ class MessageQueue:
     batch stays pending and is delivered again once it has been idle for ``visibility_timeout`` seconds; after
     ``max_deliveries`` deliveries a message goes to the ``<name>:dead`` stream instead. Long callbacks keep their
     batch claimed, so a slow consumer is not mistaken for a dead one.
+
+    Given a NATS connection ``nc``, a started queue (:meth:`start`, or :meth:`process_messages`) answers
+    ``raaf.stats()`` as service ``message-queue`` (section ``message_queue``) until :meth:`close`, unless
+    ``report_stats=False``; ``stats_prefix`` is the deployment's ``RAAF_PREFIX`` (default: ``prefix``).
     """
 
     def __init__(self, redis_url: str | None = None, *, name: str = "messages",
                  batch_size: int = 100, prefix: str | None = None, group: str = "processors",
                  consumer: str | None = None, max_length: int = 100_000, max_message_bytes: int = 1024 * 1024,
                  visibility_timeout: float = 30.0, max_deliveries: int = 5, block: float = 1.0,
-                 redis_client: redis.Redis | None = None) -> None:
+                 redis_client: redis.Redis | None = None, nc: NATS | None = None, report_stats: bool = True,
+                 stats_prefix: str | None = None) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         config = configuration()  # left out: background.redis_url and platform.prefix
@@ -74,7 +81,14 @@ class MessageQueue:
         self._stopping = False
         self._last_reclaim = 0.0
         self.processed = 0
+        self.batches = 0  # batches acknowledged after their callback returned
         self.failed_batches = 0
+        self._nc = nc
+        self.reporter: StatsReporter | None = None
+        if nc is not None and report_stats:
+            self.reporter = StatsReporter(service="message-queue", instance=self.consumer,
+                                          prefix=prefix if stats_prefix is None else stats_prefix,
+                                          provider=self.stats_section)
 
     # ---- producing -----------------------------------------------------------------------------------------------
 
@@ -93,9 +107,16 @@ class MessageQueue:
 
     # ---- consuming -----------------------------------------------------------------------------------------------
 
+    async def start(self) -> MessageQueue:
+        """Start answering ``raaf.stats()`` (when given ``nc``); idempotent, and done by :meth:`process_messages`."""
+        if self.reporter is not None and self._nc is not None:
+            await self.reporter.start(self._nc)
+        return self
+
     async def process_messages(self, callback: BatchCallback, *, batch_size: int | None = None) -> None:
         """Hand batches to ``callback`` until :meth:`stop`; a failing callback is logged and its batch redelivered."""
         self._stopping = False
+        await self.start()
         failures = 0
         while not self._stopping:
             try:
@@ -145,6 +166,7 @@ class MessageQueue:
                 await keeper
         await self._ack(ids)
         self.processed += len(ids)
+        self.batches += 1
         return len(ids)
 
     async def _ack(self, ids: list[bytes]) -> None:
@@ -230,8 +252,16 @@ class MessageQueue:
         stats: dict[str, Any] = await self._call(read)
         return stats
 
+    async def stats_section(self) -> dict[str, Any]:
+        """This queue's ``message_queue`` section of ``raaf.stats()``: messages waiting (read from Redis) and done."""
+        length = int(await self._call(lambda: self._redis.xlen(self.key)))
+        return {"message_queue": {"queues": 1, "pending": length, "processed": self.processed,
+                                  "batches": self.batches}}
+
     async def close(self) -> None:
         self.stop()
+        if self.reporter is not None:
+            await self.reporter.stop()
         if self._owns_redis:
             await self._redis.aclose()
 

@@ -81,7 +81,9 @@ class EventsExtension:
         return routes
 
     async def start(self, gateway: GatewayApp) -> None:
-        self.emitter = EventEmitter(settings=self.settings.events, nc=gateway.nc, registry=gateway.metrics.registry)
+        # The gateway answers stats as itself (websocket_server); its bridge emitter is not a separate instance.
+        self.emitter = EventEmitter(settings=self.settings.events, nc=gateway.nc, registry=gateway.metrics.registry,
+                                    report_stats=False)
         await self.emitter.connect()
         self.hub.attach(self.emitter)
 
