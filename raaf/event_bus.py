@@ -37,7 +37,7 @@ from raaf.event_outbox import PUBLISH_ERRORS, Outbox
 from raaf.event_settings import EventSettings
 from raaf.stats_reporter import StatsReporter, unique_instance
 from shared.jetstream import ensure_stream
-from shared.natsconn import NatsEvents, connect_nats
+from shared.natsconn import NatsEvents, barrier, connect_nats
 
 log = logging.getLogger("raaf.events")
 
@@ -323,7 +323,8 @@ class EventBus:
         try:
             group.subscription = await self.nc.subscribe(subject, cb=group.deliver,
                                                          pending_msgs_limit=self.settings.pending_limit)
-            await self.nc.flush(timeout=max(1, int(self.settings.publish_timeout)))
+            # Not flush(): nats-py can send its PING ahead of a SUB still in its buffer.
+            await barrier(self.nc, timeout=max(1.0, self.settings.publish_timeout))
         except (nats.errors.Error, TimeoutError) as exc:
             self.remove_listener(listener.id)
             raise ConnectionError(f"cannot listen on {pattern!r}: {exc!r}") from exc

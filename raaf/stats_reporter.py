@@ -10,6 +10,7 @@ from nats.aio.subscription import Subscription
 
 from proto.subjects import Subjects
 from shared.app import VERSION
+from shared.natsconn import barrier
 from shared.stats_responder import StatsProvider, StatsResponder
 
 
@@ -40,11 +41,11 @@ class StatsReporter:
         return self._subscription is not None
 
     async def start(self, nc: NATS, *, flush_timeout: float = 2.0) -> None:
-        """Subscribe (idempotent); the flush makes the next stats request see this reporter."""
+        """Subscribe (idempotent); the barrier makes the next stats request see this reporter."""
         if self._subscription is not None:
             return
         self._subscription = await self.responder.serve(nc, self.subject)
-        await nc.flush(timeout=max(1, int(flush_timeout)))
+        await barrier(nc, timeout=max(1.0, flush_timeout))
 
     async def stop(self) -> None:
         """Stop answering (idempotent); a connection already gone is fine."""

@@ -30,7 +30,7 @@ async def test_two_emitters_add_up_in_the_event_emitter_section(nats_server: Nat
         await eventually(lambda: len(seen) == 10)
         nc = await nats.connect(nats_server.url)
         try:
-            stats = await raaf.stats(nc=nc, prefix=prefix, gather_timeout=0.3)
+            stats = await raaf.stats(nc=nc, prefix=prefix, gather_timeout=1.0)
         finally:
             await nc.close()
     assert stats.services == {"event-emitter": 2}
@@ -50,7 +50,7 @@ async def test_listener_errors_are_counted_as_errors(nats_server: NatsServer) ->
         await eventually(lambda: emitter.stats()["listener_errors"] == 1)
         nc = await nats.connect(nats_server.url)
         try:
-            stats = await raaf.stats(nc=nc, prefix=emitter.settings.runtime.prefix, gather_timeout=0.3)
+            stats = await raaf.stats(nc=nc, prefix=emitter.settings.runtime.prefix, gather_timeout=1.0)
         finally:
             await nc.close()
     assert (stats.event_emitter.emitted, stats.event_emitter.delivered, stats.event_emitter.errors) == (1, 0, 1)
@@ -64,7 +64,7 @@ async def test_a_closed_or_opted_out_emitter_is_not_counted(nats_server: NatsSer
         await closing.close()
         nc = await nats.connect(nats_server.url)
         try:
-            stats = await raaf.stats(nc=nc, prefix=counted.settings.runtime.prefix, gather_timeout=0.3)
+            stats = await raaf.stats(nc=nc, prefix=counted.settings.runtime.prefix, gather_timeout=1.0)
         finally:
             await nc.close()
     assert stats.services == {"event-emitter": 1}
@@ -81,12 +81,12 @@ async def test_a_message_queue_reports_its_figures_until_closed(nats_server: Nat
         await queue.start()
         handled: list[Any] = []
         assert await queue.process_batch(handled.extend) == 3
-        stats = await raaf.stats(nc=nc, prefix=prefix, gather_timeout=0.3)
+        stats = await raaf.stats(nc=nc, prefix=prefix, gather_timeout=1.0)
         assert stats.services == {"message-queue": 1}
         section = stats.message_queue
         assert (section.queues, section.pending, section.processed, section.batches) == (1, 2, 3, 1)
         await queue.close()
-        stats = await raaf.stats(nc=nc, prefix=prefix, gather_timeout=0.3)
+        stats = await raaf.stats(nc=nc, prefix=prefix, gather_timeout=1.0)
         assert stats.services == {}
         assert stats.message_queue.processed == 0
     finally:
@@ -103,7 +103,7 @@ async def test_a_queue_without_nats_or_opted_out_does_not_answer(nats_server: Na
     try:
         await plain.start()
         await opted_out.start()
-        stats = await raaf.stats(nc=nc, prefix=prefix, gather_timeout=0.3)
+        stats = await raaf.stats(nc=nc, prefix=prefix, gather_timeout=1.0)
         assert stats.services == {}
     finally:
         await plain.close()
