@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,28 @@ from typing import Any
 import aiohttp
 import pytest
 
+from raaf.testing.openai_mock import OpenAIMock
 from shared.app import App
 from shared.localstack import NatsServer, ValkeyServer, die_with_parent, terminate_all
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def unique_prefix(tag: str = "t") -> str:
+    """A subject prefix no other test uses, so subjects, streams and Redis keys never collide."""
+    return f"{tag}{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def prefix() -> str:
+    return unique_prefix()
+
+
+@pytest.fixture
+async def mock() -> AsyncIterator[OpenAIMock]:
+    """The OpenAI-wire mock on a free port (modules wanting other settings define their own)."""
+    async with OpenAIMock() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

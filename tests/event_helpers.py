@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -18,13 +16,7 @@ from prometheus_client import CollectorRegistry
 from proto.subjects import Subjects
 from raaf.event_settings import EventSettings
 from raaf.events import EventEmitter
-
-_unique = itertools.count()
-
-
-def unique_prefix() -> str:
-    return f"ev{os.getpid()}x{next(_unique)}x{time.monotonic_ns() % 1_000_000}"
-
+from tests.conftest import unique_prefix as unique_prefix  # re-exported for this area's tests
 
 # Small streams: JetStream reserves each stream's max bytes, and the session's server holds many.
 TEST_ENV = {"NATS_RECONNECT_WAIT": "0.2", "SHUTDOWN_TIMEOUT": "5", "EVENTS_HISTORY_MAX_BYTES": str(8 << 20)}

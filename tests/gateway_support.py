@@ -17,6 +17,7 @@ import msgspec
 
 from services.gateway import GatewayApp, GatewaySettings
 from tests.conftest import service_env
+from tests.conftest import unique_prefix as unique_prefix  # re-exported for this area's tests
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 
@@ -28,10 +29,6 @@ async def eventually(check: Callable[[], bool], timeout: float = 5.0, step: floa
             return
         await asyncio.sleep(step)
     assert check(), "condition not met in time"
-
-
-def unique_prefix() -> str:
-    return f"t{uuid.uuid4().hex[:10]}"
 
 
 def gateway_env(nats_url: str, redis_url: str = "redis://127.0.0.1:1/0", **extra: str) -> dict[str, str]:

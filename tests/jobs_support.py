@@ -8,19 +8,15 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import redis.asyncio as redis
 
-from shared.localstack import die_with_parent
+from shared.localstack import die_with_parent, terminate_all
+from tests.conftest import unique_prefix as unique_prefix  # re-exported for this area's tests
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def unique_prefix() -> str:
-    return f"t{uuid.uuid4().hex[:10]}"
 
 
 async def wait_until(predicate: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float,
@@ -65,13 +61,7 @@ class WorkerProcess:
         self.proc.wait()
 
     def terminate(self, timeout: float = 15.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate_all([self.proc], timeout)
         return self.proc.returncode
 
 

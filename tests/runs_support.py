@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import os
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,6 +16,7 @@ from proto.runs import RunAccepted, RunEvent, RunRequest
 from proto.subjects import Subjects
 from shared.runclient import RunClient
 from tests.conftest import service_env
+from tests.conftest import unique_prefix as unique_prefix  # re-exported for this area's tests
 
 AGENTS_TOML = """
 [[agents]]
@@ -34,11 +32,6 @@ model = "gpt-4o"
 handoff_description = "Questions about invoices and payments."
 """
 
-_counter = itertools.count()
-
-
-def unique_prefix() -> str:
-    return f"r{os.getpid()}x{next(_counter)}x{time.monotonic_ns() % 10**8}"
 
 
 def new_run_id() -> str:

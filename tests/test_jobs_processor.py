@@ -26,14 +26,9 @@ from services.scheduler import SchedulerApp, SchedulerSettings
 from shared.app import App
 from shared.localstack import NatsServer, ValkeyServer
 from tests.conftest import service_env
-from tests.jobs_support import unique_prefix, wait_until
+from tests.jobs_support import wait_until
 
 MakeProcessor = Callable[..., BackgroundProcessor]
-
-
-@pytest.fixture
-def prefix() -> str:
-    return unique_prefix()
 
 
 @pytest.fixture

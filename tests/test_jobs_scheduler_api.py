@@ -39,11 +39,6 @@ StartScheduler = Callable[..., Awaitable[SchedulerApp]]
 
 
 @pytest.fixture
-def prefix() -> str:
-    return unique_prefix()
-
-
-@pytest.fixture
 async def nc(nats_server: NatsServer) -> AsyncIterator[NATS]:
     client = await nats.connect(nats_server.url)
     yield client

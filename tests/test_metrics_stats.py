@@ -23,12 +23,9 @@ from services.scheduler import SchedulerApp, SchedulerSettings
 from shared.app import App
 from shared.localstack import NatsServer, ValkeyServer
 from tests.conftest import ROOT, service_env
+from tests.conftest import unique_prefix as unique_prefix  # re-exported for this area's tests
 
 StartApp = Callable[[App], Awaitable[App]]
-
-
-def unique_prefix() -> str:
-    return f"st{time.monotonic_ns()}"
 
 
 class ReportingGateway(GatewayApp):

@@ -18,12 +18,6 @@ USER_MESSAGE: list[ChatCompletionMessageParam] = [{"role": "user", "content": "h
 
 
 @pytest.fixture
-async def mock() -> AsyncIterator[OpenAIMock]:
-    async with OpenAIMock() as server:
-        yield server
-
-
-@pytest.fixture
 async def client(mock: OpenAIMock) -> AsyncIterator[openai.AsyncOpenAI]:
     async with openai.AsyncOpenAI(base_url=mock.url, api_key="test", max_retries=0) as api:
         yield api

@@ -21,12 +21,6 @@ from raaf.testing import Match, OpenAIMock, Script, ToolCall, main, split_fragme
 
 
 @pytest.fixture
-async def mock() -> AsyncIterator[OpenAIMock]:
-    async with OpenAIMock() as server:
-        yield server
-
-
-@pytest.fixture
 async def client(mock: OpenAIMock) -> AsyncIterator[openai.AsyncOpenAI]:
     async with openai.AsyncOpenAI(base_url=mock.url, api_key="test", max_retries=0) as api:
         yield api

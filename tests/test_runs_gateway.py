@@ -18,20 +18,9 @@ from services.gateway import GatewayApp, GatewaySettings
 from shared.app import App
 from shared.localstack import NatsServer, free_port
 from tests.conftest import ServiceProcess, service_env
-from tests.runs_support import runner_env, sse_events, unique_prefix
+from tests.runs_support import runner_env, sse_events
 
 StartApp = Callable[[App], Awaitable[App]]
-
-
-@pytest.fixture
-async def mock() -> AsyncIterator[OpenAIMock]:
-    async with OpenAIMock() as server:
-        yield server
-
-
-@pytest.fixture
-def prefix() -> str:
-    return unique_prefix()
 
 
 @pytest.fixture

@@ -15,20 +15,9 @@ from raaf.testing import OpenAIMock, Script, ToolCall
 from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
 from shared.app import App
 from shared.localstack import NatsServer
-from tests.runs_support import runner_env, unique_prefix
+from tests.runs_support import runner_env
 
 StartApp = Callable[[App], Awaitable[App]]
-
-
-@pytest.fixture
-async def mock() -> AsyncIterator[OpenAIMock]:
-    async with OpenAIMock() as server:
-        yield server
-
-
-@pytest.fixture
-def prefix() -> str:
-    return unique_prefix()
 
 
 @pytest.fixture

@@ -32,20 +32,9 @@ from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
 from shared.app import App
 from shared.localstack import NatsServer
 from tests.conftest import ServiceProcess
-from tests.runs_support import Runs, new_run_id, runner_env, types, unique_prefix
+from tests.runs_support import Runs, new_run_id, runner_env, types
 
 StartApp = Callable[[App], Awaitable[App]]
-
-
-@pytest.fixture
-async def mock() -> AsyncIterator[OpenAIMock]:
-    async with OpenAIMock() as server:
-        yield server
-
-
-@pytest.fixture
-def prefix() -> str:
-    return unique_prefix()
 
 
 @pytest.fixture

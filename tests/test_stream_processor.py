@@ -135,12 +135,6 @@ async def test_a_failed_run_reaches_handle_error_with_its_typed_error(provider: 
 # ---- agent-runner side ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def mock() -> AsyncIterator[OpenAIMock]:
-    async with OpenAIMock() as server:
-        yield server
-
-
 async def start_runner(nats_server: NatsServer, mock: OpenAIMock, tmp_path: Path, start_app: StartApp,
                        **extra: str) -> str:
     prefix = unique_prefix()
