@@ -19,11 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import tempfile
-import urllib.parse
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -37,7 +34,7 @@ from raaf.agent import Agent
 from raaf.errors import ConnectionError
 from services.chat.client import ChatClient, RoomEvent
 from shared.app import App
-from shared.localstack import NatsServer, port_open
+from shared.localstack import EmbeddedNats, url_reachable
 
 if TYPE_CHECKING:
     from services.gateway import GatewayApp
@@ -183,8 +180,7 @@ class RealTimeChat:
         self._gateway: GatewayApp | None = None
         self._nc: NATS | None = None
         self._client: ChatClient | None = None
-        self._nats: NatsServer | None = None
-        self._nats_dir: tempfile.TemporaryDirectory[str] | None = None
+        self._nats = EmbeddedNats("raaf-chat-nats-")
 
     # ---- the seed's set-up calls -----------------------------------------------------------------
 
@@ -237,11 +233,8 @@ class RealTimeChat:
         if self._client is not None:
             return
         nats_url = self._environ.get("NATS_URL", "nats://127.0.0.1:4222")
-        if self.start_nats and self.run_services and not _reachable(nats_url):
-            self._nats_dir = tempfile.TemporaryDirectory(prefix="raaf-chat-nats-")
-            self._nats = NatsServer(Path(self._nats_dir.name))
-            await asyncio.to_thread(self._nats.start)
-            self._environ["NATS_URL"] = self._nats.url
+        if self.start_nats and self.run_services and not url_reachable(nats_url):
+            self._environ["NATS_URL"] = await self._nats.start()
         try:
             if self.run_services:
                 await self._start_services()
@@ -303,13 +296,7 @@ class RealTimeChat:
             await app.stop()
         self._apps.clear()
         self._gateway = None
-        if self._nats is not None:
-            await asyncio.to_thread(self._nats.stop)
-            self._nats = None
-        if self._nats_dir is not None:
-            with contextlib.suppress(OSError):
-                self._nats_dir.cleanup()
-            self._nats_dir = None
+        await self._nats.stop()
 
     async def serve_forever(self) -> None:
         """Start, run until cancelled (Ctrl-C), stop."""
@@ -341,7 +328,3 @@ def _without_type(value: Any) -> Any:
         return {k: _without_type(v) for k, v in value.items() if k != "type"}
     return value
 
-
-def _reachable(url: str) -> bool:
-    first = urllib.parse.urlparse(url.split(",")[0].strip())
-    return bool(first.hostname) and port_open(first.hostname or "", first.port or 4222, timeout=0.5)

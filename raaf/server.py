@@ -20,14 +20,9 @@ Channels work across every gateway on the same NATS; with no reachable ``NATS_UR
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import inspect
 import os
-import tempfile
-import urllib.parse
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from proto.base import Message
@@ -38,7 +33,7 @@ from services.gateway.connection import Connection
 from services.gateway.errors import GatewayError
 from services.gateway.hooks import ConnectionHook, ErrorHook, GatewayHooks, MessageHook
 from services.gateway.settings import GatewaySettings
-from shared.localstack import NatsServer, port_open
+from shared.localstack import EmbeddedNats, url_reachable
 
 
 def _public(exc: GatewayError) -> StreamingError:
@@ -76,8 +71,7 @@ class WebSocketServer:
         self.start_nats = start_nats
         self.hooks = GatewayHooks()
         self.app = GatewayApp(self.settings, self.hooks)
-        self._nats: NatsServer | None = None
-        self._nats_dir: tempfile.TemporaryDirectory[str] | None = None
+        self._nats = EmbeddedNats("raaf-nats-")
 
     # ---- hooks ----------------------------------------------------------------------------------
 
@@ -118,23 +112,14 @@ class WebSocketServer:
         return self.app.accepting
 
     async def start(self) -> None:
-        if self.start_nats and not _reachable(self.app.runtime.nats_url):
-            self._nats_dir = tempfile.TemporaryDirectory(prefix="raaf-nats-")
-            self._nats = NatsServer(Path(self._nats_dir.name))
-            await asyncio.to_thread(self._nats.start)
-            self.app = self._rebuild(self._nats.url)
+        if self.start_nats and not url_reachable(self.app.runtime.nats_url):
+            self.app = self._rebuild(await self._nats.start())
         await self.app.start()
 
     async def stop(self) -> None:
         """Drain: clients are told to reconnect (1001), then everything stops."""
         await self.app.stop()
-        if self._nats is not None:
-            await asyncio.to_thread(self._nats.stop)
-            self._nats = None
-        if self._nats_dir is not None:
-            with contextlib.suppress(OSError):
-                self._nats_dir.cleanup()
-            self._nats_dir = None
+        await self._nats.stop()
 
     async def serve_forever(self) -> None:
         """Start, run until SIGINT/SIGTERM, stop."""
@@ -194,7 +179,3 @@ class WebSocketServer:
         stats = self.app.local_stats()
         return {name: getattr(stats, name) for name in stats.__struct_fields__} | {"running": self.running}
 
-
-def _reachable(url: str) -> bool:
-    first = urllib.parse.urlparse(url.split(",")[0].strip())
-    return bool(first.hostname) and port_open(first.hostname or "", first.port or 4222, timeout=0.5)

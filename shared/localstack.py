@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import os
@@ -10,7 +11,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 from shared.errors import StackError
@@ -36,6 +39,13 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
             return True
     except OSError:
         return False
+
+
+def url_reachable(url: str, timeout: float = 0.5) -> bool:
+    """Whether the first server of a NATS or Redis URL list accepts TCP connections."""
+    first = urllib.parse.urlparse(url.split(",")[0].strip())
+    default = 6379 if first.scheme in ("redis", "rediss") else 4222
+    return bool(first.hostname) and port_open(first.hostname or "", first.port or default, timeout)
 
 
 def find_nats_server() -> str:
@@ -209,3 +219,30 @@ def env_with(**values: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(values)
     return env
+
+
+class EmbeddedNats:
+    """A nats-server -js in a temporary directory, for an in-process platform when no NATS is reachable."""
+
+    def __init__(self, dir_prefix: str = "raaf-nats-") -> None:
+        self.dir_prefix = dir_prefix
+        self._server: NatsServer | None = None
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+
+    async def start(self) -> str:
+        """Start it (once) and return its URL."""
+        if self._server is None:
+            self._dir = tempfile.TemporaryDirectory(prefix=self.dir_prefix)
+            self._server = NatsServer(Path(self._dir.name))
+            await asyncio.to_thread(self._server.start)
+        return self._server.url
+
+    async def stop(self) -> None:
+        """Stop it and remove its data (idempotent)."""
+        if self._server is not None:
+            await asyncio.to_thread(self._server.stop)
+            self._server = None
+        if self._dir is not None:
+            with contextlib.suppress(OSError):
+                self._dir.cleanup()
+            self._dir = None

@@ -10,14 +10,21 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 
 from shared.errors import StackError
-from shared.localstack import NatsServer, ValkeyServer, die_with_parent, free_port, port_open, terminate_all
+from shared.localstack import (
+    NatsServer,
+    ValkeyServer,
+    die_with_parent,
+    free_port,
+    port_open,
+    terminate_all,
+    url_reachable,
+)
 
 log = logging.getLogger("raaf.stack")
 
@@ -37,13 +44,6 @@ SERVICES = (
     ServiceSpec("scheduler", "services.scheduler", "HTTP_PORT", 9103),
     ServiceSpec("metrics", "services.metrics", "HTTP_PORT", 9100),
 )
-
-
-def _reachable(url: str) -> bool:
-    first = url.split(",")[0].strip()
-    parsed = urllib.parse.urlparse(first)
-    default = 4222 if parsed.scheme in ("nats", "tls") else 6379
-    return bool(parsed.hostname) and port_open(parsed.hostname or "", parsed.port or default, timeout=1.0)
 
 
 def _pick_port(wanted: int, host: str) -> int:
@@ -68,7 +68,7 @@ class Stack:
 
     def start_servers(self) -> None:
         nats_url = self.env.get("NATS_URL", "")
-        if nats_url and _reachable(nats_url):
+        if nats_url and url_reachable(nats_url, timeout=1.0):
             self.nats_url = nats_url
         else:
             if nats_url:
@@ -78,7 +78,7 @@ class Stack:
             self.nats.start()
             self.nats_url = self.nats.url
         redis_url = self.env.get("REDIS_URL", "")
-        if redis_url and _reachable(redis_url):
+        if redis_url and url_reachable(redis_url, timeout=1.0):
             self.redis_url = redis_url
         else:
             if redis_url:
