@@ -5,6 +5,7 @@ Modes (one JSON line per event on stdout):
   fanout N channel ROUNDS          N subscribers of one channel; per round report first/last arrival
   streams N SECONDS                N subscribers of channel s<i>; report NATS-to-socket latencies
 Payloads carry "t":<time.monotonic_ns() at publish>; CLOCK_MONOTONIC is shared by processes on Linux.
+The process runs on the event loop ``RAAF_EVENT_LOOP`` names (the bench asks for uvloop).
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import asyncio
 import base64
 import json
 import os
+import re
 import resource
 import sys
 import time
 import zlib
 from collections.abc import Callable
+
+from shared.eventloop import run
 
 _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -188,29 +192,60 @@ async def fanout(port: int, n: int, channel: str, rounds: int) -> None:
     await asyncio.sleep(3600)
 
 
+_STAMP = re.compile(rb'"t":(\d+),')
+
+
+class StampReader(asyncio.Protocol):
+    """A streams client's protocol once subscribed: no frame parsing, one regex pass per socket read.
+
+    Each stamp is read in full (the pattern needs the comma after the digits); what follows the last stamp
+    found stays for the next read, so a message split across reads is counted once, when it is complete."""
+
+    __slots__ = ("record", "tail")
+
+    def __init__(self, client: Client, record: Callable[[int, bytes], None]) -> None:
+        self.record = record
+        self.tail = client.buf
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.tail + data if self.tail else data
+        self.record(time.monotonic_ns(), buf)
+        end = buf.rfind(b",")  # no stamp ends after the last comma
+        self.tail = buf[max(end, len(buf) - 64):] if end >= 0 else buf[-64:]
+
+
 async def streams(port: int, n: int, seconds: float) -> None:
     latencies: list[int] = []
     acks = [0]
-    measuring = [False]
 
     def on_frame(client: Client, first: int, payload: bytes) -> None:
         if is_ack(payload):
             acks[0] += 1
-            return
-        if measuring[0]:
-            t = stamp(payload)
-            if t is not None:
-                latencies.append(time.monotonic_ns() - t)
 
     clients = await open_clients(n, port, on_frame)
     for client in clients:
         client.send(json.dumps({"type": "subscribe", "channel": f"s{client.index}", "id": "s"}).encode())
     await until(lambda: acks[0] >= n)
     out(event="ready", connections=len(clients))
+
+    def ignore(now: int, buf: bytes) -> None:
+        pass
+
+    def measure(now: int, buf: bytes) -> None:
+        latencies.extend([now - int(stamp) for stamp in _STAMP.findall(buf)])
+
+    readers = [StampReader(client, ignore) for client in clients]
+    for client, reader in zip(clients, readers, strict=True):
+        assert client.transport is not None
+        client.transport.set_protocol(reader)
     await asyncio.sleep(1.0)  # warm-up
-    measuring[0] = True
+    out(event="measuring")
+    for reader in readers:
+        reader.record = measure
     await asyncio.sleep(seconds)
-    measuring[0] = False
+    for reader in readers:
+        reader.record = ignore
+    out(event="measured")
     latencies.sort()
     count = len(latencies)
 
@@ -232,7 +267,7 @@ def main() -> None:
         coro = streams(int(port), int(rest[0]), float(rest[1]))
     else:
         raise SystemExit(f"unknown mode {mode}")
-    asyncio.run(coro)
+    run(coro, os.environ.get("RAAF_EVENT_LOOP", "auto"))
 
 
 if __name__ == "__main__":
