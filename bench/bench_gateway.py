@@ -4,8 +4,9 @@
    permessage-deflate after traffic (each client sends one compressed message and gets a 1 KiB broadcast).
 2. fanout: one ~100-byte message published on NATS to N subscribers of one channel: time until the
    last subscriber has it (NATS hop included), median over rounds.
-3. streams: S clients (default 2,000), each on its own channel fed at R messages/s (default 50):
-   NATS-to-socket latency percentiles.
+3. streams: S clients (default 2,000), each on its own channel fed at R messages/s (default 50), the
+   streams spread over --phases phases of the interval (default 10; 1 = all in step): NATS-to-socket latency
+   percentiles and CPU per message.
 
 Run: ``.venv/bin/python bench/bench_gateway.py [--only memory|fanout|streams] [--connections N] [--loops L]``.
 Servers and clients are separate processes; the machine's CPUs are shared by all of them. Both servers run on
@@ -260,7 +261,8 @@ def per_message(times: tuple[float, float], count: float) -> str:
     return f"{user + system:.1f} us (user {user:.1f} + kernel {system:.1f})"
 
 
-async def streams(nats_url: str, n: int, rate: float, seconds: float, loop: str) -> dict[str, dict[str, float]]:
+async def streams(nats_url: str, n: int, rate: float, seconds: float, loop: str, phases: int
+                  ) -> dict[str, dict[str, float]]:
     results: dict[str, dict[str, float]] = {}
     for kind in ("gateway", "plain"):
         server = await start_server(kind, nats_url, False, loop)
@@ -269,14 +271,17 @@ async def streams(nats_url: str, n: int, rate: float, seconds: float, loop: str)
         subjects = [server.channel_subject.format(f"s{i}") for i in range(n)]
         heads = [f'{{"type":"message","channel":"s{i}","data":{{"t":'.encode() for i in range(n)]
         tail = b',"pad":"' + b"x" * 40 + b'"}}'
-        publisher = await TickPublisher.connect(nats_url, subjects, heads, tail)
+        # Stream i ticks at phase i modulo `phases` of the interval: independent streams do not tick in step.
+        publisher = await TickPublisher.connect(nats_url, subjects, heads, tail, groups=phases)
         measuring = asyncio.create_task(measured_window(server, clients))
-        interval = 1.0 / rate
+        interval = 1.0 / rate / phases
         started = next_tick = time.monotonic()
         late_ticks = 0
+        group = 0
         while not measuring.done() and time.monotonic() - started < seconds + 120:
-            # One write per tick, stamped as it is built: the stamp is the moment it goes to nats-server.
-            publisher.publish_tick(str(time.monotonic_ns()).encode())
+            # One write per phase group, stamped as it is built: the stamp is the moment it goes to nats-server.
+            publisher.publish_tick(str(time.monotonic_ns()).encode(), group)
+            group = (group + 1) % phases
             next_tick += interval
             delay = next_tick - time.monotonic()
             if delay > 0:
@@ -320,9 +325,9 @@ async def run_modes(args: argparse.Namespace, nats_url: str, loop: str) -> None:
         print(f"  gateway is {ratio:.2f}x the plain server's speed to the last subscriber", flush=True)
     if args.only in (None, "streams"):
         for count in (int(c) for c in args.streams.split(",")):
-            print(f"[{loop}] {count} per-client streams at {args.rate:g} msg/s "
+            print(f"[{loop}] {count} per-client streams at {args.rate:g} msg/s in {args.phases} phases "
                   f"(goal at 2000: p99 NATS-to-socket <= 20 ms); load average {os.getloadavg()[0]:.2f}", flush=True)
-            await streams(nats_url, count, args.rate, args.seconds, loop)
+            await streams(nats_url, count, args.rate, args.seconds, loop, args.phases)
 
 
 async def main() -> None:
@@ -333,6 +338,8 @@ async def main() -> None:
     parser.add_argument("--streams", default="2000", help="per-client streams; a comma list runs each (500,1000,2000)")
     parser.add_argument("--rate", type=float, default=50.0, help="messages per second per stream")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long to measure the streams")
+    parser.add_argument("--phases", type=int, default=10,
+                        help="streams tick in this many phases of the interval (1: all in step, one burst per tick)")
     parser.add_argument("--loops", default="auto",
                         help="event loop of both servers; a comma list measures each (uvloop,asyncio)")
     args = parser.parse_args()
@@ -340,6 +347,8 @@ async def main() -> None:
     if unknown:
         parser.error(f"unknown event loop {unknown[0]!r}; expected {', '.join(EVENT_LOOPS)}")
     loops = [resolve(loop) for loop in args.loops.split(",")]
+    if args.phases < 1:
+        parser.error("--phases must be at least 1")
     limit = raise_fd_limit()
     if limit < args.connections + 1000:
         print(f"warning: the open-files limit is {limit}; fewer connections than asked may open", flush=True)

@@ -1,4 +1,4 @@
-"""A publish-only NATS client for load generation: a whole tick of PUBs goes out as one socket write.
+"""A publish-only NATS client for load generation: a tick's PUBs (of one phase group) go out as one write.
 
 nats-py builds and buffers each publish in Python (a few microseconds each); at 100,000 messages/s that is
 a large share of the CPU the servers under test compete for. Here a tick of messages to many subjects is one
@@ -43,37 +43,45 @@ class _Protocol(asyncio.Protocol):
 
 
 class TickPublisher:
-    """Publishes ``head_i + stamp + tail`` to ``subject_i`` for every i, in one write per tick."""
+    """Publishes ``head_i + stamp + tail`` to ``subject_i`` for every i of a group, in one write per group.
 
-    def __init__(self, protocol: _Protocol, subjects: Sequence[str], heads: Sequence[bytes], tail: bytes) -> None:
+    The subjects are dealt into ``groups`` groups (i modulo groups), so streams can tick at different phases."""
+
+    def __init__(self, protocol: _Protocol, subjects: Sequence[str], heads: Sequence[bytes], tail: bytes,
+                 groups: int = 1) -> None:
         self._protocol = protocol
-        self._subjects = [s.encode() for s in subjects]
-        self._heads = list(heads)
+        pairs = list(zip((s.encode() for s in subjects), heads, strict=True))
+        self._groups = [pairs[g::groups] for g in range(groups)]
         self._tail = tail
-        self._prefixes: dict[int, list[bytes]] = {}  # by the stamp's length: "PUB <subject> <size>\r\n<head>"
+        self._prefixes: dict[tuple[int, int], list[bytes]] = {}  # by group and stamp length: "PUB <s> <n>\r\n<head>"
 
     @classmethod
-    async def connect(cls, url: str, subjects: Sequence[str], heads: Sequence[bytes], tail: bytes
-                      ) -> TickPublisher:
+    async def connect(cls, url: str, subjects: Sequence[str], heads: Sequence[bytes], tail: bytes,
+                      groups: int = 1) -> TickPublisher:
         host, _, port = url.removeprefix("nats://").rpartition(":")
         loop = asyncio.get_running_loop()
         _, protocol = await loop.create_connection(_Protocol, host, int(port))
         await protocol.info
         assert protocol.transport is not None
         protocol.transport.write(b'CONNECT {"verbose":false,"pedantic":false,"name":"bench-publisher"}\r\n')
-        publisher = cls(protocol, subjects, heads, tail)
+        publisher = cls(protocol, subjects, heads, tail, groups)
         await publisher.flush()
         return publisher
 
-    def publish_tick(self, stamp: bytes) -> int:
-        """Every subject's message with this stamp, written at once; returns the bytes written."""
-        prefixes = self._prefixes.get(len(stamp))
+    @property
+    def groups(self) -> int:
+        return len(self._groups)
+
+    def publish_tick(self, stamp: bytes, group: int = 0) -> int:
+        """Every message of ``group`` with this stamp, written at once; returns the bytes written."""
+        prefixes = self._prefixes.get((group, len(stamp)))
         if prefixes is None:
             size = len(stamp) + len(self._tail)
-            prefixes = self._prefixes[len(stamp)] = [
-                b"PUB %s %d\r\n%s" % (subject, len(head) + size, head)
-                for subject, head in zip(self._subjects, self._heads, strict=True)
+            prefixes = self._prefixes[group, len(stamp)] = [
+                b"PUB %s %d\r\n%s" % (subject, len(head) + size, head) for subject, head in self._groups[group]
             ]
+        if not prefixes:
+            return 0
         separator = stamp + self._tail + b"\r\n"
         data = separator.join(prefixes) + separator
         assert self._protocol.transport is not None
