@@ -2,7 +2,7 @@
 
 ``RAAF_EVENT_LOOP`` chooses: ``auto`` (uvloop if importable, else asyncio), ``uvloop`` (an error where it is
 not installed) or ``asyncio``. uvloop is what uvicorn uses by default; nats-py, aiohttp and redis-py run on it
-unchanged, and it cuts the loop's own share of the gateway's per-message CPU (docs/bench-gateway.md).
+unchanged (docs/bench-gateway.md measures the gateway on both).
 """
 
 from __future__ import annotations
