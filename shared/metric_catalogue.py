@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from shared.metric_specs import (
     FAST_BUCKETS,
+    JOB_DURATION_BUCKETS,
+    JOB_PICKUP_BUCKETS,
     LATENCY_BUCKETS,
     CounterSpec,
     GaugeSpec,
@@ -229,6 +231,35 @@ EVENT_BUS_MESSAGES = CounterSpec(name="raaf_event_bus_messages_total", exporters
                                  help="Messages published on the application event subjects.")
 EVENT_BUS_BYTES = CounterSpec(name="raaf_event_bus_bytes_total", exporters=METRICS,
                               help="Payload bytes published on the application event subjects.")
+
+# ---- metrics service: every queue's jobs, folded from the job lifecycle events (services/metrics/jobs.py) --
+# The workers' own raaf_job_* histograms cover one process each and reach Prometheus only where that process
+# serves /metrics; these cover every worker and queue that publishes lifecycle events (JOBS_LIFECYCLE_EVENTS).
+JOB_LABELS = ("queue", "job_type")
+CLUSTER_JOB_ENQUEUES = CounterSpec(name="raaf_cluster_job_enqueues_total", exporters=METRICS,
+                                   labels=(*JOB_LABELS, "priority"),
+                                   help="Jobs enqueued anywhere in the cluster (scheduler or library), by priority.")
+CLUSTER_JOB_PICKUP = HistogramSpec(name="raaf_cluster_job_pickup_seconds", exporters=METRICS, labels=JOB_LABELS,
+                                   buckets=JOB_PICKUP_BUCKETS,
+                                   help="From a job being due to a worker claiming it, across every worker.")
+CLUSTER_JOB_DURATION = HistogramSpec(name="raaf_cluster_job_duration_seconds", exporters=METRICS,
+                                     labels=JOB_LABELS, buckets=JOB_DURATION_BUCKETS,
+                                     help="Handler run time of attempts that succeeded or failed, across every worker.")
+CLUSTER_JOB_SUCCESSES = CounterSpec(name="raaf_cluster_job_successes_total", exporters=METRICS, labels=JOB_LABELS,
+                                    help="Job attempts that succeeded.")
+CLUSTER_JOB_FAILURES = CounterSpec(name="raaf_cluster_job_failures_total", exporters=METRICS, labels=JOB_LABELS,
+                                   help="Job attempts whose handler failed (retried or dead next).")
+CLUSTER_JOB_RETRIES = CounterSpec(name="raaf_cluster_job_retries_total", exporters=METRICS,
+                                  labels=(*JOB_LABELS, "reason"),
+                                  help="Jobs sent back for another attempt (reason: error, lease_expired, "
+                                       "dead_letter_retry).")
+CLUSTER_JOB_DEAD_LETTERS = CounterSpec(name="raaf_cluster_job_dead_letters_total", exporters=METRICS,
+                                       labels=JOB_LABELS, help="Jobs moved to the dead-letter store.")
+CLUSTER_JOB_CANCELLATIONS = CounterSpec(name="raaf_cluster_job_cancellations_total", exporters=METRICS,
+                                        labels=JOB_LABELS, help="Jobs cancelled.")
+CLUSTER_JOB_EVENTS_UNDECODABLE = CounterSpec(name="raaf_cluster_job_events_undecodable_total", exporters=METRICS,
+                                             help="Messages on the job lifecycle subjects that were not job events.")
+
 
 CATALOGUE: tuple[MetricSpec, ...] = tuple(v for v in list(globals().values()) if isinstance(v, MetricSpec))
 

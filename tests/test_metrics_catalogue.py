@@ -17,11 +17,13 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 import raaf
+from raaf.jobs import BackgroundProcessor
 from shared.app import App
 from shared.localstack import NatsServer, ValkeyServer
 from shared.metric_catalogue import CATALOGUE, exported_by, spec_for_sample
 from shared.metric_specs import CounterSpec, GaugeSpec, HistogramSpec
 from tests.conftest import ROOT, service_env
+from tests.jobs_support import wait_until
 from tests.promql import metric_names, without_grafana_variables
 from tests.test_foundation_services import FACTORIES
 
@@ -131,17 +133,29 @@ async def exported(
                       METRICS_GATHER_TIMEOUT="0.3", JOBS_REQUIRE_KNOWN_TYPE="false")
     apps = {name: await start_app(factory(env)) for name, factory in FACTORIES.items()}
     nc = await nats.connect(nats_server.url)
+    worker = BackgroundProcessor(redis_server.url, nats_url=nats_server.url, prefix=prefix,
+                                 maintenance_interval=None)
     try:
         for i in range(3):
             await nc.publish(f"{prefix}.events.user.login", b'{"user_id":"u%d"}' % i)
         await nc.flush()
         await gateway_workload(apps["gateway"].http_url)
+        done: list[object] = []
+        worker.handle_job("report", done.append)
+        await worker.start()
         jobs = raaf.JobsClient(nc, prefix=prefix)
         await jobs.enqueue_job("report", {"n": 1}, priority="high")
         await jobs.enqueue_job("report", {"n": 2}, delay=60)
+        await wait_until(lambda: bool(done), 10, what="the report job ran")
         await raaf.stats(nc=nc, prefix=prefix)  # answered by the metrics service, which asks every instance
         await raaf.health(nc=nc, prefix=prefix)
+
+        async def job_counted() -> bool:
+            return "raaf_cluster_job_successes_total{" in await scrape(apps["metrics"])
+
+        await wait_until(job_counted, 5, what="the metrics service counted the job")
     finally:
+        await worker.stop(timeout=1)
         await nc.close()
     return {name: await scrape(app) for name, app in apps.items()}
 

@@ -14,18 +14,24 @@ from nats.aio.msg import Msg
 from nats.micro.request import Request as MicroRequest
 from nats.micro.service import Service as MicroService
 
+from proto.jobs import job_lifecycle_decoder
 from proto.lifecycle import ServiceStarted, ServiceStopping, lifecycle_decoder
 from proto.stats import ClusterHealth, ClusterStats, InstanceRef, stats_encoder
 from services.metrics.errors import MetricsServiceError, NatsUnavailableError
+from services.metrics.jobs import JobLifecycleMetrics
 from services.metrics.registry import InstanceRegistry
 from services.metrics.settings import MetricsSettings
 from shared import metric_catalogue as names
 from shared.app import App
 from shared.instance_health import probe_all
+from shared.natsconn import barrier
 from shared.stats_combine import combine
 from shared.stats_gather import KnownInstance, discover, gather_stats
 
 JSON = "application/json"
+# Event subscriptions share the work between metrics replicas: each event is counted once, by one of them,
+# so dashboards sum the counters across replicas.
+QUEUE_GROUP = "metrics"
 
 
 class MetricsApp(App):
@@ -42,6 +48,7 @@ class MetricsApp(App):
         self.unanswered = names.STATS_UNANSWERED.create(r)
         self.bus_messages = names.EVENT_BUS_MESSAGES.create(r)
         self.bus_bytes = names.EVENT_BUS_BYTES.create(r)
+        self.jobs = JobLifecycleMetrics(r, max_series=settings.max_job_series)
         self.last_health: ClusterHealth | None = None
         self._session: aiohttp.ClientSession | None = None
         self._discovery: asyncio.Task[None] | None = None
@@ -56,8 +63,11 @@ class MetricsApp(App):
         self._session = aiohttp.ClientSession()
         await self.nc.subscribe(self.subjects.service_lifecycle_all, cb=self._on_lifecycle)
         if self.metrics_settings.observe_events:
-            await self.nc.subscribe(self.subjects.events_all, cb=self._on_event)
+            await self.nc.subscribe(self.subjects.events_all, queue=QUEUE_GROUP, cb=self._on_event)
+        if self.metrics_settings.observe_jobs:
+            await self.nc.subscribe(self.subjects.job_lifecycle_all, queue=QUEUE_GROUP, cb=self._on_job_event)
         self._discovery = self.spawn(self._discovery_loop(), name="discovery")
+        await barrier(self.nc)  # the server has our subscriptions before we call ourselves started
 
     async def micro_endpoints(self, micro: MicroService) -> None:
         await micro.add_endpoint(name="cluster_stats", subject=self.subjects.cluster_stats,
@@ -155,6 +165,14 @@ class MetricsApp(App):
     async def _on_event(self, msg: Msg) -> None:
         self.bus_messages.inc()
         self.bus_bytes.inc(len(msg.data))
+
+    async def _on_job_event(self, msg: Msg) -> None:
+        try:
+            event = job_lifecycle_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            self.jobs.undecodable.inc()
+            return
+        self.jobs.observe(event)
 
     async def _http_stats(self, request: web.Request) -> web.Response:
         try:
