@@ -106,6 +106,11 @@ STREAMING = Dashboard("raaf-streaming-latency", "RAAF Streaming / Streaming late
         Panel("Bytes to clients / s", {"sent": rate("raaf_gateway_sent_bytes_total")}, unit="Bps"),
         Panel("Channel fan-out time (one message to all local subscribers)",
               quantiles("raaf_gateway_fanout_seconds", 0.5, 0.99), unit="s"),
+        Panel("Channel fan-out: subscribers per message",
+              {**quantiles("raaf_gateway_fanout_recipients", 0.5, 0.99),
+               "mean": f"sum(rate(raaf_gateway_fanout_recipients_sum[{RATE}])) "
+                       f"/ sum(rate(raaf_gateway_fanout_recipients_count[{RATE}]))"},
+              description="Local subscribers each channel message was written to, per gateway."),
         Panel("Channel messages / s", {"from NATS": rate("raaf_gateway_channel_messages_total"),
                                        "published by clients": rate("raaf_gateway_published_total")}, unit="ops"),
         Panel("Slow-consumer disconnects",

@@ -8,6 +8,7 @@ event-emitter library and ``workers`` for job workers (both exported by whicheve
 from __future__ import annotations
 
 from shared.metric_specs import (
+    COUNT_BUCKETS,
     FAST_BUCKETS,
     JOB_DURATION_BUCKETS,
     JOB_PICKUP_BUCKETS,
@@ -77,6 +78,9 @@ GATEWAY_CHANNEL_MESSAGES = CounterSpec(name="raaf_gateway_channel_messages_total
 GATEWAY_FANOUT = HistogramSpec(name="raaf_gateway_fanout_seconds", exporters=GATEWAY,
                                buckets=(0.0001, 0.00025, *FAST_BUCKETS[:-1]),
                                help="Time to write one channel message from NATS to all of this gateway's subscribers.")
+GATEWAY_FANOUT_RECIPIENTS = HistogramSpec(name="raaf_gateway_fanout_recipients", exporters=GATEWAY,
+                                          buckets=COUNT_BUCKETS,
+                                          help="Subscribers on this gateway one channel message was written to.")
 RUN_STREAMS = GaugeSpec(name="raaf_run_streams", exporters=GATEWAY, labels=("transport",),
                         help="Run event streams the gateway is delivering (transport: sse, websocket, openai).")
 RUN_STREAM_EVENTS = CounterSpec(name="raaf_run_stream_events_total", exporters=GATEWAY, labels=("transport",),
