@@ -9,6 +9,7 @@ from typing import ClassVar
 
 import aiohttp
 import msgspec
+import nats.errors
 from aiohttp import web
 from nats.aio.msg import Msg
 from nats.micro.request import Request as MicroRequest
@@ -53,7 +54,7 @@ class MetricsApp(App):
         self._session: aiohttp.ClientSession | None = None
         self._discovery: asyncio.Task[None] | None = None
         self._services_seen: set[str] = set()
-        self._discovered = False  # until the first $SRV.PING round, a gather cannot know whom to wait for
+        self.discovered = False  # until the first discovery round, a gather cannot know whom to wait for
         self.http_app.router.add_get("/stats", self._http_stats)
         self.http_app.router.add_get("/health", self._http_health)
 
@@ -91,11 +92,16 @@ class MetricsApp(App):
         if not self.nc.is_connected:
             raise NatsUnavailableError(self.runtime.nats_url)
         settings = self.metrics_settings
+        # An instance that announced itself a moment ago (a reporter that just connected) may still be on its
+        # way to us. The barrier's message travels behind it on our connection, and nats-py runs the earlier
+        # message's callback first, so it is known before we decide whom to wait for.
+        with contextlib.suppress(TimeoutError, nats.errors.Error):
+            await barrier(self.nc, timeout=settings.gather_timeout)
         expected = self.instances.keys()
         started = time.monotonic()
         answers = await gather_stats(self.nc, self.subjects, timeout=settings.gather_timeout,
                                      max_instances=settings.max_instances,
-                                     expected=expected if self._discovered else ())
+                                     expected=expected if self.discovered else ())
         self.gather_seconds.observe(time.monotonic() - started)
         for answer in answers:
             self.instances.touch(answer.service, answer.instance)
@@ -104,10 +110,11 @@ class MetricsApp(App):
         return combine(answers, [InstanceRef(service=s, instance=i) for s, i in silent])
 
     async def cluster_health(self) -> ClusterHealth:
-        """Every known instance and what its /readyz says now."""
+        """Every known service instance (library reporters have no /readyz) and what its /readyz says now."""
         assert self._session is not None
         settings = self.metrics_settings
-        health = await probe_all(self._session, self.instances.instances(), timeout=settings.health_timeout,
+        services = [(known, seen) for known, seen in self.instances.instances() if not known.reporter]
+        health = await probe_all(self._session, services, timeout=settings.health_timeout,
                                  concurrency=settings.health_concurrency)
         ready: dict[str, int] = dict.fromkeys(self._services_seen, 0)
         for instance in health.instances:
@@ -118,7 +125,7 @@ class MetricsApp(App):
         return health
 
     async def discover_now(self) -> None:
-        """One discovery round: ask every micro instance, forget the silent ones, refresh the gauges."""
+        """One discovery round: ask every instance and reporter, forget the silent ones, refresh the gauges."""
         settings = self.metrics_settings
         found = await discover(self.nc, self.runtime.prefix, timeout=settings.gather_timeout,
                                max_instances=settings.max_instances)
@@ -126,7 +133,7 @@ class MetricsApp(App):
             self.instances.seen(known)
         for gone in self.instances.expire():
             self.log.info("instance gone", extra={"service": gone.service, "instance": gone.instance})
-        self._discovered = True
+        self.discovered = True
         self._refresh_instance_gauge()
 
     # ---- internals -------------------------------------------------------------------------------
@@ -155,9 +162,8 @@ class MetricsApp(App):
             self.log.warning("undecodable lifecycle event on %s: %s", msg.subject, exc)
             return
         match event:
-            case ServiceStarted(service=service, instance=instance, version=version, http_url=http_url):
-                self.instances.seen(KnownInstance(service=service, instance=instance, version=version,
-                                                  http_url=http_url))
+            case ServiceStarted():
+                self.instances.seen(KnownInstance.announced(event))
             case ServiceStopping(service=service, instance=instance):
                 self.instances.forget(service, instance)
         self._refresh_instance_gauge()
