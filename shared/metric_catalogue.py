@@ -39,7 +39,7 @@ NATS_DISCONNECTS = CounterSpec(name="raaf_nats_disconnects_total", help="NATS di
 NATS_RECONNECTS = CounterSpec(name="raaf_nats_reconnects_total", help="NATS reconnections.", exporters=EVERY)
 NATS_ERRORS = CounterSpec(name="raaf_nats_errors_total", help="Errors reported by the NATS client.",
                           exporters=EVERY)
-REDIS_ERRORS = CounterSpec(name="raaf_redis_errors_total", help="Failed Redis commands and health checks.",
+REDIS_ERRORS = CounterSpec(name="raaf_redis_errors_total", help="Failed Redis calls (job store, health checks).",
                            exporters=EVERY)
 PROCESS_START = GaugeSpec(name="raaf_process_start_time_seconds", help="Unix time the service started.",
                           exporters=EVERY)
