@@ -46,7 +46,7 @@ PROCESS_START = GaugeSpec(name="raaf_process_start_time_seconds", help="Unix tim
 
 # ---- gateway: connections, messages, channel fan-out (services/gateway/metrics.py) ---------------------
 GATEWAY_CONNECTIONS = GaugeSpec(name="raaf_gateway_connections", exporters=GATEWAY, labels=("transport",),
-                                help="Open client connections (transport: websocket, sse).")
+                                help="Open client connections (transport: ws, sse).")
 GATEWAY_CHANNELS = GaugeSpec(name="raaf_gateway_channels", exporters=GATEWAY,
                              help="Channels with subscribers on this gateway.")
 GATEWAY_SUBSCRIPTIONS = GaugeSpec(name="raaf_gateway_subscriptions", exporters=GATEWAY,
