@@ -28,6 +28,7 @@ class RunnerMetrics:
         self.handoffs = names.HANDOFFS.create(r)
         self.cancels = names.RUN_CANCELS.create(r)
         self.reaped = names.RUNS_REAPED.create(r)
+        self.handovers = names.RUN_HANDOVERS.create(r)
         self.retries = names.PROVIDER_RETRIES.create(r)
         # Known label values start at zero, so dashboards and alerts see the series before the first run.
         for outcome in ("completed", "failed", "cancelled"):
