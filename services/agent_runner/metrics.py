@@ -40,6 +40,8 @@ class RunnerMetrics:
         for outcome in ("ok", "error"):
             self.tool_calls.labels(outcome=outcome)
         self.requests.labels(outcome="accepted")
+        for outcome in ("handed_over", "kept"):
+            self.handovers.labels(outcome=outcome)
         # Counted here too, for the seed's stats (AsyncRunnerStats).
         self.completed = 0
         self.failed = 0
