@@ -21,9 +21,9 @@ from nats.aio.subscription import Subscription
 from proto.gateway import ChannelMessage, Joined, Left, Member, channel_message_decoder, server_encoder
 from proto.subjects import InvalidNameError, Subjects, encode_token
 from services.gateway.connection import Connection, fan_out
-from services.gateway.direct import DirectDelivery
 from services.gateway.errors import GatewayUnavailable, InvalidChannel
 from services.gateway.frames import Outgoing
+from shared.nats_direct import DirectDelivery
 from shared.natsconn import barrier
 
 if TYPE_CHECKING:
