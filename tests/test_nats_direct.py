@@ -11,6 +11,7 @@ from nats.aio.msg import Msg
 
 from shared.localstack import NatsServer
 from shared.nats_direct import DirectDelivery, header_value
+from shared.natsconn import barrier
 from tests.conftest import unique_prefix
 
 
@@ -107,22 +108,22 @@ async def test_drain_delivers_what_was_sent_before_it_then_nothing_more(nats_ser
         got: list[bytes] = []
         direct = DirectDelivery(nc)
         sub = await direct.subscribe(f"{prefix}.x", got.append)
-        await nc.flush()
+        await barrier(nc)  # the SUB is live before the other connection publishes
         for n in range(500):
             await other.publish(f"{prefix}.x", str(n).encode())
-        await other.flush()
+        await barrier(other)
         await direct.drain(sub)
         assert [int(p) for p in got] == list(range(500))  # all of them were in before the server saw the UNSUB
         await other.publish(f"{prefix}.x", b"late")
-        await other.flush()
+        await barrier(other)
         await nc.flush()
         assert got[-1] == b"499"
         # An unsubscribed route is gone: a new subscription on the same subject gets a new route.
         again: list[bytes] = []
         sub2 = await direct.subscribe(f"{prefix}.x", again.append)
-        await nc.flush()
+        await barrier(nc)
         await other.publish(f"{prefix}.x", b"new")
-        await other.flush()
+        await barrier(other)
         await nc.flush()
         await direct.unsubscribe(sub2)
         assert again == [b"new"] and got[-1] == b"499"
