@@ -244,8 +244,9 @@ class ChannelHub:
             return
         started = time.perf_counter()
         members = tuple(channel.members)  # a cut-off connection leaves the set later, never during the loop
-        fan_out(members, Outgoing(envelope(data, channel.name), "message"), members[0].ctx)
+        sent = fan_out(members, Outgoing(envelope(data, channel.name), "message"), members[0].ctx)
         self.counters.channel_messages += 1
+        self.counters.fanout_recipients[sent] += 1
         if self.metrics is not None:
             self.metrics.fanout_seconds.observe(time.perf_counter() - started)
 

@@ -54,7 +54,8 @@ class SchedulerApp(App):
         retry = RetryPolicy(retry_count=s.retry_count, retry_delay=s.retry_delay, backoff=s.retry_backoff,
                             max_delay=s.retry_max_delay)
         for name in s.queues:
-            store = JobStore(self.redis, queue=name, prefix=self.runtime.prefix, limits=s.limits)
+            store = JobStore(self.redis, queue=name, prefix=self.runtime.prefix, limits=s.limits,
+                             on_unavailable=self.metrics.redis_errors.inc)  # raaf_redis_errors_total
             signals = JobSignals(self.nc, self.subjects, name, lifecycle=s.lifecycle_events)
             self.queues[name] = JobQueue(store, signals, retry)
             maintainer = QueueMaintainer(store, signals, interval=s.tick_interval, batch=s.maintenance_batch,
