@@ -15,6 +15,9 @@ from shared import metric_catalogue as names
 FANOUT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
+
+REFUSAL_REASONS = ("origin", "unavailable", "max_connections", "unauthorized")
+
 class GatewayCounters:
     """Incremented inline by connections and the hub; a scrape or ``/v1/stats`` reads them."""
 
@@ -32,7 +35,8 @@ class GatewayCounters:
         self.published = 0
         self.channel_messages = 0
         self.connections_opened: Counter[str] = Counter()
-        self.refused: Counter[str] = Counter()
+        # Every reason starts at zero so the series exists before the first refusal (alerts use increase()).
+        self.refused: Counter[str] = Counter(dict.fromkeys(REFUSAL_REASONS, 0))
         self.disconnects: Counter[str] = Counter()
         # Channel messages by how many local subscribers each was written to, bucketed at scrape time: one
         # defaultdict increment per message (~60 ns here; Counter's ~150 ns, a Histogram.observe ~1 us).
