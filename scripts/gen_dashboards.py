@@ -174,7 +174,7 @@ CHAT = Dashboard("raaf-chat", "RAAF Streaming / Chat", "Rooms, participants, mes
         Panel("Rooms", {"rooms": "max(raaf_chat_rooms)"}, kind="stat"),
         Panel("Participants", {"participants": "max(raaf_chat_participants)"}, kind="stat"),
         Panel("Messages / s", {"messages": rate("raaf_chat_messages_total")}, unit="ops"),
-        Panel("Handoffs / s", {"{{job}}": rate("raaf_handoffs_total", "job")}, unit="ops"),
+        Panel("Room handoffs / s", {"by {{by}}": rate("raaf_chat_handoffs_total", "by")}, unit="ops"),
         Panel("Connected clients (gateway)", {"{{transport}}": "sum by (transport) (raaf_gateway_connections)"}),
         Panel("Messages to clients / s", {"sent": rate("raaf_gateway_messages_sent_total")}, unit="ops"),
     ]),

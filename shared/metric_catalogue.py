@@ -104,8 +104,8 @@ RUN_TOKENS = CounterSpec(name="raaf_run_tokens_total", exporters=RUNNER, labels=
                          help="Model tokens used by runs (kind: prompt, completion).")
 TOOL_CALLS = CounterSpec(name="raaf_tool_calls_total", exporters=RUNNER, labels=("outcome",),
                          help="Tool calls made by agents (outcome: ok, error).")
-HANDOFFS = CounterSpec(name="raaf_handoffs_total", exporters=("agent-runner", "chat"),
-                       help="Handoffs from one agent to another.")
+HANDOFFS = CounterSpec(name="raaf_handoffs_total", exporters=RUNNER,
+                       help="Handoffs from one agent to another inside runs (chat rooms' included).")
 RUN_REQUESTS = CounterSpec(name="raaf_run_requests_total", exporters=RUNNER, labels=("outcome",),
                            help="Run requests received (outcome: accepted, or the error code they got).")
 RUN_EVENTS = CounterSpec(name="raaf_run_events_total", exporters=RUNNER, help="Run events stored in JetStream.")
@@ -196,6 +196,9 @@ CHAT_ANSWER_DURATION = HistogramSpec(name="raaf_chat_answer_duration_seconds", e
                                      help="Time from an answer's start in a room to its end.")
 CHAT_ANSWER_FIRST_DELTA = HistogramSpec(name="raaf_chat_answer_first_delta_seconds", exporters=CHAT,
                                         help="Time from relaying an answer to its first text delta in the room.")
+CHAT_HANDOFFS = CounterSpec(name="raaf_chat_handoffs_total", exporters=CHAT, labels=("by",),
+                            help="Rooms whose current agent changed (by: agent, the answering agent handed off; "
+                                 "user, a handoff command).")
 CHAT_WRITE_CONFLICTS = CounterSpec(name="raaf_chat_write_conflicts_total", exporters=CHAT,
                                    help="Room appends refused because another replica wrote first (retried).")
 CHAT_TYPING_EXPIRED = CounterSpec(name="raaf_chat_typing_expired_total", exporters=CHAT,
