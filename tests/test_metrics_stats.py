@@ -441,6 +441,7 @@ async def test_reporters_running_before_the_metrics_service_are_found_by_its_dis
         started = time.monotonic()
         stats = msgspec.convert((await get_json(f"{metrics.http_url}/stats"))[1], ClusterStats)
         assert stats.services == {"message-queue": 2, "metrics": 1}
+        assert stats.message_queue.queues == 2, "two different queues, each counted once"
         assert time.monotonic() - started < 1.0
         # Without a metrics service, raaf.stats() finds them the same way.
         await metrics.stop()
