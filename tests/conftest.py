@@ -20,6 +20,7 @@ from shared.app import App
 from shared.localstack import NatsServer, ValkeyServer, die_with_parent, terminate_all
 
 ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.runs_fixtures"]
 
 
 def unique_prefix(tag: str = "t") -> str:

@@ -2,40 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-
-import pytest
-
 from proto.errors import Error, ErrorCode
 from proto.runs import RunAccepted, RunCompleted, RunFailed, RunQueued, RunStarted
 from raaf.testing import OpenAIMock, Script
-from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
-from shared.app import App
-from shared.localstack import NatsServer
-from tests.runs_support import Runs, runner_env, types
+from services.agent_runner import AgentRunnerApp
+from tests.runs_fixtures import StartRunner
+from tests.runs_support import Runs, types
 
-StartApp = Callable[[App], Awaitable[App]]
-StartRunner = Callable[..., Awaitable[AgentRunnerApp]]
-
-
-@pytest.fixture
-async def runs(nats_server: NatsServer, prefix: str) -> AsyncIterator[Runs]:
-    client = await Runs.connect(nats_server.url, prefix)
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-def start_runner(nats_server: NatsServer, mock: OpenAIMock, prefix: str, tmp_path: Path, start_app: StartApp
-                 ) -> StartRunner:
-    async def start(**extra: str) -> AgentRunnerApp:
-        env = runner_env(nats_server.url, mock.url, prefix, tmp_path, ASYNC_POOL_SIZE="1", ASYNC_QUEUE_SIZE="5",
-                         **extra)
-        app = AgentRunnerApp(AgentRunnerSettings.from_env(env))
-        await start_app(app)
-        return app
-    return start
+POOL_OF_ONE = {"ASYNC_POOL_SIZE": "1", "ASYNC_QUEUE_SIZE": "5"}  # one run at a time, the rest queue
 
 
 def handovers(app: AgentRunnerApp, outcome: str) -> float:
@@ -57,9 +31,9 @@ async def queue_behind_a_slow_run(runs: Runs, mock: OpenAIMock, queued: int) -> 
 async def test_a_stopping_runner_hands_its_queued_runs_to_another_runner(
     mock: OpenAIMock, runs: Runs, start_runner: StartRunner
 ) -> None:
-    leaving = await start_runner()
+    leaving = await start_runner(**POOL_OF_ONE)
     running, waiting = await queue_behind_a_slow_run(runs, mock, queued=3)
-    staying = await start_runner()
+    staying = await start_runner(**POOL_OF_ONE)
     await leaving.stop()
     assert handovers(leaving, "handed_over") == 3 and handovers(leaving, "kept") == 0
     for run_id in waiting:
@@ -77,7 +51,7 @@ async def test_a_stopping_runner_hands_its_queued_runs_to_another_runner(
 async def test_with_no_other_runner_a_stopping_runner_keeps_its_queued_runs_and_finishes_them(
     mock: OpenAIMock, runs: Runs, start_runner: StartRunner
 ) -> None:
-    alone = await start_runner()
+    alone = await start_runner(**POOL_OF_ONE)
     running, waiting = await queue_behind_a_slow_run(runs, mock, queued=2)
     await alone.stop()
     assert handovers(alone, "kept") == 2 and handovers(alone, "handed_over") == 0
@@ -90,9 +64,9 @@ async def test_with_no_other_runner_a_stopping_runner_keeps_its_queued_runs_and_
 async def test_handover_is_off_when_disabled_and_queued_runs_stay_with_their_runner(
     mock: OpenAIMock, runs: Runs, start_runner: StartRunner
 ) -> None:
-    leaving = await start_runner(RUN_HANDOVER="false")
+    leaving = await start_runner(**POOL_OF_ONE, RUN_HANDOVER="false")
     _, waiting = await queue_behind_a_slow_run(runs, mock, queued=1)
-    await start_runner()
+    await start_runner(**POOL_OF_ONE)
     await leaving.stop()
     events = await runs.events(waiting[0])
     started = events[1]
@@ -103,7 +77,7 @@ async def test_handover_is_off_when_disabled_and_queued_runs_stay_with_their_run
 async def test_a_stale_or_forged_handover_is_refused_with_a_conflict(
     mock: OpenAIMock, runs: Runs, start_runner: StartRunner
 ) -> None:
-    runner = await start_runner()
+    runner = await start_runner(**POOL_OF_ONE)
     done = await runs.run("finished already")
     run_id = done[0].run_id
     for offer in ({"run_id": run_id, "handover_from": "ghost", "resume_after": 1},
