@@ -256,6 +256,7 @@ class JobFailed(Message, frozen=True, kw_only=True, tag="job_failed"):
     attempt: int
     error: str
     will_retry: bool
+    duration: float | None = None  # seconds the handler ran (None: unknown, e.g. from an older worker)
     at: float
 
 

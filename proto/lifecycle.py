@@ -10,11 +10,17 @@ from proto.base import Message
 
 
 class ServiceStarted(Message, frozen=True, kw_only=True, tag="service_started"):
+    """A service instance, or a library stats reporter (``EventEmitter``, ``MessageQueue``), began answering.
+
+    Reporters also answer ``Subjects.stats_reporters`` with this announcement, so discovery finds them.
+    """
+
     service: str
     instance: str
     version: str
     http_url: str | None = None
     at: float
+    kind: Literal["service", "reporter"] = "service"  # a reporter has no /readyz and no micro registration
 
 
 class ServiceStopping(Message, frozen=True, kw_only=True, tag="service_stopping"):

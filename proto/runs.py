@@ -70,6 +70,10 @@ class RunRequest(Message, frozen=True, kw_only=True, tag="run_request"):
     max_turns: int | None = None
     metadata: dict[str, str] = {}
     owner: str | None = None  # the authenticated subject that started it; only it may read or cancel the run
+    # Set by a draining runner handing over a run it accepted and queued but did not start: the receiver takes
+    # the run over from ``handover_from`` and continues its stored events after seq ``resume_after``.
+    handover_from: str | None = None
+    resume_after: int = 0
 
 
 class RunAccepted(Message, frozen=True, kw_only=True, tag="run_accepted"):

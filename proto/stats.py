@@ -4,12 +4,13 @@ Every service instance (and any library process that wants to be counted) answer
 ``Subjects.service_stats`` with an :class:`InstanceStats`; the metrics service combines the answers into one
 :class:`ClusterStats`. How a figure combines across replicas is declared on its section: ``shared_fields``
 are read from shared state (Redis, JetStream) so every replica reports the same value and the cluster takes the
-largest; booleans combine with "any"; every other number is the instance's own and the cluster sums it.
+largest; booleans combine with "any"; every other number is the instance's own and the cluster sums it;
+mappings merge by key (a key's figures combine by the same rules); ``settled()`` then derives what depends on them.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Self
 
 import msgspec
 
@@ -21,6 +22,10 @@ class Section(Message, frozen=True, kw_only=True, omit_defaults=False):
     """Base of the six sections; zeros are written out, so a reader sees every figure."""
 
     shared_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def settled(self) -> Self:
+        """The section once replicas' answers are combined (figures derived from merged ones recomputed)."""
+        return self
 
 
 class WebSocketServerStats(Section, frozen=True, kw_only=True, tag="websocket_server"):
@@ -76,6 +81,15 @@ class MessageQueueStats(Section, frozen=True, kw_only=True, tag="message_queue")
     pending: int = 0
     processed: int = 0
     batches: int = 0
+    # Messages waiting per queue (its Redis stream key): instances of one queue report the same figure, so
+    # the cluster counts each queue once and sums across queues. Empty from reporters that predate it.
+    pending_by_queue: dict[str, int] = {}
+
+    def settled(self) -> Self:
+        if not self.pending_by_queue:
+            return self
+        return msgspec.structs.replace(self, queues=len(self.pending_by_queue),
+                                       pending=sum(self.pending_by_queue.values()))
 
 
 class EventEmitterStats(Section, frozen=True, kw_only=True, tag="event_emitter"):

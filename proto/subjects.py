@@ -210,6 +210,11 @@ class Subjects:
         return f"{self.prefix}.svc.stats"
 
     @property
+    def stats_reporters(self) -> str:
+        """Request: every library stats reporter (not a micro service, so not in ``$SRV.PING``) answers."""
+        return f"{self.prefix}.svc.reporters"
+
+    @property
     def cluster_stats(self) -> str:
         return f"{self.prefix}.metrics.stats"
 

@@ -37,6 +37,8 @@ from raaf.event_outbox import PUBLISH_ERRORS, Outbox
 from raaf.event_settings import EventSettings
 from raaf.stats_reporter import StatsReporter, unique_instance
 from shared.jetstream import ensure_stream
+from shared.nats_direct import DirectDelivery
+from shared.nats_publish import LeanPublish
 from shared.natsconn import NatsEvents, barrier, connect_nats
 
 log = logging.getLogger("raaf.events")
@@ -80,7 +82,9 @@ class EventBus:
         self._connected = False
         self._closed = False
         self._open = False  # connected and not closed: the one check on the emit path
-        self._publish: Callable[..., Awaitable[None]] = self._not_connected
+        self._publish: Callable[[str, bytes], Awaitable[None]] = self._not_connected
+        self._direct: DirectDelivery | None = None  # set on connect when EVENTS_DIRECT_DELIVERY
+        self._lean_publish = False  # set on connect: EVENTS_LEAN_PUBLISH and the client has the expected shape
         self._max_size = settings.max_event_size
         self._source = settings.source or None
         self._history_on = settings.enable_history
@@ -137,7 +141,10 @@ class EventBus:
                         f"cannot provision the events stream: {reason} (is JetStream enabled, with room for "
                         "EVENTS_HISTORY_MAX_BYTES? EVENTS_ENABLE_HISTORY=false runs without history)") from exc
             self._history = EventHistory(nc, self._js, self.subjects, timeout=self.settings.publish_timeout)
-        self._publish = nc.publish
+        lean = LeanPublish(nc) if self.settings.lean_publish else None
+        self._lean_publish = lean is not None and lean.lean
+        self._publish = lean.publish if lean is not None else nc.publish
+        self._direct = DirectDelivery(nc) if self.settings.direct_delivery else None
         self._outbox = Outbox(nc, self._js, self.counters, self.metrics, timeout=self.settings.publish_timeout,
                               retries=self.settings.publish_retries, limit=self.settings.max_pending_emits)
         self._connected = self._open = True
@@ -159,14 +166,23 @@ class EventBus:
         groups = list(self._patterns.values())
         self._patterns.clear()
         self._listeners.clear()
-        subscriptions = [group.subscription for group in groups if group.subscription is not None]
-        if subscriptions and self._nc is not None and self._nc.is_connected:
+        subscribed = [group for group in groups if group.subscription is not None]
+        if subscribed and self._nc is not None and self._nc.is_connected:
             # Drain (listeners finish what already arrived) within one deadline; a stuck listener is cut off.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*(self._drain(s) for s in subscriptions)), timeout)
-            for subscription in subscriptions:
-                with contextlib.suppress(Exception):
-                    await subscription.unsubscribe()
+            loop = asyncio.get_running_loop()
+            drains = [loop.create_task(self._drain(group)) for group in subscribed]
+            _, late = await asyncio.wait(drains, timeout=timeout)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+        for group in subscribed:
+            group.stop()
+            assert group.subscription is not None
+            if self._direct is not None:
+                self._direct.forget(group.subscription)
+            with contextlib.suppress(Exception):
+                await group.subscription.unsubscribe()
         for group in groups:
             for listener in group.listeners:
                 listener.active = False
@@ -190,8 +206,7 @@ class EventBus:
         if not self._connected:
             raise ConnectionError("the event emitter is not connected: await connect() first")
 
-    async def _not_connected(self, subject: str, payload: bytes, reply: str = "",
-                             headers: dict[str, str] | None = None) -> None:
+    async def _not_connected(self, subject: str, payload: bytes) -> None:
         raise ConnectionError("the event emitter is not connected (or already closed)")
 
     def _on_nats_error(self, exc: Exception) -> None:
@@ -277,7 +292,10 @@ class EventBus:
             assert self._outbox is not None
             return await self._outbox.submit(subject, payload, event, confirm=True, headers={MSG_ID: event.id})
         try:
-            await self._publish(subject, payload, "", None if event_id is None else self._unconfirmed_headers(event_id))
+            if event_id is None or not self._history_on:
+                await self._publish(subject, payload)
+            else:
+                await self.nc.publish(subject, payload, headers={MSG_ID: event_id})
         except PUBLISH_ERRORS as exc:
             self.counters.emit_failures += 1
             raise ConnectionError(f"cannot emit {name!r}: {exc!r}") from exc
@@ -316,13 +334,19 @@ class EventBus:
         if len(self._patterns) >= self.settings.max_patterns:
             raise ListenerLimitError(pattern, self.settings.max_patterns, "distinct patterns on this emitter")
         group = PatternListeners(subject=subject, name_start=self._name_start, counters=self.counters,
-                                 new_id=self.new_id, on_removed=self._listener_removed)
+                                 new_id=self.new_id, on_removed=self._listener_removed,
+                                 pending_limit=self.settings.pending_limit,
+                                 pending_bytes_limit=self.settings.pending_bytes_limit)
         self._patterns[subject] = group
         self.counters.patterns += 1
         self._register(group, listener)
         try:
-            group.subscription = await self.nc.subscribe(subject, cb=group.deliver,
-                                                         pending_msgs_limit=self.settings.pending_limit)
+            if self._direct is not None:
+                group.subscription = await self._direct.subscribe_messages(subject, group.route)
+            else:
+                group.subscription = await self.nc.subscribe(
+                    subject, cb=group.deliver, pending_msgs_limit=self.settings.pending_limit,
+                    pending_bytes_limit=self.settings.pending_bytes_limit)
             # Not flush(): nats-py can send its PING ahead of a SUB still in its buffer.
             await barrier(self.nc, timeout=max(1.0, self.settings.publish_timeout))
         except (nats.errors.Error, TimeoutError) as exc:
@@ -353,16 +377,22 @@ class EventBus:
         if self._patterns.get(group.subject) is group:
             del self._patterns[group.subject]
             self.counters.patterns -= 1
-        subscription = group.subscription
-        if subscription is not None and not self._closed:
+        if group.subscription is not None and not self._closed:
             # Drain, not unsubscribe: the delivery in progress (maybe a once listener's call) must finish.
-            task = asyncio.get_running_loop().create_task(self._drain(subscription))
+            task = asyncio.get_running_loop().create_task(self._drain(group))
             self._cleanups.add(task)
             task.add_done_callback(self._cleanups.discard)
 
-    async def _drain(self, subscription: Any) -> None:
+    async def _drain(self, group: PatternListeners) -> None:
+        """Unsubscribe ``group`` and let its listeners finish what already arrived."""
+        subscription: Any = group.subscription  # nats-py's drain() has no annotations
+        assert subscription is not None
         with contextlib.suppress(Exception):
-            await subscription.drain()
+            if self._direct is not None:
+                await self._direct.drain(subscription)
+            else:
+                await subscription.drain()
+        await group.idle()
 
     def listener_count(self, pattern: str | None = None) -> int:
         if pattern is None:
@@ -399,6 +429,8 @@ class EventBus:
             "connected": self.connected,
             "history_enabled": self._history_on,
             "wildcards_enabled": self.settings.enable_wildcards,
+            "direct_delivery": self._direct is not None,
+            "lean_publish": self._lean_publish,
             "max_listeners": self.settings.max_listeners,
             "history_size": self.settings.history_size,
         }

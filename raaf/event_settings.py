@@ -27,6 +27,9 @@ class EventSettings:
     storage: str = "file"  # EVENTS_STORAGE: file or memory
     max_event_size: int = 1 << 20  # EVENTS_MAX_EVENT_SIZE: bytes of one encoded event (also capped by NATS)
     pending_limit: int = 65_536  # EVENTS_PENDING_LIMIT: events buffered per pattern before they are dropped
+    pending_bytes_limit: int = 128 << 20  # EVENTS_PENDING_BYTES_LIMIT: bytes buffered per pattern before drops
+    direct_delivery: bool = True  # EVENTS_DIRECT_DELIVERY: events skip nats-py's per-message queue (nats_direct)
+    lean_publish: bool = True  # EVENTS_LEAN_PUBLISH: unconfirmed emits skip nats-py's generic publish (nats_publish)
     confirm: bool = True  # EVENTS_CONFIRM: with history on, emit waits until JetStream has stored the event
     max_pending_emits: int = 10_000  # EVENTS_MAX_PENDING_EMITS: emit_async calls in flight at once
     publish_timeout: float = 5.0  # EVENTS_PUBLISH_TIMEOUT: seconds to wait for JetStream to confirm one try
@@ -55,6 +58,9 @@ class EventSettings:
             storage=env.choice("EVENTS_STORAGE", cls.storage, ("file", "memory")),
             max_event_size=env.integer("EVENTS_MAX_EVENT_SIZE", cls.max_event_size, min=256, max=64 << 20),
             pending_limit=env.integer("EVENTS_PENDING_LIMIT", cls.pending_limit, min=1),
+            pending_bytes_limit=env.integer("EVENTS_PENDING_BYTES_LIMIT", cls.pending_bytes_limit, min=1024),
+            direct_delivery=env.boolean("EVENTS_DIRECT_DELIVERY", cls.direct_delivery),
+            lean_publish=env.boolean("EVENTS_LEAN_PUBLISH", cls.lean_publish),
             confirm=env.boolean("EVENTS_CONFIRM", cls.confirm),
             max_pending_emits=env.integer("EVENTS_MAX_PENDING_EMITS", cls.max_pending_emits, min=1),
             publish_timeout=env.number("EVENTS_PUBLISH_TIMEOUT", cls.publish_timeout, min=0.01, max=600),

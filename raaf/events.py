@@ -32,18 +32,23 @@ class EventEmitter:
     an existing NATS connection instead of opening one; ``registry`` receives the Prometheus metrics
     (default: prometheus_client's default registry). While connected it answers ``raaf.stats()`` as service
     ``event-emitter`` (section ``event_emitter``) unless ``report_stats=False`` (``EVENTS_REPORT_STATS``).
+    ``direct_delivery=False`` (``EVENTS_DIRECT_DELIVERY``) takes listener events through nats-py's own
+    per-subscription queue and task instead of dispatching them from the connection's reader;
+    ``lean_publish=False`` (``EVENTS_LEAN_PUBLISH``) publishes through nats-py's generic ``publish``.
     """
 
     def __init__(self, max_listeners: int | None = None, enable_wildcards: bool | None = None,
                  enable_history: bool | None = None, *, history_size: int | None = None,
                  confirm: bool | None = None, source: str | None = None, settings: EventSettings | None = None,
                  nc: NATS | None = None, registry: CollectorRegistry | None = None,
-                 provision: bool = True, report_stats: bool | None = None) -> None:
+                 provision: bool = True, report_stats: bool | None = None,
+                 direct_delivery: bool | None = None, lean_publish: bool | None = None) -> None:
         settings = EventSettings.from_env(configured_environ()) if settings is None else settings
         overrides: dict[str, Any] = {key: value for key, value in (
             ("max_listeners", max_listeners), ("enable_wildcards", enable_wildcards),
             ("enable_history", enable_history), ("history_size", history_size), ("confirm", confirm),
-            ("source", source), ("report_stats", report_stats)) if value is not None}
+            ("source", source), ("report_stats", report_stats), ("direct_delivery", direct_delivery),
+            ("lean_publish", lean_publish)) if value is not None}
         if overrides:
             settings = dataclasses.replace(settings, **overrides)
         self._bus = EventBus(settings, nc=nc, registry=registry, provision=provision)

@@ -40,7 +40,8 @@ async def stats(
     """The cluster's combined statistics (``websocket_server``, ``async_runner``, ... ``chat_system``).
 
     ``nats_url`` and ``prefix`` default to ``NATS_URL`` and ``RAAF_PREFIX``; pass ``nc`` to reuse a connection.
-    Without a metrics service, instances are found with ``$SRV.PING`` and asked directly, waiting up to
+    Without a metrics service, instances are found with ``$SRV.PING`` (and library reporters on
+    ``Subjects.stats_reporters``) and asked directly, waiting up to
     ``gather_timeout`` for each round. Raises :class:`raaf.errors.ConnectionError` when NATS is unreachable.
     """
     subjects = Subjects(prefix or str(configuration().platform.prefix) or "raaf")
@@ -75,8 +76,8 @@ async def health(
         if reply is None:
             known = await discover(conn, subjects.prefix, timeout=gather_timeout, max_instances=MAX_INSTANCES)
             async with aiohttp.ClientSession() as session:
-                return await probe_all(session, [(k, 0.0) for k in known], timeout=gather_timeout * 2,
-                                       concurrency=64)
+                return await probe_all(session, [(k, 0.0) for k in known if not k.reporter],
+                                       timeout=gather_timeout * 2, concurrency=64)
     match reply:
         case ClusterHealth():
             return reply

@@ -27,6 +27,10 @@ def render_stats(stats: ClusterStats) -> str:
             value = getattr(section, field.name)
             if field.name == "rooms":
                 continue
+            if isinstance(value, dict):
+                lines.append(f"  {field.name}")
+                lines.extend(f"    {key:<{_WIDTH - 2}}{_value(figure)}" for key, figure in sorted(value.items()))
+                continue
             lines.append(f"  {field.name:<{_WIDTH}}{_value(value)}")
         if isinstance(section, ChatSystemStats):
             lines.append(f"  {'rooms':<{_WIDTH}}{len(section.rooms)}")

@@ -47,7 +47,8 @@ def rate(metric: str, by: str = "") -> str:
 
 # Queue figures are read from Redis, so every scheduler replica reports the same: max over replicas, then sum.
 READY_JOBS = "sum by (priority) (max by (queue, priority) (raaf_jobs_queue_length))"
-DEAD_GROWTH = f"sum(max by (queue) (delta(raaf_jobs_dead[{RATE}])))"
+# raaf_cluster_job_* come from the metrics service's share of the job lifecycle events: sum over its replicas.
+DEAD_LETTERS = f"sum(increase(raaf_cluster_job_dead_letters_total[{RATE}]))"
 
 OVERVIEW = Dashboard("raaf-overview", "RAAF Streaming / Overview",
                      "Every service at a glance: instances, readiness, NATS and Redis health, load.", [
@@ -105,6 +106,11 @@ STREAMING = Dashboard("raaf-streaming-latency", "RAAF Streaming / Streaming late
         Panel("Bytes to clients / s", {"sent": rate("raaf_gateway_sent_bytes_total")}, unit="Bps"),
         Panel("Channel fan-out time (one message to all local subscribers)",
               quantiles("raaf_gateway_fanout_seconds", 0.5, 0.99), unit="s"),
+        Panel("Channel fan-out: subscribers per message",
+              {**quantiles("raaf_gateway_fanout_recipients", 0.5, 0.99),
+               "mean": f"sum(rate(raaf_gateway_fanout_recipients_sum[{RATE}])) "
+                       f"/ sum(rate(raaf_gateway_fanout_recipients_count[{RATE}]))"},
+              description="Local subscribers each channel message was written to, per gateway."),
         Panel("Channel messages / s", {"from NATS": rate("raaf_gateway_channel_messages_total"),
                                        "published by clients": rate("raaf_gateway_published_total")}, unit="ops"),
         Panel("Slow-consumer disconnects",
@@ -122,27 +128,40 @@ STREAMING = Dashboard("raaf-streaming-latency", "RAAF Streaming / Streaming late
 ])
 
 JOBS = Dashboard("raaf-jobs", "RAAF Streaming / Jobs",
-                 "Durable jobs: queue depth by priority, pickup latency, duration, failures and dead letters.", [
+                 "Durable jobs of every queue and worker: depth by priority, pickup latency, duration, retries, "
+                 "failures and dead letters (from the job lifecycle events the metrics service folds).", [
     ("Queues", [
         Panel("Ready jobs by priority", {"{{priority}}": READY_JOBS}),
         Panel("Scheduled, running and dead", {name: f"sum(max by (queue) (raaf_jobs_{name}))"
                                               for name in ("scheduled", "running", "dead")}),
-        Panel("Enqueued / s by priority", {"{{priority}}": rate("raaf_jobs_enqueued_total", "priority")},
-              unit="ops"),
-        Panel("Attempts finished / s by outcome", {"{{outcome}}": rate("raaf_jobs_processed_total", "outcome")},
-              unit="ops"),
+        Panel("Enqueued / s by priority", {"{{priority}}": rate("raaf_cluster_job_enqueues_total", "priority")},
+              unit="ops", description="Every enqueue, by the scheduler or a library BackgroundProcessor."),
+        Panel("Attempts finished / s", {"succeeded": rate("raaf_cluster_job_successes_total"),
+                                        "failed": rate("raaf_cluster_job_failures_total"),
+                                        "cancelled": rate("raaf_cluster_job_cancellations_total")}, unit="ops"),
     ]),
     ("Latency", [
-        Panel("Pickup latency (due to claimed)", quantiles("raaf_job_pickup_seconds", 0.5, 0.9, 0.99), unit="s"),
-        Panel("Job duration", quantiles("raaf_job_duration_seconds", 0.5, 0.9, 0.99), unit="s"),
+        Panel("Pickup latency (due to claimed)", quantiles("raaf_cluster_job_pickup_seconds", 0.5, 0.9, 0.99),
+              unit="s", description="Across every worker that publishes lifecycle events."),
+        Panel("Job duration (succeeded and failed attempts)",
+              quantiles("raaf_cluster_job_duration_seconds", 0.5, 0.9, 0.99), unit="s"),
+        Panel("p99 pickup latency by queue",
+              {"{{queue}}": "histogram_quantile(0.99, sum by (le, queue) "
+                            f"(rate(raaf_cluster_job_pickup_seconds_bucket[{RATE}])))"}, unit="s"),
+        Panel("p99 duration by job type",
+              {"{{job_type}}": "histogram_quantile(0.99, sum by (le, job_type) "
+                               f"(rate(raaf_cluster_job_duration_seconds_bucket[{RATE}])))"}, unit="s"),
         Panel("Enqueue latency (scheduler request)",
               quantiles("raaf_jobs_request_seconds", 0.5, 0.99, where='request=~"(?i).*enqueue.*"'), unit="s"),
         Panel("Delayed jobs promoted late by", quantiles("raaf_jobs_promote_lateness_seconds", 0.5, 0.99), unit="s"),
     ]),
     ("Failures", [
-        Panel("Failed attempts / s (retried or dead)",
-              {"failed": f'sum(rate(raaf_jobs_processed_total{{outcome="failed"}}[{RATE}]))'}, unit="ops"),
-        Panel("Dead-letter growth (per interval)", {"new dead jobs": DEAD_GROWTH}),
+        Panel("Failed attempts / s by job type", {"{{job_type}}": rate("raaf_cluster_job_failures_total", "job_type")},
+              unit="ops"),
+        Panel("Retries / s by reason", {"{{reason}}": rate("raaf_cluster_job_retries_total", "reason")}, unit="ops"),
+        Panel("Dead letters (per interval)", {"new dead jobs": DEAD_LETTERS,
+                                              "by {{job_type}}": "sum by (job_type) "
+                                              f"(increase(raaf_cluster_job_dead_letters_total[{RATE}]))"}),
         Panel("Leases expired / s by outcome", {"{{outcome}}": rate("raaf_jobs_lease_expired_total", "outcome")},
               unit="ops"),
         Panel("Store errors / s", {"scheduler": rate("raaf_jobs_store_errors_total"),
@@ -155,7 +174,7 @@ CHAT = Dashboard("raaf-chat", "RAAF Streaming / Chat", "Rooms, participants, mes
         Panel("Rooms", {"rooms": "max(raaf_chat_rooms)"}, kind="stat"),
         Panel("Participants", {"participants": "max(raaf_chat_participants)"}, kind="stat"),
         Panel("Messages / s", {"messages": rate("raaf_chat_messages_total")}, unit="ops"),
-        Panel("Handoffs / s", {"{{job}}": rate("raaf_handoffs_total", "job")}, unit="ops"),
+        Panel("Room handoffs / s", {"by {{by}}": rate("raaf_chat_handoffs_total", "by")}, unit="ops"),
         Panel("Connected clients (gateway)", {"{{transport}}": "sum by (transport) (raaf_gateway_connections)"}),
         Panel("Messages to clients / s", {"sent": rate("raaf_gateway_messages_sent_total")}, unit="ops"),
     ]),

@@ -8,7 +8,10 @@ event-emitter library and ``workers`` for job workers (both exported by whicheve
 from __future__ import annotations
 
 from shared.metric_specs import (
+    COUNT_BUCKETS,
     FAST_BUCKETS,
+    JOB_DURATION_BUCKETS,
+    JOB_PICKUP_BUCKETS,
     LATENCY_BUCKETS,
     CounterSpec,
     GaugeSpec,
@@ -36,14 +39,14 @@ NATS_DISCONNECTS = CounterSpec(name="raaf_nats_disconnects_total", help="NATS di
 NATS_RECONNECTS = CounterSpec(name="raaf_nats_reconnects_total", help="NATS reconnections.", exporters=EVERY)
 NATS_ERRORS = CounterSpec(name="raaf_nats_errors_total", help="Errors reported by the NATS client.",
                           exporters=EVERY)
-REDIS_ERRORS = CounterSpec(name="raaf_redis_errors_total", help="Failed Redis commands and health checks.",
+REDIS_ERRORS = CounterSpec(name="raaf_redis_errors_total", help="Failed Redis calls (job store, health checks).",
                            exporters=EVERY)
 PROCESS_START = GaugeSpec(name="raaf_process_start_time_seconds", help="Unix time the service started.",
                           exporters=EVERY)
 
 # ---- gateway: connections, messages, channel fan-out (services/gateway/metrics.py) ---------------------
 GATEWAY_CONNECTIONS = GaugeSpec(name="raaf_gateway_connections", exporters=GATEWAY, labels=("transport",),
-                                help="Open client connections (transport: websocket, sse).")
+                                help="Open client connections (transport: ws, sse).")
 GATEWAY_CHANNELS = GaugeSpec(name="raaf_gateway_channels", exporters=GATEWAY,
                              help="Channels with subscribers on this gateway.")
 GATEWAY_SUBSCRIPTIONS = GaugeSpec(name="raaf_gateway_subscriptions", exporters=GATEWAY,
@@ -75,6 +78,9 @@ GATEWAY_CHANNEL_MESSAGES = CounterSpec(name="raaf_gateway_channel_messages_total
 GATEWAY_FANOUT = HistogramSpec(name="raaf_gateway_fanout_seconds", exporters=GATEWAY,
                                buckets=(0.0001, 0.00025, *FAST_BUCKETS[:-1]),
                                help="Time to write one channel message from NATS to all of this gateway's subscribers.")
+GATEWAY_FANOUT_RECIPIENTS = HistogramSpec(name="raaf_gateway_fanout_recipients", exporters=GATEWAY,
+                                          buckets=COUNT_BUCKETS,
+                                          help="Subscribers on this gateway one channel message was written to.")
 RUN_STREAMS = GaugeSpec(name="raaf_run_streams", exporters=GATEWAY, labels=("transport",),
                         help="Run event streams the gateway is delivering (transport: sse, websocket, openai).")
 RUN_STREAM_EVENTS = CounterSpec(name="raaf_run_stream_events_total", exporters=GATEWAY, labels=("transport",),
@@ -98,8 +104,8 @@ RUN_TOKENS = CounterSpec(name="raaf_run_tokens_total", exporters=RUNNER, labels=
                          help="Model tokens used by runs (kind: prompt, completion).")
 TOOL_CALLS = CounterSpec(name="raaf_tool_calls_total", exporters=RUNNER, labels=("outcome",),
                          help="Tool calls made by agents (outcome: ok, error).")
-HANDOFFS = CounterSpec(name="raaf_handoffs_total", exporters=("agent-runner", "chat"),
-                       help="Handoffs from one agent to another.")
+HANDOFFS = CounterSpec(name="raaf_handoffs_total", exporters=RUNNER,
+                       help="Handoffs from one agent to another inside runs (chat rooms' included).")
 RUN_REQUESTS = CounterSpec(name="raaf_run_requests_total", exporters=RUNNER, labels=("outcome",),
                            help="Run requests received (outcome: accepted, or the error code they got).")
 RUN_EVENTS = CounterSpec(name="raaf_run_events_total", exporters=RUNNER, help="Run events stored in JetStream.")
@@ -107,6 +113,9 @@ RUN_CANCELS = CounterSpec(name="raaf_run_cancels_total", exporters=RUNNER,
                           help="Cancel requests for runs this runner owned.")
 RUNS_REAPED = CounterSpec(name="raaf_runs_reaped_total", exporters=RUNNER,
                           help="Orphaned runs (their runner died) this runner ended with a failure.")
+RUN_HANDOVERS = CounterSpec(name="raaf_run_handovers_total", exporters=RUNNER, labels=("outcome",),
+                            help="Queued runs a stopping runner offered to another runner, by outcome "
+                                 "(handed_over, kept).")
 RUN_POOL_SIZE = GaugeSpec(name="raaf_run_pool_size", exporters=RUNNER,
                           help="Runs that may execute at once (ASYNC_POOL_SIZE).")
 RUN_QUEUE_SIZE = GaugeSpec(name="raaf_run_queue_size", exporters=RUNNER,
@@ -187,6 +196,9 @@ CHAT_ANSWER_DURATION = HistogramSpec(name="raaf_chat_answer_duration_seconds", e
                                      help="Time from an answer's start in a room to its end.")
 CHAT_ANSWER_FIRST_DELTA = HistogramSpec(name="raaf_chat_answer_first_delta_seconds", exporters=CHAT,
                                         help="Time from relaying an answer to its first text delta in the room.")
+CHAT_HANDOFFS = CounterSpec(name="raaf_chat_handoffs_total", exporters=CHAT, labels=("by",),
+                            help="Rooms whose current agent changed (by: agent, the answering agent handed off; "
+                                 "user, a handoff command).")
 CHAT_WRITE_CONFLICTS = CounterSpec(name="raaf_chat_write_conflicts_total", exporters=CHAT,
                                    help="Room appends refused because another replica wrote first (retried).")
 CHAT_TYPING_EXPIRED = CounterSpec(name="raaf_chat_typing_expired_total", exporters=CHAT,
@@ -229,6 +241,35 @@ EVENT_BUS_MESSAGES = CounterSpec(name="raaf_event_bus_messages_total", exporters
                                  help="Messages published on the application event subjects.")
 EVENT_BUS_BYTES = CounterSpec(name="raaf_event_bus_bytes_total", exporters=METRICS,
                               help="Payload bytes published on the application event subjects.")
+
+# ---- metrics service: every queue's jobs, folded from the job lifecycle events (services/metrics/jobs.py) --
+# The workers' own raaf_job_* histograms cover one process each and reach Prometheus only where that process
+# serves /metrics; these cover every worker and queue that publishes lifecycle events (JOBS_LIFECYCLE_EVENTS).
+JOB_LABELS = ("queue", "job_type")
+CLUSTER_JOB_ENQUEUES = CounterSpec(name="raaf_cluster_job_enqueues_total", exporters=METRICS,
+                                   labels=(*JOB_LABELS, "priority"),
+                                   help="Jobs enqueued anywhere in the cluster (scheduler or library), by priority.")
+CLUSTER_JOB_PICKUP = HistogramSpec(name="raaf_cluster_job_pickup_seconds", exporters=METRICS, labels=JOB_LABELS,
+                                   buckets=JOB_PICKUP_BUCKETS,
+                                   help="From a job being due to a worker claiming it, across every worker.")
+CLUSTER_JOB_DURATION = HistogramSpec(name="raaf_cluster_job_duration_seconds", exporters=METRICS,
+                                     labels=JOB_LABELS, buckets=JOB_DURATION_BUCKETS,
+                                     help="Handler run time of attempts that succeeded or failed, across every worker.")
+CLUSTER_JOB_SUCCESSES = CounterSpec(name="raaf_cluster_job_successes_total", exporters=METRICS, labels=JOB_LABELS,
+                                    help="Job attempts that succeeded.")
+CLUSTER_JOB_FAILURES = CounterSpec(name="raaf_cluster_job_failures_total", exporters=METRICS, labels=JOB_LABELS,
+                                   help="Job attempts whose handler failed (retried or dead next).")
+CLUSTER_JOB_RETRIES = CounterSpec(name="raaf_cluster_job_retries_total", exporters=METRICS,
+                                  labels=(*JOB_LABELS, "reason"),
+                                  help="Jobs sent back for another attempt (reason: error, lease_expired, "
+                                       "dead_letter_retry).")
+CLUSTER_JOB_DEAD_LETTERS = CounterSpec(name="raaf_cluster_job_dead_letters_total", exporters=METRICS,
+                                       labels=JOB_LABELS, help="Jobs moved to the dead-letter store.")
+CLUSTER_JOB_CANCELLATIONS = CounterSpec(name="raaf_cluster_job_cancellations_total", exporters=METRICS,
+                                        labels=JOB_LABELS, help="Jobs cancelled.")
+CLUSTER_JOB_EVENTS_UNDECODABLE = CounterSpec(name="raaf_cluster_job_events_undecodable_total", exporters=METRICS,
+                                             help="Messages on the job lifecycle subjects that were not job events.")
+
 
 CATALOGUE: tuple[MetricSpec, ...] = tuple(v for v in list(globals().values()) if isinstance(v, MetricSpec))
 

@@ -19,6 +19,14 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 )
 FAST_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 COUNT_BUCKETS: tuple[float, ...] = (0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+# Jobs: pickup is expected in milliseconds, handlers run anywhere from microseconds to half an hour. Workers and
+# the metrics service's cluster-wide histograms share them, so the two can be compared bucket by bucket.
+JOB_PICKUP_BUCKETS: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+)
+JOB_DURATION_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800,
+)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -98,6 +98,20 @@ class RunRegistry:
             return False
         return True
 
+    async def transfer(self, run_id: str, from_instance: str, to_instance: str) -> bool:
+        """Move an open run from one runner to another; False unless ``from_instance`` owns it right now."""
+        try:
+            entry = await self.open_runs.get(run_id)
+        except _MISSING:
+            return False
+        if entry.value != from_instance.encode() or entry.revision is None:
+            return False
+        try:
+            await self.open_runs.update(run_id, to_instance.encode(), last=entry.revision)
+        except KeyWrongLastSequenceError:
+            return False  # changed under us: closed, reaped, or handed to someone else
+        return True
+
     async def close(self, run_id: str) -> None:
         with contextlib.suppress(*_MISSING):
             await self.open_runs.delete(run_id)

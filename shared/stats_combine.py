@@ -35,14 +35,20 @@ def combine_sections(cls: type[S], sections: Iterable[S]) -> S:
             elif isinstance(value, int | float):
                 values[name] = max(values[name], value) if name in cls.shared_fields else values[name] + value
             elif isinstance(value, dict):
-                values[name] = _merge_rooms(values[name], value)
-    return cls(**values)
+                values[name] = _merge(values[name], value)
+    return cls(**values).settled()
 
 
-def _merge_rooms(a: Mapping[str, ChatRoomStats], b: Mapping[str, ChatRoomStats]) -> dict[str, ChatRoomStats]:
+def _merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyed figures: rooms combine as sections; plain numbers describe one shared thing (take the largest)."""
     merged = dict(a)
-    for room, stats in b.items():
-        merged[room] = combine_sections(ChatRoomStats, (merged[room], stats)) if room in merged else stats
+    for key, value in b.items():
+        if key not in merged:
+            merged[key] = value
+        elif isinstance(value, ChatRoomStats):
+            merged[key] = combine_sections(ChatRoomStats, (merged[key], value))
+        else:
+            merged[key] = max(merged[key], value)
     return merged
 
 

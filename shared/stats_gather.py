@@ -1,7 +1,9 @@
-"""Ask every instance at once over NATS: discovery by ``$SRV.PING``, figures by ``Subjects.service_stats``."""
+"""Ask every instance at once over NATS: discovery by ``$SRV.PING`` and ``Subjects.stats_reporters``, figures by
+``Subjects.service_stats``."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -13,6 +15,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from proto.lifecycle import ServiceStarted, lifecycle_decoder
 from proto.stats import InstanceRef, InstanceStats, instance_stats_decoder
 from proto.subjects import Subjects
 
@@ -22,12 +25,18 @@ NO_RESPONDERS = "503"  # the status NATS sends to the reply subject when a reque
 
 @dataclass(frozen=True, slots=True)
 class KnownInstance:
-    """A service instance as its NATS micro registration describes it."""
+    """A service instance as its NATS micro registration describes it, or a library stats reporter."""
 
     service: str
     instance: str
     version: str = ""
     http_url: str | None = None
+    reporter: bool = False  # an EventEmitter or MessageQueue answering stats: no /readyz to ask
+
+    @classmethod
+    def announced(cls, started: ServiceStarted) -> KnownInstance:
+        return cls(service=started.service, instance=started.instance, version=started.version,
+                   http_url=started.http_url, reporter=started.kind == "reporter")
 
     @property
     def ref(self) -> InstanceRef:
@@ -82,9 +91,13 @@ async def scatter(
 
 
 async def discover(nc: NATS, prefix: str, *, timeout: float, max_instances: int) -> list[KnownInstance]:
-    """Every micro-registered instance of this deployment (its metadata names ``prefix``)."""
+    """Every instance of this deployment: micro services whose metadata names ``prefix`` (``$SRV.PING``) and
+    library stats reporters (``Subjects(prefix).stats_reporters``), both asked at once."""
+    pings, reporters = await asyncio.gather(
+        scatter(nc, "$SRV.PING", timeout=timeout, max_replies=max_instances),
+        scatter(nc, Subjects(prefix).stats_reporters, timeout=timeout, max_replies=max_instances))
     found: dict[tuple[str, str], KnownInstance] = {}
-    for msg in await scatter(nc, "$SRV.PING", timeout=timeout, max_replies=max_instances):
+    for msg in pings:
         try:
             ping = _ping_decoder.decode(msg.data)
         except msgspec.DecodeError:
@@ -95,7 +108,14 @@ async def discover(nc: NATS, prefix: str, *, timeout: float, max_instances: int)
         known = KnownInstance(service=meta["service"], instance=meta.get("instance", ping.id),
                               version=ping.version, http_url=meta.get("http"))
         found[(known.service, known.instance)] = known
-    return sorted(found.values(), key=lambda k: (k.service, k.instance))
+    for msg in reporters:
+        try:
+            announced = lifecycle_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            continue
+        if isinstance(announced, ServiceStarted):
+            found.setdefault((announced.service, announced.instance), KnownInstance.announced(announced))
+    return sorted(found.values(), key=lambda k: (k.service, k.instance))[:max_instances]
 
 
 async def gather_stats(

@@ -21,6 +21,7 @@ from shared.eventloop import LoopFactory, loop_factory, resolve
 from shared.localstack import NatsServer, ValkeyServer, die_with_parent, terminate_all
 
 ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.runs_fixtures"]
 # The loop the services would choose (RAAF_EVENT_LOOP, uvloop where installed): tests run on it too.
 TEST_EVENT_LOOP = resolve(os.environ.get("RAAF_EVENT_LOOP", "").strip() or "auto")
 

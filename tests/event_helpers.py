@@ -11,6 +11,7 @@ from typing import Any
 
 import nats
 import nats.js.errors
+import pytest
 from prometheus_client import CollectorRegistry
 
 from proto.subjects import Subjects
@@ -20,6 +21,18 @@ from tests.conftest import unique_prefix as unique_prefix  # re-exported for thi
 
 # Small streams: JetStream reserves each stream's max bytes, and the session's server holds many.
 TEST_ENV = {"NATS_RECONNECT_WAIT": "0.2", "SHUTDOWN_TIMEOUT": "5", "EVENTS_HISTORY_MAX_BYTES": str(8 << 20)}
+
+
+NATS_PY_PATHS = {"EVENTS_DIRECT_DELIVERY": "false", "EVENTS_LEAN_PUBLISH": "false"}
+
+
+@pytest.fixture(params=["direct", "nats-py"])
+def delivery_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test on both paths: direct delivery and the lean publish (the default), and nats-py's own."""
+    if request.param == "nats-py":
+        for variable, value in NATS_PY_PATHS.items():
+            monkeypatch.setitem(TEST_ENV, variable, value)
+    return str(request.param)
 
 
 def event_settings(nats_url: str, prefix: str, **env: str) -> EventSettings:

@@ -13,6 +13,7 @@ from proto.chat import AgentHandoff, AgentMessage, AnswerDelta, AnswerStarted, B
 from proto.runs import AgentSpec
 from raaf.testing import Match, OpenAIMock, Script, ToolCall
 from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
+from services.chat import ChatApp
 from services.chat.client import ChatClient, FeedItem
 from services.chat.errors import AgentBusy
 from shared.app import App
@@ -34,6 +35,10 @@ class Stack:
     harness: ChatHarness
     mock: OpenAIMock
     chat: ChatClient
+    app: ChatApp
+
+    def handoffs(self, by: str) -> float:
+        return self.app.chat_metrics.handoffs.labels(by=by)._value.get()  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -49,8 +54,8 @@ async def make_stack(nats_server: NatsServer, redis_server: ValkeyServer, start_
             runner = AgentRunnerApp(AgentRunnerSettings.from_env(
                 runner_env(nats_server.url, mock.url, harness.prefix, tmp_path)))
             await start_app(runner)
-            await harness.replica(**env)
-            return Stack(harness, mock, await harness.client())
+            app = await harness.replica(**env)
+            return Stack(harness, mock, await harness.client(), app)
 
         yield make
         for harness in harnesses:
@@ -120,6 +125,7 @@ async def test_an_agent_handoff_moves_the_room_to_the_specialist_and_everyone_se
         (answer,) = answers(seen[0])
         assert answer.agent == "tech" and answer.status == "completed"
         assert (await chat.room("Help")).agent == "tech"
+        assert (stack.handoffs("agent"), stack.handoffs("user")) == (1, 0)
         # The next message goes to the specialist.
         stack.mock.clear_requests()
         await chat.post("Help", "bob", "bob-1", "thanks, one more question")
@@ -138,6 +144,7 @@ async def test_a_user_asked_handoff_is_seen_by_all_and_the_next_answer_comes_fro
     try:
         info = await chat.handoff("Desk", "alice", "alice-1", "tech", reason="need a specialist")
         assert info.agent == "tech"
+        assert (stack.handoffs("agent"), stack.handoffs("user")) == (0, 1)
         for user in ("alice", "bob"):
             item = await readers[user].next(3)  # type: ignore[attr-defined]
             assert isinstance(item.event, AgentHandoff)

@@ -26,6 +26,9 @@ from raaf import (
 from raaf import errors as raaf_errors
 from shared.localstack import NatsServer
 from tests.event_helpers import delete_events_stream, emitters, event_settings, eventually, unique_prefix
+from tests.event_helpers import delivery_path as delivery_path
+
+pytestmark = pytest.mark.usefixtures("delivery_path")  # every test on both delivery paths
 
 
 async def test_wildcards_match_as_the_seed_describes(nats_server: NatsServer) -> None:

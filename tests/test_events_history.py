@@ -16,6 +16,9 @@ from raaf import EmitError, EventEmitter, HistoryUnavailableError
 from shared.localstack import NatsServer
 from tests.conftest import ROOT
 from tests.event_helpers import TEST_ENV, delete_events_stream, emitters, event_settings, unique_prefix
+from tests.event_helpers import delivery_path as delivery_path
+
+pytestmark = pytest.mark.usefixtures("delivery_path")  # every test on both delivery paths
 
 EMITTING_PROCESS = """
 import asyncio, sys

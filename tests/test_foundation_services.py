@@ -76,6 +76,41 @@ async def test_scheduler_is_not_ready_without_redis(
         await wait_status(session, app, 200, within=10.0)
 
 
+async def until_sample(app: App, name: str, predicate: Callable[[float], bool], within: float) -> float:
+    deadline = time.monotonic() + within
+    while True:
+        value = app.metrics.registry.get_sample_value(name) or 0.0
+        if predicate(value) or time.monotonic() > deadline:
+            assert predicate(value), f"{name} is {value} after {within}s"
+            return value
+        await asyncio.sleep(0.05)
+
+
+async def test_nats_disconnects_and_reconnects_are_counted(
+    private_nats: NatsServer, redis_server: ValkeyServer, start_app: StartApp
+) -> None:
+    app = await start_app(FACTORIES["gateway"](service_env(private_nats.url, redis_server.url)))
+    assert app.metrics.registry.get_sample_value("raaf_nats_reconnects_total") == 0
+    private_nats.kill()
+    await until_sample(app, "raaf_nats_disconnects_total", lambda v: v == 1, 5)
+    assert app.metrics.registry.get_sample_value("raaf_nats_connected") == 0
+    private_nats.start()
+    await until_sample(app, "raaf_nats_reconnects_total", lambda v: v == 1, 10)
+    assert app.metrics.registry.get_sample_value("raaf_nats_connected") == 1
+
+
+async def test_failed_redis_calls_of_the_scheduler_are_counted_without_any_health_check(
+    nats_server: NatsServer, private_redis: ValkeyServer, start_app: StartApp
+) -> None:
+    app = await start_app(FACTORIES["scheduler"](service_env(nats_server.url, private_redis.url,
+                                                             JOBS_TICK_INTERVAL="0.05")))
+    assert app.metrics.registry.get_sample_value("raaf_redis_errors_total") == 0
+    private_redis.kill()
+    # Nobody asks /readyz here: the maintenance loop's failed calls are what is counted.
+    await until_sample(app, "raaf_redis_errors_total", lambda v: v >= 3, 10)
+    private_redis.start()
+
+
 @pytest.mark.parametrize("name", list(FACTORIES))
 async def test_metrics_endpoint_parses_as_prometheus_text(
     name: str, nats_server: NatsServer, redis_server: ValkeyServer, start_app: StartApp

@@ -272,3 +272,27 @@ async def test_many_presence_listeners_joining_at_once_share_one_presence_subscr
                     assert again["member"]["connection_id"] != late_welcome["connection_id"]
         for ws in [*sockets, late]:
             await ws.close()
+
+
+async def test_each_channel_message_records_how_many_local_subscribers_it_was_written_to(
+    gateway: GatewayApp, nats_server: NatsServer
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    async with aiohttp.ClientSession() as session:
+        sockets = [(await connect(session, ws_url(gateway)))[0] for _ in range(4)]
+        for ws, channel in zip(sockets, ("wide", "wide", "wide", "narrow"), strict=True):
+            await request(ws, {"type": "subscribe", "channel": channel})
+        for channel in ("wide", "wide", "narrow"):
+            await nc.publish(gateway.subjects.channel(channel), b"{}")
+        for ws, expected in zip(sockets, (2, 2, 2, 1), strict=True):
+            for _ in range(expected):
+                await receive_type(ws, "message")
+        for ws in sockets:
+            await ws.close()
+    await nc.close()
+
+    def sample(suffix: str, **labels: str) -> float | None:
+        return gateway.metrics.registry.get_sample_value(f"raaf_gateway_fanout_recipients{suffix}", labels)
+
+    assert (sample("_count"), sample("_sum")) == (3, 7), "observed once per message, not once per recipient"
+    assert [sample("_bucket", le=le) for le in ("0.0", "1.0", "2.0", "5.0", "+Inf")] == [0, 1, 1, 3, 3]

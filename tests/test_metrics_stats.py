@@ -366,3 +366,88 @@ async def test_stats_add_up_real_websocket_connections_on_two_gateways(
     section = stats.websocket_server
     assert (section.running, section.connections, section.subscriptions) == (True, 3, 1)
     assert section.max_connections == 2 * gateways[0].gateway_settings.max_connections
+
+
+async def test_library_reporters_are_in_every_stats_answer_and_the_gather_still_returns_early(
+    nats_server: NatsServer, redis_server: ValkeyServer, start_app: StartApp
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from raaf.event_settings import EventSettings
+    from raaf.jobs import MessageQueue
+
+    prefix = unique_prefix()
+    env = service_env(nats_server.url, redis_server.url, RAAF_PREFIX=prefix)
+    await start_app(gateway(env, "gw", {"websocket_server": {"connections": 1}}))
+    # A long gather window: only an early return (everyone known answered) keeps each request quick.
+    metrics = await start_app(metrics_app(env, METRICS_GATHER_TIMEOUT="3", METRICS_DISCOVERY_INTERVAL="3600"))
+    assert isinstance(metrics, MetricsApp)
+
+    async def discovered() -> bool:
+        return metrics.discovered
+
+    await until(discovered, 10, "the first discovery round is over")
+    nc = await nats.connect(nats_server.url)
+    settings = EventSettings.from_env({**env, "EVENTS_ENABLE_HISTORY": "false"})
+    try:
+        for _ in range(10):  # reporters that connect just before the request, each round anew
+            emitter = raaf.EventEmitter(settings=settings, nc=nc, registry=CollectorRegistry())
+            queue = MessageQueue(redis_server.url, prefix=prefix, name="orders", nc=nc)
+            try:
+                await emitter.connect()
+                await emitter.on("order.*", lambda event: None)
+                await queue.start()
+                started = time.monotonic()
+                status, body = await get_json(f"{metrics.http_url}/stats")
+                took = time.monotonic() - started
+                stats = msgspec.convert(body, ClusterStats)
+                assert status == 200
+                assert stats.services == {"gateway": 1, "metrics": 1, "event-emitter": 1, "message-queue": 1}
+                assert (stats.event_emitter.listeners, stats.message_queue.queues) == (1, 1)
+                assert took < 1.5, f"the gather waited {took:.1f}s: it did not know every instance it heard"
+                health = msgspec.convert((await get_json(f"{metrics.http_url}/health"))[1], ClusterHealth)
+                assert {i.service for i in health.instances} == {"gateway", "metrics"}, "reporters have no /readyz"
+                assert health.status == "ok"
+            finally:
+                await queue.close()
+                await emitter.close()
+            stats = msgspec.convert((await get_json(f"{metrics.http_url}/stats"))[1], ClusterStats)
+            assert stats.services == {"gateway": 1, "metrics": 1} and not stats.unanswered, "closed ones are gone"
+    finally:
+        await nc.close()
+
+
+async def test_reporters_running_before_the_metrics_service_are_found_by_its_discovery(
+    nats_server: NatsServer, redis_server: ValkeyServer, start_app: StartApp
+) -> None:
+    from raaf.jobs import MessageQueue
+
+    prefix = unique_prefix()
+    env = service_env(nats_server.url, redis_server.url, RAAF_PREFIX=prefix)
+    nc = await nats.connect(nats_server.url)
+    queues = [MessageQueue(redis_server.url, prefix=prefix, name=f"q{i}", nc=nc) for i in range(2)]
+    try:
+        for queue in queues:
+            await queue.start()
+        metrics = await start_app(metrics_app(env, METRICS_GATHER_TIMEOUT="2", METRICS_DISCOVERY_INTERVAL="3600"))
+        assert isinstance(metrics, MetricsApp)
+
+        async def discovered() -> bool:
+            return metrics.discovered
+
+        await until(discovered, 10, "the first discovery round is over")
+        assert {(k.service, k.reporter) for k, _ in metrics.instances.instances()} == {
+            ("message-queue", True), ("metrics", False)}
+        started = time.monotonic()
+        stats = msgspec.convert((await get_json(f"{metrics.http_url}/stats"))[1], ClusterStats)
+        assert stats.services == {"message-queue": 2, "metrics": 1}
+        assert stats.message_queue.queues == 2, "two different queues, each counted once"
+        assert time.monotonic() - started < 1.0
+        # Without a metrics service, raaf.stats() finds them the same way.
+        await metrics.stop()
+        stats = await raaf.stats(nc=nc, prefix=prefix, gather_timeout=0.5)
+        assert stats.services == {"message-queue": 2}
+    finally:
+        for queue in queues:
+            await queue.close()
+        await nc.close()

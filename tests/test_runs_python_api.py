@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import pytest
 
@@ -12,21 +11,8 @@ import raaf
 from proto.runs import RunStarted, TextDelta
 from raaf import Agent, AsyncRunner, Runner
 from raaf.testing import OpenAIMock, Script, ToolCall
-from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
-from shared.app import App
+from services.agent_runner import AgentRunnerApp
 from shared.localstack import NatsServer
-from tests.runs_support import runner_env
-
-StartApp = Callable[[App], Awaitable[App]]
-
-
-@pytest.fixture
-def start_runner(nats_server: NatsServer, mock: OpenAIMock, prefix: str, tmp_path: Path, start_app: StartApp
-                 ) -> Callable[..., Awaitable[AgentRunnerApp]]:
-    async def start(**extra: str) -> AgentRunnerApp:
-        env = runner_env(nats_server.url, mock.url, prefix, tmp_path, **extra)
-        return await start_app(AgentRunnerApp(AgentRunnerSettings.from_env(env)))  # type: ignore[return-value]
-    return start
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -28,31 +28,10 @@ from proto.runs import (
     ToolOutput,
 )
 from raaf.testing import OpenAIMock, Script, ToolCall
-from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
-from shared.app import App
+from services.agent_runner import AgentRunnerApp
 from shared.localstack import NatsServer
 from tests.conftest import ServiceProcess
 from tests.runs_support import Runs, new_run_id, runner_env, types
-
-StartApp = Callable[[App], Awaitable[App]]
-
-
-@pytest.fixture
-async def runs(nats_server: NatsServer, prefix: str) -> AsyncIterator[Runs]:
-    client = await Runs.connect(nats_server.url, prefix)
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-def start_runner(nats_server: NatsServer, mock: OpenAIMock, prefix: str, tmp_path: Path, start_app: StartApp
-                 ) -> Callable[..., Awaitable[AgentRunnerApp]]:
-    async def start(**extra: str) -> AgentRunnerApp:
-        app = AgentRunnerApp(AgentRunnerSettings.from_env(runner_env(nats_server.url, mock.url, prefix, tmp_path,
-                                                                     **extra)))
-        await start_app(app)
-        return app
-    return start
 
 
 async def test_tokens_arrive_in_order_and_the_text_equals_the_mocks(

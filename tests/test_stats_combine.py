@@ -12,6 +12,7 @@ from proto.stats import (
     ChatSystemStats,
     InstanceRef,
     InstanceStats,
+    MessageQueueStats,
     WebSocketServerStats,
 )
 from services.metrics.registry import InstanceRegistry
@@ -79,3 +80,33 @@ def test_registry_refuses_instances_beyond_its_limit_and_forgets_the_silent() ->
     now[0] += 6
     assert [k.instance for k in registry.expire()] == ["b"]
     assert ("gateway", "a") in registry and ("gateway", "b") not in registry
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=10), counts, min_size=1, max_size=6),
+       st.integers(min_value=1, max_value=4))
+def test_message_queues_count_once_each_however_many_processes_report_them(
+        pending: dict[str, int], instances_per_queue: int) -> None:
+    sections = [MessageQueueStats(queues=1, pending=length, processed=1, pending_by_queue={key: length})
+                for key, length in pending.items() for _ in range(instances_per_queue)]
+    combined = combine_sections(MessageQueueStats, sections)
+    assert combined.queues == len(pending)
+    assert combined.pending == sum(pending.values())
+    assert combined.processed == len(sections)
+    assert combine_sections(MessageQueueStats, list(reversed(sections))) == combined
+
+
+def test_message_queue_sections_from_older_reporters_still_combine_by_the_largest() -> None:
+    old = [MessageQueueStats(queues=1, pending=5), MessageQueueStats(queues=1, pending=3)]
+    assert combine_sections(MessageQueueStats, old) == MessageQueueStats(queues=1, pending=5)
+
+
+def test_the_stats_text_lists_each_queue_under_its_section() -> None:
+    from proto.stats import ClusterStats
+    from raaf.stats_report import render_stats
+
+    queues = MessageQueueStats(queues=2, pending=7, pending_by_queue={"raaf:mq:a": 5, "raaf:mq:b": 2})
+    text = render_stats(ClusterStats(services={"message-queue": 2}, unanswered=[], errors=[], at=0.0,
+                                     message_queue=queues))
+    section = text.split("message_queue\n", 1)[1]
+    assert "\n  pending_by_queue\n    raaf:mq:a" in section and "raaf:mq:b" in section
+    assert "{" not in text

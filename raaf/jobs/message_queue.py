@@ -261,7 +261,7 @@ class MessageQueue:
         """This queue's ``message_queue`` section of ``raaf.stats()``: messages waiting (read from Redis) and done."""
         length = int(await self._call(lambda: self._redis.xlen(self.key)))
         return {"message_queue": {"queues": 1, "pending": length, "processed": self.processed,
-                                  "batches": self.batches}}
+                                  "batches": self.batches, "pending_by_queue": {self.key: length}}}
 
     async def close(self) -> None:
         self.stop()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-# Pickup is expected in milliseconds, runs anywhere from microseconds to minutes.
-PICKUP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-DURATION_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800)
+from shared.metric_specs import JOB_DURATION_BUCKETS as DURATION_BUCKETS
+from shared.metric_specs import JOB_PICKUP_BUCKETS as PICKUP_BUCKETS
 
 
 class WorkerMetrics:

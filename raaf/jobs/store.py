@@ -109,8 +109,9 @@ class JobStore:
     """One named queue's jobs in Redis. Safe to share between tasks; every method is one atomic step."""
 
     def __init__(self, client: redis.Redis, *, queue: str = "jobs", prefix: str = "raaf",
-                 limits: JobLimits | None = None) -> None:
+                 limits: JobLimits | None = None, on_unavailable: Callable[[], object] | None = None) -> None:
         self.redis = client
+        self.on_unavailable = on_unavailable  # called on every failed Redis call (a service counts them)
         self.queue = check_queue_name(queue)
         self.limits = limits or JobLimits()
         # One hash tag for the whole queue, so every script's keys live in one cluster slot.
@@ -150,6 +151,8 @@ class JobStore:
         try:
             return await call()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            if self.on_unavailable is not None:
+                self.on_unavailable()
             raise JobStoreUnavailableError(str(exc) or type(exc).__name__) from exc
 
     async def _run(self, script: Any, args: Sequence[Any], keys: Sequence[str] = ()) -> Any:

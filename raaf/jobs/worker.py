@@ -301,7 +301,7 @@ class JobWorker:
         if kind == "ok":
             await self._succeeded(held, value, duration)
         elif kind in ("error", "permanent"):
-            await self._failed(held, str(value), retry=kind == "error")
+            await self._failed(held, str(value), retry=kind == "error", duration=duration)
         elif kind == "cancel":
             await self._cancelled(held)
         elif kind == "lost":
@@ -376,7 +376,7 @@ class JobWorker:
                 await asyncio.sleep(delay)
                 delay = min(1.0, delay * 2)
 
-    async def _failed(self, held: _Held, error: str, *, retry: bool) -> None:
+    async def _failed(self, held: _Held, error: str, *, retry: bool, duration: float | None = None) -> None:
         job = held.job
         delay = self.retry.delay_after(job.attempt, job.retry_delay_ms / 1000)
         result = await self._with_retry(
@@ -388,7 +388,8 @@ class JobWorker:
         now = time.time()
         will_retry = result.outcome != "dead"
         events: list[Any] = [JobFailed(queue=self.queue, job_id=job.job_id, job_type=job.job_type,
-                                       attempt=job.attempt, error=error, will_retry=will_retry, at=now)]
+                                       attempt=job.attempt, error=error, will_retry=will_retry,
+                                       duration=duration, at=now)]
         if will_retry:
             events.append(JobRetried(queue=self.queue, job_id=job.job_id, job_type=job.job_type, attempt=job.attempt,
                                      reason="error", run_at=result.run_at_ms / 1000, at=now))

@@ -36,6 +36,7 @@ from services.agent_runner.agents import load_catalog, load_stream_processor
 from services.agent_runner.demo import DEMO_MODEL, DemoModel
 from services.agent_runner.engine import RunEngine, RunJob
 from services.agent_runner.errors import BadRunRequest, DuplicateRun, InputTooLarge, RunError, RunnerDraining
+from services.agent_runner.handover import Handover
 from services.agent_runner.metrics import RunnerMetrics
 from services.agent_runner.pool import RunPool
 from services.agent_runner.provider import ProviderPool, RetryPolicy
@@ -74,6 +75,7 @@ class AgentRunnerApp(App):
         self._registry: RunRegistry | None = None
         self._providers: ProviderPool | None = None
         self._engine: RunEngine | None = None
+        self._handover: Handover | None = None
         self._request_sub: Subscription | None = None
         self._acks: AckInbox | None = None
 
@@ -94,6 +96,11 @@ class AgentRunnerApp(App):
     def registry(self) -> RunRegistry:
         assert self._registry is not None
         return self._registry
+
+    @property
+    def handover(self) -> Handover:
+        assert self._handover is not None
+        return self._handover
 
     @property
     def engine(self) -> RunEngine:
@@ -117,6 +124,8 @@ class AgentRunnerApp(App):
                                  default_model=self.default_model, max_tool_output_bytes=s.max_tool_output_bytes,
                                  metrics=self.run_metrics, instance=self.instance, demo=self.demo is not None,
                                  processor=self.processor)
+        self._handover = Handover(self.nc, self.subjects, self.registry, self.runlog, self.pool, self.run_metrics,
+                                  instance=self.instance, timeout=s.handover_timeout)
         await self._renew_lease()  # alive before taking work, so no reaper mistakes our first runs for orphans
         self._request_sub = await self.nc.subscribe(self.subjects.run_requests, queue=QUEUE_GROUP,
                                                     cb=self._on_request, pending_msgs_limit=-1)
@@ -133,8 +142,12 @@ class AgentRunnerApp(App):
         if self._request_sub is not None:
             with contextlib.suppress(Exception):
                 await self._request_sub.unsubscribe()
-        tasks = [job.lifecycle for job in self.jobs.values() if job.lifecycle is not None]
         budget = max(0.5, self.runtime.shutdown_timeout - 3.0)
+        started = time.monotonic()
+        if self.runner_settings.handover:
+            await self.handover.hand_over_queued(list(self.jobs.values()))
+        budget = max(0.5, budget - (time.monotonic() - started))
+        tasks = [job.lifecycle for job in self.jobs.values() if job.lifecycle is not None]
         if tasks:
             self.log.info("draining %d runs", len(tasks), extra={"budget_seconds": budget})
             _, pending = await asyncio.wait(tasks, timeout=budget)
@@ -214,6 +227,12 @@ class AgentRunnerApp(App):
         engine: asyncio.Task[RunEvent | None] | None = None
         first: Awaitable[RunEvent]
         try:
+            if job.request.handover_from is not None:
+                claimed = await self._take_over(job, reply)
+                if claimed:
+                    job.task = asyncio.current_task()
+                    self._count_end(job, await self.engine.execute(job))
+                return
             if place is None:
                 # The first model request overlaps the claim; the run's own events wait for the gate.
                 gate = job.writer.gate = asyncio.get_running_loop().create_future()
@@ -258,11 +277,25 @@ class AgentRunnerApp(App):
                 self.pool.release()
             elif place is not None:
                 self.pool.withdraw(place)
-            if claimed:
+            if claimed and not job.handed_over:
                 with contextlib.suppress(Exception):
                     await self.registry.close(run_id)
 
+    async def _take_over(self, job: RunJob, reply: str) -> bool:
+        """Become the owner of a run a draining runner offered; answer the offer either way."""
+        try:
+            await self.handover.take_over(job)
+        except RunError as exc:
+            self.run_metrics.requests.labels(outcome=exc.code.value).inc()
+            await self._reply(reply, exc.to_wire(ref=job.run_id))
+            return False
+        await self._reply(reply, RunAccepted(run_id=job.run_id, instance=self.instance, queued=job.place is not None))
+        job.accepted = True
+        return True
+
     def _count_end(self, job: RunJob, terminal: RunEvent | None) -> None:
+        if job.handed_over:
+            return  # counted by the runner that finishes it
         m = self.run_metrics
         m.events.inc(job.writer.seq)
         m.duration.observe(time.monotonic() - job.accepted_at)

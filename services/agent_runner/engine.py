@@ -79,6 +79,7 @@ class RunJob:
     task: asyncio.Task[Any] | None = None  # the task executing the run: what a cancel cancels
     lifecycle: asyncio.Task[Any] | None = None  # the task that accepts, executes and cleans up the run
     accepted: bool = False  # the requester was told; from now on a cancel cancels ``task``
+    handed_over: bool = False  # a draining runner gave this queued run to another: end it without an event
     last_text: float | None = None  # when the last text delta was stored (inter-token metric)
 
     @property
@@ -134,6 +135,8 @@ class RunEngine:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
+            if job.handed_over:
+                return None  # another runner owns the run now and writes its events
             if job.cancel_reason is not None:
                 return await self._end(job, RunCancelled, reason=job.cancel_reason)
             reason = job.shutdown_reason or "the agent-runner stopped before the run finished"
@@ -159,6 +162,7 @@ class RunEngine:
         if job.place is not None:
             await job.place
             job.holds_slot = True
+        if job.place is not None or request.handover_from is not None:
             await writer.emit(RunStarted, agent=agent.name, model=self.model_of(agent), instance=self.instance,
                               demo=self.demo)
         messages: list[ChatCompletionMessageParam] = []

@@ -59,6 +59,17 @@ class DuplicateRun(RunError):
         self.run_id = run_id
 
 
+class HandoverRefused(RunError):
+    """A run offered by a draining runner could not be taken over (it moved on, ended, or changed owner)."""
+
+    code = ErrorCode.CONFLICT
+
+    def __init__(self, run_id: str, reason: str) -> None:
+        super().__init__(f"run {run_id!r} cannot be taken over: {reason}")
+        self.run_id = run_id
+        self.reason = reason
+
+
 class RunnerDraining(RunError):
     code = ErrorCode.UNAVAILABLE
 

@@ -28,6 +28,7 @@ class RunnerMetrics:
         self.handoffs = names.HANDOFFS.create(r)
         self.cancels = names.RUN_CANCELS.create(r)
         self.reaped = names.RUNS_REAPED.create(r)
+        self.handovers = names.RUN_HANDOVERS.create(r)
         self.retries = names.PROVIDER_RETRIES.create(r)
         # Known label values start at zero, so dashboards and alerts see the series before the first run.
         for outcome in ("completed", "failed", "cancelled"):
@@ -39,6 +40,8 @@ class RunnerMetrics:
         for outcome in ("ok", "error"):
             self.tool_calls.labels(outcome=outcome)
         self.requests.labels(outcome="accepted")
+        for outcome in ("handed_over", "kept"):
+            self.handovers.labels(outcome=outcome)
         # Counted here too, for the seed's stats (AsyncRunnerStats).
         self.completed = 0
         self.failed = 0

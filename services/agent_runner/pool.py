@@ -42,6 +42,23 @@ class RunPool:
         else:
             place.cancel()
 
+    def detach(self, place: asyncio.Future[None]) -> bool:
+        """Take a waiting run out of line without ending it (while it is being handed over); False if it
+        is no longer waiting."""
+        try:
+            self._waiting.remove(place)
+        except ValueError:
+            return False
+        return True
+
+    def reattach(self, place: asyncio.Future[None]) -> None:
+        """Put a detached run back at the front of the line, or start it if a slot freed meanwhile."""
+        if self.active < self.pool_size:
+            self.active += 1
+            place.set_result(None)
+        else:
+            self._waiting.appendleft(place)
+
     def release(self) -> None:
         """A run ended: hand its slot to the first one waiting, or free it."""
         while self._waiting:

@@ -36,6 +36,8 @@ class AgentRunnerSettings:
     stream_processor: str | None = None  # "package.module:Class", a raaf.StreamProcessor applied to text deltas
     chunk_size: int = 1024  # the most characters one stored text delta carries (the processor splits longer)
     buffer_size: int = 8192  # the processor's per-run context window, characters
+    handover: bool = True  # on stop, hand queued runs that have not started to another runner
+    handover_timeout: float = 2.0  # how long one handover request waits for a runner's answer
 
     @property
     def demo(self) -> bool:
@@ -73,4 +75,6 @@ class AgentRunnerSettings:
             stream_processor=env.optional("RAAF_STREAM_PROCESSOR"),
             chunk_size=env.integer("STREAMING_CHUNK_SIZE", cls.chunk_size, min=1, max=16 * 1024**2),
             buffer_size=env.integer("STREAMING_BUFFER_SIZE", cls.buffer_size, min=0, max=64 * 1024**2),
+            handover=env.boolean("RUN_HANDOVER", cls.handover),
+            handover_timeout=env.number("RUN_HANDOVER_TIMEOUT", cls.handover_timeout, min=0.05, max=60),
         )

@@ -267,7 +267,7 @@ class AnswerRelay:
             return self.writer.to_messages(room, event, msg_id=f"{run_id}:handoff:{seq}")
 
         if await self._write(room_id, plan):
-            self.metrics.handoffs.inc()
+            self.metrics.handoffs.labels(by="agent").inc()
 
     async def _finish(self, room_id: str, run_id: str, status: Status, text: str, code: ErrorCode | None = None,
                       reason: str | None = None, agent: str | None = None) -> None:

@@ -250,7 +250,7 @@ class Commands:
             return None if event is None else self.writer.to_messages(room, event)
 
         if await self.writer.write(room_id, plan) is not None:
-            self.metrics.handoffs.inc()
+            self.metrics.handoffs.labels(by="user").inc()
         return self._same_room(room_id, cmd.room).info()
 
     async def _history(self, cmd: GetHistory) -> History:

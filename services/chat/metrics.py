@@ -23,7 +23,7 @@ class ChatMetrics:
         self.answers = names.CHAT_ANSWERS.create(r)
         self.answer_seconds = names.CHAT_ANSWER_DURATION.create(r)
         self.first_delta_seconds = names.CHAT_ANSWER_FIRST_DELTA.create(r)
-        self.handoffs = names.HANDOFFS.create(r)
+        self.handoffs = names.CHAT_HANDOFFS.create(r)
         self.write_conflicts = names.CHAT_WRITE_CONFLICTS.create(r)
         self.typing_expired = names.CHAT_TYPING_EXPIRED.create(r)
         self.sessions_reaped = names.CHAT_SESSIONS_REAPED.create(r)
@@ -37,6 +37,8 @@ class ChatMetrics:
         for command in COMMANDS:
             self.commands.labels(command=command, outcome="ok")
             self.command_seconds.labels(command=command)
+        for by in ("agent", "user"):
+            self.handoffs.labels(by=by)
         for status in ("completed", "failed", "cancelled"):
             self.answers.labels(status=status)
 

@@ -21,10 +21,10 @@ from nats.aio.subscription import Subscription
 from proto.gateway import ChannelMessage, Joined, Left, Member, channel_message_decoder, server_encoder
 from proto.subjects import InvalidNameError, Subjects, encode_token
 from services.gateway.connection import Connection, fan_out
-from services.gateway.direct import DirectDelivery
 from services.gateway.errors import GatewayUnavailable, InvalidChannel
 from services.gateway.frames import Outgoing
 from shared import nats_parser
+from shared.nats_direct import DirectDelivery
 from shared.natsconn import barrier
 
 if TYPE_CHECKING:
@@ -250,12 +250,14 @@ class ChannelHub:
         started = time.perf_counter()
         payload = envelope(data, channel.name)
         if len(members) == 1:  # a per-client stream: no shared Outgoing, one frame straight to the transport
+            sent = 0
             for conn in members:
-                conn.deliver_payload(payload, "message")
+                sent = int(conn.deliver_payload(payload, "message"))
         else:
             recipients = tuple(members)  # a cut-off connection leaves the set later, never during the loop
-            fan_out(recipients, Outgoing(payload, "message"), recipients[0].ctx)
+            sent = fan_out(recipients, Outgoing(payload, "message"), recipients[0].ctx)
         self.counters.channel_messages += 1
+        self.counters.fanout_recipients[sent] += 1
         if self.metrics is not None:
             self.metrics.fanout_seconds.observe(time.perf_counter() - started)
 

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from shared import metric_catalogue as names
 from shared.loop_histogram import LoopHistogram
 
 # Fan-out of one channel message to this gateway's subscribers: microseconds to tens of milliseconds.
 FANOUT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
+
+REFUSAL_REASONS = ("origin", "unavailable", "max_connections", "unauthorized")
+
 class GatewayCounters:
     """Incremented inline by connections and the hub; a scrape or ``/v1/stats`` reads them."""
 
     __slots__ = ("bytes_sent", "channel_messages", "connections_opened", "disconnects", "errors_sent",
-                 "messages_received", "messages_sent", "published", "rate_limited", "refused", "slow_consumers")
+                 "fanout_recipients", "messages_received", "messages_sent", "published", "rate_limited", "refused",
+                 "slow_consumers")
 
     def __init__(self) -> None:
         self.messages_received = 0
@@ -31,8 +36,12 @@ class GatewayCounters:
         self.published = 0
         self.channel_messages = 0
         self.connections_opened: Counter[str] = Counter()
-        self.refused: Counter[str] = Counter()
+        # Every reason starts at zero so the series exists before the first refusal (alerts use increase()).
+        self.refused: Counter[str] = Counter(dict.fromkeys(REFUSAL_REASONS, 0))
         self.disconnects: Counter[str] = Counter()
+        # Channel messages by how many local subscribers each was written to, bucketed at scrape time: one
+        # defaultdict increment per message (~60 ns here; Counter's ~150 ns, a Histogram.observe ~1 us).
+        self.fanout_recipients: defaultdict[int, int] = defaultdict(int)
 
 
 class GatewayMetrics(Collector):
@@ -63,8 +72,10 @@ class GatewayMetrics(Collector):
     def describe(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         return iter(())  # unchecked collector: families are produced at collect time
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
         c = self.counters
+        yield _count_histogram(names.GATEWAY_FANOUT_RECIPIENTS.name, names.GATEWAY_FANOUT_RECIPIENTS.help,
+                               names.GATEWAY_FANOUT_RECIPIENTS.buckets, c.fanout_recipients)
         conns = GaugeMetricFamily("raaf_gateway_connections", "Open client connections.", labels=["transport"])
         for transport, count in self._connections().items():
             conns.add_metric([transport], count)
@@ -101,3 +112,17 @@ def _labelled(name: str, doc: str, label: str, values: Counter[str]) -> CounterM
     for key, value in sorted(values.items()):
         family.add_metric([key], value)
     return family
+
+
+def _count_histogram(name: str, doc: str, bounds: tuple[float, ...], counts: dict[int, int]) -> HistogramMetricFamily:
+    """A histogram family from exact ``{value: occurrences}`` counts."""
+    observed = sorted(dict(counts).items())  # a copy: a scrape may run beside the event loop
+    buckets: list[tuple[str, float]] = []
+    for bound in bounds:
+        buckets.append((_le(bound), sum(n for value, n in observed if value <= bound)))
+    buckets.append(("+Inf", sum(n for _, n in observed)))
+    return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=sum(value * n for value, n in observed))
+
+
+def _le(bound: float) -> str:
+    return str(float(bound))  # the text format's spelling: 1.0, 2.5, 10000.0

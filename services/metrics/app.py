@@ -9,23 +9,30 @@ from typing import ClassVar
 
 import aiohttp
 import msgspec
+import nats.errors
 from aiohttp import web
 from nats.aio.msg import Msg
 from nats.micro.request import Request as MicroRequest
 from nats.micro.service import Service as MicroService
 
+from proto.jobs import job_lifecycle_decoder
 from proto.lifecycle import ServiceStarted, ServiceStopping, lifecycle_decoder
 from proto.stats import ClusterHealth, ClusterStats, InstanceRef, stats_encoder
 from services.metrics.errors import MetricsServiceError, NatsUnavailableError
+from services.metrics.jobs import JobLifecycleMetrics
 from services.metrics.registry import InstanceRegistry
 from services.metrics.settings import MetricsSettings
 from shared import metric_catalogue as names
 from shared.app import App
 from shared.instance_health import probe_all
+from shared.natsconn import barrier
 from shared.stats_combine import combine
 from shared.stats_gather import KnownInstance, discover, gather_stats
 
 JSON = "application/json"
+# Event subscriptions share the work between metrics replicas: each event is counted once, by one of them,
+# so dashboards sum the counters across replicas.
+QUEUE_GROUP = "metrics"
 
 
 class MetricsApp(App):
@@ -42,11 +49,12 @@ class MetricsApp(App):
         self.unanswered = names.STATS_UNANSWERED.create(r)
         self.bus_messages = names.EVENT_BUS_MESSAGES.create(r)
         self.bus_bytes = names.EVENT_BUS_BYTES.create(r)
+        self.jobs = JobLifecycleMetrics(r, max_series=settings.max_job_series)
         self.last_health: ClusterHealth | None = None
         self._session: aiohttp.ClientSession | None = None
         self._discovery: asyncio.Task[None] | None = None
         self._services_seen: set[str] = set()
-        self._discovered = False  # until the first $SRV.PING round, a gather cannot know whom to wait for
+        self.discovered = False  # until the first discovery round, a gather cannot know whom to wait for
         self.http_app.router.add_get("/stats", self._http_stats)
         self.http_app.router.add_get("/health", self._http_health)
 
@@ -56,8 +64,11 @@ class MetricsApp(App):
         self._session = aiohttp.ClientSession()
         await self.nc.subscribe(self.subjects.service_lifecycle_all, cb=self._on_lifecycle)
         if self.metrics_settings.observe_events:
-            await self.nc.subscribe(self.subjects.events_all, cb=self._on_event)
+            await self.nc.subscribe(self.subjects.events_all, queue=QUEUE_GROUP, cb=self._on_event)
+        if self.metrics_settings.observe_jobs:
+            await self.nc.subscribe(self.subjects.job_lifecycle_all, queue=QUEUE_GROUP, cb=self._on_job_event)
         self._discovery = self.spawn(self._discovery_loop(), name="discovery")
+        await barrier(self.nc)  # the server has our subscriptions before we call ourselves started
 
     async def micro_endpoints(self, micro: MicroService) -> None:
         await micro.add_endpoint(name="cluster_stats", subject=self.subjects.cluster_stats,
@@ -81,11 +92,16 @@ class MetricsApp(App):
         if not self.nc.is_connected:
             raise NatsUnavailableError(self.runtime.nats_url)
         settings = self.metrics_settings
+        # An instance that announced itself a moment ago (a reporter that just connected) may still be on its
+        # way to us. The barrier's message travels behind it on our connection, and nats-py runs the earlier
+        # message's callback first, so it is known before we decide whom to wait for.
+        with contextlib.suppress(TimeoutError, nats.errors.Error):
+            await barrier(self.nc, timeout=settings.gather_timeout)
         expected = self.instances.keys()
         started = time.monotonic()
         answers = await gather_stats(self.nc, self.subjects, timeout=settings.gather_timeout,
                                      max_instances=settings.max_instances,
-                                     expected=expected if self._discovered else ())
+                                     expected=expected if self.discovered else ())
         self.gather_seconds.observe(time.monotonic() - started)
         for answer in answers:
             self.instances.touch(answer.service, answer.instance)
@@ -94,10 +110,11 @@ class MetricsApp(App):
         return combine(answers, [InstanceRef(service=s, instance=i) for s, i in silent])
 
     async def cluster_health(self) -> ClusterHealth:
-        """Every known instance and what its /readyz says now."""
+        """Every known service instance (library reporters have no /readyz) and what its /readyz says now."""
         assert self._session is not None
         settings = self.metrics_settings
-        health = await probe_all(self._session, self.instances.instances(), timeout=settings.health_timeout,
+        services = [(known, seen) for known, seen in self.instances.instances() if not known.reporter]
+        health = await probe_all(self._session, services, timeout=settings.health_timeout,
                                  concurrency=settings.health_concurrency)
         ready: dict[str, int] = dict.fromkeys(self._services_seen, 0)
         for instance in health.instances:
@@ -108,7 +125,7 @@ class MetricsApp(App):
         return health
 
     async def discover_now(self) -> None:
-        """One discovery round: ask every micro instance, forget the silent ones, refresh the gauges."""
+        """One discovery round: ask every instance and reporter, forget the silent ones, refresh the gauges."""
         settings = self.metrics_settings
         found = await discover(self.nc, self.runtime.prefix, timeout=settings.gather_timeout,
                                max_instances=settings.max_instances)
@@ -116,7 +133,7 @@ class MetricsApp(App):
             self.instances.seen(known)
         for gone in self.instances.expire():
             self.log.info("instance gone", extra={"service": gone.service, "instance": gone.instance})
-        self._discovered = True
+        self.discovered = True
         self._refresh_instance_gauge()
 
     # ---- internals -------------------------------------------------------------------------------
@@ -145,9 +162,8 @@ class MetricsApp(App):
             self.log.warning("undecodable lifecycle event on %s: %s", msg.subject, exc)
             return
         match event:
-            case ServiceStarted(service=service, instance=instance, version=version, http_url=http_url):
-                self.instances.seen(KnownInstance(service=service, instance=instance, version=version,
-                                                  http_url=http_url))
+            case ServiceStarted():
+                self.instances.seen(KnownInstance.announced(event))
             case ServiceStopping(service=service, instance=instance):
                 self.instances.forget(service, instance)
         self._refresh_instance_gauge()
@@ -155,6 +171,14 @@ class MetricsApp(App):
     async def _on_event(self, msg: Msg) -> None:
         self.bus_messages.inc()
         self.bus_bytes.inc(len(msg.data))
+
+    async def _on_job_event(self, msg: Msg) -> None:
+        try:
+            event = job_lifecycle_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            self.jobs.undecodable.inc()
+            return
+        self.jobs.observe(event)
 
     async def _http_stats(self, request: web.Request) -> web.Response:
         try:

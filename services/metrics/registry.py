@@ -1,4 +1,4 @@
-"""The instances the metrics service knows: learnt from lifecycle events and ``$SRV.PING``, forgotten when silent."""
+"""The instances the metrics service knows: learnt from lifecycle events and discovery, forgotten when silent."""
 
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ class InstanceRegistry:
         return set(self._known)
 
     def per_service(self) -> dict[str, int]:
-        return dict(Counter(service for service, _ in self._known))
+        """Service instances per service (library reporters left out: they are not services)."""
+        return dict(Counter(known.service for known in self._known.values() if not known.reporter))
 
     def __contains__(self, key: object) -> bool:
         return key in self._known

@@ -18,6 +18,8 @@ class MetricsSettings:
     instance_ttl: float = 30.0  # an instance not seen for this long is forgotten
     max_instances: int = 1000  # instances tracked and answers gathered at most
     observe_events: bool = True  # count messages and bytes on the application event subjects
+    observe_jobs: bool = True  # fold job lifecycle events into the raaf_cluster_job_* metrics
+    max_job_series: int = 1000  # (queue, job_type) pairs labelled at most; further pairs count as "_other"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> MetricsSettings:
@@ -32,4 +34,6 @@ class MetricsSettings:
             instance_ttl=env.number("METRICS_INSTANCE_TTL", cls.instance_ttl, min=0.1),
             max_instances=env.integer("METRICS_MAX_INSTANCES", cls.max_instances, min=1, max=100_000),
             observe_events=env.boolean("METRICS_OBSERVE_EVENTS", cls.observe_events),
+            observe_jobs=env.boolean("METRICS_OBSERVE_JOBS", cls.observe_jobs),
+            max_job_series=env.integer("METRICS_MAX_JOB_SERIES", cls.max_job_series, min=1, max=100_000),
         )

@@ -54,12 +54,14 @@ class SchedulerApp(App):
         retry = RetryPolicy(retry_count=s.retry_count, retry_delay=s.retry_delay, backoff=s.retry_backoff,
                             max_delay=s.retry_max_delay)
         for name in s.queues:
-            store = JobStore(self.redis, queue=name, prefix=self.runtime.prefix, limits=s.limits)
+            store = JobStore(self.redis, queue=name, prefix=self.runtime.prefix, limits=s.limits,
+                             on_unavailable=self.metrics.redis_errors.inc)  # raaf_redis_errors_total
             signals = JobSignals(self.nc, self.subjects, name, lifecycle=s.lifecycle_events)
             self.queues[name] = JobQueue(store, signals, retry)
             maintainer = QueueMaintainer(store, signals, interval=s.tick_interval, batch=s.maintenance_batch,
                                          nudge_interval=s.nudge_interval, metrics=self.job_metrics)
             self.maintainers[name] = maintainer
+            self._zero_counters(name)
             self._subs.append(await self.nc.subscribe(self.subjects.job_wake(name), cb=self._on_wake))
             self.spawn(maintainer.run(), name=f"maintain:{name}")
         # Each maintenance loop and the gauges hold at most one connection at a time; requests share the rest.
@@ -72,6 +74,16 @@ class SchedulerApp(App):
         if s.agent_jobs and runs_available():
             await self._start_agent_worker()
         await barrier(self.nc)  # the server has our subscriptions before we call ourselves started
+
+    def _zero_counters(self, queue: str) -> None:
+        """Known label values start at zero, so alerts and dashboards see each series before its first event."""
+        m = self.job_metrics
+        m.duplicates.labels(queue)
+        m.recurring_fired.labels(queue)
+        for outcome in ("requeued", "dead", "cancelled"):
+            m.lease_expired.labels(queue, outcome)
+        for code in ErrorCode:
+            m.rejected.labels(code.value)
 
     async def _start_agent_worker(self) -> None:
         """The built-in ``run_agent`` job type runs here, on the first queue, ``BACKGROUND_WORKERS`` at once."""
