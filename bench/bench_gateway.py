@@ -4,11 +4,14 @@
    permessage-deflate after traffic (each client sends one compressed message and gets a 1 KiB broadcast).
 2. fanout: one ~100-byte message published on NATS to N subscribers of one channel: time until the
    last subscriber has it (NATS hop included), median over rounds.
-3. streams: S clients (default 2,000), each on its own channel fed at R messages/s (default 50):
-   NATS-to-socket latency percentiles.
+3. streams: S clients (default 2,000), each on its own channel fed at R messages/s (default 50), the
+   streams spread over --phases phases of the interval (default 10; 1 = all in step): NATS-to-socket latency
+   percentiles and CPU per message.
 
-Run: ``.venv/bin/python bench/bench_gateway.py [--only memory|fanout|streams] [--connections N]``.
-Servers and clients are separate processes; the machine's CPUs are shared by all of them.
+Run: ``.venv/bin/python bench/bench_gateway.py [--only memory|fanout|streams] [--connections N] [--loops L]``.
+Servers and clients are separate processes; the machine's CPUs are shared by all of them. Both servers run on
+the same event loop (``--loops uvloop,asyncio`` measures each); the load generators (the client process and
+the publisher) run on uvloop where installed.
 """
 
 from __future__ import annotations
@@ -31,11 +34,14 @@ import nats
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.raw_nats import TickPublisher  # noqa: E402
 from proto.subjects import Subjects  # noqa: E402
+from shared.eventloop import EVENT_LOOPS, resolve, run  # noqa: E402
 from shared.localstack import NatsServer, die_with_parent, free_port  # noqa: E402
 
 PREFIX = "bench"
 CLIENT = [sys.executable, str(ROOT / "bench" / "gateway_client.py")]
+LOAD_LOOP = resolve("auto")  # the client process, the publisher and this process
 
 
 def raise_fd_limit() -> int:
@@ -44,10 +50,16 @@ def raise_fd_limit() -> int:
     return hard
 
 
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system (kernel) CPU time of a process so far, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(cpu_times(pid))
 
 
 def ready(url: str) -> bool:
@@ -91,10 +103,12 @@ class Server:
                 await self.proc.wait()
 
 
-async def start_server(kind: str, nats_url: str, compress: bool) -> Server:
+async def start_server(kind: str, nats_url: str, compress: bool, loop: str) -> Server:
+    """The gateway (``kind="gateway"``) or the plain aiohttp server, on event loop ``loop``."""
     port = free_port()
     if kind == "gateway":
-        env = {**os.environ, "NATS_URL": nats_url, "WEBSOCKET_HOST": "127.0.0.1", "WEBSOCKET_PORT": str(port),
+        env = {**os.environ, "RAAF_EVENT_LOOP": loop, "NATS_URL": nats_url, "WEBSOCKET_HOST": "127.0.0.1",
+               "WEBSOCKET_PORT": str(port),
                "RAAF_PREFIX": PREFIX, "WEBSOCKET_MAX_CONNECTIONS": "50000", "WEBSOCKET_RATE_LIMIT": "0",
                "WEBSOCKET_IDLE_TIMEOUT": "0", "LOG_LEVEL": "warning",
                "WEBSOCKET_ENABLE_COMPRESSION": "true" if compress else "false"}
@@ -109,10 +123,11 @@ async def start_server(kind: str, nats_url: str, compress: bool) -> Server:
         raise RuntimeError("gateway did not become ready")
     proc = await asyncio.create_subprocess_exec(sys.executable, str(ROOT / "bench" / "plain_ws_server.py"),
                                                 str(port), nats_url, "1" if compress else "0",
+                                                env={**os.environ, "RAAF_EVENT_LOOP": loop},
                                                 stdout=asyncio.subprocess.PIPE, preexec_fn=die_with_parent)
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), 30)
-    assert line.strip() == b"ready", line
+    assert line.strip() == f"ready {loop}".encode(), line
     return Server("plain aiohttp", proc, port, "plain.channel.{}", "plain.broadcast")
 
 
@@ -125,6 +140,7 @@ class Clients:
     @classmethod
     async def start(cls, *args: object) -> Clients:
         proc = await asyncio.create_subprocess_exec(*CLIENT, *map(str, args), stdout=asyncio.subprocess.PIPE,
+                                                    env={**os.environ, "RAAF_EVENT_LOOP": LOAD_LOOP},
                                                     preexec_fn=die_with_parent)
         return cls(proc)
 
@@ -146,13 +162,13 @@ class Clients:
 
 # ---- 1. memory per idle connection ----------------------------------------------------------------
 
-async def memory(nats_url: str, n: int) -> list[tuple[str, float]]:
+async def memory(nats_url: str, n: int, loop: str) -> list[tuple[str, float]]:
     results = []
     nc = await nats.connect(nats_url)
     notice = json.dumps({"type": "notice", "text": "all systems nominal; " * 50}).encode()  # ~1 KiB
     for compress in (False, True):
         for kind in ("gateway", "plain"):
-            server = await start_server(kind, nats_url, compress)
+            server = await start_server(kind, nats_url, compress, loop)
             await asyncio.sleep(1.0)
             before = server.rss
             args = ["idle", server.port, n] + (["--deflate", "--traffic"] if compress else [])
@@ -176,12 +192,12 @@ async def memory(nats_url: str, n: int) -> list[tuple[str, float]]:
 
 # ---- 2. fan-out to N subscribers --------------------------------------------------------------------
 
-async def fanout(nats_url: str, n: int, rounds: int, kinds: tuple[str, ...] = ("gateway", "plain")
+async def fanout(nats_url: str, n: int, rounds: int, loop: str, kinds: tuple[str, ...] = ("gateway", "plain")
                  ) -> dict[str, dict[str, float]]:
     results: dict[str, dict[str, float]] = {}
     nc = await nats.connect(nats_url)
     for kind in kinds:
-        server = await start_server(kind, nats_url, compress=False)
+        server = await start_server(kind, nats_url, False, loop)
         clients = await Clients.start("fanout", server.port, n, "bench", rounds)
         await clients.event("ready")
         subject = server.channel_subject.format("bench")
@@ -216,26 +232,56 @@ async def fanout(nats_url: str, n: int, rounds: int, kinds: tuple[str, ...] = ("
 
 # ---- 3. per-client streams --------------------------------------------------------------------------
 
-async def streams(nats_url: str, n: int, rate: float, seconds: float) -> dict[str, dict[str, float]]:
+@dataclass
+class Window:
+    """What the servers and load generators spent while the clients measured."""
+
+    server: tuple[float, float] = (0.0, 0.0)  # user, system seconds
+    load: tuple[float, float] = (0.0, 0.0)  # the client process and this one (the publisher)
+    wall: float = 0.0
+
+
+async def measured_window(server: Server, clients: Clients) -> tuple[dict[str, object], Window]:
+    """Wait for the client's measuring window and take the CPU times at its start and end."""
+    def sample() -> tuple[tuple[float, float], tuple[float, float], float]:
+        load = [cpu_times(clients.proc.pid), cpu_times(os.getpid())]
+        return cpu_times(server.proc.pid), (load[0][0] + load[1][0], load[0][1] + load[1][1]), time.monotonic()
+
+    await clients.event("measuring")
+    start = sample()
+    await clients.event("measured")
+    end = sample()
+    window = Window(server=(end[0][0] - start[0][0], end[0][1] - start[0][1]),
+                    load=(end[1][0] - start[1][0], end[1][1] - start[1][1]), wall=end[2] - start[2])
+    return await clients.event("latency"), window
+
+
+def per_message(times: tuple[float, float], count: float) -> str:
+    user, system = (t / max(1.0, count) * 1e6 for t in times)
+    return f"{user + system:.1f} us (user {user:.1f} + kernel {system:.1f})"
+
+
+async def streams(nats_url: str, n: int, rate: float, seconds: float, loop: str, phases: int
+                  ) -> dict[str, dict[str, float]]:
     results: dict[str, dict[str, float]] = {}
-    nc = await nats.connect(nats_url, pending_size=64 * 1024 * 1024)
     for kind in ("gateway", "plain"):
-        server = await start_server(kind, nats_url, compress=False)
+        server = await start_server(kind, nats_url, False, loop)
         clients = await Clients.start("streams", server.port, n, seconds)
         await clients.event("ready")
         subjects = [server.channel_subject.format(f"s{i}") for i in range(n)]
         heads = [f'{{"type":"message","channel":"s{i}","data":{{"t":'.encode() for i in range(n)]
         tail = b',"pad":"' + b"x" * 40 + b'"}}'
-        latency = asyncio.create_task(clients.event("latency", timeout=seconds + 120))
-        interval = 1.0 / rate
-        cpu_before = server.cpu
+        # Stream i ticks at phase i modulo `phases` of the interval: independent streams do not tick in step.
+        publisher = await TickPublisher.connect(nats_url, subjects, heads, tail, groups=phases)
+        measuring = asyncio.create_task(measured_window(server, clients))
+        interval = 1.0 / rate / phases
         started = next_tick = time.monotonic()
-        published = 0
         late_ticks = 0
-        while not latency.done() and time.monotonic() - started < seconds + 5:
-            for subject, head in zip(subjects, heads, strict=True):
-                await nc.publish(subject, head + str(time.monotonic_ns()).encode() + tail)
-            published += n
+        group = 0
+        while not measuring.done() and time.monotonic() - started < seconds + 120:
+            # One write per phase group, stamped as it is built: the stamp is the moment it goes to nats-server.
+            publisher.publish_tick(str(time.monotonic_ns()).encode(), group)
+            group = (group + 1) % phases
             next_tick += interval
             delay = next_tick - time.monotonic()
             if delay > 0:
@@ -243,24 +289,45 @@ async def streams(nats_url: str, n: int, rate: float, seconds: float) -> dict[st
             else:
                 late_ticks += 1
                 await asyncio.sleep(0)
-        event = await latency
-        cpu_used, wall = server.cpu - cpu_before, time.monotonic() - started
-        expected = n * rate * seconds
-        keeping_up = float(str(event["received"])) >= 0.95 * expected
-        # Per message only while the server keeps up; saturated, its share of a core says more.
-        cpu_note = (f"server CPU {cpu_used / max(1, published) * 1e6:.1f} us per message" if keeping_up
-                    else f"server saturated: {cpu_used / wall:.0%} of a core")
-        results[server.name] = {k: float(str(event[k])) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")}
-        results[server.name]["delivered"] = float(str(event["received"])) / expected
-        results[server.name]["cpu_share"] = cpu_used / wall
-        print(f"  {server.name:<15} {n} streams x {rate:g} msg/s: p50 {results[server.name]['p50_ms']:.1f} ms, "
-              f"p90 {results[server.name]['p90_ms']:.1f} ms, p99 {results[server.name]['p99_ms']:.1f} ms, "
-              f"max {results[server.name]['max_ms']:.1f} ms; {event['received']} of ~{expected:.0f} delivered "
-              f"while measuring (publisher late on {late_ticks} ticks); {cpu_note}", flush=True)
+        event, window = await measuring
+        publisher.close()
+        received = float(str(event["received"]))
+        expected = n * rate * window.wall
+        keeping_up = received >= 0.95 * expected
+        # While saturated, latency grows for as long as the run lasts: the figures describe this run only.
+        state = "keeping up" if keeping_up else "SATURATED"
+        result = {k: float(str(event[k])) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")}
+        result.update(delivered=received / expected, cpu_share=sum(window.server) / window.wall,
+                      cpu_us=sum(window.server) / max(1.0, received) * 1e6)
+        results[server.name] = result
+        print(f"  {server.name:<15} {n} streams x {rate:g} msg/s: p50 {result['p50_ms']:.1f} ms, "
+              f"p90 {result['p90_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, max {result['max_ms']:.1f} ms; "
+              f"{received:.0f} of {expected:.0f} delivered while measuring ({state}; publisher late on "
+              f"{late_ticks} ticks)\n"
+              f"  {'':<15} server: {result['cpu_share']:.0%} of a core, {per_message(window.server, received)} per "
+              f"message delivered; load generators: {sum(window.load) / window.wall:.0%} of a core, "
+              f"{per_message(window.load, received)}", flush=True)
         await clients.stop()
         await server.stop()
-    await nc.close()
     return results
+
+
+async def run_modes(args: argparse.Namespace, nats_url: str, loop: str) -> None:
+    if args.only in (None, "memory"):
+        print(f"[{loop}] memory per idle connection at {args.connections} connections "
+              "(goal: <= 16 KiB plain, <= 40 KiB with deflate after traffic)", flush=True)
+        await memory(nats_url, args.connections, loop)
+    if args.only in (None, "fanout"):
+        print(f"[{loop}] fan-out to {args.connections} subscribers, NATS hop included "
+              "(goal: faster than the plain server's send loop)", flush=True)
+        fan = await fanout(nats_url, args.connections, args.rounds, loop)
+        ratio = fan["plain aiohttp"]["last_median"] / fan["gateway"]["last_median"]
+        print(f"  gateway is {ratio:.2f}x the plain server's speed to the last subscriber", flush=True)
+    if args.only in (None, "streams"):
+        for count in (int(c) for c in args.streams.split(",")):
+            print(f"[{loop}] {count} per-client streams at {args.rate:g} msg/s in {args.phases} phases "
+                  f"(goal at 2000: p99 NATS-to-socket <= 20 ms); load average {os.getloadavg()[0]:.2f}", flush=True)
+            await streams(nats_url, count, args.rate, args.seconds, loop, args.phases)
 
 
 async def main() -> None:
@@ -271,33 +338,31 @@ async def main() -> None:
     parser.add_argument("--streams", default="2000", help="per-client streams; a comma list runs each (500,1000,2000)")
     parser.add_argument("--rate", type=float, default=50.0, help="messages per second per stream")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long to measure the streams")
+    parser.add_argument("--phases", type=int, default=10,
+                        help="streams tick in this many phases of the interval (1: all in step, one burst per tick)")
+    parser.add_argument("--loops", default="auto",
+                        help="event loop of both servers; a comma list measures each (uvloop,asyncio)")
     args = parser.parse_args()
+    unknown = [loop for loop in args.loops.split(",") if loop not in EVENT_LOOPS]
+    if unknown:
+        parser.error(f"unknown event loop {unknown[0]!r}; expected {', '.join(EVENT_LOOPS)}")
+    loops = [resolve(loop) for loop in args.loops.split(",")]
+    if args.phases < 1:
+        parser.error("--phases must be at least 1")
     limit = raise_fd_limit()
     if limit < args.connections + 1000:
         print(f"warning: the open-files limit is {limit}; fewer connections than asked may open", flush=True)
-    print(f"bench_gateway: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, fd limit {limit}", flush=True)
+    print(f"bench_gateway: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, fd limit {limit}; servers on "
+          f"{' then '.join(loops)}, load generators on {LOAD_LOOP}; load average {os.getloadavg()[0]:.2f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="raaf-bench-") as tmp:
         server = NatsServer(Path(tmp) / "nats")
         server.start()
         try:
-            if args.only in (None, "memory"):
-                print(f"memory per idle connection at {args.connections} connections "
-                      "(goal: <= 16 KiB plain, <= 40 KiB with deflate after traffic)", flush=True)
-                await memory(server.url, args.connections)
-            if args.only in (None, "fanout"):
-                print(f"fan-out to {args.connections} subscribers, NATS hop included "
-                      "(goal: faster than the plain server's send loop)", flush=True)
-                fan = await fanout(server.url, args.connections, args.rounds)
-                ratio = fan["plain aiohttp"]["last_median"] / fan["gateway"]["last_median"]
-                print(f"  gateway is {ratio:.2f}x the plain server's speed to the last subscriber", flush=True)
-            if args.only in (None, "streams"):
-                for count in (int(c) for c in args.streams.split(",")):
-                    print(f"{count} per-client streams at {args.rate:g} msg/s "
-                          "(goal at 2000: p99 NATS-to-socket <= 20 ms)", flush=True)
-                    await streams(server.url, count, args.rate, args.seconds)
+            for loop in loops:
+                await run_modes(args, server.url, loop)
         finally:
             server.stop()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main(), LOAD_LOOP)

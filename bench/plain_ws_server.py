@@ -1,8 +1,8 @@
 """The anchor for bench_gateway.py: a plain aiohttp WebSocket server, written the usual way.
 
 Channels over NATS like the gateway (one NATS subscription per channel), a ``send_str`` loop over
-the channel's sockets, aiohttp's own heartbeat and per-connection compression.
-Usage: plain_ws_server.py PORT NATS_URL COMPRESS(0|1)
+the channel's sockets, aiohttp's own heartbeat and per-connection compression; it runs on the event loop
+``RAAF_EVENT_LOOP`` names, as the gateway does. Usage: plain_ws_server.py PORT NATS_URL COMPRESS(0|1)
 """
 
 from __future__ import annotations
@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import resource
 import sys
 
 import nats
 from aiohttp import WSMsgType, web
 from nats.aio.msg import Msg
+
+from shared.eventloop import loop_name, run
 
 _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -79,9 +82,9 @@ async def main() -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", PORT).start()
-    print("ready", flush=True)
+    print(f"ready {loop_name()}", flush=True)
     await asyncio.Event().wait()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main(), os.environ.get("RAAF_EVENT_LOOP", "auto"))

@@ -22,6 +22,7 @@ import inspect
 import itertools
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -319,11 +320,10 @@ class WebSocketClient:
 
     async def ping(self) -> float:
         """Round-trip time of an application ping, in seconds."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        # perf_counter, not loop.time(): uvloop's clock ticks in whole milliseconds, once per loop iteration.
+        started = time.perf_counter()
         await self.request({"type": "ping"})
-        elapsed: float = loop.time() - started
-        return elapsed
+        return time.perf_counter() - started
 
     async def start_agent_stream(self, agent: str, input: str, **fields: Any) -> AsyncIterator[dict[str, Any]]:
         """The seed's ``start_agent_stream``: run ``agent`` on ``input`` through the gateway and yield the run's

@@ -22,6 +22,7 @@ from nats.micro.service import Service as MicroService
 
 from proto.lifecycle import ServiceStarted, ServiceStopping, lifecycle_encoder
 from proto.subjects import Subjects
+from shared.eventloop import loop_name
 from shared.health import HealthRoutes
 from shared.jetstream import ensure_stream
 from shared.metrics import RuntimeMetrics
@@ -188,7 +189,8 @@ class App:
         await self.micro_endpoints(self.micro)
         await self._announce(ServiceStarted(service=self.service, instance=self.runtime.instance_id,
                                            version=VERSION, http_url=self.http_url, at=time.time()))
-        self.log.info("started", extra={"http": self.http_url, "nats": self.runtime.nats_url})
+        self.log.info("started", extra={"http": self.http_url, "nats": self.runtime.nats_url,
+                                        "event_loop": loop_name()})
 
     async def stop(self) -> None:
         async with self._stop_lock:

@@ -27,3 +27,12 @@ class RunIdTaken(RuntimeError_):
 
 class StackError(RuntimeError_):
     """A local server (nats-server, valkey-server) could not be found or started."""
+
+
+class EventLoopUnavailable(RuntimeError_):
+    """The event loop a setting names cannot be used in this process (``RAAF_EVENT_LOOP``)."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"event loop {name!r}: {reason}")
+        self.name = name
+        self.reason = reason

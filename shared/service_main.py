@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 from collections.abc import Callable
@@ -10,13 +9,15 @@ from typing import TypeVar
 
 from shared.app import App, ServiceSettings
 from shared.errors import SettingsError
+from shared.eventloop import run
 from shared.logs import configure_logging
 
 S = TypeVar("S", bound=ServiceSettings)
 
 
 def run_service(name: str, load_settings: Callable[[], S], make_app: Callable[[S], App]) -> int:
-    """Run one service in this process; invalid settings exit 2 with a one-line error naming the variable."""
+    """Run one service in this process on the loop ``RAAF_EVENT_LOOP`` names; invalid settings exit 2 with a
+    one-line error naming the variable."""
     try:
         settings = load_settings()
     except SettingsError as exc:
@@ -30,5 +31,5 @@ def run_service(name: str, load_settings: Callable[[], S], make_app: Callable[[S
         print(f"raaf-{name}: {exc}", file=sys.stderr)
         return 2
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(app.run())
+        run(app.run(), runtime.event_loop)
     return 0

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from proto.subjects import InvalidNameError, check_prefix
-from shared.errors import SettingsError
+from shared.errors import EventLoopUnavailable, SettingsError
+from shared.eventloop import EVENT_LOOPS, resolve
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -124,6 +125,7 @@ class RuntimeSettings:
     jetstream_replicas: int = 1
     instance_id: str = ""
     stats_timeout: float = 2.0
+    event_loop: str = "auto"  # auto | uvloop | asyncio (shared/eventloop.py)
 
     @classmethod
     def from_env(cls, env: Env, *, default_http_port: int) -> RuntimeSettings:
@@ -132,6 +134,11 @@ class RuntimeSettings:
             check_prefix(prefix)
         except InvalidNameError as exc:
             raise SettingsError("RAAF_PREFIX", prefix, exc.reason) from None
+        event_loop = env.choice("RAAF_EVENT_LOOP", cls.event_loop, EVENT_LOOPS)
+        try:
+            resolve(event_loop)
+        except EventLoopUnavailable as exc:
+            raise SettingsError("RAAF_EVENT_LOOP", event_loop, exc.reason) from None
         return cls(
             nats_url=env.url("NATS_URL", cls.nats_url, ("nats", "tls", "ws", "wss")),
             redis_url=env.url("REDIS_URL", cls.redis_url, ("redis", "rediss", "unix")),
@@ -147,4 +154,5 @@ class RuntimeSettings:
             jetstream_replicas=env.integer("JETSTREAM_REPLICAS", cls.jetstream_replicas, min=1, max=5),
             instance_id=env.string("INSTANCE_ID", default_instance_id()),
             stats_timeout=env.number("STATS_TIMEOUT", cls.stats_timeout, min=0.01, max=60),
+            event_loop=event_loop,
         )

@@ -17,10 +17,21 @@ import pytest
 
 from raaf.testing.openai_mock import OpenAIMock
 from shared.app import App
+from shared.eventloop import LoopFactory, loop_factory, resolve
 from shared.localstack import NatsServer, ValkeyServer, die_with_parent, terminate_all
 
 ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = ["tests.runs_fixtures"]
+# The loop the services would choose (RAAF_EVENT_LOOP, uvloop where installed): tests run on it too.
+TEST_EVENT_LOOP = resolve(os.environ.get("RAAF_EVENT_LOOP", "").strip() or "auto")
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, LoopFactory]:
+    return {TEST_EVENT_LOOP: loop_factory(TEST_EVENT_LOOP)}
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"event loop: {TEST_EVENT_LOOP} (RAAF_EVENT_LOOP)"
 
 
 def unique_prefix(tag: str = "t") -> str:

@@ -29,6 +29,7 @@ MODULES = ["services.gateway", "services.agent_runner", "services.chat", "servic
         ("services.scheduler", "REDIS_URL", "http://nope"),
         ("services.chat", "LOG_LEVEL", "loud"),
         ("services.metrics", "RAAF_PREFIX", "a.b"),
+        ("services.gateway", "RAAF_EVENT_LOOP", "trio"),
     ],
 )
 def test_invalid_setting_exits_nonzero_with_one_line_naming_the_variable(
@@ -58,6 +59,21 @@ async def test_service_process_logs_json_and_exits_cleanly_on_sigterm(
     messages = [r["msg"] for r in records]
     assert "started" in messages and messages[-1] == "stopped"
     assert all({"ts", "level", "service", "instance"} <= r.keys() for r in records)
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+async def test_a_service_runs_on_the_event_loop_its_setting_names(
+    loop: str, nats_server: NatsServer, redis_server: ValkeyServer,
+    service_process: Callable[..., ServiceProcess],
+) -> None:
+    port = free_port()
+    env = service_env(nats_server.url, redis_server.url, WEBSOCKET_PORT=str(port), LOG_LEVEL="info",
+                      RAAF_EVENT_LOOP=loop)
+    proc = service_process("services.gateway", env)
+    await proc.wait_ready(f"http://127.0.0.1:{port}")
+    assert proc.terminate() == 0
+    records = [json.loads(line) for line in proc.log_path.read_text().splitlines() if line.startswith("{")]
+    assert [r["event_loop"] for r in records if r["msg"] == "started"] == [loop]
 
 
 async def test_raaf_up_starts_everything_and_stops_with_no_orphans(tmp_path: Path) -> None:

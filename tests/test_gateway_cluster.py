@@ -233,6 +233,45 @@ async def test_a_slow_consumer_is_cut_off_while_subscribers_on_both_gateways_kee
             await ws.close()
 
 
+async def test_a_slow_consumer_alone_on_its_channel_is_cut_off_and_the_next_stream_still_flows(pair: Pair) -> None:
+    import nats
+
+    async with aiohttp.ClientSession() as session:
+        before = (await _stats(session, pair.b))["local"]["slow_consumers"]
+        slow = await RawWebSocket.open("127.0.0.1", pair.b.port)
+        await slow.read_frame()
+        slow.send_text(json.dumps({"type": "auth", "token": token("solo"), "id": "a"}).encode())
+        await slow.read_frame()
+        slow.send_text(b'{"type":"subscribe","channel":"solo-slow","id":"s"}')
+        await slow.read_frame()
+        fast, _ = await connect(session, pair.b.ws(authed("next")))
+        await request(fast, {"type": "subscribe", "channel": "solo-fast"})
+        nc = await nats.connect(_nats_url(pair))
+        blob = json.dumps({"pad": "x" * 8000}).encode()
+        for _ in range(60):  # per-client streams take the one-recipient path: it applies the same limit
+            for _ in range(100):
+                await nc.publish(f"{_prefix(pair)}.channel.solo-slow", blob)
+            await nc.flush()
+            if (await _stats(session, pair.b))["local"]["slow_consumers"] > before:
+                break
+        assert (await _stats(session, pair.b))["local"]["slow_consumers"] == before + 1
+        await nc.publish(f"{_prefix(pair)}.channel.solo-fast", b'{"n":1}')
+        assert (await receive_type(fast, "message"))["data"] == {"n": 1}
+        codes = []
+        while True:
+            try:
+                _, opcode, payload = await slow.read_frame(timeout=5)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            if opcode == 0x8:
+                codes.append(int.from_bytes(payload[:2], "big"))
+                break
+        assert codes == [4008]
+        slow.close()
+        await nc.close()
+        await fast.close()
+
+
 async def _stats(session: aiohttp.ClientSession, gateway: Gateway) -> dict[str, dict[str, int]]:
     async with session.get(f"{gateway.http}/v1/stats?scope=local",
                            headers={"Authorization": f"Bearer {token()}"}) as resp:

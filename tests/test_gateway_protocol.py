@@ -12,6 +12,7 @@ import pytest
 from nats.aio.msg import Msg
 
 from services.gateway import GatewayApp
+from shared import nats_parser
 from shared.app import App
 from shared.localstack import NatsServer
 from tests.gateway_support import (
@@ -28,11 +29,15 @@ from tests.gateway_support import (
 StartApp = Callable[[App], Awaitable[App]]
 
 
-@pytest.fixture
-async def gateway(nats_server: NatsServer, start_app: StartApp) -> GatewayApp:
+@pytest.fixture(params=["true", "false"], ids=["direct-delivery", "nats-py-path"])
+async def gateway(request: pytest.FixtureRequest, nats_server: NatsServer, start_app: StartApp) -> GatewayApp:
+    """A gateway with channel messages taking the direct path (and ChunkParser), or nats-py's own."""
     app = await start_app(make_gateway(nats_server.url, WEBSOCKET_MAX_MESSAGE_SIZE="1024",
-                                       WEBSOCKET_MAX_FRAME_SIZE="4096", WEBSOCKET_MAX_SUBSCRIPTIONS="3"))
+                                       WEBSOCKET_MAX_FRAME_SIZE="4096", WEBSOCKET_MAX_SUBSCRIPTIONS="3",
+                                       GATEWAY_DIRECT_DELIVERY=request.param))
     assert isinstance(app, GatewayApp)
+    direct = request.param == "true"
+    assert (type(app.nc._ps) is nats_parser.ChunkParser) == direct
     return app
 
 

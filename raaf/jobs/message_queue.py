@@ -151,7 +151,8 @@ class MessageQueue:
             return 0
         ids = [entry_id for entry_id, _ in entries]
         messages = [_decoder.decode(fields[b"m"]) for _, fields in entries]
-        keeper = asyncio.create_task(self._keep_claimed(ids))
+        done = asyncio.Event()
+        keeper = asyncio.create_task(self._keep_claimed(ids, done))
         try:
             result = callback(messages)
             if inspect.isawaitable(result):
@@ -161,6 +162,7 @@ class MessageQueue:
             log.exception("message queue %s: batch of %d failed; it will be delivered again", self.name, len(ids))
             return len(ids)
         finally:
+            done.set()
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
@@ -178,9 +180,12 @@ class MessageQueue:
 
         await self._call(ack)
 
-    async def _keep_claimed(self, ids: list[bytes]) -> None:
-        """Reset the batch's idle time while the callback runs (XCLAIM JUSTID does not count a delivery)."""
-        while True:
+    async def _keep_claimed(self, ids: list[bytes], done: asyncio.Event) -> None:
+        """Reset the batch's idle time while the callback runs (XCLAIM JUSTID does not count a delivery).
+
+        Ends when cancelled or, should redis-py lose the cancellation (its zero-timeout readiness check on a
+        pooled connection can turn a concurrent cancel into a timeout it swallows), at the next turn after ``done``."""
+        while not done.is_set():
             await asyncio.sleep(self.visibility_timeout / 3)
             with contextlib.suppress(JobStoreUnavailableError):
                 await self._call(lambda: self._redis.xclaim(self.key, self.group, self.consumer, 0,

@@ -23,6 +23,7 @@ from proto.subjects import InvalidNameError, Subjects, encode_token
 from services.gateway.connection import Connection, fan_out
 from services.gateway.errors import GatewayUnavailable, InvalidChannel
 from services.gateway.frames import Outgoing
+from shared import nats_parser
 from shared.nats_direct import DirectDelivery
 from shared.natsconn import barrier
 
@@ -81,9 +82,12 @@ class ChannelHub:
         return self._nc
 
     def attach(self, nc: NATS, direct: bool = True) -> None:
-        """Use ``nc``; ``direct`` delivers channel messages without nats-py's per-message queue and task."""
+        """Use ``nc``; ``direct`` delivers channel messages without nats-py's per-message queue and task, and
+        reads NATS with :class:`shared.nats_parser.ChunkParser`."""
         self._nc = nc
         self._direct = DirectDelivery(nc) if direct else None
+        if direct:
+            nats_parser.install(nc)
 
     @property
     def subscription_count(self) -> int:
@@ -240,11 +244,18 @@ class ChannelHub:
 
     def _fan_out(self, channel: Channel, data: bytes) -> None:
         """Encode once, then write the same frame to every local subscriber."""
-        if not channel.members:
+        members = channel.members
+        if not members:
             return
         started = time.perf_counter()
-        members = tuple(channel.members)  # a cut-off connection leaves the set later, never during the loop
-        sent = fan_out(members, Outgoing(envelope(data, channel.name), "message"), members[0].ctx)
+        payload = envelope(data, channel.name)
+        if len(members) == 1:  # a per-client stream: no shared Outgoing, one frame straight to the transport
+            sent = 0
+            for conn in members:
+                sent = int(conn.deliver_payload(payload, "message"))
+        else:
+            recipients = tuple(members)  # a cut-off connection leaves the set later, never during the loop
+            sent = fan_out(recipients, Outgoing(payload, "message"), recipients[0].ctx)
         self.counters.channel_messages += 1
         self.counters.fanout_recipients[sent] += 1
         if self.metrics is not None:
@@ -287,7 +298,7 @@ def envelope(payload: bytes, channel: str) -> bytes:
     another channel) becomes valid JSON naming the channel it really came from.
     """
     try:
-        text = payload.decode()
+        text = payload.decode()  # valid UTF-8 (msgspec does not check the strings it skips)
     except UnicodeDecodeError:
         return server_encoder.encode(ChannelMessage(channel=channel, data=msgspec.Raw(
             server_encoder.encode(payload.decode(errors="replace")))))

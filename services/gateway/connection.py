@@ -129,6 +129,13 @@ class Connection:
             data = out.sse(self.sse_chunked)
         return self.write(data)
 
+    def deliver_payload(self, payload: bytes, event: str | None = None) -> bool:
+        """:meth:`deliver` for a message this connection alone gets: a plain frame is built without an
+        :class:`Outgoing` (``event`` names it for SSE)."""
+        if self.kind == "ws" and not self.wbits:
+            return self.write(frame(payload))
+        return self.deliver(Outgoing(payload, event))
+
     def write(self, data: bytes) -> bool:
         if not self.open:
             return False

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from shared import metric_catalogue as names
+from shared.loop_histogram import LoopHistogram
 
 # Fan-out of one channel message to this gateway's subscribers: microseconds to tens of milliseconds.
 FANOUT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -61,7 +62,7 @@ class GatewayMetrics(Collector):
         self._channels = channels
         self._subscriptions = subscriptions
         self._peers = peers
-        self.fanout_seconds = Histogram(
+        self.fanout_seconds = LoopHistogram(  # observed once per channel message: no lock per observation
             "raaf_gateway_fanout_seconds",
             "Time to write one channel message from NATS to all of this gateway's subscribers.",
             buckets=FANOUT_BUCKETS, registry=registry,
