@@ -158,5 +158,16 @@ class RawWebSocket:
 
         return await asyncio.wait_for(read(), timeout)
 
+    async def close_codes(self, timeout: float = 5.0) -> list[int]:
+        """Read past whatever was queued up to the server's close frame: ``[its code]``, or ``[]`` if the
+        connection ended without one."""
+        while True:
+            try:
+                _, opcode, payload = await self.read_frame(timeout=timeout)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return []
+            if opcode == 0x8:
+                return [int.from_bytes(payload[:2], "big")]
+
     def close(self) -> None:
         self.writer.transport.abort()

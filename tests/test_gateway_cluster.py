@@ -217,16 +217,7 @@ async def test_a_slow_consumer_is_cut_off_while_subscribers_on_both_gateways_kee
         assert counts == {"a": published, "b": published}
         for task in readers:
             task.cancel()
-        codes = []
-        while True:
-            try:
-                _, opcode, payload = await slow.read_frame(timeout=5)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                break
-            if opcode == 0x8:
-                codes.append(int.from_bytes(payload[:2], "big"))
-                break
-        assert codes == [4008]
+        assert await slow.close_codes() == [4008]
         slow.close()
         await nc.close()
         for ws in (fast_a, fast_b):
@@ -257,16 +248,7 @@ async def test_a_slow_consumer_alone_on_its_channel_is_cut_off_and_the_next_stre
         assert (await _stats(session, pair.b))["local"]["slow_consumers"] == before + 1
         await nc.publish(f"{_prefix(pair)}.channel.solo-fast", b'{"n":1}')
         assert (await receive_type(fast, "message"))["data"] == {"n": 1}
-        codes = []
-        while True:
-            try:
-                _, opcode, payload = await slow.read_frame(timeout=5)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                break
-            if opcode == 0x8:
-                codes.append(int.from_bytes(payload[:2], "big"))
-                break
-        assert codes == [4008]
+        assert await slow.close_codes() == [4008]
         slow.close()
         await nc.close()
         await fast.close()
