@@ -257,8 +257,8 @@ class ChannelHub:
             recipients = tuple(members)  # a cut-off connection leaves the set later, never during the loop
             sent = fan_out(recipients, Outgoing(payload, "message"), recipients[0].ctx)
         self.counters.channel_messages += 1
-        self.counters.fanout_recipients[sent] += 1
         if self.metrics is not None:
+            self.metrics.fanout_recipients.observe(sent)
             self.metrics.fanout_seconds.observe(time.perf_counter() - started)
 
     async def _on_presence(self, msg: Msg) -> None:
