@@ -292,10 +292,10 @@ class EventBus:
             assert self._outbox is not None
             return await self._outbox.submit(subject, payload, event, confirm=True, headers={MSG_ID: event.id})
         try:
-            if event_id is None or not self._history_on:
-                await self._publish(subject, payload)
+            if event_id is None or (headers := self._unconfirmed_headers(event_id)) is None:
+                await self._publish(subject, payload)  # the lean path: no headers
             else:
-                await self.nc.publish(subject, payload, headers={MSG_ID: event_id})
+                await self.nc.publish(subject, payload, headers=headers)
         except PUBLISH_ERRORS as exc:
             self.counters.emit_failures += 1
             raise ConnectionError(f"cannot emit {name!r}: {exc!r}") from exc
