@@ -34,13 +34,10 @@ class RunPool:
 
     def withdraw(self, place: asyncio.Future[None]) -> None:
         """A queued run left before its turn (cancelled): give its place back."""
-        try:
-            self._waiting.remove(place)
-        except ValueError:
-            if place.done() and not place.cancelled():
-                self.release()  # it had already been handed a slot
-        else:
+        if self.detach(place):
             place.cancel()
+        elif place.done() and not place.cancelled():
+            self.release()  # it had already been handed a slot
 
     def detach(self, place: asyncio.Future[None]) -> bool:
         """Take a waiting run out of line without ending it (while it is being handed over); False if it
