@@ -64,6 +64,8 @@ class SchedulerApp(App):
             self._zero_counters(name)
             self._subs.append(await self.nc.subscribe(self.subjects.job_wake(name), cb=self._on_wake))
             self.spawn(maintainer.run(), name=f"maintain:{name}")
+        for code in ErrorCode:  # rejections are counted by code, not by queue
+            self.job_metrics.rejected.labels(code.value)
         # Each maintenance loop and the gauges hold at most one connection at a time; requests share the rest.
         spare = self.runtime.redis_pool_size - len(s.queues) - 1
         self.api = JobsApi(self.queues, self.job_metrics, s.workers, redis_concurrency=max(1, spare))
@@ -82,8 +84,6 @@ class SchedulerApp(App):
         m.recurring_fired.labels(queue)
         for outcome in ("requeued", "dead", "cancelled"):
             m.lease_expired.labels(queue, outcome)
-        for code in ErrorCode:
-            m.rejected.labels(code.value)
 
     async def _start_agent_worker(self) -> None:
         """The built-in ``run_agent`` job type runs here, on the first queue, ``BACKGROUND_WORKERS`` at once."""
