@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 help:
 	@echo "make run    start NATS, Valkey and all five services locally (Ctrl-C stops)"
 	@echo "make test   install everything and run the test suite (real NATS, Valkey, HTTP)"
-	@echo "make lint   mypy --strict and ruff"
+	@echo "make lint   ruff, mypy --strict and the import layers (lint-imports)"
 	@echo "make bench  run the benchmarks in bench/ (figures beside their anchors)"
 	@echo "make chaos  the large crash/restart rounds (slow)"
 
@@ -23,6 +23,7 @@ test: $(VENV)/.raaf-synced
 lint: $(VENV)/.raaf-synced
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: $(VENV)/.raaf-synced
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -6,7 +6,7 @@ of each and its ratio to the raw nats-py anchor. The goal: emit -> listener >= 0
 
 Two rows are there to show where the emitter's speed comes from, not as anchors: the emitter with direct
 delivery and the lean publish switched off (nats-py's own publish and callback subscription, as the anchor),
-and the anchor's raw publish loop into a ``shared.nats_direct`` route (the receive-side bypass on its own).
+and the anchor's raw publish loop into a ``shared.nats.direct`` route (the receive-side bypass on its own).
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from prometheus_client import CollectorRegistry
 
 from proto.events import Event
 from proto.subjects import Subjects
-from raaf.event_settings import EventSettings
 from raaf.events import EventEmitter
-from shared.localstack import NatsServer
-from shared.nats_direct import DirectDelivery
+from shared.devstack.servers import NatsServer
+from shared.events.settings import EventSettings
+from shared.nats.direct import DirectDelivery
 
 DATA = {"user_id": "u1", "ip_address": "192.168.1.100", "n": 1}
 
@@ -64,7 +64,7 @@ async def raw_nats(url: str, events: int, *, decode: bool) -> float:
 
 
 async def raw_direct(url: str, events: int) -> float:
-    """Not an anchor: the anchor's publish loop with the subscriber on shared.nats_direct's route (no Msg/queue/task).
+    """Not an anchor: the anchor's publish loop with the subscriber on shared.nats.direct's route (no Msg/queue/task).
 
     It shows what the receive-side bypass the emitter uses is worth on its own.
     """

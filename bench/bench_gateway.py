@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.raw_nats import TickPublisher  # noqa: E402
 from proto.subjects import Subjects  # noqa: E402
-from shared.eventloop import EVENT_LOOPS, resolve, run  # noqa: E402
-from shared.localstack import NatsServer, die_with_parent, free_port  # noqa: E402
+from shared.devstack.servers import NatsServer, die_with_parent, free_port  # noqa: E402
+from shared.service.eventloop import EVENT_LOOPS, resolve, run  # noqa: E402
 
 PREFIX = "bench"
 CLIENT = [sys.executable, str(ROOT / "bench" / "gateway_client.py")]

@@ -24,7 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared.localstack import NatsServer, ValkeyServer  # noqa: E402
+from shared.devstack.servers import NatsServer, ValkeyServer  # noqa: E402
 
 SYSTEMS = ("raaf", "arq", "saq")
 # arq polls its queue (default every 0.5 s); give it a fast poll so it is measured at its best, not its default.

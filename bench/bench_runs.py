@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from proto.openai_compat import stream_frame_decoder  # noqa: E402
-from shared.localstack import NatsServer, free_port  # noqa: E402
+from shared.devstack.servers import NatsServer, free_port  # noqa: E402
 
 decode_chunk = stream_frame_decoder.decode
 

@@ -22,7 +22,7 @@ import time
 import zlib
 from collections.abc import Callable
 
-from shared.eventloop import run
+from shared.service.eventloop import run
 
 _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

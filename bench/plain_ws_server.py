@@ -18,7 +18,7 @@ import nats
 from aiohttp import WSMsgType, web
 from nats.aio.msg import Msg
 
-from shared.eventloop import loop_name, run
+from shared.service.eventloop import loop_name, run
 
 _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

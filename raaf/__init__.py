@@ -1,17 +1,38 @@
 """RAAF Streaming: the public Python API (import everything from here)."""
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from raaf.agent import Agent
 from raaf.async_runner import AsyncRunner
-from raaf.chat import (
-    ChatConfig,
-    ChatParticipant,
-    ChatRoom,
-    RealTimeChat,
-)
-from raaf.chunks import RunChunk, RunResult, ToolCallInfo
 from raaf.client import WebSocketClient
-from raaf.config import Config, configuration, configure
-from raaf.errors import (
+from raaf.jobs import (
+    BackgroundProcessor,
+    JobContext,
+    JobError,
+    JobFailedError,
+    JobInfo,
+    JobLimits,
+    JobNotCancellableError,
+    JobNotFoundError,
+    JobsClient,
+    JobStatus,
+    JobStoreUnavailableError,
+    JobTimeoutError,
+    MessageQueue,
+    PermanentJobError,
+    Priority,
+    QueueFullError,
+    RecurringJob,
+    ScheduleInPastError,
+    UnknownJobTypeError,
+    current_job,
+)
+from raaf.runner import Runner
+from raaf.session import StreamingSession
+from raaf.stats import health, stats
+from shared.config import Config, configuration, configure
+from shared.errors import (
     AuthenticationError,
     BadRequestError,
     CancelledError,
@@ -48,38 +69,39 @@ from raaf.errors import (
     UnavailableError,
     error_from_wire,
 )
-from raaf.event_settings import EventSettings
-from raaf.events import Event, EventEmitter
-from raaf.jobs import (
-    BackgroundProcessor,
-    JobContext,
-    JobError,
-    JobFailedError,
-    JobInfo,
-    JobLimits,
-    JobNotCancellableError,
-    JobNotFoundError,
-    JobsClient,
-    JobStatus,
-    JobStoreUnavailableError,
-    JobTimeoutError,
-    MessageQueue,
-    PermanentJobError,
-    Priority,
-    QueueFullError,
-    RecurringJob,
-    ScheduleInPastError,
-    UnknownJobTypeError,
-    current_job,
-)
-from raaf.runner import Runner
-from raaf.server import WebSocketServer
-from raaf.session import StreamingSession
-from raaf.stats import health, stats
-from raaf.stream_processor import StreamProcessor
-from raaf.testing.providers import MockProvider, StreamingProvider
-from raaf.tools import Tool, function_tool, tool
-from shared.app import VERSION as __version__
+from shared.events.emitter import Event, EventEmitter
+from shared.events.settings import EventSettings
+from shared.runs.chunks import RunChunk, RunResult, ToolCallInfo
+from shared.runs.stream_processor import StreamProcessor
+from shared.runs.tools import Tool, function_tool, tool
+from shared.service.app import VERSION as __version__
+
+if TYPE_CHECKING:
+    from raaf.chat import ChatConfig, ChatParticipant, ChatRoom, RealTimeChat
+    from raaf.server import WebSocketServer
+    from raaf.testing.providers import MockProvider, StreamingProvider
+
+# Names that run a service in this process: imported on first use, so ``import raaf`` (the client API) loads
+# no service code.
+_EMBEDDING = {
+    "ChatConfig": "raaf.chat",
+    "ChatParticipant": "raaf.chat",
+    "ChatRoom": "raaf.chat",
+    "RealTimeChat": "raaf.chat",
+    "WebSocketServer": "raaf.server",
+    "MockProvider": "raaf.testing.providers",
+    "StreamingProvider": "raaf.testing.providers",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EMBEDDING.get(name)
+    if module is None:
+        raise AttributeError(f"module 'raaf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Agent",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proto.runs import AgentSpec, is_agent_name
-from raaf.errors import BadRequestError
+from shared.errors import BadRequestError
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,9 +15,10 @@ from nats.aio.client import Client as NATS
 from proto.errors import Error, ErrorCode
 from proto.runs import TERMINAL_EVENTS, ChatMessage, RunRequest
 from raaf.agent import Agent
-from raaf.chunks import RunChunk, RunResult
-from raaf.config import configuration
-from raaf.errors import (
+from raaf.runner import RunsConnection, raise_for_end, run_request
+from raaf.session import StreamingSession
+from shared.config import configuration
+from shared.errors import (
     NotFoundError,
     OperationCancelledError,
     OverloadedError,
@@ -25,8 +26,7 @@ from raaf.errors import (
     TimeoutError,
     error_from_wire,
 )
-from raaf.runner import RunsConnection, raise_for_end, run_request
-from raaf.session import StreamingSession
+from shared.runs.chunks import RunChunk, RunResult
 
 # Errors after which the run never started, so sending it again cannot repeat anything.
 _RETRY_CODES: Final = frozenset({ErrorCode.OVERLOADED, ErrorCode.UNAVAILABLE})

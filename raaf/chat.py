@@ -21,7 +21,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import nats
@@ -31,13 +31,13 @@ from nats.aio.subscription import Subscription
 from proto.chat import BusyPolicy, FeedMessage, MessageAccepted, RoomInfo
 from proto.runs import AgentSpec
 from raaf.agent import Agent
-from raaf.errors import ConnectionError
-from services.chat.client import ChatClient, RoomEvent
-from shared.app import App
-from shared.localstack import EmbeddedNats, url_reachable
-
-if TYPE_CHECKING:
-    from services.gateway import GatewayApp
+from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
+from services.chat import ChatApp, ChatSettings
+from services.gateway import GatewayApp, GatewaySettings
+from shared.clients.chat import ChatClient, RoomEvent
+from shared.devstack.servers import EmbeddedNats, url_reachable
+from shared.errors import ConnectionError
+from shared.service.app import App
 
 AgentLike = Agent | AgentSpec | str
 _ROOM_OPTIONS = ("max_participants", "message_history", "restricted", "allowed", "busy_policy",
@@ -251,11 +251,6 @@ class RealTimeChat:
             raise
 
     async def _start_services(self) -> None:
-        # Imported here: the services import parts of ``raaf`` themselves (errors, tools).
-        from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
-        from services.chat import ChatApp, ChatSettings
-        from services.gateway import GatewayApp, GatewaySettings
-
         internal = {**self._environ, **self.config.environ(), "HTTP_PORT": self._environ.get("CHAT_HTTP_PORT", "0")}
         chat = ChatApp(ChatSettings.from_env(internal))
         await chat.start()

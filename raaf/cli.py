@@ -8,7 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
-from shared.stack import Stack, run_stack
+from services.launcher import stack_services
+from shared.devstack.stack import Stack, run_stack
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,13 +47,14 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["mock-openai"]:
-        from raaf.testing.openai_mock import main as mock_main
+        from shared.openai_mock import main as mock_main
 
         return mock_main(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="raaf: %(message)s")
     if args.command == "up":
-        return asyncio.run(run_stack(Stack(data_dir=args.data_dir.resolve(), host=args.host)))
+        stack = Stack(data_dir=args.data_dir.resolve(), services=stack_services(), host=args.host)
+        return asyncio.run(run_stack(stack))
     if args.command == "stats":
         return _print_stats(args)
     return 2
@@ -61,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
 def _print_stats(args: argparse.Namespace) -> int:
     import msgspec
 
-    from raaf.errors import StreamingError
     from raaf.stats import health, stats
     from raaf.stats_report import render_health, render_stats
+    from shared.errors import StreamingError
 
     try:
         if args.health:

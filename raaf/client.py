@@ -30,9 +30,9 @@ import aiohttp
 import msgspec
 
 from proto.gateway import CloseCode
-from raaf.errors import ConnectionClosedError, ProtocolError, error_for, error_from_wire
-from raaf.errors import ConnectionError as ClientConnectionError
-from raaf.errors import TimeoutError as RequestTimeoutError
+from shared.errors import ConnectionClosedError, ProtocolError, error_for, error_from_wire
+from shared.errors import ConnectionError as ClientConnectionError
+from shared.errors import TimeoutError as RequestTimeoutError
 
 log = logging.getLogger("raaf.client")
 

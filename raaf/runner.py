@@ -17,11 +17,11 @@ from proto.errors import Error, ErrorCode
 from proto.runs import CancelAccepted, ChatMessage, RunCancelled, RunCompleted, RunEvent, RunFailed, RunRequest
 from proto.subjects import Subjects
 from raaf.agent import Agent
-from raaf.chunks import RunChunk, RunResult
-from raaf.config import configuration
-from raaf.errors import BadRequestError, ConnectionError, error_for, error_from_wire
-from raaf.stream_processor import ProcessedChunk, StreamProcessor
-from shared.runclient import RunClient
+from shared.clients.runs import RunClient
+from shared.config import configuration
+from shared.errors import BadRequestError, ConnectionError, error_for, error_from_wire
+from shared.runs.chunks import RunChunk, RunResult
+from shared.runs.stream_processor import ProcessedChunk, StreamProcessor
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 

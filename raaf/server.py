@@ -26,14 +26,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from proto.base import Message
-from raaf.errors import ERROR_CLASSES, NotFoundError, StreamingError
 from services.gateway.app import GatewayApp
 from services.gateway.channels import check_channel
 from services.gateway.connection import Connection
 from services.gateway.errors import GatewayError
 from services.gateway.hooks import ConnectionHook, ErrorHook, GatewayHooks, MessageHook
 from services.gateway.settings import GatewaySettings
-from shared.localstack import EmbeddedNats, url_reachable
+from shared.devstack.servers import EmbeddedNats, url_reachable
+from shared.errors import ERROR_CLASSES, NotFoundError, StreamingError
 
 
 def _public(exc: GatewayError) -> StreamingError:

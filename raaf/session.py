@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from proto.runs import ChatMessage, RunCompleted
 from raaf.agent import Agent
-from raaf.chunks import RunChunk, RunResult
-from raaf.errors import ProtocolError
+from shared.errors import ProtocolError
+from shared.runs.chunks import RunChunk, RunResult
 
 if TYPE_CHECKING:
     from raaf.async_runner import AsyncRunner

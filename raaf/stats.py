@@ -19,11 +19,11 @@ from nats.aio.client import Client as NATS
 from proto.errors import Error
 from proto.stats import ClusterHealth, ClusterStats, InstanceRef, metrics_reply_decoder
 from proto.subjects import Subjects
-from raaf.config import configuration
-from raaf.errors import ConnectionError, StreamingError, TimeoutError, error_from_wire
-from shared.instance_health import probe_all
-from shared.stats_combine import combine
-from shared.stats_gather import discover, gather_stats
+from shared.config import configuration
+from shared.errors import ConnectionError, StreamingError, TimeoutError, error_from_wire
+from shared.stats.combine import combine
+from shared.stats.gather import discover, gather_stats
+from shared.stats.instance_health import probe_all
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 MAX_INSTANCES = 10_000

@@ -1,7 +1,7 @@
 """Write the Grafana dashboards (deploy/grafana/dashboards/*.json) from the short descriptions below.
 
 Run ``python scripts/gen_dashboards.py`` after editing; ``--check`` exits 1 when the JSON files are out of date.
-Every query names metrics from shared/metric_catalogue.py; tests/test_metrics_catalogue.py holds them to it.
+Every query names metrics from shared/metrics/catalogue.py; tests/test_metrics_catalogue.py holds them to it.
 """
 
 from __future__ import annotations

@@ -10,59 +10,49 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from shared.app import ServiceSettings
+from services.agent_runner.settings import AgentRunnerSettings
+from services.chat.settings import ChatSettings
+from services.gateway.settings import GatewaySettings
+from services.metrics.settings import MetricsSettings
+from services.scheduler.settings import SchedulerSettings
+from shared.devstack.stack import ServiceSpec
 from shared.errors import SettingsError
-
-
-def _gateway(environ: Mapping[str, str] | None = None) -> ServiceSettings:
-    from services.gateway.settings import GatewaySettings
-
-    return GatewaySettings.from_env(environ)
-
-
-def _agent_runner(environ: Mapping[str, str] | None = None) -> ServiceSettings:
-    from services.agent_runner.settings import AgentRunnerSettings
-
-    return AgentRunnerSettings.from_env(environ)
-
-
-def _chat(environ: Mapping[str, str] | None = None) -> ServiceSettings:
-    from services.chat.settings import ChatSettings
-
-    return ChatSettings.from_env(environ)
-
-
-def _scheduler(environ: Mapping[str, str] | None = None) -> ServiceSettings:
-    from services.scheduler.settings import SchedulerSettings
-
-    return SchedulerSettings.from_env(environ)
-
-
-def _metrics(environ: Mapping[str, str] | None = None) -> ServiceSettings:
-    from services.metrics.settings import MetricsSettings
-
-    return MetricsSettings.from_env(environ)
+from shared.service.app import ServiceSettings
 
 
 @dataclass(frozen=True)
 class ServiceEntry:
-    """One runnable service: its name (as in ``raaf up``, compose and Kubernetes), module and settings."""
+    """One runnable service: its name (as in ``raaf up``, compose and Kubernetes), module, settings and the
+    variable that names its HTTP port."""
 
     name: str
     module: str
     load_settings: Callable[[Mapping[str, str] | None], ServiceSettings]
+    port_var: str = "HTTP_PORT"
+
+    @property
+    def spec(self) -> ServiceSpec:
+        """What ``raaf up`` needs to run it as a child process."""
+        return ServiceSpec(self.name, self.module, self.port_var, self.load_settings({}).runtime.http_port)
 
 
+# The one list of the platform's services: the image's entrypoint, ``raaf up`` and the deploy tests read it.
 SERVICES: dict[str, ServiceEntry] = {
     entry.name: entry
     for entry in (
-        ServiceEntry("gateway", "services.gateway", _gateway),
-        ServiceEntry("agent-runner", "services.agent_runner", _agent_runner),
-        ServiceEntry("chat", "services.chat", _chat),
-        ServiceEntry("scheduler", "services.scheduler", _scheduler),
-        ServiceEntry("metrics", "services.metrics", _metrics),
+        ServiceEntry("gateway", "services.gateway", GatewaySettings.from_env, "WEBSOCKET_PORT"),
+        ServiceEntry("agent-runner", "services.agent_runner", AgentRunnerSettings.from_env),
+        ServiceEntry("chat", "services.chat", ChatSettings.from_env),
+        ServiceEntry("scheduler", "services.scheduler", SchedulerSettings.from_env),
+        ServiceEntry("metrics", "services.metrics", MetricsSettings.from_env),
     )
 }
+
+
+def stack_services() -> tuple[ServiceSpec, ...]:
+    """Every service, in start order, as ``raaf up`` runs them."""
+    return tuple(entry.spec for entry in SERVICES.values())
+
 
 PROBES = {"ready": "/readyz", "live": "/healthz"}
 

@@ -13,8 +13,8 @@ from nats.aio.client import Client as NATS
 
 from proto.chat import AgentMessage, AnswerDelta
 from services.chat import ChatApp, ChatSettings
-from services.chat.client import ChatClient, FeedItem, Reader
-from shared.app import App
+from shared.clients.chat import ChatClient, FeedItem, Reader
+from shared.service.app import App
 from tests.conftest import service_env
 
 

@@ -16,9 +16,9 @@ import aiohttp
 import pytest
 
 from raaf.testing.openai_mock import OpenAIMock
-from shared.app import App
-from shared.eventloop import LoopFactory, loop_factory, resolve
-from shared.localstack import NatsServer, ValkeyServer, die_with_parent, terminate_all
+from shared.devstack.servers import NatsServer, ValkeyServer, die_with_parent, terminate_all
+from shared.service.app import App
+from shared.service.eventloop import LoopFactory, loop_factory, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = ["tests.runs_fixtures"]

@@ -15,8 +15,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from proto.subjects import Subjects
-from raaf.event_settings import EventSettings
 from raaf.events import EventEmitter
+from shared.events.settings import EventSettings
 from tests.conftest import unique_prefix as unique_prefix  # re-exported for this area's tests
 
 # Small streams: JetStream reserves each stream's max bytes, and the session's server holds many.

@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.localstack import die_with_parent, free_port, port_open, terminate_all
-from shared.stack import Stack
+from services.launcher import stack_services
+from shared.devstack.servers import die_with_parent, free_port, port_open, terminate_all
+from shared.devstack.stack import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -107,7 +108,7 @@ class ExampleStack:
                 env[name] = value
         env.pop("RAAF_AGENTS_FILE", None)
         env.pop("RAAF_TOOLS_MODULE", None)
-        self.stack = Stack(data_dir=self.data_dir, env=env)
+        self.stack = Stack(data_dir=self.data_dir, services=stack_services(), env=env)
         self.stack.start_servers()
         self.stack.start_services()
         asyncio.run(self.stack.wait_ready(60))

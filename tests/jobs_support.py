@@ -13,7 +13,7 @@ from pathlib import Path
 
 import redis.asyncio as redis
 
-from shared.localstack import die_with_parent, terminate_all
+from shared.devstack.servers import die_with_parent, terminate_all
 from tests.conftest import unique_prefix as unique_prefix  # re-exported for this area's tests
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,11 +20,11 @@ from prometheus_client.parser import text_string_to_metric_families
 import raaf
 from proto.events import Event
 from proto.runs import RunCompleted, RunFailed
-from raaf.event_settings import EventSettings
 from raaf.jobs import BackgroundProcessor, PermanentJobError
 from raaf.testing import OpenAIMock, Script, ToolCall
-from services.chat.client import ChatClient
-from shared.app import App
+from shared.clients.chat import ChatClient
+from shared.events.settings import EventSettings
+from shared.service.app import App
 from tests.conftest import service_env, unique_prefix
 from tests.jobs_support import wait_until
 from tests.runs_support import AGENTS_TOML, Runs

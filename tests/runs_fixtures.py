@@ -9,8 +9,8 @@ import pytest
 
 from raaf.testing import OpenAIMock
 from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
-from shared.app import App
-from shared.localstack import NatsServer
+from shared.devstack.servers import NatsServer
+from shared.service.app import App
 from tests.runs_support import Runs, runner_env
 
 StartRunner = Callable[..., Awaitable[AgentRunnerApp]]

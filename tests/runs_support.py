@@ -14,7 +14,7 @@ from nats.aio.client import Client as NATS
 from proto.errors import Error
 from proto.runs import RunAccepted, RunEvent, RunRequest
 from proto.subjects import Subjects
-from shared.runclient import RunClient
+from shared.clients.runs import RunClient
 from tests.conftest import service_env
 from tests.conftest import unique_prefix as unique_prefix  # re-exported for this area's tests
 

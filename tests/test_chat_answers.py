@@ -14,10 +14,10 @@ from proto.runs import AgentSpec
 from raaf.testing import Match, OpenAIMock, Script, ToolCall
 from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
 from services.chat import ChatApp
-from services.chat.client import ChatClient, FeedItem
-from services.chat.errors import AgentBusy
-from shared.app import App
-from shared.localstack import NatsServer, ValkeyServer, free_port
+from shared.chat.errors import AgentBusy
+from shared.clients.chat import ChatClient, FeedItem
+from shared.devstack.servers import NatsServer, ValkeyServer, free_port
+from shared.service.app import App
 from tests.chat_harness import ChatHarness, answered, answers, read_until, streamed_text
 from tests.conftest import ServiceProcess
 from tests.runs_support import runner_env

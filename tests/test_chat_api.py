@@ -11,9 +11,9 @@ import pytest
 import raaf
 from proto.chat import AgentHandoff, AgentMessage, UserMessage
 from raaf.testing import Match, OpenAIMock, Script, ToolCall
-from services.chat.errors import MessageTooLong, RateLimited, RoomRestricted
-from shared.app import App
-from shared.localstack import NatsServer, ValkeyServer
+from shared.chat.errors import MessageTooLong, RateLimited, RoomRestricted
+from shared.devstack.servers import NatsServer, ValkeyServer
+from shared.service.app import App
 from tests.chat_harness import ChatHarness
 from tests.chat_ws import WsChat, answered
 

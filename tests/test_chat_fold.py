@@ -25,7 +25,9 @@ from proto.chat import (
 )
 from proto.runs import AgentSpec
 from services.chat import decide
-from services.chat.errors import (
+from services.chat.room import ChatState
+from services.chat.settings import ChatSettings
+from shared.chat.errors import (
     AgentBusy,
     EmptyMessage,
     InvalidAgent,
@@ -40,9 +42,7 @@ from services.chat.errors import (
     RoomRestricted,
     TooManyRooms,
 )
-from services.chat.room import ChatState
-from services.chat.settings import ChatSettings
-from shared.settings import RuntimeSettings
+from shared.service.settings import RuntimeSettings
 
 SETTINGS = ChatSettings(runtime=RuntimeSettings(), max_rooms=3, rate_limit=3, max_queued_messages=2)
 ROOM = "r1"

@@ -17,10 +17,10 @@ import pytest
 from proto.runs import AgentSpec
 from raaf.testing import Match, OpenAIMock, Script, ToolCall
 from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
-from services.chat.client import ChatClient
 from services.gateway import GatewayApp, GatewaySettings
-from shared.app import App
-from shared.localstack import NatsServer, ValkeyServer, free_port
+from shared.clients.chat import ChatClient
+from shared.devstack.servers import NatsServer, ValkeyServer, free_port
+from shared.service.app import App
 from tests.chat_harness import ChatHarness
 from tests.chat_ws import WsChat, agent_messages, answered, kinds, of_type
 from tests.conftest import ServiceProcess

@@ -10,8 +10,8 @@ import pytest
 
 import raaf
 from services.gateway import GatewayApp
-from shared.app import App
-from shared.localstack import NatsServer
+from shared.devstack.servers import NatsServer
+from shared.service.app import App
 from tests.conftest import ROOT
 from tests.gateway_support import make_gateway
 

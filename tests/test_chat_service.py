@@ -27,7 +27,7 @@ from proto.chat import (
 from proto.errors import ErrorCode
 from proto.runs import AgentSpec
 from services.chat import ChatApp, ChatSettings
-from services.chat.errors import (
+from shared.chat.errors import (
     ChatError,
     ChatOverloaded,
     CommandTooLarge,
@@ -43,9 +43,9 @@ from services.chat.errors import (
     TooManyRooms,
     TooManySessions,
 )
-from shared.app import App
+from shared.devstack.servers import NatsServer, ValkeyServer
 from shared.errors import SettingsError
-from shared.localstack import NatsServer, ValkeyServer
+from shared.service.app import App
 from tests.chat_harness import ChatHarness, eventually
 
 StartApp = Callable[[App], Awaitable[App]]

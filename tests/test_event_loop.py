@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from shared.errors import EventLoopUnavailable, SettingsError
-from shared.eventloop import loop_name, resolve, run
-from shared.settings import Env, RuntimeSettings
+from shared.service.eventloop import loop_name, resolve, run
+from shared.service.settings import Env, RuntimeSettings
 
 
 async def running_loop() -> tuple[str, str]:

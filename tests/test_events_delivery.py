@@ -11,8 +11,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from raaf import Event, EventEmitter
-from raaf.event_settings import EventSettings
-from shared.localstack import NatsServer
+from shared.devstack.servers import NatsServer
+from shared.events.settings import EventSettings
 from tests.event_helpers import delivery_path as delivery_path
 from tests.event_helpers import emitters, event_settings, eventually, unique_prefix
 

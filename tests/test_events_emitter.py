@@ -24,7 +24,7 @@ from raaf import (
     StreamingError,
 )
 from raaf import errors as raaf_errors
-from shared.localstack import NatsServer
+from shared.devstack.servers import NatsServer
 from tests.event_helpers import delete_events_stream, emitters, event_settings, eventually, unique_prefix
 from tests.event_helpers import delivery_path as delivery_path
 

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from proto.events import Event, event_encoder, read_event
-from raaf.event_settings import EventSettings
 from shared.errors import SettingsError
+from shared.events.settings import EventSettings
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),

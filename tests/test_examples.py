@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.localstack import NatsServer, ValkeyServer
+from shared.devstack.servers import NatsServer, ValkeyServer
 from tests.examples_support import (
     ROOT,
     SEED_README,

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from shared.localstack import NatsServer, ValkeyServer, free_port
+from shared.devstack.servers import NatsServer, ValkeyServer, free_port
 from tests.conftest import ROOT, ServiceProcess, service_env
 
 MODULES = ["services.gateway", "services.agent_runner", "services.chat", "services.scheduler", "services.metrics"]

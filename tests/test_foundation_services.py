@@ -17,8 +17,8 @@ from services.chat import ChatApp, ChatSettings
 from services.gateway import GatewayApp, GatewaySettings
 from services.metrics import MetricsApp, MetricsSettings
 from services.scheduler import SchedulerApp, SchedulerSettings
-from shared.app import App
-from shared.localstack import NatsServer, ValkeyServer
+from shared.devstack.servers import NatsServer, ValkeyServer
+from shared.service.app import App
 from tests.conftest import service_env
 
 FACTORIES: dict[str, Callable[[dict[str, str]], App]] = {

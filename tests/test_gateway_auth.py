@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.gateway import GatewayApp, GatewaySettings, Identity
 from services.gateway.identity import AccessPolicy
-from shared.app import App
+from shared.devstack.servers import NatsServer
 from shared.errors import SettingsError
-from shared.localstack import NatsServer
+from shared.service.app import App
 from tests.gateway_support import SECRET, connect, expect_close, make_gateway, receive, request, token, ws_url
 
 StartApp = Callable[[App], Awaitable[App]]

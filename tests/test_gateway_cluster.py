@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.localstack import NatsServer, free_port
+from shared.devstack.servers import NatsServer, free_port
 from tests.conftest import ServiceProcess
 from tests.gateway_support import (
     SECRET,

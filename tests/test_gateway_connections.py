@@ -12,8 +12,8 @@ import msgspec
 import pytest
 
 from services.gateway import GatewayApp
-from shared.app import App
-from shared.localstack import NatsServer
+from shared.devstack.servers import NatsServer
+from shared.service.app import App
 from tests.gateway_support import (
     RawWebSocket,
     connect,

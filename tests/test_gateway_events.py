@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry
 from raaf import Event, EventEmitter
 from services.gateway import GatewayApp, GatewaySettings
 from services.gateway.events import EventsExtension
-from shared.app import App
-from shared.localstack import NatsServer, ValkeyServer
+from shared.devstack.servers import NatsServer, ValkeyServer
+from shared.service.app import App
 from tests.conftest import service_env
 from tests.event_helpers import TEST_ENV, delete_events_stream, event_settings, eventually, unique_prefix
 

@@ -15,8 +15,8 @@ from proto.base import ClientRequest, Message
 from proto.gateway import ClientMessage
 from services.gateway import Connection, GatewayApp
 from services.gateway.errors import Forbidden
-from shared.app import App
-from shared.localstack import NatsServer
+from shared.devstack.servers import NatsServer
+from shared.service.app import App
 from tests.gateway_support import connect, eventually, make_gateway, receive_type, request, ws_url
 
 StartApp = Callable[[App], Awaitable[App]]

@@ -10,8 +10,8 @@ import aiohttp
 import msgspec
 
 from services.gateway import GatewayApp
-from shared.app import App
-from shared.localstack import NatsServer
+from shared.devstack.servers import NatsServer
+from shared.service.app import App
 from tests.gateway_support import SECRET, connect, eventually, make_gateway, request, token, ws_url
 
 StartApp = Callable[[App], Awaitable[App]]

@@ -13,8 +13,8 @@ import pytest
 from raaf.jobs import BackgroundProcessor
 from services.gateway import GatewayApp, GatewaySettings
 from services.scheduler import SchedulerApp, SchedulerSettings
-from shared.app import App
-from shared.localstack import NatsServer, ValkeyServer
+from shared.devstack.servers import NatsServer, ValkeyServer
+from shared.service.app import App
 from tests.conftest import service_env
 from tests.jobs_support import unique_prefix, wait_until
 

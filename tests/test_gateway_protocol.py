@@ -12,9 +12,9 @@ import pytest
 from nats.aio.msg import Msg
 
 from services.gateway import GatewayApp
-from shared import nats_parser
-from shared.app import App
-from shared.localstack import NatsServer
+from shared.devstack.servers import NatsServer
+from shared.nats import parser as nats_parser
+from shared.service.app import App
 from tests.gateway_support import (
     RawWebSocket,
     connect,

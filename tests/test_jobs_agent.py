@@ -15,8 +15,8 @@ from nats.aio.msg import Msg
 
 from proto.jobs import JobStatus
 from raaf.jobs import BackgroundProcessor
-from raaf.jobs.agent_job import AGENT_JOB_TYPE, AgentOutput, handle_agent_jobs
-from shared.localstack import NatsServer, ValkeyServer
+from shared.devstack.servers import NatsServer, ValkeyServer
+from shared.jobs.agent_job import AGENT_JOB_TYPE, AgentOutput, handle_agent_jobs
 from tests.jobs_support import unique_prefix
 
 

@@ -23,8 +23,8 @@ from raaf.jobs import JobsClient
 from raaf.testing import OpenAIMock, Script
 from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
 from services.scheduler import SchedulerApp, SchedulerSettings
-from shared.app import App
-from shared.localstack import NatsServer, ValkeyServer
+from shared.devstack.servers import NatsServer, ValkeyServer
+from shared.service.app import App
 from tests.conftest import service_env
 from tests.jobs_support import unique_prefix, wait_until
 from tests.runs_support import runner_env

@@ -17,8 +17,8 @@ from nats.aio.msg import Msg
 from proto.jobs import JobRetried, JobStatus, job_lifecycle_decoder
 from raaf.jobs import BackgroundProcessor, JobLimits, JobStore
 from services.scheduler import SchedulerApp, SchedulerSettings
-from shared.app import App
-from shared.localstack import NatsServer, ValkeyServer
+from shared.devstack.servers import NatsServer, ValkeyServer
+from shared.service.app import App
 from tests.conftest import service_env
 from tests.jobs_support import TcpProxy, WorkerProcess, unique_prefix, wait_until
 

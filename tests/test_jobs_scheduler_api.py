@@ -29,9 +29,9 @@ from raaf.jobs import (
     UnknownQueueError,
 )
 from services.scheduler import SchedulerApp, SchedulerSettings
-from shared.app import App
+from shared.devstack.servers import NatsServer, ValkeyServer
 from shared.errors import SettingsError
-from shared.localstack import NatsServer, ValkeyServer
+from shared.service.app import App
 from tests.conftest import service_env
 from tests.jobs_support import key_count, unique_prefix, wait_until
 

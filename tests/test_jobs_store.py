@@ -25,8 +25,8 @@ from raaf.jobs import (
     ScheduleInPastError,
     UnknownJobTypeError,
 )
-from raaf.jobs.model import NewJob, new_job
-from shared.localstack import ValkeyServer
+from shared.devstack.servers import ValkeyServer
+from shared.jobs.model import NewJob, new_job
 from tests.jobs_support import key_count, unique_prefix
 
 RETRY = RetryPolicy(retry_count=2, retry_delay=0.0)

@@ -20,7 +20,7 @@ from proto.jobs import (
     jobs_encoder,
 )
 from proto.subjects import Subjects
-from raaf.jobs.errors import JobError, QueueFullError, RemoteJobError, ScheduleInPastError
+from shared.jobs.errors import JobError, QueueFullError, RemoteJobError, ScheduleInPastError
 
 SAFE_TOKEN = re.compile(r"[A-Za-z0-9_\-~]+")
 

@@ -9,7 +9,7 @@ import nats
 import raaf
 from proto.events import Event
 from raaf.jobs import MessageQueue
-from shared.localstack import NatsServer, ValkeyServer
+from shared.devstack.servers import NatsServer, ValkeyServer
 from tests.event_helpers import emitters, eventually
 from tests.jobs_support import unique_prefix
 

@@ -6,7 +6,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.loop_histogram import LoopHistogram
+from shared.metrics.loop_histogram import LoopHistogram
 
 BUCKETS = (0.0001, 0.001, 0.01, 0.1, 1.0)
 VALUES = [0.0, 0.0001, 0.00011, 0.005, 0.01, 0.5, 1.0, 3.0, 1e-9, 0.099999]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from raaf.jobs import MessageQueue, PayloadTooLargeError, QueueFullError
-from shared.localstack import ValkeyServer
+from shared.devstack.servers import ValkeyServer
 from tests.jobs_support import unique_prefix, wait_until
 
 MakeQueue = Callable[..., MessageQueue]

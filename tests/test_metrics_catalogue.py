@@ -14,10 +14,10 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from raaf.testing import OpenAIMock
-from shared.app import App
-from shared.localstack import NatsServer, ValkeyServer
-from shared.metric_catalogue import CATALOGUE, exported_by, spec_for_sample
-from shared.metric_specs import CounterSpec, GaugeSpec, HistogramSpec, MetricSpec
+from shared.devstack.servers import NatsServer, ValkeyServer
+from shared.metrics.catalogue import CATALOGUE, exported_by, spec_for_sample
+from shared.metrics.specs import CounterSpec, GaugeSpec, HistogramSpec, MetricSpec
+from shared.service.app import App
 from tests.conftest import ROOT
 from tests.metrics_workload import sample, workload
 from tests.promql import metric_names, without_grafana_variables
@@ -191,7 +191,7 @@ async def test_every_service_metrics_pass_promtool_and_carry_their_catalogued_na
                 f"{service}: {spec.name} is {'now exported: drop it from NOT_EXPORTED_YET' if present else 'missing'}"
             )
         strays = {n for n in samples if n.startswith("raaf_") and spec_for_sample(n) is None}
-        assert not strays, f"{service} exports metrics missing from shared/metric_catalogue.py: {sorted(strays)}"
+        assert not strays, f"{service} exports metrics missing from shared/metrics/catalogue.py: {sorted(strays)}"
 
 
 async def test_every_dashboard_and_alert_query_names_a_metric_that_is_catalogued_and_exported(

@@ -17,8 +17,8 @@ from proto.jobs import JobEnqueued, JobSucceeded, Priority, jobs_encoder
 from proto.subjects import Subjects
 from raaf.jobs import BackgroundProcessor, PermanentJobError
 from services.metrics import MetricsApp, MetricsSettings
-from shared.app import App
-from shared.localstack import NatsServer, ValkeyServer
+from shared.devstack.servers import NatsServer, ValkeyServer
+from shared.service.app import App
 from tests.conftest import service_env
 from tests.jobs_support import wait_until
 

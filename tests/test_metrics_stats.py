@@ -20,8 +20,8 @@ from proto.stats import ClusterHealth, ClusterStats, instance_stats_decoder
 from services.gateway import GatewayApp, GatewaySettings
 from services.metrics import MetricsApp, MetricsSettings
 from services.scheduler import SchedulerApp, SchedulerSettings
-from shared.app import App
-from shared.localstack import NatsServer, ValkeyServer
+from shared.devstack.servers import NatsServer, ValkeyServer
+from shared.service.app import App
 from tests.conftest import ROOT, service_env
 from tests.conftest import unique_prefix as unique_prefix  # re-exported for this area's tests
 
@@ -373,8 +373,8 @@ async def test_library_reporters_are_in_every_stats_answer_and_the_gather_still_
 ) -> None:
     from prometheus_client import CollectorRegistry
 
-    from raaf.event_settings import EventSettings
     from raaf.jobs import MessageQueue
+    from shared.events.settings import EventSettings
 
     prefix = unique_prefix()
     env = service_env(nats_server.url, redis_server.url, RAAF_PREFIX=prefix)

@@ -1,4 +1,4 @@
-"""shared.nats_direct against a real nats-server: routes from the reader, shared per connection, drain, headers."""
+"""shared.nats.direct against a real nats-server: routes from the reader, shared per connection, drain, headers."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import nats
 import pytest
 from nats.aio.msg import Msg
 
-from shared.localstack import NatsServer
-from shared.nats_direct import DirectDelivery, header_value
-from shared.natsconn import barrier
+from shared.devstack.servers import NatsServer
+from shared.nats.conn import barrier
+from shared.nats.direct import DirectDelivery, header_value
 from tests.conftest import unique_prefix
 
 

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from nats.errors import ProtocolError
 from nats.protocol.parser import Parser
 
-from shared import nats_parser
-from shared.localstack import NatsServer
-from shared.natsconn import barrier
+from shared.devstack.servers import NatsServer
+from shared.nats import parser as nats_parser
+from shared.nats.conn import barrier
 from tests.conftest import unique_prefix
 
 

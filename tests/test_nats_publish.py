@@ -1,4 +1,4 @@
-"""shared.nats_publish against a real nats-server: order, limits, reconnect buffering, flush/drain, fallback."""
+"""shared.nats.publish against a real nats-server: order, limits, reconnect buffering, flush/drain, fallback."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from shared.localstack import NatsServer
-from shared.nats_publish import LeanPublish
+from shared.devstack.servers import NatsServer
+from shared.nats.publish import LeanPublish
 from tests.conftest import unique_prefix
 
 

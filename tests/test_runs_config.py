@@ -14,10 +14,10 @@ import pytest
 
 from raaf import Agent, function_tool, tool
 from raaf.errors import BadRequestError, ToolError
-from raaf.tools import tools_of
 from services.agent_runner.agents import load_catalog
 from services.agent_runner.settings import AgentRunnerSettings
 from shared.errors import SettingsError
+from shared.runs.tools import tools_of
 from tests.conftest import ROOT
 
 

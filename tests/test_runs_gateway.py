@@ -15,8 +15,8 @@ import pytest
 from raaf.testing import OpenAIMock, Script, ToolCall
 from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
 from services.gateway import GatewayApp, GatewaySettings
-from shared.app import App
-from shared.localstack import NatsServer, free_port
+from shared.devstack.servers import NatsServer, free_port
+from shared.service.app import App
 from tests.conftest import ServiceProcess, service_env
 from tests.runs_support import runner_env, sse_events
 

@@ -12,7 +12,7 @@ from proto.runs import RunStarted, TextDelta
 from raaf import Agent, AsyncRunner, Runner
 from raaf.testing import OpenAIMock, Script, ToolCall
 from services.agent_runner import AgentRunnerApp
-from shared.localstack import NatsServer
+from shared.devstack.servers import NatsServer
 
 
 @pytest.fixture

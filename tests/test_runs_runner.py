@@ -29,7 +29,7 @@ from proto.runs import (
 )
 from raaf.testing import OpenAIMock, Script, ToolCall
 from services.agent_runner import AgentRunnerApp
-from shared.localstack import NatsServer
+from shared.devstack.servers import NatsServer
 from tests.conftest import ServiceProcess
 from tests.runs_support import Runs, new_run_id, runner_env, types
 

@@ -10,7 +10,7 @@ import raaf
 from proto.errors import ErrorCode
 from raaf.config import configured_environ, reset_configuration
 from raaf.errors import ERROR_CLASSES
-from raaf.jobs import errors as job_errors
+from shared.jobs import errors as job_errors
 
 
 @pytest.fixture(autouse=True)

@@ -16,8 +16,8 @@ from proto.stats import (
     WebSocketServerStats,
 )
 from services.metrics.registry import InstanceRegistry
-from shared.stats_combine import combine, combine_sections
-from shared.stats_gather import KnownInstance
+from shared.stats.combine import combine, combine_sections
+from shared.stats.gather import KnownInstance
 
 counts = st.integers(min_value=0, max_value=10**9)
 gateways = st.builds(WebSocketServerStats, running=st.booleans(), connections=counts, messages_sent=counts,

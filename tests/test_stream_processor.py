@@ -14,9 +14,9 @@ import raaf
 from proto.runs import RunCompleted, TextDelta
 from raaf.testing import MockProvider, OpenAIMock, Script, StreamingProvider, ToolCall
 from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
-from shared.app import App
+from shared.devstack.servers import NatsServer
 from shared.errors import SettingsError
-from shared.localstack import NatsServer
+from shared.service.app import App
 from tests.runs_support import runner_env, unique_prefix
 from tests.stream_processors import Redactor
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from proto.subjects import InvalidNameError, Subjects, decode_token, encode_token, event_pattern
 from services.gateway.settings import GatewaySettings
 from shared.errors import SettingsError
-from shared.settings import Env
+from shared.service.settings import Env
 
 TOKEN = re.compile(r"[A-Za-z0-9_\-~]+")
 

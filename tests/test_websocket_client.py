@@ -10,8 +10,8 @@ import pytest
 
 import raaf
 from services.gateway import GatewayApp, GatewaySettings
-from shared.app import App
-from shared.localstack import NatsServer, free_port
+from shared.devstack.servers import NatsServer, free_port
+from shared.service.app import App
 from tests.gateway_support import SECRET, eventually, gateway_env, make_gateway, token, ws_url
 
 StartApp = Callable[[App], Awaitable[App]]

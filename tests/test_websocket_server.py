@@ -8,7 +8,7 @@ import pytest
 
 import raaf
 from services.gateway import Connection
-from shared.localstack import NatsServer, free_port
+from shared.devstack.servers import NatsServer, free_port
 from tests.gateway_support import eventually, unique_prefix
 
 

@@ -1,8 +1,8 @@
 """Durable background jobs in Redis: the seed's ``BackgroundProcessor`` and ``MessageQueue``, and their parts."""
 
 from proto.jobs import JobInfo, JobStatus, Priority, RecurringJob
-from raaf.jobs.client import JobsClient
-from raaf.jobs.errors import (
+from shared.clients.jobs import JobsClient
+from shared.jobs.errors import (
     InvalidJobDataError,
     InvalidJobIdError,
     InvalidJobTypeError,
@@ -26,12 +26,12 @@ from raaf.jobs.errors import (
     UnknownJobTypeError,
     UnknownQueueError,
 )
-from raaf.jobs.message_queue import MessageQueue
-from raaf.jobs.model import JobLimits, RetryPolicy
-from raaf.jobs.processor import BackgroundProcessor
-from raaf.jobs.queue import JobQueue
-from raaf.jobs.store import JobStore
-from raaf.jobs.worker import JobContext, current_job
+from shared.jobs.message_queue import MessageQueue
+from shared.jobs.model import JobLimits, RetryPolicy
+from shared.jobs.processor import BackgroundProcessor
+from shared.jobs.queue import JobQueue
+from shared.jobs.store import JobStore
+from shared.jobs.worker import JobContext, current_job
 
 __all__ = [
     "BackgroundProcessor",

@@ -1,6 +1,7 @@
 """Test doubles for the one thing RAAF fakes: the LLM, as a real OpenAI-compatible HTTP server."""
 
-from raaf.testing.openai_mock import (
+from raaf.testing.providers import MockProvider, StreamingProvider
+from shared.openai_mock import (
     Match,
     MockStats,
     OpenAIMock,
@@ -11,7 +12,6 @@ from raaf.testing.openai_mock import (
     split_fragments,
     split_words,
 )
-from raaf.testing.providers import MockProvider, StreamingProvider
 
 __all__ = [
     "Match",

@@ -23,9 +23,10 @@ from typing import Any, Self
 import msgspec
 
 from raaf.agent import Agent
-from raaf.errors import BadRequestError, ProtocolError
 from raaf.runner import Runner
-from raaf.testing.openai_mock import Match, OpenAIMock, Rule, Script, ToolCall
+from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
+from shared.errors import BadRequestError, ProtocolError
+from shared.openai_mock import Match, OpenAIMock, Rule, Script, ToolCall
 
 
 class MockProvider:
@@ -147,8 +148,6 @@ class StreamingProvider:
                      prefix: str | None = None, **env: str) -> AsyncIterator[Runner]:
         """A ``Runner`` for ``agent`` with an agent-runner in this process answering from this provider (on
         ``nats_url``, under a fresh ``prefix`` unless given; ``env`` sets any other runner variable)."""
-        from services.agent_runner import AgentRunnerApp, AgentRunnerSettings  # the service imports raaf itself
-
         prefix = prefix or f"t{uuid.uuid4().hex[:12]}"
         environ = {**os.environ, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "0", "RAAF_PREFIX": prefix,
                    "LOG_LEVEL": "warning", **({"NATS_URL": nats_url} if nats_url else {}), **self.environ(), **env}

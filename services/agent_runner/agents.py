@@ -8,12 +8,11 @@ from pathlib import Path
 import msgspec
 
 from proto.runs import AgentSpec, RunRequest, handoff_tool_name, is_agent_name
-from raaf.errors import ConfigurationError, StreamingError
-from raaf.stream_processor import StreamProcessor, load_processor
-from raaf.tools import Tool, load_tools
 from services.agent_runner.errors import AgentConfigError, AgentNotFound, BadRunRequest
 from services.agent_runner.settings import AgentRunnerSettings
-from shared.errors import SettingsError
+from shared.errors import ConfigurationError, SettingsError, StreamingError
+from shared.runs.stream_processor import StreamProcessor, load_processor
+from shared.runs.tools import Tool, load_tools
 
 DEFAULT_AGENT = "assistant"
 DEFAULT_INSTRUCTIONS = "You are a helpful assistant."

@@ -42,11 +42,11 @@ from services.agent_runner.pool import RunPool
 from services.agent_runner.provider import ProviderPool, RetryPolicy
 from services.agent_runner.settings import AgentRunnerSettings
 from services.agent_runner.writer import RunWriter
-from shared.app import App
-from shared.jsacks import AckInbox
-from shared.natsconn import barrier
-from shared.runlog import RunLog, run_stream_config
-from shared.runregistry import RunRegistry
+from shared.nats.conn import barrier
+from shared.nats.jsacks import AckInbox
+from shared.runs.log import RunLog, run_stream_config
+from shared.runs.registry import RunRegistry
+from shared.service.app import App
 
 QUEUE_GROUP = "agent-runner"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from raaf.testing.openai_mock import OpenAIMock
+from shared.openai_mock import OpenAIMock
 
 log = logging.getLogger("raaf.agent-runner.demo")
 

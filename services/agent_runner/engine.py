@@ -32,9 +32,6 @@ from proto.runs import (
     Usage,
     handoff_tool_name,
 )
-from raaf.errors import ToolError
-from raaf.stream_processor import StreamProcessor
-from raaf.tools import Tool
 from services.agent_runner.errors import (
     MaxTurnsExceeded,
     RunError,
@@ -54,6 +51,9 @@ from services.agent_runner.provider import (
     stream_turn,
 )
 from services.agent_runner.writer import RunWriter
+from shared.errors import ToolError
+from shared.runs.stream_processor import StreamProcessor
+from shared.runs.tools import Tool
 
 log = logging.getLogger("raaf.agent-runner.engine")
 _encoder: Final = msgspec.json.Encoder()

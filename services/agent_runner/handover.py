@@ -25,8 +25,8 @@ from services.agent_runner.engine import RunJob
 from services.agent_runner.errors import HandoverRefused
 from services.agent_runner.metrics import RunnerMetrics
 from services.agent_runner.pool import RunPool
-from shared.runlog import RunLog, is_terminal
-from shared.runregistry import RunRegistry
+from shared.runs.log import RunLog, is_terminal
+from shared.runs.registry import RunRegistry
 
 log = logging.getLogger("raaf.agent-runner.handover")
 

@@ -1,11 +1,11 @@
-"""The agent-runner's Prometheus metrics (names and help from ``shared.metric_catalogue``)."""
+"""The agent-runner's Prometheus metrics (names and help from ``shared.metrics.catalogue``)."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
 from proto.errors import ErrorCode
-from shared import metric_catalogue as names
+from shared.metrics import catalogue as names
 
 
 class RunnerMetrics:

@@ -13,7 +13,7 @@ import nats.js.errors
 from proto.runs import RunEvent, runs_encoder
 from services.agent_runner.errors import DuplicateRun, RunSuperseded
 from shared.errors import RunIdTaken
-from shared.runlog import RunLog
+from shared.runs.log import RunLog
 
 E = TypeVar("E", bound=RunEvent)
 

@@ -4,7 +4,7 @@ import sys
 
 from services.chat.app import ChatApp
 from services.chat.settings import ChatSettings
-from shared.service_main import run_service
+from shared.service.main import run_service
 
 if __name__ == "__main__":
     sys.exit(run_service("chat", ChatSettings.from_env, ChatApp))

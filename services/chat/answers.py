@@ -32,13 +32,13 @@ from proto.runs import (
 )
 from proto.subjects import Subjects
 from services.chat.decide import is_reference
-from services.chat.errors import ChatError
 from services.chat.metrics import ChatMetrics
 from services.chat.room import Answer, ChatState, Room
 from services.chat.settings import ChatSettings
 from services.chat.store import ChatStore
 from services.chat.writer import Planned, RoomWriter
-from shared.runclient import RunClient
+from shared.chat.errors import ChatError
+from shared.clients.runs import RunClient
 
 log = logging.getLogger("raaf.chat.answers")
 

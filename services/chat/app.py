@@ -16,7 +16,6 @@ from proto.chat import ChatCommand, ChatReply, chat_command_decoder, chat_encode
 from proto.errors import Error, ErrorCode
 from services.chat.answers import AnswerRelay
 from services.chat.commands import Commands
-from services.chat.errors import ChatError, ChatOverloaded, ChatUnavailable, CommandTooLarge, InvalidCommand
 from services.chat.metrics import ChatMetrics
 from services.chat.presence import PresenceReaper
 from services.chat.room import ChatState
@@ -24,8 +23,9 @@ from services.chat.settings import ChatSettings
 from services.chat.store import ChatStore, Follower, chat_streams
 from services.chat.typing import TypingTracker
 from services.chat.writer import RoomWriter
-from shared.app import App
-from shared.natsconn import barrier
+from shared.chat.errors import ChatError, ChatOverloaded, ChatUnavailable, CommandTooLarge, InvalidCommand
+from shared.nats.conn import barrier
+from shared.service.app import App
 
 _REBUILD_TIMEOUT = 300.0  # seconds the replay of the streams may take at start
 

@@ -38,13 +38,13 @@ from proto.chat import (
 from proto.subjects import Subjects
 from services.chat import decide
 from services.chat.answers import AnswerRelay
-from services.chat.errors import ChatError, FeatureDisabled, InvalidCommand, RoomNotFound
 from services.chat.metrics import ChatMetrics
 from services.chat.room import ChatState, Room
 from services.chat.settings import ChatSettings
 from services.chat.store import ChatStore
 from services.chat.typing import TypingTracker
 from services.chat.writer import Planned, RoomWriter
+from shared.chat.errors import ChatError, FeatureDisabled, InvalidCommand, RoomNotFound
 
 _DIRECTORY = "directory"  # the writer's key for creating and deleting rooms
 

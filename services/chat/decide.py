@@ -22,7 +22,9 @@ from proto.chat import (
     UserMessage,
 )
 from proto.runs import AgentSpec, is_agent_name
-from services.chat.errors import (
+from services.chat.room import RATE_WINDOW, ChatState, Room
+from services.chat.settings import ChatSettings
+from shared.chat.errors import (
     AgentBusy,
     EmptyMessage,
     FeatureDisabled,
@@ -41,8 +43,6 @@ from services.chat.errors import (
     TooManySessions,
     UnknownAgent,
 )
-from services.chat.room import RATE_WINDOW, ChatState, Room
-from services.chat.settings import ChatSettings
 
 MAX_ID_LENGTH = 200  # users, sessions, client ids
 

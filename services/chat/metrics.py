@@ -1,4 +1,4 @@
-"""The chat service's Prometheus metrics (``raaf_chat_*``, declared in ``shared.metric_catalogue``)."""
+"""The chat service's Prometheus metrics (``raaf_chat_*``, declared in ``shared.metrics.catalogue``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import get_args
 from prometheus_client import CollectorRegistry
 
 from proto.chat import ChatCommand
-from shared import metric_catalogue as names
+from shared.metrics import catalogue as names
 
 COMMANDS = tuple(str(kind.__struct_config__.tag) for kind in get_args(ChatCommand))
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from proto.chat import BusyPolicy
 from proto.runs import is_agent_name
 from shared.errors import SettingsError
-from shared.settings import Env, RuntimeSettings
+from shared.service.settings import Env, RuntimeSettings
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -28,7 +28,7 @@ from proto.chat import (
     room_log_decoder,
 )
 from proto.subjects import Subjects
-from services.chat.errors import ChatUnavailable
+from shared.chat.errors import ChatUnavailable
 
 log = logging.getLogger("raaf.chat.store")
 

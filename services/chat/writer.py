@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from proto.subjects import Subjects
-from services.chat.errors import ConcurrentUpdate
 from services.chat.room import ChatState, Room
 from services.chat.store import Appended, ChatStore, Follower, StoredEvent, WrongLastSequence
+from shared.chat.errors import ConcurrentUpdate
 
 log = logging.getLogger("raaf.chat.writer")
 

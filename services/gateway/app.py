@@ -32,7 +32,7 @@ from services.gateway.rest import RestRoutes
 from services.gateway.settings import GatewaySettings
 from services.gateway.sse import SseStreams
 from services.gateway.websocket import WebSocketEndpoint
-from shared.app import App
+from shared.service.app import App
 
 CHAT_PAGE = Path(__file__).parent / "static" / "chat.html"
 

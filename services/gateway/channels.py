@@ -23,9 +23,9 @@ from proto.subjects import InvalidNameError, Subjects, encode_token
 from services.gateway.connection import Connection, fan_out
 from services.gateway.errors import GatewayUnavailable, InvalidChannel
 from services.gateway.frames import Outgoing
-from shared import nats_parser
-from shared.nats_direct import DirectDelivery
-from shared.natsconn import barrier
+from shared.nats import parser as nats_parser
+from shared.nats.conn import barrier
+from shared.nats.direct import DirectDelivery
 
 if TYPE_CHECKING:
     from services.gateway.metrics import GatewayCounters, GatewayMetrics
@@ -83,7 +83,7 @@ class ChannelHub:
 
     def attach(self, nc: NATS, direct: bool = True) -> None:
         """Use ``nc``; ``direct`` delivers channel messages without nats-py's per-message queue and task, and
-        reads NATS with :class:`shared.nats_parser.ChunkParser`."""
+        reads NATS with :class:`shared.nats.parser.ChunkParser`."""
         self._nc = nc
         self._direct = DirectDelivery(nc) if direct else None
         if direct:

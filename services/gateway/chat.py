@@ -38,13 +38,13 @@ from proto.chat_ws import (
 )
 from proto.errors import ErrorCode
 from proto.gateway import Ack, ClientMessage, server_encoder
-from services.chat.client import ChatClient, RoomEvent
-from services.chat.errors import ChatError
 from services.gateway.connection import Connection
 from services.gateway.errors import Forbidden, GatewayError, TooManySubscriptions
 from services.gateway.identity import Identity
 from services.gateway.responses import error_response, json_response
-from shared.natsconn import barrier
+from shared.chat.errors import ChatError
+from shared.clients.chat import ChatClient, RoomEvent
+from shared.nats.conn import barrier
 
 if TYPE_CHECKING:
     from services.gateway.app import GatewayApp

@@ -34,7 +34,7 @@ from proto.gateway import (
 )
 from proto.subjects import Subjects
 from services.gateway.errors import GatewayUnavailable
-from shared.natsconn import barrier
+from shared.nats.conn import barrier
 
 log = logging.getLogger("raaf.gateway.cluster")
 

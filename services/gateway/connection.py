@@ -26,7 +26,7 @@ from proto.gateway import CloseCode, server_encoder
 from services.gateway.errors import RateLimited, TooManySubscriptions
 from services.gateway.frames import Deflater, Outgoing, frame
 from services.gateway.identity import Identity
-from shared.natsconn import barrier
+from shared.nats.conn import barrier
 
 if TYPE_CHECKING:
     from services.gateway.metrics import GatewayCounters

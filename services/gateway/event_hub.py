@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 from proto.events import Event, event_encoder
 from proto.gateway import CloseCode
-from raaf.events import EventEmitter
 from services.gateway.connection import Connection
 from services.gateway.errors import GatewayUnavailable
 from services.gateway.frames import Outgoing
+from shared.events.emitter import EventEmitter
 
 _encode = event_encoder.encode
 

@@ -18,15 +18,6 @@ from aiohttp import web
 
 from proto.events import EmitEvent, Event, EventHistory, SubscribeEvents, UnsubscribeEvents
 from proto.gateway import Ack, ClientMessage, server_encoder
-from raaf.errors import (
-    EventTooLargeError,
-    InvalidEventDataError,
-    InvalidEventNameError,
-    ListenerLimitError,
-    StreamingError,
-)
-from raaf.event_settings import EventSettings
-from raaf.events import EventEmitter
 from services.gateway.connection import Connection
 from services.gateway.errors import (
     BadMessage,
@@ -43,7 +34,16 @@ from services.gateway.event_access import may_see
 from services.gateway.event_hub import EventHub
 from services.gateway.identity import Identity
 from services.gateway.responses import error_response
-from shared.settings import Env, RuntimeSettings
+from shared.errors import (
+    EventTooLargeError,
+    InvalidEventDataError,
+    InvalidEventNameError,
+    ListenerLimitError,
+    StreamingError,
+)
+from shared.events.emitter import EventEmitter
+from shared.events.settings import EventSettings
+from shared.service.settings import Env, RuntimeSettings
 
 if TYPE_CHECKING:
     from services.gateway.app import GatewayApp

@@ -12,11 +12,11 @@ from proto.errors import Error, ErrorCode
 from proto.jobs import JobAccepted, RecurringJob, enqueue_decoder, jobs_encoder
 from services.gateway.errors import BadMessage, Forbidden, GatewayError, MessageTooLarge
 from services.gateway.responses import error_response
-from shared.settings import Env
+from shared.service.settings import Env
 
 if TYPE_CHECKING:
-    from raaf.jobs.client import JobsClient
     from services.gateway.app import GatewayApp
+    from shared.clients.jobs import JobsClient
 
 # The HTTP status of each wire code a jobs request can come back with.
 HTTP_STATUS = {
@@ -62,7 +62,7 @@ class JobsExtension:
 
     async def start(self, gateway: GatewayApp) -> None:
         # Imported here: the raaf package imports the gateway (raaf.server), which imports this module.
-        from raaf.jobs.client import JobsClient
+        from shared.clients.jobs import JobsClient
 
         self._client = JobsClient(gateway.nc, prefix=gateway.runtime.prefix, timeout=self.timeout)
 
@@ -159,8 +159,8 @@ class JobsExtension:
         """Authenticate, pick the queue, run ``call``; typed errors become JSON errors with their status."""
         if self._client is None:
             return _error(ErrorCode.UNAVAILABLE, "the gateway is not connected to NATS yet", 503)
-        from raaf.jobs.client import JobsClient
-        from raaf.jobs.errors import JobError
+        from shared.clients.jobs import JobsClient
+        from shared.jobs.errors import JobError
 
         try:
             if authenticated:

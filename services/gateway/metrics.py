@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from shared import metric_catalogue as names
-from shared.loop_histogram import LoopHistogram
+from shared.metrics import catalogue as names
+from shared.metrics.loop_histogram import LoopHistogram
 
 # Fan-out of one channel message to this gateway's subscribers: microseconds to tens of milliseconds.
 FANOUT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)

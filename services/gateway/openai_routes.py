@@ -32,7 +32,7 @@ from proto.openai_compat import (
 from proto.runs import ChatMessage, RunCancelled, RunCompleted, RunFailed, RunRequest, TextDelta
 from services.gateway.errors import GatewayError
 from services.gateway.runs_http import HTTP_STATUS, RunRoutes
-from shared.runclient import RunClient
+from shared.clients.runs import RunClient
 
 _HISTORY_ROLES: Final = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 

@@ -18,7 +18,7 @@ from services.gateway.errors import GatewayError
 from services.gateway.openai_routes import ChatCompletionRoutes
 from services.gateway.runs_http import RunRoutes, run_request
 from services.gateway.runs_settings import RunRouteSettings
-from shared.runclient import RunClient
+from shared.clients.runs import RunClient
 
 if TYPE_CHECKING:
     from services.gateway.app import GatewayApp

@@ -29,8 +29,8 @@ from services.gateway.errors import Forbidden, GatewayError
 from services.gateway.identity import Identity
 from services.gateway.responses import error_response as gateway_error_response
 from services.gateway.runs_settings import RunRouteSettings
-from shared import metric_catalogue as names
-from shared.runclient import RunClient
+from shared.clients.runs import RunClient
+from shared.metrics import catalogue as names
 
 HTTP_STATUS: Final[dict[ErrorCode, int]] = {
     ErrorCode.BAD_REQUEST: 400, ErrorCode.PROTOCOL_ERROR: 400, ErrorCode.INVALID_NAME: 400,

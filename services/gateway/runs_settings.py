@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shared.settings import Env
+from shared.service.settings import Env
 
 
 @dataclass(frozen=True, kw_only=True)

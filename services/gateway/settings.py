@@ -12,7 +12,7 @@ from typing import Any
 
 from services.gateway.runs_settings import RunRouteSettings
 from shared.errors import SettingsError
-from shared.settings import Env, RuntimeSettings
+from shared.service.settings import Env, RuntimeSettings
 
 AUTH_MODES = ("none", "jwt", "token")
 

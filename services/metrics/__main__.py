@@ -4,7 +4,7 @@ import sys
 
 from services.metrics.app import MetricsApp
 from services.metrics.settings import MetricsSettings
-from shared.service_main import run_service
+from shared.service.main import run_service
 
 if __name__ == "__main__":
     sys.exit(run_service("metrics", MetricsSettings.from_env, MetricsApp))

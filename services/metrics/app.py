@@ -22,12 +22,12 @@ from services.metrics.errors import MetricsServiceError, NatsUnavailableError
 from services.metrics.jobs import JobLifecycleMetrics
 from services.metrics.registry import InstanceRegistry
 from services.metrics.settings import MetricsSettings
-from shared import metric_catalogue as names
-from shared.app import App
-from shared.instance_health import probe_all
-from shared.natsconn import barrier
-from shared.stats_combine import combine
-from shared.stats_gather import KnownInstance, discover, gather_stats
+from shared.metrics import catalogue as names
+from shared.nats.conn import barrier
+from shared.service.app import App
+from shared.stats.combine import combine
+from shared.stats.gather import KnownInstance, discover, gather_stats
+from shared.stats.instance_health import probe_all
 
 JSON = "application/json"
 # Event subscriptions share the work between metrics replicas: each event is counted once, by one of them,

@@ -17,7 +17,7 @@ from proto.jobs import (
     JobSucceeded,
     Priority,
 )
-from shared import metric_catalogue as names
+from shared.metrics import catalogue as names
 
 log = logging.getLogger("raaf.metrics")
 

@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from shared.stats_gather import KnownInstance
+from shared.stats.gather import KnownInstance
 
 log = logging.getLogger("raaf.metrics")
 

@@ -28,9 +28,9 @@ from proto.jobs import (
     RemoveRecurringJob,
     RetryDeadJobs,
 )
-from raaf.jobs.errors import JobError, UnknownQueueError
-from raaf.jobs.metrics import SchedulerMetrics
-from raaf.jobs.queue import JobQueue
+from shared.jobs.errors import JobError, UnknownQueueError
+from shared.jobs.metrics import SchedulerMetrics
+from shared.jobs.queue import JobQueue
 
 log = logging.getLogger("raaf.scheduler")
 

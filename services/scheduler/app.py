@@ -12,19 +12,19 @@ from nats.aio.subscription import Subscription
 
 from proto.errors import ErrorCode
 from proto.jobs import enqueue_decoder, job_request_decoder, jobs_encoder, jobs_scheduled_decoder
-from raaf.jobs.agent_job import PlatformAgentRunner, handle_agent_jobs, runs_available
-from raaf.jobs.errors import JobError, SchedulerOverloadedError
-from raaf.jobs.events import JobSignals
-from raaf.jobs.maintenance import QueueMaintainer
-from raaf.jobs.metrics import SchedulerMetrics
-from raaf.jobs.model import RetryPolicy
-from raaf.jobs.processor import BackgroundProcessor
-from raaf.jobs.queue import JobQueue
-from raaf.jobs.store import JobStore
 from services.scheduler.api import JobsApi, bad_request
 from services.scheduler.settings import SchedulerSettings
-from shared.app import App
-from shared.natsconn import barrier
+from shared.jobs.agent_job import PlatformAgentRunner, handle_agent_jobs
+from shared.jobs.errors import JobError, SchedulerOverloadedError
+from shared.jobs.events import JobSignals
+from shared.jobs.maintenance import QueueMaintainer
+from shared.jobs.metrics import SchedulerMetrics
+from shared.jobs.model import RetryPolicy
+from shared.jobs.processor import BackgroundProcessor
+from shared.jobs.queue import JobQueue
+from shared.jobs.store import JobStore
+from shared.nats.conn import barrier
+from shared.service.app import App
 
 
 class SchedulerApp(App):
@@ -73,7 +73,7 @@ class SchedulerApp(App):
         self._subs.append(await self.nc.subscribe(self.subjects.job_requests, queue="scheduler",
                                                   cb=self._on_request))
         self.spawn(self._refresh_gauges(), name="gauges")
-        if s.agent_jobs and runs_available():
+        if s.agent_jobs:
             await self._start_agent_worker()
         await barrier(self.nc)  # the server has our subscriptions before we call ourselves started
 

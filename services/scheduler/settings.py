@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from raaf.jobs.model import JobLimits, check_queue_name
-from raaf.jobs.processor import limits_from_env
 from shared.errors import SettingsError
-from shared.settings import Env, RuntimeSettings
+from shared.jobs.model import JobLimits, check_queue_name
+from shared.jobs.processor import limits_from_env
+from shared.service.settings import Env, RuntimeSettings
 
 
 @dataclass(frozen=True, kw_only=True)

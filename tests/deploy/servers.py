@@ -7,7 +7,7 @@ from pathlib import Path
 
 import redis
 
-from shared.localstack import ServerProcess
+from shared.devstack.servers import ServerProcess
 
 
 class ConfiguredServer(ServerProcess):

@@ -9,8 +9,8 @@ from functools import cache
 from pathlib import Path
 
 from services.launcher import SERVICES, ServiceEntry
-from shared.app import ServiceSettings
-from shared.settings import Env
+from shared.service.app import ServiceSettings
+from shared.service.settings import Env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,11 +74,17 @@ def _package_dir(entry: ServiceEntry) -> Path:
     return ROOT.joinpath(*entry.module.split("."))
 
 
+def _shared_runtime() -> list[Path]:
+    """The shared service runtime's code (not the engines a service may or may not use: events, jobs, mock)."""
+    engines = {"events", "jobs", "openai_mock", "config.py", "chunks.py", "stream_processor.py", "tools.py"}
+    return [p for p in (ROOT / "shared").rglob("*.py") if not engines & set(p.relative_to(ROOT / "shared").parts)]
+
+
 @cache
 def env_names(service: str) -> frozenset[str]:
     """Every variable ``service`` reads: its package's and the shared runtime's code, plus what from_env looked up."""
     entry = SERVICES[service]
-    sources = [*_package_dir(entry).rglob("*.py"), *(ROOT / "shared").glob("*.py")]
+    sources = [*_package_dir(entry).rglob("*.py"), *_shared_runtime()]
     names: set[str] = set()
     for path in sources:
         names |= names_in_source(path)
@@ -98,8 +104,8 @@ def defaults(service: str) -> ServiceSettings:
 
 
 def nats_drain_timeout() -> float:
-    """The seconds App.stop() gives the NATS drain after on_stop (a literal in shared/app.py)."""
-    for node in ast.walk(ast.parse((ROOT / "shared/app.py").read_text())):
+    """The seconds App.stop() gives the NATS drain after on_stop (a literal in shared/service/app.py)."""
+    for node in ast.walk(ast.parse((ROOT / "shared/service/app.py").read_text())):
         if (isinstance(node, ast.Call) and ast.unparse(node.func).endswith("wait_for") and len(node.args) == 2
                 and "drain()" in ast.unparse(node.args[0]) and isinstance(node.args[1], ast.Constant)
                 and isinstance(node.args[1].value, int | float)):

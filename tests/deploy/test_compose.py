@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from services.launcher import SERVICES
-from shared.localstack import find_nats_server, find_valkey_server, free_port
+from shared.devstack.servers import find_nats_server, find_valkey_server, free_port
 from tests.deploy import compose
 from tests.deploy.servers import ConfiguredServer, assert_jobs_survive_a_crash
 from tests.deploy.settings_catalog import ROOT, env_names, load, nats_drain_timeout

@@ -16,7 +16,7 @@ import nats
 import pytest
 from nats.js.api import StreamConfig
 
-from shared.localstack import find_nats_server, find_valkey_server, free_port
+from shared.devstack.servers import find_nats_server, find_valkey_server, free_port
 from tests.deploy import kustomize
 from tests.deploy.kustomize import find, pod_spec
 from tests.deploy.servers import ConfiguredServer, assert_jobs_survive_a_crash

@@ -13,8 +13,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from services.launcher import SERVICES
-from shared.app import ServiceSettings
-from shared.health import HealthRoutes
+from shared.service.app import ServiceSettings
+from shared.service.health import HealthRoutes
 from tests.deploy import kustomize
 from tests.deploy.dockerfile import parse
 from tests.deploy.kustomize import Resource, find, pod_spec

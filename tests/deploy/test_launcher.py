@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from services.launcher import SERVICES, find_service
-from shared.localstack import NatsServer, ValkeyServer, die_with_parent, free_port, terminate_all
-from shared.stack import SERVICES as STACK_SERVICES
+from services.launcher import SERVICES, find_service, stack_services
+from shared.devstack.servers import NatsServer, ValkeyServer, die_with_parent, free_port, terminate_all
 from tests.conftest import ROOT, service_env
 
 
@@ -45,7 +44,7 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 def test_launcher_names_and_modules_are_the_ones_raaf_up_runs() -> None:
-    assert [(e.name, e.module) for e in SERVICES.values()] == [(s.name, s.module) for s in STACK_SERVICES]
+    assert [(e.name, e.module) for e in SERVICES.values()] == [(s.name, s.module) for s in stack_services()]
 
 
 @pytest.mark.parametrize("name", list(SERVICES))

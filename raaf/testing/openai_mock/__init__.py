@@ -1,8 +1,16 @@
-"""A real HTTP server speaking OpenAI's chat-completions wire format, scripted per request."""
+"""The OpenAI-wire mock server for tests and the demo model; defined in ``shared.openai_mock``."""
 
-from raaf.testing.openai_mock.cli import main
-from raaf.testing.openai_mock.script import Match, Rule, Script, ToolCall, split_fragments, split_words
-from raaf.testing.openai_mock.server import MockStats, OpenAIMock
+from shared.openai_mock import (
+    Match,
+    MockStats,
+    OpenAIMock,
+    Rule,
+    Script,
+    ToolCall,
+    main,
+    split_fragments,
+    split_words,
+)
 
 __all__ = [
     "Match",

@@ -1,5 +1,5 @@
 """`python -m raaf.testing.openai_mock`: run the mock server from the command line."""
 
-from raaf.testing.openai_mock.cli import main
+from shared.openai_mock.cli import main
 
 raise SystemExit(main())

@@ -1,0 +1,101 @@
+"""The built-in ``run_agent`` job type: run an agent in the background, publish its result as an event."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgspec
+from nats.aio.client import Client as NATS
+
+from proto.errors import Error, ErrorCode
+from proto.jobs import AgentJobCompleted, RunAgentJob, jobs_encoder
+from proto.runs import RunCancelled, RunCompleted, RunFailed, RunRequest
+from proto.subjects import InvalidNameError, Subjects, check_event_name
+from shared.clients.runs import RunClient
+from shared.errors import error_for, error_from_wire
+from shared.jobs.errors import InvalidJobDataError, PermanentJobError
+from shared.jobs.processor import BackgroundProcessor
+from shared.jobs.worker import current_job
+
+AGENT_JOB_TYPE = "run_agent"
+_data = msgspec.json.Decoder(RunAgentJob)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentOutput:
+    output: str
+    agent: str
+    run_id: str
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+class AgentRunner(Protocol):
+    """What the job needs to run an agent: the platform's runs client, or anything else that can."""
+
+    async def run_agent(self, agent: str, input: str, *, run_id: str, metadata: dict[str, str],
+                        timeout: float | None) -> AgentOutput: ...
+
+
+def handle_agent_jobs(processor: BackgroundProcessor, runner: AgentRunner, *, job_type: str = AGENT_JOB_TYPE,
+                      nats: NATS | None = None, prefix: str | None = None) -> None:
+    """Register the ``run_agent`` handler on ``processor``.
+
+    Each attempt runs under its own run id (``job-<job id>-<attempt>``); the completion event carries the
+    ``Nats-Msg-Id`` ``job-<job id>``, so JetStream keeps one event per job even if an attempt is repeated.
+    Bad job data fails the job at once (no retry); a failed run is retried like any job.
+    """
+    subjects = Subjects(prefix or processor.prefix)
+
+    async def run_agent(data: Any) -> dict[str, Any]:
+        try:
+            job = _data.decode(msgspec.json.encode(data))
+            event_subject = subjects.event(check_event_name(job.event)) if job.event else None
+        except (msgspec.MsgspecError, InvalidNameError) as exc:
+            raise PermanentJobError(f"not a run_agent job: {exc}") from None
+        ctx = current_job()
+        output = await runner.run_agent(job.agent, job.input, run_id=f"job-{ctx.job_id}-{ctx.attempt}"[:200],
+                                        metadata={**job.metadata, "job_id": ctx.job_id}, timeout=job.timeout)
+        completed = AgentJobCompleted(job_id=ctx.job_id, run_id=output.run_id, agent=output.agent,
+                                      output=output.output, usage=output.usage, at=time.time())
+        connection = nats or processor.nats
+        if event_subject is not None:
+            if connection is None:
+                raise InvalidJobDataError("run_agent jobs that publish an event need a NATS connection")
+            await connection.publish(event_subject, jobs_encoder.encode(completed),
+                                     headers={"Nats-Msg-Id": f"job-{ctx.job_id}"})
+        result: dict[str, Any] = msgspec.to_builtins(completed)
+        return result
+
+    processor.handle_job(job_type, run_agent)
+
+
+class PlatformAgentRunner:
+    """Runs agents on the platform's agent-runners over ``nc``: the run request, then the run log to its end."""
+
+    def __init__(self, nc: NATS, *, prefix: str = "raaf", request_timeout: float = 5.0) -> None:
+        self.nc = nc
+        self.prefix = prefix
+        self.request_timeout = request_timeout
+
+    async def run_agent(self, agent: str, input: str, *, run_id: str, metadata: dict[str, str],
+                        timeout: float | None) -> AgentOutput:
+        client = RunClient(self.nc, self.nc.jetstream(), Subjects(self.prefix), request_timeout=self.request_timeout)
+        reply = await client.start(RunRequest(run_id=run_id, agent=agent, input=input, timeout=timeout,
+                                              metadata=metadata))
+        if isinstance(reply, Error):
+            raise error_from_wire(reply)
+        async with contextlib.aclosing(client.follow(run_id)) as events:
+            async for event, _ in events:
+                match event:
+                    case RunCompleted():
+                        usage = msgspec.to_builtins(event.usage)
+                        counts = {k: v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)}
+                        return AgentOutput(output=event.output, agent=event.agent, run_id=run_id, usage=counts)
+                    case RunFailed(code=code, message=message):
+                        raise error_for(code, message, ref=run_id)
+                    case RunCancelled(reason=reason):
+                        raise error_for(ErrorCode.CANCELLED, reason, ref=run_id)
+        raise error_for(ErrorCode.INTERNAL, "the run log ended without a terminal event", ref=run_id)

@@ -1,0 +1,197 @@
+"""Validated job requests and the limits every path (Python API, NATS, HTTP) checks before touching Redis."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from proto.jobs import Priority
+from shared.jobs.errors import (
+    InvalidJobDataError,
+    InvalidJobIdError,
+    InvalidJobTypeError,
+    InvalidPriorityError,
+    InvalidRetryPolicyError,
+    InvalidScheduleError,
+    PayloadTooLargeError,
+    ScheduleInPastError,
+)
+
+_JOB_TYPE = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
+_JOB_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")
+_QUEUE = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+_encoder = msgspec.json.Encoder()
+MAX_RETRY_COUNT = 100
+MAX_RETRY_DELAY = 7 * 24 * 3600.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobLimits:
+    """Per-queue limits, enforced before (payload) and inside (depths) the atomic Redis write."""
+
+    max_payload_bytes: int = 1024 * 1024
+    max_queue_depth: int = 100_000  # ready jobs per type; 0 = unlimited
+    max_scheduled: int = 1_000_000  # delayed and backing-off jobs per queue; 0 = unlimited
+    dead_letter_max: int = 10_000  # oldest dead jobs are dropped beyond this; 0 = unlimited
+    result_ttl: float = 86_400.0  # seconds a finished job's record (and result) is kept
+    require_known_type: bool = True  # refuse types no worker has registered
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """``retry_count`` retries after the first attempt, ``retry_delay * backoff ** (n - 1)`` apart, capped."""
+
+    retry_count: int = 3
+    retry_delay: float = 5.0
+    backoff: float = 2.0
+    max_delay: float = 300.0
+
+    def delay_after(self, attempt: int, base_delay: float | None = None) -> float:
+        base = self.retry_delay if base_delay is None else base_delay
+        return float(min(self.max_delay, base * self.backoff ** max(0, attempt - 1)))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NewJob:
+    """A job ready to be written: every field checked, data already JSON."""
+
+    job_id: str
+    job_type: str
+    data: bytes
+    priority: Priority
+    max_attempts: int
+    retry_delay_ms: int
+    run_at_ms: int = 0  # absolute (unix ms); 0 = none
+    delay_ms: int = 0  # relative to the Redis clock; 0 = none
+    registers_type: bool = False  # the enqueuer handles this type itself
+
+
+def check_job_type(job_type: object) -> str:
+    if not isinstance(job_type, str) or not _JOB_TYPE.fullmatch(job_type):
+        raise InvalidJobTypeError(str(job_type), "1-128 letters, digits, '_', '-' or '.'")
+    return job_type
+
+
+def check_job_id(job_id: object) -> str:
+    if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
+        raise InvalidJobIdError(str(job_id), "1-200 letters, digits, '_', '-', '.' or ':'")
+    return job_id
+
+
+def check_queue_name(queue: str) -> str:
+    if not _QUEUE.fullmatch(queue):
+        raise ValueError(f"invalid queue name {queue!r}: 1-64 letters, digits, '_' or '-'")
+    return queue
+
+
+def check_priority(priority: object) -> Priority:
+    if isinstance(priority, Priority):
+        return priority
+    try:
+        return Priority(str(priority).lstrip(":"))  # the seed writes :high
+    except ValueError:
+        raise InvalidPriorityError(str(priority)) from None
+
+
+def encode_data(data: Any, limit: int) -> bytes:
+    """JSON for job data or a result; NaN and infinities are refused rather than silently nulled."""
+    try:
+        raw = data if isinstance(data, msgspec.Raw) else _encoder.encode(data)
+    except (TypeError, msgspec.EncodeError, OverflowError) as exc:
+        raise InvalidJobDataError(str(exc)) from None
+    raw = bytes(raw)
+    if not _finite(data):
+        raise InvalidJobDataError("NaN and infinity are not JSON")
+    if limit and len(raw) > limit:
+        raise PayloadTooLargeError(len(raw), limit)
+    return raw
+
+
+def _finite(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if depth > 64:
+        return True
+    if isinstance(value, dict):
+        return all(_finite(v, depth + 1) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_finite(v, depth + 1) for v in value)
+    return True
+
+
+def check_retry(retry_count: int | None, retry_delay: float | None, default: RetryPolicy) -> tuple[int, float]:
+    count = default.retry_count if retry_count is None else retry_count
+    delay = default.retry_delay if retry_delay is None else retry_delay
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_RETRY_COUNT:
+        raise InvalidRetryPolicyError(f"retry_count must be an integer 0..{MAX_RETRY_COUNT}")
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or not math.isfinite(delay) \
+            or not 0 <= delay <= MAX_RETRY_DELAY:
+        raise InvalidRetryPolicyError(f"retry_delay must be 0..{MAX_RETRY_DELAY:.0f} seconds")
+    return count, float(delay)
+
+
+def run_time(at: datetime | float | None, in_: float | None, *, now: float | None = None) -> tuple[int, int]:
+    """``(run_at_ms, delay_ms)`` for ``at=`` (absolute) or ``in_=`` (seconds from now); past times are errors."""
+    if at is not None and in_ is not None:
+        raise InvalidScheduleError("give at= or in_=, not both")
+    if in_ is not None:
+        if isinstance(in_, bool) or not isinstance(in_, int | float) or not math.isfinite(in_):
+            raise InvalidScheduleError("in_ must be a finite number of seconds")
+        if in_ < 0:
+            current = time.time() if now is None else now
+            raise ScheduleInPastError(current + in_, current)
+        return 0, round(in_ * 1000)
+    if at is None:
+        return 0, 0
+    if isinstance(at, datetime):
+        if at.tzinfo is None:
+            raise InvalidScheduleError("at= must be timezone-aware (or unix seconds)")
+        stamp = at.timestamp()
+    elif isinstance(at, int | float) and not isinstance(at, bool) and math.isfinite(at):
+        stamp = float(at)
+    else:
+        raise InvalidScheduleError("at= must be a datetime or unix seconds")
+    current = time.time() if now is None else now
+    if stamp < current:
+        raise ScheduleInPastError(stamp, current)
+    return round(stamp * 1000), 0
+
+
+def new_job(
+    job_type: str,
+    data: Any,
+    *,
+    priority: object = Priority.NORMAL,
+    job_id: str | None = None,
+    at: datetime | float | None = None,
+    in_: float | None = None,
+    retry_count: int | None = None,
+    retry_delay: float | None = None,
+    retry: RetryPolicy,
+    limits: JobLimits,
+    registers_type: bool = False,
+) -> NewJob:
+    """Check everything about one job request; raises a typed :class:`~shared.jobs.errors.JobError`."""
+    check_job_type(job_type)
+    prio = check_priority(priority)
+    jid = uuid.uuid4().hex if job_id is None else check_job_id(job_id)
+    count, delay = check_retry(retry_count, retry_delay, retry)
+    run_at_ms, delay_ms = run_time(at, in_)
+    return NewJob(
+        job_id=jid,
+        job_type=job_type,
+        data=encode_data(data, limits.max_payload_bytes),
+        priority=prio,
+        max_attempts=count + 1,
+        retry_delay_ms=round(delay * 1000),
+        run_at_ms=run_at_ms,
+        delay_ms=delay_ms,
+        registers_type=registers_type,
+    )

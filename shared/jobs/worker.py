@@ -1,0 +1,450 @@
+"""The worker engine: claim jobs with a lease, run their handlers, renew, record outcomes, hand back on stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from proto.jobs import (
+    JobCancelled,
+    JobDead,
+    JobFailed,
+    JobRetried,
+    JobStarted,
+    JobSucceeded,
+    Priority,
+    job_cancel_decoder,
+)
+from proto.subjects import Subjects
+from shared.jobs.batching import Batcher
+from shared.jobs.errors import JobError, JobStoreUnavailableError
+from shared.jobs.events import JobSignals
+from shared.jobs.metrics import WorkerMetrics
+from shared.jobs.model import RetryPolicy, encode_data
+from shared.jobs.store import ClaimedJob, JobStore
+from shared.nats.conn import barrier
+
+log = logging.getLogger("raaf.jobs")
+Handler = Callable[[Any], Any]
+_decoder = msgspec.json.Decoder()
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a running handler may ask about its job (see :func:`current_job`)."""
+
+    job_id: str
+    job_type: str
+    queue: str
+    attempt: int
+    max_attempts: int
+    priority: Priority
+
+    @property
+    def is_last_attempt(self) -> bool:
+        return self.attempt >= self.max_attempts
+
+
+_current: contextvars.ContextVar[JobContext] = contextvars.ContextVar("raaf_current_job")
+
+
+def current_job() -> JobContext:
+    """The job the calling handler runs for; raises LookupError outside a handler."""
+    return _current.get()
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSpec:
+    job_type: str
+    fn: Handler
+    is_async: bool
+    timeout: float | None = None
+
+    @classmethod
+    def of(cls, job_type: str, fn: Handler, timeout: float | None) -> HandlerSpec:
+        call = type(fn).__call__ if not inspect.isfunction(fn) and not inspect.ismethod(fn) else fn
+        is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
+        return cls(job_type, fn, is_async, timeout)
+
+
+@dataclass(slots=True)
+class _Held:
+    job: ClaimedJob
+    task: asyncio.Task[None] | None = None
+    stop_reason: str | None = None  # cancel | lost | handback
+    in_handler: bool = True
+    entered: bool = False  # the task began (a task cancelled before its first step never runs its body)
+    started: float = field(default_factory=time.perf_counter)
+
+
+class JobWorker:
+    """Runs handlers for one queue's job types with at most ``concurrency`` at once.
+
+    Redis is the only truth: a NATS nudge (``JobsReady``) or the poll interval starts a claim; a claim takes
+    jobs atomically under a lease that a background loop renews every third of its length. A job whose lease
+    cannot be renewed before it runs out is abandoned here (another worker may have it by then).
+    """
+
+    def __init__(self, store: JobStore, signals: JobSignals, handlers: dict[str, HandlerSpec], *,
+                 concurrency: int, lease_seconds: float, retry: RetryPolicy, worker_id: str,
+                 poll_interval: float, nc: NATS | None, subjects: Subjects,
+                 metrics: WorkerMetrics | None = None, claim_batch: int = 200) -> None:
+        self.store = store
+        self.signals = signals
+        self.handlers = handlers
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.lease_ms = round(lease_seconds * 1000)
+        self.retry = retry
+        self.worker_id = worker_id
+        self.poll_interval = poll_interval
+        self.nc = nc
+        self.subjects = subjects
+        self.metrics = metrics
+        self.claim_batch = claim_batch
+        self.queue = store.queue
+        self.max_result_bytes = store.limits.max_payload_bytes
+        self._held: dict[str, _Held] = {}
+        self._running = 0
+        self._wake = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._stopping = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._subs: list[Subscription] = []
+        self._types = list(handlers)
+        self._rotation = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._completer: Batcher[tuple[str, int, bytes], bool] = Batcher(self._record_successes, max_batch=500)
+        self._last_renewed = time.monotonic()
+        self._loops: list[asyncio.Task[None]] = []
+        self.processed = 0
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.store.register_types(self._types)
+        if any(not spec.is_async for spec in self.handlers.values()):
+            self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="raaf-job")
+        if self.nc is not None:
+            for job_type in self._types:
+                self._subs.append(await self.nc.subscribe(
+                    self.subjects.job_dispatch_queue(self.queue, job_type),
+                    queue=self.subjects.job_workers_group(self.queue, job_type), cb=self._on_nudge))
+            self._subs.append(await self.nc.subscribe(self.subjects.job_cancel(self.queue), cb=self._on_cancel))
+            await barrier(self.nc)  # nudges reach us as soon as start() returns
+        self._last_renewed = time.monotonic()
+        self._loops = [asyncio.create_task(self._claim_loop(), name="raaf-jobs:claim"),
+                       asyncio.create_task(self._renew_loop(), name="raaf-jobs:renew")]
+
+    async def stop(self, timeout: float) -> None:
+        """Stop claiming; let running handlers finish for up to ``timeout`` s; hand the rest back to Redis."""
+        self._stopping = True
+        self._wake.set()
+        self._slot_freed.set()
+        for sub in self._subs:
+            try:
+                await sub.unsubscribe()
+            except Exception as exc:  # the connection is already gone: nothing to unsubscribe from
+                log.debug("unsubscribe failed: %s", exc)
+        self._subs.clear()
+        claim = self._loops[0] if self._loops else None
+        if claim is not None:
+            await asyncio.gather(claim, return_exceptions=True)
+        running = [h.task for h in self._held.values() if h.task is not None and not h.task.done()]
+        if running:
+            _, pending = await asyncio.wait(running, timeout=timeout)
+            if pending:
+                await self._hand_back(pending)
+        await self._completer.drain()
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _hand_back(self, pending: set[asyncio.Task[None]]) -> None:
+        # Jobs past their handler are only writing their outcome: let them finish rather than run twice.
+        handing = [h for h in self._held.values() if h.task in pending and h.in_handler]
+        recording = [h.task for h in self._held.values() if h.task in pending and not h.in_handler]
+        for held in handing:
+            held.stop_reason = "handback"
+            if held.entered and held.task is not None:
+                held.task.cancel()
+        await asyncio.gather(*(h.task for h in handing if h.task is not None), return_exceptions=True)
+        # A sync handler's thread cannot be stopped: its job is not handed back but left to its lease.
+        back = [h for h in handing if self.handlers[h.job.job_type].is_async]
+        for held in handing:
+            self._held.pop(held.job.job_id, None)
+        try:
+            await self.store.release([(h.job.job_id, h.job.token) for h in back])
+        except JobError as exc:
+            log.warning("could not hand back %d jobs (%s); they return when their leases expire", len(back), exc)
+        if self.metrics is not None:
+            for held in back:
+                self.metrics.processed.labels(held.job.job_type, "handed_back").inc()
+        log.info("handed back %d running jobs", len(back))
+        await asyncio.gather(*(t for t in recording if t is not None), return_exceptions=True)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._held)
+
+    # ---- NATS callbacks ----------------------------------------------------------------------------------------
+
+    async def _on_nudge(self, msg: Msg) -> None:
+        self._wake.set()
+
+    async def _on_cancel(self, msg: Msg) -> None:
+        try:
+            request = job_cancel_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            return
+        held = self._held.get(request.job_id)
+        if held is not None:
+            self._interrupt(held, "cancel")
+
+    def _interrupt(self, held: _Held, reason: str) -> None:
+        if held.stop_reason is None and held.in_handler:
+            held.stop_reason = reason
+            if held.entered and held.task is not None:
+                held.task.cancel()
+
+    # ---- claiming ----------------------------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        failures = 0
+        while not self._stopping:
+            free = self.concurrency - self._running
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            want = min(free, self.claim_batch)
+            self._wake.clear()
+            self._rotation = (self._rotation + 1) % len(self._types)
+            types = self._types[self._rotation:] + self._types[: self._rotation]
+            try:
+                jobs = await self.store.claim(types, want, self.worker_id, self.lease_ms)
+                failures = 0
+            except JobStoreUnavailableError as exc:
+                failures += 1
+                if self.metrics is not None:
+                    self.metrics.store_errors.inc()
+                if failures in (1, 10) or failures % 100 == 0:
+                    log.warning("claim failed (%s); retrying", exc)
+                await self._sleep_or_wake(min(2.0, 0.05 * 2 ** min(failures, 6)))
+                continue
+            if self.metrics is not None:
+                self.metrics.claims.inc()
+            if jobs:
+                self._begin(jobs)
+            if len(jobs) < want:
+                await self._sleep_or_wake(self.poll_interval)
+
+    async def _sleep_or_wake(self, seconds: float) -> None:
+        if self._stopping:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    def _begin(self, jobs: list[ClaimedJob]) -> None:
+        now = time.time()
+        started = []
+        for job in jobs:
+            held = _Held(job)
+            self._held[job.job_id] = held
+            self._running += 1
+            held.task = asyncio.create_task(self._execute(held))
+            waited = max(0.0, (job.claimed_ms - job.due_ms) / 1000)
+            if self.metrics is not None:
+                self.metrics.pickup.labels(job.job_type).observe(waited)
+            started.append(JobStarted(queue=self.queue, job_id=job.job_id, job_type=job.job_type,
+                                      attempt=job.attempt, worker=self.worker_id, waited=waited, at=now))
+        if self.metrics is not None:
+            self.metrics.in_flight.set(len(self._held))
+        self._spawn(self.signals.events(started))
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- running -----------------------------------------------------------------------------------------------
+
+    async def _execute(self, held: _Held) -> None:
+        held.entered = True
+        job = held.job
+        try:
+            kind, value = await self._run_handler(held)
+        finally:
+            held.in_handler = False
+            self._running -= 1
+            self._slot_freed.set()
+        duration = time.perf_counter() - held.started
+        if self.metrics is not None:
+            self.metrics.duration.labels(job.job_type).observe(duration)
+        if kind == "ok":
+            await self._succeeded(held, value, duration)
+        elif kind in ("error", "permanent"):
+            await self._failed(held, str(value), retry=kind == "error", duration=duration)
+        elif kind == "cancel":
+            await self._cancelled(held)
+        elif kind == "lost":
+            self._forget(held, "lost")
+        # handback: stop() releases the job
+
+    async def _run_handler(self, held: _Held) -> tuple[str, Any]:
+        if held.stop_reason is not None:  # interrupted before it began
+            return held.stop_reason, None
+        job = held.job
+        spec = self.handlers[job.job_type]
+        token = _current.set(JobContext(job.job_id, job.job_type, self.queue, job.attempt, job.max_attempts,
+                                        job.priority))
+        try:
+            data = _decoder.decode(job.data)
+            if spec.is_async:
+                if spec.timeout is None:
+                    result = await spec.fn(data)
+                else:
+                    async with asyncio.timeout(spec.timeout):
+                        result = await spec.fn(data)
+            else:
+                assert self._pool is not None
+                context = contextvars.copy_context()
+                result = await asyncio.get_running_loop().run_in_executor(self._pool, context.run, spec.fn, data)
+            return "ok", encode_data(result, self.max_result_bytes)
+        except asyncio.CancelledError:
+            if held.stop_reason is None:  # the worker itself is being torn down
+                held.stop_reason = "handback"
+            return held.stop_reason, None
+        except JobError as exc:  # PermanentJobError, or a result that is not JSON: retrying cannot help
+            return "permanent", exc  # (before TimeoutError: JobTimeoutError is a raaf.TimeoutError too)
+        except TimeoutError:
+            return "error", f"TimeoutError: handler ran longer than {spec.timeout}s"
+        except Exception as exc:
+            return "error", f"{type(exc).__name__}: {exc}"
+        finally:
+            _current.reset(token)
+
+    def _forget(self, held: _Held, outcome: str) -> None:
+        self._held.pop(held.job.job_id, None)
+        self.processed += 1
+        if self.metrics is not None:
+            self.metrics.processed.labels(held.job.job_type, outcome).inc()
+            self.metrics.in_flight.set(len(self._held))
+
+    async def _succeeded(self, held: _Held, result: bytes, duration: float) -> None:
+        job = held.job
+        recorded = await self._completer.submit((job.job_id, job.token, result))
+        self._forget(held, "succeeded" if recorded else "lost")
+        if recorded:
+            await self.signals.event(JobSucceeded(queue=self.queue, job_id=job.job_id, job_type=job.job_type,
+                                                  attempt=job.attempt, duration=duration, at=time.time()))
+
+    async def _record_successes(self, done: Sequence[tuple[str, int, bytes]]) -> list[bool]:
+        recorded: list[bool] = await self._with_retry(lambda: self.store.complete(done), default=[False] * len(done))
+        return recorded
+
+    async def _with_retry(self, call: Callable[[], Awaitable[Any]], *, default: Any) -> Any:
+        """Retry an outcome write while Redis is away, for as long as the lease could still be ours."""
+        deadline = time.monotonic() + self.lease_seconds
+        delay = 0.05
+        while True:
+            try:
+                return await call()
+            except JobStoreUnavailableError as exc:
+                if self.metrics is not None:
+                    self.metrics.store_errors.inc()
+                if time.monotonic() + delay > deadline:
+                    log.warning("gave up recording a job outcome (%s); the job returns when its lease expires", exc)
+                    return default
+                await asyncio.sleep(delay)
+                delay = min(1.0, delay * 2)
+
+    async def _failed(self, held: _Held, error: str, *, retry: bool, duration: float | None = None) -> None:
+        job = held.job
+        delay = self.retry.delay_after(job.attempt, job.retry_delay_ms / 1000)
+        result = await self._with_retry(
+            lambda: self.store.fail(job.job_id, job.token, error, retry=retry, delay_ms=round(delay * 1000)),
+            default=None)
+        self._forget(held, "failed" if result is not None and result.outcome != "lost" else "lost")
+        if result is None or result.outcome == "lost":
+            return
+        now = time.time()
+        will_retry = result.outcome != "dead"
+        events: list[Any] = [JobFailed(queue=self.queue, job_id=job.job_id, job_type=job.job_type,
+                                       attempt=job.attempt, error=error, will_retry=will_retry,
+                                       duration=duration, at=now)]
+        if will_retry:
+            events.append(JobRetried(queue=self.queue, job_id=job.job_id, job_type=job.job_type, attempt=job.attempt,
+                                     reason="error", run_at=result.run_at_ms / 1000, at=now))
+            if result.outcome == "queued":
+                await self.signals.ready({job.job_type: 1})
+        else:
+            events.append(JobDead(queue=self.queue, job_id=job.job_id, job_type=job.job_type,
+                                  attempts=result.attempts, error=error, at=now))
+        await self.signals.events(events)
+        if result.outcome == "scheduled":
+            await self.signals.scheduled(result.run_at_ms)
+
+    async def _cancelled(self, held: _Held) -> None:
+        job = held.job
+        recorded = await self._with_retry(lambda: self.store.finish_cancelled(job.job_id, job.token), default=False)
+        self._forget(held, "cancelled" if recorded else "lost")
+        if recorded:
+            await self.signals.event(JobCancelled(queue=self.queue, job_id=job.job_id, job_type=job.job_type,
+                                                  at=time.time()))
+
+    # ---- leases ------------------------------------------------------------------------------------------------
+
+    async def _renew_loop(self) -> None:
+        interval = self.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            held = list(self._held.values())
+            sent = time.monotonic()
+            if not held:
+                self._last_renewed = sent
+                continue
+            try:
+                # A cut network can hang a call for the socket timeout: never wait past the next renewal.
+                states = await asyncio.wait_for(
+                    self.store.renew([(h.job.job_id, h.job.token) for h in held], self.lease_ms), interval)
+            except (JobStoreUnavailableError, TimeoutError) as exc:
+                if self.metrics is not None:
+                    self.metrics.store_errors.inc()
+                # Waiting another interval could outlive the lease: stop the jobs before someone else gets them.
+                if time.monotonic() + interval >= self._last_renewed + self.lease_seconds:
+                    log.warning("cannot renew leases (%s): abandoning %d jobs", exc or "timed out", len(held))
+                    for h in held:
+                        self._abandon(h)
+                continue
+            self._last_renewed = sent
+            for h, state in zip(held, states, strict=True):
+                if state == 0:
+                    self._abandon(h)
+                elif state == 2:
+                    self._interrupt(h, "cancel")
+
+    def _abandon(self, held: _Held) -> None:
+        """The lease is (or may be) gone: stop the handler and record nothing."""
+        if held.in_handler and held.stop_reason in (None, "cancel"):
+            held.stop_reason = "lost"
+            if held.entered and held.task is not None:
+                held.task.cancel()
+        # Past its handler, the outcome is being written, and that write checks the lease itself.

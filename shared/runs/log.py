@@ -1,0 +1,247 @@
+"""The run event log: run events in JetStream, written once per ``seq`` and read live or from any ``seq``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Final
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from proto.errors import ErrorCode
+from proto.runs import TERMINAL_EVENTS, RunEvent, RunFailed, run_event_decoder, runs_encoder
+from proto.subjects import Subjects
+from shared.errors import RunIdTaken
+from shared.nats.conn import barrier
+from shared.nats.jsacks import AckInbox
+
+log = logging.getLogger("raaf.runlog")
+
+MSG_ID: Final = "Nats-Msg-Id"
+EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
+WRONG_LAST_SEQUENCE: Final = 10071  # JetStream's error code when that expectation fails
+_direct_get_encoder: Final = msgspec.json.Encoder()
+# Pending live events a follower may buffer before NATS drops them (the store then fills the gap).
+_LIVE_PENDING: Final = 65_536
+
+# Called when a followed run has been quiet for a while; it may end the run (e.g. fail an orphan).
+IdleCheck = Callable[[str], Awaitable[None]]
+
+
+def run_stream_config(
+    subjects: Subjects, *, max_age: float, replicas: int = 1, max_bytes: int = -1, max_msg_size: int = -1
+) -> StreamConfig:
+    """The stream holding every run's events for ``max_age`` seconds (direct gets on, file storage)."""
+    return StreamConfig(
+        name=subjects.stream_name("runs"),
+        subjects=[subjects.run_events_all],
+        max_age=max_age,
+        max_bytes=max_bytes,
+        max_msg_size=max_msg_size,
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+        discard=DiscardPolicy.OLD,
+        duplicate_window=min(120.0, max_age),
+        allow_direct=True,
+    )
+
+
+def is_terminal(event: RunEvent) -> bool:
+    return isinstance(event, TERMINAL_EVENTS)
+
+
+class RunLog:
+    """Publishes and reads run events; ``seq`` is the run's own counter and ``Nats-Msg-Id`` is ``run:seq``.
+
+    A second write of the same ``run:seq`` (a reaper racing the runner) is dropped by JetStream, so exactly
+    one event holds each ``seq``. Readers follow a run live over core NATS and fill every gap from the store.
+    """
+
+    def __init__(self, nc: NATS, js: JetStreamContext, subjects: Subjects, *, acks: AckInbox | None = None) -> None:
+        self.nc = nc
+        self.js = js
+        self.subjects = subjects
+        self.stream = subjects.stream_name("runs")
+        self.acks = acks  # the writers' pipelined acks (agent-runner); readers publish rarely, with js.publish
+
+    # ---- writing ---------------------------------------------------------------------------------------
+
+    async def publish(self, run_id: str, seq: int, payload: bytes, *, timeout: float = 5.0, first: bool = False
+                      ) -> bool:
+        """Store one encoded event; False if ``run:seq`` was already taken by another writer.
+
+        ``first``: store only if the run's subject is empty, atomically (``RunIdTaken`` otherwise), so a run id
+        is never used twice even long after the duplicate window.
+        """
+        headers = {MSG_ID: f"{run_id}:{seq}"}
+        if first:
+            headers[EXPECTED_LAST_SUBJECT_SEQ] = "0"
+        subject = self.subjects.run_events(run_id)
+        try:
+            if self.acks is not None:
+                return not await self.acks.publish(subject, payload, headers)
+            ack = await self.js.publish(subject, payload, timeout=timeout, headers=headers)
+        except nats.js.errors.APIError as exc:
+            if first and exc.err_code == WRONG_LAST_SEQUENCE:
+                raise RunIdTaken(run_id) from None
+            raise
+        return not ack.duplicate
+
+    async def fail(self, run_id: str, code: ErrorCode, message: str) -> RunFailed | None:
+        """End a run that is not over yet with ``run_failed`` (the next seq); None if it already ended."""
+        last = await self.last(run_id)
+        if last is not None and is_terminal(last):
+            return None
+        event = RunFailed(run_id=run_id, seq=(last.seq + 1) if last else 1, at=time.time(), code=code,
+                          message=message)
+        if await self.publish(run_id, event.seq, runs_encoder.encode(event)):
+            return event
+        return None
+
+    # ---- reading ---------------------------------------------------------------------------------------
+
+    async def last(self, run_id: str) -> RunEvent | None:
+        """The run's newest stored event, or None if it has none (unknown, or expired)."""
+        payload = await self.last_payload(run_id)
+        return None if payload is None else run_event_decoder.decode(payload)
+
+    async def first(self, run_id: str) -> RunEvent | None:
+        """The run's first stored event (``run_started`` or ``run_queued``, which name its owner)."""
+        try:
+            msg = await self.js.get_msg(self.stream, seq=1, subject=self.subjects.run_events(run_id), next=True,
+                                        direct=True)
+        except NotFoundError:
+            return None
+        return run_event_decoder.decode(msg.data) if msg.data else None
+
+    async def last_payload(self, run_id: str) -> bytes | None:
+        try:
+            msg = await self.js.get_last_msg(self.stream, self.subjects.run_events(run_id), direct=True)
+        except NotFoundError:
+            return None
+        return msg.data or None
+
+    async def stored(self, run_id: str, after_seq: int = 0, *, batch: int = 256, timeout: float = 5.0
+                     ) -> AsyncGenerator[tuple[RunEvent, bytes], None]:
+        """The run's stored events with ``seq > after_seq``, in order, up to the newest one stored now.
+
+        Batched direct gets (``next_by_subj``): one round trip per ``batch`` events and no consumer, so
+        thousands of followers catching up at once cost the server no consumer state.
+        """
+        subject = self.subjects.run_events(run_id)
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox)
+        start = 1  # a stream sequence: the server finds the run's next event at or after it
+        try:
+            while True:
+                request = _direct_get_encoder.encode({"seq": start, "next_by_subj": subject, "batch": batch})
+                await self.nc.publish(f"$JS.API.DIRECT.GET.{self.stream}", request, reply=inbox)
+                got, pending = 0, 0
+                while True:
+                    try:
+                        msg = await sub.next_msg(timeout=timeout)
+                    except nats.errors.TimeoutError:
+                        return
+                    headers = msg.headers or {}
+                    status = headers.get("Status")
+                    if status == "204":  # end of this batch
+                        pending = int(headers.get("Nats-Num-Pending", "0"))
+                        break
+                    if status is not None:  # 404: no (more) events; anything else: nothing we can read
+                        return
+                    start = int(headers.get("Nats-Sequence", "0")) + 1
+                    got += 1
+                    event = run_event_decoder.decode(msg.data)
+                    if event.seq > after_seq:
+                        yield event, msg.data
+                        after_seq = event.seq
+                if not got or not pending:
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def follow(
+        self, run_id: str, after_seq: int = 0, *, idle: float = 2.0, on_idle: IdleCheck | None = None
+    ) -> AsyncGenerator[tuple[RunEvent, bytes], None]:
+        """Every event with ``seq > after_seq`` exactly once and in order, until the run's terminal event.
+
+        Live events come over a core subscription (no consumer on the hot path); whatever it misses (before
+        it existed, dropped as a slow consumer, a terminal event racing the subscription) is read from the
+        store, which a quiet run re-checks every ``idle`` seconds before calling ``on_idle``.
+        """
+        subject = self.subjects.run_events(run_id)
+        sub = await self.nc.subscribe(subject, pending_msgs_limit=_LIVE_PENDING, pending_bytes_limit=-1)
+        expected = after_seq + 1
+        try:
+            await barrier(self.nc)  # the server now routes new events to us: the store has every older one
+            payload = await self.last_payload(run_id)
+            last = None if payload is None else run_event_decoder.decode(payload)
+            if last is not None and payload is not None and last.seq == expected:
+                yield last, payload  # the usual case of a run just started: nothing else to read
+                expected += 1
+                if is_terminal(last):
+                    return
+            elif last is not None and last.seq >= expected:
+                async with contextlib.aclosing(self.stored(run_id, expected - 1)) as stored:
+                    async for event, raw in stored:
+                        yield event, raw
+                        expected = event.seq + 1
+                        if is_terminal(event):
+                            return
+            elif last is not None and is_terminal(last):
+                return  # the caller has seen everything, the end included
+            while True:
+                try:
+                    msg: Msg = await sub.next_msg(timeout=idle)
+                except nats.errors.TimeoutError:
+                    async with contextlib.aclosing(self._catch_up(run_id, expected)) as missed_events:
+                        async for event, raw in missed_events:
+                            yield event, raw
+                            expected = event.seq + 1
+                            if is_terminal(event):
+                                return
+                    if on_idle is not None:
+                        await on_idle(run_id)
+                    continue
+                try:
+                    event = run_event_decoder.decode(msg.data)
+                except msgspec.DecodeError:
+                    log.warning("undecodable event on %s", subject)
+                    continue
+                if event.seq < expected:
+                    continue  # already delivered (from the store, or a duplicate write)
+                if event.seq > expected:
+                    # A gap: events are stored in seq order before the next one is published.
+                    async with contextlib.aclosing(self.stored(run_id, expected - 1)) as stored:
+                        async for missed, raw in stored:
+                            if missed.seq >= event.seq:
+                                break
+                            yield missed, raw
+                            expected = missed.seq + 1
+                    if event.seq != expected:
+                        continue  # not stored yet: the next quiet check reads it in order
+                yield event, msg.data
+                expected = event.seq + 1
+                if is_terminal(event):
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _catch_up(self, run_id: str, expected: int) -> AsyncGenerator[tuple[RunEvent, bytes], None]:
+        last = await self.last(run_id)
+        if last is not None and last.seq >= expected:
+            async with contextlib.aclosing(self.stored(run_id, expected - 1)) as stored:
+                async for event, raw in stored:
+                    yield event, raw
+

@@ -1,0 +1,35 @@
+"""What every service's ``__main__`` does: read settings, set up logging, run until SIGTERM."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+from shared.errors import SettingsError
+from shared.service.app import App, ServiceSettings
+from shared.service.eventloop import run
+from shared.service.logs import configure_logging
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def run_service(name: str, load_settings: Callable[[], S], make_app: Callable[[S], App]) -> int:
+    """Run one service in this process on the loop ``RAAF_EVENT_LOOP`` names; invalid settings exit 2 with a
+    one-line error naming the variable."""
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"raaf-{name}: {exc}", file=sys.stderr)
+        return 2
+    runtime = settings.runtime
+    configure_logging(name, runtime.instance_id, runtime.log_level, runtime.log_format)
+    try:
+        app = make_app(settings)  # may load files or modules the settings name
+    except SettingsError as exc:
+        print(f"raaf-{name}: {exc}", file=sys.stderr)
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):
+        run(app.run(), runtime.event_loop)
+    return 0
