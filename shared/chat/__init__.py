@@ -1,1 +1,1 @@
-"""shared/chat."""
+"""Chat rooms' typed errors, shared by the chat service and its clients."""

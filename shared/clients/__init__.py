@@ -1,1 +1,1 @@
-"""shared/clients."""
+"""Clients of the services over NATS: runs, jobs and chat, for the gateway, the Python API and other services."""

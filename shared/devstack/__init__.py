@@ -1,1 +1,1 @@
-"""shared/devstack."""
+"""The whole platform on one machine: embedded nats-server and valkey-server, and the supervised services."""

@@ -1,1 +1,1 @@
-"""shared/runs."""
+"""Agent runs: the run log in JetStream, the open-runs registry, chunks, stream processors and tools."""
