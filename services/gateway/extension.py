@@ -8,7 +8,7 @@ declares the WebSocket client messages it handles::
 
         def __init__(self, ctx: GatewayContext) -> None:
             self.ctx = ctx  # ctx.nc, .js, .subjects, .authenticator, .settings, .metrics, .open_stream
-            self.handles = {AgentStream: self.agent_stream}
+            self.handles: Handlers = {AgentStream: self.agent_stream}  # type -> async handler(conn, message)
 
         def routes(self) -> list[web.RouteDef]:
             return [web.post("/v1/runs", self.create_run)]
