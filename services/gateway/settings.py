@@ -58,7 +58,7 @@ class GatewaySettings:
     # Cluster.
     presence_timeout: float = 0.5
     peer_interval: float = 5.0
-    direct_delivery: bool = True  # skip nats-py's per-message queue and parser (shared/nats_direct, nats_parser)
+    direct_delivery: bool = True  # skip nats-py's per-message queue and parser (shared.nats.fastpaths)
     # Features.
     enable_sse: bool = True
     chat_page: bool = True
