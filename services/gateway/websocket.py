@@ -10,11 +10,11 @@ from aiohttp import WSMsgType, web
 
 from proto.errors import ErrorCode
 from proto.gateway import CloseCode, Limits, Welcome
+from services.gateway import wsresponse
 from services.gateway.connection import Connection, pong_frame
 from services.gateway.errors import AuthenticationFailed, GatewayError
 from services.gateway.identity import Identity
 from services.gateway.responses import error_response
-from services.gateway.wsresponse import GatewayWebSocketResponse
 
 if TYPE_CHECKING:
     from services.gateway.app import GatewayApp
@@ -31,10 +31,11 @@ class WebSocketEndpoint:
         self.settings = s
         self.limits = Limits(max_message_size=s.max_message_size, rate_limit=s.rate_limit,
                              max_subscriptions=s.max_subscriptions)
+        self.response_class = wsresponse.install(s.ws_fast_path)  # aiohttp's shape is checked once, here
 
-    def _response(self) -> GatewayWebSocketResponse:
+    def _response(self) -> web.WebSocketResponse:
         s = self.settings
-        return GatewayWebSocketResponse(
+        return self.response_class(
             compress=s.enable_compression, autoping=False, max_msg_size=s.max_frame_size,
             timeout=s.close_timeout, decode_text=False,
         )
@@ -70,7 +71,7 @@ class WebSocketEndpoint:
             gw.registry.unreserve()
             return ws
         conn = Connection(gw.connection_context, transport, identity, ws=ws,
-                          deflate_wbits=ws.deflate_wbits)
+                          deflate_wbits=int(ws.compress))  # the negotiated window bits; 0: none
         gw.registry.add(conn)
         counters.connections_opened["ws"] += 1
         try:
@@ -92,7 +93,7 @@ class WebSocketEndpoint:
             await gw.disconnect(conn)
         return ws
 
-    async def _receive(self, conn: Connection, ws: GatewayWebSocketResponse) -> None:
+    async def _receive(self, conn: Connection, ws: web.WebSocketResponse) -> None:
         handler = self.gateway.handler
         while True:
             msg = await ws.receive()
