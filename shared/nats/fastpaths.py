@@ -132,7 +132,7 @@ class Routes:
         self.messages.pop(sub._id, None)
 
 
-class _Active:
+class _State:
     """What :func:`install` turned on for one client; holds no reference back to it."""
 
     __slots__ = ("lean_publish", "parser", "routes")
@@ -143,7 +143,7 @@ class _Active:
 
 
 # Keyed weakly by the client, so a dropped client is collected with its routes.
-_active: weakref.WeakKeyDictionary[NATS, _Active] = weakref.WeakKeyDictionary()
+_states: weakref.WeakKeyDictionary[NATS, _State] = weakref.WeakKeyDictionary()
 
 
 _classes_checked: weakref.WeakKeyDictionary[type, dict[str, str]] = weakref.WeakKeyDictionary()
@@ -255,8 +255,8 @@ def install(nc: NATS, *, parser: bool = False, direct: bool = False, lean_publis
     Idempotent: a path already on stays on (the reader hook is installed once per client). A refused path
     is logged as a warning; the caller then uses nats-py's public path for it."""
     wanted = {"parser": parser, "direct": direct, "lean_publish": lean_publish}
-    active = _active.get(nc)
-    now = FastPaths() if active is None else _paths(active)
+    state = _states.get(nc)
+    now = FastPaths() if state is None else _paths(state)
     for path, asked in wanted.items():
         if not asked or getattr(now, path):
             continue
@@ -265,35 +265,35 @@ def install(nc: NATS, *, parser: bool = False, direct: bool = False, lean_publis
             log.warning("nats fast path %r is off for this client: %s; using nats-py's public path (slower)",
                         path, reason)
             continue
-        if active is None:
-            active = _active[nc] = _Active()
+        if state is None:
+            state = _states[nc] = _State()
         if path == "parser":
             untyped: Any = nc._ps
             untyped.__class__ = ChunkParser  # keeps its state: a chunk half-read stays half-read
-            active.parser = True
+            state.parser = True
         elif path == "direct":
-            active.routes = Routes()
-            _hook(nc, active.routes)
+            state.routes = Routes()
+            _hook(nc, state.routes)
         else:
-            active.lean_publish = True
-    on = FastPaths() if active is None else _paths(active)
+            state.lean_publish = True
+    on = FastPaths() if state is None else _paths(state)
     return FastPaths(parser=parser and on.parser, direct=direct and on.direct,
                      lean_publish=lean_publish and on.lean_publish)
 
 
-def _paths(active: _Active) -> FastPaths:
-    return FastPaths(parser=active.parser, direct=active.routes is not None, lean_publish=active.lean_publish)
+def _paths(state: _State) -> FastPaths:
+    return FastPaths(parser=state.parser, direct=state.routes is not None, lean_publish=state.lean_publish)
 
 
 def active(nc: NATS) -> FastPaths:
     """Which fast paths are on for ``nc``, whoever asked for them."""
-    state = _active.get(nc)
+    state = _states.get(nc)
     return FastPaths() if state is None else _paths(state)
 
 
 def routes(nc: NATS) -> Routes:
     """The direct routes of ``nc``; :class:`FastPathUnavailable` unless ``install(nc, direct=True)`` turned them on."""
-    state = _active.get(nc)
+    state = _states.get(nc)
     if state is None or state.routes is None:
         raise FastPathUnavailable("direct delivery is not on for this client: ask install(nc, direct=True) first "
                                   "and use nats-py's subscribe when it says no")
