@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -134,3 +138,22 @@ def test_queued_scripts_and_rules_still_come_before_the_demo() -> None:
                               ChatRequest)
     assert mock.choose_script(request).text == "queued"
     assert mock.choose_script(request).text.startswith("Thanks for your message")
+
+
+async def test_the_command_line_answers_like_the_demo_with_demo() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "raaf.testing.openai_mock", "--port", "0", "--token-delay", "0", "--demo",
+        stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert process.stdout is not None
+        banner = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode()
+        url = banner.rsplit(" ", 1)[-1].strip()
+        async with openai.AsyncOpenAI(base_url=url, api_key="demo", max_retries=0) as api:
+            deltas, _ = await turn(api, user("from the command line"))
+        assert "".join(deltas).startswith("Thanks for your message: “from the command line”.")
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=10) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
