@@ -17,7 +17,7 @@ from aiohttp.http import HttpVersion11
 from proto.gateway import Limits, Welcome
 from services.gateway.channels import check_channel
 from services.gateway.connection import Connection
-from services.gateway.errors import Forbidden, GatewayError, GatewayUnavailable, TooManyConnections
+from services.gateway.errors import Forbidden, GatewayError, GatewayUnavailable, too_many_connections
 from services.gateway.identity import Identity
 from services.gateway.responses import error_response
 
@@ -57,7 +57,7 @@ class SseStreams:
             raise GatewayUnavailable("not accepting connections")
         if not gw.registry.reserve():
             gw.counters.refused["max_connections"] += 1
-            raise TooManyConnections(gw.registry.max_connections)
+            raise too_many_connections(gw.registry.max_connections)
         try:
             response = web.StreamResponse(headers=SSE_HEADERS)
             chunked = request.version >= HttpVersion11
