@@ -38,7 +38,7 @@ make run                                   # in one terminal: NATS, Valkey and t
 .venv/bin/pytest examples/mock_streaming_provider_test.py
 ```
 
-They find the platform through `NATS_URL`, `REDIS_URL`, `RAAF_PREFIX`, `RAAF_GATEWAY_URL` and `RAAF_METRICS_URL`
+They find the platform through `NATS_URL`, `REDIS_URL`, `RAAF_PREFIX` and `RAAF_GATEWAY_URL`
 (or `raaf.configure(platform=...)`); the defaults match `make run`. With no `OPENAI_API_KEY` / `OPENAI_BASE_URL`
 the agents answer with the labelled demo model, which echoes (`You said: ...`): that is what makes the output
 below exact. `tests/test_examples.py` runs every example in CI against a real stack (nats-server, Valkey, the
