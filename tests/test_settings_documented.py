@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from raaf.config import SCHEMA, Key, configure, configured_environ, reset_configuration
+from raaf.errors import ConfigurationError
 from services.gateway.settings import GatewaySettings
 from services.launcher import SERVICES
+from shared.errors import SettingsError
 from shared.events.settings import EventSettings
 from shared.jobs.processor import BackgroundProcessor
 from tests.deploy.settings_catalog import ROOT, RecordingEnviron, env_names, names_in_source
@@ -115,3 +118,37 @@ def test_configure_keys_reach_the_settings_that_read_their_variable() -> None:
     assert (gateway.auth_timeout, gateway.heartbeat_interval) == (3.0, 7.0)
     assert BackgroundProcessor.from_env().pool_timeout == 2.0
     assert BackgroundProcessor().pool_timeout == 2.0
+
+
+READERS: list[Callable[[Mapping[str, str]], Any]] = [
+    *(entry.load_settings for entry in SERVICES.values()), EventSettings.from_env, BackgroundProcessor.from_env]
+
+
+def _out_of_bounds(spec: Key) -> object:
+    """A value just outside the declaration's bounds (or one its check refuses)."""
+    if spec.check is not None:
+        return "not.one.token"
+    if spec.schemes:
+        return "ftp://elsewhere"
+    step = 1 if spec.kind is int else 0.001
+    return spec.min - step if spec.min is not None else spec.max + step  # type: ignore[operator]
+
+
+BOUNDED = [(section, key, spec) for section, keys in SCHEMA.items() for key, spec in keys.items()
+           if spec.min is not None or spec.max is not None or spec.check is not None or spec.schemes]
+
+
+@pytest.mark.parametrize(("section", "key", "spec"), BOUNDED, ids=[f"{s}.{k}" for s, k, _ in BOUNDED])
+def test_a_value_configure_refuses_is_refused_by_the_settings_that_read_its_variable(section: str, key: str,
+                                                                                     spec: Key) -> None:
+    bad = _out_of_bounds(spec)
+    with pytest.raises(ConfigurationError, match=f"{section}.{key}"):
+        configure(**{section: {key: bad}})
+    refusals = []
+    for reader in READERS:
+        try:
+            reader({spec.env: str(bad)})
+        except SettingsError as error:
+            refusals.append(error.variable)
+    if spec is not SCHEMA["platform"]["gateway_url"]:  # read only through configuration(), by clients
+        assert refusals and set(refusals) == {spec.env}

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from proto.subjects import InvalidNameError, check_prefix
+from proto.subjects import check_prefix
 from shared.errors import EventLoopUnavailable, SettingsError
 from shared.service.eventloop import EVENT_LOOPS, resolve
 
@@ -119,12 +119,22 @@ class Setting(Generic[T]):
     min: float | None = None  # inclusive
     max: float | None = None  # inclusive
     schemes: tuple[str, ...] = ()  # a string that must be a URL (or a comma-separated list) with one of these
+    check: Callable[[T], object] | None = None  # raises ValueError (``reason``, else its text) for a bad value
 
     @property
     def kind(self) -> type:
         return type(self.default)
 
     def read(self, env: Env) -> T:
+        value = self._typed(env)
+        if self.check is not None:
+            try:
+                self.check(value)
+            except ValueError as exc:
+                raise SettingsError(self.env, str(value), str(getattr(exc, "reason", exc))) from None
+        return value
+
+    def _typed(self, env: Env) -> T:
         default = self.default
         if isinstance(default, bool):
             return env.boolean(self.env, default)
@@ -156,7 +166,7 @@ def _plain(bound: float | None) -> str:
 NATS_URL = Setting("NATS_URL", "nats://127.0.0.1:4222", schemes=("nats", "tls", "ws", "wss"))
 REDIS_URL = Setting("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix"))
 REDIS_POOL_SIZE = Setting("REDIS_POOL_SIZE", 20, min=1, max=10_000)
-PREFIX = Setting("RAAF_PREFIX", "raaf")
+PREFIX = Setting("RAAF_PREFIX", "raaf", check=check_prefix)
 SHUTDOWN_TIMEOUT = Setting("SHUTDOWN_TIMEOUT", 25.0, min=0, max=3600)
 
 
@@ -186,11 +196,6 @@ class RuntimeSettings:
 
     @classmethod
     def from_env(cls, env: Env, *, default_http_port: int) -> RuntimeSettings:
-        prefix = PREFIX.read(env)
-        try:
-            check_prefix(prefix)
-        except InvalidNameError as exc:
-            raise SettingsError("RAAF_PREFIX", prefix, exc.reason) from None
         event_loop = env.choice("RAAF_EVENT_LOOP", cls.event_loop, EVENT_LOOPS)
         try:
             resolve(event_loop)
@@ -200,7 +205,7 @@ class RuntimeSettings:
             nats_url=NATS_URL.read(env),
             redis_url=REDIS_URL.read(env),
             redis_pool_size=REDIS_POOL_SIZE.read(env),
-            prefix=prefix,
+            prefix=PREFIX.read(env),
             http_host=env.string("HTTP_HOST", cls.http_host),
             http_port=env.port("HTTP_PORT", default_http_port),
             log_level=env.choice("LOG_LEVEL", cls.log_level, ("debug", "info", "warning", "error")),
