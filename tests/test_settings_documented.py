@@ -18,6 +18,7 @@ from services.launcher import SERVICES
 from shared.errors import SettingsError
 from shared.events.settings import EventSettings
 from shared.jobs.processor import BackgroundProcessor
+from shared.service.settings import Setting
 from tests.deploy.settings_catalog import ROOT, RecordingEnviron, env_names, names_in_source
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -152,3 +153,13 @@ def test_a_value_configure_refuses_is_refused_by_the_settings_that_read_its_vari
             refusals.append(error.variable)
     if spec is not SCHEMA["platform"]["gateway_url"]:  # read only through configuration(), by clients
         assert refusals and set(refusals) == {spec.env}
+
+
+def test_a_declaration_whose_default_breaks_its_own_bounds_is_refused() -> None:
+    with pytest.raises(ValueError, match="LOW_X"):
+        Setting("LOW_X", 5, min=6)
+    with pytest.raises(ValueError, match="HIGH_X"):
+        Setting("HIGH_X", 5.0, max=4.0)
+    with pytest.raises(ValueError, match="TEXT_X"):
+        Setting("TEXT_X", "a", min=1)
+    assert Setting("FINE_X", 5, min=5, max=5).bounds() == "5..5"

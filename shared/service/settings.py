@@ -121,6 +121,15 @@ class Setting(Generic[T]):
     schemes: tuple[str, ...] = ()  # a string that must be a URL (or a comma-separated list) with one of these
     check: Callable[[T], object] | None = None  # raises ValueError (``reason``, else its text) for a bad value
 
+    def __post_init__(self) -> None:
+        if self.min is None and self.max is None:
+            return
+        default = self.default
+        if isinstance(default, bool) or not isinstance(default, int | float):
+            raise ValueError(f"{self.env}: bounds on a {self.kind.__name__} setting")
+        if (self.min is not None and default < self.min) or (self.max is not None and default > self.max):
+            raise ValueError(f"{self.env}: default {default!r} outside {self.bounds()}")
+
     @property
     def kind(self) -> type:
         return type(self.default)
