@@ -124,8 +124,7 @@ class ExampleStack:
         ports = self.stack.ports
         return {**os.environ, "NATS_URL": self.stack.nats_url, "REDIS_URL": self.stack.redis_url,
                 "RAAF_PREFIX": self.prefix, "RAAF_GATEWAY_URL": f"http://127.0.0.1:{ports['gateway']}",
-                "RAAF_METRICS_URL": f"http://127.0.0.1:{ports['metrics']}", "PYTHONPATH": str(ROOT),
-                "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "warning"}
+                "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "warning"}
 
     def run(self, example: Example, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--no-header", str(example.path)] \
