@@ -3,7 +3,6 @@
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from raaf import errors as errors  # ``raaf.errors.X`` works after a plain ``import raaf``
 from raaf.agent import Agent
 from raaf.async_runner import AsyncRunner
 from raaf.client import WebSocketClient
