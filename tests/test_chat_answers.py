@@ -18,9 +18,9 @@ from shared.chat.errors import AgentBusy
 from shared.clients.chat import ChatClient, FeedItem
 from shared.devstack.servers import NatsServer, ValkeyServer, free_port
 from shared.service.app import App
-from tests.chat_harness import ChatHarness, answered, answers, read_until, streamed_text
-from tests.conftest import ServiceProcess
-from tests.runs_support import runner_env
+from tests.support.chat import ChatHarness, answered, answers, read_until, streamed_text
+from tests.support.processes import ServiceProcess
+from tests.support.runs import runner_env
 
 StartApp = Callable[[App], Awaitable[App]]
 AGENTS = [AgentSpec(name="support", instructions="You are the support agent."),

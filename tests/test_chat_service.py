@@ -46,7 +46,8 @@ from shared.chat.errors import (
 from shared.devstack.servers import NatsServer, ValkeyServer
 from shared.errors import SettingsError
 from shared.service.app import App
-from tests.chat_harness import ChatHarness, eventually
+from tests.support.chat import ChatHarness
+from tests.support.waiting import eventually
 
 StartApp = Callable[[App], Awaitable[App]]
 
@@ -287,7 +288,7 @@ async def test_sessions_of_a_vanished_gateway_are_reaped(harness: ChatHarness) -
         assert len((await chat.room("Presence")).participants) == 3
         await gateway.stop()
         await eventually(lambda: len(app.state.room_named("Presence").users) == 1,  # type: ignore[union-attr]
-                         within=5)
+                         timeout=5)
         assert [p.user for p in (await chat.room("Presence")).participants] == ["carol"]
     finally:
         await gateway_nc.close()
@@ -447,10 +448,10 @@ async def test_replicas_keep_folding_each_others_events_after_nats_restarts(
         private_nats.kill()
         await asyncio.sleep(0.5)
         private_nats.start()
-        await eventually(lambda: a.nc.is_connected and b.nc.is_connected, within=10)
-        await eventually(lambda: _joins(a, "after"), within=15)
+        await eventually(lambda: a.nc.is_connected and b.nc.is_connected, timeout=10)
+        await eventually(lambda: _joins(a, "after"), timeout=15)
         await eventually(lambda: b.state.room_named("Survivor") is not None
-                         and "after" in b.state.room_named("Survivor").users, within=15)  # type: ignore[union-attr]
+                         and "after" in b.state.room_named("Survivor").users, timeout=15)  # type: ignore[union-attr]
     finally:
         await harness.close()
 

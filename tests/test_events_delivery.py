@@ -13,8 +13,9 @@ from prometheus_client import CollectorRegistry
 from raaf import Event, EventEmitter
 from shared.devstack.servers import NatsServer
 from shared.events.settings import EventSettings
-from tests.event_helpers import delivery_path as delivery_path
-from tests.event_helpers import emitters, event_settings, eventually, unique_prefix
+from tests.support.env import unique_prefix
+from tests.support.events import emitters, event_settings
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("delivery_path")
 

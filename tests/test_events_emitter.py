@@ -25,8 +25,9 @@ from raaf import (
 )
 from raaf import errors as raaf_errors
 from shared.devstack.servers import NatsServer
-from tests.event_helpers import delete_events_stream, emitters, event_settings, eventually, unique_prefix
-from tests.event_helpers import delivery_path as delivery_path
+from tests.support.env import unique_prefix
+from tests.support.events import delete_events_stream, emitters, event_settings
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("delivery_path")  # every test on both delivery paths
 

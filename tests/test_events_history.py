@@ -14,9 +14,8 @@ from prometheus_client import CollectorRegistry
 from proto.errors import ErrorCode
 from raaf import EmitError, EventEmitter, HistoryUnavailableError
 from shared.devstack.servers import NatsServer
-from tests.conftest import ROOT
-from tests.event_helpers import TEST_ENV, delete_events_stream, emitters, event_settings, unique_prefix
-from tests.event_helpers import delivery_path as delivery_path
+from tests.support.env import ROOT, unique_prefix
+from tests.support.events import TEST_ENV, delete_events_stream, emitters, event_settings
 
 pytestmark = pytest.mark.usefixtures("delivery_path")  # every test on both delivery paths
 

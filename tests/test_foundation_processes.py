@@ -15,7 +15,8 @@ import aiohttp
 import pytest
 
 from shared.devstack.servers import NatsServer, ValkeyServer, free_port
-from tests.conftest import ROOT, ServiceProcess, service_env
+from tests.support.env import ROOT, service_env
+from tests.support.processes import ServiceProcess
 
 MODULES = ["services.gateway", "services.agent_runner", "services.chat", "services.scheduler", "services.metrics"]
 

@@ -14,7 +14,7 @@ import pytest
 from services.gateway import GatewayApp
 from shared.devstack.servers import NatsServer
 from shared.service.app import App
-from tests.gateway_support import (
+from tests.support.gateway import (
     RawWebSocket,
     connect,
     expect_close,

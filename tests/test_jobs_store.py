@@ -27,7 +27,8 @@ from raaf.jobs import (
 )
 from shared.devstack.servers import ValkeyServer
 from shared.jobs.model import NewJob, new_job
-from tests.jobs_support import key_count, unique_prefix
+from tests.support.env import unique_prefix
+from tests.support.jobs import key_count
 
 RETRY = RetryPolicy(retry_count=2, retry_delay=0.0)
 

@@ -12,7 +12,7 @@ from nats.aio.msg import Msg
 from shared.devstack.servers import NatsServer
 from shared.nats.conn import barrier
 from shared.nats.direct import DirectDelivery, header_value
-from tests.conftest import unique_prefix
+from tests.support.env import unique_prefix
 
 
 async def test_message_routes_get_subject_payload_and_headers_in_arrival_order(nats_server: NatsServer) -> None:
