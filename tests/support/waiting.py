@@ -6,23 +6,32 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
 
-async def eventually(check: Callable[[], T | Awaitable[T]], timeout: float = 5.0, *, interval: float = 0.01,
-                     what: str = "") -> T:
+@overload
+async def eventually(check: Callable[[], Awaitable[T]], timeout: float = ..., *, interval: float = ...,
+                     what: str = ...) -> T: ...
+
+
+@overload
+async def eventually(check: Callable[[], T], timeout: float = ..., *, interval: float = ..., what: str = ...) -> T: ...
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 5.0, *, interval: float = 0.01,
+                     what: str = "") -> Any:
     """Call ``check`` (sync or async) until it returns something truthy, and return that.
 
-    Fails the test after ``timeout`` seconds, naming ``what`` (or the check) and its last value. For conditions
-    that only change when something else happens (a server, another task): an event the test can await directly
-    is better still.
+    Fails the test after ``timeout`` seconds, naming ``what`` (or the check) and its last value. Where the test
+    can await the event itself (a future, a queue, a reply), that is better still.
     """
     deadline = time.monotonic() + timeout
     while True:
-        result = check()
-        value: T = await result if inspect.isawaitable(result) else result  # type: ignore[assignment]
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if time.monotonic() >= deadline:
