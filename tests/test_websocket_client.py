@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import raaf
+import raaf.errors  # a submodule: `import raaf` alone does not load it
 from services.gateway import GatewayApp, GatewaySettings
 from shared.devstack.servers import NatsServer, free_port
 from shared.service.app import App

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 import raaf
+import raaf.errors  # a submodule: `import raaf` alone does not load it
 from services.gateway import Connection
 from shared.devstack.servers import NatsServer, free_port
 from tests.support.env import unique_prefix
