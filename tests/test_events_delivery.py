@@ -126,7 +126,7 @@ async def test_off_of_the_last_listener_during_a_backlog_ends_the_pattern_cleanl
         await eventually(lambda: len(handled) >= 1)
         assert await emitter.off(listener_id)
         count = len(handled)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # time for the backlog to run on, which it must not
         assert len(handled) <= count + 1  # at most the call in progress finishes
         assert emitter.listener_count() == 0 and emitter.stats()["patterns"] == 0
         again: list[int] = []

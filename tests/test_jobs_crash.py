@@ -141,7 +141,8 @@ async def run_kill_round(nats_url: str, redis_url: str, tmp: Path, jobs: int, wo
             await round_.kill(await round_.busiest_worker())
             round_.spawn_worker()  # the replacement starts while the others carry on
         await eventually(lambda: _at_least(round_.succeeded(), jobs), 60, what="every job done")
-        await asyncio.sleep(0.2)  # lifecycle events of the last returns
+        await eventually(lambda: round_.returned.keys() >= set().union(*(held for _, held in round_.kills)), 5,
+                         what="a lease_expired retry event for every job a killed worker held")
         await round_.check(list(job_ids))
     finally:
         await producer.stop()
@@ -288,7 +289,7 @@ async def test_workers_and_the_scheduler_carry_on_after_redis_comes_back(
         await worker.enqueue_job("work", 1)
         await eventually(lambda: done == [1], 5, what="first job")
         private_redis.kill()
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # an outage the workers notice
         private_redis.start()
         await eventually(lambda: _enqueued(worker, 2), 10, what="enqueue after restart")
         await eventually(lambda: done == [1, 2], 10, what="second job after the restart")

@@ -222,7 +222,7 @@ async def test_two_metrics_replicas_count_each_job_event_once(
         return await total() == 40
 
     await eventually(forty, 5, interval=0.05, what="forty successes across the replicas")
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # time for double counting to show
     assert await total() == 40, "each event is counted by one replica, not by both"
 
 
