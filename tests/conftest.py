@@ -116,11 +116,6 @@ def service_process(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
         proc.kill()
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    """``--run-chaos`` (used by ``make chaos``): run the ``chaos``-marked rounds too."""
-    parser.addoption("--run-chaos", action="store_true", default=False, help="run @pytest.mark.chaos tests")
-
-
 @pytest.fixture
 async def runs(nats_server: NatsServer, prefix: str) -> AsyncIterator[Runs]:
     """A client of the runners under the test's prefix."""
@@ -148,3 +143,8 @@ def delivery_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
         for variable, value in NATS_PY_PATHS.items():
             monkeypatch.setitem(TEST_ENV, variable, value)
     return str(request.param)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--run-chaos`` (used by ``make chaos``): run the ``chaos``-marked rounds too."""
+    parser.addoption("--run-chaos", action="store_true", default=False, help="run @pytest.mark.chaos tests")
