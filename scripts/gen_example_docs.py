@@ -16,13 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.examples_support import (  # noqa: E402 - after the path set-up
-    EXPECTED,
-    ExampleIndex,
-    ExampleStack,
-    load_index,
-    normalise,
-)
+from tests.support.examples import EXPECTED, ExampleIndex, ExampleStack, load_index, normalise  # noqa: E402
 
 DOC = ROOT / "docs" / "examples.md"
 

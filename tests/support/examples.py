@@ -17,8 +17,8 @@ from pathlib import Path
 from services.launcher import stack_services
 from shared.devstack.servers import die_with_parent, free_port, port_open, terminate_all
 from shared.devstack.stack import Stack
+from tests.support.env import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 EXPECTED = EXAMPLES / "expected"
 SEED_README = ROOT / "docs" / "seed" / "README.md"
