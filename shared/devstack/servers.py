@@ -104,9 +104,10 @@ class ServerProcess:
         if self.running:
             return
         with open(self.log_path, "ab") as log:
+            # Its own process group: a terminal's Ctrl-C reaches only the parent, which stops the servers last.
             self.proc = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=die_with_parent,
+                preexec_fn=die_with_parent, process_group=0,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
