@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
-import redis.asyncio as redis
 from nats.aio.client import Client as NATS
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -23,7 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from shared.config import configuration
 from shared.jobs.errors import JobStoreUnavailableError, QueueFullError
 from shared.jobs.model import check_queue_name, encode_data
-from shared.redisconn import connect_redis
+from shared.redisconn import RedisClient, connect_redis, register_script
 from shared.stats.reporter import StatsReporter
 
 log = logging.getLogger("raaf.jobs")
@@ -56,7 +55,7 @@ class MessageQueue:
                  batch_size: int = 100, prefix: str | None = None, group: str = "processors",
                  consumer: str | None = None, max_length: int = 100_000, max_message_bytes: int = 1024 * 1024,
                  visibility_timeout: float = 30.0, max_deliveries: int = 5, block: float = 1.0,
-                 redis_client: redis.Redis | None = None, nc: NATS | None = None, report_stats: bool = True,
+                 redis_client: RedisClient | None = None, nc: NATS | None = None, report_stats: bool = True,
                  stats_prefix: str | None = None) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -76,7 +75,7 @@ class MessageQueue:
         self.dead_key = f"{prefix}:mq:{{{name}}}:dead"
         self._redis = redis_client or connect_redis(redis_url)
         self._owns_redis = redis_client is None
-        self._push = self._redis.register_script(_PUSH)
+        self._push = register_script(self._redis, _PUSH)
         self._group_ready = False
         self._stopping = False
         self._last_reclaim = 0.0

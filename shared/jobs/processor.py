@@ -13,7 +13,6 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar, overload
 
-import redis.asyncio as redis
 from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
 
@@ -29,6 +28,7 @@ from shared.jobs.queue import JobQueue
 from shared.jobs.store import JobStore
 from shared.jobs.worker import Handler, HandlerSpec, JobWorker
 from shared.nats.conn import connect_nats
+from shared.redisconn import RedisClient, connect_redis
 from shared.service.settings import Env
 
 log = logging.getLogger("raaf.jobs")
@@ -63,7 +63,7 @@ class BackgroundProcessor:
         lifecycle_events: bool = True,
         shutdown_timeout: float = 25.0,
         nats_connect_timeout: float = 5.0,
-        redis_client: redis.Redis | None = None,
+        redis_client: RedisClient | None = None,
         nats_client: NATS | None = None,
         registry: CollectorRegistry | None = None,
         worker_id: str | None = None,
@@ -112,7 +112,7 @@ class BackgroundProcessor:
         """Settings from the environment: ``REDIS_URL``, ``NATS_URL``, ``RAAF_PREFIX``, ``BACKGROUND_*``, ``JOBS_*``."""
         env = Env(configured_environ() if environ is None else environ)  # raaf.configure(...) counts too
         options: dict[str, Any] = {
-            "redis_url": env.url("REDIS_URL", "redis://127.0.0.1:6379/0", ("redis", "rediss", "unix")),
+            "redis_url": env.redis_url("REDIS_URL", "redis://127.0.0.1:6379/0"),
             "nats_url": env.optional("NATS_URL"),
             "prefix": env.string("RAAF_PREFIX", "raaf"),
             "workers": env.integer("BACKGROUND_WORKERS", 10, min=1, max=100_000),
@@ -168,7 +168,8 @@ class BackgroundProcessor:
         async with self._connect_lock:
             if self._queue is None:
                 if self._redis is None:
-                    self._redis = connect_redis_blocking(self.redis_url, pool_size=max(8, min(64, self.workers + 4)))
+                    self._redis = connect_redis(self.redis_url, pool_size=max(8, min(64, self.workers + 4)),
+                                                wait_for_connection=10.0)
                 if self._nc is None and self.nats_url:
                     self._nc = await self._connect_nats(self.nats_url)
                 store = JobStore(self._redis, queue=self.queue_name, prefix=self.prefix, limits=self.limits)
@@ -371,14 +372,6 @@ class BackgroundProcessor:
         }
 
 
-def connect_redis_blocking(url: str, *, pool_size: int, wait: float = 10.0) -> redis.Redis:
-    """A client whose pool makes callers wait for a free connection (up to ``wait`` s) instead of failing."""
-    pool = redis.BlockingConnectionPool.from_url(url, max_connections=pool_size, timeout=wait,
-                                                 socket_connect_timeout=2.0, socket_timeout=5.0,
-                                                 health_check_interval=10, retry_on_timeout=True)
-    return redis.Redis(connection_pool=pool)
-
-
 def limits_from_env(env: Env) -> JobLimits:
     """The ``JOBS_*`` limits, shared by workers and the scheduler service."""
     d = JobLimits()
@@ -389,4 +382,6 @@ def limits_from_env(env: Env) -> JobLimits:
         dead_letter_max=env.integer("JOBS_DEAD_LETTER_MAX", d.dead_letter_max, min=0),
         result_ttl=env.number("JOBS_RESULT_TTL", d.result_ttl, min=0),
         require_known_type=env.boolean("JOBS_REQUIRE_KNOWN_TYPE", d.require_known_type),
+        wait_replicas=env.integer("REDIS_WAIT_REPLICAS", d.wait_replicas, min=0, max=100),
+        wait_timeout=env.number("REDIS_WAIT_TIMEOUT", d.wait_timeout, min=0.001, max=60),
     )

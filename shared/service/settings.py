@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from proto.subjects import InvalidNameError, check_prefix
 from shared.errors import EventLoopUnavailable, SettingsError
+from shared.redisconn import RedisUrlError, parse_redis_url
 from shared.service.eventloop import EVENT_LOOPS, resolve
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -93,6 +94,15 @@ class Env:
                 raise SettingsError(name, value, f"expected a URL with scheme {' or '.join(schemes)}")
         return value
 
+    def redis_url(self, name: str, default: str) -> str:
+        """A ``REDIS_URL``: one server, a Sentinel group or a cluster (see ``shared.redisconn``)."""
+        value = self.string(name, default)
+        try:
+            parse_redis_url(value)
+        except RedisUrlError as exc:
+            raise SettingsError(name, value, str(exc)) from None
+        return value
+
     @staticmethod
     def _check_range(
         name: str, value: str, number: float, low: float | None, high: float | None
@@ -141,7 +151,7 @@ class RuntimeSettings:
             raise SettingsError("RAAF_EVENT_LOOP", event_loop, exc.reason) from None
         return cls(
             nats_url=env.url("NATS_URL", cls.nats_url, ("nats", "tls", "ws", "wss")),
-            redis_url=env.url("REDIS_URL", cls.redis_url, ("redis", "rediss", "unix")),
+            redis_url=env.redis_url("REDIS_URL", cls.redis_url),
             redis_pool_size=env.integer("REDIS_POOL_SIZE", cls.redis_pool_size, min=1, max=10_000),
             prefix=prefix,
             http_host=env.string("HTTP_HOST", cls.http_host),
