@@ -49,8 +49,10 @@ def parse_redis_url(url: str) -> RedisTarget:
     if scheme not in SENTINEL_SCHEMES + CLUSTER_SCHEMES:
         return RedisTarget("single", url.strip())
     userinfo, _, location = rest.rpartition("@")
+    location, _, query = location.partition("?")
     netloc, _, path = location.partition("/")
-    path, _, _query = path.partition("?")
+    if query:
+        raise RedisUrlError(f"{scheme}:// takes no query options (got ?{query})")
     username, _, password = (urllib.parse.unquote(p) for p in userinfo.partition(":"))
     hosts = tuple(_host_port(part, 26379 if scheme in SENTINEL_SCHEMES else 6379) for part in netloc.split(","))
     parts = [p for p in path.split("/") if p]

@@ -53,12 +53,19 @@ def test_a_cluster_url_names_its_seed_nodes() -> None:
     ("redis+cluster://h1:70000", "out of range"),
     ("redis+sentinel://:26379/m", "no host"),
     ("http://h1:6379", "expected a URL with scheme"),
+    ("redis+cluster://h1:7000?ssl_cert_reqs=none", "takes no query options"),
 ])
 def test_a_malformed_redis_url_is_refused_naming_what_is_wrong(url: str, complaint: str) -> None:
     with pytest.raises(RedisUrlError, match=complaint):
         parse_redis_url(url)
     with pytest.raises(SettingsError, match="REDIS_URL"):
         _runtime(url)
+
+
+def test_a_refused_redis_url_is_reported_without_its_password() -> None:
+    with pytest.raises(SettingsError) as refused:
+        _runtime("redis+sentinel://app:s3cret@h1:26379,h2:26379")
+    assert "s3cret" not in str(refused.value) and "app:***@h1" in str(refused.value)
 
 
 def test_high_availability_urls_are_valid_settings_and_build_the_matching_client() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import uuid
 from collections.abc import Mapping
@@ -100,7 +101,8 @@ class Env:
         try:
             parse_redis_url(value)
         except RedisUrlError as exc:
-            raise SettingsError(name, value, str(exc)) from None
+            # The error line is logged and printed: never with the password in it.
+            raise SettingsError(name, _PASSWORD_IN_URL.sub(r"\1***@", value), str(exc)) from None
         return value
 
     @staticmethod
@@ -111,6 +113,9 @@ class Env:
             raise SettingsError(name, value, f"must be >= {low}")
         if high is not None and number > high:
             raise SettingsError(name, value, f"must be <= {high}")
+
+
+_PASSWORD_IN_URL = re.compile(r"(://[^:@/]*:)[^@/]*@")
 
 
 def default_instance_id() -> str:
