@@ -281,8 +281,9 @@ async def cluster_client(valkey_cluster: ValkeyCluster) -> AsyncIterator[Any]:
     await client.aclose()
 
 
+@pytest.mark.parametrize("per_queue", [20, pytest.param(2000, marks=pytest.mark.chaos)])
 async def test_jobs_across_several_queues_with_delays_and_cron_run_on_a_cluster(
-    valkey_cluster: ValkeyCluster, nats_server: NatsServer,
+    per_queue: int, valkey_cluster: ValkeyCluster, nats_server: NatsServer,
 ) -> None:
     prefix = unique_prefix()
     queues = ["alpha", "beta", "gamma", "delta"]
@@ -300,12 +301,12 @@ async def test_jobs_across_several_queues_with_delays_and_cron_run_on_a_cluster(
         await processor.start()
     try:
         for processor in processors:
-            for n in range(20):
+            for n in range(per_queue):
                 await processor.enqueue_job("work", {"n": f"now-{n}"})
             await processor.schedule_job("work", {"n": "later"}, in_=0.5)
             await processor.schedule_recurring("tick", "work", {"n": "cron"}, cron="* * * * * *")
-        await wait_until(lambda: all(len([n for n in d if n.startswith("now-")]) == 20 and "later" in d
-                                     and "cron" in d for d in done.values()), 15, interval=0.05,
+        await wait_until(lambda: all(len([n for n in d if n.startswith("now-")]) == per_queue and "later" in d
+                                     and "cron" in d for d in done.values()), 15 + per_queue / 100, interval=0.05,
                          what="immediate, delayed and cron jobs ran on every queue")
     finally:
         for processor in processors:
