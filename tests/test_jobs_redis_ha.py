@@ -352,3 +352,15 @@ async def test_every_job_store_operation_keeps_to_its_queues_slot_on_a_cluster(c
     assert await store.remove_recurring("tick")
     stats = await store.stats()
     assert (stats.succeeded, stats.scheduled, stats.recurring) == (1, 1, 0)
+
+
+async def test_on_a_cluster_wait_asks_the_node_that_owns_the_queue(cluster_client: Any) -> None:
+    # These primaries have no replicas: the write happens, the WAIT (sent to the queue's node, on the connection
+    # that wrote) counts none, and the enqueue is refused as unconfirmed.
+    store = JobStore(cluster_client, queue="waited", prefix=unique_prefix(),
+                     limits=JobLimits(require_known_type=False, wait_replicas=1, wait_timeout=0.05))
+    with pytest.raises(JobNotReplicatedError) as refused:
+        await store.enqueue(_job("a"))
+    assert (refused.value.wanted, refused.value.confirmed) == (1, 0)
+    info = await store.get("a")
+    assert info is not None and info.status is JobStatus.QUEUED

@@ -248,6 +248,8 @@ class JobStore:
 
     async def claim(self, job_types: Sequence[str], limit: int, worker: str, lease_ms: int) -> list[ClaimedJob]:
         """Claim up to ``limit`` ready jobs of these types: all high before any normal before any low."""
+        if not job_types:
+            return []
         keys = [self.queue_key(t, p) for p in PRIORITIES for t in job_types]
 
         async def hand_back(reply: Any) -> None:  # unconfirmed claims go back uncounted, not to lease expiry
