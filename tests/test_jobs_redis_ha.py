@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from proto.jobs import JobStatus, Priority, RecurringJob
-from raaf.jobs import BackgroundProcessor, JobLimits, JobStore, current_job
+from raaf.jobs import BackgroundProcessor, JobLimits, JobsClient, JobStore, current_job
 from services.scheduler import SchedulerApp, SchedulerSettings
 from shared.devstack.redis_ha import SentinelGroup, ValkeyCluster, admin
 from shared.devstack.servers import NatsServer, ValkeyServer
@@ -237,6 +237,9 @@ async def _failover_round(group: SentinelGroup, nats_url: str, scheduler: Schedu
         assert round_.overlaps == []
         assert set(round_.ran) == set(job_ids)
         await wait_until(lambda: _ready(scheduler), 10, what="the scheduler is ready on the new primary")
+        # The scheduler's own client found the new primary too: a job enqueued through its NATS API runs.
+        await JobsClient(scheduler.nc, prefix=prefix).enqueue_job("work", {"sleep": 0}, job_id="via-scheduler")
+        await wait_until(lambda: "via-scheduler" in round_.ran, 10, what="the scheduler's job ran")
         print(f"\nfailover round: {jobs} jobs, primary {old} -> {new} "
               f"{time.monotonic() - killed_at:.1f}s to all done, {round_.refused} enqueues refused and retried, "
               f"{sum(n - 1 for n in round_.ran.values())} re-runs after lost completions, none at once")
