@@ -242,7 +242,8 @@ async def _failover_round(group: SentinelGroup, nats_url: str, scheduler: Schedu
         await wait_until(lambda: "via-scheduler" in round_.ran, 10, what="the scheduler's job ran")
         print(f"\nfailover round: {jobs} jobs, primary {old} -> {new} "
               f"{time.monotonic() - killed_at:.1f}s to all done, {round_.refused} enqueues refused and retried, "
-              f"{sum(n - 1 for n in round_.ran.values())} re-runs after lost completions, none at once")
+              f"{sum(n - 1 for n in round_.ran.values())} re-runs (completions the outage left unrecorded), "
+              "none at once")
     finally:
         for processor in round_.processors:
             await processor.stop()
