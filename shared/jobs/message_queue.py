@@ -19,10 +19,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared.config import configuration
 from shared.jobs.errors import JobStoreUnavailableError, QueueFullError
 from shared.jobs.model import check_queue_name, encode_data
 from shared.redisconn import RedisClient, connect_redis, register_script
+from shared.service import settings as runtime
+from shared.service.overrides import configured
 from shared.stats.reporter import StatsReporter
 
 log = logging.getLogger("raaf.jobs")
@@ -76,9 +77,9 @@ class MessageQueue:
                  stats_prefix: str | None = None) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        config = configuration()  # left out: background.redis_url and platform.prefix
-        redis_url = str(config.background.redis_url) if redis_url is None else redis_url
-        prefix = str(config.platform.prefix) if prefix is None else prefix
+        # Left out: from raaf.configure(...) / the environment (background.redis_url, platform.prefix).
+        redis_url = configured(runtime.REDIS_URL) if redis_url is None else redis_url
+        prefix = configured(runtime.PREFIX) if prefix is None else prefix
         self.name = check_queue_name(name)
         self.batch_size = batch_size
         self.group = group

@@ -18,7 +18,6 @@ from prometheus_client import CollectorRegistry
 
 from proto.jobs import JobInfo, JobStatus, Priority, RecurringJob
 from proto.subjects import Subjects
-from shared.config import configuration, configured_environ
 from shared.jobs.errors import InvalidScheduleError
 from shared.jobs.events import JobSignals
 from shared.jobs.maintenance import QueueMaintainer
@@ -40,6 +39,7 @@ from shared.jobs.store import JobStore
 from shared.jobs.worker import Handler, HandlerSpec, JobWorker
 from shared.nats.conn import connect_nats
 from shared.redisconn import RedisClient, connect_redis
+from shared.service.overrides import configured, configured_environ
 from shared.service.settings import NATS_URL, PREFIX, REDIS_URL, SHUTDOWN_TIMEOUT, Env
 
 log = logging.getLogger("raaf.jobs")
@@ -85,11 +85,10 @@ class BackgroundProcessor:
         if not 0.1 <= lease_seconds <= 3600:
             raise ValueError("lease_seconds must be 0.1..3600")
         # Left out: from raaf.configure(...) / the environment (background.redis_url, NATS_URL, platform.prefix).
-        config = configuration()
-        redis_url = str(config.background.redis_url) if redis_url is None else redis_url
+        redis_url = configured(REDIS_URL) if redis_url is None else redis_url
         nats_url = configured_environ().get("NATS_URL") if nats_url is None else nats_url
-        prefix = str(config.platform.prefix) if prefix is None else prefix
-        self.pool_timeout = float(config.background.pool_timeout) if pool_timeout is None else pool_timeout
+        prefix = configured(PREFIX) if prefix is None else prefix
+        self.pool_timeout = configured(POOL_TIMEOUT) if pool_timeout is None else pool_timeout
         self.redis_url = redis_url
         self.nats_url = nats_url
         self.workers = workers

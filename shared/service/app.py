@@ -29,8 +29,7 @@ from shared.service.eventloop import loop_name
 from shared.service.health import HealthRoutes
 from shared.service.settings import RuntimeSettings
 from shared.stats.responder import StatsResponder, StatsSnapshot
-
-VERSION = "0.1.0"
+from shared.version import VERSION
 
 
 class ServiceSettings(Protocol):
