@@ -9,6 +9,7 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import uvicorn
@@ -24,13 +25,24 @@ class Record:
     headers: list[dict[str, str]] = field(default_factory=list)
     slow_started: asyncio.Event = field(default_factory=asyncio.Event)
     slow_cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    notifications: list[str] = field(default_factory=list)  # methods of the client's notifications
+    cancel_notified: asyncio.Event = field(default_factory=asyncio.Event)  # a notifications/cancelled came
 
 
 def build_server(record: Record | None = None) -> MCPServer:
     """Tools: ``lookup`` (answers), ``slow`` (reports progress; records a cancellation), ``grow`` (adds the
     tool ``extra`` and says the list changed), ``secret`` (for allow-lists to hide), ``fail`` (a tool error)."""
     record = record or Record()
-    server = MCPServer("raaf-test-mcp")
+
+    async def observe(ctx: Any, call_next: Any) -> Any:
+        """Middleware: record every notification the client sends (``notifications/cancelled`` ...)."""
+        if ctx.request_id is None:
+            record.notifications.append(ctx.method)
+            if ctx.method == "notifications/cancelled":
+                record.cancel_notified.set()
+        return await call_next(ctx)
+
+    server = MCPServer("raaf-test-mcp", middleware=[observe])
 
     @server.tool()
     def lookup(city: str, ctx: Context) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from proto.runs import RunAccepted, RunCancelled, RunCompleted, ToolOutput, ToolProgress
+from proto.runs import AgentList, RunAccepted, RunCancelled, RunCompleted, ToolOutput, ToolProgress
 from raaf.testing import OpenAIMock, Script, ToolCall
 from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
 from shared.devstack.servers import NatsServer
@@ -121,6 +121,7 @@ async def test_cancelling_a_run_during_a_slow_mcp_call_cancels_the_call_on_the_m
 
     await runs.client.cancel(accepted.run_id, "user pressed stop")
 
+    await asyncio.wait_for(mcp_server.record.cancel_notified.wait(), 10)
     await asyncio.wait_for(mcp_server.record.slow_cancelled.wait(), 10)
     events = await runs.events(accepted.run_id)
     assert isinstance(events[-1], RunCancelled) and events[-1].reason == "user pressed stop"
@@ -138,6 +139,7 @@ async def test_a_call_past_the_call_timeout_is_a_tool_error_and_is_cancelled_on_
     [output] = [e for e in events if isinstance(e, ToolOutput)]
     assert output.is_error and "did not answer within 0.5 s" in output.output
     assert isinstance(events[-1], RunCompleted) and events[-1].output == "It took too long."
+    await asyncio.wait_for(mcp_server.record.cancel_notified.wait(), 10)
     await asyncio.wait_for(mcp_server.record.slow_cancelled.wait(), 10)
 
 
@@ -232,6 +234,15 @@ async def test_a_list_changed_notification_refreshes_the_cached_tool_list(
     assert "docs_extra" in offered(mock.requests[2])
     [output] = [e for e in events if isinstance(e, ToolOutput)]
     assert (output.output, output.is_error) == ("42", False)
+
+
+async def test_the_agents_list_shows_an_agents_allowed_mcp_tools(
+        start_mcp_runner: StartRunner, runs: Runs, mcp_server: RunningServer) -> None:
+    await start_mcp_runner(http_server(mcp_server.url, tools=["lookup", "slow"]))
+    listing = await runs.client.agents()
+    assert isinstance(listing, AgentList)
+    [assistant] = [agent for agent in listing.agents if agent.name == "assistant"]
+    assert assistant.tools == ["get_weather", "docs_lookup", "docs_slow"]
 
 
 async def test_the_approval_policy_is_carried_on_each_tool(

@@ -354,7 +354,8 @@ class AgentRunnerApp(App):
         await self._reply(msg, CancelAccepted(run_id=run_id))
 
     async def _on_agents_query(self, msg: Msg) -> None:
-        agents = [msgspec.structs.replace(a, base_url=None, api_key_env=None) for a in self.catalog.agents.values()]
+        agents = [msgspec.structs.replace(a, base_url=None, api_key_env=None, tools=[*a.tools, *self.mcp.tools_for(a)])
+                  for a in self.catalog.agents.values()]
         await self._reply(msg, AgentList(agents=agents, demo=self.demo is not None))
 
     # ---- leases and orphans ------------------------------------------------------------------------------
