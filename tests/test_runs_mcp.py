@@ -16,6 +16,8 @@ from raaf.testing import OpenAIMock, Script, ToolCall
 from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
 from shared.devstack.servers import NatsServer
 from shared.runs.mcp import McpServer
+from shared.runs.mcp_config import McpServerConfig, resolve_server
+from shared.runs.tools import ToolCallContext
 from shared.service.app import App
 from tests.conftest import ROOT
 from tests.mcp_servers import RunningServer, http_mcp_server, listening_socket
@@ -252,3 +254,24 @@ async def test_the_approval_policy_is_carried_on_each_tool(
     tools = server_of(app).tools
     assert (tools["docs_fail"].requires_approval, tools["docs_lookup"].requires_approval) == (True, False)
 
+
+
+async def test_a_progress_event_that_cannot_be_stored_fails_the_call_but_not_the_connection(
+        mcp_server: RunningServer) -> None:
+    server = McpServer(resolve_server(McpServerConfig(name="docs", url=mcp_server.url), connect_timeout=5,
+                                      call_timeout=30, environ={}))
+    server.start()
+    try:
+        assert await server.wait_connected(10)
+        listed = server.refreshes
+
+        async def unstorable(progress: float, total: float | None, message: str | None) -> None:
+            raise RuntimeError("the run's events cannot be stored")
+
+        with pytest.raises(RuntimeError, match="cannot be stored"):
+            await server.tools["docs_slow"].call('{"steps": 50}', ToolCallContext("call-1", unstorable))
+        await asyncio.wait_for(mcp_server.record.cancel_notified.wait(), 10)
+        assert server.connected and server.refreshes == listed
+        assert await server.tools["docs_lookup"].call('{"city": "Oslo"}') == "Oslo: 7 C and drizzle"
+    finally:
+        await server.stop()

@@ -231,6 +231,8 @@ class McpServer:
             if exc.code == mcp_types.CONNECTION_CLOSED:
                 self._broken(exc)
             raise ToolError(f"MCP server {self.name}: {exc}") from None
+        except _ProgressFailed as failed:
+            raise failed.error from None
         except (ToolError, asyncio.CancelledError):
             raise
         except Exception as exc:
@@ -245,6 +247,14 @@ class McpServer:
         self.last_error = _describe(exc)
         self._lost = True
         self._wake.set()
+
+
+class _ProgressFailed(Exception):
+    """The progress sink raised (the run's event could not be stored); the connection is fine."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 async def _call_reporting(client: Client, name: str, arguments: dict[str, Any],
@@ -272,7 +282,10 @@ async def _call_reporting(client: Client, name: str, arguments: dict[str, Any],
                 return call.result()
             news.clear()
             if latest:
-                await sink(*latest.pop())
+                try:
+                    await sink(*latest.pop())
+                except Exception as exc:  # storing the event failed: not the server's fault
+                    raise _ProgressFailed(exc) from exc
     finally:
         if not call.done():
             call.cancel()
