@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from proto.runs import AgentList, RunAccepted, RunCancelled, RunCompleted, ToolOutput, ToolProgress
+from proto.runs import AgentList, AgentSpec, RunAccepted, RunCancelled, RunCompleted, ToolOutput, ToolProgress
 from raaf.testing import OpenAIMock, Script, ToolCall
 from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
 from shared.devstack.servers import NatsServer
@@ -236,6 +236,20 @@ async def test_a_list_changed_notification_refreshes_the_cached_tool_list(
     assert "docs_extra" in offered(mock.requests[2])
     [output] = [e for e in events if isinstance(e, ToolOutput)]
     assert (output.output, output.is_error) == ("42", False)
+
+
+async def test_an_agent_a_request_defines_under_a_file_agents_name_gets_none_of_its_mcp_tools(
+        start_mcp_runner: StartRunner, runs: Runs, mock: OpenAIMock, mcp_server: RunningServer) -> None:
+    await start_mcp_runner(http_server(mcp_server.url))
+    mock.enqueue(Script(tool_calls=[ToolCall(name="docs_lookup", arguments={"city": "Oslo"})]))
+    mock.enqueue(Script(text="No tools here."))
+
+    events = await runs.run("Weather?", agents=[AgentSpec(name="assistant", tools=["get_weather"])])
+
+    assert offered(mock.requests[0]) == {"get_weather"}
+    [output] = [e for e in events if isinstance(e, ToolOutput)]
+    assert output.is_error and "no tool named 'docs_lookup'" in output.output
+    assert mcp_server.record.calls == []
 
 
 async def test_the_agents_list_shows_an_agents_allowed_mcp_tools(
