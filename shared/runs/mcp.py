@@ -26,7 +26,7 @@ log = logging.getLogger("raaf.mcp")
 _encoder: Final = msgspec.json.Encoder()
 _CLIENT_INFO: Final = mcp_types.Implementation(name="raaf-agent-runner", version="1")
 _MIN_RECONNECT_DELAY: Final = 0.1
-_SSE_READ_TIMEOUT: Final = 300.0  # how long the server's notification stream may stay quiet (it may, for hours)
+_SSE_READ_TIMEOUT: Final = 300.0  # the SDK's default read timeout of a (quiet) server event stream
 
 
 class McpServer:
@@ -205,7 +205,7 @@ class McpServer:
 
     # ---- calls -------------------------------------------------------------------------------------------
 
-    async def call(self, remote_name: str, **arguments: Any) -> str:
+    async def call(self, remote_name: str, /, **arguments: Any) -> str:
         """Call the server's tool ``remote_name``; a tool error (``ToolError``) for anything but a result.
 
         Runs in the run's task: cancelling it cancels the call, and the SDK tells the server
