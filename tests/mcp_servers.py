@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,9 +30,10 @@ class Record:
     cancel_notified: asyncio.Event = field(default_factory=asyncio.Event)  # a notifications/cancelled came
 
 
-def build_server(record: Record | None = None) -> MCPServer:
+def build_server(record: Record | None = None, *, can_die: bool = False) -> MCPServer:
     """Tools: ``lookup`` (answers), ``slow`` (reports progress; records a cancellation), ``grow`` (adds the
-    tool ``extra`` and says the list changed), ``secret`` (for allow-lists to hide), ``fail`` (a tool error)."""
+    tool ``extra`` and says the list changed), ``secret`` (for allow-lists to hide), ``fail`` (a tool error);
+    with ``can_die`` (a stdio child only) ``die``, which ends the server's process."""
     record = record or Record()
 
     async def observe(ctx: Any, call_next: Any) -> Any:
@@ -87,6 +89,12 @@ def build_server(record: Record | None = None) -> MCPServer:
         """Always fails (a tool error: the result says ``isError``)."""
         raise ToolError(reason)
 
+    if can_die:
+        @server.tool()
+        def die() -> str:
+            """End the server's process at once."""
+            os._exit(3)
+
     return server
 
 
@@ -127,4 +135,4 @@ async def http_mcp_server(port: int = 0) -> AsyncIterator[RunningServer]:
 
 
 if __name__ == "__main__":
-    build_server().run("stdio")
+    build_server(can_die=True).run("stdio")

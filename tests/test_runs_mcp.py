@@ -204,6 +204,26 @@ async def test_an_mcp_server_over_stdio_serves_its_tools(
     assert isinstance(events[-1], RunCompleted)
 
 
+async def test_a_stdio_server_that_dies_gives_a_tool_error_and_is_started_again(
+        start_mcp_runner: StartRunner, runs: Runs, mock: OpenAIMock) -> None:
+    app = await start_mcp_runner("\n".join([
+        "[[agents.mcp_servers]]", 'name = "local"', f'command = "{sys.executable}"',
+        'args = ["-m", "tests.mcp_servers"]', f'cwd = "{ROOT}"']) + "\n", MCP_RECONNECT_DELAY="0.2")
+    listed = server_of(app).refreshes
+    mock.enqueue(Script(tool_calls=[ToolCall(name="local_die", arguments={})]))
+    mock.enqueue(Script(text="It died."))
+    events = await runs.run("Die.")
+    [output] = [e for e in events if isinstance(e, ToolOutput)]
+    assert output.is_error and "MCP server local" in output.output
+
+    await asyncio.wait_for(server_of(app).wait_listed(listed), 15)  # a new child, its tools listed again
+    mock.enqueue(Script(tool_calls=[ToolCall(name="local_lookup", arguments={"city": "Oslo"})]))
+    mock.enqueue(Script(text="Back."))
+    events = await runs.run("Weather in Oslo?")
+    [output] = [e for e in events if isinstance(e, ToolOutput)]
+    assert (output.output, output.is_error) == ("Oslo: 7 C and drizzle", False)
+
+
 async def test_the_allow_list_hides_the_servers_other_tools(
         start_mcp_runner: StartRunner, runs: Runs, mock: OpenAIMock, mcp_server: RunningServer) -> None:
     await start_mcp_runner(http_server(mcp_server.url, tools=["lookup"]))
