@@ -178,6 +178,16 @@ class ToolOutput(RunEventBase, frozen=True, kw_only=True, tag="run_tool_output")
     is_error: bool = False
 
 
+class ToolProgress(RunEventBase, frozen=True, kw_only=True, tag="run_tool_progress"):
+    """A running tool call's progress (an MCP server's progress notifications), before its ``run_tool_output``."""
+
+    call_id: str = ""
+    name: str = ""
+    progress: float = 0.0
+    total: float | None = None  # None: the tool does not know how much there is
+    message: str | None = None
+
+
 class Handoff(RunEventBase, frozen=True, kw_only=True, tag="run_handoff"):
     call_id: str
     from_agent: str
@@ -213,6 +223,7 @@ RunEvent = (
     | ToolCallStarted
     | ToolCallDelta
     | ToolCallFinished
+    | ToolProgress
     | ToolOutput
     | Handoff
     | AgentChanged

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -29,6 +29,7 @@ from proto.runs import (
     ToolCallFinished,
     ToolCallStarted,
     ToolOutput,
+    ToolProgress,
     Usage,
     handoff_tool_name,
 )
@@ -53,7 +54,7 @@ from services.agent_runner.provider import (
 from services.agent_runner.writer import RunWriter
 from shared.errors import ToolError
 from shared.runs.stream_processor import StreamProcessor
-from shared.runs.tools import Tool
+from shared.runs.tools import ProgressSink, Tool, ToolCallContext
 
 log = logging.getLogger("raaf.agent-runner.engine")
 _encoder: Final = msgspec.json.Encoder()
@@ -99,8 +100,10 @@ class RunEngine:
 
     def __init__(self, *, providers: ProviderPool, tools: Mapping[str, Tool], default_model: str,
                  max_tool_output_bytes: int, metrics: RunnerMetrics, instance: str, demo: bool,
-                 processor: StreamProcessor | None = None) -> None:
+                 processor: StreamProcessor | None = None,
+                 agent_tools: Callable[[AgentSpec], Mapping[str, Tool]] | None = None) -> None:
         self.instance = instance
+        self.agent_tools = agent_tools  # more tools of an agent, asked each turn (its MCP servers' tools)
         self.processor = processor  # RAAF_STREAM_PROCESSOR: applied to every text delta before it is stored
         self.demo = demo
         self.providers = providers
@@ -261,8 +264,10 @@ class RunEngine:
         handoffs = {handoff_tool_name(name): name for name in agent.handoffs}
         target: str | None = None
         plain = [call for call in calls if call.name not in handoffs]
+        progress = self._progress_sinks(job)
         results = dict(zip([c.id for c in plain],
-                           await asyncio.gather(*(self._call_tool(agent, c) for c in plain)), strict=True))
+                           await asyncio.gather(*(self._call_tool(agent, c, progress(c)) for c in plain)),
+                           strict=True))
         for call in calls:
             if call.name in handoffs:
                 if target is None:
@@ -279,15 +284,17 @@ class RunEngine:
             messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
         return target
 
-    async def _call_tool(self, agent: AgentSpec, call: PendingCall) -> tuple[str, bool]:
+    async def _call_tool(self, agent: AgentSpec, call: PendingCall, progress: ProgressSink | None = None
+                         ) -> tuple[str, bool]:
         """(output, is_error): errors go back to the model as the tool's output, so it can recover."""
-        tool = self.tools.get(call.name) if call.name in agent.tools else None
+        tool = self._tools_of(agent).get(call.name)
         started = time.monotonic()
         if tool is None:
             output, is_error, outcome = f"error: agent {agent.name} has no tool named {call.name!r}", True, "unknown"
         else:
             try:
-                output, is_error, outcome = await tool.call(call.arguments_json), False, "ok"
+                output = await tool.call(call.arguments_json, ToolCallContext(call_id=call.id, progress=progress))
+                is_error, outcome = False, "ok"
             except ToolError as exc:
                 output, is_error, outcome = f"error: {exc.message}", True, "invalid_arguments"
             except Exception as exc:
@@ -300,8 +307,28 @@ class RunEngine:
             output = encoded[: self.max_tool_output_bytes].decode(errors="ignore") + " [truncated]"
         return output, is_error
 
+    def _tools_of(self, agent: AgentSpec) -> dict[str, Tool]:
+        """The tools ``agent`` may call now: its own, then those ``agent_tools`` adds."""
+        tools = {name: self.tools[name] for name in agent.tools if name in self.tools}
+        if self.agent_tools is not None:
+            for name, tool in self.agent_tools(agent).items():
+                tools.setdefault(name, tool)
+        return tools
+
+    def _progress_sinks(self, job: RunJob) -> Callable[[PendingCall], ProgressSink]:
+        """Per call, where its progress goes: ``run_tool_progress`` events, one at a time (calls run at once)."""
+        lock = asyncio.Lock()
+
+        def sink(call: PendingCall) -> ProgressSink:
+            async def report(progress: float, total: float | None, message: str | None) -> None:
+                async with lock:
+                    await job.writer.emit(ToolProgress, call_id=call.id, name=call.name, progress=progress,
+                                          total=total, message=message)
+            return report
+        return sink
+
     def _tool_schemas(self, agent: AgentSpec, agents: Mapping[str, AgentSpec]) -> list[dict[str, Any]]:
-        schemas = [self.tools[name].openai_schema() for name in agent.tools]
+        schemas = [tool.openai_schema() for tool in self._tools_of(agent).values()]
         for name in agent.handoffs:
             other = agents[name]
             description = other.handoff_description or f"Hand the conversation over to the {name} agent."
