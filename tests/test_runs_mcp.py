@@ -19,9 +19,9 @@ from shared.runs.mcp import McpServer
 from shared.runs.mcp_config import McpServerConfig, resolve_server
 from shared.runs.tools import ToolCallContext
 from shared.service.app import App
-from tests.conftest import ROOT
 from tests.mcp_servers import RunningServer, http_mcp_server, listening_socket
-from tests.runs_support import Runs, runner_env
+from tests.support.env import ROOT
+from tests.support.runs import Runs, runner_env
 
 StartRunner = Callable[..., Awaitable[AgentRunnerApp]]
 
