@@ -128,3 +128,13 @@ class StreamProcessorFailed(RunError):
         super().__init__(f"stream processor {processor} failed: {type(error).__name__}: {error}")
         self.processor = processor
         self.error = error
+
+
+class ClientToolClash(RunError):
+    """A tool the client declared has the name of one the server runs (the agent's tools or a handoff)."""
+
+    code = ErrorCode.CONFLICT
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"client tool {name!r} has the name of a server-side tool of this run; rename it")
+        self.name = name
