@@ -170,6 +170,7 @@ class RunQueued(RunEventBase, frozen=True, kw_only=True, tag="run_queued"):
     input: str = ""
     history: list[ChatMessage] = []
     metadata: dict[str, str] = {}
+    client_tools: list[str] = []  # the names of the request's client tools
 
 
 class RunStarted(RunEventBase, frozen=True, kw_only=True, tag="run_started"):
@@ -182,6 +183,7 @@ class RunStarted(RunEventBase, frozen=True, kw_only=True, tag="run_started"):
     input: str = ""
     history: list[ChatMessage] = []
     metadata: dict[str, str] = {}
+    client_tools: list[str] = []  # the names of the request's client tools
 
 
 class TextDelta(RunEventBase, frozen=True, kw_only=True, tag="run_text_delta"):

@@ -21,7 +21,7 @@ from shared.service.app import App
 from shared.service.eventloop import LoopFactory, loop_factory, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
-pytest_plugins = ["tests.runs_fixtures"]
+pytest_plugins = ["tests.runs_fixtures", "tests.dialects_fixtures"]
 # The loop the services would choose (RAAF_EVENT_LOOP, uvloop where installed): tests run on it too.
 TEST_EVENT_LOOP = resolve(os.environ.get("RAAF_EVENT_LOOP", "").strip() or "auto")
 

@@ -99,4 +99,5 @@ def history_messages(request: RunRequest) -> list[ChatCompletionMessageParam]:
 
 def conversation(request: RunRequest) -> dict[str, Any]:
     """What the run's first event records of the request, so a later run can continue the conversation."""
-    return {"input": request.input, "history": request.history, "metadata": request.metadata}
+    return {"input": request.input, "history": request.history, "metadata": request.metadata,
+            "client_tools": [tool.name for tool in request.client_tools]}

@@ -15,6 +15,7 @@ from services.gateway.connection import Connection
 from services.gateway.context import GatewayContext
 from services.gateway.errors import GatewayError
 from services.gateway.extension import Handlers
+from services.gateway.openai_responses import ResponsesRoutes
 from services.gateway.openai_routes import ChatCompletionRoutes
 from services.gateway.runs_http import RunRoutes, run_request
 from services.gateway.runs_settings import RunRouteSettings
@@ -37,6 +38,7 @@ class RunsExtension:
         self.settings = settings or ctx.settings.runs
         self.http = RunRoutes(self.settings, ctx.metrics, ctx.authenticator)
         self.openai = ChatCompletionRoutes(self.http)
+        self.responses = ResponsesRoutes(self.http)
         self.access = self.http.access
         self._follows: dict[str, dict[str, asyncio.Task[None]]] = {}
         self.handles: Handlers = {AgentStream: self._agent_stream, ResumeRun: self._resume,
@@ -47,7 +49,7 @@ class RunsExtension:
         return self.http.client
 
     def routes(self) -> list[web.RouteDef]:
-        return [*self.http.routes(), *self.openai.routes()]
+        return [*self.http.routes(), *self.openai.routes(), *self.responses.routes()]
 
     async def start(self) -> None:
         ctx = self.ctx
