@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import shutil
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import openai
@@ -42,3 +47,34 @@ async def api(gateway: str) -> AsyncIterator[openai.AsyncOpenAI]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         yield session
+
+
+NODE_DIR = Path(__file__).parent / "node"
+NodeClient = Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+@pytest.fixture(scope="session")
+def node_packages() -> Path:
+    """tests/node with its pinned client libraries installed (``npm ci``, once, when the lock file changed)."""
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        pytest.skip("node and npm are needed to drive the JavaScript clients")
+    stamp = NODE_DIR / "node_modules" / ".package-lock.json"
+    if not stamp.exists() or stamp.stat().st_mtime < (NODE_DIR / "package-lock.json").stat().st_mtime:
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NODE_DIR, check=True,
+                       timeout=600)
+    return NODE_DIR
+
+
+@pytest.fixture
+def node_client(node_packages: Path) -> NodeClient:
+    """Run ``node <script> <command> <json args>`` (a script in tests/node) and return the JSON it prints."""
+    async def run(script: str, command: str, args: dict[str, Any]) -> dict[str, Any]:
+        process = await asyncio.create_subprocess_exec(
+            "node", str(node_packages / script), command, json.dumps(args), cwd=node_packages,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+        result: dict[str, Any] = json.loads(out or b"{}")
+        assert process.returncode == 0 and "error" not in result, (result.get("error"), err.decode()[-2000:])
+        return result
+    return run
