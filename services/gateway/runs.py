@@ -19,6 +19,7 @@ from services.gateway.openai_responses import ResponsesRoutes
 from services.gateway.openai_routes import ChatCompletionRoutes
 from services.gateway.runs_http import RunRoutes, run_request
 from services.gateway.runs_settings import RunRouteSettings
+from services.gateway.ui_chat import UiChatRoutes
 from shared.clients.runs import RunClient
 
 log = logging.getLogger("raaf.gateway.runs")
@@ -39,6 +40,7 @@ class RunsExtension:
         self.http = RunRoutes(self.settings, ctx.metrics, ctx.authenticator)
         self.openai = ChatCompletionRoutes(self.http)
         self.responses = ResponsesRoutes(self.http)
+        self.ui_chat = UiChatRoutes(self.http)
         self.access = self.http.access
         self._follows: dict[str, dict[str, asyncio.Task[None]]] = {}
         self.handles: Handlers = {AgentStream: self._agent_stream, ResumeRun: self._resume,
@@ -49,7 +51,7 @@ class RunsExtension:
         return self.http.client
 
     def routes(self) -> list[web.RouteDef]:
-        return [*self.http.routes(), *self.openai.routes(), *self.responses.routes()]
+        return [*self.http.routes(), *self.openai.routes(), *self.responses.routes(), *self.ui_chat.routes()]
 
     async def start(self) -> None:
         ctx = self.ctx
