@@ -11,6 +11,7 @@ from aiohttp import web
 
 from proto.errors import Error, ErrorCode
 from proto.runs import AgentStream, CancelRunStream, ResumeRun, is_run_id
+from services.gateway.agui import AgUiRoutes
 from services.gateway.connection import Connection
 from services.gateway.context import GatewayContext
 from services.gateway.errors import GatewayError
@@ -41,6 +42,7 @@ class RunsExtension:
         self.openai = ChatCompletionRoutes(self.http)
         self.responses = ResponsesRoutes(self.http)
         self.ui_chat = UiChatRoutes(self.http)
+        self.agui = AgUiRoutes(self.http)
         self.access = self.http.access
         self._follows: dict[str, dict[str, asyncio.Task[None]]] = {}
         self.handles: Handlers = {AgentStream: self._agent_stream, ResumeRun: self._resume,
@@ -51,7 +53,8 @@ class RunsExtension:
         return self.http.client
 
     def routes(self) -> list[web.RouteDef]:
-        return [*self.http.routes(), *self.openai.routes(), *self.responses.routes(), *self.ui_chat.routes()]
+        return [*self.http.routes(), *self.openai.routes(), *self.responses.routes(), *self.ui_chat.routes(),
+                *self.agui.routes()]
 
     async def start(self) -> None:
         ctx = self.ctx
