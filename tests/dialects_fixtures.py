@@ -25,15 +25,32 @@ from tests.runs_support import runner_env
 StartApp = Callable[[App], Awaitable[App]]
 
 
+TOKENS = "alice-token:alice,bob-token:bob"
+
+
+async def start_gateway(nats_server: NatsServer, mock: OpenAIMock, prefix: str, tmp_path: Path, start_app: StartApp,
+                        **extra: str) -> str:
+    await start_app(AgentRunnerApp(AgentRunnerSettings.from_env(runner_env(nats_server.url, mock.url, prefix,
+                                                                           tmp_path))))
+    env = service_env(nats_server.url, "redis://127.0.0.1:1/0", RAAF_PREFIX=prefix, GATEWAY_RUN_IDLE_CHECK="0.5",
+                      **extra)
+    app = await start_app(GatewayApp(GatewaySettings.from_env(env)))
+    return app.http_url
+
+
 @pytest.fixture
 async def gateway(nats_server: NatsServer, mock: OpenAIMock, prefix: str, tmp_path: Path, start_app: StartApp
                   ) -> str:
     """The gateway's base URL, with a runner serving the test agents (``assistant``, ``billing``)."""
-    await start_app(AgentRunnerApp(AgentRunnerSettings.from_env(runner_env(nats_server.url, mock.url, prefix,
-                                                                           tmp_path))))
-    env = service_env(nats_server.url, "redis://127.0.0.1:1/0", RAAF_PREFIX=prefix, GATEWAY_RUN_IDLE_CHECK="0.5")
-    app = await start_app(GatewayApp(GatewaySettings.from_env(env)))
-    return app.http_url
+    return await start_gateway(nats_server, mock, prefix, tmp_path, start_app)
+
+
+@pytest.fixture
+async def secured_gateway(nats_server: NatsServer, mock: OpenAIMock, prefix: str, tmp_path: Path,
+                          start_app: StartApp) -> str:
+    """The same, with token auth: ``alice-token`` is alice, ``bob-token`` is bob."""
+    return await start_gateway(nats_server, mock, prefix, tmp_path, start_app, GATEWAY_AUTH_MODE="token",
+                               GATEWAY_STATIC_TOKENS=TOKENS)
 
 
 @pytest.fixture
