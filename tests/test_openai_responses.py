@@ -136,6 +136,9 @@ async def test_bad_requests_get_openai_shaped_errors_and_nothing_is_dropped_sile
     clash = dict(LOOKUP, name="get_weather")
     with pytest.raises(openai.ConflictError, match="get_weather"):
         await api.responses.create(model="assistant", input="hi", tools=[clash])  # type: ignore[list-item]
+    with pytest.raises(openai.BadRequestError, match="input_image"):
+        await api.responses.create(model="assistant", input=[{"role": "user", "content": [
+            {"type": "input_image", "image_url": "https://example.com/cat.png"}]}])
     with pytest.raises(openai.NotFoundError):
         await api.responses.retrieve("resp_unknown")
     with pytest.raises(openai.NotFoundError):
@@ -147,3 +150,17 @@ async def test_bad_requests_get_openai_shaped_errors_and_nothing_is_dropped_sile
     async with http.get(f"{gateway}/v1/responses/{mock_free.id}?stream=true&starting_after=nine") as resp:
         body = await resp.json()
         assert resp.status == 400 and "starting_after" in body["error"]["message"]
+
+
+async def test_tool_choice_parallel_calls_and_max_output_tokens_reach_the_model(
+    mock: OpenAIMock, api: openai.AsyncOpenAI
+) -> None:
+    mock.add_rule(match=Match(has_tool_results=False),
+                  script=Script(tool_calls=[ToolCall(name="lookup_order", arguments={"number": "1"})]))
+    response = await api.responses.create(model="assistant", input="order 1?", tools=[LOOKUP],  # type: ignore[list-item]
+                                          tool_choice={"type": "function", "name": "lookup_order"},
+                                          parallel_tool_calls=False, max_output_tokens=64)
+    assert [item.type for item in response.output] == ["function_call"]
+    sent = mock.requests[0]
+    assert sent["tool_choice"] == {"type": "function", "function": {"name": "lookup_order"}}
+    assert (sent["parallel_tool_calls"], sent["max_tokens"]) == (False, 64)

@@ -32,6 +32,7 @@ from shared.runs.conversation import conversation
 from shared.runs.log import is_terminal
 
 _ROLES: Final = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_TEXT_PARTS: Final = frozenset({"input_text", "output_text", "text", "refusal"})
 TRANSPORT: Final = "responses"
 # How long cancel and delete wait for a running run's terminal event.
 END_PATIENCE: Final = 10.0
@@ -52,6 +53,10 @@ def history_of(items: list[InputItem]) -> list[ChatMessage] | Error:
     history: list[ChatMessage] = []
     for item in items:
         kind = item.type or "message"
+        parts = item.content if isinstance(item.content, list) else []
+        unread = sorted({part.type for part in parts} - _TEXT_PARTS)
+        if unread:
+            return bad(f"content parts of type {', '.join(unread)} are not supported (text only)")
         if kind == "message":
             role = _ROLES.get(item.role or "")
             if role is None:
