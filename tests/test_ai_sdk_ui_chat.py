@@ -31,7 +31,7 @@ async def test_the_chat_transport_reads_a_ui_message_stream_of_the_agents_answer
 ) -> None:
     mock.enqueue(Script(text=ANSWER))
     out = await chat(node_client, gateway, messages=[user("hi")])
-    kinds = out["before"]
+    kinds = [chunk["type"] for chunk in out["before"]]
     assert kinds[:3] == ["start", "start-step", "text-start"] and kinds[-3:] == ["text-end", "finish-step", "finish"]
     assert text_of(out["message"]) == ANSWER and out["message"]["role"] == "assistant"
     assert out["afterEnd"] is None  # nothing streaming any more: the resume GET answered 204
@@ -46,8 +46,9 @@ async def test_a_dropped_chat_stream_resumes_with_the_identical_transcript(
     mock.enqueue(Script(text=ANSWER, token_delay=0.02))
     out = await chat(node_client, gateway, messages=[user("hi")], dropAfter=5)
     resumed = out["resumed"]
-    assert out["before"] == resumed[:5]  # the resume replays the message from its first part
-    assert resumed[-1] == "finish"
+    assert out["before"] == resumed[:5]  # the resume replays the message from its first part, chunk for chunk
+    assert resumed[-1] == {"type": "finish", "finishReason": "stop"}
+    assert "".join(c["delta"] for c in resumed if c["type"] == "text-delta") == ANSWER
     assert text_of(out["message"]) == ANSWER
     assert out["afterEnd"] is None
 
@@ -103,7 +104,7 @@ async def test_server_tools_show_as_dynamic_tool_parts_with_their_output(
     [tool] = [p for p in out["message"]["parts"] if p["type"] == "dynamic-tool"]
     assert (tool["toolName"], tool["state"], tool["output"]) == ("add", "output-available", 5)
     assert text_of(out["message"]) == "It is 5."
-    assert out["before"].count("start-step") == 2
+    assert [chunk["type"] for chunk in out["before"]].count("start-step") == 2
 
 
 async def test_bad_chat_requests_get_typed_errors(gateway: str, http: aiohttp.ClientSession) -> None:

@@ -164,3 +164,14 @@ async def test_tool_choice_parallel_calls_and_max_output_tokens_reach_the_model(
     sent = mock.requests[0]
     assert sent["tool_choice"] == {"type": "function", "function": {"name": "lookup_order"}}
     assert (sent["parallel_tool_calls"], sent["max_tokens"]) == (False, 64)
+
+
+async def test_the_clients_stream_helper_accumulates_the_same_final_response(
+    mock: OpenAIMock, api: openai.AsyncOpenAI
+) -> None:
+    mock.enqueue(Script(text="Let me look.", tool_calls=[ToolCall(name="lookup_order", arguments={"number": "9"})]))
+    async with api.responses.stream(model="assistant", input="order 9?", tools=[LOOKUP]) as stream:  # type: ignore[list-item]
+        texts = [event.delta async for event in stream if event.type == "response.output_text.delta"]
+        final = await stream.get_final_response()
+    assert "".join(texts) == "Let me look." == final.output_text
+    assert [item.type for item in final.output] == ["message", "function_call"]

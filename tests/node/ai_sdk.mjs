@@ -57,7 +57,7 @@ const commands = {
     const afterEnd = await transport.reconnectToStream({ chatId: args.chatId });
     const all = resumed ?? before;
     const message = await lastMessage(all);
-    return { before: before.map((c) => c.type), resumed: resumed && resumed.map((c) => c.type), chunks: all,
+    return { before, resumed, chunks: all,
              message, afterEnd: afterEnd === null ? null : "stream" };
   },
 };
