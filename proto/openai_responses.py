@@ -116,6 +116,10 @@ class ResponseUsage(Struct, frozen=True, kw_only=True):
     total_tokens: int
 
 
+class IncompleteDetails(Struct, frozen=True, kw_only=True):
+    reason: str  # max_output_tokens
+
+
 class ResponseError(Struct, frozen=True, kw_only=True):
     code: str
     message: str
@@ -139,7 +143,7 @@ class Response(Struct, frozen=True, kw_only=True):
     status: Status
     background: bool = False
     error: ResponseError | None = None
-    incomplete_details: None = None
+    incomplete_details: IncompleteDetails | None = None
     instructions: str | None = None
     max_output_tokens: int | None = None
     model: str

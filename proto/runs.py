@@ -240,6 +240,7 @@ class RunCompleted(RunEventBase, frozen=True, kw_only=True, tag="run_completed")
     usage: Usage = Usage()
     turns: int = 1
     client_calls: list[ToolCallRecord] = []
+    truncated: bool = False  # the last turn stopped at its token limit (max_tokens / max_output_tokens)
 
 
 class RunFailed(RunEventBase, frozen=True, kw_only=True, tag="run_failed"):

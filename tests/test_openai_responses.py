@@ -175,3 +175,19 @@ async def test_the_clients_stream_helper_accumulates_the_same_final_response(
         final = await stream.get_final_response()
     assert "".join(texts) == "Let me look." == final.output_text
     assert [item.type for item in final.output] == ["message", "function_call"]
+
+
+async def test_an_answer_cut_at_max_output_tokens_is_an_incomplete_response(
+    mock: OpenAIMock, api: openai.AsyncOpenAI
+) -> None:
+    mock.enqueue(Script(text="This answer is cut", finish_reason="length"))
+    stream = await api.responses.create(model="assistant", input="long", max_output_tokens=4, stream=True)
+    events = [event async for event in stream]
+    assert events[-1].type == "response.incomplete"
+    done = events[-1].response
+    assert done.status == "incomplete" and done.incomplete_details is not None
+    assert done.incomplete_details.reason == "max_output_tokens" and done.output_text == "This answer is cut"
+    mock.enqueue(Script(text="Cut here too", finish_reason="length"))
+    completion = await api.chat.completions.create(model="assistant", messages=[{"role": "user", "content": "x"}],
+                                                   max_tokens=3)
+    assert completion.choices[0].finish_reason == "length"

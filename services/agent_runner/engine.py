@@ -184,7 +184,7 @@ class RunEngine:
                               total_tokens=usage.total_tokens + end.usage.total_tokens)
             if not end.calls:
                 return await writer.emit(RunCompleted, agent=agent.name, output=end.text, usage=usage, turns=turn,
-                                         patience=TERMINAL_PATIENCE)
+                                         patience=TERMINAL_PATIENCE, truncated=end.finish_reason == "length")
             for call in end.calls:
                 await writer.emit(ToolCallFinished, call_id=call.id, name=call.name, arguments=call.arguments_json)
             messages.append({

@@ -25,6 +25,7 @@ from proto.openai_compat import (
     DeltaToolCall,
     ErrorBody,
     ErrorDetail,
+    FinishReason,
     FunctionDelta,
     MessageToolCall,
     ModelCard,
@@ -165,11 +166,12 @@ class ChatCompletionRoutes:
         async with contextlib.aclosing(self.client.follow(run_id)) as events:
             async for event, _ in events:
                 match event:
-                    case RunCompleted(output=output, usage=usage, client_calls=calls):
+                    case RunCompleted(output=output, usage=usage, client_calls=calls, truncated=truncated):
                         message = AssistantMessage(content=output) if not calls else AssistantMessage(
                             content=output or None, tool_calls=[MessageToolCall(id=c.call_id, function=RequestFunction(
                                 name=c.name, arguments=c.arguments)) for c in calls])
-                        choice = CompletionChoice(message=message, finish_reason="tool_calls" if calls else "stop")
+                        choice = CompletionChoice(message=message, finish_reason="tool_calls" if calls else
+                                                  "length" if truncated else "stop")
                         body = Completion(id=completion_id, created=int(time.time()), model=model, choices=[choice],
                                           usage=Usage(prompt_tokens=usage.prompt_tokens,
                                                       completion_tokens=usage.completion_tokens,
@@ -218,9 +220,9 @@ class ChatCompletionRoutes:
                         case ToolCallDelta(call_id=call_id, delta=delta) if call_id in calls:
                             piece = DeltaToolCall(index=calls[call_id], function=FunctionDelta(arguments=delta))
                             await response.write(frame([ChunkChoice(delta=Delta(tool_calls=[piece]))]))
-                        case RunCompleted(usage=usage, client_calls=ended_with):
-                            out = frame([ChunkChoice(delta=Delta(),
-                                                     finish_reason="tool_calls" if ended_with else "stop")])
+                        case RunCompleted(usage=usage, client_calls=ended_with, truncated=truncated):
+                            finish: FinishReason = "tool_calls" if ended_with else "length" if truncated else "stop"
+                            out = frame([ChunkChoice(delta=Delta(), finish_reason=finish)])
                             if include_usage:
                                 out += frame([], Usage(prompt_tokens=usage.prompt_tokens,
                                                        completion_tokens=usage.completion_tokens,

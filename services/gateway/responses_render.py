@@ -11,6 +11,7 @@ from proto.openai_responses import (
     ArgumentsDoneEvent,
     ContentPartEvent,
     FunctionCall,
+    IncompleteDetails,
     OutputItem,
     OutputItemEvent,
     OutputMessage,
@@ -74,6 +75,7 @@ class ResponseRenderer:
         self.output: list[OutputItem] = []
         self.usage: ResponseUsage | None = None
         self.error: ResponseError | None = None
+        self.incomplete: IncompleteDetails | None = None
         self._open: _Open | None = None
         self._calls: dict[str, _Open] = {}
         self._messages = 0
@@ -82,6 +84,7 @@ class ResponseRenderer:
         """The response object as of the events fed so far."""
         return Response(id=self.id, created_at=self.created_at, status=self.status, background=self.background,
                         model=self.model, output=list(self.output), usage=self.usage, error=self.error,
+                        incomplete_details=self.incomplete,
                         previous_response_id=self.previous, metadata=self.metadata)
 
     def _n(self) -> int:
@@ -137,12 +140,13 @@ class ResponseRenderer:
                                               output_index=call.index, name=call.name, arguments=arguments))
                 out.append(OutputItemEvent(type="response.output_item.done", sequence_number=self._n(),
                                            output_index=call.index, item=item))
-            case RunCompleted(usage=usage):
+            case RunCompleted(usage=usage, truncated=truncated):
                 self._close(out)
-                self.status = "completed"
+                self.status = "incomplete" if truncated else "completed"
+                self.incomplete = IncompleteDetails(reason="max_output_tokens") if truncated else None
                 self.usage = ResponseUsage(input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens,
                                            total_tokens=usage.total_tokens)
-                out.append(self._lifecycle("completed"))
+                out.append(self._lifecycle(self.status))
             case RunFailed(code=code, message=message):
                 self._close(out)
                 self.status = "failed"

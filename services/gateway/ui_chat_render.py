@@ -119,9 +119,9 @@ class UiStreamRenderer:
                 self._after_tools = True
             case AgentChanged():
                 pass
-            case RunCompleted(client_calls=calls):
+            case RunCompleted(client_calls=calls, truncated=truncated):
                 self._finish(out)
-                out.append(Finish(finish_reason="tool-calls" if calls else "stop"))
+                out.append(Finish(finish_reason="tool-calls" if calls else "length" if truncated else "stop"))
             case RunFailed(message=message):
                 self._finish(out)
                 out.append(ErrorPart(error_text=message))
