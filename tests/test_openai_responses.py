@@ -191,3 +191,21 @@ async def test_an_answer_cut_at_max_output_tokens_is_an_incomplete_response(
     completion = await api.chat.completions.create(model="assistant", messages=[{"role": "user", "content": "x"}],
                                                    max_tokens=3)
     assert completion.choices[0].finish_reason == "length"
+
+
+async def test_server_tools_stay_on_the_platform_and_a_continuation_keeps_their_results(
+    mock: OpenAIMock, api: openai.AsyncOpenAI
+) -> None:
+    mock.enqueue(Script(text="Checking.", tool_calls=[ToolCall(name="get_weather", arguments={"city": "Rome"})]))
+    mock.enqueue(Script(text="Sunny in Rome."))
+    first = await api.responses.create(model="assistant", input="weather in Rome?")
+    assert [item.type for item in first.output] == ["message", "message"]  # no function_call: the platform ran it
+    assert first.output_text == "Checking.Sunny in Rome."
+    mock.enqueue(Script(text="You asked about Rome."))
+    await api.responses.create(model="assistant", input="what did I ask?", previous_response_id=first.id)
+    sent = mock.requests[2]["messages"]
+    roles = [m["role"] for m in sent]
+    assert roles[1:] == ["user", "assistant", "tool", "assistant", "user"]
+    assert sent[2]["tool_calls"][0]["function"]["name"] == "get_weather" and sent[2]["content"] == "Checking."
+    assert sent[3]["tool_call_id"] == sent[2]["tool_calls"][0]["id"] and "21" in sent[3]["content"]
+    assert sent[4]["content"] == "Sunny in Rome."
