@@ -90,7 +90,12 @@ def node_client(node_packages: Path) -> NodeClient:
         process = await asyncio.create_subprocess_exec(
             "node", str(node_packages / script), command, json.dumps(args), cwd=node_packages,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+        try:
+            out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+        finally:
+            if process.returncode is None:  # timed out (or the test was cancelled): leave no node behind
+                process.kill()
+                await process.wait()
         result: dict[str, Any] = json.loads(out or b"{}")
         assert process.returncode == 0 and "error" not in result, (result.get("error"), err.decode()[-2000:])
         return result

@@ -80,3 +80,20 @@ async def test_bad_input_gets_a_typed_error(gateway: str, http: aiohttp.ClientSe
     async with http.post(f"{gateway}/v1/ag-ui/nobody", json={"threadId": "t", "runId": "r2",
                                                              "messages": [user("x")]}) as resp:
         assert resp.status == 404
+
+
+async def test_a_client_that_disconnects_cancels_its_run(
+    mock: OpenAIMock, gateway: str, http: aiohttp.ClientSession
+) -> None:
+    mock.enqueue(Script(text="word " * 300, token_delay=0.02))
+    body = {"threadId": "t", "runId": uuid.uuid4().hex, "messages": [user("long")]}
+    async with http.post(f"{gateway}/v1/ag-ui/assistant", json=body) as resp:
+        seen = 0
+        async for line in resp.content:
+            seen += line.startswith(b'data: {"type":"TEXT_MESSAGE_CONTENT"')
+            if seen == 3:
+                break
+    await mock.wait_for_disconnect(timeout=5)
+    async with http.get(f"{gateway}/v1/runs/{body['runId']}/events") as events:
+        kinds = [line[7:].strip() async for line in events.content if line.startswith(b"event: ")]
+    assert kinds[-1] == b"run_cancelled"
