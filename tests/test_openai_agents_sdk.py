@@ -67,3 +67,17 @@ async def test_a_function_tool_is_run_by_the_sdk_and_its_result_gets_the_answer(
     second = mock.requests[1]["messages"]
     assert second[-1]["role"] == "tool" and second[-1]["content"] == "order 42: shipped"
     assert second[-2]["tool_calls"][0]["function"]["name"] == "lookup_order"
+
+
+async def test_the_sdks_previous_response_id_continues_the_platforms_stored_conversation(
+    mock: OpenAIMock, api: openai.AsyncOpenAI
+) -> None:
+    mock.enqueue(Script(text="Hello Ada."))
+    mock.enqueue(Script(text="You are Ada."))
+    config = RunConfig(model_provider=OpenAIProvider(openai_client=api))
+    agent = Agent(name="helper", model="assistant")
+    first = await Runner.run(agent, "I am Ada.", run_config=config)
+    second = await Runner.run(agent, "Who am I?", run_config=config, previous_response_id=first.last_response_id)
+    assert second.final_output == "You are Ada."
+    sent = [(m["role"], m["content"]) for m in mock.requests[1]["messages"]]
+    assert sent[-3:] == [("user", "I am Ada."), ("assistant", "Hello Ada."), ("user", "Who am I?")]
