@@ -23,6 +23,7 @@ from tests.support.events import NATS_PY_PATHS, TEST_ENV
 from tests.support.processes import ServiceProcess
 from tests.support.runs import Runs, StartRunner, runner_env
 
+pytest_plugins = ["tests.support.dialects_fixtures"]
 # The loop the services would choose (RAAF_EVENT_LOOP, uvloop where installed): tests run on it too.
 TEST_EVENT_LOOP = resolve(os.environ.get("RAAF_EVENT_LOOP", "").strip() or "auto")
 

@@ -33,6 +33,7 @@ from proto.runs import (
 )
 from proto.subjects import decode_token
 from services.agent_runner.agents import load_catalog, load_stream_processor
+from services.agent_runner.client_tools import check_client_tools, conversation
 from services.agent_runner.demo import DEMO_MODEL, DemoModel
 from services.agent_runner.engine import RunEngine, RunJob
 from services.agent_runner.errors import BadRunRequest, RunError, duplicate_run, input_too_large, runner_draining
@@ -200,6 +201,7 @@ class AgentRunnerApp(App):
         agents = self.catalog.resolve(request)
         agent = agents[request.agent]
         self._check_limits(request)
+        check_client_tools(request, agents)
         retry_count = s.retry_count if request.retry_count is None else request.retry_count
         retry_delay = s.retry_delay if request.retry_delay is None else request.retry_delay
         max_turns = request.max_turns or agent.max_turns or s.max_turns
@@ -243,10 +245,11 @@ class AgentRunnerApp(App):
                 engine = asyncio.create_task(self.engine.execute(job), name=f"{self.service}:engine:{run_id}")
                 job.task = engine
                 first = job.writer.emit(RunStarted, first=True, agent=agent.name, model=self.engine.model_of(agent),
-                                        instance=self.instance, demo=self.demo is not None, owner=job.request.owner)
+                                        instance=self.instance, demo=self.demo is not None, owner=job.request.owner,
+                                        **conversation(job.request))
             else:
                 first = job.writer.emit(RunQueued, first=True, agent=agent.name, instance=self.instance,
-                                        owner=job.request.owner)
+                                        owner=job.request.owner, **conversation(job.request))
             claim, stored = await asyncio.gather(self.registry.claim(run_id, self.instance), first,
                                                  return_exceptions=True)
             claimed = claim is True

@@ -27,12 +27,14 @@ from proto.runs import (
     TextDelta,
     ToolCallDelta,
     ToolCallFinished,
+    ToolCallRecord,
     ToolCallStarted,
     ToolOutput,
     ToolProgress,
     Usage,
     handoff_tool_name,
 )
+from services.agent_runner.client_tools import client_tool_schema, history_messages, model_options
 from services.agent_runner.errors import (
     RunError,
     RunSuperseded,
@@ -171,26 +173,21 @@ class RunEngine:
         messages: list[ChatCompletionMessageParam] = []
         if agent.instructions:
             messages.append({"role": "system", "content": agent.instructions})
-        for earlier in request.history:
-            match earlier.role:
-                case "system":
-                    messages.append({"role": "system", "content": earlier.content})
-                case "user":
-                    messages.append({"role": "user", "content": earlier.content})
-                case "assistant":
-                    messages.append({"role": "assistant", "content": earlier.content})
-        messages.append({"role": "user", "content": request.input})
+        if request.instructions:
+            messages.append({"role": "system", "content": request.instructions})
+        messages.extend(history_messages(request))
         usage = Usage()
+        client_tools = {tool.name for tool in request.client_tools}
         for turn in range(1, job.max_turns + 1):
             job.stop_if_asked()
-            end = await self._turn(job, agent, messages)
+            end = await self._turn(job, agent, messages, turn)
             if end.usage is not None:
                 usage = Usage(prompt_tokens=usage.prompt_tokens + end.usage.prompt_tokens,
                               completion_tokens=usage.completion_tokens + end.usage.completion_tokens,
                               total_tokens=usage.total_tokens + end.usage.total_tokens)
             if not end.calls:
                 return await writer.emit(RunCompleted, agent=agent.name, output=end.text, usage=usage, turns=turn,
-                                         patience=TERMINAL_PATIENCE)
+                                         patience=TERMINAL_PATIENCE, truncated=end.finish_reason == "length")
             for call in end.calls:
                 await writer.emit(ToolCallFinished, call_id=call.id, name=call.name, arguments=call.arguments_json)
             messages.append({
@@ -198,8 +195,14 @@ class RunEngine:
                 "tool_calls": [{"id": c.id, "type": "function",
                                 "function": {"name": c.name, "arguments": c.arguments_json}} for c in end.calls],
             })
-            target = await self._run_calls(job, agent, end.calls, messages)
+            client_calls = [call for call in end.calls if call.name in client_tools]
+            target = await self._run_calls(job, agent, [c for c in end.calls if c.name not in client_tools], messages)
             job.stop_if_asked()
+            if client_calls:  # the client runs these: the run ends with them, the client's next request continues
+                return await writer.emit(
+                    RunCompleted, agent=agent.name, output=end.text, usage=usage, turns=turn,
+                    patience=TERMINAL_PATIENCE, client_calls=[
+                        ToolCallRecord(call_id=c.id, name=c.name, arguments=c.arguments_json) for c in client_calls])
             if target is not None:
                 previous, agent = agent, job.agents[target]
                 if messages and messages[0]["role"] == "system":
@@ -209,13 +212,17 @@ class RunEngine:
                 await writer.emit(AgentChanged, agent=agent.name, previous=previous.name, model=self.model_of(agent))
         raise max_turns_exceeded(job.max_turns)
 
-    async def _turn(self, job: RunJob, agent: AgentSpec, messages: list[ChatCompletionMessageParam]) -> TurnEnd:
+    async def _turn(self, job: RunJob, agent: AgentSpec, messages: list[ChatCompletionMessageParam], turn: int
+                    ) -> TurnEnd:
         """Stream one model turn into events; return how it ended (its text, tool calls, usage)."""
-        writer = job.writer
+        writer, request = job.writer, job.request
         shown: list[str] = []  # the turn's text as stored, after the stream processor
+        tools = self._tool_schemas(agent, job.agents) + [client_tool_schema(t) for t in request.client_tools]
+        asked = agent if request.max_output_tokens is None else msgspec.structs.replace(
+            agent, max_tokens=request.max_output_tokens)
         pieces = stream_turn(self.providers.client(agent), model=self.model_of(agent), messages=messages,
-                             tools=self._tool_schemas(agent, job.agents), agent=agent, policy=job.policy,
-                             on_retry=self.metrics.retries.inc)
+                             tools=tools, agent=asked, policy=job.policy, on_retry=self.metrics.retries.inc,
+                             options=model_options(request, turn, has_tools=bool(tools)))
         # aclosing: a cancel that lands while an event is being stored (outside the generator) must still close
         # the model's HTTP stream at once, not whenever the generator is garbage-collected.
         async with contextlib.aclosing(pieces):
