@@ -1,6 +1,7 @@
 """Streamed runs through the whole platform beside the ``openai`` client straight to the mock, in the same run.
 
-Usage: ``python bench/bench_runs.py [--streams N] [--tokens T] [--token-delay D] [--concurrent C] [--cancels K]``.
+Usage: ``python bench/bench_runs.py [--streams N] [--tokens T] [--token-delay D] [--concurrent C] [--cancels K]
+[--profile DIR] [--runner-env NAME=VALUE]`` (``--streams 0`` / ``--cancels 0`` skip those rounds).
 
 Starts nats-server -js, the OpenAI mock (its own process, fixed token rate), one agent-runner and one gateway,
 then measures, interleaving the two paths so machine noise hits both alike:
@@ -10,7 +11,9 @@ then measures, interleaving the two paths so machine noise hits both alike:
   ``openai`` client streaming straight from the mock. Goal: added TTFT p50 <= 5 ms, p99 <= 20 ms; added
   inter-token p99 <= 2 ms.
 * ``C`` concurrent streams (default 1,000) on the one agent-runner process, through the platform, beside
-  ``C`` concurrent streams straight to the mock: all must complete; TTFT and gaps under load.
+  ``C`` concurrent streams straight to the mock: all must complete; TTFT and gaps under load; CPU seconds per
+  streamed token of every process (``/proc/<pid>/stat``), the platform's (runner + gateway + nats-server) beside
+  the direct client's (goal <= 3x); with ``--profile`` a py-spy profile of the runner and the gateway.
 * cancel: ``K`` runs cancelled after their first token (REST cancel -> ``run_cancelled`` on the SSE stream).
   Goal: p99 <= 100 ms.
 """
@@ -37,6 +40,7 @@ import openai
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.proc_cpu import CpuMeter, Profile  # noqa: E402
 from proto.openai_compat import stream_frame_decoder  # noqa: E402
 from shared.devstack.servers import NatsServer, free_port  # noqa: E402
 
@@ -185,6 +189,8 @@ async def main(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-runs-"))
     nats_server = NatsServer(work / "nats")
     nats_server.start()
+    assert nats_server.proc is not None
+    nats_pid = nats_server.proc.pid
     procs: list[subprocess.Popen[bytes]] = []
     try:
         mock_port, runner_port, gateway_port = free_port(), free_port(), free_port()
@@ -196,7 +202,8 @@ async def main(args: argparse.Namespace) -> int:
         procs.append(start(["-m", "services.agent_runner"], {
             **common, "HTTP_PORT": str(runner_port), "OPENAI_BASE_URL": mock, "ASYNC_POOL_SIZE": str(
                 max(args.concurrent, 20)), "ASYNC_QUEUE_SIZE": str(args.concurrent),
-            "RUN_PROVIDER_MAX_CONNECTIONS": str(args.concurrent + 10), "STREAMING_TIMEOUT": "300"},
+            "RUN_PROVIDER_MAX_CONNECTIONS": str(args.concurrent + 10), "STREAMING_TIMEOUT": "300",
+            **dict(pair.split("=", 1) for pair in args.runner_env)},
             work / "runner.log"))
         procs.append(start(["-m", "services.gateway"], {
             **common, "WEBSOCKET_HOST": "127.0.0.1", "WEBSOCKET_PORT": str(gateway_port),
@@ -215,19 +222,8 @@ async def main(args: argparse.Namespace) -> int:
 
         print(f"# bench_runs: mock at {1 / args.token_delay:.0f} tokens/s, {args.tokens} tokens per stream, "
               f"one agent-runner, one gateway, nats-server -js; {os.cpu_count()} CPUs")
-        anchor, ours = await sequential(direct, platform, prompt, args.streams)
-        print(f"\n## {args.streams} sequential streams (openai client -> mock | -> platform -> mock)")
-        print(f"{'figure':<26}{'platform':>14}{'anchor':>14}{'added':>14}{'goal':>12}")
-        rows = [("TTFT p50", pct(ours.ttft, 50), pct(anchor.ttft, 50), 0.005),
-                ("TTFT p99", pct(ours.ttft, 99), pct(anchor.ttft, 99), 0.020),
-                ("inter-token p50", pct(ours.gaps, 50), pct(anchor.gaps, 50), None),
-                ("inter-token p99", pct(ours.gaps, 99), pct(anchor.gaps, 99), 0.002)]
-        for name, value, base, goal in rows:
-            added = value - base
-            verdict = "" if goal is None else ("  met" if added <= goal else "  NOT met")
-            goal_text = "" if goal is None else f"<= {goal * 1000:g} ms"
-            print(f"{name:<26}{ms(value):>14}{ms(base):>14}{ms(added):>14}{goal_text:>12}{verdict}")
-        print(f"failures: platform {ours.failures}, anchor {anchor.failures}")
+        if args.streams:
+            await sequential_round(direct, platform, prompt, args.streams)
 
         tokens = " ".join(f"c{i}" for i in range(args.tokens))
         rule = {"match": {"user_contains": "concurrent"}, "script": {"text": tokens, "token_delay": args.load_delay}}
@@ -236,8 +232,20 @@ async def main(args: argparse.Namespace) -> int:
             assert resp.status == 201, await resp.text()
         print(f"\n## {args.concurrent} concurrent streams on one agent-runner process "
               f"({1 / args.load_delay:.0f} tokens/s each; light aiohttp clients on both paths)")
+        pids = {"client (this process)": os.getpid(), "mock": procs[0].pid, "agent-runner": procs[1].pid,
+                "gateway": procs[2].pid, "nats-server": nats_pid}
+        anchor_cpu = CpuMeter({k: pids[k] for k in ("client (this process)", "mock")})
+        anchor_cpu.start()
         load_anchor, anchor_wall = await concurrent(mock, "gpt-4o-mini", "concurrent", args.concurrent)
+        anchor_cpu.stop()
+        profiles = [Profile.record(name, pids[name], args.profile, args.profile_rate)
+                    for name in ("agent-runner", "gateway")] if args.profile else []
+        platform_cpu = CpuMeter(pids)
+        platform_cpu.start()
         load, wall = await concurrent(f"{gateway}/v1", "assistant", "concurrent", args.concurrent)
+        platform_cpu.stop()
+        for profile in profiles:
+            profile.stop()
         completed = len(load.ttft)
         print(f"{'figure':<26}{'platform':>14}{'anchor':>14}{'added':>14}")
         for name, value, base in [("TTFT p50", pct(load.ttft, 50), pct(load_anchor.ttft, 50)),
@@ -248,11 +256,13 @@ async def main(args: argparse.Namespace) -> int:
             print(f"{name:<26}{ms(value):>14}{ms(base):>14}{ms(value - base):>14}")
         print(f"streams that produced tokens: platform {completed}/{args.concurrent} (failures {load.failures}), "
               f"anchor {len(load_anchor.ttft)}/{args.concurrent} (failures {load_anchor.failures})")
+        print_cpu(anchor_cpu.spent, len(load_anchor.ttft) + len(load_anchor.gaps), platform_cpu.spent,
+                  len(load.ttft) + len(load.gaps))
+        for profile in profiles:
+            print(f"\n{profile.summary()}")
 
-        took = await cancels(gateway, args.cancels)
-        print(f"\n## cancel ({args.cancels} runs cancelled after their first token; REST cancel -> run_cancelled)")
-        print(f"cancel p50 {ms(pct(took, 50))}   p99 {ms(pct(took, 99))}   goal p99 <= 100 ms"
-              f"{'  met' if pct(took, 99) <= 0.1 else '  NOT met'}")
+        if args.cancels:
+            await cancel_round(gateway, args.cancels)
         await direct.close()
         await platform.close()
         return 0
@@ -267,6 +277,47 @@ async def main(args: argparse.Namespace) -> int:
         nats_server.stop()
 
 
+def print_cpu(anchor: dict[str, float], anchor_tokens: int, platform: dict[str, float], tokens: int) -> None:
+    """CPU per streamed token of every process on both paths; the platform's own (runner, gateway,
+    nats-server) beside the direct client's."""
+    print(f"\nCPU per streamed token (utime+stime from /proc; {tokens} tokens through the platform, "
+          f"{anchor_tokens} direct)")
+    print(f"{'process':<26}{'platform CPU':>14}{'per token':>14}{'direct CPU':>14}{'per token':>14}")
+    for name, spent in platform.items():
+        base = anchor.get(name)
+        direct = "" if base is None else f"{base:12.2f} s{1e6 * base / max(anchor_tokens, 1):11.1f} us"
+        print(f"{name:<26}{spent:12.2f} s{1e6 * spent / max(tokens, 1):11.1f} us{direct}")
+    ours = sum(platform[name] for name in ("agent-runner", "gateway", "nats-server")) / max(tokens, 1)
+    client = anchor["client (this process)"] / max(anchor_tokens, 1)
+    ratio = ours / client if client else float("nan")
+    print(f"platform (runner + gateway + nats-server) per token: {1e6 * ours:.1f} us = {ratio:.2f}x the direct "
+          f"client's {1e6 * client:.1f} us   goal <= 3x{'  met' if ratio <= 3 else '  NOT met'}")
+
+
+async def sequential_round(direct: openai.AsyncOpenAI, platform: openai.AsyncOpenAI, prompt: str, streams: int
+                           ) -> None:
+    anchor, ours = await sequential(direct, platform, prompt, streams)
+    print(f"\n## {streams} sequential streams (openai client -> mock | -> platform -> mock)")
+    print(f"{'figure':<26}{'platform':>14}{'anchor':>14}{'added':>14}{'goal':>12}")
+    rows = [("TTFT p50", pct(ours.ttft, 50), pct(anchor.ttft, 50), 0.005),
+            ("TTFT p99", pct(ours.ttft, 99), pct(anchor.ttft, 99), 0.020),
+            ("inter-token p50", pct(ours.gaps, 50), pct(anchor.gaps, 50), None),
+            ("inter-token p99", pct(ours.gaps, 99), pct(anchor.gaps, 99), 0.002)]
+    for name, value, base, goal in rows:
+        added = value - base
+        verdict = "" if goal is None else ("  met" if added <= goal else "  NOT met")
+        goal_text = "" if goal is None else f"<= {goal * 1000:g} ms"
+        print(f"{name:<26}{ms(value):>14}{ms(base):>14}{ms(added):>14}{goal_text:>12}{verdict}")
+    print(f"failures: platform {ours.failures}, anchor {anchor.failures}")
+
+
+async def cancel_round(gateway: str, count: int) -> None:
+    took = await cancels(gateway, count)
+    print(f"\n## cancel ({count} runs cancelled after their first token; REST cancel -> run_cancelled)")
+    print(f"cancel p50 {ms(pct(took, 50))}   p99 {ms(pct(took, 99))}   goal p99 <= 100 ms"
+          f"{'  met' if pct(took, 99) <= 0.1 else '  NOT met'}")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", type=int, default=100, help="sequential streams per path (default 100)")
@@ -276,4 +327,10 @@ if __name__ == "__main__":
     parser.add_argument("--cancels", type=int, default=100, help="runs to cancel (default 100)")
     parser.add_argument("--load-delay", type=float, default=0.05,
                         help="mock seconds per token in the concurrent round (default 0.05)")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="py-spy record the agent-runner and gateway during the concurrent platform round "
+                             "into DIR (raw collapsed stacks) and print where their time goes")
+    parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second (default 100)")
+    parser.add_argument("--runner-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for the agent-runner (repeatable), e.g. RUN_DELTA_COALESCE_MS=5")
     sys.exit(asyncio.run(main(parser.parse_args())))
