@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,9 @@ class Timings:
     ttft: list[float] = field(default_factory=list)
     gaps: list[float] = field(default_factory=list)
     failures: int = 0
+    tokens: int = 0  # model tokens received (a chunk may carry several when the runner coalesces deltas)
+    chunks: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)  # what failed streams answered
 
 
 def pct(values: list[float], p: int) -> float:
@@ -114,20 +118,29 @@ async def raw_stream(http: aiohttp.ClientSession, url: str, model: str, prompt: 
         async with http.post(f"{url}/chat/completions", json=body) as resp:
             if resp.status != 200:
                 into.failures += 1
+                into.reasons[f"{resp.status} {(await resp.text())[:120]}"] += 1
                 return
             async for line in resp.content:
                 if not line.startswith(b"data: {"):
                     continue
                 chunk = decode_chunk(line[6:])
-                if chunk.choices and chunk.choices[0].delta.content:
+                content = chunk.choices[0].delta.content if chunk.choices else None
+                if content:
                     now = time.perf_counter()
+                    # Every token's gap counts: those that came in one chunk with the one before came 0 ms later.
+                    count = max(1, len(content.split()))
                     if last is None:
                         into.ttft.append(now - started)
+                        into.gaps.extend([0.0] * (count - 1))
                     else:
                         into.gaps.append(now - last)
+                        into.gaps.extend([0.0] * (count - 1))
+                    into.tokens += count
+                    into.chunks += 1
                     last = now
-    except aiohttp.ClientError:
+    except aiohttp.ClientError as exc:
         into.failures += 1
+        into.reasons[type(exc).__name__] += 1
 
 
 async def concurrent(url: str, model: str, prompt: str, count: int) -> tuple[Timings, float]:
@@ -256,8 +269,11 @@ async def main(args: argparse.Namespace) -> int:
             print(f"{name:<26}{ms(value):>14}{ms(base):>14}{ms(value - base):>14}")
         print(f"streams that produced tokens: platform {completed}/{args.concurrent} (failures {load.failures}), "
               f"anchor {len(load_anchor.ttft)}/{args.concurrent} (failures {load_anchor.failures})")
-        print_cpu(anchor_cpu.spent, len(load_anchor.ttft) + len(load_anchor.gaps), platform_cpu.spent,
-                  len(load.ttft) + len(load.gaps))
+        if load.reasons:
+            print(f"platform failures: {dict(load.reasons.most_common(5))}")
+        print(f"chunks per token: platform {load.chunks / max(load.tokens, 1):.2f}, "
+              f"anchor {load_anchor.chunks / max(load_anchor.tokens, 1):.2f}")
+        print_cpu(anchor_cpu.spent, load_anchor.tokens, platform_cpu.spent, load.tokens)
         for profile in profiles:
             print(f"\n{profile.summary()}")
 

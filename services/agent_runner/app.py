@@ -123,7 +123,8 @@ class AgentRunnerApp(App):
         self._engine = RunEngine(providers=self._providers, tools=self.catalog.tools,
                                  default_model=self.default_model, max_tool_output_bytes=s.max_tool_output_bytes,
                                  metrics=self.run_metrics, instance=self.instance, demo=self.demo is not None,
-                                 processor=self.processor)
+                                 processor=self.processor, chunk_size=s.chunk_size,
+                                 coalesce_window=s.delta_coalesce_ms / 1000 if s.delta_coalesce else None)
         self._handover = Handover(self.nc, self.subjects, self.registry, self.runlog, self.pool, self.run_metrics,
                                   instance=self.instance, timeout=s.handover_timeout)
         await self._renew_lease()  # alive before taking work, so no reaper mistakes our first runs for orphans

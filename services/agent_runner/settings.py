@@ -38,6 +38,8 @@ class AgentRunnerSettings:
     buffer_size: int = 8192  # the processor's per-run context window, characters
     handover: bool = True  # on stop, hand queued runs that have not started to another runner
     handover_timeout: float = 2.0  # how long one handover request waits for a runner's answer
+    delta_coalesce: bool = True  # text deltas that arrive while one is being stored go out as one event
+    delta_coalesce_ms: float = 0.0  # and also those arriving this long after the first of a batch
 
     @property
     def demo(self) -> bool:
@@ -77,4 +79,6 @@ class AgentRunnerSettings:
             buffer_size=env.integer("STREAMING_BUFFER_SIZE", cls.buffer_size, min=0, max=64 * 1024**2),
             handover=env.boolean("RUN_HANDOVER", cls.handover),
             handover_timeout=env.number("RUN_HANDOVER_TIMEOUT", cls.handover_timeout, min=0.05, max=60),
+            delta_coalesce=env.boolean("RUN_DELTA_COALESCE", cls.delta_coalesce),
+            delta_coalesce_ms=env.number("RUN_DELTA_COALESCE_MS", cls.delta_coalesce_ms, min=0, max=1000),
         )
