@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ from pathlib import Path
 
 import aiohttp
 import httpx2
+import nats
 import openai
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +46,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.proc_cpu import CpuMeter, Profile  # noqa: E402
 from proto.openai_compat import stream_frame_decoder  # noqa: E402
+from proto.runs import RunAccepted, RunRequest  # noqa: E402
+from proto.subjects import Subjects  # noqa: E402
+from shared.clients.runs import RunClient  # noqa: E402
 from shared.devstack.servers import NatsServer, free_port  # noqa: E402
 
 decode_chunk = stream_frame_decoder.decode
@@ -214,7 +220,7 @@ async def main(args: argparse.Namespace) -> int:
                   "HTTP_HOST": "127.0.0.1"}
         procs.append(start(["-m", "services.agent_runner"], {
             **common, "HTTP_PORT": str(runner_port), "OPENAI_BASE_URL": mock, "ASYNC_POOL_SIZE": str(
-                max(args.concurrent, 20)), "ASYNC_QUEUE_SIZE": str(args.concurrent),
+                max(args.concurrent, args.starts, 20)), "ASYNC_QUEUE_SIZE": str(max(args.concurrent, args.starts)),
             "RUN_PROVIDER_MAX_CONNECTIONS": str(args.concurrent + 10), "STREAMING_TIMEOUT": "300",
             **dict(pair.split("=", 1) for pair in args.runner_env)},
             work / "runner.log"))
@@ -277,6 +283,15 @@ async def main(args: argparse.Namespace) -> int:
         for profile in profiles:
             print(f"\n{profile.summary()}")
 
+        if args.starts:
+            meter = CpuMeter({k: pids[k] for k in ("agent-runner", "nats-server", "mock")})
+            starts_profile = (Profile.record("agent-runner during the burst of starts", pids["agent-runner"],
+                                             args.profile, args.profile_rate, file="starts-runner")
+                              if args.profile else None)
+            await starts_round(nats_server.url, mock, args.starts, meter)
+            if starts_profile is not None:
+                starts_profile.stop()
+                print(f"\n{starts_profile.summary()}")
         if args.cancels:
             await cancel_round(gateway, args.cancels)
         await direct.close()
@@ -327,6 +342,53 @@ async def sequential_round(direct: openai.AsyncOpenAI, platform: openai.AsyncOpe
     print(f"failures: platform {ours.failures}, anchor {anchor.failures}")
 
 
+async def starts_round(nats_url: str, mock: str, count: int, meter: CpuMeter) -> None:
+    """``count`` runs asked to start at once, straight to the runner over NATS (each one token long): runs
+    started (claimed, ``run_started`` stored, accepted) per second, beside ``count`` one-token completions
+    asked of the mock at once (every run start makes one)."""
+    rule = {"match": {"user_contains": "burst"}, "script": {"text": "ok", "token_delay": 0}}
+    async with aiohttp.ClientSession() as http, http.post(f"{mock.removesuffix('/v1')}/_mock/rules",
+                                                            json=rule) as resp:
+        assert resp.status == 201, await resp.text()
+    anchor = Timings()
+    connector = aiohttp.TCPConnector(limit=count + 10)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        began = time.perf_counter()
+        await asyncio.gather(*(raw_stream(http, mock, "gpt-4o-mini", "burst", anchor) for _ in range(count)))
+        anchor_wall = time.perf_counter() - began
+    nc = await nats.connect(nats_url)
+    client = RunClient(nc, nc.jetstream(), Subjects("bench"), request_timeout=60)
+    try:
+        ids = [f"burst-{uuid.uuid4().hex}" for _ in range(count)]
+        accepted_at: list[float] = []
+
+        async def one(run_id: str) -> bool:
+            reply = await client.start(RunRequest(run_id=run_id, agent="assistant", input="burst"))
+            accepted_at.append(time.perf_counter())
+            return isinstance(reply, RunAccepted)
+
+        meter.start()
+        began = time.perf_counter()
+        accepted = sum(await asyncio.gather(*(one(run_id) for run_id in ids)))
+        wall = accepted_at[-1] - began if accepted_at else float("nan")
+        spent = meter.stop()
+
+        async def finish(run_id: str) -> None:
+            async with contextlib.aclosing(client.follow(run_id)) as events:
+                async for _ in events:
+                    pass
+
+        await asyncio.gather(*(finish(run_id) for run_id in ids))
+    finally:
+        await nc.close()
+    print(f"\n## a burst of {count} run starts on one agent-runner (NATS request -> accepted; one-token runs)")
+    print(f"accepted {accepted}/{count} in {ms(wall)}: {accepted / wall:8.0f} starts/s; anchor: {count} one-token "
+          f"completions straight from the mock in {ms(anchor_wall)}: {count / anchor_wall:8.0f} /s "
+          f"({anchor.failures} failed); ratio {anchor_wall / wall:.2f}")
+    print("CPU per start: " + ", ".join(f"{name} {1e3 * cpu / max(accepted, 1):.2f} ms"
+                                        for name, cpu in spent.items()))
+
+
 async def cancel_round(gateway: str, count: int) -> None:
     took = await cancels(gateway, count)
     print(f"\n## cancel ({count} runs cancelled after their first token; REST cancel -> run_cancelled)")
@@ -343,6 +405,8 @@ if __name__ == "__main__":
     parser.add_argument("--cancels", type=int, default=100, help="runs to cancel (default 100)")
     parser.add_argument("--load-delay", type=float, default=0.05,
                         help="mock seconds per token in the concurrent round (default 0.05)")
+    parser.add_argument("--starts", type=int, default=1000,
+                        help="runs asked to start at once in the burst round (default 1000; 0 skips it)")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="py-spy record the agent-runner and gateway during the concurrent platform round "
                              "into DIR (raw collapsed stacks) and print where their time goes")

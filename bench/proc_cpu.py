@@ -58,11 +58,12 @@ class Profile:
     proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def record(cls, name: str, pid: int, into: Path, rate: int) -> Profile:
+    def record(cls, name: str, pid: int, into: Path, rate: int, file: str | None = None) -> Profile:
         tool = py_spy()
         if tool is None:
             raise RuntimeError("py-spy is not installed (uv sync --dev)")
-        path = into / f"{name}.txt"
+        into.mkdir(parents=True, exist_ok=True)
+        path = into / f"{file or name}.txt"
         # --nonblocking: sampling must not pause the process it measures.
         proc = subprocess.Popen([tool, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
                                  "--nonblocking", "--output", str(path)],
