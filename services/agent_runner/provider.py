@@ -274,7 +274,11 @@ class ProviderPool:
                                    max_keepalive_connections=self.max_connections)
             # The aiohttp transport: httpx's own pool costs O(connections) per request, which dominates at
             # hundreds of concurrent streams (bench/bench_runs.py).
-            http = openai.DefaultAioHttpClient(limits=limits, timeout=httpx2.Timeout(self.timeout, connect=5.0))
+            # No read timeout: aiohttp re-arms it on every chunk received (the runner's largest per-token cost
+            # in a profile at 1,000 streams), and each run's own deadline (at most ``timeout``) bounds a
+            # stalled stream anyway.
+            http = openai.DefaultAioHttpClient(limits=limits, timeout=httpx2.Timeout(self.timeout, connect=5.0,
+                                                                                     read=None))
             # Retries are ours (before the first token only), so the client must not retry on its own.
             client = openai.AsyncOpenAI(base_url=endpoint[0], api_key=endpoint[1], max_retries=0,
                                         http_client=http)
