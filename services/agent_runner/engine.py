@@ -232,6 +232,10 @@ class RunEngine:
                             for delta in await self._processed(job, agent, text, shown):
                                 if coalescer is not None:
                                     coalescer.add(delta)
+                                    if job.last_text is None:
+                                        # The run's first text is stored before the stream is read on: under a
+                                        # burst, reading ahead of it would take CPU from other runs' starts.
+                                        await coalescer.flush()
                                 else:
                                     await writer.emit(TextDelta, agent=agent.name, delta=delta)
                                     self._text_stored(job)
