@@ -119,7 +119,8 @@ class AgentRunnerApp(App):
                                       replicas=self.runtime.jetstream_replicas)
         demo_url = await self.demo.start() if self.demo is not None else None
         self._providers = ProviderPool(api_key=s.openai_api_key, base_url=s.openai_base_url, demo_url=demo_url,
-                                       max_connections=s.provider_max_connections, timeout=s.max_timeout)
+                                       max_connections=s.provider_max_connections, timeout=s.max_timeout,
+                                       raw_post=s.provider_raw_post)
         self._engine = RunEngine(providers=self._providers, tools=self.catalog.tools,
                                  default_model=self.default_model, max_tool_output_bytes=s.max_tool_output_bytes,
                                  metrics=self.run_metrics, instance=self.instance, demo=self.demo is not None,

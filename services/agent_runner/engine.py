@@ -217,7 +217,7 @@ class RunEngine:
         shown: list[str] = []  # the turn's text as stored, after the stream processor
         pieces = stream_turn(self.providers.client(agent), model=self.model_of(agent), messages=messages,
                              tools=self._tool_schemas(agent, job.agents), agent=agent, policy=job.policy,
-                             on_retry=self.metrics.retries.inc)
+                             on_retry=self.metrics.retries.inc, raw_post=self.providers.raw_post)
         coalescer = None if self.coalesce_window is None else DeltaCoalescer(
             writer, agent.name, window=self.coalesce_window, max_chars=self.chunk_size,
             on_stored=lambda: self._text_stored(job))

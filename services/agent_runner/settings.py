@@ -40,6 +40,7 @@ class AgentRunnerSettings:
     handover_timeout: float = 2.0  # how long one handover request waits for a runner's answer
     delta_coalesce: bool = True  # text deltas that arrive while one is being stored go out as one event
     delta_coalesce_ms: float = 0.0  # and also those arriving this long after the first of a batch
+    provider_raw_post: bool = True  # ask the model with the SDK's client.post (False: chat.completions.create)
 
     @property
     def demo(self) -> bool:
@@ -81,4 +82,5 @@ class AgentRunnerSettings:
             handover_timeout=env.number("RUN_HANDOVER_TIMEOUT", cls.handover_timeout, min=0.05, max=60),
             delta_coalesce=env.boolean("RUN_DELTA_COALESCE", cls.delta_coalesce),
             delta_coalesce_ms=env.number("RUN_DELTA_COALESCE_MS", cls.delta_coalesce_ms, min=0, max=1000),
+            provider_raw_post=env.boolean("RUN_PROVIDER_RAW_POST", cls.provider_raw_post),
         )
