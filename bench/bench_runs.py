@@ -126,9 +126,13 @@ async def raw_stream(http: aiohttp.ClientSession, url: str, model: str, prompt: 
                 into.failures += 1
                 into.reasons[f"{resp.status} {(await resp.text())[:120]}"] += 1
                 return
+            last_line = b""
             async for line in resp.content:
                 if not line.startswith(b"data: {"):
                     continue
+                last_line = line
+                if b'"error"' in line[:16]:
+                    break
                 chunk = decode_chunk(line[6:])
                 content = chunk.choices[0].delta.content if chunk.choices else None
                 if content:
@@ -144,6 +148,9 @@ async def raw_stream(http: aiohttp.ClientSession, url: str, model: str, prompt: 
                     into.tokens += count
                     into.chunks += 1
                     last = now
+            if last is None:  # answered 200, but the stream ended (or failed) before any text
+                into.failures += 1
+                into.reasons[f"200 without text: {last_line[:160].decode(errors='replace')}"] += 1
     except aiohttp.ClientError as exc:
         into.failures += 1
         into.reasons[type(exc).__name__] += 1
