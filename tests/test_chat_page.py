@@ -12,8 +12,8 @@ import raaf
 from services.gateway import GatewayApp
 from shared.devstack.servers import NatsServer
 from shared.service.app import App
-from tests.conftest import ROOT
-from tests.gateway_support import make_gateway
+from tests.support.env import ROOT
+from tests.support.gateway import make_gateway
 
 StartApp = Callable[[App], Awaitable[App]]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -52,8 +52,8 @@ async def test_two_browsers_chat_live_and_see_who_is_here(browser: Any, nats_ser
                                                           start_app: StartApp) -> None:
     app = await start_app(make_gateway(nats_server.url))
     assert isinstance(app, GatewayApp)
-    ann = await join(browser, f"{app.http_url}/", "Ann")
-    ben = await join(browser, f"{app.http_url}/", "Ben")
+    ann = await join(browser, f"{app.http_url}/channels", "Ann")
+    ben = await join(browser, f"{app.http_url}/channels", "Ben")
 
     await ann.fill("#text", "hello from Ann")
     await ann.press("#text", "Enter")

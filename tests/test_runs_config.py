@@ -18,10 +18,10 @@ from services.agent_runner.agents import load_catalog
 from services.agent_runner.settings import AgentRunnerSettings
 from shared.errors import SettingsError
 from shared.runs.tools import tools_of
-from tests.conftest import ROOT
+from tests.support.env import ROOT
 
 
-def settings(tmp_path: Path, agents: str | None, tools: str | None = "tests.runs_tools", suffix: str = ".toml",
+def settings(tmp_path: Path, agents: str | None, tools: str | None = "tests.support.tools", suffix: str = ".toml",
              **extra: str) -> AgentRunnerSettings:
     env = dict(extra)
     if agents is not None:
@@ -77,7 +77,7 @@ def test_marked_functions_are_the_tools_of_a_module_else_its_public_functions() 
 
 
 def test_the_runner_serves_the_built_in_assistant_without_an_agents_file(tmp_path: Path) -> None:
-    catalog = load_catalog(settings(tmp_path, None, tools=None))
+    catalog = load_catalog(settings(tmp_path, None, tools=None, OPENAI_API_KEY="sk-test"))  # not the demo's
     assert list(catalog.agents) == ["assistant"] and catalog.tools == {}
 
 

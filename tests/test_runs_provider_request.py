@@ -7,8 +7,7 @@ import pytest
 from proto.errors import ErrorCode
 from proto.runs import RunCompleted, RunEvent, RunFailed, TextDelta
 from raaf.testing import OpenAIMock, Script
-from tests.runs_fixtures import StartRunner
-from tests.runs_support import Runs
+from tests.support.runs import Runs, StartRunner
 
 PATHS = {"client.post": "true", "chat.completions.create": "false"}
 

@@ -17,20 +17,20 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
+from aiohttp import web
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from proto.base import Message
 from proto.errors import Error, ErrorCode
 from proto.gateway import CloseCode, server_encoder
-from services.gateway.errors import RateLimited, TooManySubscriptions
+from services.gateway.errors import RateLimited, too_many_subscriptions
 from services.gateway.frames import Deflater, Outgoing, frame
 from services.gateway.identity import Identity
 from shared.nats.conn import barrier
 
 if TYPE_CHECKING:
     from services.gateway.metrics import GatewayCounters
-    from services.gateway.wsresponse import GatewayWebSocketResponse
 
 log = logging.getLogger("raaf.gateway")
 
@@ -87,7 +87,7 @@ class Connection:
         identity: Identity,
         *,
         kind: ConnectionKind = "ws",
-        ws: GatewayWebSocketResponse | None = None,
+        ws: web.WebSocketResponse | None = None,
         deflate_wbits: int = 0,
         sse_chunked: bool = False,
         connection_id: str | None = None,
@@ -212,7 +212,7 @@ class Connection:
 
     def check_subscription_room(self) -> None:
         if self.subscription_count >= self.ctx.max_subscriptions:
-            raise TooManySubscriptions(self.ctx.max_subscriptions)
+            raise too_many_subscriptions(self.ctx.max_subscriptions)
 
     # ---- resources extensions own -------------------------------------------------------------
 

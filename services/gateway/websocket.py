@@ -10,6 +10,7 @@ from aiohttp import WSMsgType, web
 
 from proto.errors import ErrorCode
 from proto.gateway import CloseCode, Limits, Welcome
+from services.gateway import wsresponse
 from services.gateway.auth import Authenticator, OriginCheck
 from services.gateway.connection import Connection, ConnectionContext, pong_frame
 from services.gateway.dispatch import MessageHandler
@@ -20,7 +21,6 @@ from services.gateway.metrics import GatewayCounters
 from services.gateway.registry import ConnectionRegistry
 from services.gateway.responses import error_response
 from services.gateway.settings import GatewaySettings
-from services.gateway.wsresponse import GatewayWebSocketResponse
 
 log = logging.getLogger("raaf.gateway.ws")
 
@@ -46,10 +46,11 @@ class WebSocketEndpoint:
         self.settings = s
         self.limits = Limits(max_message_size=s.max_message_size, rate_limit=s.rate_limit,
                              max_subscriptions=s.max_subscriptions)
+        self.response_class = wsresponse.install(s.ws_fast_path)  # aiohttp's shape is checked once, here
 
-    def _response(self) -> GatewayWebSocketResponse:
+    def _response(self) -> web.WebSocketResponse:
         s = self.settings
-        return GatewayWebSocketResponse(
+        return self.response_class(
             compress=s.enable_compression, autoping=False, max_msg_size=s.max_frame_size,
             timeout=s.close_timeout, decode_text=False,
         )
@@ -84,7 +85,7 @@ class WebSocketEndpoint:
             self.registry.unreserve()
             return ws
         conn = Connection(self.connection_context, transport, identity, ws=ws,
-                          deflate_wbits=ws.deflate_wbits)
+                          deflate_wbits=int(ws.compress))  # the negotiated window bits; 0: none
         self.registry.add(conn)
         counters.connections_opened["ws"] += 1
         try:
@@ -106,7 +107,7 @@ class WebSocketEndpoint:
             await self.disconnect(conn)
         return ws
 
-    async def _receive(self, conn: Connection, ws: GatewayWebSocketResponse) -> None:
+    async def _receive(self, conn: Connection, ws: web.WebSocketResponse) -> None:
         handler = self.handler
         while True:
             msg = await ws.receive()

@@ -93,9 +93,10 @@ class Stack:
 
     def start_service(self, spec: ServiceSpec) -> None:
         log_file = open(self.data_dir / f"{spec.name}.log", "ab")  # noqa: SIM115 - owned by the child
+        # Its own process group, so a terminal's Ctrl-C does not reach it: ``stop`` decides the order.
         self.procs[spec.name] = subprocess.Popen(
             [sys.executable, "-m", spec.module], env=self.service_env(spec), stdout=log_file,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent, process_group=0,
         )
         log_file.close()
 
@@ -155,7 +156,7 @@ class Stack:
         lines = [
             "RAAF Streaming is up.",
             f"  WebSocket   ws://{gw}/ws",
-            f"  Chat page   http://{gw}/",
+            f"  Playground  http://{gw}/   (agents streaming live; channels at /channels, rooms at /rooms)",
             f"  REST / SSE  http://{gw}/v1/",
             f"  NATS        {self.nats_url}{'  (embedded)' if self.nats else ''}",
             f"  Redis       {self.redis_url}{'  (embedded)' if self.valkey else ''}",
