@@ -1,6 +1,7 @@
 """Streamed runs through the whole platform beside the ``openai`` client straight to the mock, in the same run.
 
-Usage: ``python bench/bench_runs.py [--streams N] [--tokens T] [--token-delay D] [--concurrent C] [--cancels K]``.
+Usage: ``python bench/bench_runs.py [--streams N] [--tokens T] [--token-delay D] [--concurrent C] [--cancels K]
+[--profile DIR] [--runner-env NAME=VALUE]`` (``--streams 0`` / ``--cancels 0`` skip those rounds).
 
 Starts nats-server -js, the OpenAI mock (its own process, fixed token rate), one agent-runner and one gateway,
 then measures, interleaving the two paths so machine noise hits both alike:
@@ -10,7 +11,9 @@ then measures, interleaving the two paths so machine noise hits both alike:
   ``openai`` client streaming straight from the mock. Goal: added TTFT p50 <= 5 ms, p99 <= 20 ms; added
   inter-token p99 <= 2 ms.
 * ``C`` concurrent streams (default 1,000) on the one agent-runner process, through the platform, beside
-  ``C`` concurrent streams straight to the mock: all must complete; TTFT and gaps under load.
+  ``C`` concurrent streams straight to the mock: all must complete; TTFT and gaps under load; CPU seconds per
+  streamed token of every process (``/proc/<pid>/stat``), the platform's (runner + gateway + nats-server) beside
+  the direct client's (goal <= 3x); with ``--profile`` a py-spy profile of the runner and the gateway.
 * cancel: ``K`` runs cancelled after their first token (REST cancel -> ``run_cancelled`` on the SSE stream).
   Goal: p99 <= 100 ms.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -26,18 +30,25 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import httpx2
+import nats
 import openai
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.proc_cpu import CpuMeter, Profile  # noqa: E402
 from proto.openai_compat import stream_frame_decoder  # noqa: E402
+from proto.runs import RunAccepted, RunRequest  # noqa: E402
+from proto.subjects import Subjects  # noqa: E402
+from shared.clients.runs import RunClient  # noqa: E402
 from shared.devstack.servers import NatsServer, free_port  # noqa: E402
 
 decode_chunk = stream_frame_decoder.decode
@@ -48,6 +59,9 @@ class Timings:
     ttft: list[float] = field(default_factory=list)
     gaps: list[float] = field(default_factory=list)
     failures: int = 0
+    tokens: int = 0  # model tokens received (a chunk may carry several when the runner coalesces deltas)
+    chunks: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)  # what failed streams answered
 
 
 def pct(values: list[float], p: int) -> float:
@@ -110,20 +124,36 @@ async def raw_stream(http: aiohttp.ClientSession, url: str, model: str, prompt: 
         async with http.post(f"{url}/chat/completions", json=body) as resp:
             if resp.status != 200:
                 into.failures += 1
+                into.reasons[f"{resp.status} {(await resp.text())[:120]}"] += 1
                 return
+            last_line = b""
             async for line in resp.content:
                 if not line.startswith(b"data: {"):
                     continue
+                last_line = line
+                if b'"error"' in line[:16]:
+                    break
                 chunk = decode_chunk(line[6:])
-                if chunk.choices and chunk.choices[0].delta.content:
+                content = chunk.choices[0].delta.content if chunk.choices else None
+                if content:
                     now = time.perf_counter()
+                    # Every token's gap counts: those that came in one chunk with the one before came 0 ms later.
+                    count = max(1, len(content.split()))
                     if last is None:
                         into.ttft.append(now - started)
+                        into.gaps.extend([0.0] * (count - 1))
                     else:
                         into.gaps.append(now - last)
+                        into.gaps.extend([0.0] * (count - 1))
+                    into.tokens += count
+                    into.chunks += 1
                     last = now
-    except aiohttp.ClientError:
+            if last is None:  # answered 200, but the stream ended (or failed) before any text
+                into.failures += 1
+                into.reasons[f"200 without text: {last_line[:160].decode(errors='replace')}"] += 1
+    except aiohttp.ClientError as exc:
         into.failures += 1
+        into.reasons[type(exc).__name__] += 1
 
 
 async def concurrent(url: str, model: str, prompt: str, count: int) -> tuple[Timings, float]:
@@ -185,6 +215,8 @@ async def main(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-runs-"))
     nats_server = NatsServer(work / "nats")
     nats_server.start()
+    assert nats_server.proc is not None
+    nats_pid = nats_server.proc.pid
     procs: list[subprocess.Popen[bytes]] = []
     try:
         mock_port, runner_port, gateway_port = free_port(), free_port(), free_port()
@@ -195,12 +227,16 @@ async def main(args: argparse.Namespace) -> int:
                   "HTTP_HOST": "127.0.0.1"}
         procs.append(start(["-m", "services.agent_runner"], {
             **common, "HTTP_PORT": str(runner_port), "OPENAI_BASE_URL": mock, "ASYNC_POOL_SIZE": str(
-                max(args.concurrent, 20)), "ASYNC_QUEUE_SIZE": str(args.concurrent),
-            "RUN_PROVIDER_MAX_CONNECTIONS": str(args.concurrent + 10), "STREAMING_TIMEOUT": "300"},
+                max(args.concurrent, args.starts, 20)), "ASYNC_QUEUE_SIZE": str(max(args.concurrent, args.starts)),
+            "RUN_PROVIDER_MAX_CONNECTIONS": str(args.concurrent + 10), "STREAMING_TIMEOUT": "300",
+            **dict(pair.split("=", 1) for pair in args.runner_env)},
             work / "runner.log"))
         procs.append(start(["-m", "services.gateway"], {
             **common, "WEBSOCKET_HOST": "127.0.0.1", "WEBSOCKET_PORT": str(gateway_port),
-            "WEBSOCKET_MAX_CONNECTIONS": str(args.concurrent * 2)}, work / "gateway.log"))
+            "WEBSOCKET_MAX_CONNECTIONS": str(args.concurrent * 2),
+            # A burst of 1,000 starts on a loaded 2-core machine can take longer than the default 5 s to be
+            # accepted: measure how long, rather than count refusals.
+            "GATEWAY_RUN_REQUEST_TIMEOUT": str(args.request_timeout)}, work / "gateway.log"))
         gateway = f"http://127.0.0.1:{gateway_port}"
 
         async def ready(resp: aiohttp.ClientResponse) -> bool:
@@ -215,19 +251,8 @@ async def main(args: argparse.Namespace) -> int:
 
         print(f"# bench_runs: mock at {1 / args.token_delay:.0f} tokens/s, {args.tokens} tokens per stream, "
               f"one agent-runner, one gateway, nats-server -js; {os.cpu_count()} CPUs")
-        anchor, ours = await sequential(direct, platform, prompt, args.streams)
-        print(f"\n## {args.streams} sequential streams (openai client -> mock | -> platform -> mock)")
-        print(f"{'figure':<26}{'platform':>14}{'anchor':>14}{'added':>14}{'goal':>12}")
-        rows = [("TTFT p50", pct(ours.ttft, 50), pct(anchor.ttft, 50), 0.005),
-                ("TTFT p99", pct(ours.ttft, 99), pct(anchor.ttft, 99), 0.020),
-                ("inter-token p50", pct(ours.gaps, 50), pct(anchor.gaps, 50), None),
-                ("inter-token p99", pct(ours.gaps, 99), pct(anchor.gaps, 99), 0.002)]
-        for name, value, base, goal in rows:
-            added = value - base
-            verdict = "" if goal is None else ("  met" if added <= goal else "  NOT met")
-            goal_text = "" if goal is None else f"<= {goal * 1000:g} ms"
-            print(f"{name:<26}{ms(value):>14}{ms(base):>14}{ms(added):>14}{goal_text:>12}{verdict}")
-        print(f"failures: platform {ours.failures}, anchor {anchor.failures}")
+        if args.streams:
+            await sequential_round(direct, platform, prompt, args.streams)
 
         tokens = " ".join(f"c{i}" for i in range(args.tokens))
         rule = {"match": {"user_contains": "concurrent"}, "script": {"text": tokens, "token_delay": args.load_delay}}
@@ -236,8 +261,20 @@ async def main(args: argparse.Namespace) -> int:
             assert resp.status == 201, await resp.text()
         print(f"\n## {args.concurrent} concurrent streams on one agent-runner process "
               f"({1 / args.load_delay:.0f} tokens/s each; light aiohttp clients on both paths)")
+        pids = {"client (this process)": os.getpid(), "mock": procs[0].pid, "agent-runner": procs[1].pid,
+                "gateway": procs[2].pid, "nats-server": nats_pid}
+        anchor_cpu = CpuMeter({k: pids[k] for k in ("client (this process)", "mock")})
+        anchor_cpu.start()
         load_anchor, anchor_wall = await concurrent(mock, "gpt-4o-mini", "concurrent", args.concurrent)
+        anchor_cpu.stop()
+        profiles = [Profile.record(name, pids[name], args.profile, args.profile_rate)
+                    for name in ("agent-runner", "gateway")] if args.profile else []
+        platform_cpu = CpuMeter(pids)
+        platform_cpu.start()
         load, wall = await concurrent(f"{gateway}/v1", "assistant", "concurrent", args.concurrent)
+        platform_cpu.stop()
+        for profile in profiles:
+            profile.stop()
         completed = len(load.ttft)
         print(f"{'figure':<26}{'platform':>14}{'anchor':>14}{'added':>14}")
         for name, value, base in [("TTFT p50", pct(load.ttft, 50), pct(load_anchor.ttft, 50)),
@@ -248,11 +285,25 @@ async def main(args: argparse.Namespace) -> int:
             print(f"{name:<26}{ms(value):>14}{ms(base):>14}{ms(value - base):>14}")
         print(f"streams that produced tokens: platform {completed}/{args.concurrent} (failures {load.failures}), "
               f"anchor {len(load_anchor.ttft)}/{args.concurrent} (failures {load_anchor.failures})")
+        if load.reasons:
+            print(f"platform failures: {dict(load.reasons.most_common(5))}")
+        print(f"chunks per token: platform {load.chunks / max(load.tokens, 1):.2f}, "
+              f"anchor {load_anchor.chunks / max(load_anchor.tokens, 1):.2f}")
+        print_cpu(anchor_cpu.spent, load_anchor.tokens, platform_cpu.spent, load.tokens)
+        for profile in profiles:
+            print(f"\n{profile.summary()}")
 
-        took = await cancels(gateway, args.cancels)
-        print(f"\n## cancel ({args.cancels} runs cancelled after their first token; REST cancel -> run_cancelled)")
-        print(f"cancel p50 {ms(pct(took, 50))}   p99 {ms(pct(took, 99))}   goal p99 <= 100 ms"
-              f"{'  met' if pct(took, 99) <= 0.1 else '  NOT met'}")
+        if args.starts:
+            meter = CpuMeter({k: pids[k] for k in ("agent-runner", "nats-server", "mock")})
+            starts_profile = (Profile.record("agent-runner during the burst of starts", pids["agent-runner"],
+                                             args.profile, args.profile_rate, file="starts-runner")
+                              if args.profile else None)
+            await starts_round(nats_server.url, mock, args.starts, meter)
+            if starts_profile is not None:
+                starts_profile.stop()
+                print(f"\n{starts_profile.summary()}")
+        if args.cancels:
+            await cancel_round(gateway, args.cancels)
         await direct.close()
         await platform.close()
         return 0
@@ -267,6 +318,94 @@ async def main(args: argparse.Namespace) -> int:
         nats_server.stop()
 
 
+def print_cpu(anchor: dict[str, float], anchor_tokens: int, platform: dict[str, float], tokens: int) -> None:
+    """CPU per streamed token of every process on both paths; the platform's own (runner, gateway,
+    nats-server) beside the direct client's."""
+    print(f"\nCPU per streamed token (utime+stime from /proc; {tokens} tokens through the platform, "
+          f"{anchor_tokens} direct)")
+    print(f"{'process':<26}{'platform CPU':>14}{'per token':>14}{'direct CPU':>14}{'per token':>14}")
+    for name, spent in platform.items():
+        base = anchor.get(name)
+        direct = "" if base is None else f"{base:12.2f} s{1e6 * base / max(anchor_tokens, 1):11.1f} us"
+        print(f"{name:<26}{spent:12.2f} s{1e6 * spent / max(tokens, 1):11.1f} us{direct}")
+    ours = sum(platform[name] for name in ("agent-runner", "gateway", "nats-server")) / max(tokens, 1)
+    client = anchor["client (this process)"] / max(anchor_tokens, 1)
+    ratio = ours / client if client else float("nan")
+    print(f"platform (runner + gateway + nats-server) per token: {1e6 * ours:.1f} us = {ratio:.2f}x the direct "
+          f"client's {1e6 * client:.1f} us   goal <= 3x{'  met' if ratio <= 3 else '  NOT met'}")
+
+
+async def sequential_round(direct: openai.AsyncOpenAI, platform: openai.AsyncOpenAI, prompt: str, streams: int
+                           ) -> None:
+    anchor, ours = await sequential(direct, platform, prompt, streams)
+    print(f"\n## {streams} sequential streams (openai client -> mock | -> platform -> mock)")
+    print(f"{'figure':<26}{'platform':>14}{'anchor':>14}{'added':>14}{'goal':>12}")
+    rows = [("TTFT p50", pct(ours.ttft, 50), pct(anchor.ttft, 50), 0.005),
+            ("TTFT p99", pct(ours.ttft, 99), pct(anchor.ttft, 99), 0.020),
+            ("inter-token p50", pct(ours.gaps, 50), pct(anchor.gaps, 50), None),
+            ("inter-token p99", pct(ours.gaps, 99), pct(anchor.gaps, 99), 0.002)]
+    for name, value, base, goal in rows:
+        added = value - base
+        verdict = "" if goal is None else ("  met" if added <= goal else "  NOT met")
+        goal_text = "" if goal is None else f"<= {goal * 1000:g} ms"
+        print(f"{name:<26}{ms(value):>14}{ms(base):>14}{ms(added):>14}{goal_text:>12}{verdict}")
+    print(f"failures: platform {ours.failures}, anchor {anchor.failures}")
+
+
+async def starts_round(nats_url: str, mock: str, count: int, meter: CpuMeter) -> None:
+    """``count`` runs asked to start at once, straight to the runner over NATS (each one token long): runs
+    started (claimed, ``run_started`` stored, accepted) per second, beside ``count`` one-token completions
+    asked of the mock at once (every run start makes one)."""
+    rule = {"match": {"user_contains": "burst"}, "script": {"text": "ok", "token_delay": 0}}
+    async with aiohttp.ClientSession() as http, http.post(f"{mock.removesuffix('/v1')}/_mock/rules",
+                                                            json=rule) as resp:
+        assert resp.status == 201, await resp.text()
+    anchor = Timings()
+    connector = aiohttp.TCPConnector(limit=count + 10)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        began = time.perf_counter()
+        await asyncio.gather(*(raw_stream(http, mock, "gpt-4o-mini", "burst", anchor) for _ in range(count)))
+        anchor_wall = time.perf_counter() - began
+    nc = await nats.connect(nats_url)
+    client = RunClient(nc, nc.jetstream(), Subjects("bench"), request_timeout=60)
+    try:
+        ids = [f"burst-{uuid.uuid4().hex}" for _ in range(count)]
+        accepted_at: list[float] = []
+
+        async def one(run_id: str) -> bool:
+            reply = await client.start(RunRequest(run_id=run_id, agent="assistant", input="burst"))
+            accepted_at.append(time.perf_counter())
+            return isinstance(reply, RunAccepted)
+
+        meter.start()
+        began = time.perf_counter()
+        accepted = sum(await asyncio.gather(*(one(run_id) for run_id in ids)))
+        wall = accepted_at[-1] - began if accepted_at else float("nan")
+        spent = meter.stop()
+
+        async def finish(run_id: str) -> None:
+            async with contextlib.aclosing(client.follow(run_id)) as events:
+                async for _ in events:
+                    pass
+
+        await asyncio.gather(*(finish(run_id) for run_id in ids))
+    finally:
+        await nc.close()
+    print(f"\n## a burst of {count} run starts on one agent-runner (NATS request -> accepted; one-token runs)")
+    print(f"accepted {accepted}/{count} in {ms(wall)}: {accepted / wall:8.0f} starts/s; anchor: {count} one-token "
+          f"completions straight from the mock in {ms(anchor_wall)}: {count / anchor_wall:8.0f} /s "
+          f"({anchor.failures} failed); ratio {anchor_wall / wall:.2f}")
+    print("CPU per start: " + ", ".join(f"{name} {1e3 * cpu / max(accepted, 1):.2f} ms"
+                                        for name, cpu in spent.items()))
+
+
+async def cancel_round(gateway: str, count: int) -> None:
+    took = await cancels(gateway, count)
+    print(f"\n## cancel ({count} runs cancelled after their first token; REST cancel -> run_cancelled)")
+    print(f"cancel p50 {ms(pct(took, 50))}   p99 {ms(pct(took, 99))}   goal p99 <= 100 ms"
+          f"{'  met' if pct(took, 99) <= 0.1 else '  NOT met'}")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", type=int, default=100, help="sequential streams per path (default 100)")
@@ -276,4 +415,14 @@ if __name__ == "__main__":
     parser.add_argument("--cancels", type=int, default=100, help="runs to cancel (default 100)")
     parser.add_argument("--load-delay", type=float, default=0.05,
                         help="mock seconds per token in the concurrent round (default 0.05)")
+    parser.add_argument("--request-timeout", type=float, default=60,
+                        help="the gateway's GATEWAY_RUN_REQUEST_TIMEOUT, seconds (default 60)")
+    parser.add_argument("--starts", type=int, default=1000,
+                        help="runs asked to start at once in the burst round (default 1000; 0 skips it)")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="py-spy record the agent-runner and gateway during the concurrent platform round "
+                             "into DIR (raw collapsed stacks) and print where their time goes")
+    parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second (default 100)")
+    parser.add_argument("--runner-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for the agent-runner (repeatable), e.g. RUN_DELTA_COALESCE_MS=5")
     sys.exit(asyncio.run(main(parser.parse_args())))

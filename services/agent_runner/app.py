@@ -122,12 +122,14 @@ class AgentRunnerApp(App):
                                       replicas=self.runtime.jetstream_replicas)
         demo_url = await self.demo.start() if self.demo is not None else None
         self._providers = ProviderPool(api_key=s.openai_api_key, base_url=s.openai_base_url, demo_url=demo_url,
-                                       max_connections=s.provider_max_connections, timeout=s.max_timeout)
+                                       max_connections=s.provider_max_connections, timeout=s.max_timeout,
+                                       raw_post=s.provider_raw_post)
         await self.mcp.start()
         self._engine = RunEngine(providers=self._providers, tools=self.catalog.tools,
                                  default_model=self.default_model, max_tool_output_bytes=s.max_tool_output_bytes,
                                  metrics=self.run_metrics, instance=self.instance, demo=self.demo is not None,
-                                 processor=self.processor, agent_tools=self.mcp.tools_for)
+                                 processor=self.processor, agent_tools=self.mcp.tools_for, chunk_size=s.chunk_size,
+                                 coalesce_window=s.delta_coalesce_ms / 1000 if s.delta_coalesce else None)
         self._handover = Handover(self.nc, self.subjects, self.registry, self.runlog, self.pool, self.run_metrics,
                                   instance=self.instance, timeout=s.handover_timeout)
         await self._renew_lease()  # alive before taking work, so no reaper mistakes our first runs for orphans

@@ -35,6 +35,7 @@ from proto.runs import (
     handoff_tool_name,
 )
 from services.agent_runner.client_tools import client_tool_schema, history_messages, model_options
+from services.agent_runner.deltas import DeltaCoalescer
 from services.agent_runner.errors import (
     RunError,
     RunSuperseded,
@@ -103,9 +104,13 @@ class RunEngine:
     def __init__(self, *, providers: ProviderPool, tools: Mapping[str, Tool], default_model: str,
                  max_tool_output_bytes: int, metrics: RunnerMetrics, instance: str, demo: bool,
                  processor: StreamProcessor | None = None,
-                 agent_tools: Callable[[AgentSpec], Mapping[str, Tool]] | None = None) -> None:
+                 agent_tools: Callable[[AgentSpec], Mapping[str, Tool]] | None = None,
+                 coalesce_window: float | None = None, chunk_size: int = 1024) -> None:
         self.instance = instance
         self.agent_tools = agent_tools  # more tools of an agent, asked each turn (its MCP servers' tools)
+        # RUN_DELTA_COALESCE(_MS): None stores each delta before reading the next; a number coalesces.
+        self.coalesce_window = coalesce_window
+        self.chunk_size = chunk_size
         self.processor = processor  # RAAF_STREAM_PROCESSOR: applied to every text delta before it is stored
         self.demo = demo
         self.providers = providers
@@ -222,33 +227,60 @@ class RunEngine:
             agent, max_tokens=request.max_output_tokens)
         pieces = stream_turn(self.providers.client(agent), model=self.model_of(agent), messages=messages,
                              tools=tools, agent=asked, policy=job.policy, on_retry=self.metrics.retries.inc,
-                             options=model_options(request, turn, has_tools=bool(tools)))
-        # aclosing: a cancel that lands while an event is being stored (outside the generator) must still close
-        # the model's HTTP stream at once, not whenever the generator is garbage-collected.
-        async with contextlib.aclosing(pieces):
-            async for piece in pieces:
-                job.stop_if_asked()
-                match piece:
-                    case TextPiece(text=text):
-                        for delta in await self._processed(job, agent, text, shown):
-                            await writer.emit(TextDelta, agent=agent.name, delta=delta)
-                            now = time.monotonic()
-                            if job.last_text is None:
-                                self.metrics.first_token.observe(now - job.accepted_at)
-                            else:
-                                self.metrics.inter_token.observe(now - job.last_text)
-                            job.last_text = now
-                    case CallStart(call_id=call_id, name=name):
-                        await writer.emit(ToolCallStarted, agent=agent.name, call_id=call_id, name=name)
-                    case CallArguments(call_id=call_id, delta=delta):
-                        await writer.emit(ToolCallDelta, call_id=call_id, delta=delta)
-                    case TurnEnd():
-                        if self.processor is None:
-                            return piece
-                        # The final output is the text the clients saw, processed (e.g. redacted) alike.
-                        return TurnEnd(text="".join(shown), calls=piece.calls, finish_reason=piece.finish_reason,
-                                       usage=piece.usage)
+                             options=model_options(request, turn, has_tools=bool(tools)),
+                             raw_post=self.providers.raw_post)
+        coalescer = None if self.coalesce_window is None else DeltaCoalescer(
+            writer, agent.name, window=self.coalesce_window, max_chars=self.chunk_size,
+            on_stored=lambda: self._text_stored(job))
+        try:
+            # aclosing: a cancel that lands while an event is being stored (outside the generator) must still
+            # close the model's HTTP stream at once, not whenever the generator is garbage-collected.
+            async with contextlib.aclosing(pieces):
+                async for piece in pieces:
+                    job.stop_if_asked()
+                    match piece:
+                        case TextPiece(text=text):
+                            for delta in await self._processed(job, agent, text, shown):
+                                if coalescer is not None:
+                                    coalescer.add(delta)
+                                    if job.last_text is None:
+                                        # The run's first text is stored before the stream is read on: under a
+                                        # burst, reading ahead of it would take CPU from other runs' starts.
+                                        await coalescer.flush()
+                                else:
+                                    await writer.emit(TextDelta, agent=agent.name, delta=delta)
+                                    self._text_stored(job)
+                        case CallStart(call_id=call_id, name=name):
+                            if coalescer is not None:
+                                await coalescer.flush()
+                            await writer.emit(ToolCallStarted, agent=agent.name, call_id=call_id, name=name)
+                        case CallArguments(call_id=call_id, delta=delta):
+                            await writer.emit(ToolCallDelta, call_id=call_id, delta=delta)
+                        case TurnEnd():
+                            if coalescer is not None:
+                                await coalescer.flush()
+                            if self.processor is None:
+                                return piece
+                            # The final output is the text the clients saw, processed (e.g. redacted) alike.
+                            return TurnEnd(text="".join(shown), calls=piece.calls,
+                                           finish_reason=piece.finish_reason, usage=piece.usage)
+        except Exception:
+            if coalescer is not None:  # the text read before a failure is stored before the failure is
+                with contextlib.suppress(Exception):
+                    await coalescer.flush()
+            raise
+        finally:
+            if coalescer is not None:
+                await coalescer.aclose()
         raise RuntimeError("the model stream ended without its end")  # stream_turn always ends with TurnEnd
+
+    def _text_stored(self, job: RunJob) -> None:
+        now = time.monotonic()
+        if job.last_text is None:
+            self.metrics.first_token.observe(now - job.accepted_at)
+        else:
+            self.metrics.inter_token.observe(now - job.last_text)
+        job.last_text = now
 
     async def _processed(self, job: RunJob, agent: AgentSpec, text: str, shown: list[str]) -> list[str]:
         """A model text delta as the deltas to store: itself, or what the stream processor makes of it."""

@@ -42,6 +42,9 @@ class AgentRunnerSettings:
     mcp_connect_timeout: float = 10.0  # connecting to an MCP server (and a call waiting for a reconnect)
     mcp_call_timeout: float = 60.0  # one MCP tool call; then the model gets a tool error
     mcp_reconnect_delay: float = 30.0  # the longest wait between attempts to reach a down MCP server
+    delta_coalesce: bool = True  # text deltas that arrive while one is being stored go out as one event
+    delta_coalesce_ms: float = 0.0  # and also those arriving this long after the first of a batch
+    provider_raw_post: bool = True  # ask the model with the SDK's client.post (False: chat.completions.create)
 
     @property
     def demo(self) -> bool:
@@ -84,4 +87,7 @@ class AgentRunnerSettings:
             mcp_connect_timeout=env.number("MCP_CONNECT_TIMEOUT", cls.mcp_connect_timeout, min=0.1, max=600),
             mcp_call_timeout=env.number("MCP_CALL_TIMEOUT", cls.mcp_call_timeout, min=0.1, max=3600),
             mcp_reconnect_delay=env.number("MCP_RECONNECT_DELAY", cls.mcp_reconnect_delay, min=0.1, max=3600),
+            delta_coalesce=env.boolean("RUN_DELTA_COALESCE", cls.delta_coalesce),
+            delta_coalesce_ms=env.number("RUN_DELTA_COALESCE_MS", cls.delta_coalesce_ms, min=0, max=1000),
+            provider_raw_post=env.boolean("RUN_PROVIDER_RAW_POST", cls.provider_raw_post),
         )

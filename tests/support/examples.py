@@ -102,7 +102,9 @@ class ExampleStack:
                 preexec_fn=die_with_parent)
         env = {**os.environ, "RAAF_PREFIX": self.prefix, "OPENAI_BASE_URL": f"http://127.0.0.1:{mock_port}/v1",
                "OPENAI_API_KEY": "mock", "WEBSOCKET_PORT": str(free_port()), "LOG_LEVEL": "warning",
-               "NATS_RECONNECT_WAIT": "0.2", "SHUTDOWN_TIMEOUT": "5", "JOBS_LEASE_SECONDS": "2"}
+               "NATS_RECONNECT_WAIT": "0.2", "SHUTDOWN_TIMEOUT": "5", "JOBS_LEASE_SECONDS": "2",
+               # Outputs that show each delta (debug_logging.py) must not depend on how busy the machine is.
+               "RUN_DELTA_COALESCE": "false"}
         for name, value in (("NATS_URL", self.nats_url), ("REDIS_URL", self.redis_url)):
             if value:
                 env[name] = value

@@ -43,6 +43,9 @@ def new_run_id() -> str:
 def runner_env(nats_url: str, mock_url: str, prefix: str, tmp_path: Path, **extra: str) -> dict[str, str]:
     agents = tmp_path / "agents.toml"
     agents.write_text(AGENTS_TOML)
+    # Coalescing off unless a test turns it on: most tests hold the events to the mock's tokens one for one
+    # (tests/test_runs_coalesce.py runs the behaviour that matters with it on and off).
+    extra = {"RUN_DELTA_COALESCE": "false", **extra}
     return service_env(nats_url, "redis://127.0.0.1:1/0", RAAF_PREFIX=prefix, OPENAI_BASE_URL=mock_url,
                        RAAF_AGENTS_FILE=str(agents), RAAF_TOOLS_MODULE="tests.support.tools", RUN_RETRY_DELAY="0.01",
                        RUN_LEASE_TTL="2", **extra)
