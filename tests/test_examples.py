@@ -15,6 +15,9 @@ from tests.support.env import ROOT
 from tests.support.examples import SEED_README, Example, ExampleStack, load_index, normalise, seed_sections_with_code
 
 INDEX = load_index()
+# The first test's set-up runs every example against one stack (four at a time): on a loaded 2-CPU machine that
+# takes more than the suite's 120 s per test.
+pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="module")
