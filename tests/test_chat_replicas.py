@@ -4,6 +4,8 @@ and an answer whose relaying replica goes away mid-stream is finished by the oth
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -105,9 +107,16 @@ async def test_an_answer_whose_replica_stops_mid_stream_is_finished_by_the_other
         await eventually(lambda: len(relaying()) >= 1, 10, interval=0.02, what="a replica relays the answer")
         (relay,) = relaying()
         await relay.stop()
-        items = await read_until(reader, answered(1), within=60)
+        arrivals = [time.monotonic()]  # the stop, then each feed item after it
+        items: list[FeedItem] = []
+        while not answered(1)(items):
+            items.append(await asyncio.wait_for(reader.next(), 60))
+            arrivals.append(time.monotonic())
     finally:
         await reader.close()
+    pause = max(b - a for a, b in itertools.pairwise(arrivals))
+    print(f"\nchat replica stopped mid-answer: longest pause in the room's feed {pause:.2f}s "
+          f"(CHAT_RELAY_ADOPT_AFTER=1)")
     (answer,) = [i.event for i in items if isinstance(i.event, AgentMessage)]
     assert answer.status == "completed" and answer.text == text
     assert streamed_text(items, answer.id) == text, "the other replica relayed the rest, nothing twice"

@@ -4,6 +4,7 @@ clients and a chat room answers; every transcript stays complete and every servi
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -40,10 +41,12 @@ class Transcript:
 
     expected: str
     events: list[dict[str, Any]] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)
     first_token: asyncio.Event = field(default_factory=asyncio.Event)
 
     def add(self, event: dict[str, Any]) -> None:
         self.events.append(event)
+        self.arrivals.append(time.monotonic())
         if event.get("type") == "run_text_delta":
             self.first_token.set()
 
@@ -91,6 +94,8 @@ class Figures:
     leader_elected: float = 0.0  # from the kill to the runs stream having a leader on a live server
     ready_after_leader: float = 0.0  # from that leader to every service answering /readyz with 200
     longest_run: float = 0.0
+    longest_pause: float = 0.0  # the longest wait of any client between two events of its run
+    streams_moving: float = 0.0  # from that leader until every unfinished run's client got its next event
 
 
 @pytest.fixture
@@ -159,12 +164,17 @@ async def failover_round(cluster: NatsCluster, redis: ValkeyServer, start_app: S
             await nc.close()
     for name, transcript in transcripts.items():
         transcript.check(name)
+    figures.streams_moving = max([next(at for at in t.arrivals if at > elected) - elected
+                                  for t in transcripts.values() if t.arrivals[-1] > elected] or [0.0])
+    figures.longest_pause = max(b - a for t in transcripts.values() for a, b in itertools.pairwise(t.arrivals))
     (answer,) = answers(items)
     assert answer.status == "completed" and answer.text == f"You said: {question}"
     assert streamed_text(items, answer.id) == answer.text, "the room's feed holds every token once"
     print(f"\nNATS {victim} kill, {runs} runs: new leader after {figures.leader_elected:.2f}s, every service ready "
-          f"{figures.ready_after_leader:.2f}s after it, longest run {figures.longest_run:.1f}s")
-    assert figures.ready_after_leader <= 5.0
+          f"{figures.ready_after_leader:.2f}s after it and every stream moving {figures.streams_moving:.2f}s after it, "
+          f"longest pause a client saw {figures.longest_pause:.2f}s, "
+          f"longest run {figures.longest_run:.1f}s")
+    assert figures.ready_after_leader <= 5.0 and figures.streams_moving <= 5.0
     return figures
 
 
