@@ -1,5 +1,5 @@
 """Two chat services side by side: each message is answered exactly once, every replica folds the same rooms,
-and an answer whose relaying replica goes away mid-stream is finished by the other one."""
+and an answer whose relaying replica is stopped or killed mid-stream is finished by the other one."""
 
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from proto.chat import AgentMessage, AnswerStarted, UserMessage
+from proto.chat import AgentMessage, AnswerDelta, AnswerStarted, UserMessage
 from raaf.testing import OpenAIMock, Script
 from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
 from services.chat import ChatApp
 from shared.clients.chat import FeedItem
-from shared.devstack.servers import NatsServer, ValkeyServer
+from shared.devstack.servers import NatsServer, ValkeyServer, free_port
 from shared.service.app import App
 from tests.support.chat import ChatHarness, answered, answers, read_until, streamed_text
+from tests.support.processes import ServiceProcess
 from tests.support.runs import runner_env
 from tests.support.waiting import eventually
 
@@ -120,3 +121,44 @@ async def test_an_answer_whose_replica_stops_mid_stream_is_finished_by_the_other
     (answer,) = [i.event for i in items if isinstance(i.event, AgentMessage)]
     assert answer.status == "completed" and answer.text == text
     assert streamed_text(items, answer.id) == text, "the other replica relayed the rest, nothing twice"
+
+
+async def test_an_answer_whose_replica_is_killed_mid_stream_is_finished_by_the_one_still_running(
+    harness: tuple[ChatHarness, OpenAIMock], service_process: Callable[..., ServiceProcess]
+) -> None:
+    chat_harness, mock = harness
+    port = free_port()
+    victim = service_process("services.chat", chat_harness.env(HTTP_PORT=str(port), CHAT_RELAY_ADOPT_AFTER="1"))
+    await victim.wait_ready(f"http://127.0.0.1:{port}")
+    survivor = await chat_harness.replica(INSTANCE_ID="survivor", CHAT_RELAY_ADOPT_AFTER="1")
+    chat = await chat_harness.client(timeout=10)
+    text = " ".join(f"k{i}" for i in range(120))
+    # Commands go to either replica (a queue group): post in fresh rooms until the victim is the one relaying.
+    for attempt in range(8):
+        room = f"kill-{attempt}"
+        await chat.create_room(room)
+        reader = await chat.feed(await chat.join(room, "alice", "alice-1"))
+        mock.enqueue(Script(text=text, token_delay=0.03))
+        await chat.post(room, "alice", "alice-1", "a long one")
+        first = await read_until(reader, lambda items: any(isinstance(i.event, AnswerDelta) for i in items))
+        if not survivor.relay.relaying:
+            break
+        await read_until(reader, answered(1), within=60)
+        await reader.close()
+    else:
+        pytest.fail("the survivor took every one of eight posts")
+    try:
+        victim.kill()
+        arrivals = [time.monotonic()]
+        items = list(first)
+        while not answered(1)(items):
+            items.append(await asyncio.wait_for(reader.next(), 60))
+            arrivals.append(time.monotonic())
+    finally:
+        await reader.close()
+    pause = max(b - a for a, b in itertools.pairwise(arrivals))
+    print(f"\nchat replica kill -9 mid-answer: longest pause in the room's feed {pause:.2f}s "
+          f"(CHAT_RELAY_ADOPT_AFTER=1)")
+    (answer,) = answers(items)
+    assert answer.status == "completed" and answer.text == text
+    assert streamed_text(items, answer.id) == text, "the survivor relayed the rest, nothing twice"
