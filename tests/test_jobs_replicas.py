@@ -1,5 +1,5 @@
 """Two schedulers and two metrics services side by side: every job runs once, a cron schedule fires once per
-tick (also after one scheduler stops), and the cluster's job counters add up to exactly the jobs there were."""
+tick (also after one scheduler is killed), and the cluster's job counters add up to exactly the jobs there were."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from raaf.jobs import BackgroundProcessor, JobsClient, current_job
 from services.metrics import MetricsApp, MetricsSettings
 from services.scheduler import SchedulerApp, SchedulerSettings
-from shared.devstack.servers import NatsServer, ValkeyServer
+from shared.devstack.servers import NatsServer, ValkeyServer, free_port
 from shared.service.app import App
 from tests.support.env import service_env
+from tests.support.processes import ServiceProcess
 from tests.support.waiting import eventually
 
 StartApp = Callable[[App], Awaitable[App]]
@@ -39,11 +40,14 @@ async def counter_sum(apps: list[App], name: str, **labels: str) -> float:
 
 
 async def test_two_schedulers_and_two_metrics_services_run_each_job_once_and_count_it_once(
-    nats_server: NatsServer, redis_server: ValkeyServer, prefix: str, start_app: StartApp
+    nats_server: NatsServer, redis_server: ValkeyServer, prefix: str, start_app: StartApp,
+    service_process: Callable[..., ServiceProcess]
 ) -> None:
     env = service_env(nats_server.url, redis_server.url, RAAF_PREFIX=prefix, JOBS_TICK_INTERVAL="0.05")
-    schedulers = [await start_app(SchedulerApp(SchedulerSettings.from_env({**env, "INSTANCE_ID": f"s{i}"})))
-                  for i in range(2)]
+    port = free_port()
+    victim = service_process("services.scheduler", {**env, "HTTP_PORT": str(port), "INSTANCE_ID": "victim"})
+    await victim.wait_ready(f"http://127.0.0.1:{port}")
+    await start_app(SchedulerApp(SchedulerSettings.from_env({**env, "INSTANCE_ID": "survivor"})))
     metrics = [await start_app(MetricsApp(MetricsSettings.from_env({**env, "INSTANCE_ID": f"m{i}"})))
                for i in range(2)]
     ran: list[str] = []
@@ -76,8 +80,8 @@ async def test_two_schedulers_and_two_metrics_services_run_each_job_once_and_cou
             return sum(1 for j in ran if not j.startswith("cron:")) >= 2 * JOBS and len(fires()) >= 3
 
         await eventually(both_kinds_done_and_three_ticks, 30, interval=0.05, what="every job and three cron ticks")
-        # One scheduler goes; the other keeps the schedule, still once per tick.
-        await schedulers[0].stop()
+        # One scheduler is killed; the other keeps the schedule, still once per tick.
+        victim.kill()
         ticks_before = len(fires())
 
         async def three_more_ticks() -> bool:
@@ -96,7 +100,7 @@ async def test_two_schedulers_and_two_metrics_services_run_each_job_once_and_cou
     assert {f"now-{n}" for n in range(JOBS)} | {f"later-{n}" for n in range(JOBS)} <= counts.keys()
     due = fires()
     late = max(at - int(job.rsplit(":", 1)[1]) / 1000 for job, at in ran_at.items() if job.startswith("cron:"))
-    print(f"\ntwo schedulers, one stopped midway: {len(due)} cron fires, one per second, each ran at most "
+    print(f"\ntwo schedulers, one killed -9 midway: {len(due)} cron fires, one per second, each ran at most "
           f"{late:.2f}s after its due time")
     assert all(b - a == 1000 for a, b in itertools.pairwise(due)), f"one fire per tick, none skipped: {due}"
     finished = len(ran)
