@@ -14,6 +14,7 @@ import pytest
 
 from raaf.testing.openai_mock import OpenAIMock
 from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
+from shared.devstack.nats_cluster import NatsCluster
 from shared.devstack.redis_ha import SentinelGroup, ValkeyCluster
 from shared.devstack.servers import NatsServer, ValkeyServer
 from shared.service.app import App
@@ -97,6 +98,17 @@ def sentinel_group(tmp_path: Path) -> Iterator[SentinelGroup]:
         yield group
     finally:
         group.stop()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """Three routed nats-servers with JetStream this test owns: it may kill -9 any of them (R3 streams survive)."""
+    cluster = NatsCluster(tmp_path / "nats-cluster")
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -17,9 +18,10 @@ from proto.jobs import JobEnqueued, JobSucceeded, Priority, jobs_encoder
 from proto.subjects import Subjects
 from raaf.jobs import BackgroundProcessor, PermanentJobError
 from services.metrics import MetricsApp, MetricsSettings
-from shared.devstack.servers import NatsServer, ValkeyServer
+from shared.devstack.servers import NatsServer, ValkeyServer, free_port
 from shared.service.app import App
 from tests.support.env import service_env
+from tests.support.processes import ServiceProcess
 from tests.support.waiting import eventually
 
 StartApp = Callable[[App], Awaitable[App]]
@@ -231,3 +233,50 @@ async def publish_succeeded(nc: NATS, prefix: str, queue: str, job_type: str, co
     for n in range(count):
         event = JobSucceeded(queue=queue, job_id=f"j{n}", job_type=job_type, attempt=1, duration=0.01, at=0)
         await nc.publish(subject, jobs_encoder.encode(event))
+
+
+async def test_when_a_metrics_replica_is_killed_the_other_counts_every_later_job_event(
+    nats_server: NatsServer, redis_server: ValkeyServer, prefix: str, start_app: StartApp,
+    service_process: Callable[..., ServiceProcess]
+) -> None:
+    port = free_port()
+    victim = service_process("services.metrics", service_env(nats_server.url, redis_server.url, RAAF_PREFIX=prefix,
+                                                             HTTP_PORT=str(port), INSTANCE_ID="victim"))
+    await victim.wait_ready(f"http://127.0.0.1:{port}")
+    survivor = await start_app(metrics_app(nats_server.url, redis_server.url, prefix, INSTANCE_ID="survivor"))
+
+    async def counted() -> float:
+        return value(await scrape(survivor), "raaf_cluster_job_successes_total", queue="mail", job_type="ok")
+
+    nc = await nats.connect(nats_server.url)
+    try:
+        await publish_succeeded(nc, prefix, "mail", "ok", 40)
+        await nc.flush()
+
+        async def victims() -> float:
+            async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                text = await resp.text()
+            return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+                       if s.name == "raaf_cluster_job_successes_total" and s.labels.get("job_type") == "ok")
+
+        async def first_forty() -> bool:
+            return await counted() + await victims() == 40
+
+        await eventually(first_forty, 10, interval=0.05, what="the two replicas counted the first forty")
+        before = await counted()
+        assert before < 40, "the queue group shared the first events with the victim"
+        victim.kill()
+        killed = time.monotonic()
+        await publish_succeeded(nc, prefix, "mail", "ok", 40)
+        await nc.flush()
+
+        async def all_later_ones() -> bool:
+            return await counted() - before >= 40
+
+        await eventually(all_later_ones, 10, interval=0.02, what="the survivor counted every later event")
+        print(f"\nmetrics replica kill -9: the survivor counted all 40 later events {time.monotonic() - killed:.2f}s "
+              "after the kill")
+        await asyncio.sleep(0.3)  # time passing is the subject: a double count would show by now
+        assert await counted() - before == 40
+    finally:
+        await nc.close()

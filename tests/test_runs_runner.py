@@ -329,6 +329,8 @@ async def test_a_run_whose_runner_is_killed_fails_within_seconds_when_another_ru
     final = seen[-1]
     assert isinstance(final, RunFailed) and final.code == ErrorCode.UNAVAILABLE, final
     assert loop.time() - killed_at < 10, loop.time() - killed_at
+    print(f"\nagent-runner kill -9: its run failed typed (unavailable) {loop.time() - killed_at:.2f}s later "
+          "(RUN_LEASE_TTL=2)")
     assert [getattr(e, "seq", 0) for e in seen] == list(range(1, len(seen) + 1))
 
 

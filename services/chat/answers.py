@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import msgspec
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
@@ -37,7 +38,7 @@ from services.chat.room import Answer, ChatState, Room
 from services.chat.settings import ChatSettings
 from services.chat.store import ChatStore
 from services.chat.writer import Planned, RoomWriter
-from shared.chat.errors import ChatError
+from shared.chat.errors import ChatError, ChatUnavailable
 from shared.clients.runs import RunClient
 
 log = logging.getLogger("raaf.chat.answers")
@@ -46,6 +47,7 @@ Spawn = Callable[..., asyncio.Task[Any]]
 Status = Literal["completed", "failed", "cancelled"]
 _REQUEST_TIMEOUT = 5.0
 _IDLE_CHECK = 2.0  # seconds a quiet run waits before its runner's lease is checked
+_STORE_AWAY_FOR = 30.0  # seconds a relay write is retried while the store cannot be reached
 
 
 def run_id_for(message_id: str) -> str:
@@ -101,6 +103,31 @@ class AnswerRelay:
                 self._relay(room.id, room.answer.run_id, fresh=False)
             elif room.unanswered:
                 await self.begin(room.id)
+
+    async def adopt_stalled(self) -> None:
+        """Forever: relay here every answer in progress that no relay of this replica follows and whose feed
+        has not moved for ``CHAT_RELAY_ADOPT_AFTER`` seconds (its replica stopped or died). Two relays of one
+        answer are harmless: each step is planned from the fold and stored once under its ``Nats-Msg-Id``."""
+        after = self.settings.relay_adopt_after
+        seen: dict[str, tuple[int, float]] = {}  # run id -> (the room's feed position, since when)
+        while True:
+            await asyncio.sleep(after / 2)  # the sweep's own pace
+            now = time.monotonic()
+            still: dict[str, tuple[int, float]] = {}
+            for room in list(self.state.rooms.values()):
+                answer = room.answer
+                if answer is None or answer.run_id in self._relays:
+                    continue
+                before = seen.get(answer.run_id)
+                if before is None or before[0] != room.answer_seq:
+                    still[answer.run_id] = (room.answer_seq, now)
+                elif now - before[1] >= after:
+                    log.info("relaying answer %s in room %s: no progress for %.1fs", answer.run_id, room.id,
+                             now - before[1])
+                    self._relay(room.id, answer.run_id, fresh=False)
+                else:
+                    still[answer.run_id] = before
+            seen = still
 
     async def cancel(self, run_id: str, reason: str) -> None:
         """Ask the run's runner to cancel it (busy policy interrupt); its ``run_cancelled`` ends the answer."""
@@ -284,8 +311,19 @@ class AnswerRelay:
         await self._write(room_id, plan)
 
     async def _write(self, room_id: str, plan: Callable[[], Planned | None]) -> bool:
-        try:
-            return await self.writer.write(room_id, plan) is not None
-        except ChatError as exc:
-            log.warning("relay write in room %s failed: %s", room_id, exc)
-            return False
+        """Write one step of the relay; while the store is away (a NATS server or stream leader lost), retry:
+        every step has its ``Nats-Msg-Id`` and is planned again from the fold, so a retry stores it once."""
+        deadline = time.monotonic() + _STORE_AWAY_FOR
+        delay = 0.05
+        while True:
+            try:
+                return await self.writer.write(room_id, plan) is not None
+            except (ChatUnavailable, nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+                if time.monotonic() + delay > deadline:
+                    log.warning("relay write in room %s failed for %.0fs: %s", room_id, _STORE_AWAY_FOR, exc)
+                    return False
+                await asyncio.sleep(delay)  # backoff while the cluster elects a leader
+                delay = min(1.0, delay * 2)
+            except ChatError as exc:
+                log.warning("relay write in room %s failed: %s", room_id, exc)
+                return False

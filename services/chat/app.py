@@ -102,6 +102,7 @@ class ChatApp(App):
         self._relay = AnswerRelay(self.nc, self.js, self.subjects, s, self.state, self.store, self.writer,
                                   self.chat_metrics, self.spawn)
         await self._relay.recover()
+        self.spawn(self._relay.adopt_stalled(), name="relay-adoption")
         self._commands_impl = Commands(settings=s, subjects=self.subjects, nc=self.nc, state=self.state,
                                        store=self.store, writer=self.writer, typing=self._typing, relay=self._relay,
                                        metrics=self.chat_metrics, spawn=self.spawn)

@@ -45,6 +45,7 @@ class ChatSettings:
     context_messages: int = 50  # earlier conversation messages sent with each run
     snapshot_every: int = 200  # room log events between snapshots (compaction)
     presence_check_interval: float = 15.0  # seconds between checks for sessions of vanished gateways; 0: off
+    relay_adopt_after: float = 10.0  # seconds an answer may show no progress before another replica relays it
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ChatSettings:
@@ -77,4 +78,5 @@ class ChatSettings:
             context_messages=env.integer("CHAT_CONTEXT_MESSAGES", cls.context_messages, min=0, max=10_000),
             snapshot_every=env.integer("CHAT_SNAPSHOT_EVERY", cls.snapshot_every, min=2),
             presence_check_interval=env.number("CHAT_PRESENCE_CHECK_INTERVAL", cls.presence_check_interval, min=0),
+            relay_adopt_after=env.number("CHAT_RELAY_ADOPT_AFTER", cls.relay_adopt_after, min=0.1, max=3600),
         )

@@ -14,7 +14,7 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
 from proto.chat import (
     AgentHandoff,
@@ -93,7 +93,9 @@ class ChatStore:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 raise WrongLastSequence(subject) from None
             raise ChatUnavailable(f"event store refused the write: {exc.description}") from exc
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError) as exc:
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError,
+                NoStreamResponseError) as exc:
+            # NoStreamResponseError: an empty reply, which a stream electing a new leader can give.
             raise ChatUnavailable(f"event store unreachable ({type(exc).__name__})") from exc
         return Appended(seq=ack.seq, duplicate=bool(ack.duplicate))
 

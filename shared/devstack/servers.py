@@ -153,9 +153,15 @@ class NatsServer(ServerProcess):
 
     def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1",
                  monitor_port: int | None = None, max_file_store: str | None = None,
-                 max_memory_store: str | None = None) -> None:
+                 max_memory_store: str | None = None, cluster_name: str | None = None,
+                 server_name: str | None = None) -> None:
         super().__init__(data_dir, port, host)
         self.monitor_port = monitor_port
+        # A cluster member (``shared.devstack.nats_cluster``): its route port and the routes to every member.
+        self.cluster_name = cluster_name
+        self.cluster_port = free_port(host) if cluster_name else 0
+        self.routes: list[str] = []
+        self.server_name = server_name or f"raaf-local-{self.port}"
         # JetStream reserves each stream's max_bytes up front against these limits (defaults: a share of the
         # free disk and memory); a test server that provisions hundreds of streams raises them.
         self.max_file_store = max_file_store
@@ -163,7 +169,10 @@ class NatsServer(ServerProcess):
 
     def command(self) -> list[str]:
         cmd = [find_nats_server(), "-js", "-a", self.host, "-p", str(self.port),
-               "-sd", str(self.data_dir / "jetstream"), "--server_name", f"raaf-local-{self.port}"]
+               "-sd", str(self.data_dir / "jetstream"), "--server_name", self.server_name]
+        if self.cluster_name:
+            cmd += ["--cluster_name", self.cluster_name, "--cluster", f"nats://{self.host}:{self.cluster_port}",
+                    "--routes", ",".join(self.routes)]
         if self.max_file_store or self.max_memory_store:
             limits = "".join(f"  {key}: {value}\n" for key, value in
                              (("max_file_store", self.max_file_store), ("max_memory_store", self.max_memory_store))

@@ -33,6 +33,9 @@ _direct_get_encoder: Final = msgspec.json.Encoder()
 # Pending live events a follower may buffer before NATS drops them (the store then fills the gap).
 _LIVE_PENDING: Final = 65_536
 
+# What a store read raises while JetStream has no leader for the stream or the connection is moving servers.
+_STORE_AWAY: Final = (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError,
+                      nats.js.errors.ServiceUnavailableError, TimeoutError)
 # Called when a followed run has been quiet for a while; it may end the run (e.g. fail an orphan).
 IdleCheck = Callable[[str], Awaitable[None]]
 
@@ -208,14 +211,19 @@ class RunLog:
                 try:
                     msg: Msg = await sub.next_msg(timeout=idle)
                 except nats.errors.TimeoutError:
-                    async with contextlib.aclosing(self._catch_up(run_id, expected)) as missed_events:
-                        async for event, raw in missed_events:
-                            yield event, raw
-                            expected = event.seq + 1
-                            if is_terminal(event):
-                                return
-                    if on_idle is not None:
-                        await on_idle(run_id)
+                    try:
+                        async with contextlib.aclosing(self._catch_up(run_id, expected)) as missed_events:
+                            async for event, raw in missed_events:
+                                yield event, raw
+                                expected = event.seq + 1
+                                if is_terminal(event):
+                                    return
+                        if on_idle is not None:
+                            await on_idle(run_id)
+                    except _STORE_AWAY as exc:
+                        # The stream is electing a leader (or this connection is moving to another server):
+                        # keep following live; the next quiet check reads the store again.
+                        log.info("run store not answering while following %s: %r", run_id, exc)
                     continue
                 try:
                     event = run_event_decoder.decode(msg.data)

@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import nats
 import pytest
+import redis
 from nats.js.api import StreamConfig
 
 from shared.devstack.servers import find_nats_server, find_valkey_server, free_port
@@ -25,7 +27,8 @@ from tests.support.waiting import eventually
 RESOURCES = kustomize.build(ROOT / "k8s")
 NATS_SET = find(RESOURCES, "StatefulSet", "nats")
 NATS_CONF = find(RESOURCES, "ConfigMap", "nats-config")["data"]["nats.conf"]
-REDIS_CONF = find(RESOURCES, "ConfigMap", "redis-config")["data"]["valkey.conf"]
+REDIS_DATA = find(RESOURCES, "ConfigMap", "redis-config")["data"]
+REDIS_CONF = REDIS_DATA["valkey.conf"]
 
 
 def _container_port(pod: dict[str, Any], name: str) -> int:
@@ -151,9 +154,7 @@ def test_redis_config_runs_and_keeps_jobs_across_a_crash(tmp_path: Path) -> None
     text = text.replace("bind * -::*", "bind 127.0.0.1").replace("dir /data", f"dir {tmp_path}")
     conf = tmp_path / "valkey.conf"
     conf.write_text(text)
-    pod = pod_spec(find(RESOURCES, "StatefulSet", "redis"))
-    (container,) = pod["containers"]
-    assert container["command"][0] == "valkey-server" and container["command"][1].endswith("/valkey.conf")
+    assert "exec valkey-server /etc/valkey/valkey.conf" in REDIS_DATA["start-valkey.sh"]
     server = ConfiguredServer([find_valkey_server(), str(conf)], tmp_path, port)
     server.start()
     try:
@@ -170,3 +171,74 @@ def test_nats_termination_grace_covers_lame_duck_mode() -> None:
 
     grace = pod_spec(NATS_SET)["terminationGracePeriodSeconds"]
     assert grace > seconds("lame_duck_duration") + seconds("lame_duck_grace_period")
+
+
+@pytest.mark.parametrize("script", ["start-valkey.sh", "start-sentinel.sh"])
+def test_the_redis_start_scripts_are_valid_shell_run_by_their_containers(script: str, tmp_path: Path) -> None:
+    (tmp_path / script).write_text(REDIS_DATA[script])
+    subprocess.run(["sh", "-n", str(tmp_path / script)], check=True)
+    commands = [c["command"] for c in pod_spec(find(RESOURCES, "StatefulSet", "redis"))["containers"]]
+    assert ["sh", f"/etc/valkey/{script}"] in commands
+
+
+def test_the_sentinel_config_fails_over_to_a_replica_when_the_primary_is_killed(tmp_path: Path) -> None:
+    """valkey.conf on three servers (two following the first) and sentinel.conf on three Sentinels, with ports
+    and names made local: kill -9 the primary and the Sentinels promote a replica that takes writes."""
+    servers = []
+    for i in range(3):
+        port = free_port()
+        text = re.sub(r"^port \d+$", f"port {port}", REDIS_CONF, flags=re.M)
+        text = text.replace("bind * -::*", "bind 127.0.0.1").replace("dir /data", f"dir {tmp_path}/v{i}")
+        (tmp_path / f"v{i}").mkdir()
+        (tmp_path / f"v{i}.conf").write_text(text)
+        argv = [find_valkey_server(), str(tmp_path / f"v{i}.conf")]
+        if servers:
+            argv += ["--replicaof", "127.0.0.1", str(servers[0].port)]
+        servers.append(ConfiguredServer(argv, tmp_path / f"v{i}", port))
+    sentinels = []
+    for i in range(3):
+        port = free_port()
+        text = REDIS_DATA["sentinel.conf"].replace("port 26379", f"port {port}\nbind 127.0.0.1")
+        text = text.replace("redis-0.redis-headless 6379", f"127.0.0.1 {servers[0].port}")
+        text = text.replace("down-after-milliseconds mymaster 5000", "down-after-milliseconds mymaster 500")
+        (tmp_path / f"s{i}").mkdir()
+        (tmp_path / f"s{i}/sentinel.conf").write_text(text)
+        argv = [find_valkey_server(), str(tmp_path / f"s{i}/sentinel.conf"), "--sentinel"]
+        sentinels.append(ConfiguredServer(argv, tmp_path / f"s{i}", port))
+    try:
+        for server in [*servers, *sentinels]:
+            server.start()
+
+        def primary() -> tuple[str, int] | None:
+            got = redis.Redis(port=sentinels[0].port, decode_responses=True).sentinel_get_master_addr_by_name(
+                "mymaster")
+            return (str(got[0]), int(got[1])) if got else None
+
+        def replicas_known() -> bool:
+            state = redis.Redis(port=sentinels[0].port, decode_responses=True).sentinel_master("mymaster")
+            return int(state["num-slaves"]) == 2 and int(state["num-other-sentinels"]) == 2
+
+        _wait(replicas_known, 30, "the Sentinels found both replicas and each other")
+        assert primary() == ("127.0.0.1", servers[0].port)
+        servers[0].kill()
+        _wait(lambda: primary() not in (None, ("127.0.0.1", servers[0].port)), 30, "a replica promoted")
+        new = primary()
+        assert new is not None
+        client = redis.Redis(port=new[1], decode_responses=True)
+        client.set("raaf:job:after-failover", "queued")
+        assert client.get("raaf:job:after-failover") == "queued"
+    finally:
+        for server in [*sentinels, *servers]:
+            server.kill()
+
+
+def _wait(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)

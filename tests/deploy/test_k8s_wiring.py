@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import tomllib
-import urllib.parse
 from typing import Any
 
 import pytest
@@ -112,15 +111,22 @@ def test_environment_is_read_by_the_code_and_yields_valid_settings(name: str) ->
     assert not unknown, f"{name} is given variables its code never reads: {sorted(unknown)}"
     runtime = _settings(name).runtime  # raises SettingsError, naming the variable, on any bad value
     assert runtime.instance_id == "pod-0", "each pod reports its own name as INSTANCE_ID"
-    nats = urllib.parse.urlparse(runtime.nats_url)
-    nats_service = find(RESOURCES, "Service", str(nats.hostname))
-    assert nats.port in [p["port"] for p in nats_service["spec"]["ports"]]
-    (nats_set,) = _pods(nats_service["spec"]["selector"])
+    nats_set = find(RESOURCES, "StatefulSet", "nats")
     assert runtime.jetstream_replicas == nats_set["spec"]["replicas"] == 3
-    redis = urllib.parse.urlparse(runtime.redis_url)
-    redis_service = find(RESOURCES, "Service", str(redis.hostname))
-    assert redis.port in [p["port"] for p in redis_service["spec"]["ports"]]
-    assert [r["metadata"]["name"] for r in _pods(redis_service["spec"]["selector"])] == ["redis"]
+    assert runtime.nats_url.split(",") == _every_pod(nats_set, "client"), "NATS_URL names every NATS server"
+    redis_set = find(RESOURCES, "StatefulSet", "redis")
+    assert runtime.redis_url == ("redis+sentinel://" + ",".join(
+        u.removeprefix("redis://") for u in _every_pod(redis_set, "sentinel", scheme="redis")) + "/mymaster/0")
+
+
+def _every_pod(stateful_set: Resource, port_name: str, *, scheme: str = "nats") -> list[str]:
+    """``scheme://<pod>.<headless service>:<port>`` for each of the set's pods, the port found by its name."""
+    headless = find(RESOURCES, "Service", stateful_set["spec"]["serviceName"])
+    assert headless["spec"]["clusterIP"] == "None" and _pods(headless["spec"]["selector"]) == [stateful_set]
+    (port,) = [p["port"] for p in headless["spec"]["ports"] if p["name"] == port_name]
+    name = stateful_set["metadata"]["name"]
+    return [f"{scheme}://{name}-{i}.{headless['metadata']['name']}:{port}"
+            for i in range(stateful_set["spec"]["replicas"])]
 
 
 def test_only_the_agent_runner_gets_the_openai_secret() -> None:
@@ -199,7 +205,8 @@ def test_gateway_and_agent_runner_autoscale_and_the_rest_have_fixed_replicas() -
         requests = _container(name)["resources"]["requests"]
         assert metrics <= set(requests), "utilization targets need requests"
     for name in set(SERVICES) - SCALED_OUT:
-        assert find(RESOURCES, "Deployment", name)["spec"]["replicas"] >= 1
+        # Chat, scheduler and metrics run side by side (tests/test_chat_replicas.py, tests/test_jobs_replicas.py).
+        assert find(RESOURCES, "Deployment", name)["spec"]["replicas"] >= 2, name
 
 
 def test_every_workload_has_a_disruption_budget_selecting_exactly_it() -> None:
@@ -210,8 +217,7 @@ def test_every_workload_has_a_disruption_budget_selecting_exactly_it() -> None:
         assert len(selected) == 1, budget["metadata"]["name"]
         covered.add(selected[0]["metadata"]["name"])
         assert budget["spec"].get("maxUnavailable") == 1
-    # Redis is a single server: a budget could only block node drains, so it has none (docs/deploy.md).
-    assert covered == set(SERVICES) | {"nats"}
+    assert covered == set(SERVICES) | {"nats", "redis"}
 
 
 def test_every_service_selects_pods_that_have_its_target_ports() -> None:
@@ -260,7 +266,11 @@ def test_the_servicemonitor_scrapes_exactly_the_five_services() -> None:
 def test_only_the_services_reach_redis() -> None:
     policy = find(RESOURCES, "NetworkPolicy", "redis")
     assert _pods(policy["spec"]["podSelector"]["matchLabels"]) == [find(RESOURCES, "StatefulSet", "redis")]
-    (rule,) = policy["spec"]["ingress"]
-    (peer,) = rule["from"]
+    services, peers = policy["spec"]["ingress"]
+    (peer,) = services["from"]
     allowed = {r["metadata"]["name"] for r in _pods(peer["podSelector"]["matchLabels"])}
     assert allowed == set(SERVICES)
+    (peer,) = peers["from"]
+    assert _pods(peer["podSelector"]["matchLabels"]) == [find(RESOURCES, "StatefulSet", "redis")], "each other"
+    for rule in (services, peers):
+        assert {p["port"] for p in rule["ports"]} == {6379, 26379}, "Valkey and its Sentinels"
