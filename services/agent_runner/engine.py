@@ -12,6 +12,7 @@ from typing import Any, Final
 
 import msgspec
 from openai.types.chat import ChatCompletionMessageParam
+from opentelemetry.trace import Span
 
 from proto.errors import ErrorCode
 from proto.runs import (
@@ -54,6 +55,7 @@ from services.agent_runner.writer import RunWriter
 from shared.errors import ToolError
 from shared.runs.stream_processor import StreamProcessor
 from shared.runs.tools import Tool
+from shared.tracing import TRACING, genai
 
 log = logging.getLogger("raaf.agent-runner.engine")
 _encoder: Final = msgspec.json.Encoder()
@@ -81,6 +83,8 @@ class RunJob:
     accepted: bool = False  # the requester was told; from now on a cancel cancels ``task``
     handed_over: bool = False  # a draining runner gave this queued run to another: end it without an event
     last_text: float | None = None  # when the last text delta was stored (inter-token metric)
+    trace_headers: dict[str, str] | None = None  # the run request's trace context (None while tracing is off)
+    span: Span | None = None  # the run's span (None while tracing is off)
 
     @property
     def run_id(self) -> str:
@@ -180,7 +184,7 @@ class RunEngine:
         usage = Usage()
         for turn in range(1, job.max_turns + 1):
             job.stop_if_asked()
-            end = await self._turn(job, agent, messages)
+            end = await self._turn(job, agent, messages, turn)
             if end.usage is not None:
                 usage = Usage(prompt_tokens=usage.prompt_tokens + end.usage.prompt_tokens,
                               completion_tokens=usage.completion_tokens + end.usage.completion_tokens,
@@ -206,11 +210,25 @@ class RunEngine:
                 await writer.emit(AgentChanged, agent=agent.name, previous=previous.name, model=self.model_of(agent))
         raise MaxTurnsExceeded(job.max_turns)
 
-    async def _turn(self, job: RunJob, agent: AgentSpec, messages: list[ChatCompletionMessageParam]) -> TurnEnd:
-        """Stream one model turn into events; return how it ended (its text, tool calls, usage)."""
+    async def _turn(self, job: RunJob, agent: AgentSpec, messages: list[ChatCompletionMessageParam],
+                    number: int = 1) -> TurnEnd:
+        """Stream one model turn into events (in a ``chat <model>`` span); return how it ended."""
+        model = self.model_of(agent)
+        with genai.model_turn(agent=agent.name, model=model, turn=number,
+                              base_url=self.providers.endpoint(agent)[0] if TRACING.on else None) as span:
+            end = await self._stream(job, agent, messages, model, span)
+            if span is not None:
+                usage = end.usage
+                span.end(finish_reason=end.finish_reason, calls=len(end.calls),
+                         input_tokens=None if usage is None else usage.prompt_tokens,
+                         output_tokens=None if usage is None else usage.completion_tokens)
+            return end
+
+    async def _stream(self, job: RunJob, agent: AgentSpec, messages: list[ChatCompletionMessageParam], model: str,
+                      span: genai.ModelTurn | None) -> TurnEnd:
         writer = job.writer
         shown: list[str] = []  # the turn's text as stored, after the stream processor
-        pieces = stream_turn(self.providers.client(agent), model=self.model_of(agent), messages=messages,
+        pieces = stream_turn(self.providers.client(agent), model=model, messages=messages,
                              tools=self._tool_schemas(agent, job.agents), agent=agent, policy=job.policy,
                              on_retry=self.metrics.retries.inc)
         # aclosing: a cancel that lands while an event is being stored (outside the generator) must still close
@@ -218,6 +236,8 @@ class RunEngine:
         async with contextlib.aclosing(pieces):
             async for piece in pieces:
                 job.stop_if_asked()
+                if span is not None:
+                    span.first_token()
                 match piece:
                     case TextPiece(text=text):
                         for delta in await self._processed(job, agent, text, shown):
@@ -268,7 +288,8 @@ class RunEngine:
                 if target is None:
                     target = handoffs[call.name]
                     output = _encoder.encode({"assistant": target}).decode()
-                    await job.writer.emit(Handoff, call_id=call.id, from_agent=agent.name, to_agent=target)
+                    with genai.handoff(from_agent=agent.name, to_agent=target, tool=call.name, call_id=call.id):
+                        await job.writer.emit(Handoff, call_id=call.id, from_agent=agent.name, to_agent=target)
                     self.metrics.handoffs.inc()
                 else:
                     output = f"ignored: the conversation was already handed to {target}"
@@ -280,7 +301,15 @@ class RunEngine:
         return target
 
     async def _call_tool(self, agent: AgentSpec, call: PendingCall) -> tuple[str, bool]:
-        """(output, is_error): errors go back to the model as the tool's output, so it can recover."""
+        """(output, is_error), in an ``execute_tool <name>`` span."""
+        with genai.tool_call(agent=agent.name, name=call.name, call_id=call.id) as span:
+            output, is_error, outcome = await self._tool_output(agent, call)
+            if is_error:
+                genai.tool_failed(span, outcome, output)
+        return output, is_error
+
+    async def _tool_output(self, agent: AgentSpec, call: PendingCall) -> tuple[str, bool, str]:
+        """(output, is_error, outcome): errors go back to the model as the tool's output, so it can recover."""
         tool = self.tools.get(call.name) if call.name in agent.tools else None
         started = time.monotonic()
         if tool is None:
@@ -298,7 +327,7 @@ class RunEngine:
         encoded = output.encode()
         if len(encoded) > self.max_tool_output_bytes:
             output = encoded[: self.max_tool_output_bytes].decode(errors="ignore") + " [truncated]"
-        return output, is_error
+        return output, is_error, outcome
 
     def _tool_schemas(self, agent: AgentSpec, agents: Mapping[str, AgentSpec]) -> list[dict[str, Any]]:
         schemas = [self.tools[name].openai_schema() for name in agent.tools]

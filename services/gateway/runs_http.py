@@ -31,6 +31,7 @@ from services.gateway.responses import error_response as gateway_error_response
 from services.gateway.runs_settings import RunRouteSettings
 from shared.clients.runs import RunClient
 from shared.metrics import catalogue as names
+from shared.tracing import traced_handler
 
 HTTP_STATUS: Final[dict[ErrorCode, int]] = {
     ErrorCode.BAD_REQUEST: 400, ErrorCode.PROTOCOL_ERROR: 400, ErrorCode.INVALID_NAME: 400,
@@ -121,7 +122,7 @@ class RunRoutes:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.post("/v1/runs", self.start),
+            web.post("/v1/runs", traced_handler("raaf.gateway", "/v1/runs", self.start)),
             web.get("/v1/runs/{run_id}", self.status),
             web.get("/v1/runs/{run_id}/events", self.events),
             web.post("/v1/runs/{run_id}/cancel", self.cancel),
