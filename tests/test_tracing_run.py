@@ -1,0 +1,195 @@
+"""One run is one trace: gateway, runner, model turns, tool, handoff and the job it enqueued, exported over OTLP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import nats
+import pytest
+
+from raaf.testing import Match, OpenAIMock, Script, ToolCall
+from shared.clients.jobs import JobsClient
+from shared.devstack.servers import NatsServer, ValkeyServer, free_port
+from shared.jobs.errors import SchedulerUnavailableError
+from tests.conftest import ServiceProcess, service_env, unique_prefix
+from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+
+AGENTS_TOML = """
+[[agents]]
+name = "triage"
+model = "triage-m"
+tools = ["schedule_followup"]
+handoffs = ["billing"]
+
+[[agents]]
+name = "billing"
+model = "billing-m"
+
+[[agents]]
+name = "followup"
+model = "followup-m"
+"""
+SERVER, CLIENT, CONSUMER = 2, 3, 5  # OTLP span kinds
+
+
+@dataclass
+class Stack:
+    gateway: str
+    receiver: OtlpReceiver
+    mock: OpenAIMock
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[OtlpReceiver]:
+    server = await OtlpReceiver().start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def stack(nats_server: NatsServer, redis_server: ValkeyServer, receiver: OtlpReceiver, tmp_path: Path,
+                service_process: Callable[..., ServiceProcess]) -> AsyncIterator[Stack]:
+    """Gateway, agent-runner and scheduler as processes, each exporting its spans to ``receiver``."""
+    agents = tmp_path / "agents.toml"
+    agents.write_text(AGENTS_TOML)
+    async with OpenAIMock() as mock:
+        common = dict(RAAF_PREFIX=unique_prefix("tr"), OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+                      OTEL_TRACES_SAMPLER="always_on", OTEL_BSP_SCHEDULE_DELAY="50", LOG_LEVEL="info")
+        ports = {name: free_port() for name in ("gateway", "runner", "scheduler")}
+        processes = [
+            (service_process("services.agent_runner", service_env(
+                nats_server.url, redis_server.url, HTTP_PORT=str(ports["runner"]), OPENAI_BASE_URL=mock.url,
+                RAAF_AGENTS_FILE=str(agents), RAAF_TOOLS_MODULE="tests.tracing_tools", **common)), ports["runner"]),
+            (service_process("services.scheduler", service_env(
+                nats_server.url, redis_server.url, HTTP_PORT=str(ports["scheduler"]), **common)), ports["scheduler"]),
+            (service_process("services.gateway", service_env(
+                nats_server.url, redis_server.url, WEBSOCKET_PORT=str(ports["gateway"]), **common)), ports["gateway"]),
+        ]
+        for process, port in processes:
+            await process.wait_ready(f"http://127.0.0.1:{port}")
+        gateway = f"http://127.0.0.1:{ports['gateway']}"
+        await serving(gateway, nats_server.url, common["RAAF_PREFIX"])
+        yield Stack(gateway, receiver, mock)
+
+
+async def serving(gateway: str, nats_url: str, prefix: str) -> None:
+    """Until runs reach a runner through the gateway and the scheduler answers (ready != subscribed yet)."""
+    nc = await nats.connect(nats_url)
+    try:
+        async with asyncio.timeout(20), aiohttp.ClientSession() as session:
+            while True:
+                async with session.get(f"{gateway}/v1/agents") as response:
+                    if response.status == 200:
+                        break
+                await asyncio.sleep(0.05)
+            while True:
+                try:
+                    await JobsClient(nc, prefix=prefix).stats()
+                    break
+                except SchedulerUnavailableError:
+                    await asyncio.sleep(0.05)
+    finally:
+        await nc.close()
+
+
+def script_the_conversation(mock: OpenAIMock) -> None:
+    """triage calls the tool, then hands off to billing, which answers; the follow-up job's run answers too."""
+    mock.add_rule(Script(tool_calls=[ToolCall(name="schedule_followup", arguments={"note": "call back"})]),
+                  match=Match(model="triage-m", has_tool_results=False))
+    mock.add_rule(Script(tool_calls=[ToolCall(name="transfer_to_billing", arguments={})]),
+                  match=Match(model="triage-m", has_tool_results=True))
+    mock.add_rule(Script(text="Billing here: your refund is on its way."), match=Match(model="billing-m"))
+    mock.add_rule(Script(text="Followed up."), match=Match(model="followup-m"))
+
+
+async def stream_over_websocket(gateway: str, **message: str) -> list[dict[str, object]]:
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{gateway.replace('http', 'ws', 1)}/ws") as ws:
+        await ws.send_str(json.dumps({"type": "agent_stream", **message}))
+        frames: list[dict[str, object]] = []
+        while not frames or frames[-1]["type"] not in ("run_completed", "run_failed", "error"):
+            frame = json.loads((await ws.receive(timeout=20)).data)
+            if frame["type"] != "welcome":
+                frames.append(frame)
+        return frames
+
+
+def named(spans: list[ReceivedSpan], name: str) -> list[ReceivedSpan]:
+    return [span for span in spans if span.name == name]
+
+
+def one(spans: list[ReceivedSpan], name: str) -> ReceivedSpan:
+    [span] = named(spans, name)
+    return span
+
+
+async def test_a_websocket_run_with_a_tool_and_a_handoff_is_one_trace_across_the_services(stack: Stack) -> None:
+    script_the_conversation(stack.mock)
+    frames = await stream_over_websocket(stack.gateway, agent="triage", input="I want a refund", id="q1")
+    assert frames[-1]["type"] == "run_completed", frames[-1]
+    receiver = stack.receiver
+    await receiver.wait_for(lambda spans: len(named(spans, "invoke_agent triage")) == 1
+                            and len(named(spans, "chat billing-m")) == 1 and len(named(spans, "agent_stream")) == 1)
+    request = one(receiver.spans, "agent_stream")
+    trace = [span for span in receiver.spans if span.trace_id == request.trace_id]
+    run = one(trace, "invoke_agent triage")
+    assert (request.service, request.kind, request.parent_id) == ("raaf-gateway", SERVER, "")
+    assert (run.service, run.parent_id) == ("raaf-agent-runner", request.span_id)  # across the NATS request
+    assert run.attributes["gen_ai.operation.name"] == "invoke_agent"
+    assert run.attributes["raaf.run.id"] == frames[0]["run_id"]
+    assert run.attributes["raaf.run.outcome"] == "completed"
+
+    turns = named(trace, "chat triage-m") + named(trace, "chat billing-m")
+    assert [t.attributes["raaf.turn"] for t in turns] == [1, 2, 3]
+    for turn in turns:
+        assert (turn.service, turn.kind, turn.parent_id) == ("raaf-agent-runner", CLIENT, run.span_id)
+        assert turn.attributes["gen_ai.operation.name"] == "chat"
+        assert turn.attributes["gen_ai.request.model"] in ("triage-m", "billing-m")
+        assert turn.attributes["gen_ai.usage.input_tokens"] > 0
+        assert turn.attributes["gen_ai.usage.output_tokens"] > 0
+        assert turn.events["gen_ai.first_token"]["gen_ai.response.time_to_first_token"] > 0
+    assert [t.attributes["gen_ai.agent.name"] for t in turns] == ["triage", "triage", "billing"]
+    assert run.attributes["gen_ai.usage.output_tokens"] == sum(t.attributes["gen_ai.usage.output_tokens"]
+                                                               for t in turns)
+
+    tool = one(trace, "execute_tool schedule_followup")
+    handoff = one(trace, "handoff billing")
+    assert tool.parent_id == handoff.parent_id == run.span_id
+    assert tool.attributes["gen_ai.tool.name"] == "schedule_followup"
+    assert (handoff.attributes["raaf.handoff.from_agent"], handoff.attributes["raaf.handoff.to_agent"]) == (
+        "triage", "billing")
+
+    # The tool enqueued a job: the scheduler's span is in the run's trace, under the tool's span ...
+    enqueue = one(trace, "jobs enqueue_job")
+    assert (enqueue.service, enqueue.parent_id) == ("raaf-scheduler", tool.span_id)
+    # ... and the job, in a trace of its own, links to it; the run it starts is a child of the job's span.
+    await receiver.wait_for(lambda spans: len(named(spans, "invoke_agent followup")) == 1
+                            and len(named(spans, "process run_agent")) == 1)
+    job = one(receiver.spans, "process run_agent")
+    assert job.kind == CONSUMER and job.trace_id != request.trace_id and job.parent_id == ""
+    assert job.links == [(enqueue.trace_id, enqueue.span_id)]
+    followup = one(receiver.spans, "invoke_agent followup")
+    assert (followup.trace_id, followup.parent_id) == (job.trace_id, job.span_id)
+
+
+async def test_chat_completions_continue_the_callers_trace_into_the_runner(stack: Stack) -> None:
+    stack.mock.add_rule(Script(text="Hello from billing."), match=Match(model="billing-m"))
+    caller_trace, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(f"{stack.gateway}/v1/chat/completions",
+                                      json={"model": "billing", "messages": [{"role": "user", "content": "hi"}]},
+                                      headers={"traceparent": f"00-{caller_trace}-{caller_span}-01"})
+        assert response.status == 200, await response.text()
+        answer = await response.json()
+    assert answer["choices"][0]["message"]["content"] == "Hello from billing."
+    await stack.receiver.wait_for(lambda spans: len(named(spans, "invoke_agent billing")) == 1
+                                  and len(named(spans, "POST /v1/chat/completions")) == 1)
+    request = one(stack.receiver.spans, "POST /v1/chat/completions")
+    run = one(stack.receiver.spans, "invoke_agent billing")
+    assert (request.trace_id, request.parent_id) == (caller_trace, caller_span)
+    assert request.attributes["http.response.status_code"] == 200
+    assert (run.trace_id, run.parent_id) == (caller_trace, request.span_id)
