@@ -1,4 +1,4 @@
-"""One run is one trace: gateway, runner, model turns, tool, handoff and the job it enqueued, exported over OTLP."""
+"""One run is one trace: gateway, runner, model turns, tool, handoff; jobs and chat answers link to what began them."""
 
 from __future__ import annotations
 
@@ -60,13 +60,15 @@ async def stack(nats_server: NatsServer, redis_server: ValkeyServer, receiver: O
     async with OpenAIMock() as mock:
         common = dict(RAAF_PREFIX=unique_prefix("tr"), OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
                       OTEL_TRACES_SAMPLER="always_on", OTEL_BSP_SCHEDULE_DELAY="50", LOG_LEVEL="info")
-        ports = {name: free_port() for name in ("gateway", "runner", "scheduler")}
+        ports = {name: free_port() for name in ("gateway", "runner", "scheduler", "chat")}
         processes = [
             (service_process("services.agent_runner", service_env(
                 nats_server.url, redis_server.url, HTTP_PORT=str(ports["runner"]), OPENAI_BASE_URL=mock.url,
                 RAAF_AGENTS_FILE=str(agents), RAAF_TOOLS_MODULE="tests.tracing_tools", **common)), ports["runner"]),
             (service_process("services.scheduler", service_env(
                 nats_server.url, redis_server.url, HTTP_PORT=str(ports["scheduler"]), **common)), ports["scheduler"]),
+            (service_process("services.chat", service_env(
+                nats_server.url, redis_server.url, HTTP_PORT=str(ports["chat"]), **common)), ports["chat"]),
             (service_process("services.gateway", service_env(
                 nats_server.url, redis_server.url, WEBSOCKET_PORT=str(ports["gateway"]), **common)), ports["gateway"]),
         ]
@@ -132,8 +134,8 @@ async def test_a_websocket_run_with_a_tool_and_a_handoff_is_one_trace_across_the
     frames = await stream_over_websocket(stack.gateway, agent="triage", input="I want a refund", id="q1")
     assert frames[-1]["type"] == "run_completed", frames[-1]
     receiver = stack.receiver
-    await receiver.wait_for(lambda spans: len(named(spans, "invoke_agent triage")) == 1
-                            and len(named(spans, "chat billing-m")) == 1 and len(named(spans, "agent_stream")) == 1)
+    expected = ("agent_stream", "invoke_agent triage", "chat billing-m", "handoff billing", "jobs enqueue_job")
+    await receiver.wait_for(lambda spans: all(len(named(spans, name)) == 1 for name in expected))
     request = one(receiver.spans, "agent_stream")
     trace = [span for span in receiver.spans if span.trace_id == request.trace_id]
     run = one(trace, "invoke_agent triage")
@@ -193,3 +195,40 @@ async def test_chat_completions_continue_the_callers_trace_into_the_runner(stack
     assert (request.trace_id, request.parent_id) == (caller_trace, caller_span)
     assert request.attributes["http.response.status_code"] == 200
     assert (run.trace_id, run.parent_id) == (caller_trace, request.span_id)
+
+
+async def test_a_chat_messages_answer_links_to_the_message_and_its_run_is_in_the_answers_trace(stack: Stack) -> None:
+    stack.mock.add_rule(Script(text="Billing answers the room."), match=Match(model="billing-m"))
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{stack.gateway.replace('http', 'ws', 1)}/ws"
+                                                                      ) as ws:
+        async def until(kind: str) -> dict[str, object]:
+            while True:
+                frame: dict[str, object] = json.loads((await ws.receive(timeout=20)).data)
+                if frame["type"] == kind or frame["type"] == "error":
+                    return frame
+
+        for message in ({"type": "chat_create_room", "room": "support", "agent": "billing"},
+                        {"type": "chat_join", "room": "support"}):
+            await ws.send_str(json.dumps(message))
+            assert (await until("chat_joined" if message["type"] == "chat_join" else "chat_room"))["type"] != "error"
+        await ws.send_str(json.dumps({"type": "chat_send", "room": "support", "text": "where is my refund?"}))
+        sent = await until("chat_sent")
+        assert sent["type"] == "chat_sent", sent
+        while True:
+            event = await until("chat_event")
+            body = event["event"]
+            assert isinstance(body, dict)
+            if body["type"] == "agent_message":
+                assert body["text"] == "Billing answers the room."
+                break
+    await stack.receiver.wait_for(lambda spans: len(named(spans, "chat answer")) == 1
+                                  and len(named(spans, "invoke_agent billing")) == 1)
+    spans = stack.receiver.spans
+    request = one(spans, "chat_send")
+    post = one(spans, "chat post_message")
+    answer = one(spans, "chat answer")
+    run = one(spans, "invoke_agent billing")
+    assert (post.service, post.trace_id, post.parent_id) == ("raaf-chat", request.trace_id, request.span_id)
+    assert answer.attributes["raaf.chat.message_id"] == sent["message_id"]
+    assert answer.trace_id != request.trace_id and answer.links == [(post.trace_id, post.span_id)]
+    assert (run.trace_id, run.parent_id) == (answer.trace_id, answer.span_id)

@@ -32,6 +32,7 @@ def test_the_traces_endpoint_wins_over_the_general_one_and_the_sdk_can_be_disabl
     settings = runtime(OTEL_EXPORTER_OTLP_ENDPOINT="http://a:4318",
                        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="http://b:4318/v1/traces").tracing
     assert settings.endpoint == "http://b:4318/v1/traces" and settings.enabled
+    assert runtime(OTEL_EXPORTER_OTLP_ENDPOINT="http://a:4318/").tracing.endpoint == "http://a:4318/v1/traces"
     assert not runtime(OTEL_EXPORTER_OTLP_ENDPOINT="http://a:4318", OTEL_SDK_DISABLED="true").tracing.enabled
 
 

@@ -184,7 +184,7 @@ class RunEngine:
         usage = Usage()
         for turn in range(1, job.max_turns + 1):
             job.stop_if_asked()
-            end = await self._turn(job, agent, messages, turn)
+            end = await self._traced_turn(job, agent, messages, turn)
             if end.usage is not None:
                 usage = Usage(prompt_tokens=usage.prompt_tokens + end.usage.prompt_tokens,
                               completion_tokens=usage.completion_tokens + end.usage.completion_tokens,
@@ -210,25 +210,26 @@ class RunEngine:
                 await writer.emit(AgentChanged, agent=agent.name, previous=previous.name, model=self.model_of(agent))
         raise MaxTurnsExceeded(job.max_turns)
 
-    async def _turn(self, job: RunJob, agent: AgentSpec, messages: list[ChatCompletionMessageParam],
-                    number: int = 1) -> TurnEnd:
-        """Stream one model turn into events (in a ``chat <model>`` span); return how it ended."""
-        model = self.model_of(agent)
-        with genai.model_turn(agent=agent.name, model=model, turn=number,
-                              base_url=self.providers.endpoint(agent)[0] if TRACING.on else None) as span:
-            end = await self._stream(job, agent, messages, model, span)
-            if span is not None:
-                usage = end.usage
-                span.end(finish_reason=end.finish_reason, calls=len(end.calls),
-                         input_tokens=None if usage is None else usage.prompt_tokens,
-                         output_tokens=None if usage is None else usage.completion_tokens)
+    async def _traced_turn(self, job: RunJob, agent: AgentSpec, messages: list[ChatCompletionMessageParam],
+                           number: int) -> TurnEnd:
+        """One model turn in its ``chat <model>`` span (none while tracing is off)."""
+        if not TRACING.on:
+            return await self._turn(job, agent, messages)
+        with genai.model_turn(agent=agent.name, model=self.model_of(agent), turn=number,
+                              base_url=self.providers.endpoint(agent)[0]) as span:
+            assert span is not None
+            end = await self._turn(job, agent, messages, span)
+            span.end(finish_reason=end.finish_reason, calls=len(end.calls),
+                     input_tokens=None if end.usage is None else end.usage.prompt_tokens,
+                     output_tokens=None if end.usage is None else end.usage.completion_tokens)
             return end
 
-    async def _stream(self, job: RunJob, agent: AgentSpec, messages: list[ChatCompletionMessageParam], model: str,
-                      span: genai.ModelTurn | None) -> TurnEnd:
+    async def _turn(self, job: RunJob, agent: AgentSpec, messages: list[ChatCompletionMessageParam],
+                    span: genai.ModelTurn | None = None) -> TurnEnd:
+        """Stream one model turn into events; return how it ended (its text, tool calls, usage)."""
         writer = job.writer
         shown: list[str] = []  # the turn's text as stored, after the stream processor
-        pieces = stream_turn(self.providers.client(agent), model=model, messages=messages,
+        pieces = stream_turn(self.providers.client(agent), model=self.model_of(agent), messages=messages,
                              tools=self._tool_schemas(agent, job.agents), agent=agent, policy=job.policy,
                              on_retry=self.metrics.retries.inc)
         # aclosing: a cancel that lands while an event is being stored (outside the generator) must still close

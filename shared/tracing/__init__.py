@@ -3,7 +3,7 @@
 from shared.tracing.propagation import context_from, inject, link_from, trace_headers, traceparent
 from shared.tracing.settings import TracingSettings
 from shared.tracing.setup import TRACING, flush_tracing, install_tracing
-from shared.tracing.spans import server_span, traced, traced_handler, tracer
+from shared.tracing.spans import linked_root, server_span, traced, traced_handler, tracer
 
 __all__ = [
     "TRACING",
@@ -13,6 +13,7 @@ __all__ = [
     "inject",
     "install_tracing",
     "link_from",
+    "linked_root",
     "server_span",
     "trace_headers",
     "traced",

@@ -70,7 +70,7 @@ class ModelTurn:
     def __init__(self, span: Span) -> None:
         self.span = span
         self._started = time.monotonic()
-        self._waiting = True
+        self._waiting = span.is_recording()  # a turn the sampler dropped records nothing
 
     def first_token(self) -> None:
         if self._waiting:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from shared.tracing.propagation import link_from
-from shared.tracing.spans import tracer
+from shared.tracing.spans import linked_root
 
 
 @contextlib.contextmanager
@@ -19,9 +17,8 @@ def job_span(*, queue: str, job_id: str, job_type: str, attempt: int, enqueued_b
     attributes: dict[str, AttributeValue] = {
         "messaging.system": "raaf.jobs", "messaging.operation.type": "process", "messaging.destination.name": queue,
         "raaf.job.id": job_id, "raaf.job.type": job_type, "raaf.job.attempt": attempt}
-    with tracer("raaf.jobs").start_as_current_span(f"process {job_type}", context=Context(),
-                                                  links=link_from(enqueued_by), kind=SpanKind.CONSUMER,
-                                                  attributes=attributes) as span:
+    with linked_root("raaf.jobs", f"process {job_type}", enqueued_by, attributes, SpanKind.CONSUMER) as span:
+        assert span is not None  # job spans are only started while tracing is on
         yield span
 
 

@@ -15,7 +15,8 @@ SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on", 
 class TracingSettings:
     """Tracing is on when an OTLP endpoint is set and the SDK is not disabled; the SDK does the rest."""
 
-    endpoint: str | None = None  # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT
+    # The traces URL: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces.
+    endpoint: str | None = None
     service_name: str | None = None  # OTEL_SERVICE_NAME; None: raaf-<service>
     sampler: str = "parentbased_always_on"  # OTEL_TRACES_SAMPLER
     sdk_disabled: bool = False  # OTEL_SDK_DISABLED
@@ -27,11 +28,12 @@ class TracingSettings:
     @classmethod
     def from_environ(cls, raw: dict[str, str | None]) -> TracingSettings:
         """Build from the variables' stripped values (None when unset or empty)."""
-        endpoint = raw.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or raw.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
-            name = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" if raw.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-                    else "OTEL_EXPORTER_OTLP_ENDPOINT")
-            raise SettingsError(name, endpoint, "expected an http:// or https:// URL (OTLP over HTTP)")
+        traces, base = raw.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), raw.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        for name, url in (("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", traces), ("OTEL_EXPORTER_OTLP_ENDPOINT", base)):
+            if url is not None and not url.startswith(("http://", "https://")):
+                raise SettingsError(name, url, "expected an http:// or https:// URL (OTLP over HTTP)")
+        # As the exporter reads them: the signal's own URL as it is, the base URL with the signal's path added.
+        endpoint = traces or (None if base is None else base.rstrip("/") + "/v1/traces")
         sampler = (raw.get("OTEL_TRACES_SAMPLER") or cls.sampler).lower()
         if sampler not in SAMPLERS:
             raise SettingsError("OTEL_TRACES_SAMPLER", sampler, f"expected one of {', '.join(SAMPLERS)}")

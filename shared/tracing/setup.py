@@ -31,8 +31,9 @@ _provider: TracerProvider | None = None  # the SDK TracerProvider this process i
 def install_tracing(service: str, instance: str, version: str, settings: TracingSettings) -> bool:
     """Install the SDK provider when ``settings.enabled`` (else leave the API's no-op tracer); True if on.
 
-    Sampler, exporter headers, timeouts and batch sizes come from the standard OTEL_* variables, read by the
-    SDK itself. Called once per process (by ``run_service``); a second call keeps the first provider.
+    The endpoint and service name come from ``settings``; the sampler, exporter headers, timeouts and batch sizes
+    from the standard OTEL_* variables, read by the SDK itself. Called once per process (by ``run_service``); a
+    second call keeps the first provider.
     """
     global _provider
     if not settings.enabled:
@@ -44,12 +45,10 @@ def install_tracing(service: str, instance: str, version: str, settings: Tracing
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    attributes: dict[str, str] = {"service.instance.id": instance, "service.version": version,
-                                  "service.namespace": "raaf"}
-    if settings.service_name is None:  # OTEL_SERVICE_NAME, when set, names the service (the SDK reads it)
-        attributes["service.name"] = f"raaf-{service}"
-    provider = TracerProvider(resource=Resource.create(attributes))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    attributes = {"service.name": settings.service_name or f"raaf-{service}", "service.instance.id": instance,
+                  "service.version": version, "service.namespace": "raaf"}
+    provider = TracerProvider(resource=Resource.create(attributes))  # OTEL_TRACES_SAMPLER: read by the SDK
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.endpoint)))
     trace.set_tracer_provider(provider)
     _provider = provider
     TRACING.on = True

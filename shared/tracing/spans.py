@@ -9,10 +9,11 @@ from typing import ParamSpec, TypeVar
 
 from aiohttp import web
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.util.types import AttributeValue
 
-from shared.tracing.propagation import context_from
+from shared.tracing.propagation import context_from, link_from
 from shared.tracing.setup import TRACING
 
 P = ParamSpec("P")
@@ -33,6 +34,22 @@ def server_span(component: str, name: str, headers: Mapping[str, str] | None = N
         yield None
         return
     with tracer(component).start_as_current_span(name, context=context_from(headers), kind=kind,
+                                                 attributes=attributes) as span:
+        yield span
+
+
+@contextlib.contextmanager
+def linked_root(component: str, name: str, traceparent: str | bytes | None,
+                attributes: Mapping[str, AttributeValue] | None = None,
+                kind: SpanKind = SpanKind.INTERNAL) -> Iterator[Span | None]:
+    """A current span starting a trace of its own, with a Link to the span ``traceparent`` names; None when off.
+
+    For work that follows a request at some later time (a job, a chat message's answer): linked, not a child.
+    """
+    if not TRACING.on:
+        yield None
+        return
+    with tracer(component).start_as_current_span(name, context=Context(), links=link_from(traceparent), kind=kind,
                                                  attributes=attributes) as span:
         yield span
 
