@@ -9,19 +9,23 @@ from typing import Any
 import pytest
 
 from raaf.jobs import MessageQueue, PayloadTooLargeError, QueueFullError
+from shared.devstack.redis_ha import ValkeyCluster
 from shared.devstack.servers import ValkeyServer
-from tests.jobs_support import unique_prefix, wait_until
+from tests.support.env import unique_prefix
+from tests.support.waiting import eventually
 
 MakeQueue = Callable[..., MessageQueue]
 
 
-@pytest.fixture
-async def make_queue(redis_server: ValkeyServer) -> AsyncIterator[MakeQueue]:
+# Each test runs on one server and on a three-primary cluster (the queue's keys share its hash tag).
+@pytest.fixture(params=["redis_server", "valkey_cluster"])
+async def make_queue(request: pytest.FixtureRequest) -> AsyncIterator[MakeQueue]:
+    server: ValkeyServer | ValkeyCluster = request.getfixturevalue(request.param)
     prefix = unique_prefix()
     made: list[MessageQueue] = []
 
     def make(**kw: Any) -> MessageQueue:
-        queue = MessageQueue(redis_server.url, prefix=prefix, **{"block": 0.05, **kw})
+        queue = MessageQueue(server.url, prefix=prefix, **{"block": 0.05, **kw})
         made.append(queue)
         return queue
 
@@ -62,7 +66,7 @@ async def test_a_failed_batch_is_delivered_again_and_dead_after_too_many_tries(m
         await queue.process_batch(handle)
         return bool(await queue.dead_messages())
 
-    await wait_until(until_dead, 5, what="messages buried")
+    await eventually(until_dead, 5, what="messages buried")
     assert deliveries[0] == ["poison", "fine"] and len(deliveries) == 2
     assert await queue.dead_messages() == ["poison", "fine"]
     assert (await queue.stats())["pending"] == 0
@@ -87,7 +91,7 @@ async def test_a_batch_held_by_a_consumer_that_died_goes_to_another(make_queue: 
         await second.process_batch(lambda messages: got.extend(messages))
         return len(got) == 5
 
-    assert await wait_until(take, 5, what="batch taken over") >= 0.2
+    assert await eventually(take, 5, what="batch taken over") >= 0.2
     assert got == [0, 1, 2, 3, 4]
 
 

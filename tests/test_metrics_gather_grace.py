@@ -19,7 +19,7 @@ from services.metrics import MetricsApp, MetricsSettings
 from shared.devstack.servers import NatsServer
 from shared.service.app import App
 from shared.stats.responder import StatsResponder
-from tests.conftest import service_env, unique_prefix
+from tests.support.env import service_env, unique_prefix
 
 StartApp = Callable[[App], Awaitable[App]]
 REPORTER_DELAY = 0.4  # the unknown reporter answers this long after the known instances

@@ -16,8 +16,9 @@ from raaf.testing import Match, OpenAIMock, Script, ToolCall
 from shared.clients.jobs import JobsClient
 from shared.devstack.servers import NatsServer, ValkeyServer, free_port
 from shared.jobs.errors import SchedulerUnavailableError
-from tests.conftest import ServiceProcess, service_env, unique_prefix
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.support.env import service_env, unique_prefix
+from tests.support.otlp import OtlpReceiver, ReceivedSpan
+from tests.support.processes import ServiceProcess
 
 AGENTS_TOML = """
 [[agents]]
@@ -35,6 +36,7 @@ name = "followup"
 model = "followup-m"
 """
 SERVER, CLIENT, CONSUMER = 2, 3, 5  # OTLP span kinds
+TOOLS = "tests.support.tracing_tools"
 
 
 @dataclass
@@ -64,7 +66,7 @@ async def stack(nats_server: NatsServer, redis_server: ValkeyServer, receiver: O
         processes = [
             (service_process("services.agent_runner", service_env(
                 nats_server.url, redis_server.url, HTTP_PORT=str(ports["runner"]), OPENAI_BASE_URL=mock.url,
-                RAAF_AGENTS_FILE=str(agents), RAAF_TOOLS_MODULE="tests.tracing_tools", **common)), ports["runner"]),
+                RAAF_AGENTS_FILE=str(agents), RAAF_TOOLS_MODULE=TOOLS, **common)), ports["runner"]),
             (service_process("services.scheduler", service_env(
                 nats_server.url, redis_server.url, HTTP_PORT=str(ports["scheduler"]), **common)), ports["scheduler"]),
             (service_process("services.chat", service_env(

@@ -33,10 +33,12 @@ from proto.runs import (
 )
 from proto.subjects import decode_token
 from services.agent_runner.agents import load_catalog, load_stream_processor
+from services.agent_runner.client_tools import check_client_tools, conversation
 from services.agent_runner.demo import DEMO_MODEL, DemoModel
 from services.agent_runner.engine import RunEngine, RunJob
-from services.agent_runner.errors import BadRunRequest, DuplicateRun, InputTooLarge, RunError, RunnerDraining
+from services.agent_runner.errors import BadRunRequest, RunError, duplicate_run, input_too_large, runner_draining
 from services.agent_runner.handover import Handover
+from services.agent_runner.mcp import AgentMcp
 from services.agent_runner.metrics import RunnerMetrics
 from services.agent_runner.pool import RunPool
 from services.agent_runner.provider import ProviderPool, RetryPolicy
@@ -60,6 +62,7 @@ class AgentRunnerApp(App):
         self.runner_settings = settings
         self.instance = self.runtime.instance_id
         self.catalog = load_catalog(settings)
+        self.mcp = AgentMcp.from_settings(self.catalog, settings)
         self.processor = load_stream_processor(settings)
         self.run_metrics = RunnerMetrics(self.metrics.registry)
         self.pool = RunPool(settings.pool_size, settings.queue_size)
@@ -121,10 +124,11 @@ class AgentRunnerApp(App):
         demo_url = await self.demo.start() if self.demo is not None else None
         self._providers = ProviderPool(api_key=s.openai_api_key, base_url=s.openai_base_url, demo_url=demo_url,
                                        max_connections=s.provider_max_connections, timeout=s.max_timeout)
+        await self.mcp.start()
         self._engine = RunEngine(providers=self._providers, tools=self.catalog.tools,
                                  default_model=self.default_model, max_tool_output_bytes=s.max_tool_output_bytes,
                                  metrics=self.run_metrics, instance=self.instance, demo=self.demo is not None,
-                                 processor=self.processor)
+                                 processor=self.processor, agent_tools=self.mcp.tools_for)
         self._handover = Handover(self.nc, self.subjects, self.registry, self.runlog, self.pool, self.run_metrics,
                                   instance=self.instance, timeout=s.handover_timeout)
         await self._renew_lease()  # alive before taking work, so no reaper mistakes our first runs for orphans
@@ -165,6 +169,7 @@ class AgentRunnerApp(App):
             await self._acks.stop()
         if self._providers is not None:
             await self._providers.close()
+        await self.mcp.stop()
         if self.demo is not None:
             await self.demo.stop()
 
@@ -183,9 +188,9 @@ class AgentRunnerApp(App):
         """Validate and take a pool slot or queue place, synchronously: overload is answered at once."""
         s = self.runner_settings
         if self.draining:
-            raise RunnerDraining("the agent-runner is shutting down; retry")
+            raise runner_draining()
         if len(msg.data) > s.max_input_bytes:
-            raise InputTooLarge(len(msg.data), s.max_input_bytes)
+            raise input_too_large(len(msg.data), s.max_input_bytes)
         try:
             request = run_request_decoder.decode(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -193,10 +198,11 @@ class AgentRunnerApp(App):
         if not is_run_id(request.run_id):
             raise BadRunRequest("run_id must be 1-64 letters, digits, '_' or '-'")
         if request.run_id in self.jobs:
-            raise DuplicateRun(request.run_id)
+            raise duplicate_run(request.run_id)
         agents = self.catalog.resolve(request)
         agent = agents[request.agent]
         self._check_limits(request)
+        check_client_tools(request, agents)
         retry_count = s.retry_count if request.retry_count is None else request.retry_count
         retry_delay = s.retry_delay if request.retry_delay is None else request.retry_delay
         max_turns = request.max_turns or agent.max_turns or s.max_turns
@@ -248,10 +254,11 @@ class AgentRunnerApp(App):
                 engine = asyncio.create_task(self.engine.execute(job), name=f"{self.service}:engine:{run_id}")
                 job.task = engine
                 first = job.writer.emit(RunStarted, first=True, agent=agent.name, model=self.engine.model_of(agent),
-                                        instance=self.instance, demo=self.demo is not None, owner=job.request.owner)
+                                        instance=self.instance, demo=self.demo is not None, owner=job.request.owner,
+                                        **conversation(job.request))
             else:
                 first = job.writer.emit(RunQueued, first=True, agent=agent.name, instance=self.instance,
-                                        owner=job.request.owner)
+                                        owner=job.request.owner, **conversation(job.request))
             claim, stored = await asyncio.gather(self.registry.claim(run_id, self.instance), first,
                                                  return_exceptions=True)
             claimed = claim is True
@@ -259,7 +266,7 @@ class AgentRunnerApp(App):
                 if engine is not None:
                     job.writer.gate.set_result(False)  # type: ignore[union-attr]
                     await asyncio.gather(engine, return_exceptions=True)
-                error = stored if isinstance(stored, RunError) else DuplicateRun(run_id) if claim is False else None
+                error = stored if isinstance(stored, RunError) else duplicate_run(run_id) if claim is False else None
                 if error is None:
                     raise next(e for e in (claim, stored) if isinstance(e, BaseException))
                 await self._reply(reply, error.to_wire(ref=run_id))
@@ -363,7 +370,8 @@ class AgentRunnerApp(App):
         await self._reply(msg, CancelAccepted(run_id=run_id))
 
     async def _on_agents_query(self, msg: Msg) -> None:
-        agents = [msgspec.structs.replace(a, base_url=None, api_key_env=None) for a in self.catalog.agents.values()]
+        agents = [msgspec.structs.replace(a, base_url=None, api_key_env=None, tools=[*a.tools, *self.mcp.tools_for(a)])
+                  for a in self.catalog.agents.values()]
         await self._reply(msg, AgentList(agents=agents, demo=self.demo is not None))
 
     # ---- leases and orphans ------------------------------------------------------------------------------

@@ -11,13 +11,16 @@ from aiohttp import web
 
 from proto.errors import Error, ErrorCode
 from proto.runs import AgentStream, CancelRunStream, ResumeRun, is_run_id
+from services.gateway.agui import AgUiRoutes
 from services.gateway.connection import Connection
 from services.gateway.context import GatewayContext
-from services.gateway.errors import GatewayError
+from services.gateway.errors import too_many_run_streams
 from services.gateway.extension import Handlers
+from services.gateway.openai_responses import ResponsesRoutes
 from services.gateway.openai_routes import ChatCompletionRoutes
 from services.gateway.runs_http import RunRoutes, run_request
 from services.gateway.runs_settings import RunRouteSettings
+from services.gateway.ui_chat import UiChatRoutes
 from shared.clients.runs import RunClient
 from shared.tracing import traced
 
@@ -38,6 +41,9 @@ class RunsExtension:
         self.settings = settings or ctx.settings.runs
         self.http = RunRoutes(self.settings, ctx.metrics, ctx.authenticator)
         self.openai = ChatCompletionRoutes(self.http)
+        self.responses = ResponsesRoutes(self.http)
+        self.ui_chat = UiChatRoutes(self.http)
+        self.agui = AgUiRoutes(self.http)
         self.access = self.http.access
         self._follows: dict[str, dict[str, asyncio.Task[None]]] = {}
         self.handles: Handlers = {AgentStream: traced("raaf.gateway", "agent_stream")(self._agent_stream),
@@ -49,7 +55,8 @@ class RunsExtension:
         return self.http.client
 
     def routes(self) -> list[web.RouteDef]:
-        return [*self.http.routes(), *self.openai.routes()]
+        return [*self.http.routes(), *self.openai.routes(), *self.responses.routes(), *self.ui_chat.routes(),
+                *self.agui.routes()]
 
     async def start(self) -> None:
         ctx = self.ctx
@@ -110,7 +117,7 @@ class RunsExtension:
     def _check_room(self, conn: Connection, run_id: str | None) -> None:
         following = self._follows.get(conn.id, {})
         if run_id not in following and len(following) >= self.settings.max_streams_per_connection:
-            raise TooManyRunStreams(self.settings.max_streams_per_connection)
+            raise too_many_run_streams(self.settings.max_streams_per_connection)
 
     def _follow(self, conn: Connection, run_id: str, after: int) -> None:
         follows = self._follows.setdefault(conn.id, {})
@@ -138,12 +145,3 @@ class RunsExtension:
             follows = self._follows.get(conn.id)
             if follows is not None and follows.get(run_id) is asyncio.current_task():
                 del follows[run_id]
-
-
-class TooManyRunStreams(GatewayError):
-    code = ErrorCode.LIMIT_EXCEEDED
-    http_status = 429
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"this connection already follows {limit} runs (GATEWAY_RUN_MAX_STREAMS_PER_CONNECTION)")
-        self.limit = limit

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from shared.errors import SettingsError
-from shared.service.app import VERSION, App, ServiceSettings
+from shared.service.app import App, ServiceSettings
 from shared.service.eventloop import run
 from shared.service.logs import configure_logging
 from shared.tracing import install_tracing
+from shared.version import VERSION
 
 S = TypeVar("S", bound=ServiceSettings)
 

@@ -1,4 +1,4 @@
-"""Tools for the tracing tests (RAAF_TOOLS_MODULE=tests.tracing_tools): one enqueues a follow-up agent job."""
+"""Tools for the tracing tests (RAAF_TOOLS_MODULE=tests.support.tracing_tools): one enqueues an agent job."""
 
 from __future__ import annotations
 
