@@ -12,6 +12,7 @@ import aiohttp
 import nats
 import pytest
 
+from proto.subjects import Subjects
 from raaf.testing import Match, OpenAIMock, Script, ToolCall
 from shared.clients.jobs import JobsClient
 from shared.devstack.servers import NatsServer, ValkeyServer, free_port
@@ -44,6 +45,8 @@ class Stack:
     gateway: str
     receiver: OtlpReceiver
     mock: OpenAIMock
+    nats_url: str
+    prefix: str
 
 
 @pytest.fixture
@@ -78,7 +81,7 @@ async def stack(nats_server: NatsServer, redis_server: ValkeyServer, receiver: O
             await process.wait_ready(f"http://127.0.0.1:{port}")
         gateway = f"http://127.0.0.1:{ports['gateway']}"
         await serving(gateway, nats_server.url, common["RAAF_PREFIX"])
-        yield Stack(gateway, receiver, mock)
+        yield Stack(gateway, receiver, mock, nats_server.url, common["RAAF_PREFIX"])
 
 
 async def serving(gateway: str, nats_url: str, prefix: str) -> None:
@@ -234,3 +237,27 @@ async def test_a_chat_messages_answer_links_to_the_message_and_its_run_is_in_the
     assert answer.attributes["raaf.chat.message_id"] == sent["message_id"]
     assert answer.trace_id != request.trace_id and answer.links == [(post.trace_id, post.span_id)]
     assert (run.trace_id, run.parent_id) == (answer.trace_id, answer.span_id)
+
+
+async def test_post_v1_runs_is_the_runs_parent_and_the_first_stored_event_carries_the_runs_context(
+    stack: Stack
+) -> None:
+    stack.mock.add_rule(Script(text="Posted."), match=Match(model="billing-m"))
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(f"{stack.gateway}/v1/runs", json={"agent": "billing", "input": "hi"})
+        assert response.status == 202, await response.text()
+        run_id = (await response.json())["run_id"]
+    await stack.receiver.wait_for(lambda spans: len(named(spans, "invoke_agent billing")) == 1
+                                  and len(named(spans, "POST /v1/runs")) == 1)
+    request, run = one(stack.receiver.spans, "POST /v1/runs"), one(stack.receiver.spans, "invoke_agent billing")
+    assert (run.trace_id, run.parent_id) == (request.trace_id, request.span_id)
+    assert request.attributes["http.response.status_code"] == 202
+    nc = await nats.connect(stack.nats_url)
+    try:
+        subjects = Subjects(stack.prefix)
+        first = await nc.jetstream().get_msg(subjects.stream_name("runs"), seq=1,
+                                             subject=subjects.run_events(run_id), next=True)
+    finally:
+        await nc.close()
+    assert first.headers is not None
+    assert first.headers["traceparent"].split("-")[1:3] == [run.trace_id, run.span_id]
