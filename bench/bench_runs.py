@@ -16,6 +16,9 @@ then measures, interleaving the two paths so machine noise hits both alike:
   the direct client's (goal <= 3x); with ``--profile`` a py-spy profile of the runner and the gateway.
 * cancel: ``K`` runs cancelled after their first token (REST cancel -> ``run_cancelled`` on the SSE stream).
   Goal: p99 <= 100 ms.
+
+``--trace``: the runner and gateway trace every run (``OTEL_TRACES_SAMPLER=always_on``) and export over OTLP/HTTP
+to a receiver this process runs (it decodes and counts the spans); without it tracing is off, as by default.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import aiohttp
 import httpx2
 import nats
 import openai
+from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -197,6 +201,12 @@ def start(module: list[str], env: dict[str, str], log: Path) -> subprocess.Popen
                                 stderr=subprocess.STDOUT)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def wait_http(url: str, ok: Callable[[aiohttp.ClientResponse], Awaitable[bool]], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as http:
@@ -211,6 +221,34 @@ async def wait_http(url: str, ok: Callable[[aiohttp.ClientResponse], Awaitable[b
     raise RuntimeError(f"{url} not up within {timeout}s")
 
 
+class SpanSink:
+    """A local OTLP/HTTP trace receiver: decodes every export and counts its spans."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.spans = 0
+        self.runner: web.AppRunner | None = None
+
+    async def start(self) -> str:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/traces", self.export)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        return f"http://127.0.0.1:{self.port}"
+
+    async def export(self, request: web.Request) -> web.Response:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        export = ExportTraceServiceRequest.FromString(await request.read())
+        self.spans += sum(len(s.spans) for r in export.resource_spans for s in r.scope_spans)
+        return web.Response(content_type="application/x-protobuf")
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
 async def main(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-runs-"))
     nats_server = NatsServer(work / "nats")
@@ -218,6 +256,7 @@ async def main(args: argparse.Namespace) -> int:
     assert nats_server.proc is not None
     nats_pid = nats_server.proc.pid
     procs: list[subprocess.Popen[bytes]] = []
+    sink = SpanSink()
     try:
         mock_port, runner_port, gateway_port = free_port(), free_port(), free_port()
         procs.append(start(["-m", "raaf.testing.openai_mock", "--port", str(mock_port), "--token-delay",
@@ -225,6 +264,8 @@ async def main(args: argparse.Namespace) -> int:
         mock = f"http://127.0.0.1:{mock_port}/v1"
         common = {"NATS_URL": nats_server.url, "RAAF_PREFIX": "bench", "LOG_LEVEL": "warning",
                   "HTTP_HOST": "127.0.0.1"}
+        if args.trace:
+            common |= {"OTEL_EXPORTER_OTLP_ENDPOINT": await sink.start(), "OTEL_TRACES_SAMPLER": "always_on"}
         procs.append(start(["-m", "services.agent_runner"], {
             **common, "HTTP_PORT": str(runner_port), "OPENAI_BASE_URL": mock, "ASYNC_POOL_SIZE": str(
                 max(args.concurrent, args.starts, 20)), "ASYNC_QUEUE_SIZE": str(max(args.concurrent, args.starts)),
@@ -250,9 +291,10 @@ async def main(args: argparse.Namespace) -> int:
         platform = client_for(f"{gateway}/v1", args.concurrent + 10)
 
         print(f"# bench_runs: mock at {1 / args.token_delay:.0f} tokens/s, {args.tokens} tokens per stream, "
-              f"one agent-runner, one gateway, nats-server -js; {os.cpu_count()} CPUs")
+              f"one agent-runner, one gateway, nats-server -js; {os.cpu_count()} CPUs; "
+              f"tracing {'on (always_on, OTLP/HTTP to a local receiver)' if args.trace else 'off'}")
         if args.streams:
-            await sequential_round(direct, platform, prompt, args.streams)
+            await sequential_round(direct, platform, prompt, args.streams, services=procs[1:], tokens=args.tokens)
 
         tokens = " ".join(f"c{i}" for i in range(args.tokens))
         rule = {"match": {"user_contains": "concurrent"}, "script": {"text": tokens, "token_delay": args.load_delay}}
@@ -312,9 +354,12 @@ async def main(args: argparse.Namespace) -> int:
             proc.terminate()
         for proc in procs:
             try:
-                proc.wait(15)
+                await asyncio.to_thread(proc.wait, 15)  # the services flush their last spans as they stop
             except subprocess.TimeoutExpired:
                 proc.kill()
+        if args.trace:
+            print(f"\nspans received by the OTLP receiver: {sink.spans}")
+        await sink.stop()
         nats_server.stop()
 
 
@@ -335,9 +380,12 @@ def print_cpu(anchor: dict[str, float], anchor_tokens: int, platform: dict[str, 
           f"client's {1e6 * client:.1f} us   goal <= 3x{'  met' if ratio <= 3 else '  NOT met'}")
 
 
-async def sequential_round(direct: openai.AsyncOpenAI, platform: openai.AsyncOpenAI, prompt: str, streams: int
-                           ) -> None:
+async def sequential_round(direct: openai.AsyncOpenAI, platform: openai.AsyncOpenAI, prompt: str, streams: int,
+                           *, services: list[subprocess.Popen[bytes]], tokens: int) -> None:
+    """The streams one at a time on both paths, and the agent-runner's and gateway's CPU per stream."""
+    cpu_before = [cpu_seconds(p.pid) for p in services]
     anchor, ours = await sequential(direct, platform, prompt, streams)
+    cpu = [cpu_seconds(p.pid) - before for p, before in zip(services, cpu_before, strict=True)]
     print(f"\n## {streams} sequential streams (openai client -> mock | -> platform -> mock)")
     print(f"{'figure':<26}{'platform':>14}{'anchor':>14}{'added':>14}{'goal':>12}")
     rows = [("TTFT p50", pct(ours.ttft, 50), pct(anchor.ttft, 50), 0.005),
@@ -350,6 +398,8 @@ async def sequential_round(direct: openai.AsyncOpenAI, platform: openai.AsyncOpe
         goal_text = "" if goal is None else f"<= {goal * 1000:g} ms"
         print(f"{name:<26}{ms(value):>14}{ms(base):>14}{ms(added):>14}{goal_text:>12}{verdict}")
     print(f"failures: platform {ours.failures}, anchor {anchor.failures}")
+    print(f"CPU per stream: agent-runner {cpu[0] / streams * 1000:.2f} ms, gateway {cpu[1] / streams * 1000:.2f} ms "
+          f"({tokens} tokens each: {sum(cpu) / (streams * tokens) * 1e6:.0f} us per token, both together)")
 
 
 async def starts_round(nats_url: str, mock: str, count: int, meter: CpuMeter) -> None:
@@ -425,4 +475,6 @@ if __name__ == "__main__":
     parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second (default 100)")
     parser.add_argument("--runner-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment for the agent-runner (repeatable), e.g. RUN_DELTA_COALESCE_MS=5")
+    parser.add_argument("--trace", action="store_true",
+                        help="trace every run (always_on), exporting to a local OTLP receiver")
     sys.exit(asyncio.run(main(parser.parse_args())))

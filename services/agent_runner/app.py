@@ -49,6 +49,7 @@ from shared.nats.jsacks import AckInbox
 from shared.runs.log import RunLog, run_stream_config
 from shared.runs.registry import RunRegistry
 from shared.service.app import App
+from shared.tracing import genai, trace_headers
 
 QUEUE_GROUP = "agent-runner"
 
@@ -210,7 +211,8 @@ class AgentRunnerApp(App):
         place = self.pool.admit()
         job = RunJob(request=request, agents=agents, writer=RunWriter(self.runlog, request.run_id),
                      timeout=request.timeout or s.timeout, max_turns=max_turns, place=place,
-                     holds_slot=place is None, policy=RetryPolicy(retry_count, retry_delay, s.retry_max_delay))
+                     holds_slot=place is None, policy=RetryPolicy(retry_count, retry_delay, s.retry_max_delay),
+                     trace_headers=trace_headers(msg.headers))
         self.jobs[request.run_id] = job
         self.run_metrics.requests.labels(outcome="accepted").inc()
         return job, place
@@ -227,6 +229,13 @@ class AgentRunnerApp(App):
             raise BadRunRequest(f"max_turns must be within 1..{s.max_turns} (RUN_MAX_TURNS)")
 
     async def _run(self, job: RunJob, place: asyncio.Future[None] | None, reply: str) -> None:
+        """The run in its ``invoke_agent`` span, a child of the span that requested it."""
+        with genai.agent_run(job.trace_headers, run_id=job.run_id, agent=job.request.agent,
+                             handover=job.request.handover_from is not None) as span:
+            job.span = span
+            await self._execute(job, place, reply)
+
+    async def _execute(self, job: RunJob, place: asyncio.Future[None] | None, reply: str) -> None:
         """Claim the run id cluster-wide and store its first event (while the model is already being asked,
         when a slot is free), answer the requester, run to the end, clean up."""
         run_id = job.run_id
@@ -310,15 +319,19 @@ class AgentRunnerApp(App):
         m.duration.observe(time.monotonic() - job.accepted_at)
         match terminal:
             case RunCompleted(usage=usage):
+                genai.record_outcome(job.span, "completed", input_tokens=usage.prompt_tokens,
+                                     output_tokens=usage.completion_tokens)
                 m.runs.labels(outcome="completed").inc()
                 m.completed += 1
                 m.tokens.labels(kind="prompt").inc(usage.prompt_tokens)
                 m.tokens.labels(kind="completion").inc(usage.completion_tokens)
             case RunFailed(code=code):
+                genai.record_outcome(job.span, "failed", code=code.value)
                 m.runs.labels(outcome="failed").inc()
                 m.failures.labels(code=code.value).inc()
                 m.failed += 1
             case RunCancelled():
+                genai.record_outcome(job.span, "cancelled")
                 m.runs.labels(outcome="cancelled").inc()
                 m.cancelled += 1
 

@@ -12,6 +12,7 @@ from typing import Any, Final
 
 import msgspec
 from openai.types.chat import ChatCompletionMessageParam
+from opentelemetry.trace import Span
 
 from proto.errors import ErrorCode
 from proto.runs import (
@@ -58,6 +59,7 @@ from services.agent_runner.writer import RunWriter
 from shared.errors import ToolError
 from shared.runs.stream_processor import StreamProcessor
 from shared.runs.tools import ProgressSink, Tool, ToolCallContext
+from shared.tracing import TRACING, genai
 
 log = logging.getLogger("raaf.agent-runner.engine")
 _encoder: Final = msgspec.json.Encoder()
@@ -85,6 +87,8 @@ class RunJob:
     accepted: bool = False  # the requester was told; from now on a cancel cancels ``task``
     handed_over: bool = False  # a draining runner gave this queued run to another: end it without an event
     last_text: float | None = None  # when the last text delta was stored (inter-token metric)
+    trace_headers: dict[str, str] | None = None  # the run request's trace context (None while tracing is off)
+    span: Span | None = None  # the run's span (None while tracing is off)
 
     @property
     def run_id(self) -> str:
@@ -185,7 +189,7 @@ class RunEngine:
         client_tools = {tool.name for tool in request.client_tools}
         for turn in range(1, job.max_turns + 1):
             job.stop_if_asked()
-            end = await self._turn(job, agent, messages, turn)
+            end = await self._traced_turn(job, agent, messages, turn)
             if end.usage is not None:
                 usage = Usage(prompt_tokens=usage.prompt_tokens + end.usage.prompt_tokens,
                               completion_tokens=usage.completion_tokens + end.usage.completion_tokens,
@@ -217,8 +221,22 @@ class RunEngine:
                 await writer.emit(AgentChanged, agent=agent.name, previous=previous.name, model=self.model_of(agent))
         raise max_turns_exceeded(job.max_turns)
 
-    async def _turn(self, job: RunJob, agent: AgentSpec, messages: list[ChatCompletionMessageParam], turn: int
-                    ) -> TurnEnd:
+    async def _traced_turn(self, job: RunJob, agent: AgentSpec, messages: list[ChatCompletionMessageParam],
+                           turn: int) -> TurnEnd:
+        """One model turn in its ``chat <model>`` span (none while tracing is off)."""
+        if not TRACING.on:
+            return await self._turn(job, agent, messages, turn)
+        with genai.model_turn(agent=agent.name, model=self.model_of(agent), turn=turn,
+                              base_url=self.providers.endpoint(agent)[0]) as span:
+            assert span is not None
+            end = await self._turn(job, agent, messages, turn, span)
+            span.end(finish_reason=end.finish_reason, calls=len(end.calls),
+                     input_tokens=None if end.usage is None else end.usage.prompt_tokens,
+                     output_tokens=None if end.usage is None else end.usage.completion_tokens)
+            return end
+
+    async def _turn(self, job: RunJob, agent: AgentSpec, messages: list[ChatCompletionMessageParam], turn: int,
+                    span: genai.ModelTurn | None = None) -> TurnEnd:
         """Stream one model turn into events; return how it ended (its text, tool calls, usage)."""
         writer, request = job.writer, job.request
         shown: list[str] = []  # the turn's text as stored, after the stream processor
@@ -238,6 +256,8 @@ class RunEngine:
             async with contextlib.aclosing(pieces):
                 async for piece in pieces:
                     job.stop_if_asked()
+                    if span is not None:
+                        span.first_token()
                     match piece:
                         case TextPiece(text=text):
                             for delta in await self._processed(job, agent, text, shown):
@@ -312,7 +332,8 @@ class RunEngine:
                 if target is None:
                     target = handoffs[call.name]
                     output = _encoder.encode({"assistant": target}).decode()
-                    await job.writer.emit(Handoff, call_id=call.id, from_agent=agent.name, to_agent=target)
+                    with genai.handoff(from_agent=agent.name, to_agent=target, tool=call.name, call_id=call.id):
+                        await job.writer.emit(Handoff, call_id=call.id, from_agent=agent.name, to_agent=target)
                     self.metrics.handoffs.inc()
                 else:
                     output = f"ignored: the conversation was already handed to {target}"
@@ -325,7 +346,16 @@ class RunEngine:
 
     async def _call_tool(self, agent: AgentSpec, call: PendingCall, progress: ProgressSink | None = None
                          ) -> tuple[str, bool]:
-        """(output, is_error): errors go back to the model as the tool's output, so it can recover."""
+        """(output, is_error), in an ``execute_tool <name>`` span."""
+        with genai.tool_call(agent=agent.name, name=call.name, call_id=call.id) as span:
+            output, is_error, outcome = await self._tool_output(agent, call, progress)
+            if is_error:
+                genai.tool_failed(span, outcome, output)
+        return output, is_error
+
+    async def _tool_output(self, agent: AgentSpec, call: PendingCall, progress: ProgressSink | None
+                           ) -> tuple[str, bool, str]:
+        """(output, is_error, outcome): errors go back to the model as the tool's output, so it can recover."""
         tool = self._tools_of(agent).get(call.name)
         started = time.monotonic()
         if tool is None:
@@ -344,7 +374,7 @@ class RunEngine:
         encoded = output.encode()
         if len(encoded) > self.max_tool_output_bytes:
             output = encoded[: self.max_tool_output_bytes].decode(errors="ignore") + " [truncated]"
-        return output, is_error
+        return output, is_error, outcome
 
     def _tools_of(self, agent: AgentSpec) -> dict[str, Tool]:
         """The tools ``agent`` may call now: its own, then those ``agent_tools`` adds."""

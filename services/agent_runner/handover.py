@@ -89,7 +89,8 @@ class Handover:
         payload = runs_encoder.encode(offer)
         for _ in range(ATTEMPTS):
             try:
-                answer = await self.nc.request(self.subjects.run_requests, payload, timeout=self.timeout)
+                answer = await self.nc.request(self.subjects.run_requests, payload, timeout=self.timeout,
+                                               headers=job.trace_headers)
             except nats.errors.NoRespondersError:
                 return False  # no other runner
             except nats.errors.TimeoutError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -40,6 +41,7 @@ from services.chat.store import ChatStore
 from services.chat.writer import Planned, RoomWriter
 from shared.chat.errors import ChatError, ChatUnavailable
 from shared.clients.runs import RunClient
+from shared.tracing import TRACING, linked_root, traceparent
 
 log = logging.getLogger("raaf.chat.answers")
 
@@ -48,11 +50,13 @@ Status = Literal["completed", "failed", "cancelled"]
 _REQUEST_TIMEOUT = 5.0
 _IDLE_CHECK = 2.0  # seconds a quiet run waits before its runner's lease is checked
 _STORE_AWAY_FOR = 30.0  # seconds a relay write is retried while the store cannot be reached
+_RUN_SUFFIX = "-a"
+_REMEMBERED = 10_000  # posted messages whose trace context is kept for their answers
 
 
 def run_id_for(message_id: str) -> str:
     """The run answering a message: derived from it, so a start repeated after a crash is the same run."""
-    return f"{message_id}-a"
+    return f"{message_id}{_RUN_SUFFIX}"
 
 
 class AnswerRelay:
@@ -71,6 +75,15 @@ class AnswerRelay:
         self.spawn = spawn
         self.runs = RunClient(nc, js, subjects, request_timeout=_REQUEST_TIMEOUT, idle_check=_IDLE_CHECK)
         self._relays: dict[str, asyncio.Task[Any]] = {}  # run id -> its relay
+        # message id -> the traceparent of the command that posted it (this replica's, while tracing is on)
+        self._posted_by: OrderedDict[str, str] = OrderedDict()
+
+    def remember(self, message_id: str) -> None:
+        """Keep the current span's trace context for the message's answer to link to."""
+        if TRACING.on:
+            self._posted_by[message_id] = traceparent()
+            while len(self._posted_by) > _REMEMBERED:
+                self._posted_by.popitem(last=False)
 
     # ---- starting ------------------------------------------------------------------------------------------
 
@@ -170,6 +183,13 @@ class AnswerRelay:
         await self.begin(room_id)
 
     async def _run(self, room_id: str, run_id: str, *, fresh: bool) -> Status:
+        """The answer in a span of its own trace, linked to the span that posted the message it answers."""
+        message_id = run_id.removesuffix(_RUN_SUFFIX)
+        attributes = {"raaf.chat.room_id": room_id, "raaf.chat.message_id": message_id, "raaf.run.id": run_id}
+        with linked_root("raaf.chat", "chat answer", self._posted_by.pop(message_id, None), attributes):
+            return await self._answer_run(room_id, run_id, fresh=fresh)
+
+    async def _answer_run(self, room_id: str, run_id: str, *, fresh: bool) -> Status:
         if fresh or await self._last_event_seq(run_id) == 0:
             error = await self._request(room_id, run_id)
             if error is not None:

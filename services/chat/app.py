@@ -26,6 +26,7 @@ from services.chat.writer import RoomWriter
 from shared.chat.errors import ChatError, ChatOverloaded, ChatUnavailable, CommandTooLarge, InvalidCommand
 from shared.nats.conn import barrier
 from shared.service.app import App
+from shared.tracing import server_span
 
 _REBUILD_TIMEOUT = 300.0  # seconds the replay of the streams may take at start
 
@@ -178,7 +179,8 @@ class ChatApp(App):
         try:
             command = chat_command_decoder.decode(msg.data)
             name = str(command.__struct_config__.tag)
-            reply = await self.execute(command)
+            with server_span("raaf.chat", f"chat {name}", msg.headers):
+                reply = await self.execute(command)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             reply = InvalidCommand(str(exc)).to_wire()
         except ChatError as exc:

@@ -206,6 +206,7 @@ class Commands:
             message_id, seq, count = outcome.duplicate_of
             return MessageAccepted(room_id=room_id, message_id=message_id, count=count, seq=seq, duplicate=True)
         assert written is not None and outcome.message is not None
+        self.relay.remember(outcome.message.id)  # its answer's span links to this command's
         self.metrics.messages.inc()
         await self.typing.stopped(room_id, cmd.user, "sent")
         room = self._same_room(room_id, cmd.room)

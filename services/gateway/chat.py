@@ -48,6 +48,7 @@ from services.gateway.responses import error_response, json_response
 from shared.chat.errors import ChatError
 from shared.clients.chat import ChatClient, RoomEvent
 from shared.nats.conn import barrier
+from shared.tracing import traced
 
 log = logging.getLogger("raaf.gateway.chat")
 
@@ -102,7 +103,8 @@ class ChatExtension:
         self.joined: dict[str, dict[str, JoinedRoom]] = {}  # connection id -> room name -> room
         handlers: dict[type[ClientRequest], Handler] = {
             ChatListRooms: self._list_rooms_ws, ChatCreateRoom: self._create_room, ChatJoin: self._join,
-            ChatLeave: self._leave_ws, ChatSend: self._send, ChatTyping: self._typing, ChatHandoff: self._handoff,
+            ChatLeave: self._leave_ws, ChatSend: traced("raaf.gateway", "chat_send")(self._send),
+            ChatTyping: self._typing, ChatHandoff: self._handoff,
             ChatGetHistory: self._history,
         }
         self.handles: Handlers = {t: _answering_chat_errors(h) for t, h in handlers.items()}

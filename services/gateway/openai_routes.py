@@ -51,6 +51,7 @@ from proto.runs import (
 from services.gateway.errors import GatewayError
 from services.gateway.runs_http import RunRoutes
 from shared.clients.runs import RunClient
+from shared.tracing import traced_handler
 
 _HISTORY_ROLES: Final = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
@@ -131,7 +132,8 @@ class ChatCompletionRoutes:
         return self.runs.client
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post("/v1/chat/completions", self.create), web.get("/v1/models", self.models)]
+        return [web.post("/v1/chat/completions", traced_handler("raaf.gateway", "/v1/chat/completions", self.create)),
+                web.get("/v1/models", self.models)]
 
     async def create(self, request: web.Request) -> web.StreamResponse:
         try:

@@ -22,6 +22,7 @@ from services.gateway.runs_http import RunRoutes, run_request
 from services.gateway.runs_settings import RunRouteSettings
 from services.gateway.ui_chat import UiChatRoutes
 from shared.clients.runs import RunClient
+from shared.tracing import traced
 
 log = logging.getLogger("raaf.gateway.runs")
 
@@ -45,7 +46,8 @@ class RunsExtension:
         self.agui = AgUiRoutes(self.http)
         self.access = self.http.access
         self._follows: dict[str, dict[str, asyncio.Task[None]]] = {}
-        self.handles: Handlers = {AgentStream: self._agent_stream, ResumeRun: self._resume,
+        self.handles: Handlers = {AgentStream: traced("raaf.gateway", "agent_stream")(self._agent_stream),
+                                  ResumeRun: self._resume,
                                   CancelRunStream: self._cancel}
 
     @property

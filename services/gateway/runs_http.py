@@ -31,6 +31,7 @@ from services.gateway.responses import error_response as gateway_error_response
 from services.gateway.runs_settings import RunRouteSettings
 from shared.clients.runs import RunClient
 from shared.metrics import catalogue as names
+from shared.tracing import traced_handler
 
 SSE_HEADERS: Final = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
                       "X-Accel-Buffering": "no"}
@@ -113,7 +114,7 @@ class RunRoutes:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.post("/v1/runs", self.start),
+            web.post("/v1/runs", traced_handler("raaf.gateway", "/v1/runs", self.start)),
             web.get("/v1/runs/{run_id}", self.status),
             web.get("/v1/runs/{run_id}/events", self.events),
             web.post("/v1/runs/{run_id}/cancel", self.cancel),

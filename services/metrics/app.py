@@ -101,7 +101,7 @@ class MetricsApp(App):
         started = time.monotonic()
         answers = await gather_stats(self.nc, self.subjects, timeout=settings.gather_timeout,
                                      max_instances=settings.max_instances,
-                                     expected=expected if self.discovered else ())
+                                     expected=expected if self.discovered else (), grace=settings.gather_grace)
         self.gather_seconds.observe(time.monotonic() - started)
         for answer in answers:
             self.instances.touch(answer.service, answer.instance)

@@ -13,6 +13,7 @@ class MetricsSettings:
     runtime: RuntimeSettings
     discovery_interval: float = 5.0  # seconds between $SRV.PING rounds (and background health checks)
     gather_timeout: float = 1.0  # how long a /stats gather waits for instances that have not answered
+    gather_grace: float = 0.05  # how long it still listens once every known instance answered (unknown reporters)
     health_timeout: float = 1.0  # per-instance /readyz timeout
     health_concurrency: int = 64  # /readyz requests in flight at once
     instance_ttl: float = 30.0  # an instance not seen for this long is forgotten
@@ -28,6 +29,7 @@ class MetricsSettings:
             runtime=RuntimeSettings.from_env(env, default_http_port=9100),
             discovery_interval=env.number("METRICS_DISCOVERY_INTERVAL", cls.discovery_interval, min=0.1),
             gather_timeout=env.number("METRICS_GATHER_TIMEOUT", cls.gather_timeout, min=0.01, max=60),
+            gather_grace=env.number("METRICS_GATHER_GRACE", cls.gather_grace, min=0, max=60),
             health_timeout=env.number("METRICS_HEALTH_TIMEOUT", cls.health_timeout, min=0.01, max=60),
             health_concurrency=env.integer("METRICS_HEALTH_CONCURRENCY", cls.health_concurrency, min=1,
                                            max=10_000),

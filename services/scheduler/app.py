@@ -26,6 +26,7 @@ from shared.jobs.queue import JobQueue
 from shared.jobs.store import JobStore
 from shared.nats.conn import barrier
 from shared.service.app import App
+from shared.tracing import server_span
 
 
 class SchedulerApp(App):
@@ -155,7 +156,9 @@ class SchedulerApp(App):
             self.job_metrics.rejected.labels(ErrorCode.BAD_REQUEST.value).inc()
             await self._respond(msg, bad_request(exc))
             return
-        await self._respond(msg, await self.api.answer(request))
+        with server_span("raaf.scheduler", f"jobs {request.__struct_config__.tag}", msg.headers):
+            answer = await self.api.answer(request)  # a job enqueued here keeps this span's traceparent
+        await self._respond(msg, answer)
 
     async def _respond(self, msg: Msg, reply: Any) -> None:
         try:

@@ -60,6 +60,7 @@ from proto.runs import AgentSpec
 from proto.stats import ChatSystemStats
 from proto.subjects import DEFAULT_PREFIX, Subjects
 from shared.chat.errors import ChatError, ChatUnavailable
+from shared.tracing import inject
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -78,7 +79,7 @@ class ChatClient:
     async def request(self, command: ChatCommand, *, timeout: float | None = None) -> ChatReply:
         try:
             msg = await self.nc.request(self.subjects.chat_commands, chat_encoder.encode(command),
-                                        timeout=timeout or self.timeout)
+                                        timeout=timeout or self.timeout, headers=inject())
         except nats.errors.NoRespondersError:
             raise ChatUnavailable("no chat service is running") from None
         except nats.errors.TimeoutError:

@@ -37,6 +37,7 @@ from proto.jobs import (
 )
 from proto.subjects import Subjects
 from shared.jobs.errors import InvalidJobDataError, JobError, PayloadTooLargeError, SchedulerUnavailableError
+from shared.tracing import inject
 
 _encoder = msgspec.json.Encoder()
 
@@ -61,7 +62,7 @@ class JobsClient:
         """Send one request; a wire error comes back as its typed :class:`JobError`."""
         payload = jobs_encoder.encode(request)
         try:
-            msg = await self.nc.request(self.subjects.job_requests, payload, timeout=self.timeout)
+            msg = await self.nc.request(self.subjects.job_requests, payload, timeout=self.timeout, headers=inject())
         except MaxPayloadError:
             raise PayloadTooLargeError(len(payload), self.nc.max_payload) from None
         except NoRespondersError:

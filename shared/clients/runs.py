@@ -28,6 +28,7 @@ from proto.runs import (
 from proto.subjects import Subjects
 from shared.runs.log import RunLog
 from shared.runs.registry import RunRegistry
+from shared.tracing import inject
 
 log = logging.getLogger("raaf.runclient")
 
@@ -55,7 +56,8 @@ class RunClient:
         """Ask a runner to take the run: its acceptance, or the typed error it (or NATS) answered."""
         payload = runs_encoder.encode(request)
         try:
-            reply = await self.nc.request(self.subjects.run_requests, payload, timeout=self.request_timeout)
+            reply = await self.nc.request(self.subjects.run_requests, payload, timeout=self.request_timeout,
+                                          headers=inject())
         except nats.errors.NoRespondersError:
             return Error(code=ErrorCode.UNAVAILABLE, message="no agent-runner is running", ref=request.run_id)
         except nats.errors.TimeoutError:

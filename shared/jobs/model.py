@@ -23,6 +23,7 @@ from shared.jobs.errors import (
     PayloadTooLargeError,
     ScheduleInPastError,
 )
+from shared.tracing import traceparent
 
 _JOB_TYPE = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 _JOB_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")
@@ -74,6 +75,7 @@ class NewJob:
     run_at_ms: int = 0  # absolute (unix ms); 0 = none
     delay_ms: int = 0  # relative to the Redis clock; 0 = none
     registers_type: bool = False  # the enqueuer handles this type itself
+    trace: str = ""  # the enqueuing span's traceparent ('' while tracing is off): the job's span links to it
 
 
 def check_job_type(job_type: object) -> str:
@@ -197,4 +199,5 @@ def new_job(
         run_at_ms=run_at_ms,
         delay_ms=delay_ms,
         registers_type=registers_type,
+        trace=traceparent(),
     )

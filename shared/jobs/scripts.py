@@ -40,7 +40,7 @@ local function bury(id, jk, now, err, cap)
   end
 end
 -- Write one new job unless its id exists. depth is a per-call cache of ready depths by type.
-local function enqueue_one(id, jtype, prio, data, max_attempts, retry_delay, run_at, now, limits, depth)
+local function enqueue_one(id, jtype, prio, data, max_attempts, retry_delay, run_at, now, limits, depth, trace)
   local jk = job_key(id)
   local existing = redis.call('HGET', jk, 'status')
   if existing then return {'duplicate', existing} end
@@ -63,6 +63,7 @@ local function enqueue_one(id, jtype, prio, data, max_attempts, retry_delay, run
   end
   redis.call('HSET', jk, 'type', jtype, 'priority', prio, 'data', data, 'status', status, 'attempts', 0,
     'claims', 0, 'max_attempts', max_attempts, 'retry_delay', retry_delay, 'enqueued_at', now, 'run_at', run_at)
+  if trace ~= nil and trace ~= '' then redis.call('HSET', jk, 'trace', trace) end
   redis.call('SADD', base .. 'types', jtype)
   if status == 'scheduled' then
     redis.call('ZADD', base .. 'scheduled', run_at, id)
@@ -73,19 +74,20 @@ local function enqueue_one(id, jtype, prio, data, max_attempts, retry_delay, run
 end
 """
 
-# ARGV: base, max_depth, max_scheduled, require_known, then per job 9 fields:
-#   id, type, priority, data, max_attempts, retry_delay_ms, run_at_ms (0 = none), delay_ms, registers_type.
+# ARGV: base, max_depth, max_scheduled, require_known, then per job 10 fields: id, type, priority, data,
+#   max_attempts, retry_delay_ms, run_at_ms (0 = none), delay_ms, registers_type, trace (traceparent or '').
 # Returns: now, then per job (code, status, run_at).
 ENQUEUE = LIBRARY + r"""
 local limits = {max_depth = tonumber(ARGV[2]), max_scheduled = tonumber(ARGV[3]), require_known = ARGV[4]}
 local now = now_ms()
 local out = {now}
 local depth = {}
-for i = 5, #ARGV, 9 do
+for i = 5, #ARGV, 10 do
   local jtype = ARGV[i + 1]
   if ARGV[i + 8] == '1' then redis.call('SADD', base .. 'handled', jtype) end
   local run_at = math.max(tonumber(ARGV[i + 6]), now + tonumber(ARGV[i + 7]))
-  local r = enqueue_one(ARGV[i], jtype, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], run_at, now, limits, depth)
+  local r = enqueue_one(ARGV[i], jtype, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], run_at, now, limits, depth,
+    ARGV[i + 9])
   out[#out + 1] = r[1]
   out[#out + 1] = r[2]
   out[#out + 1] = run_at

@@ -211,7 +211,7 @@ class JobStore:
                                1 if self.limits.require_known_type else 0]
             for job in chunk:
                 args += [job.job_id, job.job_type, job.priority.value, job.data, job.max_attempts,
-                         job.retry_delay_ms, job.run_at_ms, job.delay_ms, 1 if job.registers_type else 0]
+                         job.retry_delay_ms, job.run_at_ms, job.delay_ms, 1 if job.registers_type else 0, job.trace]
             reply = await self._run_replicated(self._enqueue, args)
             for i, job in enumerate(chunk):
                 code, status, run_at = _s(reply[1 + 3 * i]), _s(reply[2 + 3 * i]), int(reply[3 + 3 * i])
@@ -234,6 +234,11 @@ class JobStore:
         if isinstance(result, JobError):
             raise result
         return result
+
+    async def trace_of(self, job_id: str) -> bytes | None:
+        """The ``traceparent`` of the span that enqueued the job (None: enqueued while tracing was off)."""
+        value: bytes | None = await self._guard(lambda: self.redis.hget(self.job_key(job_id), "trace"))
+        return value
 
     async def register_types(self, job_types: Sequence[str]) -> None:
         """Declare that a worker handles these types (enqueueing them is then allowed)."""

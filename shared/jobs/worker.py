@@ -36,6 +36,8 @@ from shared.jobs.metrics import WorkerMetrics
 from shared.jobs.model import RetryPolicy, encode_data
 from shared.jobs.store import ClaimedJob, JobStore
 from shared.nats.conn import barrier
+from shared.tracing import TRACING
+from shared.tracing.jobs import job_outcome, job_span
 
 log = logging.getLogger("raaf.jobs")
 Handler = Callable[[Any], Any]
@@ -290,7 +292,7 @@ class JobWorker:
         held.entered = True
         job = held.job
         try:
-            kind, value = await self._run_handler(held)
+            kind, value = await (self._run_traced(held) if TRACING.on else self._run_handler(held))
         finally:
             held.in_handler = False
             self._running -= 1
@@ -307,6 +309,19 @@ class JobWorker:
         elif kind == "lost":
             self._forget(held, "lost")
         # handback: stop() releases the job
+
+    async def _run_traced(self, held: _Held) -> tuple[str, Any]:
+        """The handler in its span, linked to the span that enqueued the job."""
+        job = held.job
+        try:
+            enqueued_by = await self.store.trace_of(job.job_id)
+        except Exception:
+            enqueued_by = None
+        with job_span(queue=self.queue, job_id=job.job_id, job_type=job.job_type, attempt=job.attempt,
+                      enqueued_by=enqueued_by) as span:
+            kind, value = await self._run_handler(held)
+            job_outcome(span, kind, value)
+            return kind, value
 
     async def _run_handler(self, held: _Held) -> tuple[str, Any]:
         if held.stop_reason is not None:  # interrupted before it began

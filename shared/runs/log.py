@@ -23,6 +23,7 @@ from proto.subjects import Subjects
 from shared.errors import RunIdTaken
 from shared.nats.conn import barrier
 from shared.nats.jsacks import AckInbox
+from shared.tracing import inject
 
 log = logging.getLogger("raaf.runlog")
 
@@ -86,8 +87,9 @@ class RunLog:
         is never used twice even long after the duplicate window.
         """
         headers = {MSG_ID: f"{run_id}:{seq}"}
-        if first:
+        if first:  # the run's first event carries its trace context (the later ones, on the hot path, do not)
             headers[EXPECTED_LAST_SUBJECT_SEQ] = "0"
+            inject(headers)
         subject = self.subjects.run_events(run_id)
         try:
             if self.acks is not None:

@@ -29,6 +29,7 @@ from shared.service.eventloop import loop_name
 from shared.service.health import HealthRoutes
 from shared.service.settings import RuntimeSettings
 from shared.stats.responder import StatsResponder, StatsSnapshot
+from shared.tracing import TRACING, flush_tracing
 from shared.version import VERSION
 
 
@@ -225,6 +226,8 @@ class App:
                 await self._redis.aclose()
         if self._runner is not None:
             await self._runner.cleanup()
+        if TRACING.on:  # the spans of the last requests reach the collector before the process exits
+            await asyncio.to_thread(flush_tracing)
         self.log.info("stopped")
 
     async def run(self) -> None:

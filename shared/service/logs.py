@@ -8,6 +8,9 @@ import time
 from typing import Any
 
 import msgspec
+from opentelemetry import trace
+
+from shared.tracing import TRACING
 
 _encoder = msgspec.json.Encoder()
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
@@ -31,6 +34,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        if TRACING.on:  # the span the record was logged in: logs and traces join on trace_id
+            context = trace.get_current_span().get_span_context()
+            if context.is_valid:
+                entry["trace_id"] = format(context.trace_id, "032x")
+                entry["span_id"] = format(context.span_id, "016x")
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value

@@ -11,6 +11,8 @@ from shared.errors import SettingsError
 from shared.service.app import App, ServiceSettings
 from shared.service.eventloop import run
 from shared.service.logs import configure_logging
+from shared.tracing import install_tracing
+from shared.version import VERSION
 
 S = TypeVar("S", bound=ServiceSettings)
 
@@ -25,6 +27,7 @@ def run_service(name: str, load_settings: Callable[[], S], make_app: Callable[[S
         return 2
     runtime = settings.runtime
     configure_logging(name, runtime.instance_id, runtime.log_level, runtime.log_format)
+    install_tracing(name, runtime.instance_id, VERSION, runtime.tracing)
     try:
         app = make_app(settings)  # may load files or modules the settings name
     except SettingsError as exc:

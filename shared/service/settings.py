@@ -7,13 +7,15 @@ import re
 import socket
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from proto.subjects import check_prefix
 from shared.errors import EventLoopUnavailable, SettingsError
 from shared.redisconn import parse_redis_url
 from shared.service.eventloop import EVENT_LOOPS, resolve
+from shared.tracing.settings import VARIABLES as TRACING_VARIABLES
+from shared.tracing.settings import TracingSettings
 
 T = TypeVar("T", str, int, float, bool)
 
@@ -209,6 +211,7 @@ class RuntimeSettings:
     instance_id: str = ""
     stats_timeout: float = 2.0
     event_loop: str = "auto"  # auto | uvloop | asyncio (shared/service/eventloop.py)
+    tracing: TracingSettings = field(default_factory=TracingSettings)  # the OTEL_* variables (shared/tracing/)
 
     @classmethod
     def from_env(cls, env: Env, *, default_http_port: int) -> RuntimeSettings:
@@ -233,4 +236,5 @@ class RuntimeSettings:
             instance_id=env.string("INSTANCE_ID", default_instance_id()),
             stats_timeout=env.number("STATS_TIMEOUT", cls.stats_timeout, min=0.01, max=60),
             event_loop=event_loop,
+            tracing=TracingSettings.from_environ({name: env.raw(name) for name in TRACING_VARIABLES}),
         )

@@ -63,11 +63,14 @@ async def scatter(
     timeout: float,
     max_replies: int,
     on_reply: Callable[[Msg], bool] | None = None,
+    grace: float = 0.0,
 ) -> list[Msg]:
-    """Publish one request and collect replies until ``timeout``, ``max_replies``, or ``on_reply`` says done."""
+    """Publish one request and collect replies until ``timeout``, ``max_replies``, or ``grace`` seconds after
+    ``on_reply`` first says done (answers still on their way within that window are kept)."""
     inbox = nc.new_inbox()
     sub = await nc.subscribe(inbox)
     replies: list[Msg] = []
+    settling = False
     try:
         await nc.publish(subject, payload, reply=inbox)
         deadline = time.monotonic() + timeout
@@ -82,8 +85,10 @@ async def scatter(
             if not msg.data and msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
                 break  # the server says nobody listens on the subject: no answer will come
             replies.append(msg)
-            if on_reply is not None and on_reply(msg):
-                break
+            if on_reply is not None and on_reply(msg) and not settling:
+                if grace <= 0:
+                    break
+                deadline, settling = min(deadline, time.monotonic() + grace), True
     finally:
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
@@ -125,8 +130,10 @@ async def gather_stats(
     timeout: float,
     max_instances: int,
     expected: Collection[tuple[str, str]] = (),
+    grace: float = 0.0,
 ) -> list[InstanceStats]:
-    """Every instance's answer on ``subjects.service_stats``; returns early once all ``expected`` answered."""
+    """Every instance's answer on ``subjects.service_stats``; returns ``grace`` seconds after all ``expected``
+    answered: a library reporter nobody knows of yet (``$SRV.PING`` cannot find it) still gets counted."""
     wanted = set(expected)
     answered: dict[tuple[str, str], InstanceStats] = {}
 
@@ -139,5 +146,5 @@ async def gather_stats(
         answered[(stats.service, stats.instance)] = stats
         return bool(wanted) and wanted <= answered.keys()
 
-    await scatter(nc, subjects.service_stats, timeout=timeout, max_replies=max_instances, on_reply=take)
+    await scatter(nc, subjects.service_stats, timeout=timeout, max_replies=max_instances, on_reply=take, grace=grace)
     return sorted(answered.values(), key=lambda s: (s.service, s.instance))

@@ -1,0 +1,263 @@
+"""One run is one trace: gateway, runner, model turns, tool, handoff; jobs and chat answers link to what began them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import nats
+import pytest
+
+from proto.subjects import Subjects
+from raaf.testing import Match, OpenAIMock, Script, ToolCall
+from shared.clients.jobs import JobsClient
+from shared.devstack.servers import NatsServer, ValkeyServer, free_port
+from shared.jobs.errors import SchedulerUnavailableError
+from tests.support.env import service_env, unique_prefix
+from tests.support.otlp import OtlpReceiver, ReceivedSpan
+from tests.support.processes import ServiceProcess
+
+AGENTS_TOML = """
+[[agents]]
+name = "triage"
+model = "triage-m"
+tools = ["schedule_followup"]
+handoffs = ["billing"]
+
+[[agents]]
+name = "billing"
+model = "billing-m"
+
+[[agents]]
+name = "followup"
+model = "followup-m"
+"""
+SERVER, CLIENT, CONSUMER = 2, 3, 5  # OTLP span kinds
+TOOLS = "tests.support.tracing_tools"
+
+
+@dataclass
+class Stack:
+    gateway: str
+    receiver: OtlpReceiver
+    mock: OpenAIMock
+    nats_url: str
+    prefix: str
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[OtlpReceiver]:
+    server = await OtlpReceiver().start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def stack(nats_server: NatsServer, redis_server: ValkeyServer, receiver: OtlpReceiver, tmp_path: Path,
+                service_process: Callable[..., ServiceProcess]) -> AsyncIterator[Stack]:
+    """Gateway, agent-runner and scheduler as processes, each exporting its spans to ``receiver``."""
+    agents = tmp_path / "agents.toml"
+    agents.write_text(AGENTS_TOML)
+    async with OpenAIMock() as mock:
+        common = dict(RAAF_PREFIX=unique_prefix("tr"), OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+                      OTEL_TRACES_SAMPLER="always_on", OTEL_BSP_SCHEDULE_DELAY="50", LOG_LEVEL="info")
+        ports = {name: free_port() for name in ("gateway", "runner", "scheduler", "chat")}
+        processes = [
+            (service_process("services.agent_runner", service_env(
+                nats_server.url, redis_server.url, HTTP_PORT=str(ports["runner"]), OPENAI_BASE_URL=mock.url,
+                RAAF_AGENTS_FILE=str(agents), RAAF_TOOLS_MODULE=TOOLS, **common)), ports["runner"]),
+            (service_process("services.scheduler", service_env(
+                nats_server.url, redis_server.url, HTTP_PORT=str(ports["scheduler"]), **common)), ports["scheduler"]),
+            (service_process("services.chat", service_env(
+                nats_server.url, redis_server.url, HTTP_PORT=str(ports["chat"]), **common)), ports["chat"]),
+            (service_process("services.gateway", service_env(
+                nats_server.url, redis_server.url, WEBSOCKET_PORT=str(ports["gateway"]), **common)), ports["gateway"]),
+        ]
+        for process, port in processes:
+            await process.wait_ready(f"http://127.0.0.1:{port}")
+        gateway = f"http://127.0.0.1:{ports['gateway']}"
+        await serving(gateway, nats_server.url, common["RAAF_PREFIX"])
+        yield Stack(gateway, receiver, mock, nats_server.url, common["RAAF_PREFIX"])
+
+
+async def serving(gateway: str, nats_url: str, prefix: str) -> None:
+    """Until runs reach a runner through the gateway and the scheduler answers (ready != subscribed yet)."""
+    nc = await nats.connect(nats_url)
+    try:
+        async with asyncio.timeout(20), aiohttp.ClientSession() as session:
+            while True:
+                async with session.get(f"{gateway}/v1/agents") as response:
+                    if response.status == 200:
+                        break
+                await asyncio.sleep(0.05)
+            while True:
+                try:
+                    await JobsClient(nc, prefix=prefix).stats()
+                    break
+                except SchedulerUnavailableError:
+                    await asyncio.sleep(0.05)
+    finally:
+        await nc.close()
+
+
+def script_the_conversation(mock: OpenAIMock) -> None:
+    """triage calls the tool, then hands off to billing, which answers; the follow-up job's run answers too."""
+    mock.add_rule(Script(tool_calls=[ToolCall(name="schedule_followup", arguments={"note": "call back"})]),
+                  match=Match(model="triage-m", has_tool_results=False))
+    mock.add_rule(Script(tool_calls=[ToolCall(name="transfer_to_billing", arguments={})]),
+                  match=Match(model="triage-m", has_tool_results=True))
+    mock.add_rule(Script(text="Billing here: your refund is on its way."), match=Match(model="billing-m"))
+    mock.add_rule(Script(text="Followed up."), match=Match(model="followup-m"))
+
+
+async def stream_over_websocket(gateway: str, **message: str) -> list[dict[str, object]]:
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{gateway.replace('http', 'ws', 1)}/ws") as ws:
+        await ws.send_str(json.dumps({"type": "agent_stream", **message}))
+        frames: list[dict[str, object]] = []
+        while not frames or frames[-1]["type"] not in ("run_completed", "run_failed", "error"):
+            frame = json.loads((await ws.receive(timeout=20)).data)
+            if frame["type"] != "welcome":
+                frames.append(frame)
+        return frames
+
+
+def named(spans: list[ReceivedSpan], name: str) -> list[ReceivedSpan]:
+    return [span for span in spans if span.name == name]
+
+
+def one(spans: list[ReceivedSpan], name: str) -> ReceivedSpan:
+    [span] = named(spans, name)
+    return span
+
+
+async def test_a_websocket_run_with_a_tool_and_a_handoff_is_one_trace_across_the_services(stack: Stack) -> None:
+    script_the_conversation(stack.mock)
+    frames = await stream_over_websocket(stack.gateway, agent="triage", input="I want a refund", id="q1")
+    assert frames[-1]["type"] == "run_completed", frames[-1]
+    receiver = stack.receiver
+    expected = ("agent_stream", "invoke_agent triage", "chat billing-m", "handoff billing", "jobs enqueue_job")
+    await receiver.wait_for(lambda spans: all(len(named(spans, name)) == 1 for name in expected))
+    request = one(receiver.spans, "agent_stream")
+    trace = [span for span in receiver.spans if span.trace_id == request.trace_id]
+    run = one(trace, "invoke_agent triage")
+    assert (request.service, request.kind, request.parent_id) == ("raaf-gateway", SERVER, "")
+    assert (run.service, run.parent_id) == ("raaf-agent-runner", request.span_id)  # across the NATS request
+    assert run.attributes["gen_ai.operation.name"] == "invoke_agent"
+    assert run.attributes["raaf.run.id"] == frames[0]["run_id"]
+    assert run.attributes["raaf.run.outcome"] == "completed"
+
+    turns = named(trace, "chat triage-m") + named(trace, "chat billing-m")
+    assert [t.attributes["raaf.turn"] for t in turns] == [1, 2, 3]
+    for turn in turns:
+        assert (turn.service, turn.kind, turn.parent_id) == ("raaf-agent-runner", CLIENT, run.span_id)
+        assert turn.attributes["gen_ai.operation.name"] == "chat"
+        assert turn.attributes["gen_ai.request.model"] in ("triage-m", "billing-m")
+        assert turn.attributes["gen_ai.usage.input_tokens"] > 0
+        assert turn.attributes["gen_ai.usage.output_tokens"] > 0
+        assert turn.events["gen_ai.first_token"]["gen_ai.response.time_to_first_token"] > 0
+    assert [t.attributes["gen_ai.agent.name"] for t in turns] == ["triage", "triage", "billing"]
+    assert run.attributes["gen_ai.usage.output_tokens"] == sum(t.attributes["gen_ai.usage.output_tokens"]
+                                                               for t in turns)
+
+    tool = one(trace, "execute_tool schedule_followup")
+    handoff = one(trace, "handoff billing")
+    assert tool.parent_id == handoff.parent_id == run.span_id
+    assert tool.attributes["gen_ai.tool.name"] == "schedule_followup"
+    assert (handoff.attributes["raaf.handoff.from_agent"], handoff.attributes["raaf.handoff.to_agent"]) == (
+        "triage", "billing")
+
+    # The tool enqueued a job: the scheduler's span is in the run's trace, under the tool's span ...
+    enqueue = one(trace, "jobs enqueue_job")
+    assert (enqueue.service, enqueue.parent_id) == ("raaf-scheduler", tool.span_id)
+    # ... and the job, in a trace of its own, links to it; the run it starts is a child of the job's span.
+    await receiver.wait_for(lambda spans: len(named(spans, "invoke_agent followup")) == 1
+                            and len(named(spans, "process run_agent")) == 1)
+    job = one(receiver.spans, "process run_agent")
+    assert job.kind == CONSUMER and job.trace_id != request.trace_id and job.parent_id == ""
+    assert job.links == [(enqueue.trace_id, enqueue.span_id)]
+    followup = one(receiver.spans, "invoke_agent followup")
+    assert (followup.trace_id, followup.parent_id) == (job.trace_id, job.span_id)
+
+
+async def test_chat_completions_continue_the_callers_trace_into_the_runner(stack: Stack) -> None:
+    stack.mock.add_rule(Script(text="Hello from billing."), match=Match(model="billing-m"))
+    caller_trace, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(f"{stack.gateway}/v1/chat/completions",
+                                      json={"model": "billing", "messages": [{"role": "user", "content": "hi"}]},
+                                      headers={"traceparent": f"00-{caller_trace}-{caller_span}-01"})
+        assert response.status == 200, await response.text()
+        answer = await response.json()
+    assert answer["choices"][0]["message"]["content"] == "Hello from billing."
+    await stack.receiver.wait_for(lambda spans: len(named(spans, "invoke_agent billing")) == 1
+                                  and len(named(spans, "POST /v1/chat/completions")) == 1)
+    request = one(stack.receiver.spans, "POST /v1/chat/completions")
+    run = one(stack.receiver.spans, "invoke_agent billing")
+    assert (request.trace_id, request.parent_id) == (caller_trace, caller_span)
+    assert request.attributes["http.response.status_code"] == 200
+    assert (run.trace_id, run.parent_id) == (caller_trace, request.span_id)
+
+
+async def test_a_chat_messages_answer_links_to_the_message_and_its_run_is_in_the_answers_trace(stack: Stack) -> None:
+    stack.mock.add_rule(Script(text="Billing answers the room."), match=Match(model="billing-m"))
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{stack.gateway.replace('http', 'ws', 1)}/ws"
+                                                                      ) as ws:
+        async def until(kind: str) -> dict[str, object]:
+            while True:
+                frame: dict[str, object] = json.loads((await ws.receive(timeout=20)).data)
+                if frame["type"] == kind or frame["type"] == "error":
+                    return frame
+
+        for message in ({"type": "chat_create_room", "room": "support", "agent": "billing"},
+                        {"type": "chat_join", "room": "support"}):
+            await ws.send_str(json.dumps(message))
+            assert (await until("chat_joined" if message["type"] == "chat_join" else "chat_room"))["type"] != "error"
+        await ws.send_str(json.dumps({"type": "chat_send", "room": "support", "text": "where is my refund?"}))
+        sent = await until("chat_sent")
+        assert sent["type"] == "chat_sent", sent
+        while True:
+            event = await until("chat_event")
+            body = event["event"]
+            assert isinstance(body, dict)
+            if body["type"] == "agent_message":
+                assert body["text"] == "Billing answers the room."
+                break
+    await stack.receiver.wait_for(lambda spans: len(named(spans, "chat answer")) == 1
+                                  and len(named(spans, "invoke_agent billing")) == 1)
+    spans = stack.receiver.spans
+    request = one(spans, "chat_send")
+    post = one(spans, "chat post_message")
+    answer = one(spans, "chat answer")
+    run = one(spans, "invoke_agent billing")
+    assert (post.service, post.trace_id, post.parent_id) == ("raaf-chat", request.trace_id, request.span_id)
+    assert answer.attributes["raaf.chat.message_id"] == sent["message_id"]
+    assert answer.trace_id != request.trace_id and answer.links == [(post.trace_id, post.span_id)]
+    assert (run.trace_id, run.parent_id) == (answer.trace_id, answer.span_id)
+
+
+async def test_post_v1_runs_is_the_runs_parent_and_the_first_stored_event_carries_the_runs_context(
+    stack: Stack
+) -> None:
+    stack.mock.add_rule(Script(text="Posted."), match=Match(model="billing-m"))
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(f"{stack.gateway}/v1/runs", json={"agent": "billing", "input": "hi"})
+        assert response.status == 202, await response.text()
+        run_id = (await response.json())["run_id"]
+    await stack.receiver.wait_for(lambda spans: len(named(spans, "invoke_agent billing")) == 1
+                                  and len(named(spans, "POST /v1/runs")) == 1)
+    request, run = one(stack.receiver.spans, "POST /v1/runs"), one(stack.receiver.spans, "invoke_agent billing")
+    assert (run.trace_id, run.parent_id) == (request.trace_id, request.span_id)
+    assert request.attributes["http.response.status_code"] == 202
+    nc = await nats.connect(stack.nats_url)
+    try:
+        subjects = Subjects(stack.prefix)
+        first = await nc.jetstream().get_msg(subjects.stream_name("runs"), seq=1,
+                                             subject=subjects.run_events(run_id), next=True)
+    finally:
+        await nc.close()
+    assert first.headers is not None
+    assert first.headers["traceparent"].split("-")[1:3] == [run.trace_id, run.span_id]
