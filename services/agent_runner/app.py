@@ -239,10 +239,11 @@ class AgentRunnerApp(App):
                 engine = asyncio.create_task(self.engine.execute(job), name=f"{self.service}:engine:{run_id}")
                 job.task = engine
                 first = job.writer.emit(RunStarted, first=True, agent=agent.name, model=self.engine.model_of(agent),
-                                        instance=self.instance, demo=self.demo is not None, owner=job.request.owner)
+                                        instance=self.instance, demo=self.demo is not None, owner=job.request.owner,
+                                        room=job.request.room)
             else:
                 first = job.writer.emit(RunQueued, first=True, agent=agent.name, instance=self.instance,
-                                        owner=job.request.owner)
+                                        owner=job.request.owner, room=job.request.room)
             claim, stored = await asyncio.gather(self.registry.claim(run_id, self.instance), first,
                                                  return_exceptions=True)
             claimed = claim is True

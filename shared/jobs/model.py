@@ -71,6 +71,7 @@ class NewJob:
     run_at_ms: int = 0  # absolute (unix ms); 0 = none
     delay_ms: int = 0  # relative to the Redis clock; 0 = none
     registers_type: bool = False  # the enqueuer handles this type itself
+    owner: str | None = None  # the identity the job belongs to
 
 
 def check_job_type(job_type: object) -> str:
@@ -177,6 +178,7 @@ def new_job(
     retry: RetryPolicy,
     limits: JobLimits,
     registers_type: bool = False,
+    owner: str | None = None,
 ) -> NewJob:
     """Check everything about one job request; raises a typed :class:`~shared.jobs.errors.JobError`."""
     check_job_type(job_type)
@@ -194,4 +196,5 @@ def new_job(
         run_at_ms=run_at_ms,
         delay_ms=delay_ms,
         registers_type=registers_type,
+        owner=owner or None,
     )

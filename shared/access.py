@@ -1,0 +1,259 @@
+"""The one place that decides access: who may create, read, follow, cancel or delete which run, job, room."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import msgspec
+
+from proto.jobs import JobInfo, RecurringJob, RunAgentJob
+from proto.runs import AgentSpec, RunEvent, RunQueued, RunStarted
+from shared.errors import BadRequestError, ForbiddenError
+from shared.identity import ADMIN_ROLE, Identity
+
+__all__ = [
+    "ADMIN_ROLE", "MESSAGES", "ROUTES", "Access", "Rule", "check_agents", "check_grant", "check_job",
+    "check_job_data", "check_owner", "check_queue", "check_run", "check_schedule", "is_admin", "namespace",
+    "require_admin", "run_owner", "scoped_job_id", "scoped_run_id", "scoped_schedule_name", "visible_schedules",
+]
+
+
+class Rule(enum.StrEnum):
+    """How a route or message is decided. Every rule but ``public`` needs an identity the gateway accepts."""
+
+    PUBLIC = "public"  # no identity: health, metrics, the chat pages (they hold no data)
+    IDENTITY = "identity"  # any accepted identity; what it returns is the caller's own or aggregate
+    GRANT = "grant"  # the identity's grant for the thing it names (``may(kind, name)``)
+    OWNER = "owner"  # the resource's recorded owner, or an admin; ownerless resources: admins only
+    ADMIN = "admin"  # the admin role only
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """The access decision a route or a WebSocket message declares: its rule, on what, doing what."""
+
+    rule: Rule
+    kind: str
+    action: str
+
+
+# Every gateway route, by method and path template. A route missing here is refused at run time (the gateway's
+# access middleware) and fails tests/test_access_table.py, so none can ship without a decision.
+ROUTES: Final[dict[tuple[str, str], Access]] = {
+    ("GET", "/healthz"): Access(Rule.PUBLIC, "service", "health"),
+    ("GET", "/readyz"): Access(Rule.PUBLIC, "service", "health"),
+    ("GET", "/metrics"): Access(Rule.PUBLIC, "service", "metrics"),
+    ("GET", "/"): Access(Rule.PUBLIC, "page", "read"),
+    ("GET", "/rooms"): Access(Rule.PUBLIC, "page", "read"),
+    ("GET", "/ws"): Access(Rule.IDENTITY, "connection", "open"),  # each message is decided below
+    ("GET", "/v1/stats"): Access(Rule.IDENTITY, "stats", "read"),
+    ("POST", "/v1/channels/{channel}/messages"): Access(Rule.GRANT, "channel", "publish"),
+    ("GET", "/v1/channels/{channel}/presence"): Access(Rule.GRANT, "channel", "read"),
+    ("GET", "/v1/channels/{channel}/events"): Access(Rule.GRANT, "channel", "follow"),
+    ("POST", "/v1/runs"): Access(Rule.GRANT, "run", "create"),
+    ("GET", "/v1/runs/{run_id}"): Access(Rule.OWNER, "run", "read"),
+    ("GET", "/v1/runs/{run_id}/events"): Access(Rule.OWNER, "run", "follow"),
+    ("POST", "/v1/runs/{run_id}/cancel"): Access(Rule.OWNER, "run", "cancel"),
+    ("GET", "/v1/agents"): Access(Rule.IDENTITY, "agent", "list"),  # granted agents only; prompts for admins
+    ("POST", "/v1/chat/completions"): Access(Rule.GRANT, "run", "create"),
+    ("GET", "/v1/models"): Access(Rule.IDENTITY, "agent", "list"),
+    ("POST", "/v1/jobs"): Access(Rule.GRANT, "job", "create"),
+    ("GET", "/v1/jobs/stats"): Access(Rule.ADMIN, "queue", "read"),
+    ("GET", "/v1/jobs/dead"): Access(Rule.ADMIN, "dead_letter", "list"),
+    ("DELETE", "/v1/jobs/dead"): Access(Rule.ADMIN, "dead_letter", "delete"),
+    ("POST", "/v1/jobs/dead/retry"): Access(Rule.ADMIN, "dead_letter", "retry"),
+    ("GET", "/v1/jobs/recurring"): Access(Rule.IDENTITY, "schedule", "list"),  # the caller's own; all for admins
+    ("PUT", "/v1/jobs/recurring/{name}"): Access(Rule.GRANT, "schedule", "create"),
+    ("DELETE", "/v1/jobs/recurring/{name}"): Access(Rule.OWNER, "schedule", "delete"),
+    ("GET", "/v1/jobs/{job_id}"): Access(Rule.OWNER, "job", "read"),
+    ("DELETE", "/v1/jobs/{job_id}"): Access(Rule.OWNER, "job", "cancel"),
+    ("GET", "/v1/chat/rooms"): Access(Rule.IDENTITY, "room", "list"),  # rooms the identity may use
+    ("GET", "/v1/chat/stats"): Access(Rule.IDENTITY, "room", "stats"),
+    ("POST", "/v1/events/{name}"): Access(Rule.GRANT, "event", "create"),
+    ("GET", "/v1/events/history"): Access(Rule.GRANT, "event", "read"),
+    ("GET", "/v1/events"): Access(Rule.GRANT, "event", "follow"),
+}
+
+# Every WebSocket message type (the ``type`` tags of ``proto.gateway.ClientMessage``).
+MESSAGES: Final[dict[str, Access]] = {
+    "auth": Access(Rule.PUBLIC, "connection", "authenticate"),
+    "ping": Access(Rule.PUBLIC, "connection", "ping"),
+    "subscribe": Access(Rule.GRANT, "channel", "follow"),
+    "unsubscribe": Access(Rule.IDENTITY, "channel", "leave"),
+    "publish": Access(Rule.GRANT, "channel", "publish"),
+    "presence": Access(Rule.GRANT, "channel", "read"),
+    "chat_rooms": Access(Rule.IDENTITY, "room", "list"),
+    "chat_create_room": Access(Rule.GRANT, "room", "create"),  # and the room's agent: a run grant
+    "chat_join": Access(Rule.GRANT, "room", "join"),
+    "chat_leave": Access(Rule.IDENTITY, "room", "leave"),
+    "chat_send": Access(Rule.GRANT, "room", "send"),
+    "chat_typing": Access(Rule.GRANT, "room", "send"),
+    "chat_handoff": Access(Rule.GRANT, "room", "decide"),  # and the target agent: a run grant
+    "chat_history": Access(Rule.GRANT, "room", "read"),
+    "agent_stream": Access(Rule.GRANT, "run", "create"),
+    "resume": Access(Rule.OWNER, "run", "resume"),
+    "cancel": Access(Rule.OWNER, "run", "cancel"),
+    "subscribe_events": Access(Rule.GRANT, "event", "follow"),
+    "unsubscribe_events": Access(Rule.IDENTITY, "event", "leave"),
+    "emit_event": Access(Rule.GRANT, "event", "create"),
+}
+
+_run_agent_job: Final = msgspec.json.Decoder(RunAgentJob)
+
+
+# ---- who -----------------------------------------------------------------------------------------------------
+
+
+def is_admin(identity: Identity) -> bool:
+    return identity.has_role(ADMIN_ROLE)
+
+
+def require_admin(identity: Identity, kind: str, action: str) -> None:
+    if not is_admin(identity):
+        raise ForbiddenError(f"{action} {kind} needs the {ADMIN_ROLE!r} role", details={"kind": kind})
+
+
+def check_grant(identity: Identity, kind: str, name: str) -> None:
+    """Creating or using a named thing: the identity's grant (or, without one, the deployment's restrictions)."""
+    if not identity.may(kind, name):
+        raise ForbiddenError(f"not allowed to use {kind} {name!r}", details={"kind": kind, "name": name})
+
+
+def check_owner(identity: Identity, kind: str, resource: str, owner: str | None, action: str = "read") -> None:
+    """Reading, following, cancelling or deleting a resource: its owner, or an admin; ownerless: admins only."""
+    if is_admin(identity):
+        return
+    if owner is None or identity.subject is None or owner != identity.subject:
+        raise ForbiddenError(f"{kind} {resource} belongs to someone else", ref=resource,
+                             details={"kind": kind, "action": action})
+
+
+# ---- runs ----------------------------------------------------------------------------------------------------
+
+
+def run_owner(first: RunEvent) -> str | None:
+    """The owner a run's first event names (``run_started`` / ``run_queued``); None for any other event."""
+    return first.owner if isinstance(first, RunStarted | RunQueued) else None
+
+
+def check_run(identity: Identity, run_id: str, first: RunEvent, action: str = "read") -> None:
+    check_owner(identity, "run", run_id, run_owner(first), action)
+
+
+def check_agents(identity: Identity, agent: str, inline: Iterable[AgentSpec] = (),
+                 configured: Mapping[str, AgentSpec] | None = None) -> None:
+    """Everything a run can reach must be granted: every agent it can hand off to, their tools and models.
+
+    An inline agent of a configured agent's name may only narrow it (a subset of its tools and handoffs, its
+    model or none); one of a new name needs the grants for all it names. An inline ``base_url`` or
+    ``api_key_env`` points the runner's credentials elsewhere, so only admins may set them.
+    """
+    known = dict(configured or {})
+    defined: dict[str, AgentSpec] = {}
+    for spec in inline:
+        base = known.get(spec.name)
+        if (spec.base_url is not None or spec.api_key_env is not None) and not is_admin(identity):
+            raise ForbiddenError(f"inline agent {spec.name!r}: base_url and api_key_env are for admins",
+                                 details={"kind": "agent", "name": spec.name})
+        if base is not None and not _narrows(spec, base):
+            raise ForbiddenError(f"inline agent {spec.name!r} widens the configured agent of that name",
+                                 details={"kind": "agent", "name": spec.name})
+        defined[spec.name] = spec
+    graph = {**known, **defined}
+    seen: set[str] = set()
+    todo = [agent]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        check_grant(identity, "run", name)
+        reached = graph.get(name)
+        if reached is None:
+            continue  # served by the runners under that name; they refuse unknown agents
+        for tool in reached.tools:
+            check_grant(identity, "tool", tool)
+        if reached.model is not None:
+            check_grant(identity, "model", reached.model)
+        todo.extend(reached.handoffs)
+
+
+def _narrows(spec: AgentSpec, base: AgentSpec) -> bool:
+    return (set(spec.tools) <= set(base.tools) and set(spec.handoffs) <= set(base.handoffs)
+            and spec.model in (None, base.model))
+
+
+# ---- jobs and schedules --------------------------------------------------------------------------------------
+
+
+def check_queue(identity: Identity, queue: str | None) -> None:
+    """Only admins pick a queue; everyone else uses the scheduler's first one."""
+    if queue is not None:
+        require_admin(identity, "queue", f"using queue {queue!r}:")
+
+
+def check_job_data(identity: Identity, job_type: str, data: bytes, *, agent_job_type: str = "run_agent",
+                   event_allowed: bool = True) -> None:
+    """Enqueueing (or scheduling) a job: the job grant, and for an agent job what its run and event reach.
+
+    ``event_allowed``: whether the identity may emit the event the job names (the gateway's event rule).
+    """
+    check_grant(identity, "job", job_type)
+    if job_type != agent_job_type:
+        return
+    try:
+        job = _run_agent_job.decode(data)
+    except msgspec.MsgspecError as exc:
+        raise BadRequestError(f"not a {agent_job_type} job: {exc}") from None
+    check_agents(identity, job.agent)
+    if job.event is not None and not event_allowed:
+        raise ForbiddenError(f"not allowed to emit event {job.event!r}", details={"kind": "event", "name": job.event})
+
+
+def check_job(identity: Identity, info: JobInfo, action: str = "read") -> None:
+    check_owner(identity, "job", info.job_id, info.owner, action)
+
+
+def check_schedule(identity: Identity, spec: RecurringJob, action: str = "delete") -> None:
+    check_owner(identity, "schedule", spec.name, spec.owner, action)
+
+
+def visible_schedules(identity: Identity, specs: Iterable[RecurringJob]) -> list[RecurringJob]:
+    """The schedules a listing shows: every one to admins, the caller's own to anyone else."""
+    if is_admin(identity):
+        return list(specs)
+    return [s for s in specs if s.owner is not None and s.owner == identity.subject]
+
+
+# ---- ids a client may choose ---------------------------------------------------------------------------------
+
+
+def namespace(identity: Identity) -> str | None:
+    """The prefix of every id this identity chooses: ``u`` and a digest of its subject (None: anonymous)."""
+    if identity.subject is None:
+        return None
+    return "u" + hashlib.blake2b(identity.subject.encode(), digest_size=6).hexdigest()
+
+
+def _scoped(identity: Identity, chosen: str, separator: str) -> str:
+    prefix = namespace(identity)
+    if prefix is None or chosen.startswith(prefix + separator):
+        return chosen  # anonymous (loopback development), or already in the caller's own namespace
+    return f"{prefix}{separator}{chosen}"
+
+
+def scoped_run_id(identity: Identity, chosen: str) -> str:
+    """A client-chosen run id inside the client's namespace (``u<digest>_<id>``), so no one takes another's."""
+    return _scoped(identity, chosen, "_")
+
+
+def scoped_job_id(identity: Identity, chosen: str) -> str:
+    return _scoped(identity, chosen, ":")
+
+
+def scoped_schedule_name(identity: Identity, chosen: str) -> str:
+    return _scoped(identity, chosen, ".")
