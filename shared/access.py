@@ -13,12 +13,14 @@ import msgspec
 from proto.jobs import JobInfo, RecurringJob, RunAgentJob
 from proto.runs import AgentSpec, RunEvent, RunQueued, RunStarted
 from shared.errors import BadRequestError, ForbiddenError
+from shared.event_grants import may_see
 from shared.identity import ADMIN_ROLE, Identity
 
 __all__ = [
-    "ADMIN_ROLE", "MESSAGES", "ROUTES", "Access", "Rule", "check_agents", "check_grant", "check_job",
+    "ADMIN_ROLE", "MESSAGES", "ROUTES", "Access", "Rule", "check_agents", "check_event", "check_grant", "check_job",
     "check_job_data", "check_owner", "check_queue", "check_run", "check_schedule", "is_admin", "namespace",
-    "require_admin", "run_owner", "scoped_job_id", "scoped_run_id", "scoped_schedule_name", "visible_schedules",
+    "require_admin", "route_access", "run_owner", "scoped_job_id", "scoped_run_id", "scoped_schedule_name",
+    "visible_agents", "visible_schedules",
 ]
 
 
@@ -187,6 +189,20 @@ def _narrows(spec: AgentSpec, base: AgentSpec) -> bool:
             and spec.model in (None, base.model))
 
 
+def visible_agents(identity: Identity, agents: Iterable[AgentSpec]) -> list[AgentSpec]:
+    """The agents a listing shows: every one, whole, to admins; to anyone else the agents it may run, without
+    their instructions (system prompts) or where their provider and key live."""
+    if is_admin(identity):
+        return list(agents)
+    return [msgspec.structs.replace(a, instructions="", base_url=None, api_key_env=None)
+            for a in agents if identity.may("run", a.name)]
+
+
+def route_access(method: str, path: str) -> Access | None:
+    """The decision a route declares (``path`` is its template, as the router names it); None: it has none."""
+    return ROUTES.get(("GET" if method == "HEAD" else method, path))
+
+
 # ---- jobs and schedules --------------------------------------------------------------------------------------
 
 
@@ -196,12 +212,15 @@ def check_queue(identity: Identity, queue: str | None) -> None:
         require_admin(identity, "queue", f"using queue {queue!r}:")
 
 
-def check_job_data(identity: Identity, job_type: str, data: bytes, *, agent_job_type: str = "run_agent",
-                   event_allowed: bool = True) -> None:
-    """Enqueueing (or scheduling) a job: the job grant, and for an agent job what its run and event reach.
+def check_event(identity: Identity, name: str, restricted: tuple[str, ...] = ()) -> None:
+    """Emitting, or seeing every event a pattern matches: the ``events`` grant, or no restricted glob."""
+    if not may_see(identity, name, restricted):
+        raise ForbiddenError(f"not allowed to use event {name!r}", details={"kind": "event", "name": name})
 
-    ``event_allowed``: whether the identity may emit the event the job names (the gateway's event rule).
-    """
+
+def check_job_data(identity: Identity, job_type: str, data: bytes, *, agent_job_type: str = "run_agent",
+                   restricted_events: tuple[str, ...] = ()) -> None:
+    """Enqueueing (or scheduling) a job: the job grant, and for an agent job what its run and event reach."""
     check_grant(identity, "job", job_type)
     if job_type != agent_job_type:
         return
@@ -210,8 +229,8 @@ def check_job_data(identity: Identity, job_type: str, data: bytes, *, agent_job_
     except msgspec.MsgspecError as exc:
         raise BadRequestError(f"not a {agent_job_type} job: {exc}") from None
     check_agents(identity, job.agent)
-    if job.event is not None and not event_allowed:
-        raise ForbiddenError(f"not allowed to emit event {job.event!r}", details={"kind": "event", "name": job.event})
+    if job.event is not None:
+        check_event(identity, job.event, restricted_events)
 
 
 def check_job(identity: Identity, info: JobInfo, action: str = "read") -> None:

@@ -10,7 +10,8 @@ from proto.runs import AgentSpec, RunStarted, TextDelta, is_run_id
 from shared import access
 from shared.errors import BadRequestError, ForbiddenError
 from shared.identity import ADMIN_ROLE, Identity
-from shared.jobs.model import check_job_id
+from shared.jobs.errors import InvalidScheduleError
+from shared.jobs.model import check_cron_interval, check_job_id
 
 ALICE = Identity.from_claims({"sub": "alice", "runs": ["assistant", "helper"], "jobs": ["email", "run_agent"]})
 MALLORY = Identity.from_claims({"sub": "mallory", "runs": ["assistant"], "jobs": ["email"]})
@@ -75,8 +76,8 @@ def test_an_agent_job_needs_the_run_grant_for_its_agent_and_the_event_it_emits()
     access.check_job_data(ALICE, "run_agent", data)
     with pytest.raises(ForbiddenError):
         access.check_job_data(ALICE, "run_agent", msgspec.json.encode({"agent": "billing", "input": "x"}))
-    with pytest.raises(ForbiddenError):
-        access.check_job_data(ALICE, "run_agent", data, event_allowed=False)
+    with pytest.raises(ForbiddenError):  # the event it would emit is restricted
+        access.check_job_data(ALICE, "run_agent", data, restricted_events=("jobs.*",))
     with pytest.raises(ForbiddenError):
         access.check_job_data(MALLORY, "run_agent", data)  # no grant for the job type itself
     with pytest.raises(BadRequestError):
@@ -123,3 +124,20 @@ def test_every_client_message_type_has_an_access_decision() -> None:
     tags = {member.__struct_config__.tag for member in ClientMessage.__args__}  # type: ignore[attr-defined]
     assert tags - access.MESSAGES.keys() == set(), "a WebSocket message without an access rule"
     assert access.MESSAGES.keys() - tags == set(), "an access rule for a message that does not exist"
+
+
+def test_a_listing_shows_agents_whole_to_admins_and_without_prompts_to_others() -> None:
+    agents = [AgentSpec(name="assistant", instructions="secret prompt", api_key_env="KEY"),
+              AgentSpec(name="billing", instructions="other prompt")]
+    assert access.visible_agents(ADMIN, agents) == agents
+    shown = access.visible_agents(MALLORY, agents)
+    assert [(a.name, a.instructions, a.api_key_env) for a in shown] == [("assistant", "", None)]
+
+
+def test_a_cron_firing_more_often_than_allowed_is_refused() -> None:
+    check_cron_interval("*/5 * * * *", 60)
+    check_cron_interval("* * * * * *", 0)
+    with pytest.raises(InvalidScheduleError, match="GATEWAY_JOBS_MIN_CRON_INTERVAL"):
+        check_cron_interval("* * * * * *", 60)
+    with pytest.raises(InvalidScheduleError):
+        check_cron_interval("every minute", 60)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import time
@@ -11,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
+from croniter import croniter
 
 from proto.jobs import Priority
 from shared.jobs.errors import (
@@ -125,6 +127,23 @@ def _finite(value: Any, depth: int = 0) -> bool:
     if isinstance(value, list | tuple):
         return all(_finite(v, depth + 1) for v in value)
     return True
+
+
+def check_cron_interval(expression: str, min_seconds: float, *, setting: str = "GATEWAY_JOBS_MIN_CRON_INTERVAL"
+                        ) -> None:
+    """Refuse a cron schedule that fires more often than every ``min_seconds`` (0: any); a six-field cron can
+    fire every second."""
+    if min_seconds <= 0:
+        return
+    try:
+        times = croniter(expression, time.time()).all_next(float)
+        fires = [next(times) for _ in range(6)]
+    except (ValueError, KeyError, TypeError):
+        raise InvalidScheduleError(f"not a cron expression: {expression!r}") from None
+    gap = min(b - a for a, b in itertools.pairwise(fires))
+    if gap < min_seconds:
+        raise InvalidScheduleError(f"cron {expression!r} fires every {gap:.0f}s; the least allowed is "
+                                   f"{min_seconds:.0f}s ({setting})")
 
 
 def check_retry(retry_count: int | None, retry_delay: float | None, default: RetryPolicy) -> tuple[int, float]:
