@@ -31,6 +31,7 @@ from proto.subjects import Subjects
 from raaf.events import EventEmitter
 from shared.devstack.servers import NatsServer
 from shared.events.settings import EventSettings
+from shared.nats import fastpaths
 from shared.nats.direct import DirectDelivery
 
 DATA = {"user_id": "u1", "ip_address": "192.168.1.100", "n": 1}
@@ -78,6 +79,8 @@ async def raw_direct(url: str, events: int) -> float:
         if received == events:
             done.set()
 
+    if not fastpaths.install(nc, direct=True).direct:
+        raise SystemExit("this nats-py does not have the shape the direct path was written against")
     await DirectDelivery(nc).subscribe_messages("rawdirect.*", route)
     await nc.flush()
     encode = msgspec.json.encode

@@ -6,33 +6,8 @@ from typing import TYPE_CHECKING, Any
 from raaf.agent import Agent
 from raaf.async_runner import AsyncRunner
 from raaf.client import WebSocketClient
-from raaf.jobs import (
-    BackgroundProcessor,
-    JobContext,
-    JobError,
-    JobFailedError,
-    JobInfo,
-    JobLimits,
-    JobNotCancellableError,
-    JobNotFoundError,
-    JobsClient,
-    JobStatus,
-    JobStoreUnavailableError,
-    JobTimeoutError,
-    MessageQueue,
-    PermanentJobError,
-    Priority,
-    QueueFullError,
-    RecurringJob,
-    ScheduleInPastError,
-    UnknownJobTypeError,
-    current_job,
-)
-from raaf.runner import Runner
-from raaf.session import StreamingSession
-from raaf.stats import health, stats
-from shared.config import Config, configuration, configure
-from shared.errors import (
+from raaf.config import Config, configuration, configure
+from raaf.errors import (
     AuthenticationError,
     BadRequestError,
     CancelledError,
@@ -69,7 +44,32 @@ from shared.errors import (
     UnavailableError,
     error_from_wire,
 )
-from shared.events.emitter import Event, EventEmitter
+from raaf.events import Event, EventEmitter
+from raaf.jobs import (
+    BackgroundProcessor,
+    JobContext,
+    JobError,
+    JobFailedError,
+    JobInfo,
+    JobLimits,
+    JobNotCancellableError,
+    JobNotFoundError,
+    JobsClient,
+    JobStatus,
+    JobStoreUnavailableError,
+    JobTimeoutError,
+    MessageQueue,
+    PermanentJobError,
+    Priority,
+    QueueFullError,
+    RecurringJob,
+    ScheduleInPastError,
+    UnknownJobTypeError,
+    current_job,
+)
+from raaf.runner import Runner
+from raaf.session import StreamingSession
+from raaf.stats import health, stats
 from shared.events.settings import EventSettings
 from shared.runs.chunks import RunChunk, RunResult, ToolCallInfo
 from shared.runs.stream_processor import StreamProcessor
@@ -94,7 +94,12 @@ _EMBEDDING = {
 }
 
 
+_SUBMODULES = frozenset({"chat", "server", "testing"})
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"raaf.{name}")
     module = _EMBEDDING.get(name)
     if module is None:
         raise AttributeError(f"module 'raaf' has no attribute {name!r}")

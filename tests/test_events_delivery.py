@@ -4,6 +4,7 @@ listeners, bounds on a slow pattern, close, and the switches."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import nats
@@ -15,6 +16,7 @@ from shared.devstack.servers import NatsServer
 from shared.events.settings import EventSettings
 from tests.event_helpers import delivery_path as delivery_path
 from tests.event_helpers import emitters, event_settings, eventually, unique_prefix
+from tests.nats_shapes import connect_reshaped
 
 pytestmark = pytest.mark.usefixtures("delivery_path")
 
@@ -157,6 +159,26 @@ def test_the_delivery_switches_and_bytes_limit_are_events_variables() -> None:
     assert (settings.direct_delivery, settings.lean_publish, settings.pending_bytes_limit) == (False, False, 65536)
     defaults = EventSettings.from_env({})
     assert (defaults.direct_delivery, defaults.lean_publish, defaults.pending_bytes_limit) == (True, True, 128 << 20)
+
+
+async def test_on_a_client_of_another_shape_events_take_nats_pys_paths_with_a_warning(
+        nats_server: NatsServer, caplog: pytest.LogCaptureFixture) -> None:
+    nc = await connect_reshaped(nats_server.url)
+    emitter = EventEmitter(settings=event_settings(nats_server.url, unique_prefix()), nc=nc, enable_history=False,
+                           registry=CollectorRegistry(), direct_delivery=True, lean_publish=True)
+    try:
+        with caplog.at_level(logging.WARNING, logger="raaf.nats"):
+            await emitter.connect()
+        assert any("'direct' is off" in r.getMessage() for r in caplog.records)
+        stats = emitter.stats()
+        assert (stats["direct_delivery"], stats["lean_publish"]) == (False, False)
+        got: list[Event] = []
+        await emitter.on("reshaped.*", got.append)
+        sent = [await emitter.emit("reshaped.x", n) for n in range(20)]
+        await eventually(lambda: got == sent)
+    finally:
+        await emitter.close()
+        await nc.close()
 
 
 async def test_direct_delivery_counts_drops_on_a_shared_connection_too(nats_server: NatsServer,

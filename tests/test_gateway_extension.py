@@ -1,4 +1,4 @@
-"""The extension point: routes, messages the core does not own, per-connection NATS subscriptions."""
+"""The extension point: routes, declared client messages, per-connection NATS subscriptions, one handler table."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from nats.aio.msg import Msg
 
 import services.gateway.app as gateway_app
 from proto.base import ClientRequest, Message
-from proto.gateway import ClientMessage
-from services.gateway import Connection, GatewayApp
+from proto.gateway import Ping
+from services.gateway import Connection, GatewayExtension
+from services.gateway.context import GatewayContext
 from services.gateway.errors import Forbidden
+from services.gateway.extension import Handlers
+from services.gateway.routing import DuplicateHandler
 from shared.devstack.servers import NatsServer
 from shared.service.app import App
 from tests.gateway_support import connect, eventually, make_gateway, receive_type, request, ws_url
@@ -36,8 +39,10 @@ class WatchExtension:
 
     name = "watch"
 
-    def __init__(self) -> None:
-        self.gateway: GatewayApp | None = None
+    def __init__(self, ctx: GatewayContext) -> None:
+        self.ctx = ctx
+        self.handles: Handlers = {Watch: self.watch}
+        self.started = False
         self.gone: list[str] = []
         self.stopped = False
 
@@ -45,48 +50,53 @@ class WatchExtension:
         return [web.get("/v1/watch/health", self.health)]
 
     async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"extension": self.name, "started": self.gateway is not None})
+        return web.json_response({"extension": self.name, "started": self.started})
 
-    async def start(self, gateway: GatewayApp) -> None:
-        self.gateway = gateway
+    async def start(self) -> None:
+        self.started = True
 
     async def stop(self) -> None:
         self.stopped = True
 
-    async def handle(self, conn: Connection, message: ClientMessage) -> bool:
-        if not isinstance(message, Watch):
-            return False
+    async def watch(self, conn: Connection, message: Watch) -> None:
         if not conn.identity.may("event", message.topic) or message.topic == "secret":
             raise Forbidden("event", message.topic)
-        assert self.gateway is not None
         topic = message.topic
 
         async def forward(msg: Msg) -> None:
             await conn.send(Watched(topic=topic, payload=msgspec.Raw(msg.data)))
 
-        await conn.subscribe_nats(self.gateway.nc, f"{self.gateway.subjects.prefix}.watch.{topic}", forward)
+        await conn.subscribe_nats(self.ctx.nc, f"{self.ctx.subjects.prefix}.watch.{topic}", forward)
         if message.id:
             await conn.send(msgspec.json.encode({"type": "ack", "ref": message.id}))
-        return True
 
     async def on_disconnect(self, conn: Connection) -> None:
         self.gone.append(conn.id)
 
 
+class Built:
+    """The extensions the next gateway builds, as it built them."""
+
+    def __init__(self) -> None:
+        self.extensions: list[WatchExtension] = []
+
+    def one(self, ctx: GatewayContext) -> list[GatewayExtension]:
+        self.extensions.append(WatchExtension(ctx))
+        return [self.extensions[-1]]
+
+
 @pytest.fixture
-def extension(monkeypatch: pytest.MonkeyPatch) -> WatchExtension:
-    ext = WatchExtension()
-    monkeypatch.setattr(gateway_app, "default_extensions", lambda gateway: [ext])
-    return ext
+def built(monkeypatch: pytest.MonkeyPatch) -> Built:
+    built = Built()
+    monkeypatch.setattr(gateway_app, "default_extensions", built.one)
+    return built
 
 
 async def test_an_extension_gets_its_messages_routes_and_owned_subscriptions(
-    extension: WatchExtension, nats_server: NatsServer, start_app: StartApp
+    built: Built, nats_server: NatsServer, start_app: StartApp
 ) -> None:
     app = make_gateway(nats_server.url, WEBSOCKET_MAX_SUBSCRIPTIONS="2")
-    # An extension's issue adds its Structs to the union; here the test widens the decoder itself.
-    app.handler.decoder = msgspec.json.Decoder(ClientMessage | Watch)
-    app.client_types = app.client_types | {"watch"}
+    [extension] = built.extensions
     await start_app(app)
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{app.http_url}/v1/watch/health") as resp:
@@ -106,3 +116,19 @@ async def test_an_extension_gets_its_messages_routes_and_owned_subscriptions(
         await eventually(lambda: len(app.nc._subs) == subs_before - 2, timeout=2)  # its NATS subs went too
     await app.stop()
     assert extension.stopped
+
+
+class PingThief(WatchExtension):
+    """Claims ``ping``, which the core owns."""
+
+    name = "ping-thief"
+
+    def __init__(self, ctx: GatewayContext) -> None:
+        super().__init__(ctx)
+        self.handles = {Ping: self.watch}
+
+
+def test_a_message_type_claimed_twice_stops_the_gateway_before_it_connects(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gateway_app, "default_extensions", lambda ctx: [PingThief(ctx)])
+    with pytest.raises(DuplicateHandler, match=r"'ping' .* by both core and ping-thief"):
+        make_gateway("nats://127.0.0.1:1")  # never connected: the table is built before

@@ -1,4 +1,4 @@
-"""shared.nats.direct against a real nats-server: routes from the reader, shared per connection, drain, headers."""
+"""shared.nats.direct against a real nats-server: routes from the reader, one hook per connection, drain, headers."""
 
 from __future__ import annotations
 
@@ -10,14 +10,21 @@ import pytest
 from nats.aio.msg import Msg
 
 from shared.devstack.servers import NatsServer
+from shared.nats import fastpaths
 from shared.nats.conn import barrier
 from shared.nats.direct import DirectDelivery, header_value
 from tests.conftest import unique_prefix
 
 
+async def direct_client(url: str) -> nats.NATS:
+    nc = await nats.connect(url)
+    assert fastpaths.install(nc, direct=True).direct
+    return nc
+
+
 async def test_message_routes_get_subject_payload_and_headers_in_arrival_order(nats_server: NatsServer) -> None:
     prefix = unique_prefix()
-    nc = await nats.connect(nats_server.url)
+    nc = await direct_client(nats_server.url)
     try:
         got: list[tuple[bytes, bytes, str | None]] = []
         direct = DirectDelivery(nc)
@@ -42,10 +49,11 @@ async def test_message_routes_get_subject_payload_and_headers_in_arrival_order(n
 async def test_deliveries_on_one_connection_share_one_hook_and_leave_other_subscriptions_alone(
         nats_server: NatsServer) -> None:
     prefix = unique_prefix()
-    nc = await nats.connect(nats_server.url)
+    nc = await direct_client(nats_server.url)
     try:
         first, second = DirectDelivery(nc), DirectDelivery(nc)  # e.g. the gateway's channels and its event bus
         hook = nc._process_msg
+        assert fastpaths.install(nc, direct=True).direct
         assert DirectDelivery(nc).nc is nc and nc._process_msg is hook  # installed once, not wrapped again
         payloads: list[bytes] = []
         messages: list[bytes] = []
@@ -78,7 +86,7 @@ async def test_deliveries_on_one_connection_share_one_hook_and_leave_other_subsc
 async def test_a_route_that_raises_is_logged_and_the_reader_carries_on(nats_server: NatsServer,
                                                                         caplog: pytest.LogCaptureFixture) -> None:
     prefix = unique_prefix()
-    nc = await nats.connect(nats_server.url)
+    nc = await direct_client(nats_server.url)
     try:
         got: list[bytes] = []
 
@@ -89,7 +97,7 @@ async def test_a_route_that_raises_is_logged_and_the_reader_carries_on(nats_serv
 
         await DirectDelivery(nc).subscribe(f"{prefix}.x", fragile)
         await nc.flush()
-        with caplog.at_level(logging.ERROR, logger="raaf.nats_direct"):
+        with caplog.at_level(logging.ERROR, logger="raaf.nats"):
             for payload in (b"1", b"bad", b"2"):
                 await nc.publish(f"{prefix}.x", payload)
             await nc.flush()
@@ -102,7 +110,7 @@ async def test_a_route_that_raises_is_logged_and_the_reader_carries_on(nats_serv
 
 async def test_drain_delivers_what_was_sent_before_it_then_nothing_more(nats_server: NatsServer) -> None:
     prefix = unique_prefix()
-    nc = await nats.connect(nats_server.url)
+    nc = await direct_client(nats_server.url)
     other = await nats.connect(nats_server.url)
     try:
         got: list[bytes] = []

@@ -14,7 +14,7 @@ from nats.errors import ProtocolError
 from nats.protocol.parser import Parser
 
 from shared.devstack.servers import NatsServer
-from shared.nats import parser as nats_parser
+from shared.nats import fastpaths
 from shared.nats.conn import barrier
 from tests.conftest import unique_prefix
 
@@ -80,14 +80,14 @@ def test_the_chunk_parser_hands_over_what_nats_py_does_however_reads_are_cut(ops
                                                                              points: list[int]) -> None:
     reads = cut(b"".join(ops), points)
     expected = asyncio.run(feed(Parser, reads))
-    assert asyncio.run(feed(nats_parser.ChunkParser, reads)) == expected
+    assert asyncio.run(feed(fastpaths.ChunkParser, reads)) == expected
     assert len(expected) == sum(op != b"+OK\r\n" for op in ops)  # +OK is skipped; everything else is handed over
 
 
 @pytest.mark.parametrize("line", [b"MSG a b 3\r\nabc\r\n", b"MSG a 1 x\r\nabc\r\n", b"MSG a\r\n", b"WHAT 1\r\n",
                                   b"HMSG a 1 x\r\n"])
 async def test_a_malformed_operation_is_a_protocol_error_as_in_nats_py(line: bytes) -> None:
-    for parser_class in (Parser, nats_parser.ChunkParser):
+    for parser_class in (Parser, fastpaths.ChunkParser):
         with pytest.raises(ProtocolError):
             await feed(parser_class, [line])
 
@@ -96,7 +96,7 @@ async def test_messages_of_every_kind_arrive_intact_through_a_real_server(nats_s
     prefix = unique_prefix()
     nc = await nats.connect(nats_server.url)
     try:
-        assert nats_parser.install(nc) and type(nc._ps) is nats_parser.ChunkParser
+        assert fastpaths.install(nc, parser=True).parser and type(nc._ps) is fastpaths.ChunkParser
         received: list[tuple[str, bytes, dict[str, str] | None]] = []
         done = asyncio.Event()
         sizes = [0, 1, 100, 32_767, 32_768, 100_000, 700_000, 5]
@@ -130,4 +130,4 @@ def test_a_client_of_another_shape_is_left_alone() -> None:
         _ps = object()
 
     client: Any = Other()
-    assert nats_parser.install(client) is False and type(client._ps) is object
+    assert not fastpaths.install(client, parser=True).parser and type(client._ps) is object

@@ -1,8 +1,9 @@
-"""shared.nats.publish against a real nats-server: order, limits, reconnect buffering, flush/drain, fallback."""
+"""fastpaths.LeanPublish against a real nats-server: order, limits, reconnect buffering, flush/drain, fallback."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 
@@ -13,7 +14,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from shared.devstack.servers import NatsServer
-from shared.nats.publish import LeanPublish
+from shared.nats.fastpaths import LeanPublish
 from tests.conftest import unique_prefix
 
 
@@ -146,10 +147,13 @@ async def test_after_close_a_lean_publish_is_nats_pys_connection_closed_error(na
         await lean.publish("any.subject", b"x")
 
 
-async def test_a_client_without_the_expected_shape_falls_back_to_nats_pys_publish(nats_server: NatsServer) -> None:
+async def test_a_client_without_the_expected_shape_falls_back_to_nats_pys_publish(
+        nats_server: NatsServer, caplog: pytest.LogCaptureFixture) -> None:
     nc = NATS()
-    early = LeanPublish(nc)  # not connected yet: no flusher queue, so not the shape the lean path writes to
+    with caplog.at_level(logging.WARNING, logger="raaf.nats"):
+        early = LeanPublish(nc)  # not connected yet: no flusher queue, so not the shape the lean path writes to
     assert not early.lean
+    assert any("'lean_publish' is off" in r.getMessage() for r in caplog.records)
     with pytest.raises(nats.errors.OutboundBufferLimitError):  # what nc.publish says for a client never connected
         await early.publish("any.subject", b"x")
     await nc.connect(nats_server.url)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import typing
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,11 +14,13 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from proto.base import Message
-from proto.gateway import ClientMessage, CloseCode, GatewayStats, server_encoder
+from proto.gateway import CloseCode, GatewayStats, server_encoder
 from services.gateway.auth import Authenticator, OriginCheck
 from services.gateway.channels import ChannelHub, check_channel
 from services.gateway.cluster import Cluster
 from services.gateway.connection import Connection, ConnectionContext
+from services.gateway.context import GatewayContext
+from services.gateway.core import CoreMessages
 from services.gateway.dispatch import MessageHandler
 from services.gateway.extension import GatewayExtension
 from services.gateway.extensions import default_extensions
@@ -29,6 +30,7 @@ from services.gateway.hooks import GatewayHooks
 from services.gateway.metrics import GatewayCounters, GatewayMetrics
 from services.gateway.registry import ConnectionRegistry
 from services.gateway.rest import RestRoutes
+from services.gateway.routing import MessageTable
 from services.gateway.settings import GatewaySettings
 from services.gateway.sse import SseStreams
 from services.gateway.websocket import WebSocketEndpoint
@@ -75,25 +77,46 @@ class GatewayApp(App):
             spawn=lambda coro, name: self.spawn(coro, name=name), close=self._close_connection,
         )
         self.hooks = hooks or GatewayHooks()
-        self.client_types = frozenset(t.__struct_config__.tag for t in typing.get_args(ClientMessage))
-        self.handler = MessageHandler(self)
         self.sweeper = Sweeper(self.registry, settings)
-        self.sse = SseStreams(self)
+        self.sse = SseStreams(
+            settings, instance_id=self.runtime.instance_id, authenticator=self.authenticator,
+            registry=self.registry, counters=self.counters, connection_context=self.connection_context,
+            hub=self.hub, accepting=lambda: self.accepting, disconnect=self.disconnect,
+        )
         self.accepting = False
         self._started_at = time.monotonic()
         self._broadcast_sub: Subscription | None = None
-        self.extensions: list[GatewayExtension] = default_extensions(self)
+        self.context = GatewayContext(
+            settings=settings, runtime=self.runtime, subjects=self.subjects, authenticator=self.authenticator,
+            metrics=self.metrics.registry, open_stream=self.sse.open_stream,
+            _nats=lambda: self.nc, _jetstream=lambda: self.js,
+        )
+        self.extensions: list[GatewayExtension] = default_extensions(self.context)
+        self.core = CoreMessages(self.hub, self.cluster, self.authenticator)
+        # One table for every client message type; a type two parts claim stops the gateway here.
+        self.messages = MessageTable([(self.core.name, self.core.handles),
+                                      *((e.name, e.handles) for e in self.extensions)])
+        self.handler = MessageHandler(self.messages, max_message_size=settings.max_message_size,
+                                      authenticator=self.authenticator, counters=self.counters, hooks=self.hooks)
         self._install_routes()
 
     def _install_routes(self) -> None:
         s = self.gateway_settings
         router = self.http_app.router
-        router.add_get("/ws", WebSocketEndpoint(self).handle)
+        websocket = WebSocketEndpoint(
+            s, instance_id=self.runtime.instance_id, authenticator=self.authenticator,
+            origin_check=self.origin_check, registry=self.registry, counters=self.counters,
+            connection_context=self.connection_context, hooks=self.hooks, handler=self.handler,
+            accepting=lambda: self.accepting, disconnect=self.disconnect,
+        )
+        router.add_get("/ws", websocket.handle)
         if s.chat_page:
             router.add_get("/", self._chat_page)
         if s.enable_sse:
             router.add_get("/v1/channels/{channel}/events", self.sse.channel_events)
-        router.add_routes(RestRoutes(self).routes())
+        rest = RestRoutes(s, instance_id=self.runtime.instance_id, authenticator=self.authenticator, hub=self.hub,
+                          cluster=self.cluster, local_stats=self.local_stats)
+        router.add_routes(rest.routes())
         for extension in self.extensions:
             router.add_routes(extension.routes())
 
@@ -109,7 +132,7 @@ class GatewayApp(App):
         self.spawn(self.cluster.run(), name="peers")
         self.spawn(self.sweeper.run(), name="sweeper")
         for extension in self.extensions:
-            await extension.start(self)
+            await extension.start()
         self.accepting = True
 
     async def on_stop(self) -> None:

@@ -23,7 +23,7 @@ from proto.subjects import InvalidNameError, Subjects, encode_token
 from services.gateway.connection import Connection, fan_out
 from services.gateway.errors import GatewayUnavailable, InvalidChannel
 from services.gateway.frames import Outgoing
-from shared.nats import parser as nats_parser
+from shared.nats import fastpaths
 from shared.nats.conn import barrier
 from shared.nats.direct import DirectDelivery
 
@@ -83,11 +83,10 @@ class ChannelHub:
 
     def attach(self, nc: NATS, direct: bool = True) -> None:
         """Use ``nc``; ``direct`` delivers channel messages without nats-py's per-message queue and task, and
-        reads NATS with :class:`shared.nats.parser.ChunkParser`."""
+        reads NATS with :class:`shared.nats.fastpaths.ChunkParser`, where the client's shape allows both."""
         self._nc = nc
-        self._direct = DirectDelivery(nc) if direct else None
-        if direct:
-            nats_parser.install(nc)
+        paths = fastpaths.install(nc, parser=direct, direct=direct)
+        self._direct = DirectDelivery(nc) if paths.direct else None
 
     @property
     def subscription_count(self) -> int:

@@ -9,16 +9,17 @@ identities whose token grants them (the ``rooms`` claim) or that the room allows
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from aiohttp import web
 from nats.aio.subscription import Subscription
 
-from proto.base import Message
+from proto.base import ClientRequest, Message
 from proto.chat import AgentHandoff, AgentMessage, AnswerDelta, AnswerStarted, RoomClosed, UserMessage
 from proto.chat_ws import (
     ChatCreateRoom,
@@ -37,17 +38,16 @@ from proto.chat_ws import (
     ChatTyping,
 )
 from proto.errors import ErrorCode
-from proto.gateway import Ack, ClientMessage, server_encoder
+from proto.gateway import Ack, server_encoder
 from services.gateway.connection import Connection
+from services.gateway.context import GatewayContext
 from services.gateway.errors import Forbidden, GatewayError, TooManySubscriptions
+from services.gateway.extension import Handler, Handlers
 from services.gateway.identity import Identity
 from services.gateway.responses import error_response, json_response
 from shared.chat.errors import ChatError
 from shared.clients.chat import ChatClient, RoomEvent
 from shared.nats.conn import barrier
-
-if TYPE_CHECKING:
-    from services.gateway.app import GatewayApp
 
 log = logging.getLogger("raaf.gateway.chat")
 
@@ -98,10 +98,16 @@ def granted(identity: Identity, room: str) -> bool:
 class ChatExtension:
     name = "chat"
 
-    def __init__(self, gateway: GatewayApp) -> None:
-        self.gateway = gateway
+    def __init__(self, ctx: GatewayContext) -> None:
+        self.ctx = ctx
         self._client: ChatClient | None = None
         self.joined: dict[str, dict[str, JoinedRoom]] = {}  # connection id -> room name -> room
+        handlers: dict[type[ClientRequest], Handler] = {
+            ChatListRooms: self._list_rooms_ws, ChatCreateRoom: self._create_room, ChatJoin: self._join,
+            ChatLeave: self._leave_ws, ChatSend: self._send, ChatTyping: self._typing, ChatHandoff: self._handoff,
+            ChatGetHistory: self._history,
+        }
+        self.handles: Handlers = {t: _answering_chat_errors(h) for t, h in handlers.items()}
 
     @property
     def client(self) -> ChatClient:
@@ -112,63 +118,53 @@ class ChatExtension:
         return [web.get("/rooms", self._rooms_page), web.get("/v1/chat/rooms", self._list_rooms),
                 web.get("/v1/chat/stats", self._stats)]
 
-    async def start(self, gateway: GatewayApp) -> None:
-        self._client = ChatClient(gateway.nc, prefix=gateway.runtime.prefix, timeout=_REQUEST_TIMEOUT)
+    async def start(self) -> None:
+        self._client = ChatClient(self.ctx.nc, prefix=self.ctx.runtime.prefix, timeout=_REQUEST_TIMEOUT)
 
     async def stop(self) -> None:
         self.joined.clear()
 
     # ---- client messages ---------------------------------------------------------------------------
 
-    async def handle(self, conn: Connection, message: ClientMessage) -> bool:
-        match message:
-            case ChatJoin() | ChatLeave() | ChatSend() | ChatTyping() | ChatHandoff() | ChatGetHistory() \
-                    | ChatListRooms() | ChatCreateRoom():
-                pass
-            case _:
-                return False
-        try:
-            await self._handle(conn, message)
-        except ChatError as exc:
-            details = {"kind": exc.kind, **exc.attrs}
-            await conn.send_error(exc.code, exc.message, message.id, details)
-        return True
+    async def _list_rooms_ws(self, conn: Connection, message: ChatListRooms) -> None:
+        rooms = [r for r in await self.client.rooms() if conn.identity.may("room", r.name)]
+        conn.send_nowait(ChatRooms(ref=message.id, rooms=rooms))
 
-    async def _handle(self, conn: Connection, message: ClientMessage) -> None:
-        identity = conn.identity
-        match message:
-            case ChatListRooms(id=ref):
-                rooms = [r for r in await self.client.rooms() if identity.may("room", r.name)]
-                conn.send_nowait(ChatRooms(ref=ref, rooms=rooms))
-            case ChatCreateRoom(id=ref, room=name):
-                self._may(conn, name)
-                info = await self.client.create_room(
-                    name, agent=message.agent, max_participants=message.max_participants,
-                    message_history=message.message_history, restricted=message.restricted,
-                    allowed=[identity.subject] if message.restricted and identity.subject else None,
-                    busy_policy=message.busy_policy, max_message_length=message.max_message_length,
-                    by=user_of(conn))
-                conn.send_nowait(ChatRoom(ref=ref, room=info))
-            case ChatJoin():
-                await self._join(conn, message)
-            case ChatLeave(id=ref, room=name):
-                await self._leave(conn, name, "left")
-                self._ack(conn, ref)
-            case ChatSend(id=ref, room=name, text=text, client_id=client_id):
-                accepted = await self.client.post(name, user_of(conn), conn.id, text, client_id=client_id)
-                conn.send_nowait(ChatSent(ref=ref, room=name, message_id=accepted.message_id, count=accepted.count,
-                                          queued=accepted.queued, duplicate=accepted.duplicate))
-            case ChatTyping(id=ref, room=name, typing=typing):
-                await self.client.typing(name, user_of(conn), conn.id, typing)
-                self._ack(conn, ref)
-            case ChatHandoff(id=ref, room=name, agent=agent, reason=reason):
-                info = await self.client.handoff(name, user_of(conn), conn.id, agent, reason=reason)
-                conn.send_nowait(ChatRoom(ref=ref, room=info))
-            case ChatGetHistory(id=ref, room=name, limit=limit):
-                self._may(conn, name)
-                messages = await self.client.history(name, user_of(conn), granted=granted(identity, name),
-                                                     limit=limit)
-                conn.send_nowait(ChatHistory(ref=ref, room=name, messages=messages))
+    async def _create_room(self, conn: Connection, message: ChatCreateRoom) -> None:
+        name, identity = message.room, conn.identity
+        self._may(conn, name)
+        info = await self.client.create_room(
+            name, agent=message.agent, max_participants=message.max_participants,
+            message_history=message.message_history, restricted=message.restricted,
+            allowed=[identity.subject] if message.restricted and identity.subject else None,
+            busy_policy=message.busy_policy, max_message_length=message.max_message_length,
+            by=user_of(conn))
+        conn.send_nowait(ChatRoom(ref=message.id, room=info))
+
+    async def _leave_ws(self, conn: Connection, message: ChatLeave) -> None:
+        await self._leave(conn, message.room, "left")
+        self._ack(conn, message.id)
+
+    async def _send(self, conn: Connection, message: ChatSend) -> None:
+        name = message.room
+        accepted = await self.client.post(name, user_of(conn), conn.id, message.text, client_id=message.client_id)
+        conn.send_nowait(ChatSent(ref=message.id, room=name, message_id=accepted.message_id, count=accepted.count,
+                                  queued=accepted.queued, duplicate=accepted.duplicate))
+
+    async def _typing(self, conn: Connection, message: ChatTyping) -> None:
+        await self.client.typing(message.room, user_of(conn), conn.id, message.typing)
+        self._ack(conn, message.id)
+
+    async def _handoff(self, conn: Connection, message: ChatHandoff) -> None:
+        info = await self.client.handoff(message.room, user_of(conn), conn.id, message.agent, reason=message.reason)
+        conn.send_nowait(ChatRoom(ref=message.id, room=info))
+
+    async def _history(self, conn: Connection, message: ChatGetHistory) -> None:
+        name = message.room
+        self._may(conn, name)
+        messages = await self.client.history(name, user_of(conn), granted=granted(conn.identity, name),
+                                             limit=message.limit)
+        conn.send_nowait(ChatHistory(ref=message.id, room=name, messages=messages))
 
     async def _join(self, conn: Connection, message: ChatJoin) -> None:
         name, user = message.room, user_of(conn)
@@ -179,7 +175,7 @@ class ChatExtension:
         if not already and conn.subscription_count + _SUBSCRIPTIONS_PER_ROOM > limit:
             raise TooManySubscriptions(limit)
         joined = await self.client.join(name, user, conn.id, granted=granted(conn.identity, name),
-                                        owner=self.gateway.runtime.instance_id)
+                                        owner=self.ctx.runtime.instance_id)
         reply = ChatJoined(ref=message.id, room=joined.room, user=user, typing=joined.typing)
         if already:
             conn.send_nowait(reply)
@@ -198,7 +194,7 @@ class ChatExtension:
 
         try:
             room.subs = await self.client.follow_room(joined, forward)
-            await barrier(self.gateway.nc)  # the subscriptions are live before the client hears it joined
+            await barrier(self.ctx.nc)  # the subscriptions are live before the client hears it joined
         except Exception:
             rooms.pop(name, None)
             with contextlib.suppress(ChatError):
@@ -255,10 +251,23 @@ class ChatExtension:
     async def _answer(self, request: web.Request, answer: Callable[[Identity], Awaitable[Message]]
                       ) -> web.Response:
         try:
-            body = await answer(self.gateway.authenticator.require(request))
+            body = await answer(self.ctx.authenticator.require(request))
         except GatewayError as exc:
             return error_response(exc)
         except ChatError as exc:
             status = _HTTP_STATUS.get(exc.code, 400)
             return json_response(exc.to_wire(), status=status)
         return web.Response(body=server_encoder.encode(body), content_type="application/json")
+
+
+def _answering_chat_errors(handler: Handler) -> Handler:
+    """The chat service's typed errors go back to the client as they came, with its kind and attributes."""
+    @functools.wraps(handler)
+    async def answer(conn: Connection, message: Any) -> None:
+        try:
+            await handler(conn, message)
+        except ChatError as exc:
+            details = {"kind": exc.kind, **exc.attrs}
+            await conn.send_error(exc.code, exc.message, message.id, details)
+
+    return answer

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
+from aiohttp import web
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
@@ -30,7 +31,6 @@ from shared.nats.conn import barrier
 
 if TYPE_CHECKING:
     from services.gateway.metrics import GatewayCounters
-    from services.gateway.wsresponse import GatewayWebSocketResponse
 
 log = logging.getLogger("raaf.gateway")
 
@@ -87,7 +87,7 @@ class Connection:
         identity: Identity,
         *,
         kind: ConnectionKind = "ws",
-        ws: GatewayWebSocketResponse | None = None,
+        ws: web.WebSocketResponse | None = None,
         deflate_wbits: int = 0,
         sse_chunked: bool = False,
         connection_id: str | None = None,

@@ -11,14 +11,14 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import msgspec
 from aiohttp import web
 
 from proto.events import EmitEvent, Event, EventHistory, SubscribeEvents, UnsubscribeEvents
-from proto.gateway import Ack, ClientMessage, server_encoder
+from proto.gateway import Ack, server_encoder
 from services.gateway.connection import Connection
+from services.gateway.context import GatewayContext
 from services.gateway.errors import (
     BadMessage,
     Forbidden,
@@ -32,6 +32,7 @@ from services.gateway.errors import (
 )
 from services.gateway.event_access import may_see
 from services.gateway.event_hub import EventHub
+from services.gateway.extension import Handlers
 from services.gateway.identity import Identity
 from services.gateway.responses import error_response
 from shared.errors import (
@@ -44,9 +45,6 @@ from shared.errors import (
 from shared.events.emitter import EventEmitter
 from shared.events.settings import EventSettings
 from shared.service.settings import Env, RuntimeSettings
-
-if TYPE_CHECKING:
-    from services.gateway.app import GatewayApp
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,21 +66,23 @@ class GatewayEventSettings:
 class EventsExtension:
     name = "events"
 
-    def __init__(self, gateway: GatewayApp, settings: GatewayEventSettings | None = None) -> None:
-        self.gateway = gateway
-        self.settings = settings or GatewayEventSettings.from_env(runtime=gateway.runtime)
+    def __init__(self, ctx: GatewayContext, settings: GatewayEventSettings | None = None) -> None:
+        self.ctx = ctx
+        self.settings = settings or GatewayEventSettings.from_env(runtime=ctx.runtime)
         self.hub = EventHub(buffer_limit=self.settings.events.pending_limit)
         self.emitter: EventEmitter | None = None
+        self.handles: Handlers = {SubscribeEvents: self._subscribe_ws, UnsubscribeEvents: self._unsubscribe_ws,
+                                  EmitEvent: self._emit_ws}
 
     def routes(self) -> list[web.RouteDef]:
         routes = [web.post("/v1/events/{name}", self.emit_http), web.get("/v1/events/history", self.history_http)]
-        if self.gateway.gateway_settings.enable_sse:
+        if self.ctx.settings.enable_sse:
             routes.append(web.get("/v1/events", self.stream_http))
         return routes
 
-    async def start(self, gateway: GatewayApp) -> None:
+    async def start(self) -> None:
         # The gateway answers stats as itself (websocket_server); its bridge emitter is not a separate instance.
-        self.emitter = EventEmitter(settings=self.settings.events, nc=gateway.nc, registry=gateway.metrics.registry,
+        self.emitter = EventEmitter(settings=self.settings.events, nc=self.ctx.nc, registry=self.ctx.metrics,
                                     report_stats=False)
         await self.emitter.connect()
         self.hub.attach(self.emitter)
@@ -95,25 +95,21 @@ class EventsExtension:
     async def on_disconnect(self, conn: Connection) -> None:
         await self.hub.leave_all(conn)
 
-    async def handle(self, conn: Connection, message: ClientMessage) -> bool:
-        match message:
-            case SubscribeEvents():
-                # The ack says the subscription is live; a replay (if asked for) follows it.
-                ref = message.id
-                await self.subscribe(conn, conn.identity, message.pattern, history=message.history,
-                                     after_seq=message.after_seq,
-                                     active=None if ref is None else lambda: conn.send_nowait(Ack(ref=ref)))
-                return True
-            case UnsubscribeEvents():
-                if not await self.hub.leave(conn, self._listen_subject(conn.identity, message.pattern)):
-                    raise NotSubscribedToEvents(message.pattern)
-            case EmitEvent():
-                await self.emit(conn.identity, message.event, message.data)
-            case _:
-                return False
-        if message.id is not None:
-            conn.send_nowait(Ack(ref=message.id))
-        return True
+    async def _subscribe_ws(self, conn: Connection, message: SubscribeEvents) -> None:
+        # The ack says the subscription is live; a replay (if asked for) follows it.
+        ref = message.id
+        await self.subscribe(conn, conn.identity, message.pattern, history=message.history,
+                             after_seq=message.after_seq,
+                             active=None if ref is None else lambda: conn.send_nowait(Ack(ref=ref)))
+
+    async def _unsubscribe_ws(self, conn: Connection, message: UnsubscribeEvents) -> None:
+        if not await self.hub.leave(conn, self._listen_subject(conn.identity, message.pattern)):
+            raise NotSubscribedToEvents(message.pattern)
+        _ack(conn, message.id)
+
+    async def _emit_ws(self, conn: Connection, message: EmitEvent) -> None:
+        await self.emit(conn.identity, message.event, message.data)
+        _ack(conn, message.id)
 
     # ---- the operations, shared by WebSocket, SSE and REST ------------------------------------
 
@@ -178,10 +174,9 @@ class EventsExtension:
 
     async def emit_http(self, request: web.Request) -> web.Response:
         """``POST /v1/events/{name}``: the body (any JSON; empty for none) is the event's data. 202 + the event."""
-        gw = self.gateway
         try:
-            identity = gw.authenticator.require(request)
-            limit = min(gw.gateway_settings.max_message_size, self.settings.events.max_event_size)
+            identity = self.ctx.authenticator.require(request)
+            limit = min(self.ctx.settings.max_message_size, self.settings.events.max_event_size)
             if request.content_length is not None and request.content_length > limit:
                 raise MessageTooLarge(request.content_length, limit)
             body = await request.content.read(limit + 1)
@@ -203,7 +198,7 @@ class EventsExtension:
     async def history_http(self, request: web.Request) -> web.Response:
         """``GET /v1/events/history?pattern=user.*&limit=50`` (or ``&after_seq=``/``&since=``): stored events."""
         try:
-            identity = self.gateway.authenticator.require(request)
+            identity = self.ctx.authenticator.require(request)
             pattern = request.query.get("pattern", "**")
             self._listen_subject(identity, pattern)
             limit = _query_int(request, "limit")
@@ -222,18 +217,18 @@ class EventsExtension:
 
     async def stream_http(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/events?pattern=user.*[&pattern=...][&history=N]``: matching events as SSE ``event`` events."""
-        gw = self.gateway
+        ctx = self.ctx
         try:
-            identity = gw.authenticator.require(request)
+            identity = ctx.authenticator.require(request)
             patterns = request.query.getall("pattern", [])
             if not patterns:
                 raise BadMessage("give at least one ?pattern=")
-            if len(patterns) > gw.gateway_settings.max_subscriptions:
-                raise TooManySubscriptions(gw.gateway_settings.max_subscriptions)
+            if len(patterns) > ctx.settings.max_subscriptions:
+                raise TooManySubscriptions(ctx.settings.max_subscriptions)
             for pattern in patterns:
                 self._listen_subject(identity, pattern)  # refuse before the stream starts
             history = _query_int(request, "history") or 0
-            async with gw.sse.open_stream(request, identity) as stream:
+            async with ctx.open_stream(request, identity) as stream:
                 try:
                     for pattern in patterns:
                         await self.subscribe(stream.conn, identity, pattern, history=history)
@@ -244,6 +239,11 @@ class EventsExtension:
             return stream.response
         except GatewayError as exc:
             return error_response(exc)
+
+
+def _ack(conn: Connection, ref: str | None) -> None:
+    if ref is not None:
+        conn.send_nowait(Ack(ref=ref))
 
 
 def _query_int(request: web.Request, name: str) -> int | None:

@@ -1,63 +1,67 @@
 """The plug-in point for other features (runs, event-bus subscriptions, jobs, chat) to join the gateway.
 
-An extension adds HTTP routes and handles the WebSocket client messages the core does not own::
+An extension is built with a :class:`~services.gateway.context.GatewayContext`, adds HTTP routes and
+declares the WebSocket client messages it handles::
 
     class RunsExtension:
         name = "runs"
 
+        def __init__(self, ctx: GatewayContext) -> None:
+            self.ctx = ctx  # ctx.nc, .js, .subjects, .authenticator, .settings, .metrics, .open_stream
+            self.handles: Handlers = {AgentStream: self.agent_stream}  # type -> async handler(conn, message)
+
         def routes(self) -> list[web.RouteDef]:
             return [web.post("/v1/runs", self.create_run)]
 
-        async def start(self, gateway: GatewayApp) -> None:
-            self.gateway = gateway  # gateway.nc, .js, .subjects, .authenticator, .settings ...
+        async def start(self) -> None: ...  # NATS is connected: ctx.nc works from here on
 
         async def stop(self) -> None: ...
 
-        async def handle(self, conn: Connection, message: ClientMessage) -> bool:
-            match message:
-                case AgentStream():
-                    await conn.subscribe_nats(self.gateway.nc, ..., cb=...)  # undone at disconnect
-                    return True
-            return False
+        async def agent_stream(self, conn: Connection, message: AgentStream) -> None:
+            await conn.subscribe_nats(self.ctx.nc, ..., cb=...)  # undone at disconnect
 
         async def on_disconnect(self, conn: Connection) -> None: ...
 
 Add the message Structs to ``proto.gateway.ClientMessage`` / ``ServerMessage`` (one line each) and the
-extension to :func:`services.gateway.extensions.default_extensions` (one line). ``handle`` runs in the
-connection's receive loop, in order: return quickly (spawn long work with ``conn.spawn``); raise a
-:class:`services.gateway.errors.GatewayError` to answer the client with a typed error.
+extension to :func:`services.gateway.extensions.default_extensions` (one line). The gateway builds one
+table from every extension's ``handles`` (and the core's) at start-up; a type claimed twice stops it.
+A handler runs in the connection's receive loop, in order: return quickly (spawn long work with
+``conn.spawn``); raise a :class:`services.gateway.errors.GatewayError` to answer the client with a typed error.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from proto.gateway import ClientMessage
+from proto.base import ClientRequest
 from services.gateway.connection import Connection
 
-if TYPE_CHECKING:
-    from services.gateway.app import GatewayApp
+# The message's own Struct type, not the union: a table entry knows the one type it gets.
+Handler = Callable[[Connection, Any], Awaitable[None]]
+Handlers = Mapping[type[ClientRequest], Handler]
 
 
 class GatewayExtension(Protocol):
     name: str
 
+    @property
+    def handles(self) -> Handlers:
+        """The client message types this extension handles, each with its handler."""
+        ...
+
     def routes(self) -> list[web.RouteDef]:
         """HTTP routes, added before the gateway starts."""
         ...
 
-    async def start(self, gateway: GatewayApp) -> None:
+    async def start(self) -> None:
         """Called once NATS is connected, before the gateway accepts connections."""
         ...
 
     async def stop(self) -> None:
         """Called on drain, after client connections were closed."""
-        ...
-
-    async def handle(self, conn: Connection, message: ClientMessage) -> bool:
-        """A decoded client message the core does not own; True if this extension handled it."""
         ...
 
     async def on_disconnect(self, conn: Connection) -> None:

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from aiohttp import web
 
 from proto.errors import Error, ErrorCode
 from proto.jobs import JobAccepted, RecurringJob, enqueue_decoder, jobs_encoder
+from services.gateway.connection import Connection
+from services.gateway.context import GatewayContext
 from services.gateway.errors import BadMessage, Forbidden, GatewayError, MessageTooLarge
+from services.gateway.extension import Handlers
 from services.gateway.responses import error_response
+from shared.clients.jobs import JobsClient
+from shared.jobs.errors import JobError
 from shared.service.settings import Env
-
-if TYPE_CHECKING:
-    from services.gateway.app import GatewayApp
-    from shared.clients.jobs import JobsClient
 
 # The HTTP status of each wire code a jobs request can come back with.
 HTTP_STATUS = {
@@ -39,9 +40,10 @@ class JobsExtension:
 
     name = "jobs"
 
-    def __init__(self, gateway: GatewayApp, *, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, ctx: GatewayContext, *, environ: Mapping[str, str] | None = None) -> None:
         env = Env(environ)
-        self.gateway = gateway
+        self.ctx = ctx
+        self.handles: Handlers = {}  # jobs are HTTP-only for now
         self.timeout = env.number("GATEWAY_JOBS_TIMEOUT", 5.0, min=0.1, max=300)
         self.max_body = env.integer("GATEWAY_JOBS_MAX_BODY_BYTES", 1024 * 1024 + 4096, min=256)
         self._client: JobsClient | None = None
@@ -60,19 +62,13 @@ class JobsExtension:
             web.delete("/v1/jobs/{job_id}", self.cancel),
         ]
 
-    async def start(self, gateway: GatewayApp) -> None:
-        # Imported here: the raaf package imports the gateway (raaf.server), which imports this module.
-        from shared.clients.jobs import JobsClient
-
-        self._client = JobsClient(gateway.nc, prefix=gateway.runtime.prefix, timeout=self.timeout)
+    async def start(self) -> None:
+        self._client = JobsClient(self.ctx.nc, prefix=self.ctx.runtime.prefix, timeout=self.timeout)
 
     async def stop(self) -> None:
         self._client = None
 
-    async def handle(self, conn: Any, message: object) -> bool:
-        return False  # jobs are HTTP-only for now
-
-    async def on_disconnect(self, conn: Any) -> None:
+    async def on_disconnect(self, conn: Connection) -> None:
         return None
 
     # ---- routes ----------------------------------------------------------------------------------------------
@@ -83,7 +79,7 @@ class JobsExtension:
                 job = enqueue_decoder.decode(await self._body(request))
             except msgspec.MsgspecError as exc:
                 raise BadMessage(f"not a job: {exc}") from None
-            identity = self.gateway.authenticator.require(request)
+            identity = self.ctx.authenticator.require(request)
             if not identity.may("job", job.job_type):
                 raise Forbidden("job", job.job_type)
             job = msgspec.structs.replace(job, queue=job.queue or request.query.get("queue"))
@@ -159,16 +155,13 @@ class JobsExtension:
         """Authenticate, pick the queue, run ``call``; typed errors become JSON errors with their status."""
         if self._client is None:
             return _error(ErrorCode.UNAVAILABLE, "the gateway is not connected to NATS yet", 503)
-        from shared.clients.jobs import JobsClient
-        from shared.jobs.errors import JobError
-
         try:
             if authenticated:
-                self.gateway.authenticator.require(request)
+                self.ctx.authenticator.require(request)
             client = self._client
             queue = request.query.get("queue")
             if queue is not None:
-                client = JobsClient(client.nc, prefix=self.gateway.runtime.prefix, queue=queue, timeout=self.timeout)
+                client = JobsClient(client.nc, prefix=self.ctx.runtime.prefix, queue=queue, timeout=self.timeout)
             response: web.Response = await call(client)
             return response
         except GatewayError as exc:

@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import msgspec
 from aiohttp import web
 
 from proto.gateway import GatewayStats, Presence, Published, Stats, server_encoder
-from services.gateway.channels import check_channel
+from services.gateway.auth import Authenticator
+from services.gateway.channels import ChannelHub, check_channel
+from services.gateway.cluster import Cluster
 from services.gateway.errors import BadMessage, Forbidden, GatewayError, MessageTooLarge
 from services.gateway.identity import Identity
 from services.gateway.responses import error_response
-
-if TYPE_CHECKING:
-    from services.gateway.app import GatewayApp
+from services.gateway.settings import GatewaySettings
 
 
 class RestRoutes:
-    def __init__(self, gateway: GatewayApp) -> None:
-        self.gateway = gateway
+    def __init__(self, settings: GatewaySettings, *, instance_id: str, authenticator: Authenticator,
+                 hub: ChannelHub, cluster: Cluster, local_stats: Callable[[], GatewayStats]) -> None:
+        self.settings = settings
+        self.instance_id = instance_id
+        self.authenticator = authenticator
+        self.hub = hub
+        self.cluster = cluster
+        self.local_stats = local_stats
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -37,11 +43,10 @@ class RestRoutes:
 
     async def publish(self, request: web.Request) -> web.Response:
         """The body (any JSON, at most ``WEBSOCKET_MAX_MESSAGE_SIZE`` bytes) becomes the message's ``data``."""
-        gw = self.gateway
         try:
-            identity = gw.authenticator.require(request)
+            identity = self.authenticator.require(request)
             name = self._channel(request, identity)
-            limit = gw.gateway_settings.max_message_size
+            limit = self.settings.max_message_size
             if request.content_length is not None and request.content_length > limit:
                 raise MessageTooLarge(request.content_length, limit)
             body = await read_body(request, limit)
@@ -50,31 +55,29 @@ class RestRoutes:
                 msgspec.json.decode(body)
             except (msgspec.DecodeError, UnicodeDecodeError) as exc:
                 raise BadMessage(f"the body must be JSON ({exc})") from None
-            await gw.hub.publish(name, msgspec.Raw(body), None, sender=identity.subject)
+            await self.hub.publish(name, msgspec.Raw(body), None, sender=identity.subject)
         except GatewayError as exc:
             return error_response(exc)
         return _json(Published(channel=name, at=time.time()), status=202)
 
     async def presence(self, request: web.Request) -> web.Response:
-        gw = self.gateway
         try:
-            name = self._channel(request, gw.authenticator.require(request))
-            members = await gw.cluster.presence(name)
+            name = self._channel(request, self.authenticator.require(request))
+            members = await self.cluster.presence(name)
         except GatewayError as exc:
             return error_response(exc)
         return _json(Presence(channel=name, members=members))
 
     async def stats(self, request: web.Request) -> web.Response:
         """``?scope=local`` skips asking the other gateways."""
-        gw = self.gateway
         try:
-            gw.authenticator.require(request)
-            local = gw.local_stats()
-            replies = [] if request.query.get("scope") == "local" else await gw.cluster.stats()
+            self.authenticator.require(request)
+            local = self.local_stats()
+            replies = [] if request.query.get("scope") == "local" else await self.cluster.stats()
         except GatewayError as exc:
             return error_response(exc)
-        everyone = [r.stats for r in replies if r.instance != gw.runtime.instance_id] + [local]
-        return _json(Stats(instance=gw.runtime.instance_id, local=local, cluster=sum_stats(everyone),
+        everyone = [r.stats for r in replies if r.instance != self.instance_id] + [local]
+        return _json(Stats(instance=self.instance_id, local=local, cluster=sum_stats(everyone),
                            gateways=len(everyone)))
 
 

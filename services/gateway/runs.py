@@ -5,23 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
 
 import msgspec
 from aiohttp import web
 
 from proto.errors import Error, ErrorCode
-from proto.gateway import ClientMessage
 from proto.runs import AgentStream, CancelRunStream, ResumeRun, is_run_id
 from services.gateway.connection import Connection
+from services.gateway.context import GatewayContext
 from services.gateway.errors import GatewayError
+from services.gateway.extension import Handlers
 from services.gateway.openai_routes import ChatCompletionRoutes
 from services.gateway.runs_http import RunRoutes, run_request
 from services.gateway.runs_settings import RunRouteSettings
 from shared.clients.runs import RunClient
-
-if TYPE_CHECKING:
-    from services.gateway.app import GatewayApp
 
 log = logging.getLogger("raaf.gateway.runs")
 
@@ -35,13 +32,15 @@ class RunsExtension:
 
     name = "runs"
 
-    def __init__(self, gateway: GatewayApp, settings: RunRouteSettings | None = None) -> None:
-        self.gateway = gateway
-        self.settings = settings or gateway.gateway_settings.runs
-        self.http = RunRoutes(self.settings, gateway.metrics.registry, gateway.authenticator)
+    def __init__(self, ctx: GatewayContext, settings: RunRouteSettings | None = None) -> None:
+        self.ctx = ctx
+        self.settings = settings or ctx.settings.runs
+        self.http = RunRoutes(self.settings, ctx.metrics, ctx.authenticator)
         self.openai = ChatCompletionRoutes(self.http)
         self.access = self.http.access
         self._follows: dict[str, dict[str, asyncio.Task[None]]] = {}
+        self.handles: Handlers = {AgentStream: self._agent_stream, ResumeRun: self._resume,
+                                  CancelRunStream: self._cancel}
 
     @property
     def client(self) -> RunClient:
@@ -50,25 +49,13 @@ class RunsExtension:
     def routes(self) -> list[web.RouteDef]:
         return [*self.http.routes(), *self.openai.routes()]
 
-    async def start(self, gateway: GatewayApp) -> None:
-        self.http.bind(RunClient(gateway.nc, gateway.js, gateway.subjects,
+    async def start(self) -> None:
+        ctx = self.ctx
+        self.http.bind(RunClient(ctx.nc, ctx.js, ctx.subjects,
                                  request_timeout=self.settings.request_timeout, idle_check=self.settings.idle_check))
 
     async def stop(self) -> None:
         self._follows.clear()  # the connections' own tasks; the core cancels them with the connections
-
-    async def handle(self, conn: Connection, message: ClientMessage) -> bool:
-        """Handle a decoded client message if it is about runs; False leaves it to others."""
-        match message:
-            case AgentStream():
-                await self._agent_stream(conn, message)
-            case ResumeRun():
-                await self._resume(conn, message)
-            case CancelRunStream():
-                await self._cancel(conn, message)
-            case _:
-                return False
-        return True
 
     async def on_disconnect(self, conn: Connection) -> None:
         self._follows.pop(conn.id, None)

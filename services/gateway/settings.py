@@ -58,7 +58,8 @@ class GatewaySettings:
     # Cluster.
     presence_timeout: float = 0.5
     peer_interval: float = 5.0
-    direct_delivery: bool = True  # skip nats-py's per-message queue and parser (shared/nats_direct, nats_parser)
+    direct_delivery: bool = True  # skip nats-py's per-message queue and parser (shared.nats.fastpaths)
+    ws_fast_path: bool = True  # deflate without context takeover on aiohttp internals (gateway/wsresponse.py)
     # Features.
     enable_sse: bool = True
     chat_page: bool = True
@@ -115,6 +116,7 @@ class GatewaySettings:
             presence_timeout=env.number("GATEWAY_PRESENCE_TIMEOUT", cls.presence_timeout, min=0.01, max=30),
             peer_interval=env.number("GATEWAY_PEER_INTERVAL", cls.peer_interval, min=0.05, max=600),
             direct_delivery=env.boolean("GATEWAY_DIRECT_DELIVERY", cls.direct_delivery),
+            ws_fast_path=env.boolean("GATEWAY_WS_FAST_PATH", cls.ws_fast_path),
             enable_sse=env.boolean("STREAMING_ENABLE_SSE", cls.enable_sse),
             chat_page=env.boolean("GATEWAY_CHAT_PAGE", cls.chat_page),
             runs=RunRouteSettings.from_env(env.environ),

@@ -8,21 +8,21 @@ keep-alive comment when quiet. Each event is a wire message; the first is ``welc
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
 from proto.gateway import Limits, Welcome
-from services.gateway.channels import check_channel
-from services.gateway.connection import Connection
+from services.gateway.auth import Authenticator
+from services.gateway.channels import ChannelHub, check_channel
+from services.gateway.connection import Connection, ConnectionContext
 from services.gateway.errors import Forbidden, GatewayError, GatewayUnavailable, TooManyConnections
 from services.gateway.identity import Identity
+from services.gateway.metrics import GatewayCounters
+from services.gateway.registry import ConnectionRegistry
 from services.gateway.responses import error_response
-
-if TYPE_CHECKING:
-    from services.gateway.app import GatewayApp
+from services.gateway.settings import GatewaySettings
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
@@ -42,8 +42,19 @@ class SseStream:
 
 
 class SseStreams:
-    def __init__(self, gateway: GatewayApp) -> None:
-        self.gateway = gateway
+    def __init__(self, settings: GatewaySettings, *, instance_id: str, authenticator: Authenticator,
+                 registry: ConnectionRegistry, counters: GatewayCounters, connection_context: ConnectionContext,
+                 hub: ChannelHub, accepting: Callable[[], bool],
+                 disconnect: Callable[[Connection], Awaitable[None]]) -> None:
+        self.settings = settings
+        self.instance_id = instance_id
+        self.authenticator = authenticator
+        self.registry = registry
+        self.counters = counters
+        self.connection_context = connection_context
+        self.hub = hub
+        self.accepting = accepting
+        self.disconnect = disconnect
 
     @contextlib.asynccontextmanager
     async def open_stream(self, request: web.Request, identity: Identity) -> AsyncIterator[SseStream]:
@@ -52,12 +63,11 @@ class SseStreams:
         Raises :class:`GatewayError` before anything was sent (answer it with ``error_response``);
         the handler returns ``stream.response`` after the ``async with``.
         """
-        gw = self.gateway
-        if not gw.accepting:
+        if not self.accepting():
             raise GatewayUnavailable("not accepting connections")
-        if not gw.registry.reserve():
-            gw.counters.refused["max_connections"] += 1
-            raise TooManyConnections(gw.registry.max_connections)
+        if not self.registry.reserve():
+            self.counters.refused["max_connections"] += 1
+            raise TooManyConnections(self.registry.max_connections)
         try:
             response = web.StreamResponse(headers=SSE_HEADERS)
             chunked = request.version >= HttpVersion11
@@ -67,19 +77,19 @@ class SseStreams:
                 response.force_close()
             await response.prepare(request)
         except BaseException:
-            gw.registry.unreserve()
+            self.registry.unreserve()
             raise
         transport = request.transport
         if transport is None:
-            gw.registry.unreserve()
+            self.registry.unreserve()
             raise GatewayUnavailable("client went away")
-        conn = Connection(gw.connection_context, transport, identity, kind="sse",
+        conn = Connection(self.connection_context, transport, identity, kind="sse",
                           sse_chunked=chunked)
-        gw.registry.add(conn)
-        gw.counters.connections_opened["sse"] += 1
-        s = gw.gateway_settings
+        self.registry.add(conn)
+        self.counters.connections_opened["sse"] += 1
+        s = self.settings
         conn.send_nowait(Welcome(
-            connection_id=conn.id, instance=gw.runtime.instance_id, auth_required=gw.authenticator.required,
+            connection_id=conn.id, instance=self.instance_id, auth_required=self.authenticator.required,
             heartbeat_interval=s.heartbeat_interval, subject=identity.subject,
             limits=Limits(max_message_size=s.max_message_size, rate_limit=s.rate_limit,
                           max_subscriptions=s.max_subscriptions),
@@ -87,22 +97,21 @@ class SseStreams:
         try:
             yield SseStream(conn, response)
         finally:
-            await gw.disconnect(conn)
+            await self.disconnect(conn)
 
     async def channel_events(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/channels/{channel}/events``: the channel's messages as they happen (no history).
 
         ``?presence=1`` adds its ``joined``/``left`` events; auth as for REST (Bearer or ``?token=``).
         """
-        gw = self.gateway
         try:
-            identity = gw.authenticator.require(request)
+            identity = self.authenticator.require(request)
             name = check_channel(request.match_info["channel"])
             if not identity.may("channel", name):
                 raise Forbidden("channel", name)
             async with self.open_stream(request, identity) as stream:
                 try:
-                    await gw.hub.join(stream.conn, name, presence=request.query.get("presence") in ("1", "true"))
+                    await self.hub.join(stream.conn, name, presence=request.query.get("presence") in ("1", "true"))
                 except GatewayError as exc:
                     await stream.conn.send_error(exc.code, exc.message)
                 else:

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 from aiohttp import WSMsgType, web
 
 from proto.errors import ErrorCode
 from proto.gateway import CloseCode, Limits, Welcome
-from services.gateway.connection import Connection, pong_frame
+from services.gateway import wsresponse
+from services.gateway.auth import Authenticator, OriginCheck
+from services.gateway.connection import Connection, ConnectionContext, pong_frame
+from services.gateway.dispatch import MessageHandler
 from services.gateway.errors import AuthenticationFailed, GatewayError
+from services.gateway.hooks import GatewayHooks
 from services.gateway.identity import Identity
+from services.gateway.metrics import GatewayCounters
+from services.gateway.registry import ConnectionRegistry
 from services.gateway.responses import error_response
-from services.gateway.wsresponse import GatewayWebSocketResponse
-
-if TYPE_CHECKING:
-    from services.gateway.app import GatewayApp
+from services.gateway.settings import GatewaySettings
 
 log = logging.getLogger("raaf.gateway.ws")
 
@@ -25,58 +28,70 @@ _DATA = (WSMsgType.TEXT, WSMsgType.BINARY)
 
 
 class WebSocketEndpoint:
-    def __init__(self, gateway: GatewayApp) -> None:
-        self.gateway = gateway
-        s = gateway.gateway_settings
+    def __init__(self, settings: GatewaySettings, *, instance_id: str, authenticator: Authenticator,
+                 origin_check: OriginCheck, registry: ConnectionRegistry, counters: GatewayCounters,
+                 connection_context: ConnectionContext, hooks: GatewayHooks, handler: MessageHandler,
+                 accepting: Callable[[], bool], disconnect: Callable[[Connection], Awaitable[None]]) -> None:
+        self.instance_id = instance_id
+        self.authenticator = authenticator
+        self.origin_check = origin_check
+        self.registry = registry
+        self.counters = counters
+        self.connection_context = connection_context
+        self.hooks = hooks
+        self.handler = handler
+        self.accepting = accepting
+        self.disconnect = disconnect
+        s = settings
         self.settings = s
         self.limits = Limits(max_message_size=s.max_message_size, rate_limit=s.rate_limit,
                              max_subscriptions=s.max_subscriptions)
+        self.response_class = wsresponse.install(s.ws_fast_path)  # aiohttp's shape is checked once, here
 
-    def _response(self) -> GatewayWebSocketResponse:
+    def _response(self) -> web.WebSocketResponse:
         s = self.settings
-        return GatewayWebSocketResponse(
+        return self.response_class(
             compress=s.enable_compression, autoping=False, max_msg_size=s.max_frame_size,
             timeout=s.close_timeout, decode_text=False,
         )
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        gw = self.gateway
-        counters = gw.counters
+        counters = self.counters
         try:
-            gw.origin_check.check(request)
+            self.origin_check.check(request)
         except GatewayError as exc:
             counters.refused["origin"] += 1
             return error_response(exc)
-        if not gw.accepting:
+        if not self.accepting():
             counters.refused["unavailable"] += 1
             return await self._refuse(request, CloseCode.TRY_AGAIN_LATER, "gateway not ready")
-        if not gw.registry.reserve():
+        if not self.registry.reserve():
             counters.refused["max_connections"] += 1
             return await self._refuse(request, CloseCode.TRY_AGAIN_LATER, "too many connections")
         auth_error: AuthenticationFailed | None = None
         identity: Identity
         try:
             try:
-                identity = gw.authenticator.from_request(request) or gw.authenticator.anonymous()
+                identity = self.authenticator.from_request(request) or self.authenticator.anonymous()
             except AuthenticationFailed as exc:
-                identity, auth_error = gw.authenticator.anonymous(), exc
+                identity, auth_error = self.authenticator.anonymous(), exc
             ws = self._response()
             await ws.prepare(request)
         except BaseException:
-            gw.registry.unreserve()
+            self.registry.unreserve()
             raise
         transport = request.transport
         if transport is None:  # gone during the handshake
-            gw.registry.unreserve()
+            self.registry.unreserve()
             return ws
-        conn = Connection(gw.connection_context, transport, identity, ws=ws,
-                          deflate_wbits=ws.deflate_wbits)
-        gw.registry.add(conn)
+        conn = Connection(self.connection_context, transport, identity, ws=ws,
+                          deflate_wbits=int(ws.compress))  # the negotiated window bits; 0: none
+        self.registry.add(conn)
         counters.connections_opened["ws"] += 1
         try:
             conn.send_nowait(Welcome(
-                connection_id=conn.id, instance=gw.runtime.instance_id,
-                auth_required=gw.authenticator.required, heartbeat_interval=self.settings.heartbeat_interval,
+                connection_id=conn.id, instance=self.instance_id,
+                auth_required=self.authenticator.required, heartbeat_interval=self.settings.heartbeat_interval,
                 limits=self.limits, subject=identity.subject,
             ))
             if auth_error is not None:
@@ -84,16 +99,16 @@ class WebSocketEndpoint:
                 await conn.send_error(ErrorCode.UNAUTHORIZED, auth_error.message)
                 await conn.close(CloseCode.UNAUTHORIZED, auth_error.reason)
             else:
-                await gw.hooks.fire_connection(conn)
+                await self.hooks.fire_connection(conn)
                 await self._receive(conn, ws)
         finally:
             if conn.close_code is None and ws.close_code is not None:
                 conn.close_code = ws.close_code
-            await gw.disconnect(conn)
+            await self.disconnect(conn)
         return ws
 
-    async def _receive(self, conn: Connection, ws: GatewayWebSocketResponse) -> None:
-        handler = self.gateway.handler
+    async def _receive(self, conn: Connection, ws: web.WebSocketResponse) -> None:
+        handler = self.handler
         while True:
             msg = await ws.receive()
             conn.last_rx = time.monotonic()

@@ -35,10 +35,10 @@ from shared.events.listeners import Callback, Listener, PatternListeners, Transf
 from shared.events.metrics import EventCounters, EventMetrics
 from shared.events.outbox import PUBLISH_ERRORS, Outbox
 from shared.events.settings import EventSettings
+from shared.nats import fastpaths
 from shared.nats.conn import NatsEvents, barrier, connect_nats
 from shared.nats.direct import DirectDelivery
 from shared.nats.jetstream import ensure_stream
-from shared.nats.publish import LeanPublish
 from shared.stats.reporter import StatsReporter, unique_instance
 
 log = logging.getLogger("raaf.events")
@@ -141,10 +141,10 @@ class EventBus:
                         f"cannot provision the events stream: {reason} (is JetStream enabled, with room for "
                         "EVENTS_HISTORY_MAX_BYTES? EVENTS_ENABLE_HISTORY=false runs without history)") from exc
             self._history = EventHistory(nc, self._js, self.subjects, timeout=self.settings.publish_timeout)
-        lean = LeanPublish(nc) if self.settings.lean_publish else None
-        self._lean_publish = lean is not None and lean.lean
-        self._publish = lean.publish if lean is not None else nc.publish
-        self._direct = DirectDelivery(nc) if self.settings.direct_delivery else None
+        paths = fastpaths.install(nc, direct=self.settings.direct_delivery, lean_publish=self.settings.lean_publish)
+        self._lean_publish = paths.lean_publish
+        self._publish = fastpaths.LeanPublish(nc).publish if paths.lean_publish else nc.publish
+        self._direct = DirectDelivery(nc) if paths.direct else None
         self._outbox = Outbox(nc, self._js, self.counters, self.metrics, timeout=self.settings.publish_timeout,
                               retries=self.settings.publish_retries, limit=self.settings.max_pending_emits)
         self._connected = self._open = True

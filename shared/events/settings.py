@@ -28,8 +28,8 @@ class EventSettings:
     max_event_size: int = 1 << 20  # EVENTS_MAX_EVENT_SIZE: bytes of one encoded event (also capped by NATS)
     pending_limit: int = 65_536  # EVENTS_PENDING_LIMIT: events buffered per pattern before they are dropped
     pending_bytes_limit: int = 128 << 20  # EVENTS_PENDING_BYTES_LIMIT: bytes buffered per pattern before drops
-    direct_delivery: bool = True  # EVENTS_DIRECT_DELIVERY: events skip nats-py's per-message queue (nats_direct)
-    lean_publish: bool = True  # EVENTS_LEAN_PUBLISH: unconfirmed emits skip nats-py's generic publish (nats_publish)
+    direct_delivery: bool = True  # EVENTS_DIRECT_DELIVERY: events skip nats-py's per-message queue (fastpaths)
+    lean_publish: bool = True  # EVENTS_LEAN_PUBLISH: unconfirmed emits skip nats-py's publish (fastpaths)
     confirm: bool = True  # EVENTS_CONFIRM: with history on, emit waits until JetStream has stored the event
     max_pending_emits: int = 10_000  # EVENTS_MAX_PENDING_EMITS: emit_async calls in flight at once
     publish_timeout: float = 5.0  # EVENTS_PUBLISH_TIMEOUT: seconds to wait for JetStream to confirm one try
