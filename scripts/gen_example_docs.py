@@ -40,10 +40,11 @@ make run                                   # in one terminal: NATS, Valkey and t
 
 They find the platform through `NATS_URL`, `REDIS_URL`, `RAAF_PREFIX`, `RAAF_GATEWAY_URL` and `RAAF_METRICS_URL`
 (or `raaf.configure(platform=...)`); the defaults match `make run`. With no `OPENAI_API_KEY` / `OPENAI_BASE_URL`
-the agents answer with the labelled demo model, which echoes (`You said: ...`): that is what makes the output
-below exact. `tests/test_examples.py` runs every example in CI against a real stack (nats-server, Valkey, the
-five services, the OpenAI-wire mock) and fails if one prints anything else, or if a seed section with a code
-example has no twin. This page is written by `python scripts/gen_example_docs.py` from the same expected
+`make run` answers with the labelled demo model (canned sentences, its own demo agents). The output below is
+what they print against the OpenAI-wire mock, which echoes (`You said: ...`): that is what makes it exact.
+`tests/test_examples.py` runs every example in CI against a real stack (nats-server, Valkey, the five services,
+the OpenAI-wire mock) and fails if one prints anything else, or if a seed section with a code example has no
+twin. This page is written by `python scripts/gen_example_docs.py` from the same expected
 outputs.
 """
 

@@ -52,8 +52,8 @@ async def test_two_browsers_chat_live_and_see_who_is_here(browser: Any, nats_ser
                                                           start_app: StartApp) -> None:
     app = await start_app(make_gateway(nats_server.url))
     assert isinstance(app, GatewayApp)
-    ann = await join(browser, f"{app.http_url}/", "Ann")
-    ben = await join(browser, f"{app.http_url}/", "Ben")
+    ann = await join(browser, f"{app.http_url}/channels", "Ann")
+    ben = await join(browser, f"{app.http_url}/channels", "Ben")
 
     await ann.fill("#text", "hello from Ann")
     await ann.press("#text", "Enter")

@@ -108,13 +108,29 @@ async def test_rest_and_sse_need_a_token_when_auth_is_on(nats_server: NatsServer
             assert (await read_event(resp))[1]["subject"] == "v"
 
 
-async def test_the_gateway_serves_its_chat_page(nats_server: NatsServer, start_app: StartApp) -> None:
+async def test_the_gateway_serves_the_playground_at_the_root_and_the_chat_page_at_channels(
+        nats_server: NatsServer, start_app: StartApp) -> None:
     app = await start_app(make_gateway(nats_server.url))
     assert isinstance(app, GatewayApp)
-    async with aiohttp.ClientSession() as session, session.get(f"{app.http_url}/") as resp:
-        page = await resp.text()
-        assert resp.status == 200 and resp.content_type == "text/html"
-        assert "new WebSocket" in page and 'id="messages"' in page
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{app.http_url}/channels") as resp:
+            page = await resp.text()
+            assert resp.status == 200 and resp.content_type == "text/html"
+            assert "new WebSocket" in page and 'id="messages"' in page
+        async with session.get(f"{app.http_url}/") as resp:
+            page = await resp.text()
+            assert resp.status == 200 and resp.content_type == "text/html"
+            assert "agent_stream" in page and 'href="/channels"' in page and "?token=" not in page
+
+
+async def test_without_the_chat_page_setting_neither_page_is_served(nats_server: NatsServer,
+                                                                     start_app: StartApp) -> None:
+    app = await start_app(make_gateway(nats_server.url, GATEWAY_CHAT_PAGE="false"))
+    assert isinstance(app, GatewayApp)
+    async with aiohttp.ClientSession() as session:
+        for path in ("/", "/channels"):
+            async with session.get(f"{app.http_url}{path}") as resp:
+                assert resp.status == 404, path
 
 
 async def test_a_large_rest_body_arrives_whole_and_one_past_the_limit_is_refused(

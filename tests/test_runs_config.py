@@ -77,7 +77,7 @@ def test_marked_functions_are_the_tools_of_a_module_else_its_public_functions() 
 
 
 def test_the_runner_serves_the_built_in_assistant_without_an_agents_file(tmp_path: Path) -> None:
-    catalog = load_catalog(settings(tmp_path, None, tools=None))
+    catalog = load_catalog(settings(tmp_path, None, tools=None, OPENAI_API_KEY="sk-test"))  # not the demo's
     assert list(catalog.agents) == ["assistant"] and catalog.tools == {}
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import msgspec
 
 from proto.runs import AgentSpec, RunRequest, handoff_tool_name, is_agent_name
+from services.agent_runner.demo_agents import DEMO_AGENTS, demo_tools
 from services.agent_runner.errors import AgentConfigError, AgentNotFound, BadRunRequest
 from services.agent_runner.settings import AgentRunnerSettings
 from shared.errors import ConfigurationError, SettingsError, StreamingError
@@ -111,7 +112,11 @@ class AgentCatalog:
 
 
 def load_catalog(settings: AgentRunnerSettings) -> AgentCatalog:
-    """The runner's agents and tools; any problem is a ``SettingsError`` naming the variable."""
+    """The runner's agents and tools; any problem is a ``SettingsError`` naming the variable.
+
+    With the demo model and neither agents file nor tools module, the demo agents and their tools."""
+    if settings.demo and settings.agents_file is None and settings.tools_module is None:
+        return AgentCatalog(DEMO_AGENTS, demo_tools(), max_inline_agents=settings.max_inline_agents)
     tools: dict[str, Tool] = {}
     if settings.tools_module is not None:
         try:

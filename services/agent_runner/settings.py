@@ -32,7 +32,7 @@ class AgentRunnerSettings:
     events_max_bytes: int = -1
     lease_ttl: float = 6.0  # a runner that stops renewing its lease this long is dead; its runs fail
     provider_max_connections: int = 1000
-    demo_token_delay: float = 0.03
+    demo_token_delay: float = 0.05  # a readable pace: 20 words a second
     stream_processor: str | None = None  # "package.module:Class", a raaf.StreamProcessor applied to text deltas
     chunk_size: int = 1024  # the most characters one stored text delta carries (the processor splits longer)
     buffer_size: int = 8192  # the processor's per-run context window, characters

@@ -37,6 +37,7 @@ from services.gateway.websocket import WebSocketEndpoint
 from shared.service.app import App
 
 CHAT_PAGE = Path(__file__).parent / "static" / "chat.html"
+PLAYGROUND_PAGE = Path(__file__).parent / "static" / "playground.html"
 
 _CLOSE_REASONS: dict[int, str] = {
     CloseCode.NORMAL: "normal", CloseCode.GOING_AWAY: "going_away", CloseCode.PROTOCOL_ERROR: "protocol_error",
@@ -48,7 +49,8 @@ _CLOSE_REASONS: dict[int, str] = {
 
 
 class GatewayApp(App):
-    """WebSocket ``/ws``, SSE and REST ``/v1/...``, the chat page ``/``; channels over NATS; extensions."""
+    """WebSocket ``/ws``, SSE and REST ``/v1/...``, the playground ``/`` and channel page ``/channels``; channels
+    over NATS; extensions."""
 
     service: ClassVar[str] = "gateway"
 
@@ -111,7 +113,8 @@ class GatewayApp(App):
         )
         router.add_get("/ws", websocket.handle)
         if s.chat_page:
-            router.add_get("/", self._chat_page)
+            router.add_get("/", self._playground_page)
+            router.add_get("/channels", self._chat_page)
         if s.enable_sse:
             router.add_get("/v1/channels/{channel}/events", self.sse.channel_events)
         rest = RestRoutes(s, instance_id=self.runtime.instance_id, authenticator=self.authenticator, hub=self.hub,
@@ -122,6 +125,9 @@ class GatewayApp(App):
 
     async def _chat_page(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(CHAT_PAGE, headers={"Cache-Control": "no-cache"})
+
+    async def _playground_page(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(PLAYGROUND_PAGE, headers={"Cache-Control": "no-cache"})
 
     # ---- lifecycle ----------------------------------------------------------------------------
 

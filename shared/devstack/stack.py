@@ -155,7 +155,7 @@ class Stack:
         lines = [
             "RAAF Streaming is up.",
             f"  WebSocket   ws://{gw}/ws",
-            f"  Chat page   http://{gw}/",
+            f"  Playground  http://{gw}/   (agents streaming live; channels at /channels, rooms at /rooms)",
             f"  REST / SSE  http://{gw}/v1/",
             f"  NATS        {self.nats_url}{'  (embedded)' if self.nats else ''}",
             f"  Redis       {self.redis_url}{'  (embedded)' if self.valkey else ''}",

@@ -7,6 +7,8 @@ import asyncio
 import signal
 import sys
 
+from shared.openai_mock.demo import demo_script
+from shared.openai_mock.script import default_script
 from shared.openai_mock.server import OpenAIMock
 
 
@@ -33,15 +35,23 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not keep request bodies for /_mock/requests (long benchmarks)",
     )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="answer like the platform's demo model (canned multi-sentence answers, tool calls and handoffs "
+        "when the request offers them) instead of echoing",
+    )
     return parser
 
 
-async def _serve(host: str, port: int, token_delay: float, record_requests: bool) -> None:
+async def _serve(host: str, port: int, token_delay: float, record_requests: bool, demo: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with OpenAIMock(host, port, token_delay=token_delay, record_requests=record_requests) as mock:
+    fallback = demo_script if demo else default_script
+    async with OpenAIMock(host, port, token_delay=token_delay, record_requests=record_requests,
+                          fallback=fallback) as mock:
         print(f"OpenAI mock listening on {mock.url}", flush=True)
         await stop.wait()
 
@@ -54,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.token_delay < 0:
         parser.error("--token-delay must be >= 0")
     try:
-        asyncio.run(_serve(args.host, args.port, args.token_delay, not args.no_record_requests))
+        asyncio.run(_serve(args.host, args.port, args.token_delay, not args.no_record_requests, args.demo))
     except OSError as exc:
         print(f"cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1

@@ -151,6 +151,11 @@ class Rule(Struct, frozen=True, kw_only=True):
     once: bool = False
 
 
+def has_tool_command(text: str) -> bool:
+    """Whether a message holds a `[[tool:NAME {json}]]` command."""
+    return _TOOL_COMMAND.search(text) is not None
+
+
 def default_script(request: ChatRequest) -> Script:
     """Demo behaviour without rules: report tool results, obey `[[tool:NAME {json}]]`, else echo."""
     results = request.tool_results()

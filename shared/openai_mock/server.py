@@ -6,7 +6,7 @@ import asyncio
 import collections
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -56,6 +56,8 @@ def _error_response(status: int, message: str | None = None, retry_after: float 
 class OpenAIMock:
     """An OpenAI-compatible chat-completions server whose answers are scripted (queue, then rules, then echo).
 
+    `fallback` answers what no queued script or rule does: the echo by default, `demo_script` for the demo model.
+
     Pass `mock.url` as `base_url` to `openai.AsyncOpenAI`. Only one event loop may use an instance.
     """
 
@@ -67,12 +69,14 @@ class OpenAIMock:
         token_delay: float = 0.0,
         models: Sequence[str] = DEFAULT_MODELS,
         record_requests: bool = True,
+        fallback: Callable[[ChatRequest], Script] = default_script,
     ) -> None:
         self._host = host
         self._port = port
         self._token_delay = token_delay
         self._models = tuple(models)
         self._record_requests = record_requests
+        self._fallback = fallback
         self._rules: list[Rule] = []
         self._queue: collections.deque[Script] = collections.deque()
         self._requests: list[Any] = []
@@ -171,7 +175,7 @@ class OpenAIMock:
                 if rule.once:
                     del self._rules[position]
                 return rule.script
-        return default_script(request)
+        return self._fallback(request)
 
     # --- observation ---
 

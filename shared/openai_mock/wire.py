@@ -20,9 +20,18 @@ class ContentPart(Struct, frozen=True):
     text: str | None = None
 
 
+class CalledFunction(Struct, frozen=True):
+    name: str = ""
+
+
+class CalledTool(Struct, frozen=True):
+    function: CalledFunction = CalledFunction()
+
+
 class ChatMessage(Struct, frozen=True):
     role: str
     content: str | list[ContentPart] | None = None
+    tool_calls: list[CalledTool] | None = None
 
     @property
     def text(self) -> str:
@@ -34,6 +43,14 @@ class ChatMessage(Struct, frozen=True):
         return "".join(part.text for part in self.content if part.text)
 
 
+class OfferedFunction(Struct, frozen=True):
+    name: str = ""
+
+
+class OfferedTool(Struct, frozen=True):
+    function: OfferedFunction = OfferedFunction()
+
+
 class StreamOptions(Struct, frozen=True):
     include_usage: bool | None = None
 
@@ -43,6 +60,12 @@ class ChatRequest(Struct, frozen=True):
     messages: list[ChatMessage]
     stream: bool | None = None
     stream_options: StreamOptions | None = None
+    tools: list[OfferedTool] | None = None
+
+    @property
+    def tool_names(self) -> list[str]:
+        """The names of the functions the request offers the model."""
+        return [tool.function.name for tool in self.tools or ()]
 
     @property
     def include_usage(self) -> bool:
@@ -64,6 +87,15 @@ class ChatRequest(Struct, frozen=True):
                 results.append(message.text)
         results.reverse()
         return results
+
+    def called_tools(self) -> list[str]:
+        """The names of the tools the model called since the last user message, in order."""
+        names: list[str] = []
+        for message in reversed(self.messages):
+            if message.role == "user":
+                break
+            names[:0] = [call.function.name for call in message.tool_calls or ()]
+        return names
 
 
 # --- responses ---
