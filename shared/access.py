@@ -50,6 +50,7 @@ ROUTES: Final[dict[tuple[str, str], Access]] = {
     ("GET", "/readyz"): Access(Rule.PUBLIC, "service", "health"),
     ("GET", "/metrics"): Access(Rule.PUBLIC, "service", "metrics"),
     ("GET", "/"): Access(Rule.PUBLIC, "page", "read"),
+    ("GET", "/channels"): Access(Rule.PUBLIC, "page", "read"),
     ("GET", "/rooms"): Access(Rule.PUBLIC, "page", "read"),
     ("GET", "/ws"): Access(Rule.IDENTITY, "connection", "open"),  # each message is decided below
     ("GET", "/v1/stats"): Access(Rule.IDENTITY, "stats", "read"),
