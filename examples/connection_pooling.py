@@ -14,12 +14,12 @@ async def main() -> None:
         "pool_timeout": 5,
         "pool_checkout_timeout": 5,
     })
-    # WebSocket connection limits
+    # WebSocket connection limits (connection_timeout: the time to authenticate; keepalive_interval: the pings)
     raaf.configure(websocket={"max_connections": 10000, "connection_timeout": 30, "keepalive_interval": 30})
 
     env = raaf.configuration().to_env()
-    for name in ("REDIS_POOL_SIZE", "BACKGROUND_POOL_TIMEOUT", "WEBSOCKET_MAX_CONNECTIONS",
-                 "WEBSOCKET_KEEPALIVE_INTERVAL"):
+    for name in ("REDIS_POOL_SIZE", "BACKGROUND_POOL_TIMEOUT", "WEBSOCKET_MAX_CONNECTIONS", "WEBSOCKET_AUTH_TIMEOUT",
+                 "WEBSOCKET_HEARTBEAT_INTERVAL"):
         print(f"{name}={env[name]}")
 
     # Every processor of this process shares the configured Redis: many jobs, few connections

@@ -20,7 +20,6 @@ def settings(config: raaf.Config) -> None:
     # Async processing settings (`async` is a Python keyword: `async_`)
     config.async_.pool_size = 20
     config.async_.queue_size = 1000
-    config.async_.thread_timeout = 30
 
     # Background processing settings
     config.background.redis_url = "redis://localhost:6379"

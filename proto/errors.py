@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final
 
 import msgspec
 
@@ -31,6 +34,25 @@ class ErrorCode(enum.StrEnum):
     CONNECTION_ERROR = "connection_error"  # NATS / Redis / upstream unreachable
     UNAVAILABLE = "unavailable"  # service draining or not ready
     INTERNAL = "internal"
+
+
+HTTP_STATUS: Final[Mapping[ErrorCode, int]] = MappingProxyType({
+    ErrorCode.BAD_REQUEST: 400, ErrorCode.PROTOCOL_ERROR: 400, ErrorCode.INVALID_NAME: 400,
+    ErrorCode.UNAUTHORIZED: 401, ErrorCode.FORBIDDEN: 403, ErrorCode.NOT_FOUND: 404, ErrorCode.CONFLICT: 409,
+    ErrorCode.TOO_LARGE: 413, ErrorCode.RATE_LIMITED: 429, ErrorCode.LIMIT_EXCEEDED: 429,
+    ErrorCode.OVERLOADED: 503, ErrorCode.TIMEOUT: 504, ErrorCode.CANCELLED: 409, ErrorCode.PROVIDER_ERROR: 502,
+    ErrorCode.TOOL_ERROR: 500, ErrorCode.MAX_TURNS: 500, ErrorCode.CONNECTION_ERROR: 503,
+    ErrorCode.UNAVAILABLE: 503, ErrorCode.INTERNAL: 500,
+})
+"""The HTTP status every REST answer carries for a wire code (the only such table)."""
+
+
+def http_status(code: ErrorCode | str) -> int:
+    """The HTTP status for a wire code; 500 for a code this version does not know (a newer peer's)."""
+    try:
+        return HTTP_STATUS[ErrorCode(code)]
+    except ValueError:
+        return 500
 
 
 class Error(Message, frozen=True, kw_only=True, tag="error"):

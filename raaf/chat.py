@@ -38,6 +38,7 @@ from shared.clients.chat import ChatClient, RoomEvent
 from shared.devstack.servers import EmbeddedNats, url_reachable
 from shared.errors import ConnectionError
 from shared.service.app import App
+from shared.service.settings import NATS_URL, PREFIX
 
 AgentLike = Agent | AgentSpec | str
 _ROOM_OPTIONS = ("max_participants", "message_history", "restricted", "allowed", "busy_policy",
@@ -232,18 +233,18 @@ class RealTimeChat:
     async def start(self) -> None:
         if self._client is not None:
             return
-        nats_url = self._environ.get("NATS_URL", "nats://127.0.0.1:4222")
+        nats_url = self._environ.get(NATS_URL.env, NATS_URL.default)
         if self.start_nats and self.run_services and not url_reachable(nats_url):
             self._environ["NATS_URL"] = await self._nats.start()
         try:
             if self.run_services:
                 await self._start_services()
-            url = self._environ.get("NATS_URL", "nats://127.0.0.1:4222")
+            url = self._environ.get(NATS_URL.env, NATS_URL.default)
             try:
                 self._nc = await nats.connect(url.split(","), connect_timeout=2, max_reconnect_attempts=-1)
             except Exception as exc:
                 raise ConnectionError(f"cannot reach NATS at {url}: {exc or type(exc).__name__}") from exc
-            self._client = ChatClient(self._nc, prefix=self._environ.get("RAAF_PREFIX", "raaf"))
+            self._client = ChatClient(self._nc, prefix=self._environ.get(PREFIX.env, PREFIX.default))
             for room in self.rooms.values():
                 await self._open(room)
         except BaseException:

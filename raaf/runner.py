@@ -22,8 +22,7 @@ from shared.config import configuration
 from shared.errors import BadRequestError, ConnectionError, error_for, error_from_wire
 from shared.runs.chunks import RunChunk, RunResult
 from shared.runs.stream_processor import ProcessedChunk, StreamProcessor
-
-DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+from shared.service.settings import NATS_URL, PREFIX
 
 
 class RunsConnection:
@@ -32,8 +31,8 @@ class RunsConnection:
     def __init__(self, *, nats_url: str | None = None, prefix: str | None = None, nc: NATS | None = None,
                  request_timeout: float = 5.0, idle_check: float = 2.0) -> None:
         platform = configuration().platform  # defaults < NATS_URL / RAAF_PREFIX < raaf.configure(platform=...)
-        self.nats_url = nats_url or str(platform.nats_url) or DEFAULT_NATS_URL
-        self.subjects = Subjects(prefix or str(platform.prefix) or "raaf")
+        self.nats_url = nats_url or str(platform.nats_url) or NATS_URL.default
+        self.subjects = Subjects(prefix or str(platform.prefix) or PREFIX.default)
         self.request_timeout = request_timeout
         self.idle_check = idle_check
         self._nc = nc

@@ -37,7 +37,7 @@ from shared.errors import ERROR_CLASSES, NotFoundError, StreamingError
 
 
 def _public(exc: GatewayError) -> StreamingError:
-    return ERROR_CLASSES.get(exc.code, StreamingError)(exc.message, details=exc.details())
+    return ERROR_CLASSES.get(exc.code, StreamingError)(exc.message, details=exc.details)
 
 
 class WebSocketServer:

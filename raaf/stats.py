@@ -21,11 +21,11 @@ from proto.stats import ClusterHealth, ClusterStats, InstanceRef, metrics_reply_
 from proto.subjects import Subjects
 from shared.config import configuration
 from shared.errors import ConnectionError, StreamingError, TimeoutError, error_from_wire
+from shared.service.settings import NATS_URL, PREFIX
 from shared.stats.combine import combine
 from shared.stats.gather import discover, gather_stats
 from shared.stats.instance_health import probe_all
 
-DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 MAX_INSTANCES = 10_000
 
 
@@ -44,7 +44,7 @@ async def stats(
     ``Subjects.stats_reporters``) and asked directly, waiting up to
     ``gather_timeout`` for each round. Raises :class:`raaf.errors.ConnectionError` when NATS is unreachable.
     """
-    subjects = Subjects(prefix or str(configuration().platform.prefix) or "raaf")
+    subjects = Subjects(prefix or str(configuration().platform.prefix) or PREFIX.default)
     async with _connection(nats_url, nc, timeout) as conn:
         reply = await _ask_metrics_service(conn, subjects.cluster_stats, timeout)
         if reply is None:
@@ -70,7 +70,7 @@ async def health(
     nc: NATS | None = None,
 ) -> ClusterHealth:
     """Every service instance with what its ``/readyz`` says (``status``: ok, degraded or down)."""
-    subjects = Subjects(prefix or str(configuration().platform.prefix) or "raaf")
+    subjects = Subjects(prefix or str(configuration().platform.prefix) or PREFIX.default)
     async with _connection(nats_url, nc, timeout) as conn:
         reply = await _ask_metrics_service(conn, subjects.cluster_health, timeout)
         if reply is None:
@@ -90,7 +90,7 @@ async def _connection(nats_url: str | None, nc: NATS | None, timeout: float) -> 
     if nc is not None:
         yield nc
         return
-    url = nats_url or str(configuration().platform.nats_url) or DEFAULT_NATS_URL
+    url = nats_url or str(configuration().platform.nats_url) or NATS_URL.default
 
     async def quiet(exc: Exception) -> None:
         """A refused connection is reported once, as the ConnectionError below."""

@@ -16,13 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.examples_support import (  # noqa: E402 - after the path set-up
-    EXPECTED,
-    ExampleIndex,
-    ExampleStack,
-    load_index,
-    normalise,
-)
+from tests.support.examples import EXPECTED, ExampleIndex, ExampleStack, load_index, normalise  # noqa: E402
 
 DOC = ROOT / "docs" / "examples.md"
 
@@ -38,7 +32,7 @@ make run                                   # in one terminal: NATS, Valkey and t
 .venv/bin/pytest examples/mock_streaming_provider_test.py
 ```
 
-They find the platform through `NATS_URL`, `REDIS_URL`, `RAAF_PREFIX`, `RAAF_GATEWAY_URL` and `RAAF_METRICS_URL`
+They find the platform through `NATS_URL`, `REDIS_URL`, `RAAF_PREFIX` and `RAAF_GATEWAY_URL`
 (or `raaf.configure(platform=...)`); the defaults match `make run`. With no `OPENAI_API_KEY` / `OPENAI_BASE_URL`
 `make run` answers with the labelled demo model (canned sentences, its own demo agents). The output below is
 what they print against the OpenAI-wire mock, which echoes (`You said: ...`): that is what makes it exact.

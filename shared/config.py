@@ -1,10 +1,11 @@
-"""``raaf.configure(...)``: the seed's configuration sections, one-to-one with the services' env variables.
+"""``raaf.configure(...)``: the seed's configuration sections, each key one of the settings' declared variables.
 
 Precedence, lowest to highest: built-in defaults < environment variables < ``configure(...)``. The environment is
 read whenever ``configuration()`` is asked (a variable set later counts), and only the keys ``configure`` set
 override it. The services read the environment; ``Config.to_env()`` / ``environ()`` render a configuration as
 those variables, so the Python API (``Runner``, ``EventEmitter``, ``BackgroundProcessor`` ...) and services it
-starts see the same settings.
+starts see the same settings. A key's default and bounds are its variable's declaration (``Setting``, beside the
+settings dataclass that reads it), so a key and its variable cannot disagree.
 """
 
 from __future__ import annotations
@@ -12,95 +13,79 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from shared.chat import settings as chat
 from shared.errors import ConfigurationError, SettingsError
-from shared.service.settings import Env
+from shared.events import settings as events
+from shared.gateway import settings as gateway
+from shared.jobs import settings as jobs
+from shared.runs import settings as runs
+from shared.service import settings as runtime
+from shared.service.settings import Env, Setting
 
 Value = int | float | bool | str
+Key = Setting[Any]
 
+# Read only through configuration(): where the examples and clients find the gateway.
+GATEWAY_URL = Setting("RAAF_GATEWAY_URL", "http://127.0.0.1:8080", schemes=("http", "https"))
 
-@dataclass(frozen=True)
-class Key:
-    env: str
-    kind: type
-    default: Value
-    low: float | None = None
-    high: float | None = None
-
-
-def _k(env: str, kind: type, default: Value, low: float | None = None, high: float | None = None) -> Key:
-    return Key(env, kind, default, low, high)
-
-
-# Section -> key -> (env variable, type, default, bounds). The env name is SECTION_KEY except where the seed
-# already named it otherwise (background.redis_url is REDIS_URL, background.pool_size is REDIS_POOL_SIZE).
+# Section -> key -> the declaration of the variable it sets (name, default and bounds live there, once). Two keys
+# of one section that share a declaration are one setting under two names (the seed's aliases).
 SCHEMA: dict[str, dict[str, Key]] = {
     "platform": {
-        "nats_url": _k("NATS_URL", str, "nats://127.0.0.1:4222"),
-        "prefix": _k("RAAF_PREFIX", str, "raaf"),
-        "gateway_url": _k("RAAF_GATEWAY_URL", str, "http://127.0.0.1:8080"),
-        "metrics_url": _k("RAAF_METRICS_URL", str, "http://127.0.0.1:9100"),
+        "nats_url": runtime.NATS_URL,
+        "prefix": runtime.PREFIX,
+        "gateway_url": GATEWAY_URL,
     },
     "websocket": {
-        "port": _k("WEBSOCKET_PORT", int, 8080, 0, 65535),
-        "host": _k("WEBSOCKET_HOST", str, "0.0.0.0"),
-        "max_connections": _k("WEBSOCKET_MAX_CONNECTIONS", int, 5000, 1),
-        "heartbeat_interval": _k("WEBSOCKET_HEARTBEAT_INTERVAL", float, 30.0, 0.1),
-        "enable_compression": _k("WEBSOCKET_ENABLE_COMPRESSION", bool, True),
-        "connection_timeout": _k("WEBSOCKET_CONNECTION_TIMEOUT", float, 30.0, 0.1),
-        "keepalive_interval": _k("WEBSOCKET_KEEPALIVE_INTERVAL", float, 30.0, 0.1),
+        "port": gateway.PORT,
+        "host": gateway.HOST,
+        "max_connections": gateway.MAX_CONNECTIONS,
+        "heartbeat_interval": gateway.HEARTBEAT_INTERVAL,
+        "enable_compression": gateway.ENABLE_COMPRESSION,
+        "connection_timeout": gateway.AUTH_TIMEOUT,
+        "keepalive_interval": gateway.HEARTBEAT_INTERVAL,
     },
     "streaming": {
-        "chunk_size": _k("STREAMING_CHUNK_SIZE", int, 1024, 1),
-        "buffer_size": _k("STREAMING_BUFFER_SIZE", int, 8192, 1),
-        "timeout": _k("STREAMING_TIMEOUT", float, 60.0, 0.1),
-        "enable_sse": _k("STREAMING_ENABLE_SSE", bool, True),
+        "chunk_size": runs.CHUNK_SIZE,
+        "buffer_size": runs.BUFFER_SIZE,
+        "timeout": runs.TIMEOUT,
+        "enable_sse": gateway.ENABLE_SSE,
     },
     "async": {
-        "pool_size": _k("ASYNC_POOL_SIZE", int, 20, 1),
-        "queue_size": _k("ASYNC_QUEUE_SIZE", int, 1000, 0),
-        "thread_timeout": _k("ASYNC_THREAD_TIMEOUT", float, 30.0, 0.1),
+        "pool_size": runs.POOL_SIZE,
+        "queue_size": runs.QUEUE_SIZE,
     },
     "background": {
-        "redis_url": _k("REDIS_URL", str, "redis://127.0.0.1:6379/0"),
-        "workers": _k("BACKGROUND_WORKERS", int, 10, 1),
-        "retry_count": _k("BACKGROUND_RETRY_COUNT", int, 3, 0),
-        "retry_delay": _k("BACKGROUND_RETRY_DELAY", float, 5.0, 0),
-        "pool_size": _k("REDIS_POOL_SIZE", int, 20, 1),
-        "pool_timeout": _k("BACKGROUND_POOL_TIMEOUT", float, 5.0, 0),
-        "pool_checkout_timeout": _k("BACKGROUND_POOL_CHECKOUT_TIMEOUT", float, 5.0, 0),
+        "redis_url": runtime.REDIS_URL,
+        "workers": jobs.WORKERS,
+        "retry_count": jobs.RETRY_COUNT,
+        "retry_delay": jobs.RETRY_DELAY,
+        "pool_size": runtime.REDIS_POOL_SIZE,
+        "pool_timeout": jobs.POOL_TIMEOUT,
+        "pool_checkout_timeout": jobs.POOL_TIMEOUT,
     },
     "events": {
-        "max_listeners": _k("EVENTS_MAX_LISTENERS", int, 100, 1),
-        "enable_wildcards": _k("EVENTS_ENABLE_WILDCARDS", bool, True),
-        "enable_history": _k("EVENTS_ENABLE_HISTORY", bool, True),
-        "history_size": _k("EVENTS_HISTORY_SIZE", int, 1000, 0),
+        "max_listeners": events.MAX_LISTENERS,
+        "enable_wildcards": events.ENABLE_WILDCARDS,
+        "enable_history": events.ENABLE_HISTORY,
+        "history_size": events.HISTORY_SIZE,
     },
     "chat": {
-        "max_rooms": _k("CHAT_MAX_ROOMS", int, 100, 1),
-        "max_participants_per_room": _k("CHAT_MAX_PARTICIPANTS_PER_ROOM", int, 50, 1),
-        "message_history_size": _k("CHAT_MESSAGE_HISTORY_SIZE", int, 500, 0),
-        "enable_typing_indicators": _k("CHAT_ENABLE_TYPING_INDICATORS", bool, True),
-        "max_message_length": _k("CHAT_MAX_MESSAGE_LENGTH", int, 2000, 1),
-        "rate_limit": _k("CHAT_RATE_LIMIT", int, 60, 1),
+        "max_rooms": chat.MAX_ROOMS,
+        "max_participants_per_room": chat.MAX_PARTICIPANTS_PER_ROOM,
+        "message_history_size": chat.MESSAGE_HISTORY_SIZE,
+        "enable_typing_indicators": chat.ENABLE_TYPING_INDICATORS,
+        "max_message_length": chat.MAX_MESSAGE_LENGTH,
+        "rate_limit": chat.RATE_LIMIT,
     },
 }
 
 
 def _parse(env: Env, key: Key) -> Value:
-    if key.kind is bool:
-        return env.boolean(key.env, bool(key.default))
-    if key.kind is int:
-        return env.integer(key.env, int(key.default), min=_int(key.low), max=_int(key.high))
-    if key.kind is float:
-        return env.number(key.env, float(key.default), min=key.low, max=key.high)
-    return env.string(key.env, str(key.default))
-
-
-def _int(bound: float | None) -> int | None:
-    return None if bound is None else int(bound)
+    value: Value = key.read(env)
+    return value
 
 
 class Section:
@@ -122,11 +107,15 @@ class Section:
         return self._values[key]
 
     def __setattr__(self, key: str, value: Any) -> None:
-        spec = SCHEMA[self._name].get(key)
+        keys = SCHEMA[self._name]
+        spec = keys.get(key)
         if spec is None:
             raise ConfigurationError(f"unknown configuration key {self._name}.{key}")
-        self._values[key] = _coerce(self._name, key, spec, value)
-        self._touched.add(key)
+        coerced = _coerce(self._name, key, spec, value)
+        for name, other in keys.items():
+            if other is spec:  # an alias is the same setting: both names show the new value
+                self._values[name] = coerced
+                self._touched.add(name)
 
     def as_dict(self) -> dict[str, Value]:
         return dict(self._values)

@@ -8,7 +8,7 @@ from typing import Any, Final
 
 import msgspec
 
-from proto.errors import Error, ErrorCode
+from proto.errors import Error, ErrorCode, http_status
 
 
 class StreamingError(Exception):
@@ -26,9 +26,15 @@ class StreamingError(Exception):
         self.ref = ref
         self.details: dict[str, Any] = details or {}
 
-    def to_wire(self) -> Error:
+    def to_wire(self, ref: str | None = None) -> Error:
+        """The wire error (``ref`` answers a request when the exception does not carry its own)."""
         raw = {k: msgspec.Raw(msgspec.json.encode(v)) for k, v in self.details.items()} or None
-        return Error(code=self.code, message=self.message, ref=self.ref, details=raw)
+        return Error(code=self.code, message=self.message, ref=self.ref if ref is None else ref, details=raw)
+
+    @property
+    def http_status(self) -> int:
+        """The HTTP status of this error's wire code (:data:`proto.errors.HTTP_STATUS`)."""
+        return http_status(self.code)
 
 
 class ProtocolError(StreamingError):
@@ -111,10 +117,11 @@ class RateLimitError(StreamingError):
 
     code = ErrorCode.RATE_LIMITED
 
-    @property
-    def retry_after(self) -> float | None:
+    def __init__(self, message: str = "", *, code: ErrorCode | None = None, ref: str | None = None,
+                 details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, code=code, ref=ref, details=details)
         value = self.details.get("retry_after")
-        return float(value) if isinstance(value, int | float) else None
+        self.retry_after: float | None = float(value) if isinstance(value, int | float) else None
 
 
 class LimitExceededError(StreamingError):
@@ -202,7 +209,7 @@ def error_from_wire(error: Error | dict[str, Any]) -> StreamingError:
 from_wire = error_from_wire
 
 
-# ---- the event system (issue #5) ---------------------------------------------------------------------
+# ---- the event system ---------------------------------------------------------------------------------
 
 
 class InvalidEventNameError(InvalidNameError, ValueError):
@@ -279,13 +286,9 @@ class EmitBacklogError(OverloadedError):
         self.pending = pending
 
 
-# ---- errors of the service runtime ----------------------------------------------------------
+# ---- errors of the service runtime (never on the wire, hence ``internal``) ------------------------
 
-class RuntimeError_(Exception):
-    """Base of every error the shared runtime raises."""
-
-
-class SettingsError(RuntimeError_):
+class SettingsError(InternalError):
     """An environment variable holds a value the service cannot use."""
 
     def __init__(self, variable: str, value: str, reason: str) -> None:
@@ -295,7 +298,7 @@ class SettingsError(RuntimeError_):
         self.reason = reason
 
 
-class RunIdTaken(RuntimeError_):
+class RunIdTaken(InternalError):
     """A run's first event could not be stored: its subject already holds events (the id was used before)."""
 
     def __init__(self, run_id: str) -> None:
@@ -303,11 +306,11 @@ class RunIdTaken(RuntimeError_):
         self.run_id = run_id
 
 
-class StackError(RuntimeError_):
+class StackError(InternalError):
     """A local server (nats-server, valkey-server) could not be found or started."""
 
 
-class EventLoopUnavailable(RuntimeError_):
+class EventLoopUnavailable(InternalError):
     """The event loop a setting names cannot be used in this process (``RAAF_EVENT_LOOP``)."""
 
     def __init__(self, name: str, reason: str) -> None:

@@ -1,27 +1,27 @@
-"""Real servers for tests: nats-server with JetStream and Valkey on free ports, killable and restartable."""
+"""Shared fixtures: real nats-server (JetStream) and Valkey on free ports, services, runners, the OpenAI mock.
+
+Helpers that are not fixtures live in ``tests/support/`` (see tests/README.md)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
-import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from raaf.testing.openai_mock import OpenAIMock
-from shared.devstack.servers import NatsServer, ValkeyServer, die_with_parent, terminate_all
+from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
+from shared.devstack.servers import NatsServer, ValkeyServer
 from shared.service.app import App
 from shared.service.eventloop import LoopFactory, loop_factory, resolve
+from tests.support.env import unique_prefix
+from tests.support.events import NATS_PY_PATHS, TEST_ENV
+from tests.support.processes import ServiceProcess
+from tests.support.runs import Runs, StartRunner, runner_env
 
-ROOT = Path(__file__).resolve().parent.parent
-pytest_plugins = ["tests.runs_fixtures"]
 # The loop the services would choose (RAAF_EVENT_LOOP, uvloop where installed): tests run on it too.
 TEST_EVENT_LOOP = resolve(os.environ.get("RAAF_EVENT_LOOP", "").strip() or "auto")
 
@@ -32,11 +32,6 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"event loop: {TEST_EVENT_LOOP} (RAAF_EVENT_LOOP)"
-
-
-def unique_prefix(tag: str = "t") -> str:
-    """A subject prefix no other test uses, so subjects, streams and Redis keys never collide."""
-    return f"{tag}{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture
@@ -90,23 +85,6 @@ def private_redis(tmp_path: Path) -> Iterator[ValkeyServer]:
     server.kill()
 
 
-def service_env(nats_url: str, redis_url: str, **extra: str) -> dict[str, str]:
-    """Environment for a service under test: fast reconnects, free HTTP port, a test prefix."""
-    env = {
-        "NATS_URL": nats_url,
-        "REDIS_URL": redis_url,
-        "HTTP_HOST": "127.0.0.1",
-        "HTTP_PORT": "0",
-        "WEBSOCKET_HOST": "127.0.0.1",
-        "WEBSOCKET_PORT": "0",
-        "NATS_RECONNECT_WAIT": "0.2",
-        "SHUTDOWN_TIMEOUT": "5",
-        "LOG_LEVEL": "warning",
-    }
-    env.update(extra)
-    return env
-
-
 @pytest.fixture
 async def start_app() -> AsyncIterator[Callable[[App], Awaitable[App]]]:
     """Start service apps in this process; every one is stopped at teardown."""
@@ -120,45 +98,6 @@ async def start_app() -> AsyncIterator[Callable[[App], Awaitable[App]]]:
     yield start
     for app in reversed(started):
         await app.stop()
-
-
-class ServiceProcess:
-    """A service run as ``python -m services.<module>`` in a child process."""
-
-    def __init__(self, module: str, env: dict[str, str], log_path: Path) -> None:
-        self.module = module
-        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", self.module], env=self.env, cwd=ROOT, stdout=log,
-                                         stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
-
-    async def wait_ready(self, url: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                assert self.proc is not None and self.proc.poll() is None, self.log_path.read_text()[-2000:]
-                try:
-                    async with session.get(f"{url}/readyz") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise AssertionError(f"{self.module} not ready at {url}: {self.log_path.read_text()[-2000:]}")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def terminate(self, timeout: float = 15.0) -> int:
-        assert self.proc is not None
-        terminate_all([self.proc], timeout)
-        return self.proc.returncode
 
 
 @pytest.fixture
@@ -175,6 +114,35 @@ def service_process(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     yield make
     for proc in procs:
         proc.kill()
+
+
+@pytest.fixture
+async def runs(nats_server: NatsServer, prefix: str) -> AsyncIterator[Runs]:
+    """A client of the runners under the test's prefix."""
+    client = await Runs.connect(nats_server.url, prefix)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+def start_runner(nats_server: NatsServer, mock: OpenAIMock, prefix: str, tmp_path: Path,
+                 start_app: Callable[[App], Awaitable[App]]) -> StartRunner:
+    """Start a runner under the test's prefix; keyword arguments are extra environment variables."""
+    async def start(**extra: str) -> AgentRunnerApp:
+        app = AgentRunnerApp(AgentRunnerSettings.from_env(runner_env(nats_server.url, mock.url, prefix, tmp_path,
+                                                                     **extra)))
+        await start_app(app)
+        return app
+    return start
+
+
+@pytest.fixture(params=["direct", "nats-py"])
+def delivery_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run an event test on both paths: direct delivery and the lean publish (the default), and nats-py's own."""
+    if request.param == "nats-py":
+        for variable, value in NATS_PY_PATHS.items():
+            monkeypatch.setitem(TEST_ENV, variable, value)
+    return str(request.param)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -18,9 +18,9 @@ from shared.chat.errors import AgentBusy
 from shared.clients.chat import ChatClient, FeedItem
 from shared.devstack.servers import NatsServer, ValkeyServer, free_port
 from shared.service.app import App
-from tests.chat_harness import ChatHarness, answered, answers, read_until, streamed_text
-from tests.conftest import ServiceProcess
-from tests.runs_support import runner_env
+from tests.support.chat import ChatHarness, answered, answers, read_until, streamed_text
+from tests.support.processes import ServiceProcess
+from tests.support.runs import runner_env
 
 StartApp = Callable[[App], Awaitable[App]]
 AGENTS = [AgentSpec(name="support", instructions="You are the support agent."),
@@ -256,7 +256,7 @@ async def test_a_killed_chat_service_resumes_the_answer_without_losing_or_repeat
             await chat.post("Resilient", "alice", "alice-1", "a long answer please")
             before = await read_until(reader, lambda items: sum(isinstance(i.event, AnswerDelta) for i in items) >= 5)
             chat_service.kill()  # SIGKILL, mid-answer: the run goes on in the runner
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # chat stays down while the runner streams on
             restarted = service_process("services.chat", env)
             await restarted.wait_ready(f"http://127.0.0.1:{port}")
             after = await read_until(reader, answered(1), within=20)

@@ -14,8 +14,8 @@ from raaf.testing import Match, OpenAIMock, Script, ToolCall
 from shared.chat.errors import MessageTooLong, RateLimited, RoomRestricted
 from shared.devstack.servers import NatsServer, ValkeyServer
 from shared.service.app import App
-from tests.chat_harness import ChatHarness
-from tests.chat_ws import WsChat, answered
+from tests.support.chat import ChatHarness
+from tests.support.chat_ws import WsChat, answered
 
 StartApp = Callable[[App], Awaitable[App]]
 

@@ -21,10 +21,10 @@ from services.gateway import GatewayApp, GatewaySettings
 from shared.clients.chat import ChatClient
 from shared.devstack.servers import NatsServer, ValkeyServer, free_port
 from shared.service.app import App
-from tests.chat_harness import ChatHarness
-from tests.chat_ws import WsChat, agent_messages, answered, kinds, of_type
-from tests.conftest import ServiceProcess
-from tests.runs_support import runner_env
+from tests.support.chat import ChatHarness
+from tests.support.chat_ws import WsChat, agent_messages, answered, kinds, of_type
+from tests.support.processes import ServiceProcess
+from tests.support.runs import runner_env
 
 StartApp = Callable[[App], Awaitable[App]]
 TOKENS = {
@@ -158,7 +158,7 @@ async def test_a_restricted_room_refuses_an_outsider(platform: Platform) -> None
     await alice.ok("chat_send", room="Staff", text="staff only")
     events = await bob.events_until(of_type("user_message"))
     assert events[-1]["event"]["text"] == "staff only"
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)  # time for a leak to arrive, which must not
     assert mallory.events.empty(), "an outsider reads nothing of a restricted room"
     for client in (alice, bob, mallory):
         await client.close()
@@ -342,7 +342,7 @@ async def test_the_rooms_page_renders_rooms_streamed_answers_handoffs_and_typing
     ]
     html = (Path(__file__).parent.parent / "services/gateway/static/rooms.html").read_text()
     done = await asyncio.create_subprocess_exec(
-        node, str(Path(__file__).parent / "chat_page_harness.js"), stdin=asyncio.subprocess.PIPE,
+        node, str(Path(__file__).parent / "support" / "chat_page_harness.js"), stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(done.communicate(json.dumps({"html": html, "steps": steps}).encode()), 20)
     assert done.returncode == 0, err.decode()

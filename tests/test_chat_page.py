@@ -12,8 +12,8 @@ import raaf
 from services.gateway import GatewayApp
 from shared.devstack.servers import NatsServer
 from shared.service.app import App
-from tests.conftest import ROOT
-from tests.gateway_support import make_gateway
+from tests.support.env import ROOT
+from tests.support.gateway import make_gateway
 
 StartApp = Callable[[App], Awaitable[App]]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -46,7 +46,8 @@ from shared.chat.errors import (
 from shared.devstack.servers import NatsServer, ValkeyServer
 from shared.errors import SettingsError
 from shared.service.app import App
-from tests.chat_harness import ChatHarness, eventually
+from tests.support.chat import ChatHarness
+from tests.support.waiting import eventually
 
 StartApp = Callable[[App], Awaitable[App]]
 
@@ -169,7 +170,7 @@ async def test_a_restarted_chat_service_has_its_rooms_participants_history_and_c
     await chat.leave("Durable", "carol", "carol-1")
     for i in range(6):
         await chat.post("Durable", "alice" if i % 2 else "bob", "alice-1" if i % 2 else "bob-1", f"message {i}")
-    await eventually(lambda: first.state.room_named("Durable").unanswered == [])  # type: ignore[union-attr]
+    await eventually(lambda: not first.state.room_named("Durable").busy)  # type: ignore[union-attr]  # answers done
     before = (await chat.stats(), await chat.room("Durable"), await chat.history("Durable", "alice"))
     await first.stop()
     await harness.replica()
@@ -287,7 +288,7 @@ async def test_sessions_of_a_vanished_gateway_are_reaped(harness: ChatHarness) -
         assert len((await chat.room("Presence")).participants) == 3
         await gateway.stop()
         await eventually(lambda: len(app.state.room_named("Presence").users) == 1,  # type: ignore[union-attr]
-                         within=5)
+                         timeout=5)
         assert [p.user for p in (await chat.room("Presence")).participants] == ["carol"]
     finally:
         await gateway_nc.close()
@@ -445,12 +446,12 @@ async def test_replicas_keep_folding_each_others_events_after_nats_restarts(
         await a.execute(CreateRoom(name="Survivor"))
         await eventually(lambda: b.state.room_named("Survivor") is not None)
         private_nats.kill()
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # an outage the replicas notice
         private_nats.start()
-        await eventually(lambda: a.nc.is_connected and b.nc.is_connected, within=10)
-        await eventually(lambda: _joins(a, "after"), within=15)
+        await eventually(lambda: a.nc.is_connected and b.nc.is_connected, timeout=10)
+        await eventually(lambda: _joins(a, "after"), timeout=15)
         await eventually(lambda: b.state.room_named("Survivor") is not None
-                         and "after" in b.state.room_named("Survivor").users, within=15)  # type: ignore[union-attr]
+                         and "after" in b.state.room_named("Survivor").users, timeout=15)  # type: ignore[union-attr]
     finally:
         await harness.close()
 

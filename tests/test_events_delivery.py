@@ -14,9 +14,10 @@ from prometheus_client import CollectorRegistry
 from raaf import Event, EventEmitter
 from shared.devstack.servers import NatsServer
 from shared.events.settings import EventSettings
-from tests.event_helpers import delivery_path as delivery_path
-from tests.event_helpers import emitters, event_settings, eventually, unique_prefix
-from tests.nats_shapes import connect_reshaped
+from tests.support.env import unique_prefix
+from tests.support.events import emitters, event_settings
+from tests.support.nats_shapes import connect_reshaped
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("delivery_path")
 
@@ -127,7 +128,7 @@ async def test_off_of_the_last_listener_during_a_backlog_ends_the_pattern_cleanl
         await eventually(lambda: len(handled) >= 1)
         assert await emitter.off(listener_id)
         count = len(handled)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # time for the backlog to run on, which it must not
         assert len(handled) <= count + 1  # at most the call in progress finishes
         assert emitter.listener_count() == 0 and emitter.stats()["patterns"] == 0
         again: list[int] = []

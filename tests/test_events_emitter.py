@@ -25,8 +25,9 @@ from raaf import (
 )
 from raaf import errors as raaf_errors
 from shared.devstack.servers import NatsServer
-from tests.event_helpers import delete_events_stream, emitters, event_settings, eventually, unique_prefix
-from tests.event_helpers import delivery_path as delivery_path
+from tests.support.env import unique_prefix
+from tests.support.events import delete_events_stream, emitters, event_settings
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("delivery_path")  # every test on both delivery paths
 
@@ -40,7 +41,7 @@ async def test_wildcards_match_as_the_seed_describes(nats_server: NatsServer) ->
         for name in ("user.login", "user.profile.update", "admin.login", "user"):
             await emitter.emit(name, {"n": 1})
         await eventually(lambda: len(seen["**"]) == 4)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # time for a wrong delivery to the narrower patterns to show
         assert seen["user.*"] == ["user.login"]  # one token only
         assert seen["user.**"] == ["user.login", "user.profile.update"]  # the tail: one token or more
         assert seen["user.>"] == seen["user.**"]
@@ -79,7 +80,7 @@ async def test_once_fires_once_for_sync_and_async_callbacks(nats_server: NatsSer
         for _ in range(4):
             await emitter.emit("system.startup")
         await eventually(lambda: len(async_calls) == 1)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # time for a second call, which must not come
         assert sync_calls == [first.id] and async_calls == [first.id]
         assert emitter.listener_count() == 0
 
@@ -388,8 +389,5 @@ async def test_bad_data_on_a_name_already_emitted_gets_the_same_typed_errors(nat
         second = await emitter.emit("a.b", {"n": 2})
         assert second.id != first.id and second.source == first.source and second.timestamp >= first.timestamp
         assert emitter.stats()["emit_failures"] == 2
-        for _ in range(100):
-            if len(seen) == 2:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: len(seen) == 2, 1, what="both emitted events delivered")
         assert [event.data for event in seen] == [{"n": 1}, {"n": 2}]

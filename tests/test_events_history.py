@@ -12,11 +12,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from proto.errors import ErrorCode
+from proto.events import Event
 from raaf import EmitError, EventEmitter, HistoryUnavailableError
 from shared.devstack.servers import NatsServer
-from tests.conftest import ROOT
-from tests.event_helpers import TEST_ENV, delete_events_stream, emitters, event_settings, unique_prefix
-from tests.event_helpers import delivery_path as delivery_path
+from tests.support.env import ROOT, unique_prefix
+from tests.support.events import TEST_ENV, delete_events_stream, emitters, event_settings
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("delivery_path")  # every test on both delivery paths
 
@@ -86,12 +87,12 @@ async def test_a_retried_emit_with_the_same_id_is_stored_once(nats_server: NatsS
         unconfirmed = await emitter.emit("payment.captured", {"amount": 10}, id="pay-42", confirm=False)
         assert first.id == again.id == unconfirmed.id == "pay-42"
         await emitter.emit("payment.captured", {"amount": 11}, id="pay-43", confirm=False)
-        stored = await emitter.history("payment.*")
-        for _ in range(100):  # unconfirmed emits are stored a moment later
-            if len(stored) >= 2:
-                break
-            await asyncio.sleep(0.02)
+
+        async def both_stored() -> list[Event]:  # unconfirmed emits are stored a moment later
             stored = await emitter.history("payment.*")
+            return stored if len(stored) >= 2 else []
+
+        stored = await eventually(both_stored, 2, interval=0.02, what="both unconfirmed emits in the history")
         assert [(event.id, event.data["amount"]) for event in stored] == [("pay-42", 10), ("pay-43", 11)]
         assert emitter.stats()["duplicates"] == 1
 
@@ -101,7 +102,7 @@ async def test_history_replays_from_a_sequence_and_from_a_time(nats_server: Nats
         emitter = await make()
         for n in range(5):
             await emitter.emit("tick", n)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # a gap in time between the two halves
         middle = time.time()
         for n in range(5, 10):
             await emitter.emit("tick", n)

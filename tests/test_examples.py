@@ -11,15 +11,8 @@ from pathlib import Path
 import pytest
 
 from shared.devstack.servers import NatsServer, ValkeyServer
-from tests.examples_support import (
-    ROOT,
-    SEED_README,
-    Example,
-    ExampleStack,
-    load_index,
-    normalise,
-    seed_sections_with_code,
-)
+from tests.support.env import ROOT
+from tests.support.examples import SEED_README, Example, ExampleStack, load_index, normalise, seed_sections_with_code
 
 INDEX = load_index()
 

@@ -15,7 +15,9 @@ import aiohttp
 import pytest
 
 from shared.devstack.servers import NatsServer, ValkeyServer, free_port
-from tests.conftest import ROOT, ServiceProcess, service_env
+from tests.support.env import ROOT, service_env
+from tests.support.processes import ServiceProcess
+from tests.support.waiting import eventually
 
 MODULES = ["services.gateway", "services.agent_runner", "services.chat", "services.scheduler", "services.metrics"]
 
@@ -105,7 +107,7 @@ async def test_raaf_up_starts_everything_and_stops_with_no_orphans(tmp_path: Pat
         assert len(children) >= 7  # nats-server, valkey-server, five services
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
-        time.sleep(0.5)
+        await eventually(lambda: not any(_alive(pid) for pid in children), what="every child process gone")
         assert [pid for pid in children if _alive(pid)] == []
     finally:
         if proc.poll() is None:

@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import aiohttp
 import nats
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
-from services.chat import ChatApp, ChatSettings
-from services.gateway import GatewayApp, GatewaySettings
-from services.metrics import MetricsApp, MetricsSettings
-from services.scheduler import SchedulerApp, SchedulerSettings
 from shared.devstack.servers import NatsServer, ValkeyServer
 from shared.service.app import App
-from tests.conftest import service_env
-
-FACTORIES: dict[str, Callable[[dict[str, str]], App]] = {
-    "gateway": lambda env: GatewayApp(GatewaySettings.from_env(env)),
-    "agent-runner": lambda env: AgentRunnerApp(AgentRunnerSettings.from_env(env)),
-    "chat": lambda env: ChatApp(ChatSettings.from_env(env)),
-    "scheduler": lambda env: SchedulerApp(SchedulerSettings.from_env(env)),
-    "metrics": lambda env: MetricsApp(MetricsSettings.from_env(env)),
-}
-
-StartApp = Callable[[App], Awaitable[App]]
+from tests.support.apps import FACTORIES, StartApp
+from tests.support.env import service_env
+from tests.support.waiting import eventually
 
 
 async def readyz(session: aiohttp.ClientSession, app: App) -> int:
@@ -41,12 +27,14 @@ async def readyz(session: aiohttp.ClientSession, app: App) -> int:
 
 
 async def wait_status(session: aiohttp.ClientSession, app: App, status: int, within: float) -> float:
+    """Seconds until ``/readyz`` answers ``status``."""
     start = time.monotonic()
-    while time.monotonic() - start < within:
-        if await readyz(session, app) == status:
-            return time.monotonic() - start
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{app.service} /readyz never became {status} within {within}s")
+
+    async def answers() -> bool:
+        return await readyz(session, app) == status
+
+    await eventually(answers, within, interval=0.05, what=f"{app.service} /readyz becoming {status}")
+    return time.monotonic() - start
 
 
 @pytest.mark.parametrize("name", list(FACTORIES))
@@ -76,14 +64,9 @@ async def test_scheduler_is_not_ready_without_redis(
         await wait_status(session, app, 200, within=10.0)
 
 
-async def until_sample(app: App, name: str, predicate: Callable[[float], bool], within: float) -> float:
-    deadline = time.monotonic() + within
-    while True:
-        value = app.metrics.registry.get_sample_value(name) or 0.0
-        if predicate(value) or time.monotonic() > deadline:
-            assert predicate(value), f"{name} is {value} after {within}s"
-            return value
-        await asyncio.sleep(0.05)
+async def until_sample(app: App, name: str, predicate: Callable[[float], bool], within: float) -> None:
+    await eventually(lambda: predicate(app.metrics.registry.get_sample_value(name) or 0.0), within, interval=0.05,
+                     what=f"{name} reaching the expected value")
 
 
 async def test_nats_disconnects_and_reconnects_are_counted(

@@ -16,7 +16,7 @@ from services.gateway.identity import AccessPolicy
 from shared.devstack.servers import NatsServer
 from shared.errors import SettingsError
 from shared.service.app import App
-from tests.gateway_support import SECRET, connect, expect_close, make_gateway, receive, request, token, ws_url
+from tests.support.gateway import SECRET, connect, expect_close, make_gateway, receive, request, token, ws_url
 
 StartApp = Callable[[App], Awaitable[App]]
 

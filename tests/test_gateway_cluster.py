@@ -17,12 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.devstack.servers import NatsServer, free_port
-from tests.conftest import ServiceProcess
-from tests.gateway_support import (
+from tests.support.gateway import (
     SECRET,
     RawWebSocket,
     connect,
-    eventually,
     expect_close,
     gateway_env,
     receive,
@@ -30,6 +28,8 @@ from tests.gateway_support import (
     request,
     token,
 )
+from tests.support.processes import ServiceProcess
+from tests.support.waiting import eventually
 
 
 @dataclass

@@ -14,7 +14,7 @@ import pytest
 from services.gateway import GatewayApp
 from shared.devstack.servers import NatsServer
 from shared.service.app import App
-from tests.gateway_support import (
+from tests.support.gateway import (
     RawWebSocket,
     connect,
     expect_close,
@@ -24,6 +24,7 @@ from tests.gateway_support import (
     request,
     ws_url,
 )
+from tests.support.waiting import eventually
 
 StartApp = Callable[[App], Awaitable[App]]
 
@@ -39,7 +40,7 @@ async def test_connections_over_the_limit_are_refused_with_close_code_1013(
         third = await session.ws_connect(ws_url(app))
         assert await expect_close(third) == 1013
         await first.close()
-        await asyncio.sleep(0.05)
+        await eventually(lambda: app.registry.counts["ws"] == 1, what="the gateway freeing the closed one's slot")
         fourth, _ = await connect(session, ws_url(app))  # a freed slot is usable again
         await second.close()
         await fourth.close()

@@ -18,8 +18,9 @@ from services.gateway import GatewayApp, GatewaySettings
 from services.gateway.events import EventsExtension
 from shared.devstack.servers import NatsServer, ValkeyServer
 from shared.service.app import App
-from tests.conftest import service_env
-from tests.event_helpers import TEST_ENV, delete_events_stream, event_settings, eventually, unique_prefix
+from tests.support.env import service_env, unique_prefix
+from tests.support.events import TEST_ENV, delete_events_stream, event_settings
+from tests.support.waiting import eventually
 
 StartApp = Callable[[App], Awaitable[App]]
 TOKENS = {

@@ -20,7 +20,8 @@ from services.gateway.extension import Handlers
 from services.gateway.routing import DuplicateHandler
 from shared.devstack.servers import NatsServer
 from shared.service.app import App
-from tests.gateway_support import connect, eventually, make_gateway, receive_type, request, ws_url
+from tests.support.gateway import connect, make_gateway, receive_type, request, ws_url
+from tests.support.waiting import eventually
 
 StartApp = Callable[[App], Awaitable[App]]
 

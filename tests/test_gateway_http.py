@@ -12,7 +12,8 @@ import msgspec
 from services.gateway import GatewayApp
 from shared.devstack.servers import NatsServer
 from shared.service.app import App
-from tests.gateway_support import SECRET, connect, eventually, make_gateway, request, token, ws_url
+from tests.support.gateway import SECRET, connect, make_gateway, request, token, ws_url
+from tests.support.waiting import eventually
 
 StartApp = Callable[[App], Awaitable[App]]
 

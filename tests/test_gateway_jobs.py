@@ -15,8 +15,8 @@ from services.gateway import GatewayApp, GatewaySettings
 from services.scheduler import SchedulerApp, SchedulerSettings
 from shared.devstack.servers import NatsServer, ValkeyServer
 from shared.service.app import App
-from tests.conftest import service_env
-from tests.jobs_support import unique_prefix, wait_until
+from tests.support.env import service_env, unique_prefix
+from tests.support.waiting import eventually
 
 SECRET = "jobs-test-secret-that-is-long-enough-for-hs256"
 StartApp = Callable[[App], Awaitable[App]]
@@ -64,7 +64,7 @@ async def test_jobs_are_enqueued_looked_up_and_managed_over_http(stack: tuple[st
             async with http.get(f"{url}/v1/jobs/img-1") as r:
                 return bool((await r.json())["status"] == "succeeded")
 
-        await wait_until(finished, 5, what="img-1 finished")
+        await eventually(finished, 5, what="img-1 finished")
         async with http.get(f"{url}/v1/jobs/img-1") as resp:
             job = await resp.json()
         assert (job["result"], job["attempts"], job["priority"]) == ({"width": 320}, 1, "high")
@@ -84,12 +84,12 @@ async def test_jobs_are_enqueued_looked_up_and_managed_over_http(stack: tuple[st
             async with http.get(f"{url}/v1/jobs/dead?limit=10") as r:
                 return bool((await r.json())["total"] == 1)
 
-        await wait_until(dead_listed, 5, what="dead job listed")
+        await eventually(dead_listed, 5, what="dead job listed")
         async with http.get(f"{url}/v1/jobs/dead") as resp:
             assert (await resp.json())["jobs"][0]["job_id"] == broken
         async with http.post(f"{url}/v1/jobs/dead/retry", json={"job_ids": [broken]}) as resp:
             assert (await resp.json())["count"] == 1
-        await wait_until(dead_listed, 5, what="dead again after the retry")
+        await eventually(dead_listed, 5, what="dead again after the retry")
         async with http.delete(f"{url}/v1/jobs/dead") as resp:
             assert (await resp.json())["count"] == 1
 

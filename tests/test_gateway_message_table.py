@@ -9,7 +9,7 @@ import pytest
 
 from proto.gateway import ClientMessage
 from services.gateway import GatewayApp
-from tests.gateway_support import make_gateway
+from tests.support.gateway import make_gateway
 
 DOC = Path(__file__).parent.parent / "docs" / "architecture.md"
 HEADING = "## Client messages: where each type is defined and which module handles it"

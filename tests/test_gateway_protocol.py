@@ -15,7 +15,7 @@ from services.gateway import GatewayApp
 from shared.devstack.servers import NatsServer
 from shared.nats import fastpaths
 from shared.service.app import App
-from tests.gateway_support import (
+from tests.support.gateway import (
     RawWebSocket,
     connect,
     expect_close,

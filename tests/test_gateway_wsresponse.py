@@ -16,7 +16,7 @@ from aiohttp.web_protocol import RequestHandler
 from services.gateway import GatewayApp, wsresponse
 from shared.devstack.servers import NatsServer
 from shared.service.app import App
-from tests.gateway_support import RawWebSocket, connect, make_gateway, receive_type, request, ws_url
+from tests.support.gateway import RawWebSocket, connect, make_gateway, receive_type, request, ws_url
 
 StartApp = Callable[[App], Awaitable[App]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

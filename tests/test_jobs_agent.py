@@ -18,7 +18,7 @@ from proto.runs import is_run_id
 from raaf.jobs import BackgroundProcessor
 from shared.devstack.servers import NatsServer, ValkeyServer
 from shared.jobs.agent_job import AGENT_JOB_TYPE, AgentOutput, handle_agent_jobs, job_run_id
-from tests.jobs_support import unique_prefix
+from tests.support.env import unique_prefix
 
 
 class ShoutingRunner:

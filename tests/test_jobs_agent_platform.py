@@ -25,9 +25,9 @@ from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
 from services.scheduler import SchedulerApp, SchedulerSettings
 from shared.devstack.servers import NatsServer, ValkeyServer
 from shared.service.app import App
-from tests.conftest import service_env
-from tests.jobs_support import unique_prefix, wait_until
-from tests.runs_support import runner_env
+from tests.support.env import service_env, unique_prefix
+from tests.support.runs import runner_env
+from tests.support.waiting import eventually
 
 
 async def test_a_run_agent_job_runs_on_the_agent_runner_and_publishes_its_answer(
@@ -55,7 +55,7 @@ async def test_a_run_agent_job_runs_on_the_agent_runner_and_publishes_its_answer
         async def done() -> bool:
             return (await jobs.get_job(accepted.job_id)).status is JobStatus.SUCCEEDED
 
-        await wait_until(done, 20, what="run_agent job done")
+        await eventually(done, 20, what="run_agent job done")
         result = msgspec.json.decode((await jobs.get_job(accepted.job_id)).result)
         assert (result["output"], result["agent"]) == ("Your invoice is paid.", "assistant")
         assert result["run_id"] == f"job-{accepted.job_id}-1"

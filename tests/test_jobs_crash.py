@@ -19,8 +19,10 @@ from raaf.jobs import BackgroundProcessor, JobLimits, JobStore
 from services.scheduler import SchedulerApp, SchedulerSettings
 from shared.devstack.servers import NatsServer, ValkeyServer
 from shared.service.app import App
-from tests.conftest import service_env
-from tests.jobs_support import TcpProxy, WorkerProcess, unique_prefix, wait_until
+from tests.support.env import service_env, unique_prefix
+from tests.support.processes import WorkerProcess
+from tests.support.proxy import TcpProxy
+from tests.support.waiting import eventually
 
 LEASE = 2.0
 
@@ -135,11 +137,12 @@ async def run_kill_round(nats_url: str, redis_url: str, tmp: Path, jobs: int, wo
                                          for _ in range(jobs)))
         for k in range(kills):
             target = jobs * (k + 1) // (kills + 1)
-            await wait_until(lambda t=target: _at_least(round_.succeeded(), t), 60, what=f"{target} jobs done")
+            await eventually(lambda t=target: _at_least(round_.succeeded(), t), 60, what=f"{target} jobs done")
             await round_.kill(await round_.busiest_worker())
             round_.spawn_worker()  # the replacement starts while the others carry on
-        await wait_until(lambda: _at_least(round_.succeeded(), jobs), 60, what="every job done")
-        await asyncio.sleep(0.2)  # lifecycle events of the last returns
+        await eventually(lambda: _at_least(round_.succeeded(), jobs), 60, what="every job done")
+        await eventually(lambda: round_.returned.keys() >= set().union(*(held for _, held in round_.kills)), 5,
+                         what="a lease_expired retry event for every job a killed worker held")
         await round_.check(list(job_ids))
     finally:
         await producer.stop()
@@ -204,7 +207,7 @@ async def test_a_worker_cut_off_from_redis_stops_its_job_before_another_worker_t
     try:
         await isolated.start()
         job_id = await isolated.enqueue_job("long")
-        await wait_until(lambda: "isolated_started" in timeline, 5, what="job started on the isolated worker")
+        await eventually(lambda: "isolated_started" in timeline, 5, what="job started on the isolated worker")
         cut_off.partition()
         timeline["cut"] = time.time()
         await healthy.start()
@@ -254,7 +257,7 @@ async def test_queued_jobs_survive_a_redis_restart(
                                      maintenance_interval=None)
         worker.handle_job("work", lambda data: done.append(data["n"]))
         await worker.start()
-        await wait_until(lambda: len(done) == len(ids), 10, what="every job after the restart")
+        await eventually(lambda: len(done) == len(ids), 10, what="every job after the restart")
         assert sorted(map(str, done)) == sorted([str(n) for n in range(90)] + ["later"])
         await worker.stop()
     finally:
@@ -262,14 +265,13 @@ async def test_queued_jobs_survive_a_redis_restart(
 
 
 async def wait_until_stats(processor: BackgroundProcessor) -> dict[str, Any]:
-    deadline = time.monotonic() + 10
-    while True:
+    async def stats() -> dict[str, Any] | None:
         try:
             return await processor.stats()
         except Exception:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.1)
+            return None
+
+    return await eventually(stats, 10, interval=0.1, what="the processor's stats (Redis answering again)")
 
 
 async def test_workers_and_the_scheduler_carry_on_after_redis_comes_back(
@@ -285,12 +287,12 @@ async def test_workers_and_the_scheduler_carry_on_after_redis_comes_back(
     await worker.start()
     try:
         await worker.enqueue_job("work", 1)
-        await wait_until(lambda: done == [1], 5, what="first job")
+        await eventually(lambda: done == [1], 5, what="first job")
         private_redis.kill()
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # an outage the workers notice
         private_redis.start()
-        await wait_until(lambda: _enqueued(worker, 2), 10, what="enqueue after restart")
-        await wait_until(lambda: done == [1, 2], 10, what="second job after the restart")
+        await eventually(lambda: _enqueued(worker, 2), 10, what="enqueue after restart")
+        await eventually(lambda: done == [1, 2], 10, what="second job after the restart")
         delayed = await worker.schedule_job("work", 3, in_=0.2)
         info = await worker.wait_for_job(delayed, timeout=5)
         assert info.status is JobStatus.SUCCEEDED

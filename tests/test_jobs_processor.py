@@ -25,8 +25,8 @@ from raaf.jobs import (
 from services.scheduler import SchedulerApp, SchedulerSettings
 from shared.devstack.servers import NatsServer, ValkeyServer
 from shared.service.app import App
-from tests.conftest import service_env
-from tests.jobs_support import wait_until
+from tests.support.env import service_env
+from tests.support.waiting import eventually
 
 MakeProcessor = Callable[..., BackgroundProcessor]
 
@@ -66,7 +66,7 @@ async def test_jobs_run_in_priority_order(make_processor: MakeProcessor) -> None
                            (":normal", "n2")]:
         await processor.enqueue_job("step", name, priority=priority)
     await processor.start()
-    await wait_until(lambda: len(seen) == 6, 5, what="six jobs done")
+    await eventually(lambda: len(seen) == 6, 5, what="six jobs done")
     assert seen == ["h1", "h2", "n1", "n2", "l1", "l2"]
 
 
@@ -87,7 +87,7 @@ async def test_a_delayed_job_fires_within_100ms_of_its_time(scheduler: Scheduler
     at = time.time() + 0.5
     due["at"] = at
     await processor.schedule_job("remind", {"name": "at"}, at=at)
-    await wait_until(lambda: len(started) == len(due), 5, what="every delayed job started")
+    await eventually(lambda: len(started) == len(due), 5, what="every delayed job started")
     lateness = {name: started[name] - due[name] for name in due}
     assert all(-0.01 <= late < 0.1 for late in lateness.values()), lateness
 
@@ -135,7 +135,7 @@ async def test_a_failing_job_retries_with_backoff_then_goes_dead_and_can_be_retr
     await processor.wait_for_job(dead_id, timeout=5)
     assert await processor.purge_dead_jobs() == 1 and await processor.get_job(dead_id) is None
 
-    await wait_until(lambda: any(type(e).__name__ == "JobSucceeded" for e in events), 2, what="events")
+    await eventually(lambda: any(type(e).__name__ == "JobSucceeded" for e in events), 2, what="events")
     kinds = [type(e).__name__ for e in events if e.job_id == job_id]
     assert kinds[:10] == ["JobEnqueued", "JobStarted", "JobFailed", "JobRetried", "JobStarted", "JobFailed",
                           "JobRetried", "JobStarted", "JobFailed", "JobDead"]
@@ -290,7 +290,7 @@ async def test_a_recurring_schedule_enqueues_a_job_every_second(scheduler: Sched
     await processor.start()
     spec = await processor.schedule_recurring("beat", "heartbeat", {"ping": True}, cron="* * * * * *")
     assert spec.next_run_at is not None
-    await wait_until(lambda: len(runs) >= 2, 4, what="two recurring runs")
+    await eventually(lambda: len(runs) >= 2, 4, what="two recurring runs")
     assert all(abs(t - round(t)) < 0.15 for t in runs), runs
     assert [s.name for s in await processor.list_recurring()] == ["beat"]
     await processor.remove_recurring("beat")
@@ -311,7 +311,7 @@ async def test_a_worker_reports_its_own_figures_for_the_stats_contract(make_proc
     processor.handle_job("x", lambda data: None)
     await processor.start()
     await processor.job_result(await processor.enqueue_job("x"), timeout=5)
-    await wait_until(lambda: processor.completed == 1, 2, what="the attempt counted")
+    await eventually(lambda: processor.completed == 1, 2, what="the attempt counted")
     await processor.schedule_job("x", in_=60)
     section = await processor.stats_section()
     assert section == {"running": True, "workers": 3, "active_jobs": 0, "completed_jobs": 1,

@@ -32,8 +32,9 @@ from services.scheduler import SchedulerApp, SchedulerSettings
 from shared.devstack.servers import NatsServer, ValkeyServer
 from shared.errors import SettingsError
 from shared.service.app import App
-from tests.conftest import service_env
-from tests.jobs_support import key_count, unique_prefix, wait_until
+from tests.support.env import service_env, unique_prefix
+from tests.support.jobs import key_count
+from tests.support.waiting import eventually
 
 StartScheduler = Callable[..., Awaitable[SchedulerApp]]
 
@@ -153,7 +154,7 @@ async def test_jobs_can_be_managed_over_nats(
     accepted = await jobs.enqueue_job("email", {"to": "a@b.c"}, job_id="welcome-1", priority="high")
     again = await jobs.enqueue_job("email", {"to": "a@b.c"}, job_id="welcome-1")
     assert (accepted.duplicate, again.duplicate) == (False, True)
-    await wait_until(lambda: _status(jobs, "welcome-1", JobStatus.SUCCEEDED), 5, what="welcome-1 done")
+    await eventually(lambda: _status(jobs, "welcome-1", JobStatus.SUCCEEDED), 5, what="welcome-1 done")
     info = await jobs.get_job("welcome-1")
     assert msgspec.json.decode(info.result) == {"sent": "a@b.c"} and info.attempts == 1
 
@@ -163,11 +164,11 @@ async def test_jobs_can_be_managed_over_nats(
 
     processor, _ = worker
     bad = await processor.enqueue_job("email", {"no_to": True}, retry_count=0)  # the handler raises KeyError
-    await wait_until(lambda: _status(jobs, bad, JobStatus.DEAD), 5, what="bad job dead")
+    await eventually(lambda: _status(jobs, bad, JobStatus.DEAD), 5, what="bad job dead")
     dead = await jobs.dead_jobs()
     assert dead.total == 1 and dead.jobs[0].job_id == bad and "KeyError" in (dead.jobs[0].error or "")
     assert await jobs.retry_dead_jobs() == 1
-    await wait_until(lambda: _status(jobs, bad, JobStatus.DEAD), 5, what="bad job dead again")
+    await eventually(lambda: _status(jobs, bad, JobStatus.DEAD), 5, what="bad job dead again")
     assert await jobs.purge_dead_jobs([bad]) == 1
 
     stats = await jobs.stats()
@@ -263,7 +264,7 @@ async def test_the_scheduler_reports_queue_gauges_on_metrics(
                 and 'raaf_jobs_scheduled{queue="jobs"} 1.0' in text
                 and 'raaf_jobs_enqueued_total{priority="low",queue="jobs"} 1.0' in text)
 
-    await wait_until(gauges, 5, what="queue gauges on /metrics")
+    await eventually(gauges, 5, what="queue gauges on /metrics")
 
 
 async def test_the_scheduler_reports_the_background_processor_section_of_the_stats_contract(

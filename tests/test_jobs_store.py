@@ -27,7 +27,8 @@ from raaf.jobs import (
 )
 from shared.devstack.servers import ValkeyServer
 from shared.jobs.model import NewJob, new_job
-from tests.jobs_support import key_count, unique_prefix
+from tests.support.env import unique_prefix
+from tests.support.jobs import key_count
 
 RETRY = RetryPolicy(retry_count=2, retry_delay=0.0)
 
@@ -125,7 +126,7 @@ async def test_a_stale_worker_cannot_record_a_job_someone_else_now_holds(client:
     store = make_store(client)
     await store.enqueue(job(store))
     [stale] = await store.claim(["t"], 1, "w1", 50)
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # past the 50 ms lease
     [expired] = await store.requeue_expired()
     assert (expired.outcome, expired.attempts) == ("requeued", 1)
     [fresh] = await store.claim(["t"], 1, "w2", 5000)
@@ -144,7 +145,7 @@ async def test_expired_leases_count_an_attempt_and_bury_the_job_when_none_are_le
     outcomes = []
     for _ in range(2):
         await store.claim(["t"], 1, "w", 20)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # past the 20 ms lease
         outcomes += [(e.outcome, e.attempts) for e in await store.requeue_expired()]
     assert outcomes == [("requeued", 1), ("dead", 2)]
     dead, total = await store.dead()
@@ -156,7 +157,7 @@ async def test_renewed_leases_do_not_expire(client: redis.Redis) -> None:
     await store.enqueue(job(store))
     [held] = await store.claim(["t"], 1, "w", 100)
     for _ in range(4):
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # half the lease each time: only renewals keep it
         assert await store.renew([(held.job_id, held.token)], 100) == [1]
         assert await store.requeue_expired() == []
 
@@ -217,7 +218,7 @@ async def test_failed_attempts_back_off_in_the_scheduled_set_until_due(client: r
     outcome = await store.fail(held.job_id, held.token, "boom", retry=True, delay_ms=80)
     assert outcome.outcome == "scheduled"
     assert (await store.promote_due()).counts == {}
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # past the 80 ms back-off
     promoted = await store.promote_due()
     assert promoted.counts == {"t": 1} and promoted.now_ms - promoted.earliest_ms >= 0
     [again] = await store.claim(["t"], 1, "w", 5000)
@@ -232,7 +233,7 @@ async def test_a_recurring_schedule_fires_once_per_time_with_two_schedulers(clie
     for _ in range(12):
         both = await asyncio.gather(store.fire_due_recurring(), other.fire_due_recurring())
         fired += [result for listing, _ in both for _, result in listing]
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # 12 rounds span two or three cron seconds
     ids = [r.job_id for r in fired if not isinstance(r, Exception)]
     assert 2 <= len(ids) <= 3 and len(set(ids)) == len(ids)
     assert (await store.stats()).high == len(ids)

@@ -10,8 +10,9 @@ import raaf
 from proto.events import Event
 from raaf.jobs import MessageQueue
 from shared.devstack.servers import NatsServer, ValkeyServer
-from tests.event_helpers import emitters, eventually
-from tests.jobs_support import unique_prefix
+from tests.support.env import unique_prefix
+from tests.support.events import emitters
+from tests.support.waiting import eventually
 
 NO_HISTORY = {"EVENTS_ENABLE_HISTORY": "false"}
 

@@ -10,7 +10,8 @@ import pytest
 
 from raaf.jobs import MessageQueue, PayloadTooLargeError, QueueFullError
 from shared.devstack.servers import ValkeyServer
-from tests.jobs_support import unique_prefix, wait_until
+from tests.support.env import unique_prefix
+from tests.support.waiting import eventually
 
 MakeQueue = Callable[..., MessageQueue]
 
@@ -62,7 +63,7 @@ async def test_a_failed_batch_is_delivered_again_and_dead_after_too_many_tries(m
         await queue.process_batch(handle)
         return bool(await queue.dead_messages())
 
-    await wait_until(until_dead, 5, what="messages buried")
+    await eventually(until_dead, 5, what="messages buried")
     assert deliveries[0] == ["poison", "fine"] and len(deliveries) == 2
     assert await queue.dead_messages() == ["poison", "fine"]
     assert (await queue.stats())["pending"] == 0
@@ -87,7 +88,7 @@ async def test_a_batch_held_by_a_consumer_that_died_goes_to_another(make_queue: 
         await second.process_batch(lambda messages: got.extend(messages))
         return len(got) == 5
 
-    assert await wait_until(take, 5, what="batch taken over") >= 0.2
+    assert await eventually(take, 5, what="batch taken over") >= 0.2
     assert got == [0, 1, 2, 3, 4]
 
 

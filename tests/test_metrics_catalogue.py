@@ -18,10 +18,10 @@ from shared.devstack.servers import NatsServer, ValkeyServer
 from shared.metrics.catalogue import CATALOGUE, exported_by, spec_for_sample
 from shared.metrics.specs import CounterSpec, GaugeSpec, HistogramSpec, MetricSpec
 from shared.service.app import App
-from tests.conftest import ROOT
-from tests.metrics_workload import sample, workload
-from tests.promql import metric_names, without_grafana_variables
-from tests.test_foundation_services import FACTORIES
+from tests.support.apps import FACTORIES
+from tests.support.env import ROOT
+from tests.support.metrics_workload import sample, workload
+from tests.support.promql import metric_names, without_grafana_variables
 
 StartApp = Callable[[App], Awaitable[App]]
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))

@@ -19,8 +19,8 @@ from raaf.jobs import BackgroundProcessor, PermanentJobError
 from services.metrics import MetricsApp, MetricsSettings
 from shared.devstack.servers import NatsServer, ValkeyServer
 from shared.service.app import App
-from tests.conftest import service_env
-from tests.jobs_support import wait_until
+from tests.support.env import service_env
+from tests.support.waiting import eventually
 
 StartApp = Callable[[App], Awaitable[App]]
 MakeProcessor = Callable[..., BackgroundProcessor]
@@ -103,7 +103,7 @@ async def test_jobs_of_every_worker_are_counted_by_queue_and_type_without_scrapi
                 and value(samples, "raaf_cluster_job_dead_letters_total", queue="reports", job_type="doomed") == 1
                 and value(samples, "raaf_cluster_job_cancellations_total", queue="reports", job_type="ok") == 1)
 
-    await wait_until(all_counted, 10, interval=0.05, what="every job outcome counted")
+    await eventually(all_counted, 10, interval=0.05, what="every job outcome counted")
     s = await scrape(metrics)
     mail_ok, flaky = {"queue": "mail", "job_type": "ok"}, {"queue": "mail", "job_type": "flaky"}
     doomed = {"queue": "reports", "job_type": "doomed"}
@@ -128,7 +128,7 @@ async def test_jobs_of_every_worker_are_counted_by_queue_and_type_without_scrapi
         samples = await scrape(metrics)
         return value(samples, "raaf_cluster_job_retries_total", **doomed, reason="dead_letter_retry") == 1
 
-    await wait_until(retried, 5, interval=0.05, what="the dead-letter retry counted")
+    await eventually(retried, 5, interval=0.05, what="the dead-letter retry counted")
 
 
 async def test_a_processor_with_lifecycle_events_off_is_left_out_of_the_cluster_figures(
@@ -147,8 +147,8 @@ async def test_a_processor_with_lifecycle_events_off_is_left_out_of_the_cluster_
     async def loud_counted() -> bool:
         return value(await scrape(metrics), "raaf_cluster_job_successes_total", queue="loud", job_type="ok") == 1
 
-    await wait_until(loud_counted, 10, interval=0.05, what="the loud queue's job counted")
-    await wait_until(lambda: registry.get_sample_value("raaf_job_duration_seconds_count", {"job_type": "ok"}) == 1,
+    await eventually(loud_counted, 10, interval=0.05, what="the loud queue's job counted")
+    await eventually(lambda: registry.get_sample_value("raaf_job_duration_seconds_count", {"job_type": "ok"}) == 1,
                      5, what="the quiet worker's own histogram counted its job")
     samples = await scrape(metrics)
     assert not [key for key in samples if ("queue", "quiet") in key[1]]
@@ -170,7 +170,7 @@ async def test_job_metrics_can_be_turned_off(
     async def marker_counted() -> bool:
         return value(await scrape(metrics), "raaf_event_bus_messages_total") == 1
 
-    await wait_until(marker_counted, 5, interval=0.05, what="the marker event counted")
+    await eventually(marker_counted, 5, interval=0.05, what="the marker event counted")
     samples = await scrape(metrics)
     assert not [key for key in samples if key[0].startswith("raaf_cluster_job_") and key[1]]
 
@@ -194,7 +194,7 @@ async def test_job_types_past_the_series_limit_are_counted_as_other(
     async def all_seen() -> bool:
         return value(await scrape(metrics), "raaf_cluster_job_events_undecodable_total") == 1
 
-    await wait_until(all_seen, 5, interval=0.05, what="every message handled")
+    await eventually(all_seen, 5, interval=0.05, what="every message handled")
     s = await scrape(metrics)
     enqueues = {dict(labels)["job_type"]: v for (name, labels), v in s.items()
                 if name == "raaf_cluster_job_enqueues_total" and dict(labels)["priority"] == "normal"}
@@ -221,8 +221,8 @@ async def test_two_metrics_replicas_count_each_job_event_once(
     async def forty() -> bool:
         return await total() == 40
 
-    await wait_until(forty, 5, interval=0.05, what="forty successes across the replicas")
-    await asyncio.sleep(0.3)
+    await eventually(forty, 5, interval=0.05, what="forty successes across the replicas")
+    await asyncio.sleep(0.3)  # time for double counting to show
     assert await total() == 40, "each event is counted by one replica, not by both"
 
 

@@ -22,8 +22,8 @@ from services.metrics import MetricsApp, MetricsSettings
 from services.scheduler import SchedulerApp, SchedulerSettings
 from shared.devstack.servers import NatsServer, ValkeyServer
 from shared.service.app import App
-from tests.conftest import ROOT, service_env
-from tests.conftest import unique_prefix as unique_prefix  # re-exported for this area's tests
+from tests.support.env import ROOT, service_env, unique_prefix
+from tests.support.waiting import eventually
 
 StartApp = Callable[[App], Awaitable[App]]
 
@@ -57,15 +57,6 @@ def metrics_app(env: dict[str, str], **extra: str) -> MetricsApp:
 async def get_json(url: str) -> tuple[int, Any]:
     async with aiohttp.ClientSession() as session, session.get(url) as resp:
         return resp.status, json.loads(await resp.read())
-
-
-async def until(predicate: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not within {within}s: {what}")
 
 
 async def test_stats_adds_up_figures_from_two_gateway_replicas(
@@ -171,7 +162,7 @@ async def test_stats_keeps_working_when_a_replica_is_killed(
     async def knows_doomed() -> bool:
         return ("gateway", "doomed") in metrics.instances
 
-    await until(knows_doomed, 15, "the metrics service learns of the child gateway")
+    await eventually(knows_doomed, 15, interval=0.05, what="the metrics service learns of the child gateway")
     child.kill()  # SIGKILL: no stopping announcement
     status, body = await get_json(f"{metrics.http_url}/stats")
     assert status == 200
@@ -196,7 +187,7 @@ async def test_health_lists_every_instance_with_its_readiness(
     async def all_known() -> bool:
         return len(metrics.instances) == 3
 
-    await until(all_known, 10, "three instances known")
+    await eventually(all_known, 10, interval=0.05, what="three instances known")
     status, body = await get_json(f"{metrics.http_url}/health")
     health = msgspec.convert(body, ClusterHealth)
     assert (status, health.status) == (200, "ok")
@@ -220,9 +211,9 @@ async def test_metrics_service_learns_of_instances_from_lifecycle_events(
     async def knows(present: bool) -> bool:
         return (("gateway", "late") in metrics.instances) is present
 
-    await until(lambda: knows(True), 2, "started announcement seen")
+    await eventually(lambda: knows(True), 2, interval=0.05, what="started announcement seen")
     await gw.stop()
-    await until(lambda: knows(False), 2, "stopping announcement seen")
+    await eventually(lambda: knows(False), 2, interval=0.05, what="stopping announcement seen")
 
 
 async def test_silent_instances_are_forgotten_after_their_ttl(
@@ -236,9 +227,9 @@ async def test_silent_instances_are_forgotten_after_their_ttl(
     async def knows(present: bool) -> bool:
         return (("gateway", "ghost") in metrics.instances) is present
 
-    await until(lambda: knows(True), 15, "child gateway discovered")
+    await eventually(lambda: knows(True), 15, interval=0.05, what="child gateway discovered")
     child.kill()
-    await until(lambda: knows(False), 5, "killed gateway forgotten after its TTL")
+    await eventually(lambda: knows(False), 5, interval=0.05, what="killed gateway forgotten after its TTL")
 
 
 async def test_event_bus_throughput_is_counted(
@@ -257,7 +248,7 @@ async def test_event_bus_throughput_is_counted(
     async def counted() -> bool:
         return metrics.bus_messages._value.get() == 5
 
-    await until(counted, 2, "five events counted")
+    await eventually(counted, 2, interval=0.05, what="five events counted")
     assert metrics.bus_bytes._value.get() == 5 * len(b'{"user_id":"u1"}')
 
 
@@ -386,7 +377,7 @@ async def test_library_reporters_are_in_every_stats_answer_and_the_gather_still_
     async def discovered() -> bool:
         return metrics.discovered
 
-    await until(discovered, 10, "the first discovery round is over")
+    await eventually(discovered, 10, interval=0.05, what="the first discovery round is over")
     nc = await nats.connect(nats_server.url)
     settings = EventSettings.from_env({**env, "EVENTS_ENABLE_HISTORY": "false"})
     try:
@@ -435,7 +426,7 @@ async def test_reporters_running_before_the_metrics_service_are_found_by_its_dis
         async def discovered() -> bool:
             return metrics.discovered
 
-        await until(discovered, 10, "the first discovery round is over")
+        await eventually(discovered, 10, interval=0.05, what="the first discovery round is over")
         assert {(k.service, k.reporter) for k, _ in metrics.instances.instances()} == {
             ("message-queue", True), ("metrics", False)}
         started = time.monotonic()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import nats
@@ -13,7 +12,8 @@ from shared.devstack.servers import NatsServer
 from shared.nats import fastpaths
 from shared.nats.conn import barrier
 from shared.nats.direct import DirectDelivery, header_value
-from tests.conftest import unique_prefix
+from tests.support.env import unique_prefix
+from tests.support.waiting import eventually
 
 
 async def direct_client(url: str) -> nats.NATS:
@@ -34,10 +34,7 @@ async def test_message_routes_get_subject_payload_and_headers_in_arrival_order(n
         for n in range(100):
             await nc.publish(f"{prefix}.n{n % 3}", str(n).encode(), headers={"Nats-Msg-Id": f"m{n}"} if n % 2 else None)
         await nc.flush()
-        for _ in range(100):
-            if len(got) == 100:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: len(got) == 100, 1, what="all 100 messages delivered")
         assert [int(payload) for _, payload, _ in got] == list(range(100))
         assert got[4] == (f"{prefix}.n1".encode(), b"4", None)
         assert got[5] == (f"{prefix}.n2".encode(), b"5", "m5")
@@ -74,10 +71,7 @@ async def test_deliveries_on_one_connection_share_one_hook_and_leave_other_subsc
             await nc.publish(f"{prefix}.{target}", target.encode())
         reply = await nc.request(f"{prefix}.rpc", b"ping", timeout=2)
         await nc.flush()
-        for _ in range(100):
-            if plain:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: plain, 1, what="the plain subscription's message")
         assert (payloads, messages, [m.data for m in plain], reply.data) == ([b"a"], [b"b"], [b"c"], b"pong:ping")
     finally:
         await nc.close()
@@ -101,7 +95,7 @@ async def test_a_route_that_raises_is_logged_and_the_reader_carries_on(nats_serv
             for payload in (b"1", b"bad", b"2"):
                 await nc.publish(f"{prefix}.x", payload)
             await nc.flush()
-            await asyncio.sleep(0.05)
+            await eventually(lambda: len(got) == 2, 1, what="the messages either side of the bad one")
         assert got == [b"1", b"2"] and nc.is_connected
         assert any("delivering a message" in r.getMessage() for r in caplog.records)
     finally:

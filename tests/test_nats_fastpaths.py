@@ -16,8 +16,8 @@ from shared.devstack.servers import NatsServer
 from shared.nats import fastpaths
 from shared.nats.conn import barrier
 from shared.nats.direct import DirectDelivery
-from tests.conftest import unique_prefix
-from tests.nats_shapes import OtherParser, connect_reshaped
+from tests.support.env import unique_prefix
+from tests.support.nats_shapes import OtherParser, connect_reshaped
 
 EVERY_PATH = fastpaths.FastPaths(parser=True, direct=True, lean_publish=True)
 

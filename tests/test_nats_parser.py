@@ -16,7 +16,7 @@ from nats.protocol.parser import Parser
 from shared.devstack.servers import NatsServer
 from shared.nats import fastpaths
 from shared.nats.conn import barrier
-from tests.conftest import unique_prefix
+from tests.support.env import unique_prefix
 
 
 class Recorder:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Callable
 
 import nats
 import nats.errors
@@ -15,7 +12,8 @@ from nats.aio.msg import Msg
 
 from shared.devstack.servers import NatsServer
 from shared.nats.fastpaths import LeanPublish
-from tests.conftest import unique_prefix
+from tests.support.env import unique_prefix
+from tests.support.waiting import eventually
 
 
 async def collect(nc: NATS, subject: str) -> list[Msg]:
@@ -27,14 +25,6 @@ async def collect(nc: NATS, subject: str) -> list[Msg]:
     await nc.subscribe(subject, cb=on_message, pending_msgs_limit=1_000_000)
     await nc.flush()
     return got
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 async def test_lean_publishes_keep_their_order_with_every_other_publish_on_the_connection(
@@ -56,7 +46,7 @@ async def test_lean_publishes_keep_their_order_with_every_other_publish_on_the_c
             else:
                 await nc.publish(subject, body, headers={"n": str(n)})
         await nc.flush()
-        await until(lambda: len(got) == 3000)
+        await eventually(lambda: len(got) == 3000, 10)
         assert [m.data for m in got] == [bodies[n % len(bodies)] + str(n).encode() for n in range(3000)]
         assert got[2].headers == {"n": "2"} and got[1].headers is None
         assert nc.stats["out_msgs"] == 3000
@@ -76,7 +66,7 @@ async def test_an_oversized_payload_is_a_max_payload_error_and_the_connection_ca
             await lean.publish(subject, b"x" * (nc.max_payload + 1))
         await lean.publish(subject, b"x" * nc.max_payload)
         await nc.flush()
-        await until(lambda: len(got) == 1)
+        await eventually(lambda: len(got) == 1, 10)
         assert len(got[0].data) == nc.max_payload and nc.is_connected
     finally:
         await nc.close()
@@ -91,14 +81,14 @@ async def test_publishes_while_reconnecting_are_buffered_and_arrive_after(privat
         await lean.publish(subject, b"before")
         await nc.flush()
         private_nats.stop()
-        await until(lambda: nc.is_reconnecting)
+        await eventually(lambda: nc.is_reconnecting, 10)
         for n in range(10):
             await lean.publish(subject, f"during {n}".encode())
         private_nats.start()
-        await until(lambda: nc.is_connected and not nc.is_reconnecting)
+        await eventually(lambda: nc.is_connected and not nc.is_reconnecting, 10)
         await lean.publish(subject, b"after")
         await nc.flush()
-        await until(lambda: len(got) == 12)
+        await eventually(lambda: len(got) == 12, 10)
         assert [m.data for m in got] == [b"before", *(f"during {n}".encode() for n in range(10)), b"after"]
     finally:
         await nc.close()
@@ -111,12 +101,12 @@ async def test_a_publish_past_the_reconnect_buffer_is_an_outbound_buffer_limit_e
     try:
         lean = LeanPublish(nc)
         private_nats.stop()
-        await until(lambda: nc.is_reconnecting)
+        await eventually(lambda: nc.is_reconnecting, 10)
         await lean.publish("any.subject", b"x" * 100)
         with pytest.raises(nats.errors.OutboundBufferLimitError):
             await lean.publish("any.subject", b"x" * 2000)
         private_nats.start()  # nats-py's close() while reconnecting can trip over the lost transport
-        await until(lambda: nc.is_connected)
+        await eventually(lambda: nc.is_connected, 10)
     finally:
         await nc.close()
 
@@ -132,7 +122,7 @@ async def test_flush_and_drain_send_every_lean_publish(nats_server: NatsServer, 
         for n in range(20_000):  # never yields: the pending buffer fills and is force-flushed as nats-py does
             await lean.publish(subject, str(n).encode())
         await (nc.flush() if finish == "flush" else nc.drain())
-        await until(lambda: len(got) == 20_000)
+        await eventually(lambda: len(got) == 20_000, 10)
         assert [int(m.data) for m in got] == list(range(20_000))
     finally:
         await reader.close()
@@ -162,7 +152,7 @@ async def test_a_client_without_the_expected_shape_falls_back_to_nats_pys_publis
         got = await collect(nc, subject)
         await early.publish(subject, b"through nc.publish")
         await nc.flush()
-        await until(lambda: len(got) == 1)
+        await eventually(lambda: len(got) == 1, 10)
         assert got[0].data == b"through nc.publish" and LeanPublish(nc).lean
     finally:
         await nc.close()

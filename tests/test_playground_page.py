@@ -13,8 +13,8 @@ from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
 from services.gateway import GatewayApp
 from shared.devstack.servers import NatsServer
 from shared.service.app import App
-from tests.conftest import service_env
-from tests.gateway_support import make_gateway
+from tests.support.env import service_env
+from tests.support.gateway import make_gateway
 from tests.test_chat_page import browser as browser  # the Chromium fixture of the chat page's test
 
 StartApp = Callable[[App], Awaitable[App]]

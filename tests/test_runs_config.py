@@ -18,10 +18,10 @@ from services.agent_runner.agents import load_catalog
 from services.agent_runner.settings import AgentRunnerSettings
 from shared.errors import SettingsError
 from shared.runs.tools import tools_of
-from tests.conftest import ROOT
+from tests.support.env import ROOT
 
 
-def settings(tmp_path: Path, agents: str | None, tools: str | None = "tests.runs_tools", suffix: str = ".toml",
+def settings(tmp_path: Path, agents: str | None, tools: str | None = "tests.support.tools", suffix: str = ".toml",
              **extra: str) -> AgentRunnerSettings:
     env = dict(extra)
     if agents is not None:

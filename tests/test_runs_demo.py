@@ -13,8 +13,8 @@ from services.agent_runner.agents import load_catalog
 from services.agent_runner.demo_agents import get_time, get_weather
 from shared.devstack.servers import NatsServer
 from shared.service.app import App
-from tests.conftest import service_env
-from tests.runs_support import Runs, types
+from tests.support.env import service_env
+from tests.support.runs import Runs, types
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_the_demo_catalog_is_only_served_without_an_agents_file_tools_module_or_
     assert sorted(demo.tools) == ["get_time", "get_weather"] and demo.agents["triage"].handoffs == ["billing"]
     real = load_catalog(AgentRunnerSettings.from_env({"OPENAI_API_KEY": "sk-x"}))
     assert list(real.agents) == ["assistant"] and real.tools == {}
-    own_tools = load_catalog(AgentRunnerSettings.from_env({"RAAF_TOOLS_MODULE": "tests.runs_tools"}))
+    own_tools = load_catalog(AgentRunnerSettings.from_env({"RAAF_TOOLS_MODULE": "tests.support.tools"}))
     assert list(own_tools.agents) == ["assistant"]
 
 

@@ -6,8 +6,7 @@ from proto.errors import Error, ErrorCode
 from proto.runs import RunAccepted, RunCompleted, RunFailed, RunQueued, RunStarted
 from raaf.testing import OpenAIMock, Script
 from services.agent_runner import AgentRunnerApp
-from tests.runs_fixtures import StartRunner
-from tests.runs_support import Runs, types
+from tests.support.runs import Runs, StartRunner, types
 
 POOL_OF_ONE = {"ASYNC_POOL_SIZE": "1", "ASYNC_QUEUE_SIZE": "5"}  # one run at a time, the rest queue
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -13,6 +12,7 @@ from raaf import Agent, AsyncRunner, Runner
 from raaf.testing import OpenAIMock, Script, ToolCall
 from services.agent_runner import AgentRunnerApp
 from shared.devstack.servers import NatsServer
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ async def test_process_with_retry_outlasts_provider_errors_and_a_full_runner(
     mock.enqueue(Script(text="made it"))
     async with AsyncRunner(nats_url=nats_server.url, prefix=prefix) as pool:
         blocker = pool.process_async("assistant", "first")
-        await asyncio.sleep(0.1)
+        await eventually(lambda: mock.stats.requests == 1, what="the first run holding the runner's one slot")
         retried = pool.process_with_retry("assistant", "second", retry_count=4, retry_delay=0.05)
         results = await pool.wait_for_tasks([blocker, retried], timeout=15)
     assert isinstance(results[retried], raaf.RunResult) and results[retried].output == "made it"

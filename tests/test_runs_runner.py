@@ -30,8 +30,9 @@ from proto.runs import (
 from raaf.testing import OpenAIMock, Script, ToolCall
 from services.agent_runner import AgentRunnerApp
 from shared.devstack.servers import NatsServer
-from tests.conftest import ServiceProcess
-from tests.runs_support import Runs, new_run_id, runner_env, types
+from tests.support.processes import ServiceProcess
+from tests.support.runs import Runs, new_run_id, runner_env, types
+from tests.support.waiting import eventually
 
 
 async def test_tokens_arrive_in_order_and_the_text_equals_the_mocks(
@@ -354,8 +355,7 @@ async def test_a_run_whose_only_runner_is_killed_is_failed_by_its_follower(
 
 
 async def wait_for_runner(runs: Runs) -> None:
-    for _ in range(300):
-        if isinstance(await runs.client.agents(), AgentList):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("no agent-runner answered within 30s")
+    async def answered() -> bool:
+        return isinstance(await runs.client.agents(), AgentList)
+
+    await eventually(answered, 30, interval=0.1, what="an agent-runner answering")

@@ -15,8 +15,9 @@ from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
 from services.gateway import GatewayApp, GatewaySettings
 from shared.devstack.servers import NatsServer, free_port
 from shared.service.app import App
-from tests.conftest import ServiceProcess, service_env
-from tests.runs_support import runner_env
+from tests.support.env import service_env
+from tests.support.processes import ServiceProcess
+from tests.support.runs import runner_env
 
 StartApp = Callable[[App], Awaitable[App]]
 TOKENS = "alice-token:alice,bob-token:bob"

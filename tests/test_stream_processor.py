@@ -17,8 +17,9 @@ from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
 from shared.devstack.servers import NatsServer
 from shared.errors import SettingsError
 from shared.service.app import App
-from tests.runs_support import runner_env, unique_prefix
-from tests.stream_processors import Redactor
+from tests.support.env import unique_prefix
+from tests.support.runs import runner_env
+from tests.support.stream_processors import Redactor
 
 StartApp = Callable[[App], Awaitable[App]]
 
@@ -145,8 +146,8 @@ async def start_runner(nats_server: NatsServer, mock: OpenAIMock, tmp_path: Path
 
 async def test_the_runners_processor_shapes_what_every_client_sees(nats_server: NatsServer, mock: OpenAIMock,
                                                                   tmp_path: Path, start_app: StartApp) -> None:
-    prefix = await start_runner(nats_server, mock, tmp_path, start_app,
-                                RAAF_STREAM_PROCESSOR="tests.stream_processors:Redactor", STREAMING_CHUNK_SIZE="3")
+    prefix = await start_runner(nats_server, mock, tmp_path, start_app, STREAMING_CHUNK_SIZE="3",
+                                RAAF_STREAM_PROCESSOR="tests.support.stream_processors:Redactor")
     mock.enqueue(Script(text="my secret password"))
     async with raaf.Runner("assistant", nats_url=nats_server.url, prefix=prefix) as runner:
         chunks = [c async for c in runner.run("hi", stream=True)]
@@ -160,7 +161,7 @@ async def test_the_runners_processor_shapes_what_every_client_sees(nats_server: 
 async def test_a_failing_runner_processor_fails_the_run_and_publishes_nothing_unprocessed(
         nats_server: NatsServer, mock: OpenAIMock, tmp_path: Path, start_app: StartApp) -> None:
     prefix = await start_runner(nats_server, mock, tmp_path, start_app,
-                                RAAF_STREAM_PROCESSOR="tests.stream_processors:Exploding")
+                                RAAF_STREAM_PROCESSOR="tests.support.stream_processors:Exploding")
     mock.enqueue(Script(text="my secret password"))
     seen: list[str] = []
     async with raaf.Runner("assistant", nats_url=nats_server.url, prefix=prefix) as runner:
@@ -170,8 +171,8 @@ async def test_a_failing_runner_processor_fails_the_run_and_publishes_nothing_un
     assert "secret" not in "".join(seen)
 
 
-@pytest.mark.parametrize("spec", ["tests.stream_processors:NotAProcessor", "tests.nowhere:Thing", "no-colon",
-                                  "tests.stream_processors:Missing"])
+@pytest.mark.parametrize("spec", ["tests.support.stream_processors:NotAProcessor", "tests.nowhere:Thing", "no-colon",
+                                  "tests.support.stream_processors:Missing"])
 def test_a_bad_stream_processor_setting_names_the_variable(spec: str) -> None:
     env = {"RAAF_STREAM_PROCESSOR": spec, "NATS_URL": "nats://127.0.0.1:1"}
     with pytest.raises(SettingsError) as failed:

@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 
 import raaf
+import raaf.errors  # a submodule: `import raaf` alone does not load it
 from services.gateway import GatewayApp, GatewaySettings
 from shared.devstack.servers import NatsServer, free_port
 from shared.service.app import App
-from tests.gateway_support import SECRET, eventually, gateway_env, make_gateway, token, ws_url
+from tests.support.gateway import SECRET, gateway_env, make_gateway, token, ws_url
+from tests.support.waiting import eventually
 
 StartApp = Callable[[App], Awaitable[App]]
 

@@ -7,9 +7,11 @@ from typing import Any
 import pytest
 
 import raaf
+import raaf.errors  # a submodule: `import raaf` alone does not load it
 from services.gateway import Connection
 from shared.devstack.servers import NatsServer, free_port
-from tests.gateway_support import eventually, unique_prefix
+from tests.support.env import unique_prefix
+from tests.support.waiting import eventually
 
 
 async def test_hooks_see_connections_app_messages_errors_and_disconnections(nats_server: NatsServer) -> None:

@@ -9,7 +9,7 @@ import msgspec
 
 from proto.runs import AgentSpec, RunRequest, handoff_tool_name, is_agent_name
 from services.agent_runner.demo_agents import DEMO_AGENTS, demo_tools
-from services.agent_runner.errors import AgentConfigError, AgentNotFound, BadRunRequest
+from services.agent_runner.errors import AgentConfigError, BadRunRequest, agent_not_found
 from services.agent_runner.settings import AgentRunnerSettings
 from shared.errors import ConfigurationError, SettingsError, StreamingError
 from shared.runs.stream_processor import StreamProcessor, load_processor
@@ -68,7 +68,7 @@ class AgentCatalog:
         """The agents this run may use, by name; typed errors for unknown or inconsistent ones."""
         if not request.agents:
             if request.agent not in self.agents:
-                raise AgentNotFound(request.agent, list(self.agents))
+                raise agent_not_found(request.agent, list(self.agents))
             return self.agents
         if len(request.agents) > self.max_inline_agents:
             raise BadRunRequest(f"{len(request.agents)} agents in one request; the limit is "
@@ -85,7 +85,7 @@ class AgentCatalog:
                                     "base_url or api_key_env")
             agents[agent.name] = agent
         if request.agent not in agents:
-            raise AgentNotFound(request.agent, list(agents))
+            raise agent_not_found(request.agent, list(agents))
         self._check({name: agents[name] for name in seen}, agents)
         return agents
 

@@ -35,7 +35,7 @@ from proto.subjects import decode_token
 from services.agent_runner.agents import load_catalog, load_stream_processor
 from services.agent_runner.demo import DEMO_MODEL, DemoModel
 from services.agent_runner.engine import RunEngine, RunJob
-from services.agent_runner.errors import BadRunRequest, DuplicateRun, InputTooLarge, RunError, RunnerDraining
+from services.agent_runner.errors import BadRunRequest, RunError, duplicate_run, input_too_large, runner_draining
 from services.agent_runner.handover import Handover
 from services.agent_runner.metrics import RunnerMetrics
 from services.agent_runner.pool import RunPool
@@ -182,9 +182,9 @@ class AgentRunnerApp(App):
         """Validate and take a pool slot or queue place, synchronously: overload is answered at once."""
         s = self.runner_settings
         if self.draining:
-            raise RunnerDraining("the agent-runner is shutting down; retry")
+            raise runner_draining()
         if len(msg.data) > s.max_input_bytes:
-            raise InputTooLarge(len(msg.data), s.max_input_bytes)
+            raise input_too_large(len(msg.data), s.max_input_bytes)
         try:
             request = run_request_decoder.decode(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -192,7 +192,7 @@ class AgentRunnerApp(App):
         if not is_run_id(request.run_id):
             raise BadRunRequest("run_id must be 1-64 letters, digits, '_' or '-'")
         if request.run_id in self.jobs:
-            raise DuplicateRun(request.run_id)
+            raise duplicate_run(request.run_id)
         agents = self.catalog.resolve(request)
         agent = agents[request.agent]
         self._check_limits(request)
@@ -251,7 +251,7 @@ class AgentRunnerApp(App):
                 if engine is not None:
                     job.writer.gate.set_result(False)  # type: ignore[union-attr]
                     await asyncio.gather(engine, return_exceptions=True)
-                error = stored if isinstance(stored, RunError) else DuplicateRun(run_id) if claim is False else None
+                error = stored if isinstance(stored, RunError) else duplicate_run(run_id) if claim is False else None
                 if error is None:
                     raise next(e for e in (claim, stored) if isinstance(e, BaseException))
                 await self._reply(reply, error.to_wire(ref=run_id))

@@ -33,11 +33,11 @@ from proto.runs import (
     handoff_tool_name,
 )
 from services.agent_runner.errors import (
-    MaxTurnsExceeded,
     RunError,
     RunSuperseded,
-    RunTimedOut,
-    StreamProcessorFailed,
+    max_turns_exceeded,
+    run_timed_out,
+    stream_processor_failed,
 )
 from services.agent_runner.metrics import RunnerMetrics
 from services.agent_runner.provider import (
@@ -130,7 +130,7 @@ class RunEngine:
             except TimeoutError:
                 if not scope.expired():
                     raise
-                raise RunTimedOut(job.timeout) from None
+                raise run_timed_out(job.timeout) from None
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None:
@@ -204,7 +204,7 @@ class RunEngine:
                 if agent.instructions:
                     messages.insert(0, {"role": "system", "content": agent.instructions})
                 await writer.emit(AgentChanged, agent=agent.name, previous=previous.name, model=self.model_of(agent))
-        raise MaxTurnsExceeded(job.max_turns)
+        raise max_turns_exceeded(job.max_turns)
 
     async def _turn(self, job: RunJob, agent: AgentSpec, messages: list[ChatCompletionMessageParam]) -> TurnEnd:
         """Stream one model turn into events; return how it ended (its text, tool calls, usage)."""
@@ -250,7 +250,7 @@ class RunEngine:
         try:
             processed = await self.processor.apply(chunk, job.run_id)
         except Exception as exc:
-            raise StreamProcessorFailed(type(self.processor).__qualname__, exc) from exc
+            raise stream_processor_failed(type(self.processor).__qualname__, exc) from exc
         deltas = [p["content"] for p in processed if isinstance(p.get("content"), str) and p["content"]]
         shown.extend(deltas)
         return deltas

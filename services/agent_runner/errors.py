@@ -1,81 +1,36 @@
-"""Errors of the agent-runner: each carries its wire ``ErrorCode`` and the facts behind it."""
+"""Errors of the agent-runner: a :class:`RunError` carries its wire ``ErrorCode``; the functions below build the
+common ones so each message is written once."""
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-from proto.errors import Error, ErrorCode
-
-
-class RunError(Exception):
-    """Base of the runner's errors; ``to_wire()`` is what the requester or the run's events see."""
-
-    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def to_wire(self, ref: str | None = None) -> Error:
-        return Error(code=self.code, message=self.message, ref=ref)
+from proto.errors import ErrorCode
+from shared.errors import BadRequestError, ConflictError, ProviderError, StreamingError
 
 
-class BadRunRequest(RunError):
-    code = ErrorCode.BAD_REQUEST
+class RunError(StreamingError):
+    """An error the runner answers a run request with, or ends a run with (``code`` and ``message`` only: the
+    attributes stay in this process). Raised as is with ``code=``, or as one of the subclasses caught by name."""
 
 
-class AgentNotFound(RunError):
-    code = ErrorCode.NOT_FOUND
-
-    def __init__(self, agent: str, known: list[str]) -> None:
-        super().__init__(f"unknown agent {agent!r}; known agents: {', '.join(sorted(known)) or 'none'}")
-        self.agent = agent
-        self.known = known
+class BadRunRequest(RunError, BadRequestError):
+    """A run request the runner cannot take (malformed, over a limit, an agent it cannot run)."""
 
 
-class InputTooLarge(RunError):
-    code = ErrorCode.TOO_LARGE
-
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"run request of {size} bytes is over the {limit}-byte limit (RUN_MAX_INPUT_BYTES)")
-        self.size = size
-        self.limit = limit
+class AgentConfigError(RunError, BadRequestError):
+    """The agents file or tools module cannot be used (raised at startup)."""
 
 
-class PoolOverloaded(RunError):
-    code = ErrorCode.OVERLOADED
+class RunSuperseded(RunError, ConflictError):
+    """Another writer (an orphan reaper) already wrote this run's next event: this runner must stop."""
 
-    def __init__(self, pool_size: int, queue_size: int) -> None:
-        super().__init__(f"all {pool_size} run slots and {queue_size} queue places are taken; try again later")
-        self.pool_size = pool_size
-        self.queue_size = queue_size
-
-
-class DuplicateRun(RunError):
-    code = ErrorCode.CONFLICT
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__(f"run {run_id!r} already exists")
+    def __init__(self, run_id: str, seq: int) -> None:
+        super().__init__(f"run {run_id} event {seq} was written by another process")
         self.run_id = run_id
+        self.seq = seq
 
 
-class HandoverRefused(RunError):
-    """A run offered by a draining runner could not be taken over (it moved on, ended, or changed owner)."""
-
-    code = ErrorCode.CONFLICT
-
-    def __init__(self, run_id: str, reason: str) -> None:
-        super().__init__(f"run {run_id!r} cannot be taken over: {reason}")
-        self.run_id = run_id
-        self.reason = reason
-
-
-class RunnerDraining(RunError):
-    code = ErrorCode.UNAVAILABLE
-
-
-class ProviderFailed(RunError):
-    code = ErrorCode.PROVIDER_ERROR
+class ProviderFailed(RunError, ProviderError):
+    """The model endpoint failed; ``after_first_token`` says the client already saw part of the answer."""
 
     def __init__(self, message: str, *, status: int | None = None, attempts: int = 1,
                  after_first_token: bool = False) -> None:
@@ -85,46 +40,43 @@ class ProviderFailed(RunError):
         self.after_first_token = after_first_token
 
 
-class MaxTurnsExceeded(RunError):
-    code = ErrorCode.MAX_TURNS
-
-    def __init__(self, max_turns: int) -> None:
-        super().__init__(f"no final answer within {max_turns} turns")
-        self.max_turns = max_turns
+def agent_not_found(agent: str, known: list[str]) -> RunError:
+    return RunError(f"unknown agent {agent!r}; known agents: {', '.join(sorted(known)) or 'none'}",
+                    code=ErrorCode.NOT_FOUND)
 
 
-class RunTimedOut(RunError):
-    code = ErrorCode.TIMEOUT
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__(f"run did not finish within {timeout:g}s")
-        self.timeout = timeout
+def input_too_large(size: int, limit: int) -> RunError:
+    return RunError(f"run request of {size} bytes is over the {limit}-byte limit (RUN_MAX_INPUT_BYTES)",
+                    code=ErrorCode.TOO_LARGE)
 
 
-class RunSuperseded(RunError):
-    """Another writer (an orphan reaper) already wrote this run's next event: this runner must stop."""
-
-    code = ErrorCode.CONFLICT
-
-    def __init__(self, run_id: str, seq: int) -> None:
-        super().__init__(f"run {run_id} event {seq} was written by another process")
-        self.run_id = run_id
-        self.seq = seq
+def pool_overloaded(pool_size: int, queue_size: int) -> RunError:
+    return RunError(f"all {pool_size} run slots and {queue_size} queue places are taken; try again later",
+                    code=ErrorCode.OVERLOADED)
 
 
-class AgentConfigError(RunError):
-    """The agents file or tools module cannot be used (raised at startup)."""
-
-    code = ErrorCode.BAD_REQUEST
+def duplicate_run(run_id: str) -> RunError:
+    return RunError(f"run {run_id!r} already exists", code=ErrorCode.CONFLICT)
 
 
-class StreamProcessorFailed(RunError):
+def handover_refused(run_id: str, reason: str) -> RunError:
+    """A run offered by a draining runner could not be taken over (it moved on, ended, or changed owner)."""
+    return RunError(f"run {run_id!r} cannot be taken over: {reason}", code=ErrorCode.CONFLICT)
+
+
+def runner_draining() -> RunError:
+    return RunError("the agent-runner is shutting down; retry", code=ErrorCode.UNAVAILABLE)
+
+
+def max_turns_exceeded(max_turns: int) -> RunError:
+    return RunError(f"no final answer within {max_turns} turns", code=ErrorCode.MAX_TURNS)
+
+
+def run_timed_out(timeout: float) -> RunError:
+    return RunError(f"run did not finish within {timeout:g}s", code=ErrorCode.TIMEOUT)
+
+
+def stream_processor_failed(processor: str, error: BaseException) -> RunError:
     """The configured ``RAAF_STREAM_PROCESSOR`` raised on a text delta: the run stops rather than publish
     unprocessed text (a redacting processor must never be bypassed)."""
-
-    code = ErrorCode.INTERNAL
-
-    def __init__(self, processor: str, error: BaseException) -> None:
-        super().__init__(f"stream processor {processor} failed: {type(error).__name__}: {error}")
-        self.processor = processor
-        self.error = error
+    return RunError(f"stream processor {processor} failed: {type(error).__name__}: {error}", code=ErrorCode.INTERNAL)

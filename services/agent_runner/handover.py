@@ -22,7 +22,7 @@ from proto.errors import Error, ErrorCode
 from proto.runs import RunAccepted, run_reply_decoder, runs_encoder
 from proto.subjects import Subjects
 from services.agent_runner.engine import RunJob
-from services.agent_runner.errors import HandoverRefused
+from services.agent_runner.errors import handover_refused
 from services.agent_runner.metrics import RunnerMetrics
 from services.agent_runner.pool import RunPool
 from shared.runs.log import RunLog, is_terminal
@@ -47,14 +47,14 @@ class Handover:
         self.timeout = timeout
 
     async def take_over(self, job: RunJob) -> None:
-        """Own a run another runner offered; ``HandoverRefused`` if it moved on or is not the offerer's."""
+        """Own a run another runner offered; a ``conflict`` ``RunError`` if it moved on or is not the offerer's."""
         request = job.request
         assert request.handover_from is not None
         last = await self.runlog.last(job.run_id)
         if last is None or last.seq != request.resume_after or is_terminal(last):
-            raise HandoverRefused(job.run_id, "its stored events moved on")
+            raise handover_refused(job.run_id, "its stored events moved on")
         if not await self.registry.transfer(job.run_id, request.handover_from, self.instance):
-            raise HandoverRefused(job.run_id, f"{request.handover_from} does not own it")
+            raise handover_refused(job.run_id, f"{request.handover_from} does not own it")
         job.writer.seq = request.resume_after
         log.info("took over run %s from %s", job.run_id, request.handover_from)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 
-from services.agent_runner.errors import PoolOverloaded
+from services.agent_runner.errors import pool_overloaded
 
 
 class RunPool:
@@ -22,7 +22,7 @@ class RunPool:
         return len(self._waiting)
 
     def admit(self) -> asyncio.Future[None] | None:
-        """Take a slot (None: run now) or a queue place (await the future); ``PoolOverloaded`` if neither."""
+        """Take a slot (None: run now) or a queue place (await the future); ``RunError`` (overloaded) if neither."""
         if self.active < self.pool_size:
             self.active += 1
             return None
@@ -30,7 +30,7 @@ class RunPool:
             place: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiting.append(place)
             return place
-        raise PoolOverloaded(self.pool_size, self.queue_size)
+        raise pool_overloaded(self.pool_size, self.queue_size)
 
     def withdraw(self, place: asyncio.Future[None]) -> None:
         """A queued run left before its turn (cancelled): give its place back."""

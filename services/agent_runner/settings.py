@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from shared.runs.settings import BUFFER_SIZE, CHUNK_SIZE, POOL_SIZE, QUEUE_SIZE, TIMEOUT
 from shared.service.settings import Env, RuntimeSettings
 
 
 @dataclass(frozen=True, kw_only=True)
 class AgentRunnerSettings:
     runtime: RuntimeSettings
-    pool_size: int = 20  # runs executing at once
-    queue_size: int = 1000  # accepted runs waiting for a slot; beyond: ``overloaded``
-    timeout: float = 60.0  # default per-run timeout, seconds from acceptance
+    pool_size: int = POOL_SIZE.default  # runs executing at once
+    queue_size: int = QUEUE_SIZE.default  # accepted runs waiting for a slot; beyond: ``overloaded``
+    timeout: float = TIMEOUT.default  # default per-run timeout, seconds from acceptance
     max_timeout: float = 600.0  # the most a request may ask for
     openai_api_key: str | None = None
     openai_base_url: str | None = None
@@ -34,8 +35,8 @@ class AgentRunnerSettings:
     provider_max_connections: int = 1000
     demo_token_delay: float = 0.05  # a readable pace: 20 words a second
     stream_processor: str | None = None  # "package.module:Class", a raaf.StreamProcessor applied to text deltas
-    chunk_size: int = 1024  # the most characters one stored text delta carries (the processor splits longer)
-    buffer_size: int = 8192  # the processor's per-run context window, characters
+    chunk_size: int = CHUNK_SIZE.default  # characters of one stored text delta (the processor splits longer)
+    buffer_size: int = BUFFER_SIZE.default  # the processor's per-run context window, characters
     handover: bool = True  # on stop, hand queued runs that have not started to another runner
     handover_timeout: float = 2.0  # how long one handover request waits for a runner's answer
 
@@ -49,9 +50,9 @@ class AgentRunnerSettings:
         env = Env(environ)
         return cls(
             runtime=RuntimeSettings.from_env(env, default_http_port=9101),
-            pool_size=env.integer("ASYNC_POOL_SIZE", cls.pool_size, min=1, max=100_000),
-            queue_size=env.integer("ASYNC_QUEUE_SIZE", cls.queue_size, min=0, max=1_000_000),
-            timeout=env.number("STREAMING_TIMEOUT", cls.timeout, min=0.1),
+            pool_size=POOL_SIZE.read(env),
+            queue_size=QUEUE_SIZE.read(env),
+            timeout=TIMEOUT.read(env),
             max_timeout=env.number("RUN_MAX_TIMEOUT", cls.max_timeout, min=0.1),
             openai_api_key=env.optional("OPENAI_API_KEY"),
             openai_base_url=env.optional("OPENAI_BASE_URL"),
@@ -73,8 +74,8 @@ class AgentRunnerSettings:
                                                  min=1, max=100_000),
             demo_token_delay=env.number("RUN_DEMO_TOKEN_DELAY", cls.demo_token_delay, min=0, max=10),
             stream_processor=env.optional("RAAF_STREAM_PROCESSOR"),
-            chunk_size=env.integer("STREAMING_CHUNK_SIZE", cls.chunk_size, min=1, max=16 * 1024**2),
-            buffer_size=env.integer("STREAMING_BUFFER_SIZE", cls.buffer_size, min=0, max=64 * 1024**2),
+            chunk_size=CHUNK_SIZE.read(env),
+            buffer_size=BUFFER_SIZE.read(env),
             handover=env.boolean("RUN_HANDOVER", cls.handover),
             handover_timeout=env.number("RUN_HANDOVER_TIMEOUT", cls.handover_timeout, min=0.05, max=60),
         )

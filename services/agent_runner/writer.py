@@ -11,7 +11,7 @@ import nats.errors
 import nats.js.errors
 
 from proto.runs import RunEvent, runs_encoder
-from services.agent_runner.errors import DuplicateRun, RunSuperseded
+from services.agent_runner.errors import RunSuperseded, duplicate_run
 from shared.errors import RunIdTaken
 from shared.runs.log import RunLog
 
@@ -38,7 +38,7 @@ class RunWriter:
     async def emit(self, kind: type[E], *, patience: float | None = None, first: bool = False, **fields: Any) -> E:
         """Store the next event; retry a transient failure until ``patience`` seconds (None: until cancelled).
 
-        ``first``: the run's first event, stored only if the run id is unused (``DuplicateRun`` otherwise).
+        ``first``: the run's first event, stored only if the run id is unused (a ``conflict`` ``RunError`` otherwise).
         """
         if self.gate is not None and not first and not await asyncio.shield(self.gate):
             raise RunSuperseded(self.run_id, self.seq + 1)
@@ -64,7 +64,7 @@ class RunWriter:
             except RunIdTaken:
                 if await self._stored_is(payload):  # our own earlier attempt, stored before its ack was lost
                     return
-                raise DuplicateRun(self.run_id) from None
+                raise duplicate_run(self.run_id) from None
             except _TRANSIENT:
                 if give_up is not None and time.monotonic() + delay > give_up:
                     raise

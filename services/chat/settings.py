@@ -7,6 +7,14 @@ from dataclasses import dataclass
 
 from proto.chat import BusyPolicy
 from proto.runs import is_agent_name
+from shared.chat.settings import (
+    ENABLE_TYPING_INDICATORS,
+    MAX_MESSAGE_LENGTH,
+    MAX_PARTICIPANTS_PER_ROOM,
+    MAX_ROOMS,
+    MESSAGE_HISTORY_SIZE,
+    RATE_LIMIT,
+)
 from shared.errors import SettingsError
 from shared.service.settings import Env, RuntimeSettings
 
@@ -14,15 +22,15 @@ from shared.service.settings import Env, RuntimeSettings
 @dataclass(frozen=True, kw_only=True)
 class ChatSettings:
     runtime: RuntimeSettings
-    max_rooms: int = 100
-    max_participants_per_room: int = 50
-    message_history_size: int = 500  # also the feed stream's per-subject cap
-    enable_typing_indicators: bool = True
+    max_rooms: int = MAX_ROOMS.default
+    max_participants_per_room: int = MAX_PARTICIPANTS_PER_ROOM.default
+    message_history_size: int = MESSAGE_HISTORY_SIZE.default  # also the feed stream's per-subject cap
+    enable_typing_indicators: bool = ENABLE_TYPING_INDICATORS.default
     # The seed's ``chat.configure`` block.
     enable_handoffs: bool = True
     enable_message_history: bool = True
-    max_message_length: int = 2000  # characters
-    rate_limit: int = 60  # messages per minute per user, across rooms
+    max_message_length: int = MAX_MESSAGE_LENGTH.default  # characters
+    rate_limit: int = RATE_LIMIT.default  # messages per minute per user, across rooms
     # Beyond the seed.
     typing_timeout: float = 6.0  # seconds a typing indicator lives without a refresh
     busy_policy: BusyPolicy = BusyPolicy.ENQUEUE  # a room's default
@@ -46,17 +54,14 @@ class ChatSettings:
             raise SettingsError("CHAT_DEFAULT_AGENT", default_agent, "expected 1-48 letters, digits, '_' or '-'")
         return cls(
             runtime=RuntimeSettings.from_env(env, default_http_port=9102),
-            max_rooms=env.integer("CHAT_MAX_ROOMS", cls.max_rooms, min=1),
-            max_participants_per_room=env.integer("CHAT_MAX_PARTICIPANTS_PER_ROOM", cls.max_participants_per_room,
-                                              min=1),
-            message_history_size=env.integer("CHAT_MESSAGE_HISTORY_SIZE", cls.message_history_size, min=1,
-                                             max=100_000),
-            enable_typing_indicators=env.boolean("CHAT_ENABLE_TYPING_INDICATORS", cls.enable_typing_indicators),
+            max_rooms=MAX_ROOMS.read(env),
+            max_participants_per_room=MAX_PARTICIPANTS_PER_ROOM.read(env),
+            message_history_size=MESSAGE_HISTORY_SIZE.read(env),
+            enable_typing_indicators=ENABLE_TYPING_INDICATORS.read(env),
             enable_handoffs=env.boolean("CHAT_ENABLE_HANDOFFS", cls.enable_handoffs),
             enable_message_history=env.boolean("CHAT_ENABLE_MESSAGE_HISTORY", cls.enable_message_history),
-            max_message_length=env.integer("CHAT_MAX_MESSAGE_LENGTH", cls.max_message_length, min=1,
-                                           max=1_000_000),
-            rate_limit=env.integer("CHAT_RATE_LIMIT", cls.rate_limit, min=1),
+            max_message_length=MAX_MESSAGE_LENGTH.read(env),
+            rate_limit=RATE_LIMIT.read(env),
             typing_timeout=env.number("CHAT_TYPING_TIMEOUT", cls.typing_timeout, min=0.1, max=3600),
             busy_policy=BusyPolicy(env.choice("CHAT_BUSY_POLICY", cls.busy_policy.value,
                                               tuple(p.value for p in BusyPolicy))),

@@ -37,11 +37,11 @@ from proto.chat_ws import (
     ChatSent,
     ChatTyping,
 )
-from proto.errors import ErrorCode
+from proto.errors import http_status
 from proto.gateway import Ack, server_encoder
 from services.gateway.connection import Connection
 from services.gateway.context import GatewayContext
-from services.gateway.errors import Forbidden, GatewayError, TooManySubscriptions
+from services.gateway.errors import Forbidden, GatewayError, too_many_subscriptions
 from services.gateway.extension import Handler, Handlers
 from services.gateway.identity import Identity
 from services.gateway.responses import error_response, json_response
@@ -55,8 +55,6 @@ ROOMS_PAGE = Path(__file__).parent / "static" / "rooms.html"
 _REQUEST_TIMEOUT = 5.0  # seconds a chat command may take before the client gets ``unavailable``
 _SUBSCRIPTIONS_PER_ROOM = 3  # feed, log, typing: each counts against WEBSOCKET_MAX_SUBSCRIPTIONS
 _FEED = (UserMessage, AgentMessage, AgentHandoff, AnswerStarted, AnswerDelta)
-_HTTP_STATUS = {ErrorCode.NOT_FOUND: 404, ErrorCode.FORBIDDEN: 403, ErrorCode.UNAVAILABLE: 503,
-                ErrorCode.OVERLOADED: 503, ErrorCode.RATE_LIMITED: 429}
 
 
 @dataclass
@@ -173,7 +171,7 @@ class ChatExtension:
         already = name in rooms
         limit = conn.ctx.max_subscriptions
         if not already and conn.subscription_count + _SUBSCRIPTIONS_PER_ROOM > limit:
-            raise TooManySubscriptions(limit)
+            raise too_many_subscriptions(limit)
         joined = await self.client.join(name, user, conn.id, granted=granted(conn.identity, name),
                                         owner=self.ctx.runtime.instance_id)
         reply = ChatJoined(ref=message.id, room=joined.room, user=user, typing=joined.typing)
@@ -255,8 +253,7 @@ class ChatExtension:
         except GatewayError as exc:
             return error_response(exc)
         except ChatError as exc:
-            status = _HTTP_STATUS.get(exc.code, 400)
-            return json_response(exc.to_wire(), status=status)
+            return json_response(exc.to_wire(), status=http_status(exc.code))
         return web.Response(body=server_encoder.encode(body), content_type="application/json")
 
 

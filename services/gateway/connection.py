@@ -24,7 +24,7 @@ from nats.aio.subscription import Subscription
 from proto.base import Message
 from proto.errors import Error, ErrorCode
 from proto.gateway import CloseCode, server_encoder
-from services.gateway.errors import RateLimited, TooManySubscriptions
+from services.gateway.errors import RateLimited, too_many_subscriptions
 from services.gateway.frames import Deflater, Outgoing, frame
 from services.gateway.identity import Identity
 from shared.nats.conn import barrier
@@ -212,7 +212,7 @@ class Connection:
 
     def check_subscription_room(self) -> None:
         if self.subscription_count >= self.ctx.max_subscriptions:
-            raise TooManySubscriptions(self.ctx.max_subscriptions)
+            raise too_many_subscriptions(self.ctx.max_subscriptions)
 
     # ---- resources extensions own -------------------------------------------------------------
 

@@ -78,7 +78,7 @@ class MessageHandler:
             ref = message.id
             await self.dispatch(conn, message)
         except GatewayError as exc:
-            await conn.send_error(exc.code, exc.message, ref, exc.details())
+            await conn.send_error(exc.code, exc.message, ref, exc.details or None)
             if self.hooks.error:
                 await self.hooks.fire_error(conn, exc)
         except Exception as exc:

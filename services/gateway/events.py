@@ -27,8 +27,8 @@ from services.gateway.errors import (
     InvalidEventName,
     MessageTooLarge,
     NotSubscribedToEvents,
-    TooManyEventPatterns,
-    TooManySubscriptions,
+    too_many_event_patterns,
+    too_many_subscriptions,
 )
 from services.gateway.event_access import may_see
 from services.gateway.event_hub import EventHub
@@ -135,7 +135,7 @@ class EventsExtension:
             return
         limit = conn.ctx.max_subscriptions
         if conn.subscription_count + self.hub.count(conn) >= limit:
-            raise TooManySubscriptions(limit)
+            raise too_many_subscriptions(limit)
         replaying = history > 0 or after_seq is not None
         try:
             await self.hub.join(conn, pattern, subject, replaying=replaying)
@@ -145,7 +145,9 @@ class EventsExtension:
                 return
             events = await self.hub.emitter.history(pattern, limit=history or None, after_seq=after_seq)
         except ListenerLimitError:
-            raise TooManyEventPatterns(self.settings.events.max_patterns) from None
+            raise too_many_event_patterns(self.settings.events.max_patterns) from None
+        except GatewayError:
+            raise  # already the client's answer (the hub is not connected)
         except StreamingError as exc:
             await self.hub.leave(conn, subject)
             raise GatewayUnavailable(str(exc)) from None
@@ -224,7 +226,7 @@ class EventsExtension:
             if not patterns:
                 raise BadMessage("give at least one ?pattern=")
             if len(patterns) > ctx.settings.max_subscriptions:
-                raise TooManySubscriptions(ctx.settings.max_subscriptions)
+                raise too_many_subscriptions(ctx.settings.max_subscriptions)
             for pattern in patterns:
                 self._listen_subject(identity, pattern)  # refuse before the stream starts
             history = _query_int(request, "history") or 0
@@ -233,7 +235,7 @@ class EventsExtension:
                     for pattern in patterns:
                         await self.subscribe(stream.conn, identity, pattern, history=history)
                 except GatewayError as exc:
-                    await stream.conn.send_error(exc.code, exc.message, details=exc.details())
+                    await stream.conn.send_error(exc.code, exc.message, details=exc.details or None)
                 else:
                     await stream.conn.wait_closed()
             return stream.response

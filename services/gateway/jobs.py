@@ -19,12 +19,6 @@ from shared.clients.jobs import JobsClient
 from shared.jobs.errors import JobError
 from shared.service.settings import Env
 
-# The HTTP status of each wire code a jobs request can come back with.
-HTTP_STATUS = {
-    ErrorCode.BAD_REQUEST: 400, ErrorCode.INVALID_NAME: 400, ErrorCode.UNAUTHORIZED: 401, ErrorCode.FORBIDDEN: 403,
-    ErrorCode.NOT_FOUND: 404, ErrorCode.CONFLICT: 409, ErrorCode.TOO_LARGE: 413, ErrorCode.OVERLOADED: 503,
-    ErrorCode.UNAVAILABLE: 503, ErrorCode.CONNECTION_ERROR: 503, ErrorCode.TIMEOUT: 504,
-}
 _add_recurring = msgspec.json.Decoder(RecurringJob)
 
 
@@ -167,10 +161,7 @@ class JobsExtension:
         except GatewayError as exc:
             return error_response(exc)
         except JobError as exc:
-            status = HTTP_STATUS.get(exc.code, 500)
-            headers = {"Retry-After": "1"} if exc.code is ErrorCode.OVERLOADED else None
-            return web.Response(body=jobs_encoder.encode(exc.to_wire()), status=status,
-                                content_type="application/json", headers=headers)
+            return error_response(exc, headers={"Retry-After": "1"} if exc.code is ErrorCode.OVERLOADED else None)
 
     async def _body(self, request: web.Request) -> bytes:
         if request.content_length is not None and request.content_length > self.max_body:

@@ -11,7 +11,7 @@ import msgspec
 from aiohttp import web
 from msgspec import UNSET, UnsetType
 
-from proto.errors import Error, ErrorCode
+from proto.errors import Error, ErrorCode, http_status
 from proto.openai_compat import (
     DONE,
     AssistantMessage,
@@ -31,14 +31,14 @@ from proto.openai_compat import (
 )
 from proto.runs import ChatMessage, RunCancelled, RunCompleted, RunFailed, RunRequest, TextDelta
 from services.gateway.errors import GatewayError
-from services.gateway.runs_http import HTTP_STATUS, RunRoutes
+from services.gateway.runs_http import RunRoutes
 from shared.clients.runs import RunClient
 
 _HISTORY_ROLES: Final = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
 
 def openai_error(error: Error) -> web.Response:
-    status = HTTP_STATUS.get(error.code, 500)
+    status = http_status(error.code)
     kind = "rate_limit_error" if status == 429 else "invalid_request_error" if status < 500 else "server_error"
     body = ErrorBody(error=ErrorDetail(message=error.message, type=kind, code=error.code.value))
     return web.Response(status=status, body=openai_encoder.encode(body), content_type="application/json")

@@ -13,7 +13,7 @@ from proto.errors import Error, ErrorCode
 from proto.runs import AgentStream, CancelRunStream, ResumeRun, is_run_id
 from services.gateway.connection import Connection
 from services.gateway.context import GatewayContext
-from services.gateway.errors import GatewayError
+from services.gateway.errors import too_many_run_streams
 from services.gateway.extension import Handlers
 from services.gateway.openai_routes import ChatCompletionRoutes
 from services.gateway.runs_http import RunRoutes, run_request
@@ -108,7 +108,7 @@ class RunsExtension:
     def _check_room(self, conn: Connection, run_id: str | None) -> None:
         following = self._follows.get(conn.id, {})
         if run_id not in following and len(following) >= self.settings.max_streams_per_connection:
-            raise TooManyRunStreams(self.settings.max_streams_per_connection)
+            raise too_many_run_streams(self.settings.max_streams_per_connection)
 
     def _follow(self, conn: Connection, run_id: str, after: int) -> None:
         follows = self._follows.setdefault(conn.id, {})
@@ -136,12 +136,3 @@ class RunsExtension:
             follows = self._follows.get(conn.id)
             if follows is not None and follows.get(run_id) is asyncio.current_task():
                 del follows[run_id]
-
-
-class TooManyRunStreams(GatewayError):
-    code = ErrorCode.LIMIT_EXCEEDED
-    http_status = 429
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"this connection already follows {limit} runs (GATEWAY_RUN_MAX_STREAMS_PER_CONNECTION)")
-        self.limit = limit

@@ -10,7 +10,7 @@ import msgspec
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from proto.errors import Error, ErrorCode, error_encoder
+from proto.errors import Error, ErrorCode, error_encoder, http_status
 from proto.runs import (
     AgentList,
     AgentStream,
@@ -32,21 +32,13 @@ from services.gateway.runs_settings import RunRouteSettings
 from shared.clients.runs import RunClient
 from shared.metrics import catalogue as names
 
-HTTP_STATUS: Final[dict[ErrorCode, int]] = {
-    ErrorCode.BAD_REQUEST: 400, ErrorCode.PROTOCOL_ERROR: 400, ErrorCode.INVALID_NAME: 400,
-    ErrorCode.UNAUTHORIZED: 401, ErrorCode.FORBIDDEN: 403, ErrorCode.NOT_FOUND: 404, ErrorCode.CONFLICT: 409,
-    ErrorCode.TOO_LARGE: 413, ErrorCode.RATE_LIMITED: 429, ErrorCode.LIMIT_EXCEEDED: 429,
-    ErrorCode.OVERLOADED: 503, ErrorCode.TIMEOUT: 504, ErrorCode.CANCELLED: 409, ErrorCode.PROVIDER_ERROR: 502,
-    ErrorCode.TOOL_ERROR: 500, ErrorCode.MAX_TURNS: 500, ErrorCode.CONNECTION_ERROR: 503,
-    ErrorCode.UNAVAILABLE: 503, ErrorCode.INTERNAL: 500,
-}
 SSE_HEADERS: Final = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
                       "X-Accel-Buffering": "no"}
 
 
 def error_response(error: Error) -> web.Response:
     headers = {"Retry-After": "1"} if error.code in (ErrorCode.OVERLOADED, ErrorCode.UNAVAILABLE) else None
-    return web.Response(status=HTTP_STATUS.get(error.code, 500), body=error_encoder.encode(error),
+    return web.Response(status=http_status(error.code), body=error_encoder.encode(error),
                         content_type="application/json", headers=headers)
 
 

@@ -12,6 +12,15 @@ from typing import Any
 
 from services.gateway.runs_settings import RunRouteSettings
 from shared.errors import SettingsError
+from shared.gateway.settings import (
+    AUTH_TIMEOUT,
+    ENABLE_COMPRESSION,
+    ENABLE_SSE,
+    HEARTBEAT_INTERVAL,
+    HOST,
+    MAX_CONNECTIONS,
+    PORT,
+)
 from shared.service.settings import Env, RuntimeSettings
 
 AUTH_MODES = ("none", "jwt", "token")
@@ -25,17 +34,17 @@ def token_digest(token: str) -> str:
 @dataclass(frozen=True, kw_only=True)
 class GatewaySettings:
     runtime: RuntimeSettings
-    host: str = "0.0.0.0"
-    port: int = 8080
+    host: str = HOST.default
+    port: int = PORT.default
     # Connections.
-    max_connections: int = 5000
-    heartbeat_interval: float = 30.0  # seconds between pings to a quiet connection; 0 turns pings off
+    max_connections: int = MAX_CONNECTIONS.default
+    heartbeat_interval: float = HEARTBEAT_INTERVAL.default  # pings to a quiet connection; 0: none
     pong_timeout: float = 10.0  # a ping unanswered this long means the peer is dead
-    auth_timeout: float = 10.0  # an unauthenticated connection (jwt/token mode) is closed after this
+    auth_timeout: float = AUTH_TIMEOUT.default  # then an unauthenticated connection (jwt/token) is closed
     idle_timeout: float = 300.0  # no client message for this long closes the connection; 0 = never
     close_timeout: float = 5.0  # how long a closing connection may take to flush before it is aborted
     # Compression (permessage-deflate; the gateway never keeps a compressor per connection).
-    enable_compression: bool = True
+    enable_compression: bool = ENABLE_COMPRESSION.default
     compression_level: int = 1
     compression_threshold: int = 256  # smaller messages go uncompressed
     # Per-connection limits.
@@ -61,7 +70,7 @@ class GatewaySettings:
     direct_delivery: bool = True  # skip nats-py's per-message queue and parser (shared.nats.fastpaths)
     ws_fast_path: bool = True  # deflate without context takeover on aiohttp internals (gateway/wsresponse.py)
     # Features.
-    enable_sse: bool = True
+    enable_sse: bool = ENABLE_SSE.default
     chat_page: bool = True
     runs: RunRouteSettings = field(default_factory=RunRouteSettings)  # GATEWAY_RUN_* (services/gateway/runs.py)
 
@@ -72,8 +81,8 @@ class GatewaySettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GatewaySettings:
         env = Env(environ)
-        host = env.string("WEBSOCKET_HOST", cls.host)
-        port = env.port("WEBSOCKET_PORT", cls.port)
+        host = HOST.read(env)
+        port = PORT.read(env)
         # The gateway serves health and metrics on its own port, beside /ws.
         runtime = dataclasses.replace(RuntimeSettings.from_env(env, default_http_port=port),
                                       http_host=host, http_port=port)
@@ -88,13 +97,13 @@ class GatewaySettings:
             runtime=runtime,
             host=host,
             port=port,
-            max_connections=env.integer("WEBSOCKET_MAX_CONNECTIONS", cls.max_connections, min=1),
-            heartbeat_interval=env.number("WEBSOCKET_HEARTBEAT_INTERVAL", cls.heartbeat_interval, min=0),
+            max_connections=MAX_CONNECTIONS.read(env),
+            heartbeat_interval=HEARTBEAT_INTERVAL.read(env),
             pong_timeout=env.number("WEBSOCKET_PONG_TIMEOUT", cls.pong_timeout, min=0.05),
-            auth_timeout=env.number("WEBSOCKET_AUTH_TIMEOUT", cls.auth_timeout, min=0.05),
+            auth_timeout=AUTH_TIMEOUT.read(env),
             idle_timeout=env.number("WEBSOCKET_IDLE_TIMEOUT", cls.idle_timeout, min=0),
             close_timeout=env.number("WEBSOCKET_CLOSE_TIMEOUT", cls.close_timeout, min=0.05),
-            enable_compression=env.boolean("WEBSOCKET_ENABLE_COMPRESSION", cls.enable_compression),
+            enable_compression=ENABLE_COMPRESSION.read(env),
             compression_level=env.integer("WEBSOCKET_COMPRESSION_LEVEL", cls.compression_level, min=1, max=9),
             compression_threshold=env.integer("WEBSOCKET_COMPRESSION_THRESHOLD", cls.compression_threshold,
                                               min=0),
@@ -117,7 +126,7 @@ class GatewaySettings:
             peer_interval=env.number("GATEWAY_PEER_INTERVAL", cls.peer_interval, min=0.05, max=600),
             direct_delivery=env.boolean("GATEWAY_DIRECT_DELIVERY", cls.direct_delivery),
             ws_fast_path=env.boolean("GATEWAY_WS_FAST_PATH", cls.ws_fast_path),
-            enable_sse=env.boolean("STREAMING_ENABLE_SSE", cls.enable_sse),
+            enable_sse=ENABLE_SSE.read(env),
             chat_page=env.boolean("GATEWAY_CHAT_PAGE", cls.chat_page),
             runs=RunRouteSettings.from_env(env.environ),
         )

@@ -17,7 +17,7 @@ from proto.gateway import Limits, Welcome
 from services.gateway.auth import Authenticator
 from services.gateway.channels import ChannelHub, check_channel
 from services.gateway.connection import Connection, ConnectionContext
-from services.gateway.errors import Forbidden, GatewayError, GatewayUnavailable, TooManyConnections
+from services.gateway.errors import Forbidden, GatewayError, GatewayUnavailable, too_many_connections
 from services.gateway.identity import Identity
 from services.gateway.metrics import GatewayCounters
 from services.gateway.registry import ConnectionRegistry
@@ -67,7 +67,7 @@ class SseStreams:
             raise GatewayUnavailable("not accepting connections")
         if not self.registry.reserve():
             self.counters.refused["max_connections"] += 1
-            raise TooManyConnections(self.registry.max_connections)
+            raise too_many_connections(self.registry.max_connections)
         try:
             response = web.StreamResponse(headers=SSE_HEADERS)
             chunked = request.version >= HttpVersion11

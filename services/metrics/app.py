@@ -18,10 +18,10 @@ from nats.micro.service import Service as MicroService
 from proto.jobs import job_lifecycle_decoder
 from proto.lifecycle import ServiceStarted, ServiceStopping, lifecycle_decoder
 from proto.stats import ClusterHealth, ClusterStats, InstanceRef, stats_encoder
-from services.metrics.errors import MetricsServiceError, NatsUnavailableError
 from services.metrics.jobs import JobLifecycleMetrics
 from services.metrics.registry import InstanceRegistry
 from services.metrics.settings import MetricsSettings
+from shared import errors
 from shared.metrics import catalogue as names
 from shared.nats.conn import barrier
 from shared.service.app import App
@@ -90,7 +90,7 @@ class MetricsApp(App):
     async def cluster_stats(self) -> ClusterStats:
         """Every instance's figures combined; known instances that stay silent are listed as unanswered."""
         if not self.nc.is_connected:
-            raise NatsUnavailableError(self.runtime.nats_url)
+            raise errors.ConnectionError(f"NATS at {self.runtime.nats_url} is not connected; cannot gather statistics")
         settings = self.metrics_settings
         # An instance that announced itself a moment ago (a reporter that just connected) may still be on its
         # way to us. The barrier's message travels behind it on our connection, and nats-py runs the earlier
@@ -183,7 +183,7 @@ class MetricsApp(App):
     async def _http_stats(self, request: web.Request) -> web.Response:
         try:
             stats = await self.cluster_stats()
-        except MetricsServiceError as exc:
+        except errors.StreamingError as exc:
             return web.Response(body=stats_encoder.encode(exc.to_wire()), status=exc.http_status, content_type=JSON)
         return web.Response(body=stats_encoder.encode(stats), content_type=JSON)
 
@@ -195,7 +195,7 @@ class MetricsApp(App):
     async def _answer_cluster_stats(self, request: MicroRequest) -> None:
         try:
             body = stats_encoder.encode(await self.cluster_stats())
-        except MetricsServiceError as exc:
+        except errors.StreamingError as exc:
             body = stats_encoder.encode(exc.to_wire())
         await request.respond(body)
 

@@ -1,4 +1,5 @@
-"""Typed chat errors: each carries its attributes and a wire code, and survives the trip through NATS."""
+"""Typed chat errors: each carries its attributes and a wire code, and survives the trip through NATS; each is
+also the ``shared.errors`` class of its code, so ``except raaf.NotFoundError`` catches ``RoomNotFound``."""
 
 from __future__ import annotations
 
@@ -7,20 +8,31 @@ from typing import Any, ClassVar
 import msgspec
 
 from proto.errors import Error, ErrorCode
+from shared.errors import (
+    BadRequestError,
+    ConflictError,
+    ForbiddenError,
+    InvalidNameError,
+    LimitExceededError,
+    NotFoundError,
+    OverloadedError,
+    RateLimitError,
+    StreamingError,
+    TooLargeError,
+    UnavailableError,
+)
 
-_raw_encoder = msgspec.json.Encoder()
 
+class ChatError(StreamingError):
+    """Base of every chat error; ``kind`` names the subclass on the wire (``details.kind``, ahead of the
+    attributes)."""
 
-class ChatError(Exception):
-    """Base of every chat error; ``kind`` names the subclass on the wire (``details.kind``)."""
-
-    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
+    code = ErrorCode.INTERNAL
     kind: ClassVar[str] = "chat_error"
     _kinds: ClassVar[dict[str, type[ChatError]]] = {}
 
     def __init__(self, message: str, **attrs: Any) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(message, details={"kind": self.kind, **attrs})
         self.attrs = attrs
         for name, value in attrs.items():
             setattr(self, name, value)
@@ -28,12 +40,6 @@ class ChatError(Exception):
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
         ChatError._kinds[cls.kind] = cls
-
-    def to_wire(self, ref: str | None = None) -> Error:
-        details = {"kind": msgspec.Raw(_raw_encoder.encode(self.kind))}
-        for name, value in self.attrs.items():
-            details[name] = msgspec.Raw(_raw_encoder.encode(value))
-        return Error(code=self.code, message=self.message, ref=ref, details=details)
 
     @classmethod
     def from_wire(cls, error: Error) -> ChatError:
@@ -43,14 +49,14 @@ class ChatError(Exception):
         klass = ChatError._kinds.get(kind) if isinstance(kind, str) else None
         if klass is None:
             exc = ChatError(error.message, **details)
-            exc.code = error.code  # type: ignore[misc]
+            exc.code = error.code
             return exc
         exc = klass.__new__(klass)
         ChatError.__init__(exc, error.message, **details)
         return exc
 
 
-class InvalidCommand(ChatError):
+class InvalidCommand(ChatError, BadRequestError):
     """A command that cannot be decoded or has a bad field."""
 
     code = ErrorCode.BAD_REQUEST
@@ -61,7 +67,7 @@ class InvalidCommand(ChatError):
         super().__init__(reason, reason=reason)
 
 
-class CommandTooLarge(ChatError):
+class CommandTooLarge(ChatError, TooLargeError):
     """A command payload over CHAT_MAX_COMMAND_BYTES."""
 
     code = ErrorCode.TOO_LARGE
@@ -73,7 +79,7 @@ class CommandTooLarge(ChatError):
         super().__init__(f"command of {size} bytes is over the {limit}-byte limit", size=size, limit=limit)
 
 
-class InvalidRoomName(ChatError):
+class InvalidRoomName(ChatError, InvalidNameError):
     """A room name that is empty, too long or has control characters."""
 
     code = ErrorCode.INVALID_NAME
@@ -85,7 +91,7 @@ class InvalidRoomName(ChatError):
         super().__init__(f"invalid room name {name!r}: {reason}", name=name, reason=reason)
 
 
-class InvalidAgent(ChatError):
+class InvalidAgent(ChatError, BadRequestError):
     """An agent definition the platform cannot run (bad name, duplicate)."""
 
     code = ErrorCode.BAD_REQUEST
@@ -97,7 +103,7 @@ class InvalidAgent(ChatError):
         super().__init__(f"invalid agent {agent!r}: {reason}", agent=agent, reason=reason)
 
 
-class RoomNotFound(ChatError):
+class RoomNotFound(ChatError, NotFoundError):
     """No room of that name."""
 
     code = ErrorCode.NOT_FOUND
@@ -108,7 +114,7 @@ class RoomNotFound(ChatError):
         super().__init__(f"no room {room!r}", room=room)
 
 
-class RoomExists(ChatError):
+class RoomExists(ChatError, ConflictError):
     """A room of that name exists already."""
 
     code = ErrorCode.CONFLICT
@@ -119,7 +125,7 @@ class RoomExists(ChatError):
         super().__init__(f"room {room!r} exists already", room=room)
 
 
-class TooManyRooms(ChatError):
+class TooManyRooms(ChatError, LimitExceededError):
     """CHAT_MAX_ROOMS rooms exist already."""
 
     code = ErrorCode.LIMIT_EXCEEDED
@@ -130,7 +136,7 @@ class TooManyRooms(ChatError):
         super().__init__(f"the chat has its maximum of {limit} rooms", limit=limit)
 
 
-class RoomFull(ChatError):
+class RoomFull(ChatError, LimitExceededError):
     """The room has its maximum of participants."""
 
     code = ErrorCode.LIMIT_EXCEEDED
@@ -142,7 +148,7 @@ class RoomFull(ChatError):
         super().__init__(f"room {room!r} is full ({limit} participants)", room=room, limit=limit)
 
 
-class TooManySessions(ChatError):
+class TooManySessions(ChatError, LimitExceededError):
     """A user joined the room from CHAT_MAX_SESSIONS_PER_USER sessions already."""
 
     code = ErrorCode.LIMIT_EXCEEDED
@@ -158,7 +164,7 @@ class TooManySessions(ChatError):
         )
 
 
-class TooManyAgents(ChatError):
+class TooManyAgents(ChatError, LimitExceededError):
     """The room has CHAT_MAX_AGENTS_PER_ROOM agents already."""
 
     code = ErrorCode.LIMIT_EXCEEDED
@@ -170,7 +176,7 @@ class TooManyAgents(ChatError):
         super().__init__(f"room {room!r} has its maximum of {limit} agents", room=room, limit=limit)
 
 
-class RoomRestricted(ChatError):
+class RoomRestricted(ChatError, ForbiddenError):
     """A restricted room refuses an identity it does not allow."""
 
     code = ErrorCode.FORBIDDEN
@@ -182,7 +188,7 @@ class RoomRestricted(ChatError):
         super().__init__(f"room {room!r} is restricted and {user!r} is not allowed in it", room=room, user=user)
 
 
-class NotAParticipant(ChatError):
+class NotAParticipant(ChatError, ForbiddenError):
     """Only participants (this session joined) may post, type or ask for a handoff."""
 
     code = ErrorCode.FORBIDDEN
@@ -194,7 +200,7 @@ class NotAParticipant(ChatError):
         super().__init__(f"{user!r} has not joined room {room!r} from this session", room=room, user=user)
 
 
-class FeatureDisabled(ChatError):
+class FeatureDisabled(ChatError, ForbiddenError):
     """A feature switched off by configuration (handoffs, typing indicators, history)."""
 
     code = ErrorCode.FORBIDDEN
@@ -205,7 +211,7 @@ class FeatureDisabled(ChatError):
         super().__init__(f"{feature} are disabled", feature=feature)
 
 
-class MessageTooLong(ChatError):
+class MessageTooLong(ChatError, TooLargeError):
     """A message over the room's max_message_length."""
 
     code = ErrorCode.TOO_LARGE
@@ -220,7 +226,7 @@ class MessageTooLong(ChatError):
         )
 
 
-class EmptyMessage(ChatError):
+class EmptyMessage(ChatError, BadRequestError):
     """A message with no text."""
 
     code = ErrorCode.BAD_REQUEST
@@ -231,7 +237,7 @@ class EmptyMessage(ChatError):
         super().__init__("message text is empty", room=room)
 
 
-class RateLimited(ChatError):
+class RateLimited(ChatError, RateLimitError):
     """A user posted CHAT_RATE_LIMIT messages in the last minute."""
 
     code = ErrorCode.RATE_LIMITED
@@ -247,7 +253,7 @@ class RateLimited(ChatError):
         )
 
 
-class AgentBusy(ChatError):
+class AgentBusy(ChatError, ConflictError):
     """The room rejects messages while its agent is answering (busy policy ``reject``)."""
 
     code = ErrorCode.CONFLICT
@@ -262,7 +268,7 @@ class AgentBusy(ChatError):
         )
 
 
-class QueueFull(ChatError):
+class QueueFull(ChatError, OverloadedError):
     """CHAT_MAX_QUEUED_MESSAGES messages wait for an answer in the room already."""
 
     code = ErrorCode.OVERLOADED
@@ -274,7 +280,7 @@ class QueueFull(ChatError):
         super().__init__(f"room {room!r} has {limit} messages waiting for an answer; try later", room=room, limit=limit)
 
 
-class UnknownAgent(ChatError):
+class UnknownAgent(ChatError, NotFoundError):
     """The room has no agent of that name."""
 
     code = ErrorCode.NOT_FOUND
@@ -286,7 +292,7 @@ class UnknownAgent(ChatError):
         super().__init__(f"room {room!r} has no agent {agent!r}", room=room, agent=agent)
 
 
-class ConcurrentUpdate(ChatError):
+class ConcurrentUpdate(ChatError, ConflictError):
     """The room kept changing under the command (other replicas); the client may retry."""
 
     code = ErrorCode.CONFLICT
@@ -297,7 +303,7 @@ class ConcurrentUpdate(ChatError):
         super().__init__(f"room {room!r} changed concurrently; retry", room=room)
 
 
-class ChatUnavailable(ChatError):
+class ChatUnavailable(ChatError, UnavailableError):
     """The chat service is draining, rebuilding or cannot reach its store."""
 
     code = ErrorCode.UNAVAILABLE
@@ -308,7 +314,7 @@ class ChatUnavailable(ChatError):
         super().__init__(f"chat unavailable: {reason}", reason=reason)
 
 
-class ChatOverloaded(ChatError):
+class ChatOverloaded(ChatError, OverloadedError):
     """CHAT_MAX_INFLIGHT_COMMANDS commands are being handled already."""
 
     code = ErrorCode.OVERLOADED

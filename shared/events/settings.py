@@ -5,9 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shared.service.settings import Env, RuntimeSettings
+from shared.service.settings import Env, RuntimeSettings, Setting
 
 DAY = 86_400.0
+
+# The seed's ``config.events`` keys (``raaf.configure(events=...)`` validates by these same declarations).
+MAX_LISTENERS = Setting("EVENTS_MAX_LISTENERS", 100, min=1, max=1_000_000)
+ENABLE_WILDCARDS = Setting("EVENTS_ENABLE_WILDCARDS", True)
+ENABLE_HISTORY = Setting("EVENTS_ENABLE_HISTORY", True)
+HISTORY_SIZE = Setting("EVENTS_HISTORY_SIZE", 1000, min=1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -15,11 +21,11 @@ class EventSettings:
     """Limits and switches of :class:`raaf.EventEmitter`; every one is an ``EVENTS_*`` variable."""
 
     runtime: RuntimeSettings  # NATS_URL, RAAF_PREFIX, JETSTREAM_REPLICAS, INSTANCE_ID, ...
-    max_listeners: int = 100  # EVENTS_MAX_LISTENERS: listeners on one pattern (seed: config.events.max_listeners)
+    max_listeners: int = MAX_LISTENERS.default  # EVENTS_MAX_LISTENERS: listeners on one pattern
     max_patterns: int = 1000  # EVENTS_MAX_PATTERNS: distinct patterns (NATS subscriptions) of one emitter
-    enable_wildcards: bool = True  # EVENTS_ENABLE_WILDCARDS
-    enable_history: bool = True  # EVENTS_ENABLE_HISTORY: keep events in the JetStream stream <PREFIX>_EVENTS
-    history_size: int = 1000  # EVENTS_HISTORY_SIZE: events kept per event name (seed: config.events.history_size)
+    enable_wildcards: bool = ENABLE_WILDCARDS.default  # EVENTS_ENABLE_WILDCARDS
+    enable_history: bool = ENABLE_HISTORY.default  # EVENTS_ENABLE_HISTORY: keep events in <PREFIX>_EVENTS
+    history_size: int = HISTORY_SIZE.default  # EVENTS_HISTORY_SIZE: events kept per event name
     history_max_msgs: int = 1_000_000  # EVENTS_HISTORY_MAX_MSGS: events kept in all
     history_max_bytes: int = 1 << 30  # EVENTS_HISTORY_MAX_BYTES
     max_age: float = 7 * DAY  # EVENTS_MAX_AGE: seconds an event is kept
@@ -46,11 +52,11 @@ class EventSettings:
         runtime = RuntimeSettings.from_env(env, default_http_port=0)
         return cls(
             runtime=runtime,
-            max_listeners=env.integer("EVENTS_MAX_LISTENERS", cls.max_listeners, min=1, max=1_000_000),
+            max_listeners=MAX_LISTENERS.read(env),
             max_patterns=env.integer("EVENTS_MAX_PATTERNS", cls.max_patterns, min=1, max=1_000_000),
-            enable_wildcards=env.boolean("EVENTS_ENABLE_WILDCARDS", cls.enable_wildcards),
-            enable_history=env.boolean("EVENTS_ENABLE_HISTORY", cls.enable_history),
-            history_size=env.integer("EVENTS_HISTORY_SIZE", cls.history_size, min=1),
+            enable_wildcards=ENABLE_WILDCARDS.read(env),
+            enable_history=ENABLE_HISTORY.read(env),
+            history_size=HISTORY_SIZE.read(env),
             history_max_msgs=env.integer("EVENTS_HISTORY_MAX_MSGS", cls.history_max_msgs, min=1),
             history_max_bytes=env.integer("EVENTS_HISTORY_MAX_BYTES", cls.history_max_bytes, min=1024),
             max_age=env.number("EVENTS_MAX_AGE", cls.max_age, min=1, max=3650 * DAY),

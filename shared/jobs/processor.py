@@ -26,10 +26,21 @@ from shared.jobs.maintenance import QueueMaintainer
 from shared.jobs.metrics import WorkerMetrics
 from shared.jobs.model import JobLimits, RetryPolicy, check_job_type, check_queue_name
 from shared.jobs.queue import JobQueue
+from shared.jobs.settings import (
+    LEASE_SECONDS,
+    LIFECYCLE_EVENTS,
+    POOL_TIMEOUT,
+    RETRY_BACKOFF,
+    RETRY_COUNT,
+    RETRY_DELAY,
+    RETRY_MAX_DELAY,
+    WORKERS,
+    limits_from_env,
+)
 from shared.jobs.store import JobStore
 from shared.jobs.worker import Handler, HandlerSpec, JobWorker
 from shared.nats.conn import connect_nats
-from shared.service.settings import Env
+from shared.service.settings import NATS_URL, PREFIX, REDIS_URL, SHUTDOWN_TIMEOUT, Env
 
 log = logging.getLogger("raaf.jobs")
 H = TypeVar("H", bound=Handler)
@@ -48,21 +59,22 @@ class BackgroundProcessor:
         self,
         redis_url: str | None = None,
         *,
-        workers: int = 10,
-        retry_count: int = 3,
-        retry_delay: float = 5.0,
+        workers: int = WORKERS.default,
+        retry_count: int = RETRY_COUNT.default,
+        retry_delay: float = RETRY_DELAY.default,
         queue_name: str = "jobs",
         nats_url: str | None = None,
         prefix: str | None = None,
-        lease_seconds: float = 10.0,
+        lease_seconds: float = LEASE_SECONDS.default,
         poll_interval: float | None = None,
         maintenance_interval: float | None = 1.0,
-        retry_backoff: float = 2.0,
-        retry_max_delay: float = 300.0,
+        retry_backoff: float = RETRY_BACKOFF.default,
+        retry_max_delay: float = RETRY_MAX_DELAY.default,
         limits: JobLimits | None = None,
-        lifecycle_events: bool = True,
-        shutdown_timeout: float = 25.0,
+        lifecycle_events: bool = LIFECYCLE_EVENTS.default,
+        shutdown_timeout: float = SHUTDOWN_TIMEOUT.default,
         nats_connect_timeout: float = 5.0,
+        pool_timeout: float | None = None,
         redis_client: redis.Redis | None = None,
         nats_client: NATS | None = None,
         registry: CollectorRegistry | None = None,
@@ -77,6 +89,7 @@ class BackgroundProcessor:
         redis_url = str(config.background.redis_url) if redis_url is None else redis_url
         nats_url = configured_environ().get("NATS_URL") if nats_url is None else nats_url
         prefix = str(config.platform.prefix) if prefix is None else prefix
+        self.pool_timeout = float(config.background.pool_timeout) if pool_timeout is None else pool_timeout
         self.redis_url = redis_url
         self.nats_url = nats_url
         self.workers = workers
@@ -112,18 +125,19 @@ class BackgroundProcessor:
         """Settings from the environment: ``REDIS_URL``, ``NATS_URL``, ``RAAF_PREFIX``, ``BACKGROUND_*``, ``JOBS_*``."""
         env = Env(configured_environ() if environ is None else environ)  # raaf.configure(...) counts too
         options: dict[str, Any] = {
-            "redis_url": env.url("REDIS_URL", "redis://127.0.0.1:6379/0", ("redis", "rediss", "unix")),
-            "nats_url": env.optional("NATS_URL"),
-            "prefix": env.string("RAAF_PREFIX", "raaf"),
-            "workers": env.integer("BACKGROUND_WORKERS", 10, min=1, max=100_000),
-            "retry_count": env.integer("BACKGROUND_RETRY_COUNT", 3, min=0, max=100),
-            "retry_delay": env.number("BACKGROUND_RETRY_DELAY", 5.0, min=0, max=7 * 86400),
+            "redis_url": REDIS_URL.read(env),
+            "nats_url": env.optional(NATS_URL.env),  # unset: no NATS (jobs still run, polling Redis)
+            "prefix": PREFIX.read(env),
+            "workers": WORKERS.read(env),
+            "retry_count": RETRY_COUNT.read(env),
+            "retry_delay": RETRY_DELAY.read(env),
             "queue_name": env.string("JOBS_QUEUE_NAME", "jobs"),
-            "lease_seconds": env.number("JOBS_LEASE_SECONDS", 10.0, min=0.1, max=3600),
-            "retry_backoff": env.number("JOBS_RETRY_BACKOFF", 2.0, min=1, max=10),
-            "retry_max_delay": env.number("JOBS_RETRY_MAX_DELAY", 300.0, min=0, max=7 * 86400),
-            "lifecycle_events": env.boolean("JOBS_LIFECYCLE_EVENTS", True),
-            "shutdown_timeout": env.number("SHUTDOWN_TIMEOUT", 25.0, min=0, max=3600),
+            "lease_seconds": LEASE_SECONDS.read(env),
+            "retry_backoff": RETRY_BACKOFF.read(env),
+            "retry_max_delay": RETRY_MAX_DELAY.read(env),
+            "lifecycle_events": LIFECYCLE_EVENTS.read(env),
+            "shutdown_timeout": SHUTDOWN_TIMEOUT.read(env),
+            "pool_timeout": POOL_TIMEOUT.read(env),
             "limits": limits_from_env(env),
             "worker_id": env.optional("INSTANCE_ID"),
         }
@@ -168,7 +182,8 @@ class BackgroundProcessor:
         async with self._connect_lock:
             if self._queue is None:
                 if self._redis is None:
-                    self._redis = connect_redis_blocking(self.redis_url, pool_size=max(8, min(64, self.workers + 4)))
+                    self._redis = connect_redis_blocking(self.redis_url, pool_size=max(8, min(64, self.workers + 4)),
+                                                         wait=self.pool_timeout)
                 if self._nc is None and self.nats_url:
                     self._nc = await self._connect_nats(self.nats_url)
                 store = JobStore(self._redis, queue=self.queue_name, prefix=self.prefix, limits=self.limits)
@@ -378,16 +393,3 @@ def connect_redis_blocking(url: str, *, pool_size: int, wait: float = 10.0) -> r
                                                  socket_connect_timeout=2.0, socket_timeout=5.0,
                                                  health_check_interval=10, retry_on_timeout=True)
     return redis.Redis(connection_pool=pool)
-
-
-def limits_from_env(env: Env) -> JobLimits:
-    """The ``JOBS_*`` limits, shared by workers and the scheduler service."""
-    d = JobLimits()
-    return JobLimits(
-        max_payload_bytes=env.integer("JOBS_MAX_PAYLOAD_BYTES", d.max_payload_bytes, min=64, max=512 * 1024 * 1024),
-        max_queue_depth=env.integer("JOBS_MAX_QUEUE_DEPTH", d.max_queue_depth, min=0),
-        max_scheduled=env.integer("JOBS_MAX_SCHEDULED", d.max_scheduled, min=0),
-        dead_letter_max=env.integer("JOBS_DEAD_LETTER_MAX", d.dead_letter_max, min=0),
-        result_ttl=env.number("JOBS_RESULT_TTL", d.result_ttl, min=0),
-        require_known_type=env.boolean("JOBS_REQUIRE_KNOWN_TYPE", d.require_known_type),
-    )

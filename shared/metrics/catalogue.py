@@ -28,7 +28,6 @@ CHAT = ("chat",)
 METRICS = ("metrics",)
 EVENTS = ("events",)
 WORKERS = ("workers",)
-SERVICES = ("gateway", "agent-runner", "chat", "scheduler", "metrics")
 
 # ---- every service (shared.metrics.RuntimeMetrics) -------------------------------------------------------
 SERVICE = InfoSpec(name="raaf_service", help="The service this process runs.", exporters=EVERY)

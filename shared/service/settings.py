@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
-from proto.subjects import InvalidNameError, check_prefix
+from proto.subjects import check_prefix
 from shared.errors import EventLoopUnavailable, SettingsError
 from shared.service.eventloop import EVENT_LOOPS, resolve
+
+T = TypeVar("T", str, int, float, bool)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -103,6 +106,79 @@ class Env:
             raise SettingsError(name, value, f"must be <= {high}")
 
 
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """One environment variable, declared once: its name, default (whose type is the setting's) and bounds.
+
+    The settings dataclasses read it with :meth:`read` and take their field default from it; ``raaf.configure``
+    (``shared.config``) validates the same key by the same declaration.
+    """
+
+    env: str
+    default: T
+    min: float | None = None  # inclusive
+    max: float | None = None  # inclusive
+    schemes: tuple[str, ...] = ()  # a string that must be a URL (or a comma-separated list) with one of these
+    check: Callable[[T], object] | None = None  # raises ValueError (``reason``, else its text) for a bad value
+
+    def __post_init__(self) -> None:
+        if self.min is None and self.max is None:
+            return
+        default = self.default
+        if isinstance(default, bool) or not isinstance(default, int | float):
+            raise ValueError(f"{self.env}: bounds on a {self.kind.__name__} setting")
+        if (self.min is not None and default < self.min) or (self.max is not None and default > self.max):
+            raise ValueError(f"{self.env}: default {default!r} outside {self.bounds()}")
+
+    @property
+    def kind(self) -> type:
+        return type(self.default)
+
+    def read(self, env: Env) -> T:
+        value = self._typed(env)
+        if self.check is not None:
+            try:
+                self.check(value)
+            except ValueError as exc:
+                raise SettingsError(self.env, str(value), str(getattr(exc, "reason", exc))) from None
+        return value
+
+    def _typed(self, env: Env) -> T:
+        default = self.default
+        if isinstance(default, bool):
+            return env.boolean(self.env, default)
+        if isinstance(default, int):
+            return env.integer(self.env, default, min=_whole(self.min), max=_whole(self.max))
+        if isinstance(default, float):
+            return env.number(self.env, default, min=self.min, max=self.max)
+        if self.schemes:
+            return env.url(self.env, default, self.schemes)
+        return env.string(self.env, default)
+
+    def bounds(self) -> str:
+        """``low..high``, ``low..``, ``..high`` or empty (as docs/configuration.md shows them)."""
+        if self.min is None and self.max is None:
+            return ""
+        return f"{_plain(self.min)}..{_plain(self.max)}"
+
+
+def _whole(bound: float | None) -> int | None:
+    return None if bound is None else int(bound)
+
+
+def _plain(bound: float | None) -> str:
+    if bound is None:
+        return ""
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+NATS_URL = Setting("NATS_URL", "nats://127.0.0.1:4222", schemes=("nats", "tls", "ws", "wss"))
+REDIS_URL = Setting("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix"))
+REDIS_POOL_SIZE = Setting("REDIS_POOL_SIZE", 20, min=1, max=10_000)
+PREFIX = Setting("RAAF_PREFIX", "raaf", check=check_prefix)
+SHUTDOWN_TIMEOUT = Setting("SHUTDOWN_TIMEOUT", 25.0, min=0, max=3600)
+
+
 def default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
@@ -111,15 +187,15 @@ def default_instance_id() -> str:
 class RuntimeSettings:
     """What every service needs: where NATS/Redis are, its HTTP side port, logging, shutdown."""
 
-    nats_url: str = "nats://127.0.0.1:4222"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_pool_size: int = 20
-    prefix: str = "raaf"
+    nats_url: str = NATS_URL.default
+    redis_url: str = REDIS_URL.default
+    redis_pool_size: int = REDIS_POOL_SIZE.default
+    prefix: str = PREFIX.default
     http_host: str = "0.0.0.0"
     http_port: int = 0
     log_level: str = "info"
     log_format: str = "json"
-    shutdown_timeout: float = 25.0
+    shutdown_timeout: float = SHUTDOWN_TIMEOUT.default
     nats_reconnect_wait: float = 1.0
     nats_ping_interval: float = 10.0
     jetstream_replicas: int = 1
@@ -129,26 +205,21 @@ class RuntimeSettings:
 
     @classmethod
     def from_env(cls, env: Env, *, default_http_port: int) -> RuntimeSettings:
-        prefix = env.string("RAAF_PREFIX", "raaf")
-        try:
-            check_prefix(prefix)
-        except InvalidNameError as exc:
-            raise SettingsError("RAAF_PREFIX", prefix, exc.reason) from None
         event_loop = env.choice("RAAF_EVENT_LOOP", cls.event_loop, EVENT_LOOPS)
         try:
             resolve(event_loop)
         except EventLoopUnavailable as exc:
             raise SettingsError("RAAF_EVENT_LOOP", event_loop, exc.reason) from None
         return cls(
-            nats_url=env.url("NATS_URL", cls.nats_url, ("nats", "tls", "ws", "wss")),
-            redis_url=env.url("REDIS_URL", cls.redis_url, ("redis", "rediss", "unix")),
-            redis_pool_size=env.integer("REDIS_POOL_SIZE", cls.redis_pool_size, min=1, max=10_000),
-            prefix=prefix,
+            nats_url=NATS_URL.read(env),
+            redis_url=REDIS_URL.read(env),
+            redis_pool_size=REDIS_POOL_SIZE.read(env),
+            prefix=PREFIX.read(env),
             http_host=env.string("HTTP_HOST", cls.http_host),
             http_port=env.port("HTTP_PORT", default_http_port),
             log_level=env.choice("LOG_LEVEL", cls.log_level, ("debug", "info", "warning", "error")),
             log_format=env.choice("LOG_FORMAT", cls.log_format, ("json", "text")),
-            shutdown_timeout=env.number("SHUTDOWN_TIMEOUT", cls.shutdown_timeout, min=0, max=3600),
+            shutdown_timeout=SHUTDOWN_TIMEOUT.read(env),
             nats_reconnect_wait=env.number("NATS_RECONNECT_WAIT", cls.nats_reconnect_wait, min=0.05, max=60),
             nats_ping_interval=env.number("NATS_PING_INTERVAL", cls.nats_ping_interval, min=1, max=600),
             jetstream_replicas=env.integer("JETSTREAM_REPLICAS", cls.jetstream_replicas, min=1, max=5),

@@ -6,7 +6,6 @@ import asyncio
 import os
 import re
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from tests.deploy import kustomize
 from tests.deploy.kustomize import find, pod_spec
 from tests.deploy.servers import ConfiguredServer, assert_jobs_survive_a_crash
 from tests.deploy.settings_catalog import ROOT
+from tests.support.waiting import eventually
 
 RESOURCES = kustomize.build(ROOT / "k8s")
 NATS_SET = find(RESOURCES, "StatefulSet", "nats")
@@ -109,10 +109,8 @@ def _healthy(port: int) -> bool:
 async def test_the_cluster_forms_and_keeps_a_replicated_stream_through_a_lost_server(
     nats_cluster: list[tuple[ConfiguredServer, int]],
 ) -> None:
-    deadline = time.monotonic() + 30
-    while not all(_healthy(monitor) for _, monitor in nats_cluster):
-        assert time.monotonic() < deadline, "the JetStream cluster did not become healthy"
-        await asyncio.sleep(0.2)
+    await eventually(lambda: all(_healthy(monitor) for _, monitor in nats_cluster), 30, interval=0.2,
+                     what="the JetStream cluster becoming healthy")
     urls = [f"nats://127.0.0.1:{server.port}" for server, _ in nats_cluster]
     nc = await nats.connect(servers=urls, reconnect_time_wait=0.2, max_reconnect_attempts=-1)
     try:

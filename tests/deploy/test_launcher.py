@@ -14,7 +14,7 @@ import pytest
 
 from services.launcher import SERVICES, find_service, stack_services
 from shared.devstack.servers import NatsServer, ValkeyServer, die_with_parent, free_port, terminate_all
-from tests.conftest import ROOT, service_env
+from tests.support.env import ROOT, service_env
 
 
 def _launch(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,4 @@
-"""Tools the run tests give their agents (RAAF_TOOLS_MODULE=tests.runs_tools)."""
+"""Tools the run tests give their agents (RAAF_TOOLS_MODULE=tests.support.tools)."""
 
 from __future__ import annotations
 

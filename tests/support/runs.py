@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,9 @@ from nats.aio.client import Client as NATS
 from proto.errors import Error
 from proto.runs import RunAccepted, RunEvent, RunRequest
 from proto.subjects import Subjects
+from services.agent_runner import AgentRunnerApp
 from shared.clients.runs import RunClient
-from tests.conftest import service_env
-from tests.conftest import unique_prefix as unique_prefix  # re-exported for this area's tests
+from tests.support.env import service_env
 
 AGENTS_TOML = """
 [[agents]]
@@ -32,6 +33,7 @@ model = "gpt-4o"
 handoff_description = "Questions about invoices and payments."
 """
 
+StartRunner = Callable[..., Awaitable[AgentRunnerApp]]  # the start_runner fixture: extra env -> a started runner
 
 
 def new_run_id() -> str:
@@ -42,7 +44,7 @@ def runner_env(nats_url: str, mock_url: str, prefix: str, tmp_path: Path, **extr
     agents = tmp_path / "agents.toml"
     agents.write_text(AGENTS_TOML)
     return service_env(nats_url, "redis://127.0.0.1:1/0", RAAF_PREFIX=prefix, OPENAI_BASE_URL=mock_url,
-                       RAAF_AGENTS_FILE=str(agents), RAAF_TOOLS_MODULE="tests.runs_tools", RUN_RETRY_DELAY="0.01",
+                       RAAF_AGENTS_FILE=str(agents), RAAF_TOOLS_MODULE="tests.support.tools", RUN_RETRY_DELAY="0.01",
                        RUN_LEASE_TTL="2", **extra)
 
 
@@ -77,39 +79,3 @@ class Runs:
 
 def types(events: list[RunEvent]) -> list[str]:
     return [type(e).__name__ for e in events]
-
-
-class SseEvent:
-    def __init__(self, id: str | None, event: str | None, data: bytes) -> None:
-        self.id = id
-        self.event = event
-        self.data = data
-
-    def json(self) -> Any:
-        import json
-
-        return json.loads(self.data)
-
-
-async def sse_events(response: Any) -> Any:
-    """Parse a ``text/event-stream`` body (aiohttp response) into complete events; comments are skipped."""
-    event_id: str | None = None
-    event: str | None = None
-    data: list[bytes] = []
-    async for line in response.content:
-        line = line.rstrip(b"\r\n")
-        if not line:
-            if data:
-                yield SseEvent(event_id, event, b"\n".join(data))
-            event_id, event, data = None, None, []
-        elif line.startswith(b":"):
-            continue
-        else:
-            field, _, value = line.partition(b":")
-            value = value[1:] if value.startswith(b" ") else value
-            if field == b"id":
-                event_id = value.decode()
-            elif field == b"event":
-                event = value.decode()
-            elif field == b"data":
-                data.append(value)

@@ -7,7 +7,7 @@ registries of their own, exported under the catalogue's exporter names ``events`
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,11 @@ from raaf.testing import OpenAIMock, Script, ToolCall
 from shared.clients.chat import ChatClient
 from shared.events.settings import EventSettings
 from shared.service.app import App
-from tests.conftest import service_env, unique_prefix
-from tests.jobs_support import wait_until
-from tests.runs_support import AGENTS_TOML, Runs
-from tests.test_foundation_services import FACTORIES
+from tests.support.apps import FACTORIES, StartApp
+from tests.support.env import service_env, unique_prefix
+from tests.support.runs import AGENTS_TOML, Runs
+from tests.support.waiting import eventually
 
-StartApp = Callable[[App], Awaitable[App]]
 Expositions = dict[str, str]  # exporter (a service name, "events" or "workers") -> Prometheus text
 
 
@@ -55,7 +54,7 @@ async def workload(nats_url: str, redis_url: str, mock: OpenAIMock, tmp_path: Pa
     agents.write_text(AGENTS_TOML)
     env = service_env(nats_url, redis_url, RAAF_PREFIX=prefix, METRICS_DISCOVERY_INTERVAL="0.2",
                       METRICS_GATHER_TIMEOUT="0.3", JOBS_REQUIRE_KNOWN_TYPE="false", JOBS_STATS_INTERVAL="0.1",
-                      OPENAI_BASE_URL=mock.url, RAAF_AGENTS_FILE=str(agents), RAAF_TOOLS_MODULE="tests.runs_tools",
+                      OPENAI_BASE_URL=mock.url, RAAF_AGENTS_FILE=str(agents), RAAF_TOOLS_MODULE="tests.support.tools",
                       RUN_RETRY_DELAY="0.01", CHAT_DEFAULT_AGENT="assistant")
     apps = {name: await start_app(factory(env)) for name, factory in FACTORIES.items()}
     libraries = {"events": CollectorRegistry(), "workers": CollectorRegistry()}
@@ -96,7 +95,7 @@ async def event_workload(emitter: raaf.EventEmitter, nc: NATS, prefix: str) -> N
     for i in range(3):
         await nc.publish(f"{prefix}.events.user.login", b'{"user_id":"u%d"}' % i)
     await nc.flush()
-    await wait_until(lambda: len(delivered) == 2 and emitter.stats()["listener_errors"] == 2, 5,
+    await eventually(lambda: len(delivered) == 2 and emitter.stats()["listener_errors"] == 2, 5,
                      what="both events delivered, the broken listener failing twice")
 
 
@@ -163,7 +162,7 @@ async def job_workload(worker: BackgroundProcessor, jobs: raaf.JobsClient, apps:
                 and sample(scheduler, "raaf_jobs_dead") == 1
                 and sample(scheduler, "raaf_jobs_queue_length", priority="low") == 1)
 
-    await wait_until(settled, 15, interval=0.1, what="jobs done and counted by the metrics service and scheduler")
+    await eventually(settled, 15, interval=0.1, what="jobs done and counted by the metrics service and scheduler")
 
 
 async def chat_workload(chat: ChatClient, app: App) -> None:
@@ -176,4 +175,4 @@ async def chat_workload(chat: ChatClient, app: App) -> None:
         text = await scrape(app)
         return sample(text, "raaf_chat_rooms") >= 1 and sample(text, "raaf_chat_participants") >= 1
 
-    await wait_until(folded, 10, interval=0.05, what="the chat's fold has the room and its participant")
+    await eventually(folded, 10, interval=0.05, what="the chat's fold has the room and its participant")

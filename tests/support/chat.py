@@ -1,12 +1,10 @@
-"""Helpers for chat tests: chat replicas under a unique prefix, NATS-level clients, waiting for conditions."""
+"""Helpers for chat tests: chat replicas under a unique prefix, NATS-level clients, reading the feed."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
@@ -15,7 +13,7 @@ from proto.chat import AgentMessage, AnswerDelta
 from services.chat import ChatApp, ChatSettings
 from shared.clients.chat import ChatClient, FeedItem, Reader
 from shared.service.app import App
-from tests.conftest import service_env
+from tests.support.env import service_env
 
 
 class ChatHarness:
@@ -44,20 +42,6 @@ class ChatHarness:
     async def close(self) -> None:
         for nc in self.connections:
             await nc.close()
-
-
-async def eventually(check: Callable[[], Any], *, within: float = 5.0, every: float = 0.02) -> Any:
-    """Poll ``check`` (sync or async) until it returns something truthy; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if asyncio.iscoroutine(last):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(every)
-    raise AssertionError(f"condition not met within {within}s (last: {last!r})")
 
 
 async def read_until(reader: Reader[FeedItem], done: Callable[[list[FeedItem]], bool], *, within: float = 10.0

@@ -17,8 +17,8 @@ from pathlib import Path
 from services.launcher import stack_services
 from shared.devstack.servers import die_with_parent, free_port, port_open, terminate_all
 from shared.devstack.stack import Stack
+from tests.support.env import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 EXPECTED = EXAMPLES / "expected"
 SEED_README = ROOT / "docs" / "seed" / "README.md"
@@ -124,8 +124,7 @@ class ExampleStack:
         ports = self.stack.ports
         return {**os.environ, "NATS_URL": self.stack.nats_url, "REDIS_URL": self.stack.redis_url,
                 "RAAF_PREFIX": self.prefix, "RAAF_GATEWAY_URL": f"http://127.0.0.1:{ports['gateway']}",
-                "RAAF_METRICS_URL": f"http://127.0.0.1:{ports['metrics']}", "PYTHONPATH": str(ROOT),
-                "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "warning"}
+                "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "warning"}
 
     def run(self, example: Example, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--no-header", str(example.path)] \

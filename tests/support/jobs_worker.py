@@ -1,4 +1,4 @@
-"""A job worker process for the crash tests: ``python -m tests.jobs_worker`` (settings from the environment).
+"""A job worker process for the crash tests: ``python -m tests.support.jobs_worker`` (settings from the environment).
 
 Its ``work`` handler sleeps ``data["sleep"]`` seconds, then counts its side effect once in Redis under
 ``<prefix>:effects:<job id>:<attempt>``, so a test can tell which attempts got as far as their side effect.

@@ -1,38 +1,27 @@
-"""Helpers for the event system's tests: emitters on a unique prefix, and waiting for a condition."""
+"""Helpers for the event system's tests: emitters on a unique prefix, their settings, their stream removed."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import nats
 import nats.js.errors
-import pytest
 from prometheus_client import CollectorRegistry
 
 from proto.subjects import Subjects
 from raaf.events import EventEmitter
 from shared.events.settings import EventSettings
-from tests.conftest import unique_prefix as unique_prefix  # re-exported for this area's tests
+from tests.support.env import unique_prefix
 
 # Small streams: JetStream reserves each stream's max bytes, and the session's server holds many.
 TEST_ENV = {"NATS_RECONNECT_WAIT": "0.2", "SHUTDOWN_TIMEOUT": "5", "EVENTS_HISTORY_MAX_BYTES": str(8 << 20)}
 
 
+# What the delivery_path fixture (tests/conftest.py) sets for the "nats-py" runs: nats-py's own paths.
 NATS_PY_PATHS = {"EVENTS_DIRECT_DELIVERY": "false", "EVENTS_LEAN_PUBLISH": "false"}
-
-
-@pytest.fixture(params=["direct", "nats-py"])
-def delivery_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test on both paths: direct delivery and the lean publish (the default), and nats-py's own."""
-    if request.param == "nats-py":
-        for variable, value in NATS_PY_PATHS.items():
-            monkeypatch.setitem(TEST_ENV, variable, value)
-    return str(request.param)
 
 
 def event_settings(nats_url: str, prefix: str, **env: str) -> EventSettings:
@@ -68,11 +57,3 @@ async def emitters(nats_url: str, **env: str) -> AsyncIterator[Callable[..., Awa
         for emitter in made:
             await emitter.close()
         await delete_events_stream(nats_url, prefix)
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)

@@ -1,4 +1,4 @@
-"""Stream processors the agent-runner loads in the tests (``RAAF_STREAM_PROCESSOR=tests.stream_processors:...``)."""
+"""Stream processors the agent-runner loads in the tests, by name (``RAAF_STREAM_PROCESSOR=MODULE:CLASS``)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,6 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -16,19 +15,9 @@ import jwt
 import msgspec
 
 from services.gateway import GatewayApp, GatewaySettings
-from tests.conftest import service_env
-from tests.conftest import unique_prefix as unique_prefix  # re-exported for this area's tests
+from tests.support.env import service_env, unique_prefix
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 5.0, step: float = 0.01) -> None:
-    """Wait until ``check()`` holds (fail if it still does not after ``timeout``)."""
-    for _ in range(int(timeout / step)):
-        if check():
-            return
-        await asyncio.sleep(step)
-    assert check(), "condition not met in time"
 
 
 def gateway_env(nats_url: str, redis_url: str = "redis://127.0.0.1:1/0", **extra: str) -> dict[str, str]:
