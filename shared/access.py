@@ -6,7 +6,7 @@ import enum
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -17,10 +17,10 @@ from shared.event_grants import may_see
 from shared.identity import ADMIN_ROLE, Identity
 
 __all__ = [
-    "ADMIN_ROLE", "MESSAGES", "ROUTES", "Access", "Rule", "check_agents", "check_event", "check_grant", "check_job",
-    "check_job_data", "check_owner", "check_queue", "check_run", "check_schedule", "is_admin", "namespace",
-    "require_admin", "route_access", "run_owner", "scoped_job_id", "scoped_run_id", "scoped_schedule_name",
-    "visible_agents", "visible_schedules",
+    "ADMIN_ROLE", "DEFAULT_TABLE", "MESSAGES", "ROUTES", "Access", "AccessTable", "Rule", "RuleKey", "check_agents",
+    "check_event", "check_grant", "check_job", "check_job_data", "check_owner", "check_queue", "check_run",
+    "check_schedule", "is_admin", "namespace", "require_admin", "route_access", "run_owner", "scoped_job_id",
+    "scoped_run_id", "scoped_schedule_name", "visible_agents", "visible_schedules",
 ]
 
 
@@ -52,7 +52,7 @@ ROUTES: Final[dict[tuple[str, str], Access]] = {
     ("GET", "/"): Access(Rule.PUBLIC, "page", "read"),
     ("GET", "/channels"): Access(Rule.PUBLIC, "page", "read"),
     ("GET", "/rooms"): Access(Rule.PUBLIC, "page", "read"),
-    ("GET", "/ws"): Access(Rule.IDENTITY, "connection", "open"),  # each message is decided below
+    ("GET", "/ws"): Access(Rule.PUBLIC, "connection", "open"),  # authenticates in-protocol; MESSAGES decide
     ("GET", "/v1/stats"): Access(Rule.IDENTITY, "stats", "read"),
     ("POST", "/v1/channels/{channel}/messages"): Access(Rule.GRANT, "channel", "publish"),
     ("GET", "/v1/channels/{channel}/presence"): Access(Rule.GRANT, "channel", "read"),
@@ -106,6 +106,35 @@ MESSAGES: Final[dict[str, Access]] = {
 }
 
 _run_agent_job: Final = msgspec.json.Decoder(RunAgentJob)
+RuleKey = tuple[str, str] | str  # a route (method, path template) or a WebSocket message tag
+
+
+@dataclass(frozen=True, slots=True)
+class AccessTable:
+    """The rules one gateway enforces: the built-in ones, plus those its extensions declare (``access_rules``)."""
+
+    routes: Mapping[tuple[str, str], Access]
+    messages: Mapping[str, Access]
+
+    def route(self, method: str, path: str) -> Access | None:
+        """The rule of a route (``path`` is its template, as the router names it); None: it has none."""
+        return self.routes.get(("GET" if method == "HEAD" else method, path))
+
+    def message(self, tag: str) -> Access | None:
+        return self.messages.get(tag)
+
+    def extended(self, owner: str, rules: Mapping[RuleKey, Access]) -> AccessTable:
+        """With ``owner``'s rules added; redefining a rule already there is an error (as a doubled handler is)."""
+        routes, messages = dict(self.routes), dict(self.messages)
+        for key, rule in rules.items():
+            table: dict[Any, Access] = messages if isinstance(key, str) else routes
+            if key in table:
+                raise ValueError(f"{owner} redefines the access rule of {key!r}")
+            table[key] = rule
+        return AccessTable(routes, messages)
+
+
+DEFAULT_TABLE: Final = AccessTable(ROUTES, MESSAGES)
 
 
 # ---- who -----------------------------------------------------------------------------------------------------
@@ -200,8 +229,8 @@ def visible_agents(identity: Identity, agents: Iterable[AgentSpec]) -> list[Agen
 
 
 def route_access(method: str, path: str) -> Access | None:
-    """The decision a route declares (``path`` is its template, as the router names it); None: it has none."""
-    return ROUTES.get(("GET" if method == "HEAD" else method, path))
+    """The built-in rule of a route (``path`` is its template, as the router names it); None: it has none."""
+    return DEFAULT_TABLE.route(method, path)
 
 
 # ---- jobs and schedules --------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from services.gateway import GatewayApp
 from shared import access
 from shared.devstack.servers import NatsServer
 from shared.service.app import App
-from tests.gateway_support import make_gateway
+from tests.support.gateway import make_gateway
 
 
 def message_tags() -> set[str]:

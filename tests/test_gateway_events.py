@@ -200,7 +200,8 @@ async def test_events_emitted_by_clients_reach_listeners_with_their_subject(gate
                 assert resp.status == 400 and (await resp.json())["code"] == "invalid_name"
             async with http.post(f"{gateway.http_url}/v1/events/user.big", json={"x": "y" * 3000}) as resp:
                 assert resp.status == 413 and (await resp.json())["code"] == "too_large"
-            async with http.post(f"{gateway.http_url}/v1/events/user.bad", data=b"{not json") as resp:
+            async with http.post(f"{gateway.http_url}/v1/events/user.bad", data=b"{not json",
+                                 headers={"Content-Type": "application/json"}) as resp:
                 assert resp.status == 400 and (await resp.json())["code"] == "bad_request"
         async with aiohttp.ClientSession() as anonymous, anonymous.post(f"{gateway.http_url}/v1/events/user.x",
                                                                         json={}) as resp:

@@ -18,6 +18,7 @@ from services.gateway.context import GatewayContext
 from services.gateway.errors import Forbidden
 from services.gateway.extension import Handlers
 from services.gateway.routing import DuplicateHandler
+from shared.access import Access, Rule
 from shared.devstack.servers import NatsServer
 from shared.service.app import App
 from tests.support.gateway import connect, make_gateway, receive_type, request, ws_url
@@ -43,6 +44,8 @@ class WatchExtension:
     def __init__(self, ctx: GatewayContext) -> None:
         self.ctx = ctx
         self.handles: Handlers = {Watch: self.watch}
+        self.access_rules = {("GET", "/v1/watch/health"): Access(Rule.PUBLIC, "watch", "health"),
+                             "watch": Access(Rule.GRANT, "event", "follow")}
         self.started = False
         self.gone: list[str] = []
         self.stopped = False

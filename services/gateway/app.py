@@ -25,6 +25,7 @@ from services.gateway.dispatch import MessageHandler
 from services.gateway.extension import GatewayExtension
 from services.gateway.extensions import default_extensions
 from services.gateway.frames import Deflater, Outgoing
+from services.gateway.guard import access_middleware
 from services.gateway.heartbeat import Sweeper
 from services.gateway.hooks import GatewayHooks
 from services.gateway.metrics import GatewayCounters, GatewayMetrics
@@ -34,6 +35,7 @@ from services.gateway.routing import MessageTable
 from services.gateway.settings import GatewaySettings
 from services.gateway.sse import SseStreams
 from services.gateway.websocket import WebSocketEndpoint
+from shared import access
 from shared.service.app import App
 
 CHAT_PAGE = Path(__file__).parent / "static" / "chat.html"
@@ -55,6 +57,7 @@ class GatewayApp(App):
     service: ClassVar[str] = "gateway"
 
     def __init__(self, settings: GatewaySettings, hooks: GatewayHooks | None = None) -> None:
+        settings.check_exposure()  # before anything listens
         super().__init__(settings)
         self.gateway_settings = settings
         self.counters = GatewayCounters()
@@ -98,8 +101,14 @@ class GatewayApp(App):
         # One table for every client message type; a type two parts claim stops the gateway here.
         self.messages = MessageTable([(self.core.name, self.core.handles),
                                       *((e.name, e.handles) for e in self.extensions)])
+        # One access table: the built-in rules and those each extension declares for its routes and messages.
+        self.access = access.DEFAULT_TABLE
+        for extension in self.extensions:
+            self.access = self.access.extended(extension.name, getattr(extension, "access_rules", {}))
         self.handler = MessageHandler(self.messages, max_message_size=settings.max_message_size,
-                                      authenticator=self.authenticator, counters=self.counters, hooks=self.hooks)
+                                      authenticator=self.authenticator, counters=self.counters, hooks=self.hooks,
+                                      max_json_depth=settings.max_json_depth, access_table=self.access)
+        self.http_app.middlewares.append(access_middleware(self.authenticator, self.access))
         self._install_routes()
 
     def _install_routes(self) -> None:
@@ -132,6 +141,9 @@ class GatewayApp(App):
     # ---- lifecycle ----------------------------------------------------------------------------
 
     async def on_start(self) -> None:
+        if self.gateway_settings.anonymous_exposed:
+            self.log.warning("GATEWAY_ALLOW_ANONYMOUS=true: anyone who reaches %s is served without a token, "
+                             "as the admin", self.gateway_settings.host)
         self.hub.attach(self.nc, direct=self.gateway_settings.direct_delivery)
         await self.cluster.start(self.nc)
         self._broadcast_sub = await self.nc.subscribe(self.subjects.gateway_broadcast, cb=self._on_broadcast)

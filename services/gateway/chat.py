@@ -43,10 +43,11 @@ from services.gateway.connection import Connection
 from services.gateway.context import GatewayContext
 from services.gateway.errors import Forbidden, GatewayError, too_many_subscriptions
 from services.gateway.extension import Handler, Handlers
-from services.gateway.identity import Identity
 from services.gateway.responses import error_response, json_response
+from shared import access
 from shared.chat.errors import ChatError
 from shared.clients.chat import ChatClient, RoomEvent
+from shared.identity import Identity
 from shared.nats.conn import barrier
 
 log = logging.getLogger("raaf.gateway.chat")
@@ -131,6 +132,8 @@ class ChatExtension:
     async def _create_room(self, conn: Connection, message: ChatCreateRoom) -> None:
         name, identity = message.room, conn.identity
         self._may(conn, name)
+        if message.agent is not None:  # the room's agent answers for everyone in it: the creator must hold its grant
+            access.check_agents(identity, message.agent)
         info = await self.client.create_room(
             name, agent=message.agent, max_participants=message.max_participants,
             message_history=message.message_history, restricted=message.restricted,
@@ -145,15 +148,19 @@ class ChatExtension:
 
     async def _send(self, conn: Connection, message: ChatSend) -> None:
         name = message.room
+        self._may(conn, name)
         accepted = await self.client.post(name, user_of(conn), conn.id, message.text, client_id=message.client_id)
         conn.send_nowait(ChatSent(ref=message.id, room=name, message_id=accepted.message_id, count=accepted.count,
                                   queued=accepted.queued, duplicate=accepted.duplicate))
 
     async def _typing(self, conn: Connection, message: ChatTyping) -> None:
+        self._may(conn, message.room)
         await self.client.typing(message.room, user_of(conn), conn.id, message.typing)
         self._ack(conn, message.id)
 
     async def _handoff(self, conn: Connection, message: ChatHandoff) -> None:
+        self._may(conn, message.room)
+        access.check_grant(conn.identity, "run", message.agent)
         info = await self.client.handoff(message.room, user_of(conn), conn.id, message.agent, reason=message.reason)
         conn.send_nowait(ChatRoom(ref=message.id, room=info))
 

@@ -33,6 +33,7 @@ from proto.runs import ChatMessage, RunCancelled, RunCompleted, RunFailed, RunRe
 from services.gateway.errors import GatewayError
 from services.gateway.runs_http import RunRoutes
 from shared.clients.runs import RunClient
+from shared.errors import StreamingError
 
 _HISTORY_ROLES: Final = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
@@ -90,8 +91,10 @@ class ChatCompletionRoutes:
             body = completion_request_decoder.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return openai_error(Error(code=ErrorCode.BAD_REQUEST, message=f"malformed request: {exc}"))
-        if not identity.may("run", body.model):
-            return openai_error(Error(code=ErrorCode.FORBIDDEN, message=f"not allowed to run {body.model!r}"))
+        try:
+            await self.runs.access.check_start(identity, body.model)
+        except StreamingError as exc:
+            return openai_error(exc.to_wire())
         run = to_run(body, owner=identity.subject)
         if isinstance(run, Error):
             return openai_error(run)

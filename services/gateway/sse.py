@@ -18,11 +18,11 @@ from services.gateway.auth import Authenticator
 from services.gateway.channels import ChannelHub, check_channel
 from services.gateway.connection import Connection, ConnectionContext
 from services.gateway.errors import Forbidden, GatewayError, GatewayUnavailable, too_many_connections
-from services.gateway.identity import Identity
 from services.gateway.metrics import GatewayCounters
 from services.gateway.registry import ConnectionRegistry
 from services.gateway.responses import error_response
 from services.gateway.settings import GatewaySettings
+from shared.identity import Identity
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",

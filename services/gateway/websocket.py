@@ -16,11 +16,11 @@ from services.gateway.connection import Connection, ConnectionContext, pong_fram
 from services.gateway.dispatch import MessageHandler
 from services.gateway.errors import AuthenticationFailed, GatewayError
 from services.gateway.hooks import GatewayHooks
-from services.gateway.identity import Identity
 from services.gateway.metrics import GatewayCounters
 from services.gateway.registry import ConnectionRegistry
 from services.gateway.responses import error_response
 from services.gateway.settings import GatewaySettings
+from shared.identity import Identity
 
 log = logging.getLogger("raaf.gateway.ws")
 
