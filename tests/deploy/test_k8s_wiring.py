@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from services.gateway.settings import GatewaySettings
 from services.launcher import SERVICES
+from shared import access
 from shared.service.app import ServiceSettings
 from shared.service.health import HealthRoutes
 from tests.deploy import kustomize
@@ -236,10 +237,10 @@ def test_every_service_selects_pods_that_have_its_target_ports() -> None:
 def test_ingress_routes_to_the_gateway_with_websocket_and_sse_friendly_timeouts() -> None:
     ingress = find(RESOURCES, "Ingress", "gateway")
     (rule,) = ingress["spec"]["rules"]
-    (path,) = rule["http"]["paths"]
-    backend = path["backend"]["service"]
-    service = find(RESOURCES, "Service", backend["name"])
-    assert backend["name"] == "gateway" and backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+    for path in rule["http"]["paths"]:
+        backend = path["backend"]["service"]
+        service = find(RESOURCES, "Service", backend["name"])
+        assert backend["name"] == "gateway" and backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
     annotations = ingress["metadata"]["annotations"]
     heartbeat = getattr(_settings("gateway"), "heartbeat_interval", 30.0)
     for key in ("proxy-read-timeout", "proxy-send-timeout"):
@@ -273,3 +274,16 @@ def test_only_the_services_reach_redis() -> None:
     (peer,) = rule["from"]
     allowed = {r["metadata"]["name"] for r in _pods(peer["podSelector"]["matchLabels"])}
     assert allowed == set(SERVICES)
+
+
+def test_the_ingress_exposes_the_client_routes_and_not_health_or_metrics() -> None:
+    (rule,) = find(RESOURCES, "Ingress", "gateway")["spec"]["rules"]
+    paths = rule["http"]["paths"]
+
+    def exposed(route: str) -> bool:
+        return any(route == p["path"] if p["pathType"] == "Exact" else
+                   route == p["path"] or route.startswith(p["path"].rstrip("/") + "/") for p in paths)
+
+    client = {path for (_, path), rule_ in access.ROUTES.items() if rule_.kind != "service"}
+    assert {route for route in client if not exposed(route)} == set()
+    assert not any(exposed(route) for route in ("/healthz", "/readyz", "/metrics"))
