@@ -245,11 +245,13 @@ async def test_mallory_can_neither_see_nor_emit_alices_events(stack: Stack) -> N
     await stack.refused("mallory", "GET", "/v1/events?pattern=alice.*")
 
 
-async def test_bodies_must_be_json_and_not_nested_too_deep(stack: Stack) -> None:
+async def test_bodies_must_be_json_from_an_allowed_origin_and_not_nested_too_deep(stack: Stack) -> None:
     await stack.refused("alice", "POST", "/v1/runs", status=415, code="bad_request",
                         data=b'{"agent": "assistant", "input": "hi"}', headers={"Content-Type": "text/plain"})
     await stack.refused("alice", "POST", "/v1/jobs", status=415, code="bad_request",
                         data=b'{"job_type": "resize"}', headers={"Content-Type": "application/x-www-form-urlencoded"})
+    await stack.refused("alice", "POST", "/v1/runs", json={"agent": "assistant", "input": "hi"},
+                        headers={"Origin": "https://attacker.example"})  # a page elsewhere, using her token
     deep = b'{"agent": "assistant", "input": "hi", "metadata": ' + b"[" * 1000 + b"]" * 1000 + b"}"
     await stack.refused("alice", "POST", "/v1/runs", status=400, code="bad_request", data=deep,
                         headers={"Content-Type": "application/json"})

@@ -9,7 +9,7 @@ from aiohttp.typedefs import Middleware
 
 from proto.errors import Error, ErrorCode
 from proto.gateway import server_encoder
-from services.gateway.auth import Authenticator
+from services.gateway.auth import Authenticator, OriginCheck
 from services.gateway.responses import error_response
 from shared import access
 from shared.errors import StreamingError
@@ -18,9 +18,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-def access_middleware(authenticator: Authenticator, table: access.AccessTable = access.DEFAULT_TABLE) -> Middleware:
+def access_middleware(authenticator: Authenticator, table: access.AccessTable = access.DEFAULT_TABLE,
+                      origins: OriginCheck | None = None) -> Middleware:
     """A route without a rule is refused; ``admin`` routes need the role, every rule but ``public`` a caller the
-    gateway accepts (the handler then decides owner and grant rules on the resource itself)."""
+    gateway accepts (the handler then decides owner and grant rules on the resource itself). A browser's
+    ``Origin`` must be one ``/ws`` accepts too (the gateway's own or ``GATEWAY_ALLOWED_ORIGINS``)."""
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -35,6 +37,8 @@ def access_middleware(authenticator: Authenticator, table: access.AccessTable = 
                            f"request bodies must be application/json, not {request.content_type!r}")
         if decision.rule is not access.Rule.PUBLIC:
             try:
+                if origins is not None:
+                    origins.check(request)
                 identity = authenticator.require(request)
                 if decision.rule is access.Rule.ADMIN:
                     access.require_admin(identity, decision.kind, decision.action)
