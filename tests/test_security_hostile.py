@@ -31,6 +31,7 @@ TOKENS = {
     "t-alice": {"sub": "alice", **GRANTS, "rooms": ["alice-*"], "events": ["alice.*", "jobs.*"]},
     "t-mallory": {"sub": "mallory", **GRANTS, "rooms": ["mallory-*"], "events": ["mallory.*"]},
     "t-ops": {"sub": "ops", "roles": ["admin"]},
+    "t-alice-narrow": {"sub": "alice", **GRANTS, "rooms": [], "events": []},  # alice again, granted less
 }
 
 
@@ -260,3 +261,17 @@ async def test_bodies_must_be_json_from_an_allowed_origin_and_not_nested_too_dee
     assert (await alice.ok("ping"))["type"] == "pong"  # answered in order: the error came first, and no crash
     assert [m["code"] for m in alice.others if m["type"] == "error"] == ["bad_request"]
     await alice.close()
+
+
+async def test_a_narrower_token_sent_again_leaves_the_rooms_it_no_longer_grants(stack: Stack) -> None:
+    alice, ops = await stack.ws("alice"), await stack.ws("ops")
+    await alice.ok("chat_create_room", room="alice-room")
+    await alice.ok("chat_join", room="alice-room")
+    await ops.ok("chat_join", room="alice-room")
+    reply = await alice.call("auth", token="t-alice-narrow")
+    assert (reply["type"], reply["subject"]) == ("authenticated", "alice")
+    left = (await ops.events_until(of_type("participant_left")))[-1]["event"]
+    assert (left["user"], left["reason"]) == ("alice", "access revoked")
+    reply = await alice.call("chat_join", room="alice-room")
+    assert (reply["type"], reply["code"]) == ("error", "forbidden")
+    await asyncio.gather(alice.close(), ops.close())

@@ -97,7 +97,7 @@ class GatewayApp(App):
             _nats=lambda: self.nc, _jetstream=lambda: self.js,
         )
         self.extensions: list[GatewayExtension] = default_extensions(self.context)
-        self.core = CoreMessages(self.hub, self.cluster, self.authenticator)
+        self.core = CoreMessages(self.hub, self.cluster, self.authenticator, on_reauth=self._narrow)
         # One table for every client message type; a type two parts claim stops the gateway here.
         self.messages = MessageTable([(self.core.name, self.core.handles),
                                       *((e.name, e.handles) for e in self.extensions)])
@@ -190,6 +190,13 @@ class GatewayApp(App):
             # A peer that stopped reading keeps our buffer forever: drop it after the close timeout.
             loop = asyncio.get_running_loop()
             loop.call_later(self.gateway_settings.close_timeout, _abort_if_stuck, transport)
+
+    async def _narrow(self, conn: Connection) -> None:
+        """After a re-``auth``: each extension drops the rooms, patterns and streams the new token does not grant."""
+        for extension in self.extensions:
+            hook = getattr(extension, "on_reauth", None)
+            if hook is not None:
+                await hook(conn)
 
     async def disconnect(self, conn: Connection, reason: str | None = None) -> None:
         """Everything that happens once a connection is gone, whatever ended it."""

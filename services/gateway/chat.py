@@ -123,6 +123,11 @@ class ChatExtension:
     async def stop(self) -> None:
         self.joined.clear()
 
+    async def on_reauth(self, conn: Connection) -> None:
+        for name in list(self.joined.get(conn.id, {})):
+            if not conn.identity.may("room", name):
+                await self._leave(conn, name, "access revoked")
+
     # ---- client messages ---------------------------------------------------------------------------
 
     async def _list_rooms_ws(self, conn: Connection, message: ChatListRooms) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 from proto.gateway import (
     Ack,
@@ -29,10 +30,12 @@ class CoreMessages:
 
     name = "core"
 
-    def __init__(self, hub: ChannelHub, cluster: Cluster, authenticator: Authenticator) -> None:
+    def __init__(self, hub: ChannelHub, cluster: Cluster, authenticator: Authenticator,
+                 on_reauth: Callable[[Connection], Awaitable[None]] | None = None) -> None:
         self.hub = hub
         self.cluster = cluster
         self.authenticator = authenticator
+        self.on_reauth = on_reauth  # the extensions drop what the new token no longer grants
         self.handles: Handlers = {
             Auth: self.auth, Ping: self.ping, Subscribe: self.subscribe, Unsubscribe: self.unsubscribe,
             Publish: self.publish, PresenceQuery: self.presence,
@@ -73,6 +76,8 @@ class CoreMessages:
         for name in list(conn.channels or ()):
             if not identity.may("channel", name):  # a fresh token may grant less than the last one
                 await self.hub.leave(conn, name)
+        if self.on_reauth is not None:
+            await self.on_reauth(conn)
         conn.send_nowait(Authenticated(ref=message.id, subject=identity.subject, roles=list(identity.roles),
                                        expires_at=identity.expires_at))
 

@@ -96,6 +96,12 @@ class EventsExtension:
     async def on_disconnect(self, conn: Connection) -> None:
         await self.hub.leave_all(conn)
 
+    async def on_reauth(self, conn: Connection) -> None:
+        events = len(self.hub.emitter.settings.runtime.prefix) + len(".events.")
+        for subject in list(self.hub.by_connection.get(conn, ())):
+            if not may_see(conn.identity, subject[events:], self.settings.restricted):
+                await self.hub.leave(conn, subject)
+
     async def _subscribe_ws(self, conn: Connection, message: SubscribeEvents) -> None:
         # The ack says the subscription is live; a replay (if asked for) follows it.
         ref = message.id

@@ -60,6 +60,11 @@ class RunsExtension:
     async def on_disconnect(self, conn: Connection) -> None:
         self._follows.pop(conn.id, None)
 
+    async def on_reauth(self, conn: Connection) -> None:
+        for run_id, task in list(self._follows.get(conn.id, {}).items()):
+            if await self.access.check_read(conn.identity, run_id, "follow") is not None:
+                task.cancel()  # the token that let it follow this run (an admin's) was replaced
+
     # ---- messages ----------------------------------------------------------------------------------------
 
     async def _agent_stream(self, conn: Connection, message: AgentStream) -> None:
