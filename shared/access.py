@@ -19,8 +19,8 @@ from shared.identity import ADMIN_ROLE, Identity
 __all__ = [
     "ADMIN_ROLE", "DEFAULT_TABLE", "MESSAGES", "ROUTES", "Access", "AccessTable", "Rule", "RuleKey", "check_agents",
     "check_event", "check_grant", "check_job", "check_job_data", "check_owner", "check_queue", "check_run",
-    "check_schedule", "is_admin", "namespace", "require_admin", "route_access", "run_owner", "scoped_job_id",
-    "scoped_run_id", "scoped_schedule_name", "visible_agents", "visible_schedules",
+    "check_schedule", "is_admin", "namespace", "require_admin", "route_access", "run_limits", "run_owner",
+    "scoped_job_id", "scoped_run_id", "scoped_schedule_name", "visible_agents", "visible_schedules",
 ]
 
 
@@ -212,6 +212,27 @@ def check_agents(identity: Identity, agent: str, inline: Iterable[AgentSpec] = (
         if reached.model is not None:
             check_grant(identity, "model", reached.model)
         todo.extend(reached.handoffs)
+
+
+def run_limits(identity: Identity, max_turns: int | None, timeout: float | None) -> tuple[int | None, float | None]:
+    """The turns and seconds a run may take under the token's ``max_turns`` / ``max_run_seconds`` claims: a request
+    over a cap is refused, one that sets nothing gets the cap (without a claim, the request's own values)."""
+    turns_cap, seconds_cap = _number(identity.claims.get("max_turns")), _number(identity.claims.get("max_run_seconds"))
+    if turns_cap is not None:
+        if max_turns is not None and max_turns > turns_cap:
+            raise ForbiddenError(f"max_turns {max_turns} is over this token's {turns_cap:g}",
+                                 details={"kind": "limit", "name": "max_turns"})
+        max_turns = int(turns_cap) if max_turns is None else max_turns
+    if seconds_cap is not None:
+        if timeout is not None and timeout > seconds_cap:
+            raise ForbiddenError(f"timeout {timeout:g}s is over this token's {seconds_cap:g}s",
+                                 details={"kind": "limit", "name": "max_run_seconds"})
+        timeout = seconds_cap if timeout is None else timeout
+    return max_turns, timeout
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value > 0 else None
 
 
 def _narrows(spec: AgentSpec, base: AgentSpec) -> bool:

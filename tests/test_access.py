@@ -133,3 +133,14 @@ def test_a_cron_firing_more_often_than_allowed_is_refused() -> None:
         check_cron_interval("* * * * * *", 60)
     with pytest.raises(InvalidScheduleError):
         check_cron_interval("every minute", 60)
+
+
+def test_a_tokens_run_limits_cap_what_a_run_may_ask_for() -> None:
+    capped = Identity.from_claims({"sub": "bob", "max_turns": 3, "max_run_seconds": 30})
+    assert access.run_limits(capped, None, None) == (3, 30.0)
+    assert access.run_limits(capped, 2, 10.0) == (2, 10.0)
+    with pytest.raises(ForbiddenError, match="max_turns"):
+        access.run_limits(capped, 10, None)
+    with pytest.raises(ForbiddenError, match="timeout"):
+        access.run_limits(capped, None, 600.0)
+    assert access.run_limits(ALICE, 50, 600.0) == (50, 600.0)  # no claims: the request's own values

@@ -29,7 +29,7 @@ StartApp = Callable[[App], Awaitable[App]]
 GRANTS = {"runs": ["assistant", "billing"], "jobs": ["resize", "run_agent"]}
 TOKENS = {
     "t-alice": {"sub": "alice", **GRANTS, "rooms": ["alice-*"], "events": ["alice.*", "jobs.*"]},
-    "t-mallory": {"sub": "mallory", **GRANTS, "rooms": ["mallory-*"], "events": ["mallory.*"]},
+    "t-mallory": {"sub": "mallory", **GRANTS, "rooms": ["mallory-*"], "events": ["mallory.*"], "max_turns": 2},
     "t-ops": {"sub": "ops", "roles": ["admin"]},
     "t-alice-narrow": {"sub": "alice", **GRANTS, "rooms": [], "events": []},  # alice again, granted less
 }
@@ -127,6 +127,7 @@ async def test_inline_agents_narrow_a_grant_and_never_widen_it(stack: Stack) -> 
         {"name": "assistant", "base_url": "http://attacker.example/v1", "api_key_env": "OPENAI_API_KEY"}]})
     await stack.refused("mallory", "POST", "/v1/runs", json={**body, "agents": [
         {"name": "assistant", "handoffs": ["sneaky"]}, {"name": "sneaky"}]})
+    await stack.refused("mallory", "POST", "/v1/runs", json={**body, "max_turns": 50})  # over her token's cap
     narrowed = [{"name": "assistant", "tools": ["add"], "handoffs": []}]
     status, _ = await stack.call("mallory", "POST", "/v1/runs", json={**body, "agents": narrowed})
     assert status == 202

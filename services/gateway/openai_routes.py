@@ -32,6 +32,7 @@ from proto.openai_compat import (
 from proto.runs import ChatMessage, RunCancelled, RunCompleted, RunFailed, RunRequest, TextDelta
 from services.gateway.errors import GatewayError
 from services.gateway.runs_http import RunRoutes
+from shared import access
 from shared.clients.runs import RunClient
 from shared.errors import StreamingError
 
@@ -98,6 +99,11 @@ class ChatCompletionRoutes:
         run = to_run(body, owner=identity.subject)
         if isinstance(run, Error):
             return openai_error(run)
+        try:
+            max_turns, timeout = access.run_limits(identity, run.max_turns, run.timeout)
+        except StreamingError as exc:
+            return openai_error(exc.to_wire())
+        run = msgspec.structs.replace(run, max_turns=max_turns, timeout=timeout)
         reply = await self.client.start(run)
         if isinstance(reply, Error):
             return openai_error(reply)

@@ -50,14 +50,18 @@ def error_response(error: Error) -> web.Response:
 
 def run_request(message: AgentStream, identity: Identity) -> RunRequest | Error:
     """The runners' request for a client's ``agent_stream``: a fresh run id, or the client's own inside its
-    namespace (``shared.access.scoped_run_id``), owned by the identity."""
+    namespace (``shared.access.scoped_run_id``), owned by the identity, within its token's run limits."""
     run_id = uuid.uuid4().hex if message.run_id is None else access.scoped_run_id(identity, message.run_id)
     if not is_run_id(run_id):
         return Error(code=ErrorCode.BAD_REQUEST, message="run_id must be 1-64 letters, digits, '_' or '-' "
                      "(50 when authenticated: the namespace takes 14)", ref=message.id)
+    try:
+        max_turns, timeout = access.run_limits(identity, message.max_turns, message.timeout)
+    except StreamingError as exc:
+        return exc.to_wire(message.id)
     return RunRequest(run_id=run_id, agent=message.agent, input=message.input, history=message.history,
-                      agents=message.agents, timeout=message.timeout, retry_count=message.retry_count,
-                      retry_delay=message.retry_delay, max_turns=message.max_turns, metadata=message.metadata,
+                      agents=message.agents, timeout=timeout, retry_count=message.retry_count,
+                      retry_delay=message.retry_delay, max_turns=max_turns, metadata=message.metadata,
                       owner=identity.subject)
 
 
