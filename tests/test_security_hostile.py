@@ -60,12 +60,15 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(nats_server: NatsServer, redis_server: ValkeyServer, start_app: StartApp, tmp_path: Path
-                ) -> AsyncIterator[Stack]:
+async def stack(nats_server: NatsServer, redis_server: ValkeyServer, start_app: StartApp, tmp_path: Path,
+                monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Stack]:
+    # The gateway's extensions read these from the process environment.
+    monkeypatch.setenv("GATEWAY_RESTRICTED_EVENTS", "alice.*")
+    monkeypatch.setenv("GATEWAY_ROOMS_PER_MINUTE", "4")
     async with OpenAIMock() as mock, aiohttp.ClientSession() as http:
         harness = ChatHarness(nats_server.url, redis_server.url, start_app)
         env = harness.env(GATEWAY_AUTH_MODE="token", GATEWAY_STATIC_TOKENS=json.dumps(TOKENS),
-                          JOBS_TICK_INTERVAL="0.05", GATEWAY_RESTRICTED_EVENTS="alice.*")
+                          JOBS_TICK_INTERVAL="0.05")
         await start_app(AgentRunnerApp(AgentRunnerSettings.from_env(
             runner_env(nats_server.url, mock.url, harness.prefix, tmp_path))))
         await harness.replica()
@@ -276,3 +279,12 @@ async def test_a_narrower_token_sent_again_leaves_the_rooms_it_no_longer_grants(
     reply = await alice.call("chat_join", room="alice-room")
     assert (reply["type"], reply["code"]) == ("error", "forbidden")
     await asyncio.gather(alice.close(), ops.close())
+
+
+async def test_one_identity_creating_rooms_too_fast_is_rate_limited_and_others_are_not(stack: Stack) -> None:
+    mallory, alice = await stack.ws("mallory"), await stack.ws("alice")
+    replies = [await mallory.call("chat_create_room", room=f"mallory-spam-{i}") for i in range(5)]
+    assert [r["type"] for r in replies] == ["chat_room"] * 4 + ["error"]
+    assert (replies[-1]["code"], replies[-1]["details"]["setting"]) == ("rate_limited", "GATEWAY_ROOMS_PER_MINUTE")
+    assert (await alice.call("chat_create_room", room="alice-calm"))["type"] == "chat_room"
+    await asyncio.gather(mallory.close(), alice.close())

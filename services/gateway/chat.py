@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,12 +43,14 @@ from services.gateway.connection import Connection
 from services.gateway.context import GatewayContext
 from services.gateway.errors import Forbidden, GatewayError, too_many_subscriptions
 from services.gateway.extension import Handler, Handlers
+from services.gateway.quota import IdentityRate
 from services.gateway.responses import error_response, json_response
 from shared import access
 from shared.chat.errors import ChatError
 from shared.clients.chat import ChatClient, RoomEvent
 from shared.identity import Identity
 from shared.nats.conn import barrier
+from shared.service.settings import Env
 
 log = logging.getLogger("raaf.gateway.chat")
 
@@ -97,8 +99,10 @@ def granted(identity: Identity, room: str) -> bool:
 class ChatExtension:
     name = "chat"
 
-    def __init__(self, ctx: GatewayContext) -> None:
+    def __init__(self, ctx: GatewayContext, *, environ: Mapping[str, str] | None = None) -> None:
         self.ctx = ctx
+        per_minute = Env(environ).integer("GATEWAY_ROOMS_PER_MINUTE", 10, min=0, max=1_000_000)
+        self.room_rate = IdentityRate(per_minute, what="rooms", setting="GATEWAY_ROOMS_PER_MINUTE")
         self._client: ChatClient | None = None
         self.joined: dict[str, dict[str, JoinedRoom]] = {}  # connection id -> room name -> room
         handlers: dict[type[ClientRequest], Handler] = {
@@ -139,6 +143,7 @@ class ChatExtension:
         self._may(conn, name)
         if message.agent is not None:  # the room's agent answers for everyone in it: the creator must hold its grant
             access.check_agents(identity, message.agent)
+        self.room_rate.take(identity)
         info = await self.client.create_room(
             name, agent=message.agent, max_participants=message.max_participants,
             message_history=message.message_history, restricted=message.restricted,

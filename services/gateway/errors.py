@@ -79,6 +79,16 @@ class RateLimited(GatewayError, RateLimitError):
         self.limit = limit
 
 
+class IdentityRateLimited(GatewayError, RateLimitError):
+    """One identity started more runs (or rooms) per minute than its setting allows, on this gateway."""
+
+    def __init__(self, what: str, limit: int, setting: str, *, retry_after: float) -> None:
+        super().__init__(f"more than {limit} {what} per minute for this identity ({setting}); retry in "
+                         f"{retry_after:.1f}s", details={"limit": limit, "retry_after": retry_after,
+                                                          "setting": setting})
+        self.limit = limit
+
+
 class MessageTooLarge(GatewayError, TooLargeError):
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(f"message of {size} bytes is over the limit of {limit} bytes",

@@ -28,6 +28,7 @@ from proto.runs import (
 )
 from services.gateway.auth import Authenticator
 from services.gateway.errors import GatewayError
+from services.gateway.quota import IdentityRate
 from services.gateway.responses import error_response as gateway_error_response
 from services.gateway.runs_settings import RunRouteSettings
 from shared import access
@@ -82,12 +83,14 @@ class RunAccess:
 
     def __init__(self, routes: RunRoutes) -> None:
         self.routes = routes
+        self.rate = IdentityRate(routes.settings.runs_per_minute, what="runs", setting="GATEWAY_RUNS_PER_MINUTE")
         self._agents: dict[str, AgentSpec] = {}
         self._agents_at = -math.inf
 
     async def check_start(self, identity: Identity, agent: str, inline: Sequence[AgentSpec] = ()) -> None:
-        """Raise the typed error (``forbidden``) unless ``identity`` may start this run."""
+        """Raise the typed error (``forbidden``, ``rate_limited``) unless ``identity`` may start this run now."""
         access.check_agents(identity, agent, inline, await self.configured_agents())
+        self.rate.take(identity)
 
     async def configured_agents(self) -> dict[str, AgentSpec]:
         now = time.monotonic()
