@@ -1,12 +1,20 @@
-"""Per-identity rates: a bucket per subject, refilled evenly, anonymous callers not counted."""
+"""Per-identity limits: rates (a bucket per subject, refilled evenly) and connections per identity."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+import aiohttp
 import pytest
 
+from services.gateway import GatewayApp
 from services.gateway.errors import IdentityRateLimited
 from services.gateway.quota import IdentityRate
+from shared.devstack.servers import NatsServer
 from shared.identity import Identity
+from shared.service.app import App
+from tests.support.gateway import SECRET, connect, expect_close, make_gateway, request, token, ws_url
+from tests.support.waiting import eventually
 
 ALICE, BOB = Identity.from_claims({"sub": "alice"}), Identity.from_claims({"sub": "bob"})
 
@@ -48,3 +56,27 @@ def test_the_buckets_kept_are_bounded() -> None:
     for name in ("a", "b", "c"):
         rate.take(Identity.from_claims({"sub": name}))
     assert list(rate._buckets) == ["b", "c"]
+
+
+async def test_one_identity_holds_at_most_its_limit_of_connections_and_others_are_not_affected(
+    nats_server: NatsServer, start_app: Callable[[App], Awaitable[App]]
+) -> None:
+    app = await start_app(make_gateway(nats_server.url, GATEWAY_AUTH_MODE="jwt", GATEWAY_JWT_SECRET=SECRET,
+                                       GATEWAY_MAX_CONNECTIONS_PER_IDENTITY="2"))
+    assert isinstance(app, GatewayApp)
+    alice = ws_url(app, f"?token={token('alice')}")
+    async with aiohttp.ClientSession() as session:
+        first, _ = await connect(session, alice)
+        second, _ = await connect(session, alice)
+        third = await session.ws_connect(alice)
+        assert await expect_close(third) == 1013
+        bob, welcome = await connect(session, ws_url(app, f"?token={token('bob')}"))
+        assert welcome["subject"] == "bob"
+        anonymous, _ = await connect(session, ws_url(app))  # then authenticates as alice: refused too
+        refused = await request(anonymous, {"type": "auth", "token": token("alice")})
+        assert (refused["code"], refused["details"]["limit"]) == ("limit_exceeded", 2)
+        await first.close()
+        await eventually(lambda: app.registry.connections_of("alice") == 1)
+        assert (await request(anonymous, {"type": "auth", "token": token("alice")}))["type"] == "authenticated"
+        for ws in (second, bob, anonymous):
+            await ws.close()

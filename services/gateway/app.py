@@ -63,7 +63,7 @@ class GatewayApp(App):
         self.counters = GatewayCounters()
         self.authenticator = Authenticator(settings)
         self.origin_check = OriginCheck(settings.allowed_origins)
-        self.registry = ConnectionRegistry(settings.max_connections)
+        self.registry = ConnectionRegistry(settings.max_connections, settings.max_connections_per_identity)
         self.deflater = (Deflater(settings.compression_level, settings.compression_threshold)
                          if settings.enable_compression else None)
         self.gateway_metrics = GatewayMetrics(
@@ -97,7 +97,8 @@ class GatewayApp(App):
             _nats=lambda: self.nc, _jetstream=lambda: self.js,
         )
         self.extensions: list[GatewayExtension] = default_extensions(self.context)
-        self.core = CoreMessages(self.hub, self.cluster, self.authenticator, on_reauth=self._narrow)
+        self.core = CoreMessages(self.hub, self.cluster, self.authenticator, on_reauth=self._narrow,
+                                 set_identity=self.registry.authenticate)
         # One table for every client message type; a type two parts claim stops the gateway here.
         self.messages = MessageTable([(self.core.name, self.core.handles),
                                       *((e.name, e.handles) for e in self.extensions)])

@@ -116,6 +116,12 @@ def too_many_connections(limit: int) -> LimitReached:
     return LimitReached(f"the gateway is at its limit of {limit} connections; try again later", limit)
 
 
+def too_many_identity_connections(limit: int) -> LimitReached:
+    """One identity already holds ``GATEWAY_MAX_CONNECTIONS_PER_IDENTITY`` connections on this gateway."""
+    return LimitReached(f"this identity already holds {limit} connections to this gateway "
+                        "(GATEWAY_MAX_CONNECTIONS_PER_IDENTITY)", limit)
+
+
 def too_many_event_patterns(limit: int) -> LimitReached:
     """The gateway already listens on ``EVENTS_MAX_PATTERNS`` distinct event patterns."""
     return LimitReached(f"this gateway already serves {limit} distinct event patterns (EVENTS_MAX_PATTERNS)", limit)

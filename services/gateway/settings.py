@@ -67,6 +67,7 @@ class GatewaySettings:
     jwt_min_secret_bytes: int = 32  # shorter HS256 secrets stop the gateway at start
     allow_anonymous: bool = False  # auth mode none on a non-loopback address: only with this opt-in
     max_json_depth: int = 64  # deeper JSON (WebSocket or REST) gets a bad_request error; 0 = no limit
+    max_connections_per_identity: int = 100  # WebSocket and SSE connections of one subject on this gateway
     allowed_origins: tuple[str, ...] = ()  # empty: same origin (and clients that send no Origin); "*": any
     restricted_channels: tuple[str, ...] = ()  # glob patterns only identities granted them may use
     # Cluster.
@@ -128,6 +129,8 @@ class GatewaySettings:
             jwt_min_secret_bytes=env.integer("GATEWAY_JWT_MIN_SECRET_BYTES", cls.jwt_min_secret_bytes, min=1),
             allow_anonymous=env.boolean("GATEWAY_ALLOW_ANONYMOUS", cls.allow_anonymous),
             max_json_depth=env.integer("GATEWAY_MAX_JSON_DEPTH", cls.max_json_depth, min=0, max=10_000),
+            max_connections_per_identity=env.integer("GATEWAY_MAX_CONNECTIONS_PER_IDENTITY",
+                                                     cls.max_connections_per_identity, min=0),
             static_tokens=_static_tokens(env),
             allowed_origins=env.items("GATEWAY_ALLOWED_ORIGINS"),
             restricted_channels=env.items("GATEWAY_RESTRICTED_CHANNELS"),

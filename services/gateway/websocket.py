@@ -75,6 +75,11 @@ class WebSocketEndpoint:
                 identity = self.authenticator.from_request(request) or self.authenticator.anonymous()
             except AuthenticationFailed as exc:
                 identity, auth_error = self.authenticator.anonymous(), exc
+            if not self.registry.admits(identity):
+                self.registry.unreserve()
+                counters.refused["max_connections"] += 1
+                return await self._refuse(request, CloseCode.TRY_AGAIN_LATER, "too many connections for this identity "
+                                          "(GATEWAY_MAX_CONNECTIONS_PER_IDENTITY)")
             ws = self._response()
             await ws.prepare(request)
         except BaseException:
