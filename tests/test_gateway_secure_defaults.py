@@ -69,3 +69,23 @@ async def test_a_jwt_must_expire_and_live_no_longer_than_the_configured_lifetime
         good = jwt.encode({"sub": "alice", "iat": now, "exp": now + 600}, SECRET, algorithm="HS256")
         assert (await request(ws, {"type": "auth", "token": good}))["type"] == "authenticated"
         await ws.close()
+
+
+async def test_an_anonymous_gateway_on_loopback_serves_only_loopback_host_names(
+    nats_server: NatsServer, start_app: Callable[[App], Awaitable[App]]
+) -> None:
+    """A page elsewhere that rebinds its own name to 127.0.0.1 sends its name as Host: refused."""
+    app = await start_app(make_gateway(nats_server.url))
+    assert isinstance(app, GatewayApp)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{app.http_url}/v1/stats", headers={"Host": "attacker.example:8080"}) as resp:
+            assert (resp.status, (await resp.json())["code"]) == (403, "forbidden")
+        async with session.get(f"{app.http_url}/v1/stats") as resp:  # Host: 127.0.0.1:<port>
+            assert resp.status == 200
+        port = app.http_url.rsplit(":", 1)[1]
+        async with session.get(f"{app.http_url}/v1/stats", headers={"Host": f"localhost:{port}"}) as resp:
+            assert resp.status == 200
+    opened = GatewaySettings.from_env({"WEBSOCKET_HOST": "127.0.0.1", "GATEWAY_ALLOWED_HOSTS": "*.example.com"})
+    assert opened.host_allow_list == ("*.example.com",)
+    with_auth = GatewaySettings.from_env({"GATEWAY_AUTH_MODE": "token", "GATEWAY_STATIC_TOKENS": "t:a"})
+    assert with_auth.host_allow_list == ()

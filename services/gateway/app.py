@@ -109,7 +109,8 @@ class GatewayApp(App):
         self.handler = MessageHandler(self.messages, max_message_size=settings.max_message_size,
                                       authenticator=self.authenticator, counters=self.counters, hooks=self.hooks,
                                       max_json_depth=settings.max_json_depth, access_table=self.access)
-        self.http_app.middlewares.append(access_middleware(self.authenticator, self.access, self.origin_check))
+        self.http_app.middlewares.append(access_middleware(self.authenticator, self.access, self.origin_check,
+                                                           settings.host_allow_list))
         self._install_routes()
 
     def _install_routes(self) -> None:

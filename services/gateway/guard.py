@@ -13,19 +13,23 @@ from services.gateway.auth import Authenticator, OriginCheck
 from services.gateway.responses import error_response
 from shared import access
 from shared.errors import StreamingError
+from shared.identity import compile_pattern
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 def access_middleware(authenticator: Authenticator, table: access.AccessTable = access.DEFAULT_TABLE,
-                      origins: OriginCheck | None = None) -> Middleware:
+                      origins: OriginCheck | None = None, hosts: tuple[str, ...] = ()) -> Middleware:
     """A route without a rule is refused; ``admin`` routes need the role, every rule but ``public`` a caller the
     gateway accepts (the handler then decides owner and grant rules on the resource itself). A browser's
-    ``Origin`` must be one ``/ws`` accepts too (the gateway's own or ``GATEWAY_ALLOWED_ORIGINS``)."""
+    ``Origin`` must be one ``/ws`` accepts too (the gateway's own or ``GATEWAY_ALLOWED_ORIGINS``), and the
+    ``Host`` one of ``hosts`` (globs; empty: any)."""
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if hosts and not _host_allowed(request.host, hosts):
+            return refusal(403, ErrorCode.FORBIDDEN, f"host {request.host!r} is not served (GATEWAY_ALLOWED_HOSTS)")
         resource = request.match_info.route.resource
         if request.match_info.http_exception is not None or resource is None:
             return await handler(request)  # unknown path or method: aiohttp's own 404 / 405
@@ -47,6 +51,19 @@ def access_middleware(authenticator: Authenticator, table: access.AccessTable = 
         return await handler(request)
 
     return guard
+
+
+def _host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
+    name = host.lower()
+    if name.startswith("["):
+        name = name[: name.index("]") + 1] if "]" in name else name
+    elif name.count(":") == 1:
+        name = name.rsplit(":", 1)[0]  # the port
+    for pattern in allowed:
+        compiled = compile_pattern(pattern.lower())
+        if compiled is not None and compiled.fullmatch(name):
+            return True
+    return False
 
 
 def refusal(status: int, code: ErrorCode, message: str) -> web.Response:

@@ -68,6 +68,7 @@ class GatewaySettings:
     allow_anonymous: bool = False  # auth mode none on a non-loopback address: only with this opt-in
     max_json_depth: int = 64  # deeper JSON (WebSocket or REST) gets a bad_request error; 0 = no limit
     max_connections_per_identity: int = 100  # WebSocket and SSE connections of one subject on this gateway
+    allowed_hosts: tuple[str, ...] = ()  # Host globs; empty: any (loopback names only when anonymous on loopback)
     allowed_origins: tuple[str, ...] = ()  # empty: same origin (and clients that send no Origin); "*": any
     restricted_channels: tuple[str, ...] = ()  # glob patterns only identities granted them may use
     # Cluster.
@@ -133,6 +134,7 @@ class GatewaySettings:
                                                      cls.max_connections_per_identity, min=0),
             static_tokens=_static_tokens(env),
             allowed_origins=env.items("GATEWAY_ALLOWED_ORIGINS"),
+            allowed_hosts=env.items("GATEWAY_ALLOWED_HOSTS"),
             restricted_channels=env.items("GATEWAY_RESTRICTED_CHANNELS"),
             presence_timeout=env.number("GATEWAY_PRESENCE_TIMEOUT", cls.presence_timeout, min=0.01, max=30),
             peer_interval=env.number("GATEWAY_PEER_INTERVAL", cls.peer_interval, min=0.05, max=600),
@@ -157,12 +159,25 @@ class GatewaySettings:
         """Anonymous access (auth mode none) served beyond this machine."""
         return self.auth_mode == "none" and not is_loopback(self.host)
 
+    @property
+    def host_allow_list(self) -> tuple[str, ...]:
+        """The ``Host`` names served: ``GATEWAY_ALLOWED_HOSTS``, or for an anonymous gateway on loopback only the
+        loopback names (a page elsewhere that rebinds its own name to 127.0.0.1 is refused); empty: any."""
+        if self.allowed_hosts:
+            return self.allowed_hosts
+        if self.auth_mode == "none" and is_loopback(self.host):
+            return LOOPBACK_HOSTS
+        return ()
+
     def check_exposure(self) -> None:
         """Refuse (when the gateway is built) to serve anonymous clients beyond loopback without the opt-in."""
         if self.anonymous_exposed and not self.allow_anonymous:
             raise SettingsError("GATEWAY_AUTH_MODE", "none", f"anonymous clients on {self.host!r} (not loopback): "
                                 "set GATEWAY_AUTH_MODE=jwt or token, WEBSOCKET_HOST=127.0.0.1, or "
                                 "GATEWAY_ALLOW_ANONYMOUS=true")
+
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 
 
 def is_loopback(host: str) -> bool:
