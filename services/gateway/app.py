@@ -71,7 +71,8 @@ class GatewayApp(App):
             connections=lambda: dict(self.registry.counts), channels=lambda: len(self.hub.channels),
             subscriptions=lambda: self.hub.subscription_count, peers=lambda: self.cluster.peer_count,
         )
-        self.hub = ChannelHub(self.subjects, self.counters, self.gateway_metrics)
+        self.hub = ChannelHub(self.subjects, self.counters, self.gateway_metrics,
+                              presence_subjects=settings.presence_subjects)
         self.cluster = Cluster(self.subjects, self.runtime.instance_id, interval=settings.peer_interval,
                                timeout=settings.presence_timeout, local_members=self.hub.local_members,
                                local_stats=self.local_stats)

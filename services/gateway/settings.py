@@ -72,6 +72,7 @@ class GatewaySettings:
     allowed_origins: tuple[str, ...] = ()  # empty: same origin (and clients that send no Origin); "*": any
     restricted_channels: tuple[str, ...] = ()  # glob patterns only identities granted them may use
     # Cluster.
+    presence_subjects: bool = False  # presence shows members' subjects (else display names and info only)
     presence_timeout: float = 0.5
     peer_interval: float = 5.0
     direct_delivery: bool = True  # skip nats-py's per-message queue and parser (shared.nats.fastpaths)
@@ -136,6 +137,7 @@ class GatewaySettings:
             allowed_origins=env.items("GATEWAY_ALLOWED_ORIGINS"),
             allowed_hosts=env.items("GATEWAY_ALLOWED_HOSTS"),
             restricted_channels=env.items("GATEWAY_RESTRICTED_CHANNELS"),
+            presence_subjects=env.boolean("GATEWAY_PRESENCE_SUBJECTS", cls.presence_subjects),
             presence_timeout=env.number("GATEWAY_PRESENCE_TIMEOUT", cls.presence_timeout, min=0.01, max=30),
             peer_interval=env.number("GATEWAY_PEER_INTERVAL", cls.peer_interval, min=0.05, max=600),
             direct_delivery=env.boolean("GATEWAY_DIRECT_DELIVERY", cls.direct_delivery),
