@@ -6,7 +6,7 @@ requests keep only the fields the gateway reads and ignore the rest, as OpenAI-c
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
@@ -19,9 +19,22 @@ class ContentPart(Struct, frozen=True, kw_only=True):
     text: str | None = None
 
 
+class RequestFunction(Struct, frozen=True, kw_only=True):
+    name: str
+    arguments: str = "{}"
+
+
+class RequestToolCall(Struct, frozen=True, kw_only=True):
+    id: str
+    type: str = "function"
+    function: RequestFunction
+
+
 class RequestMessage(Struct, frozen=True, kw_only=True):
     role: str
     content: str | list[ContentPart] | None = None
+    tool_calls: list[RequestToolCall] | None = None  # an assistant message's calls of the client's tools
+    tool_call_id: str | None = None  # a tool message: the call it answers
 
     @property
     def text(self) -> str:
@@ -36,12 +49,38 @@ class StreamOptions(Struct, frozen=True, kw_only=True):
     include_usage: bool = False
 
 
+class FunctionSpec(Struct, frozen=True, kw_only=True):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ChatTool(Struct, frozen=True, kw_only=True):
+    type: str  # only "function" tools are served; others are refused by name
+    function: FunctionSpec | None = None
+
+
+class NamedFunction(Struct, frozen=True, kw_only=True):
+    name: str
+
+
+class ChatToolChoice(Struct, frozen=True, kw_only=True):
+    type: str
+    function: NamedFunction | None = None
+
+
 class CompletionRequest(Struct, frozen=True, kw_only=True):
     model: str  # the agent's name
     messages: list[RequestMessage]
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    tools: list[ChatTool] = []  # the client's own tools: their calls come back as tool_calls
+    tool_choice: str | ChatToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
 
 
 # ---- responses -------------------------------------------------------------------------------------------
@@ -53,16 +92,32 @@ class Usage(Struct, frozen=True, kw_only=True):
     total_tokens: int
 
 
+class FunctionDelta(Struct, frozen=True, kw_only=True, omit_defaults=True):
+    name: str | UnsetType = UNSET
+    arguments: str = ""
+
+
+class DeltaToolCall(Struct, frozen=True, kw_only=True, omit_defaults=True):
+    index: int
+    id: str | UnsetType = UNSET
+    type: Literal["function"] | UnsetType = UNSET
+    function: FunctionDelta
+
+
 class Delta(Struct, frozen=True, kw_only=True, omit_defaults=True):
     role: Literal["assistant"] | UnsetType = UNSET
     content: str | UnsetType = UNSET
+    tool_calls: list[DeltaToolCall] | UnsetType = UNSET
+
+
+FinishReason = Literal["stop", "length", "tool_calls"]
 
 
 class ChunkChoice(Struct, frozen=True, kw_only=True):
     index: int = 0
     delta: Delta
     logprobs: None = None
-    finish_reason: Literal["stop", "length"] | None = None
+    finish_reason: FinishReason | None = None
 
 
 class CompletionChunk(Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -74,17 +129,24 @@ class CompletionChunk(Struct, frozen=True, kw_only=True, omit_defaults=True):
     usage: Usage | UnsetType | None = UNSET
 
 
+class MessageToolCall(Struct, frozen=True, kw_only=True):
+    id: str
+    type: Literal["function"] = "function"
+    function: RequestFunction
+
+
 class AssistantMessage(Struct, frozen=True, kw_only=True):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
     refusal: None = None
+    tool_calls: list[MessageToolCall] | UnsetType = UNSET
 
 
 class CompletionChoice(Struct, frozen=True, kw_only=True):
     index: int = 0
     message: AssistantMessage
     logprobs: None = None
-    finish_reason: Literal["stop", "length"] = "stop"
+    finish_reason: FinishReason = "stop"
 
 
 class Completion(Struct, frozen=True, kw_only=True):

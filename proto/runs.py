@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -49,11 +49,33 @@ class AgentSpec(Message, frozen=True, kw_only=True, tag="agent"):
     api_key_env: str | None = None  # the runner's environment variable holding this provider's key
 
 
-class ChatMessage(Message, frozen=True, kw_only=True, tag="chat_message"):
-    """One earlier message of the conversation a run continues."""
+class ToolCallRecord(Message, frozen=True, kw_only=True, tag="tool_call_record"):
+    """A tool call an assistant message made: its id, the tool's name and the JSON arguments."""
 
-    role: Literal["system", "user", "assistant"]
+    call_id: str
+    name: str
+    arguments: str = "{}"
+
+
+class ChatMessage(Message, frozen=True, kw_only=True, tag="chat_message"):
+    """One earlier message of the conversation a run continues.
+
+    An assistant message may carry ``tool_calls``; a ``tool`` message is one call's result (``tool_call_id``).
+    """
+
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: list[ToolCallRecord] = []
+    tool_call_id: str | None = None
+
+
+class ClientTool(Message, frozen=True, kw_only=True, tag="client_tool"):
+    """A function the client declares and runs itself: offered to the model; a call ends the run with it."""
+
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] = {}  # JSON Schema of the arguments
+    strict: bool | None = None
 
 
 class RunRequest(Message, frozen=True, kw_only=True, tag="run_request"):
@@ -75,6 +97,13 @@ class RunRequest(Message, frozen=True, kw_only=True, tag="run_request"):
     # the run over from ``handover_from`` and continues its stored events after seq ``resume_after``.
     handover_from: str | None = None
     resume_after: int = 0
+    # Tools the client runs itself (OpenAI-compatible dialects), offered beside the agent's own.
+    client_tools: list[ClientTool] = []
+    tool_choice: Literal["auto", "none", "required"] | None = None  # None: the model's default ("auto")
+    tool_choice_name: str | None = None  # force a call of this one tool (overrides ``tool_choice``)
+    parallel_tool_calls: bool | None = None  # None: the model's default
+    instructions: str | None = None  # the caller's instructions, after the agent's own
+    max_output_tokens: int | None = None  # per model turn; None: the agent's max_tokens
 
 
 class RunAccepted(Message, frozen=True, kw_only=True, tag="run_accepted"):
@@ -139,6 +168,11 @@ class RunQueued(RunEventBase, frozen=True, kw_only=True, tag="run_queued"):
     instance: str
     owner: str | None = None
     room: str | None = None
+    # On the first event only, when the request had them: what a continuing conversation builds on.
+    input: str = ""
+    history: list[ChatMessage] = []
+    metadata: dict[str, str] = {}
+    client_tools: list[str] = []  # the names of the request's client tools
 
 
 class RunStarted(RunEventBase, frozen=True, kw_only=True, tag="run_started"):
@@ -148,6 +182,11 @@ class RunStarted(RunEventBase, frozen=True, kw_only=True, tag="run_started"):
     demo: bool = False  # answers come from the offline demo model, not a real LLM
     owner: str | None = None  # the run request's owner (on the first event only)
     room: str | None = None  # the run request's chat room (on the first event only)
+    # On the first event only, when the request had them: what a continuing conversation builds on.
+    input: str = ""
+    history: list[ChatMessage] = []
+    metadata: dict[str, str] = {}
+    client_tools: list[str] = []  # the names of the request's client tools
 
 
 class TextDelta(RunEventBase, frozen=True, kw_only=True, tag="run_text_delta"):
@@ -181,6 +220,16 @@ class ToolOutput(RunEventBase, frozen=True, kw_only=True, tag="run_tool_output")
     is_error: bool = False
 
 
+class ToolProgress(RunEventBase, frozen=True, kw_only=True, tag="run_tool_progress"):
+    """A running tool call's progress (an MCP server's progress notifications), before its ``run_tool_output``."""
+
+    call_id: str = ""
+    name: str = ""
+    progress: float = 0.0
+    total: float | None = None  # None: the tool does not know how much there is
+    message: str | None = None
+
+
 class Handoff(RunEventBase, frozen=True, kw_only=True, tag="run_handoff"):
     call_id: str
     from_agent: str
@@ -194,10 +243,17 @@ class AgentChanged(RunEventBase, frozen=True, kw_only=True, tag="run_agent_chang
 
 
 class RunCompleted(RunEventBase, frozen=True, kw_only=True, tag="run_completed"):
+    """The run's answer; with ``client_calls`` the last turn ended calling the client's own tools instead.
+
+    The client runs those and continues the conversation in a new run whose history holds their results.
+    """
+
     agent: str
     output: str
     usage: Usage = Usage()
     turns: int = 1
+    client_calls: list[ToolCallRecord] = []
+    truncated: bool = False  # the last turn stopped at its token limit (max_tokens / max_output_tokens)
 
 
 class RunFailed(RunEventBase, frozen=True, kw_only=True, tag="run_failed"):
@@ -216,6 +272,7 @@ RunEvent = (
     | ToolCallStarted
     | ToolCallDelta
     | ToolCallFinished
+    | ToolProgress
     | ToolOutput
     | Handoff
     | AgentChanged

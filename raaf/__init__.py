@@ -74,7 +74,7 @@ from shared.events.settings import EventSettings
 from shared.runs.chunks import RunChunk, RunResult, ToolCallInfo
 from shared.runs.stream_processor import StreamProcessor
 from shared.runs.tools import Tool, function_tool, tool
-from shared.service.app import VERSION as __version__
+from shared.version import VERSION as __version__
 
 if TYPE_CHECKING:
     from raaf.chat import ChatConfig, ChatParticipant, ChatRoom, RealTimeChat

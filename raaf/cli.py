@@ -8,8 +8,14 @@ import logging
 import sys
 from pathlib import Path
 
+import msgspec
+
+from raaf.stats import health, stats
+from raaf.stats_report import render_health, render_stats
 from services.launcher import stack_services
 from shared.devstack.stack import Stack, run_stack
+from shared.errors import StreamingError
+from shared.openai_mock import main as mock_main
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,8 +53,6 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["mock-openai"]:
-        from shared.openai_mock import main as mock_main
-
         return mock_main(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="raaf: %(message)s")
@@ -61,12 +65,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_stats(args: argparse.Namespace) -> int:
-    import msgspec
-
-    from raaf.stats import health, stats
-    from raaf.stats_report import render_health, render_stats
-    from shared.errors import StreamingError
-
     try:
         if args.health:
             cluster_health = asyncio.run(health(nats_url=args.nats_url, prefix=args.prefix, timeout=args.timeout))

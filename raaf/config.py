@@ -8,9 +8,9 @@ from shared.config import (
     Value,
     configuration,
     configure,
-    configured_environ,
     reset_configuration,
 )
+from shared.service.overrides import configured_environ
 
 __all__ = [
     "SCHEMA",

@@ -4,25 +4,34 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import AsyncGenerator, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, Callable, Sequence
+from typing import Any, Protocol
 
-from proto.runs import ChatMessage, RunCompleted
+from proto.runs import ChatMessage, RunCompleted, RunRequest
 from raaf.agent import Agent
+from raaf.runner import RunsConnection
 from shared.errors import ProtocolError
 from shared.runs.chunks import RunChunk, RunResult
 
-if TYPE_CHECKING:
-    from raaf.async_runner import AsyncRunner
-
 ChunkCallback = Callable[[RunChunk], Any]
+
+
+class SessionRunner(Protocol):
+    """What a session needs of its runner (``AsyncRunner`` is one): the connection, requests, streams."""
+
+    connection: RunsConnection
+
+    def history_request(self, agent: Agent | str, message: str, history: Sequence[ChatMessage]) -> RunRequest: ...
+
+    def stream(self, request: RunRequest, *, send_again: int = 0, delay: float = 0.0
+               ) -> AsyncGenerator[RunChunk, None]: ...
 
 
 class StreamingSession:
     """The seed's ``async_runner.create_streaming_session(agent)``: ``start()``, then ``send_message(text,
     callback)`` per turn of the conversation; the history of earlier turns goes with each new message."""
 
-    def __init__(self, runner: AsyncRunner, agent: Agent | str) -> None:
+    def __init__(self, runner: SessionRunner, agent: Agent | str) -> None:
         self.runner = runner
         self.agent = agent
         self.history: list[ChatMessage] = []

@@ -64,6 +64,14 @@ ROUTES: Final[dict[tuple[str, str], Access]] = {
     ("GET", "/v1/agents"): Access(Rule.IDENTITY, "agent", "list"),  # granted agents only; prompts for admins
     ("POST", "/v1/chat/completions"): Access(Rule.GRANT, "run", "create"),
     ("GET", "/v1/models"): Access(Rule.IDENTITY, "agent", "list"),
+    ("POST", "/v1/responses"): Access(Rule.GRANT, "run", "create"),  # previous_response_id: the owner's only
+    ("GET", "/v1/responses/{response_id}"): Access(Rule.OWNER, "run", "read"),
+    ("POST", "/v1/responses/{response_id}/cancel"): Access(Rule.OWNER, "run", "cancel"),
+    ("DELETE", "/v1/responses/{response_id}"): Access(Rule.OWNER, "run", "delete"),
+    ("POST", "/v1/ui/{agent}/chat"): Access(Rule.GRANT, "run", "create"),  # a chat continues for its owner only
+    ("GET", "/v1/ui/{agent}/chat/{chat_id}/stream"): Access(Rule.OWNER, "run", "resume"),
+    ("POST", "/v1/ui/{agent}/chat/{chat_id}/stop"): Access(Rule.OWNER, "run", "cancel"),
+    ("POST", "/v1/ag-ui/{agent}"): Access(Rule.GRANT, "run", "create"),
     ("POST", "/v1/jobs"): Access(Rule.GRANT, "job", "create"),
     ("GET", "/v1/jobs/stats"): Access(Rule.ADMIN, "queue", "read"),
     ("GET", "/v1/jobs/dead"): Access(Rule.ADMIN, "dead_letter", "list"),

@@ -11,7 +11,6 @@ settings dataclass that reads it), so a key and its variable cannot disagree.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -22,6 +21,7 @@ from shared.gateway import settings as gateway
 from shared.jobs import settings as jobs
 from shared.runs import settings as runs
 from shared.service import settings as runtime
+from shared.service.overrides import configured_environ, reset_variables, set_variables
 from shared.service.settings import Env, Setting
 
 Value = int | float | bool | str
@@ -190,20 +190,12 @@ class Config:
                 for name, section in self._sections.items() if section._touched}
 
 
-_lock = threading.Lock()
-_overrides: dict[str, dict[str, Value]] = {}
-
-
 def configuration() -> Config:
     """The configuration in force: defaults, then the environment as it is now, then what ``configure`` set.
 
     A snapshot: change it with ``configure``, not by assigning to the returned object.
     """
-    config = Config()
-    with _lock:
-        overrides = {name: dict(values) for name, values in _overrides.items()}
-    config.update(overrides)
-    return config
+    return Config(configured_environ())
 
 
 def configure(block: Callable[[Config], None] | None = None, /, **sections: Mapping[str, Any]) -> Config:
@@ -217,21 +209,11 @@ def configure(block: Callable[[Config], None] | None = None, /, **sections: Mapp
     trial.update(normalized)
     if block is not None:
         block(trial)
-    with _lock:
-        for name, values in trial.set_keys().items():
-            _overrides.setdefault(name, {}).update(values)
+    set_variables({SCHEMA[name][key].env: _render(value)
+                   for name, values in trial.set_keys().items() for key, value in values.items()})
     return configuration()
-
-
-def configured_environ(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``base`` (default: the process environment) with the variables of the keys ``configure`` set on top:
-    what a settings reader (``EventSettings.from_env``, ``BackgroundProcessor.from_env``, a service) should see."""
-    with _lock:
-        overrides = [(SCHEMA[name][key], value) for name, values in _overrides.items() for key, value in values.items()]
-    return {**(os.environ if base is None else base), **{spec.env: _render(value) for spec, value in overrides}}
 
 
 def reset_configuration() -> None:
     """Forget everything ``configure`` set: back to defaults and the environment (for tests)."""
-    with _lock:
-        _overrides.clear()
+    reset_variables()

@@ -14,6 +14,7 @@ import pytest
 
 from raaf.testing.openai_mock import OpenAIMock
 from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
+from shared.devstack.redis_ha import SentinelGroup, ValkeyCluster
 from shared.devstack.servers import NatsServer, ValkeyServer
 from shared.service.app import App
 from shared.service.eventloop import LoopFactory, loop_factory, resolve
@@ -22,6 +23,7 @@ from tests.support.events import NATS_PY_PATHS, TEST_ENV
 from tests.support.processes import ServiceProcess
 from tests.support.runs import Runs, StartRunner, runner_env
 
+pytest_plugins = ["tests.support.dialects_fixtures"]
 # The loop the services would choose (RAAF_EVENT_LOOP, uvloop where installed): tests run on it too.
 TEST_EVENT_LOOP = resolve(os.environ.get("RAAF_EVENT_LOOP", "").strip() or "auto")
 
@@ -83,6 +85,29 @@ def private_redis(tmp_path: Path) -> Iterator[ValkeyServer]:
     server.start()
     yield server
     server.kill()
+
+
+@pytest.fixture
+def sentinel_group(tmp_path: Path) -> Iterator[SentinelGroup]:
+    """A Valkey primary, two replicas and three Sentinels this test owns: it may kill -9 the primary (and one
+    replica is left to confirm writes after the failover)."""
+    group = SentinelGroup(tmp_path / "sentinel", replicas=2)
+    try:
+        group.start()
+        yield group
+    finally:
+        group.stop()
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyCluster]:
+    """One three-primary Valkey cluster for the session; tests use unique keys and must not kill it."""
+    cluster = ValkeyCluster(tmp_path_factory.mktemp("valkey-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

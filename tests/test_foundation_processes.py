@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -78,24 +79,38 @@ async def test_a_service_runs_on_the_event_loop_its_setting_names(
     assert [r["event_loop"] for r in records if r["msg"] == "started"] == [loop]
 
 
-async def test_raaf_up_starts_everything_and_stops_with_no_orphans(tmp_path: Path) -> None:
+def _raaf_up(tmp_path: Path) -> tuple[subprocess.Popen[str], list[str]]:
+    """``raaf up`` in a session of its own (as a shell runs it in the foreground), once it printed its banner."""
     env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "REDIS_URL")}
-    gateway_port = free_port()
-    env.update(WEBSOCKET_PORT=str(gateway_port), RAAF_NATS_PORT=str(free_port()), RAAF_REDIS_PORT=str(free_port()))
+    env.update(WEBSOCKET_PORT=str(free_port()), RAAF_NATS_PORT=str(free_port()), RAAF_REDIS_PORT=str(free_port()))
     proc = subprocess.Popen([sys.executable, "-m", "raaf", "up", "--data-dir", str(tmp_path / "var")], env=env,
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    assert proc.stdout is not None
+    banner = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            proc.kill()
+            raise AssertionError(f"raaf up ended early: {proc.stderr.read() if proc.stderr else ''}")
+        banner.append(line)
+        if line.startswith("Press Ctrl-C"):
+            return proc, banner
+    proc.kill()
+    raise AssertionError(f"no banner within 90s: {''.join(banner)}")
+
+
+def _ctrl_c(proc: subprocess.Popen[str]) -> None:
+    """What a terminal does on Ctrl-C: SIGINT to the whole foreground process group."""
+    os.killpg(proc.pid, signal.SIGINT)
+
+
+async def test_raaf_up_starts_everything_and_stops_with_no_orphans(tmp_path: Path) -> None:
+    proc, banner = _raaf_up(tmp_path)
     try:
-        assert proc.stdout is not None
-        banner = []
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line, f"raaf up ended early: {proc.stderr.read() if proc.stderr else ''}"
-            banner.append(line)
-            if line.startswith("Press Ctrl-C"):
-                break
         text = "".join(banner)
-        assert f"ws://127.0.0.1:{gateway_port}/ws" in text
+        assert "ws://127.0.0.1:" in text
         urls = [line.split()[-1] for line in banner if line.strip().startswith(("gateway", "agent-runner", "chat",
                                                                                   "scheduler", "metrics"))]
         assert len(urls) == 5
@@ -105,7 +120,7 @@ async def test_raaf_up_starts_everything_and_stops_with_no_orphans(tmp_path: Pat
                     assert resp.status == 200, url
         children = _children(proc.pid)
         assert len(children) >= 7  # nats-server, valkey-server, five services
-        proc.send_signal(signal.SIGINT)
+        _ctrl_c(proc)
         assert proc.wait(60) == 0
         await eventually(lambda: not any(_alive(pid) for pid in children), what="every child process gone")
         assert [pid for pid in children if _alive(pid)] == []
@@ -114,9 +129,48 @@ async def test_raaf_up_starts_everything_and_stops_with_no_orphans(tmp_path: Pat
             proc.kill()
 
 
+# A line of a service's log about losing or regaining NATS or Redis (the shutdown must not cause one).
+CONNECTION_NEWS = re.compile(r"disconnect|reconnect|not reachable|connection (refused|reset|lost)", re.IGNORECASE)
+
+
+def test_ctrl_c_stops_every_service_before_nats_and_valkey_and_no_service_logs_a_disconnect(
+    tmp_path: Path,
+) -> None:
+    proc, _ = _raaf_up(tmp_path)
+    try:
+        children = {pid: _command(pid) for pid in _children(proc.pid)}
+        services = {pid for pid, cmd in children.items() if cmd[1:2] == ["-m"]}
+        servers = children.keys() - services  # valkey-server rewrites its command line: match by exclusion
+        assert len(servers) == 2 and len(services) == 5, children
+        gone_at: dict[int, float] = {}
+        _ctrl_c(proc)
+        deadline = time.monotonic() + 60
+        while len(gone_at) < len(children) and time.monotonic() < deadline:
+            now = time.monotonic()
+            gone_at.update({pid: now for pid in children if pid not in gone_at and not _alive(pid)})
+            time.sleep(0.002)
+        assert proc.wait(30) == 0
+        assert gone_at.keys() == children.keys(), "some child outlived raaf up"
+        last_service = max(gone_at[pid] for pid in services)
+        assert all(gone_at[pid] >= last_service for pid in servers), "a server stopped while a service still ran"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    logs = {path.name: path.read_text() for path in (tmp_path / "var").glob("*.log")
+            if path.stem in ("gateway", "agent-runner", "chat", "scheduler", "metrics")}
+    assert len(logs) == 5
+    news = {name: line for name, text in logs.items() for line in text.splitlines() if CONNECTION_NEWS.search(line)}
+    assert news == {}
+    assert all('"msg":"stopped"' in text for text in logs.values())
+
+
 def _children(pid: int) -> list[int]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
+
+
+def _command(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").decode().split("\0")
 
 
 def _alive(pid: int) -> bool:

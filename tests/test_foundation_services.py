@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable
 
@@ -80,6 +82,17 @@ async def test_nats_disconnects_and_reconnects_are_counted(
     private_nats.start()
     await until_sample(app, "raaf_nats_reconnects_total", lambda v: v == 1, 10)
     assert app.metrics.registry.get_sample_value("raaf_nats_connected") == 1
+
+
+async def test_a_clean_stop_is_neither_counted_nor_logged_as_a_nats_disconnect(
+    nats_server: NatsServer, redis_server: ValkeyServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="raaf.nats")
+    app = FACTORIES["gateway"](service_env(nats_server.url, redis_server.url))
+    await asyncio.wait_for(app.start(), 30)
+    await app.stop()
+    assert app.metrics.registry.get_sample_value("raaf_nats_disconnects_total") == 0
+    assert [r.getMessage() for r in caplog.records if r.name == "raaf.nats"] == ["nats connection closed"]
 
 
 async def test_failed_redis_calls_of_the_scheduler_are_counted_without_any_health_check(

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from raaf.jobs import MessageQueue, PayloadTooLargeError, QueueFullError
+from shared.devstack.redis_ha import ValkeyCluster
 from shared.devstack.servers import ValkeyServer
 from tests.support.env import unique_prefix
 from tests.support.waiting import eventually
@@ -16,13 +17,15 @@ from tests.support.waiting import eventually
 MakeQueue = Callable[..., MessageQueue]
 
 
-@pytest.fixture
-async def make_queue(redis_server: ValkeyServer) -> AsyncIterator[MakeQueue]:
+# Each test runs on one server and on a three-primary cluster (the queue's keys share its hash tag).
+@pytest.fixture(params=["redis_server", "valkey_cluster"])
+async def make_queue(request: pytest.FixtureRequest) -> AsyncIterator[MakeQueue]:
+    server: ValkeyServer | ValkeyCluster = request.getfixturevalue(request.param)
     prefix = unique_prefix()
     made: list[MessageQueue] = []
 
     def make(**kw: Any) -> MessageQueue:
-        queue = MessageQueue(redis_server.url, prefix=prefix, **{"block": 0.05, **kw})
+        queue = MessageQueue(server.url, prefix=prefix, **{"block": 0.05, **kw})
         made.append(queue)
         return queue
 

@@ -12,6 +12,7 @@ from services.agent_runner.demo_agents import DEMO_AGENTS, demo_tools
 from services.agent_runner.errors import AgentConfigError, BadRunRequest, agent_not_found
 from services.agent_runner.settings import AgentRunnerSettings
 from shared.errors import ConfigurationError, SettingsError, StreamingError
+from shared.runs.mcp_config import McpServerConfig
 from shared.runs.stream_processor import StreamProcessor, load_processor
 from shared.runs.tools import Tool, load_tools
 
@@ -26,13 +27,24 @@ class AgentsFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 def read_agents_file(path: str) -> list[AgentSpec]:
+    return read_agents(path)[0]
+
+
+def read_agents(path: str) -> tuple[list[AgentSpec], dict[str, list[McpServerConfig]]]:
+    """The file's agents, and the MCP servers each declares (``[[agents.mcp_servers]]``, not a wire field)."""
     file = Path(path)
     try:
         data = file.read_bytes()
     except OSError as exc:
         raise AgentConfigError(f"cannot read agents file {path}: {exc.strerror}") from None
+    servers: dict[str, list[McpServerConfig]] = {}
     try:
         raw = msgspec.json.decode(data) if file.suffix == ".json" else msgspec.toml.decode(data)
+        if isinstance(raw, dict) and isinstance(raw.get("agents"), list):
+            for entry in raw["agents"]:
+                if isinstance(entry, dict) and "mcp_servers" in entry:
+                    declared = entry.pop("mcp_servers")
+                    servers[str(entry.get("name"))] = msgspec.convert(declared, type=list[McpServerConfig])
         agents = msgspec.convert(raw, type=AgentsFile).agents
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise AgentConfigError(f"invalid agents file {path}: {exc}") from None
@@ -42,15 +54,26 @@ def read_agents_file(path: str) -> list[AgentSpec]:
         if unknown:
             raise AgentConfigError(f"invalid agents file {path}: agent {entry.get('name')!r} has unknown "
                                    f"field(s) {', '.join(unknown)}")
-    return agents
+    for agent_name, declared in servers.items():
+        names = [server.name for server in declared]
+        if len(set(names)) != len(names):
+            raise AgentConfigError(f"invalid agents file {path}: agent {agent_name!r} declares two MCP servers "
+                                   "with one name")
+        for server in declared:
+            try:
+                server.check()
+            except ConfigurationError as exc:
+                raise AgentConfigError(f"invalid agents file {path}: agent {agent_name!r}: {exc.message}") from None
+    return agents, servers
 
 
 class AgentCatalog:
     """Configured agents and tools; ``resolve()`` adds a request's own agents and checks every reference."""
 
-    def __init__(self, agents: Iterable[AgentSpec], tools: Mapping[str, Tool], *, max_inline_agents: int = 16
-                 ) -> None:
+    def __init__(self, agents: Iterable[AgentSpec], tools: Mapping[str, Tool], *, max_inline_agents: int = 16,
+                 mcp_servers: Mapping[str, list[McpServerConfig]] | None = None) -> None:
         self.tools = dict(tools)
+        self.mcp_servers = dict(mcp_servers or {})  # per agent of the file: the MCP servers it declares
         self.max_inline_agents = max_inline_agents
         self.agents: dict[str, AgentSpec] = {}
         for agent in agents:
@@ -126,8 +149,8 @@ def load_catalog(settings: AgentRunnerSettings) -> AgentCatalog:
         except StreamingError as exc:
             raise SettingsError("RAAF_TOOLS_MODULE", settings.tools_module, exc.message) from None
     try:
-        agents = read_agents_file(settings.agents_file) if settings.agents_file is not None else []
-        return AgentCatalog(agents, tools, max_inline_agents=settings.max_inline_agents)
+        agents, servers = read_agents(settings.agents_file) if settings.agents_file is not None else ([], {})
+        return AgentCatalog(agents, tools, max_inline_agents=settings.max_inline_agents, mcp_servers=servers)
     except AgentConfigError as exc:
         raise SettingsError("RAAF_AGENTS_FILE", settings.agents_file or "", exc.message) from None
 

@@ -33,10 +33,12 @@ from proto.runs import (
 )
 from proto.subjects import decode_token
 from services.agent_runner.agents import load_catalog, load_stream_processor
+from services.agent_runner.client_tools import check_client_tools, conversation
 from services.agent_runner.demo import DEMO_MODEL, DemoModel
 from services.agent_runner.engine import RunEngine, RunJob
 from services.agent_runner.errors import BadRunRequest, RunError, duplicate_run, input_too_large, runner_draining
 from services.agent_runner.handover import Handover
+from services.agent_runner.mcp import AgentMcp
 from services.agent_runner.metrics import RunnerMetrics
 from services.agent_runner.pool import RunPool
 from services.agent_runner.provider import ProviderPool, RetryPolicy
@@ -59,6 +61,7 @@ class AgentRunnerApp(App):
         self.runner_settings = settings
         self.instance = self.runtime.instance_id
         self.catalog = load_catalog(settings)
+        self.mcp = AgentMcp.from_settings(self.catalog, settings)
         self.processor = load_stream_processor(settings)
         self.run_metrics = RunnerMetrics(self.metrics.registry)
         self.pool = RunPool(settings.pool_size, settings.queue_size)
@@ -120,10 +123,11 @@ class AgentRunnerApp(App):
         demo_url = await self.demo.start() if self.demo is not None else None
         self._providers = ProviderPool(api_key=s.openai_api_key, base_url=s.openai_base_url, demo_url=demo_url,
                                        max_connections=s.provider_max_connections, timeout=s.max_timeout)
+        await self.mcp.start()
         self._engine = RunEngine(providers=self._providers, tools=self.catalog.tools,
                                  default_model=self.default_model, max_tool_output_bytes=s.max_tool_output_bytes,
                                  metrics=self.run_metrics, instance=self.instance, demo=self.demo is not None,
-                                 processor=self.processor)
+                                 processor=self.processor, agent_tools=self.mcp.tools_for)
         self._handover = Handover(self.nc, self.subjects, self.registry, self.runlog, self.pool, self.run_metrics,
                                   instance=self.instance, timeout=s.handover_timeout)
         await self._renew_lease()  # alive before taking work, so no reaper mistakes our first runs for orphans
@@ -164,6 +168,7 @@ class AgentRunnerApp(App):
             await self._acks.stop()
         if self._providers is not None:
             await self._providers.close()
+        await self.mcp.stop()
         if self.demo is not None:
             await self.demo.stop()
 
@@ -196,6 +201,7 @@ class AgentRunnerApp(App):
         agents = self.catalog.resolve(request)
         agent = agents[request.agent]
         self._check_limits(request)
+        check_client_tools(request, agents)
         retry_count = s.retry_count if request.retry_count is None else request.retry_count
         retry_delay = s.retry_delay if request.retry_delay is None else request.retry_delay
         max_turns = request.max_turns or agent.max_turns or s.max_turns
@@ -240,10 +246,12 @@ class AgentRunnerApp(App):
                 job.task = engine
                 first = job.writer.emit(RunStarted, first=True, agent=agent.name, model=self.engine.model_of(agent),
                                         instance=self.instance, demo=self.demo is not None, owner=job.request.owner,
-                                        room=job.request.room)
+                                        room=job.request.room,
+                                        **conversation(job.request))
             else:
                 first = job.writer.emit(RunQueued, first=True, agent=agent.name, instance=self.instance,
-                                        owner=job.request.owner, room=job.request.room)
+                                        owner=job.request.owner, room=job.request.room,
+                                        **conversation(job.request))
             claim, stored = await asyncio.gather(self.registry.claim(run_id, self.instance), first,
                                                  return_exceptions=True)
             claimed = claim is True
@@ -351,7 +359,8 @@ class AgentRunnerApp(App):
         await self._reply(msg, CancelAccepted(run_id=run_id))
 
     async def _on_agents_query(self, msg: Msg) -> None:
-        agents = [msgspec.structs.replace(a, base_url=None, api_key_env=None) for a in self.catalog.agents.values()]
+        agents = [msgspec.structs.replace(a, base_url=None, api_key_env=None, tools=[*a.tools, *self.mcp.tools_for(a)])
+                  for a in self.catalog.agents.values()]
         await self._reply(msg, AgentList(agents=agents, demo=self.demo is not None))
 
     # ---- leases and orphans ------------------------------------------------------------------------------

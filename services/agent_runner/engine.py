@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -27,11 +27,14 @@ from proto.runs import (
     TextDelta,
     ToolCallDelta,
     ToolCallFinished,
+    ToolCallRecord,
     ToolCallStarted,
     ToolOutput,
+    ToolProgress,
     Usage,
     handoff_tool_name,
 )
+from services.agent_runner.client_tools import client_tool_schema, history_messages, model_options
 from services.agent_runner.errors import (
     RunError,
     RunSuperseded,
@@ -53,7 +56,7 @@ from services.agent_runner.provider import (
 from services.agent_runner.writer import RunWriter
 from shared.errors import ToolError
 from shared.runs.stream_processor import StreamProcessor
-from shared.runs.tools import Tool
+from shared.runs.tools import ProgressSink, Tool, ToolCallContext
 
 log = logging.getLogger("raaf.agent-runner.engine")
 _encoder: Final = msgspec.json.Encoder()
@@ -99,8 +102,10 @@ class RunEngine:
 
     def __init__(self, *, providers: ProviderPool, tools: Mapping[str, Tool], default_model: str,
                  max_tool_output_bytes: int, metrics: RunnerMetrics, instance: str, demo: bool,
-                 processor: StreamProcessor | None = None) -> None:
+                 processor: StreamProcessor | None = None,
+                 agent_tools: Callable[[AgentSpec], Mapping[str, Tool]] | None = None) -> None:
         self.instance = instance
+        self.agent_tools = agent_tools  # more tools of an agent, asked each turn (its MCP servers' tools)
         self.processor = processor  # RAAF_STREAM_PROCESSOR: applied to every text delta before it is stored
         self.demo = demo
         self.providers = providers
@@ -168,26 +173,21 @@ class RunEngine:
         messages: list[ChatCompletionMessageParam] = []
         if agent.instructions:
             messages.append({"role": "system", "content": agent.instructions})
-        for earlier in request.history:
-            match earlier.role:
-                case "system":
-                    messages.append({"role": "system", "content": earlier.content})
-                case "user":
-                    messages.append({"role": "user", "content": earlier.content})
-                case "assistant":
-                    messages.append({"role": "assistant", "content": earlier.content})
-        messages.append({"role": "user", "content": request.input})
+        if request.instructions:
+            messages.append({"role": "system", "content": request.instructions})
+        messages.extend(history_messages(request))
         usage = Usage()
+        client_tools = {tool.name for tool in request.client_tools}
         for turn in range(1, job.max_turns + 1):
             job.stop_if_asked()
-            end = await self._turn(job, agent, messages)
+            end = await self._turn(job, agent, messages, turn)
             if end.usage is not None:
                 usage = Usage(prompt_tokens=usage.prompt_tokens + end.usage.prompt_tokens,
                               completion_tokens=usage.completion_tokens + end.usage.completion_tokens,
                               total_tokens=usage.total_tokens + end.usage.total_tokens)
             if not end.calls:
                 return await writer.emit(RunCompleted, agent=agent.name, output=end.text, usage=usage, turns=turn,
-                                         patience=TERMINAL_PATIENCE)
+                                         patience=TERMINAL_PATIENCE, truncated=end.finish_reason == "length")
             for call in end.calls:
                 await writer.emit(ToolCallFinished, call_id=call.id, name=call.name, arguments=call.arguments_json)
             messages.append({
@@ -195,8 +195,14 @@ class RunEngine:
                 "tool_calls": [{"id": c.id, "type": "function",
                                 "function": {"name": c.name, "arguments": c.arguments_json}} for c in end.calls],
             })
-            target = await self._run_calls(job, agent, end.calls, messages)
+            client_calls = [call for call in end.calls if call.name in client_tools]
+            target = await self._run_calls(job, agent, [c for c in end.calls if c.name not in client_tools], messages)
             job.stop_if_asked()
+            if client_calls:  # the client runs these: the run ends with them, the client's next request continues
+                return await writer.emit(
+                    RunCompleted, agent=agent.name, output=end.text, usage=usage, turns=turn,
+                    patience=TERMINAL_PATIENCE, client_calls=[
+                        ToolCallRecord(call_id=c.id, name=c.name, arguments=c.arguments_json) for c in client_calls])
             if target is not None:
                 previous, agent = agent, job.agents[target]
                 if messages and messages[0]["role"] == "system":
@@ -206,13 +212,17 @@ class RunEngine:
                 await writer.emit(AgentChanged, agent=agent.name, previous=previous.name, model=self.model_of(agent))
         raise max_turns_exceeded(job.max_turns)
 
-    async def _turn(self, job: RunJob, agent: AgentSpec, messages: list[ChatCompletionMessageParam]) -> TurnEnd:
+    async def _turn(self, job: RunJob, agent: AgentSpec, messages: list[ChatCompletionMessageParam], turn: int
+                    ) -> TurnEnd:
         """Stream one model turn into events; return how it ended (its text, tool calls, usage)."""
-        writer = job.writer
+        writer, request = job.writer, job.request
         shown: list[str] = []  # the turn's text as stored, after the stream processor
+        tools = self._tool_schemas(agent, job.agents) + [client_tool_schema(t) for t in request.client_tools]
+        asked = agent if request.max_output_tokens is None else msgspec.structs.replace(
+            agent, max_tokens=request.max_output_tokens)
         pieces = stream_turn(self.providers.client(agent), model=self.model_of(agent), messages=messages,
-                             tools=self._tool_schemas(agent, job.agents), agent=agent, policy=job.policy,
-                             on_retry=self.metrics.retries.inc)
+                             tools=tools, agent=asked, policy=job.policy, on_retry=self.metrics.retries.inc,
+                             options=model_options(request, turn, has_tools=bool(tools)))
         # aclosing: a cancel that lands while an event is being stored (outside the generator) must still close
         # the model's HTTP stream at once, not whenever the generator is garbage-collected.
         async with contextlib.aclosing(pieces):
@@ -261,8 +271,10 @@ class RunEngine:
         handoffs = {handoff_tool_name(name): name for name in agent.handoffs}
         target: str | None = None
         plain = [call for call in calls if call.name not in handoffs]
+        progress = self._progress_sinks(job)
         results = dict(zip([c.id for c in plain],
-                           await asyncio.gather(*(self._call_tool(agent, c) for c in plain)), strict=True))
+                           await asyncio.gather(*(self._call_tool(agent, c, progress(c)) for c in plain)),
+                           strict=True))
         for call in calls:
             if call.name in handoffs:
                 if target is None:
@@ -279,15 +291,17 @@ class RunEngine:
             messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
         return target
 
-    async def _call_tool(self, agent: AgentSpec, call: PendingCall) -> tuple[str, bool]:
+    async def _call_tool(self, agent: AgentSpec, call: PendingCall, progress: ProgressSink | None = None
+                         ) -> tuple[str, bool]:
         """(output, is_error): errors go back to the model as the tool's output, so it can recover."""
-        tool = self.tools.get(call.name) if call.name in agent.tools else None
+        tool = self._tools_of(agent).get(call.name)
         started = time.monotonic()
         if tool is None:
             output, is_error, outcome = f"error: agent {agent.name} has no tool named {call.name!r}", True, "unknown"
         else:
             try:
-                output, is_error, outcome = await tool.call(call.arguments_json), False, "ok"
+                output = await tool.call(call.arguments_json, ToolCallContext(call_id=call.id, progress=progress))
+                is_error, outcome = False, "ok"
             except ToolError as exc:
                 output, is_error, outcome = f"error: {exc.message}", True, "invalid_arguments"
             except Exception as exc:
@@ -300,8 +314,28 @@ class RunEngine:
             output = encoded[: self.max_tool_output_bytes].decode(errors="ignore") + " [truncated]"
         return output, is_error
 
+    def _tools_of(self, agent: AgentSpec) -> dict[str, Tool]:
+        """The tools ``agent`` may call now: its own, then those ``agent_tools`` adds."""
+        tools = {name: self.tools[name] for name in agent.tools if name in self.tools}
+        if self.agent_tools is not None:
+            for name, tool in self.agent_tools(agent).items():
+                tools.setdefault(name, tool)
+        return tools
+
+    def _progress_sinks(self, job: RunJob) -> Callable[[PendingCall], ProgressSink]:
+        """Per call, where its progress goes: ``run_tool_progress`` events, one at a time (calls run at once)."""
+        lock = asyncio.Lock()
+
+        def sink(call: PendingCall) -> ProgressSink:
+            async def report(progress: float, total: float | None, message: str | None) -> None:
+                async with lock:
+                    await job.writer.emit(ToolProgress, call_id=call.id, name=call.name, progress=progress,
+                                          total=total, message=message)
+            return report
+        return sink
+
     def _tool_schemas(self, agent: AgentSpec, agents: Mapping[str, AgentSpec]) -> list[dict[str, Any]]:
-        schemas = [self.tools[name].openai_schema() for name in agent.tools]
+        schemas = [tool.openai_schema() for tool in self._tools_of(agent).values()]
         for name in agent.handoffs:
             other = agents[name]
             description = other.handoff_description or f"Hand the conversation over to the {name} agent."

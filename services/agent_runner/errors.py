@@ -80,3 +80,9 @@ def stream_processor_failed(processor: str, error: BaseException) -> RunError:
     """The configured ``RAAF_STREAM_PROCESSOR`` raised on a text delta: the run stops rather than publish
     unprocessed text (a redacting processor must never be bypassed)."""
     return RunError(f"stream processor {processor} failed: {type(error).__name__}: {error}", code=ErrorCode.INTERNAL)
+
+
+def client_tool_clash(name: str) -> RunError:
+    """A tool the client declared has the name of one the server runs (the agent's tools or a handoff)."""
+    return RunError(f"client tool {name!r} has the name of a server-side tool of this run; rename it",
+                    code=ErrorCode.CONFLICT)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -186,7 +186,8 @@ def _describe(exc: Exception) -> str:
 
 async def stream_turn(client: openai.AsyncOpenAI, *, model: str, messages: Sequence[ChatCompletionMessageParam],
                       tools: Sequence[dict[str, Any]], agent: AgentSpec, policy: RetryPolicy,
-                      on_retry: Callable[[], None] | None = None) -> AsyncGenerator[Piece, None]:
+                      on_retry: Callable[[], None] | None = None, options: Mapping[str, Any] | None = None
+                      ) -> AsyncGenerator[Piece, None]:
     """Stream one completion as pieces ending with ``TurnEnd``; closing the generator closes the HTTP stream.
 
     Failures before the first text or tool-call delta are retried per ``policy``; later ones raise
@@ -197,6 +198,8 @@ async def stream_turn(client: openai.AsyncOpenAI, *, model: str, messages: Seque
     body: dict[str, Any] = {"messages": list(messages)}
     if tools:
         body["tools"] = list(tools)
+    if options:
+        body.update(options)  # tool_choice, parallel_tool_calls
     extra: dict[str, Any] = {}
     if agent.temperature is not None:
         extra["temperature"] = agent.temperature

@@ -39,6 +39,9 @@ class AgentRunnerSettings:
     buffer_size: int = BUFFER_SIZE.default  # the processor's per-run context window, characters
     handover: bool = True  # on stop, hand queued runs that have not started to another runner
     handover_timeout: float = 2.0  # how long one handover request waits for a runner's answer
+    mcp_connect_timeout: float = 10.0  # connecting to an MCP server (and a call waiting for a reconnect)
+    mcp_call_timeout: float = 60.0  # one MCP tool call; then the model gets a tool error
+    mcp_reconnect_delay: float = 30.0  # the longest wait between attempts to reach a down MCP server
 
     @property
     def demo(self) -> bool:
@@ -78,4 +81,7 @@ class AgentRunnerSettings:
             buffer_size=BUFFER_SIZE.read(env),
             handover=env.boolean("RUN_HANDOVER", cls.handover),
             handover_timeout=env.number("RUN_HANDOVER_TIMEOUT", cls.handover_timeout, min=0.05, max=60),
+            mcp_connect_timeout=env.number("MCP_CONNECT_TIMEOUT", cls.mcp_connect_timeout, min=0.1, max=600),
+            mcp_call_timeout=env.number("MCP_CALL_TIMEOUT", cls.mcp_call_timeout, min=0.1, max=3600),
+            mcp_reconnect_delay=env.number("MCP_RECONNECT_DELAY", cls.mcp_reconnect_delay, min=0.1, max=3600),
         )

@@ -15,21 +15,39 @@ from proto.errors import Error, ErrorCode, http_status
 from proto.openai_compat import (
     DONE,
     AssistantMessage,
+    ChatToolChoice,
     ChunkChoice,
     Completion,
     CompletionChoice,
     CompletionChunk,
     CompletionRequest,
     Delta,
+    DeltaToolCall,
     ErrorBody,
     ErrorDetail,
+    FinishReason,
+    FunctionDelta,
+    MessageToolCall,
     ModelCard,
     ModelList,
+    NamedFunction,
+    RequestFunction,
     Usage,
     completion_request_decoder,
     openai_encoder,
 )
-from proto.runs import ChatMessage, RunCancelled, RunCompleted, RunFailed, RunRequest, TextDelta
+from proto.runs import (
+    ChatMessage,
+    ClientTool,
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+    RunRequest,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallRecord,
+    ToolCallStarted,
+)
 from services.gateway.errors import GatewayError
 from services.gateway.runs_http import RunRoutes
 from shared import access
@@ -52,23 +70,60 @@ def _error_frame(error: Error) -> bytes:
 
 
 def to_run(body: CompletionRequest, *, owner: str | None) -> RunRequest | Error:
-    """The conversation as a run: the last user message is the input, everything before it the history."""
-    if not body.messages or body.messages[-1].role != "user":
-        return Error(code=ErrorCode.BAD_REQUEST, message="messages must end with a user message")
+    """The conversation as a run: the last user message is the input, everything before it the history; a
+    conversation ending with the results of the client's tools continues with them (and no new input)."""
+    if not body.messages or body.messages[-1].role not in ("user", "tool"):
+        return Error(code=ErrorCode.BAD_REQUEST, message="messages must end with a user or a tool message")
     history: list[ChatMessage] = []
-    for message in body.messages[:-1]:
+    for message in body.messages:
+        if message.role == "tool":
+            if not message.tool_call_id:
+                return Error(code=ErrorCode.BAD_REQUEST, message="a tool message needs its tool_call_id")
+            history.append(ChatMessage(role="tool", content=message.text, tool_call_id=message.tool_call_id))
+            continue
         role = _HISTORY_ROLES.get(message.role)
         if role is None:
-            return Error(code=ErrorCode.BAD_REQUEST, message=f"{message.role!r} messages are not accepted: "
-                         "the agent runs its own tools")
-        history.append(ChatMessage(role=role, content=message.text))  # type: ignore[arg-type]
+            return Error(code=ErrorCode.BAD_REQUEST, message=f"{message.role!r} messages are not accepted")
+        calls = [ToolCallRecord(call_id=c.id, name=c.function.name, arguments=c.function.arguments)
+                 for c in message.tool_calls or []]
+        history.append(ChatMessage(role=role, content=message.text, tool_calls=calls))  # type: ignore[arg-type]
+    text = history.pop().content if history[-1].role == "user" else ""
+    tools = client_tools(body)
+    if isinstance(tools, Error):
+        return tools
+    choice, choice_name = None, None
+    match body.tool_choice:
+        case None:
+            pass
+        case "auto" | "none" | "required":
+            choice = body.tool_choice
+        case ChatToolChoice(type="function", function=NamedFunction(name=name)):
+            choice_name = name
+        case _:
+            return Error(code=ErrorCode.BAD_REQUEST, message="tool_choice must be auto, none, required or "
+                         "{type: function, function: {name}}")
     metadata = {"user": body.user} if body.user else {}
-    return RunRequest(run_id=uuid.uuid4().hex, agent=body.model, input=body.messages[-1].text, history=history,
-                      metadata=metadata, owner=owner)
+    return RunRequest(run_id=uuid.uuid4().hex, agent=body.model, input=text, history=history,
+                      metadata=metadata, owner=owner, client_tools=tools, tool_choice=choice,
+                      tool_choice_name=choice_name, parallel_tool_calls=body.parallel_tool_calls,
+                      max_output_tokens=body.max_completion_tokens or body.max_tokens)
+
+
+def client_tools(body: CompletionRequest) -> list[ClientTool] | Error:
+    tools: list[ClientTool] = []
+    for tool in body.tools:
+        if tool.type != "function" or tool.function is None:
+            return Error(code=ErrorCode.BAD_REQUEST, message=f"tools of type {tool.type!r} are not supported: "
+                         "only function tools (run by the client)")
+        spec = tool.function
+        tools.append(ClientTool(name=spec.name, description=spec.description, parameters=spec.parameters or {},
+                                strict=spec.strict))
+    return tools
 
 
 class ChatCompletionRoutes:
-    """Lets the official ``openai`` client talk to the platform's agents; tools run server-side, only text streams."""
+    """Lets the official ``openai`` client talk to the platform's agents: the agent's tools run server-side, the
+    client's own ``tools`` come back to it as ``tool_calls``."""
 
     def __init__(self, runs: RunRoutes) -> None:
         self.runs = runs
@@ -110,16 +165,21 @@ class ChatCompletionRoutes:
         completion_id = f"chatcmpl-{run.run_id}"
         if body.stream:
             include_usage = body.stream_options is not None and body.stream_options.include_usage
-            return await self._stream(request, run.run_id, completion_id, body.model, include_usage)
+            return await self._stream(request, run.run_id, completion_id, body.model, include_usage,
+                                      {tool.name for tool in run.client_tools})
         return await self._complete(run.run_id, completion_id, body.model)
 
     async def _complete(self, run_id: str, completion_id: str, model: str) -> web.Response:
         async with contextlib.aclosing(self.client.follow(run_id)) as events:
             async for event, _ in events:
                 match event:
-                    case RunCompleted(output=output, usage=usage):
-                        body = Completion(id=completion_id, created=int(time.time()), model=model,
-                                          choices=[CompletionChoice(message=AssistantMessage(content=output))],
+                    case RunCompleted(output=output, usage=usage, client_calls=calls, truncated=truncated):
+                        message = AssistantMessage(content=output) if not calls else AssistantMessage(
+                            content=output or None, tool_calls=[MessageToolCall(id=c.call_id, function=RequestFunction(
+                                name=c.name, arguments=c.arguments)) for c in calls])
+                        choice = CompletionChoice(message=message, finish_reason="tool_calls" if calls else
+                                                  "length" if truncated else "stop")
+                        body = Completion(id=completion_id, created=int(time.time()), model=model, choices=[choice],
                                           usage=Usage(prompt_tokens=usage.prompt_tokens,
                                                       completion_tokens=usage.completion_tokens,
                                                       total_tokens=usage.total_tokens))
@@ -131,8 +191,9 @@ class ChatCompletionRoutes:
         return openai_error(Error(code=ErrorCode.INTERNAL, message="the run ended without a result", ref=run_id))
 
     async def _stream(self, request: web.Request, run_id: str, completion_id: str, model: str,
-                      include_usage: bool) -> web.StreamResponse:
+                      include_usage: bool, client_tools: set[str]) -> web.StreamResponse:
         created = int(time.time())
+        calls: dict[str, int] = {}  # the client tools' calls of the current turn: call id -> index
 
         def frame(choices: list[ChunkChoice], usage: Usage | UnsetType = UNSET) -> bytes:
             chunk = CompletionChunk(id=completion_id, created=created, model=model, choices=choices, usage=usage)
@@ -156,9 +217,19 @@ class ChatCompletionRoutes:
                     counter.inc()
                     match event:
                         case TextDelta(delta=text):
+                            calls.clear()
                             await response.write(frame([ChunkChoice(delta=Delta(content=text))]))
-                        case RunCompleted(usage=usage):
-                            out = frame([ChunkChoice(delta=Delta(), finish_reason="stop")])
+                        case ToolCallStarted(call_id=call_id, name=name) if name in client_tools:
+                            calls[call_id] = len(calls)
+                            piece = DeltaToolCall(index=calls[call_id], id=call_id, type="function",
+                                                  function=FunctionDelta(name=name))
+                            await response.write(frame([ChunkChoice(delta=Delta(tool_calls=[piece]))]))
+                        case ToolCallDelta(call_id=call_id, delta=delta) if call_id in calls:
+                            piece = DeltaToolCall(index=calls[call_id], function=FunctionDelta(arguments=delta))
+                            await response.write(frame([ChunkChoice(delta=Delta(tool_calls=[piece]))]))
+                        case RunCompleted(usage=usage, client_calls=ended_with, truncated=truncated):
+                            finish: FinishReason = "tool_calls" if ended_with else "length" if truncated else "stop"
+                            out = frame([ChunkChoice(delta=Delta(), finish_reason=finish)])
                             if include_usage:
                                 out += frame([], Usage(prompt_tokens=usage.prompt_tokens,
                                                        completion_tokens=usage.completion_tokens,

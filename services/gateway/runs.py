@@ -11,13 +11,16 @@ from aiohttp import web
 
 from proto.errors import Error, ErrorCode
 from proto.runs import AgentStream, CancelRunStream, ResumeRun, is_run_id
+from services.gateway.agui import AgUiRoutes
 from services.gateway.connection import Connection
 from services.gateway.context import GatewayContext
 from services.gateway.errors import too_many_run_streams
 from services.gateway.extension import Handlers
+from services.gateway.openai_responses import ResponsesRoutes
 from services.gateway.openai_routes import ChatCompletionRoutes
 from services.gateway.runs_http import RunRoutes, run_request
 from services.gateway.runs_settings import RunRouteSettings
+from services.gateway.ui_chat import UiChatRoutes
 from shared.clients.runs import RunClient
 
 log = logging.getLogger("raaf.gateway.runs")
@@ -37,6 +40,9 @@ class RunsExtension:
         self.settings = settings or ctx.settings.runs
         self.http = RunRoutes(self.settings, ctx.metrics, ctx.authenticator, max_json_depth=ctx.settings.max_json_depth)
         self.openai = ChatCompletionRoutes(self.http)
+        self.responses = ResponsesRoutes(self.http)
+        self.ui_chat = UiChatRoutes(self.http)
+        self.agui = AgUiRoutes(self.http)
         self.access = self.http.access
         self._follows: dict[str, dict[str, asyncio.Task[None]]] = {}
         self.handles: Handlers = {AgentStream: self._agent_stream, ResumeRun: self._resume,
@@ -47,7 +53,8 @@ class RunsExtension:
         return self.http.client
 
     def routes(self) -> list[web.RouteDef]:
-        return [*self.http.routes(), *self.openai.routes()]
+        return [*self.http.routes(), *self.openai.routes(), *self.responses.routes(), *self.ui_chat.routes(),
+                *self.agui.routes()]
 
     async def start(self) -> None:
         ctx = self.ctx

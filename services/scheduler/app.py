@@ -14,7 +14,8 @@ from proto.errors import ErrorCode
 from proto.jobs import enqueue_decoder, job_request_decoder, jobs_encoder, jobs_scheduled_decoder
 from services.scheduler.api import JobsApi, bad_request
 from services.scheduler.settings import SchedulerSettings
-from shared.jobs.agent_job import PlatformAgentRunner, handle_agent_jobs
+from shared.clients.agent_jobs import PlatformAgentRunner
+from shared.jobs.agent_job import handle_agent_jobs
 from shared.jobs.errors import JobError, SchedulerOverloadedError
 from shared.jobs.events import JobSignals
 from shared.jobs.maintenance import QueueMaintainer

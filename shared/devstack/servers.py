@@ -44,7 +44,7 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
 def url_reachable(url: str, timeout: float = 0.5) -> bool:
     """Whether the first server of a NATS or Redis URL list accepts TCP connections."""
     first = urllib.parse.urlparse(url.split(",")[0].strip())
-    default = 6379 if first.scheme in ("redis", "rediss") else 4222
+    default = 6379 if first.scheme.startswith("redis") else 4222
     return bool(first.hostname) and port_open(first.hostname or "", first.port or default, timeout)
 
 
@@ -104,9 +104,10 @@ class ServerProcess:
         if self.running:
             return
         with open(self.log_path, "ab") as log:
+            # Its own process group: a terminal's Ctrl-C reaches only the parent, which stops the servers last.
             self.proc = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=die_with_parent,
+                preexec_fn=die_with_parent, process_group=0,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -180,19 +181,30 @@ class NatsServer(ServerProcess):
 
 
 class ValkeyServer(ServerProcess):
-    """``valkey-server`` with append-only persistence (fsync every second) under ``data_dir``."""
+    """``valkey-server`` with append-only persistence (fsync every second) under ``data_dir``; optionally a
+    replica of another one, or a cluster node (slots are assigned by ``shared.devstack.redis_ha``)."""
 
     name = "valkey-server"
 
     def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1",
-                 appendonly: bool = True) -> None:
+                 appendonly: bool = True, replica_of: ValkeyServer | None = None, cluster: bool = False) -> None:
         super().__init__(data_dir, port, host)
         self.appendonly = appendonly
+        self.replica_of = replica_of
+        self.cluster = cluster
+        # Its own free bus port: the default (port + 10000) does not exist for ports above 55535.
+        self.cluster_port = free_port(host) if cluster else 0
 
     def command(self) -> list[str]:
-        return [find_valkey_server(), "--port", str(self.port), "--bind", self.host, "--dir", str(self.data_dir),
-                "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
-                "--save", "", "--daemonize", "no", "--protected-mode", "no"]
+        cmd = [find_valkey_server(), "--port", str(self.port), "--bind", self.host, "--dir", str(self.data_dir),
+               "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
+               "--save", "", "--daemonize", "no", "--protected-mode", "no"]
+        if self.replica_of is not None:
+            cmd += ["--replicaof", self.replica_of.host, str(self.replica_of.port)]
+        if self.cluster:
+            cmd += ["--cluster-enabled", "yes", "--cluster-port", str(self.cluster_port),
+                    "--cluster-config-file", str(self.data_dir / "nodes.conf"), "--cluster-node-timeout", "2000"]
+        return cmd
 
     @property
     def url(self) -> str:

@@ -93,9 +93,10 @@ class Stack:
 
     def start_service(self, spec: ServiceSpec) -> None:
         log_file = open(self.data_dir / f"{spec.name}.log", "ab")  # noqa: SIM115 - owned by the child
+        # Its own process group, so a terminal's Ctrl-C does not reach it: ``stop`` decides the order.
         self.procs[spec.name] = subprocess.Popen(
             [sys.executable, "-m", spec.module], env=self.service_env(spec), stdout=log_file,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent, process_group=0,
         )
         log_file.close()
 

@@ -14,11 +14,11 @@ from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
 
 from proto.events import Event
-from shared.config import configured_environ
 from shared.errors import EventTimeoutError
 from shared.events.bus import EventBus
 from shared.events.listeners import Callback, Transform
 from shared.events.settings import EventSettings
+from shared.service.overrides import configured_environ
 
 __all__ = ["Event", "EventEmitter"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -11,12 +10,9 @@ from typing import Any, Protocol
 import msgspec
 from nats.aio.client import Client as NATS
 
-from proto.errors import Error, ErrorCode
 from proto.jobs import AgentJobCompleted, RunAgentJob, jobs_encoder
-from proto.runs import RunCancelled, RunCompleted, RunFailed, RunRequest, is_run_id
+from proto.runs import is_run_id
 from proto.subjects import InvalidNameError, Subjects, check_event_name
-from shared.clients.runs import RunClient
-from shared.errors import error_for, error_from_wire
 from shared.jobs.errors import InvalidJobDataError, PermanentJobError
 from shared.jobs.processor import BackgroundProcessor
 from shared.jobs.worker import current_job
@@ -84,32 +80,3 @@ def handle_agent_jobs(processor: BackgroundProcessor, runner: AgentRunner, *, jo
         return result
 
     processor.handle_job(job_type, run_agent)
-
-
-class PlatformAgentRunner:
-    """Runs agents on the platform's agent-runners over ``nc``: the run request, then the run log to its end."""
-
-    def __init__(self, nc: NATS, *, prefix: str = "raaf", request_timeout: float = 5.0) -> None:
-        self.nc = nc
-        self.prefix = prefix
-        self.request_timeout = request_timeout
-
-    async def run_agent(self, agent: str, input: str, *, run_id: str, metadata: dict[str, str],
-                        timeout: float | None, owner: str | None = None) -> AgentOutput:
-        client = RunClient(self.nc, self.nc.jetstream(), Subjects(self.prefix), request_timeout=self.request_timeout)
-        reply = await client.start(RunRequest(run_id=run_id, agent=agent, input=input, timeout=timeout,
-                                              metadata=metadata, owner=owner))
-        if isinstance(reply, Error):
-            raise error_from_wire(reply)
-        async with contextlib.aclosing(client.follow(run_id)) as events:
-            async for event, _ in events:
-                match event:
-                    case RunCompleted():
-                        usage = msgspec.to_builtins(event.usage)
-                        counts = {k: v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)}
-                        return AgentOutput(output=event.output, agent=event.agent, run_id=run_id, usage=counts)
-                    case RunFailed(code=code, message=message):
-                        raise error_for(code, message, ref=run_id)
-                    case RunCancelled(reason=reason):
-                        raise error_for(ErrorCode.CANCELLED, reason, ref=run_id)
-        raise error_for(ErrorCode.INTERNAL, "the run log ended without a terminal event", ref=run_id)

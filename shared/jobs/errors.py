@@ -332,6 +332,23 @@ class JobStoreUnavailableError(JobError, ConnectionError):
         return {"reason": self.reason}
 
 
+class JobNotReplicatedError(JobStoreUnavailableError):
+    """The primary wrote it, but fewer replicas than ``REDIS_WAIT_REPLICAS`` confirmed it in time: a failover now
+    could lose it. Retrying with the same job id is safe (an enqueue of an existing id writes nothing)."""
+
+    kind = "job_not_replicated"
+
+    def __init__(self, wanted: int, confirmed: int, timeout: float) -> None:
+        JobError.__init__(self, f"job store (Redis) unavailable: {confirmed} of {wanted} replicas confirmed the "
+                                f"write within {timeout:g}s")
+        self.reason = "not replicated"
+        self.wanted = wanted
+        self.confirmed = confirmed
+
+    def attributes(self) -> dict[str, Any]:
+        return {"reason": self.reason, "wanted": self.wanted, "confirmed": self.confirmed}
+
+
 class PermanentJobError(JobError, BadRequestError):
     """Raised by a handler to fail its job at once: no retry, straight to the dead-letter store."""
 

@@ -14,16 +14,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
-import redis.asyncio as redis
 from nats.aio.client import Client as NATS
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared.config import configuration
 from shared.jobs.errors import JobStoreUnavailableError, QueueFullError
 from shared.jobs.model import check_queue_name, encode_data
-from shared.redisconn import connect_redis
+from shared.redisconn import RedisClient, connect_redis, register_script
+from shared.service import settings as runtime
+from shared.service.overrides import configured
 from shared.stats.reporter import StatsReporter
 
 log = logging.getLogger("raaf.jobs")
@@ -36,6 +36,23 @@ if redis.call('XLEN', KEYS[1]) + #ARGV - 1 > tonumber(ARGV[1]) and tonumber(ARGV
 local ids = {}
 for i = 2, #ARGV do ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'm', ARGV[i]) end
 return ids
+"""
+# Acknowledge and delete a batch (KEYS: stream; ARGV: group, ids). Scripts, not MULTI: a cluster client has none.
+_ACK = r"""
+for i = 2, #ARGV do
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
+  redis.call('XDEL', KEYS[1], ARGV[i])
+end
+return #ARGV - 1
+"""
+# Move messages to the dead stream (KEYS: stream, dead stream; ARGV: group, then (id, message) pairs).
+_BURY = r"""
+for i = 2, #ARGV, 2 do
+  redis.call('XADD', KEYS[2], '*', 'm', ARGV[i + 1], 'id', ARGV[i])
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
+  redis.call('XDEL', KEYS[1], ARGV[i])
+end
+return (#ARGV - 1) / 2
 """
 
 
@@ -56,13 +73,13 @@ class MessageQueue:
                  batch_size: int = 100, prefix: str | None = None, group: str = "processors",
                  consumer: str | None = None, max_length: int = 100_000, max_message_bytes: int = 1024 * 1024,
                  visibility_timeout: float = 30.0, max_deliveries: int = 5, block: float = 1.0,
-                 redis_client: redis.Redis | None = None, nc: NATS | None = None, report_stats: bool = True,
+                 redis_client: RedisClient | None = None, nc: NATS | None = None, report_stats: bool = True,
                  stats_prefix: str | None = None) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        config = configuration()  # left out: background.redis_url and platform.prefix
-        redis_url = str(config.background.redis_url) if redis_url is None else redis_url
-        prefix = str(config.platform.prefix) if prefix is None else prefix
+        # Left out: from raaf.configure(...) / the environment (background.redis_url, platform.prefix).
+        redis_url = configured(runtime.REDIS_URL) if redis_url is None else redis_url
+        prefix = configured(runtime.PREFIX) if prefix is None else prefix
         self.name = check_queue_name(name)
         self.batch_size = batch_size
         self.group = group
@@ -76,7 +93,9 @@ class MessageQueue:
         self.dead_key = f"{prefix}:mq:{{{name}}}:dead"
         self._redis = redis_client or connect_redis(redis_url)
         self._owns_redis = redis_client is None
-        self._push = self._redis.register_script(_PUSH)
+        self._push = register_script(self._redis, _PUSH)
+        self._ack_script = register_script(self._redis, _ACK)
+        self._bury = register_script(self._redis, _BURY)
         self._group_ready = False
         self._stopping = False
         self._last_reclaim = 0.0
@@ -172,13 +191,7 @@ class MessageQueue:
         return len(ids)
 
     async def _ack(self, ids: list[bytes]) -> None:
-        async def ack() -> None:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.xack(self.key, self.group, *ids)
-                pipe.xdel(self.key, *ids)
-                await pipe.execute()
-
-        await self._call(ack)
+        await self._call(lambda: self._ack_script(keys=[self.key], args=[self.group, *ids]))
 
     async def _keep_claimed(self, ids: list[bytes], done: asyncio.Event) -> None:
         """Reset the batch's idle time while the callback runs (XCLAIM JUSTID does not count a delivery).
@@ -211,16 +224,10 @@ class MessageQueue:
         for entry in entries:
             (bury if deliveries.get(entry[0], 0) > self.max_deliveries else keep).append(entry)
         if bury:
-            async def to_dead() -> None:
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    for entry_id, fields in bury:
-                        pipe.xadd(self.dead_key, {b"m": fields[b"m"], b"id": entry_id})
-                    ids = [entry_id for entry_id, _ in bury]
-                    pipe.xack(self.key, self.group, *ids)
-                    pipe.xdel(self.key, *ids)
-                    await pipe.execute()
-
-            await self._call(to_dead)
+            args: list[Any] = [self.group]
+            for entry_id, fields in bury:
+                args += [entry_id, fields[b"m"]]
+            await self._call(lambda: self._bury(keys=[self.key, self.dead_key], args=args))
             log.warning("message queue %s: %d messages dead after %d deliveries", self.name, len(bury),
                         self.max_deliveries)
         return keep

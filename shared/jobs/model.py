@@ -44,6 +44,9 @@ class JobLimits:
     dead_letter_max: int = 10_000  # oldest dead jobs are dropped beyond this; 0 = unlimited
     result_ttl: float = 86_400.0  # seconds a finished job's record (and result) is kept
     require_known_type: bool = True  # refuse types no worker has registered
+    # Durability, not size: enqueues and claims are acknowledged only once this many replicas have them (WAIT).
+    wait_replicas: int = 0  # 0 = off: acknowledged once the primary has them
+    wait_timeout: float = 1.0  # seconds WAIT may take before the write counts as unconfirmed
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,13 +13,11 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar, overload
 
-import redis.asyncio as redis
 from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
 
 from proto.jobs import JobInfo, JobStatus, Priority, RecurringJob
 from proto.subjects import Subjects
-from shared.config import configuration, configured_environ
 from shared.jobs.errors import InvalidScheduleError
 from shared.jobs.events import JobSignals
 from shared.jobs.maintenance import QueueMaintainer
@@ -40,6 +38,8 @@ from shared.jobs.settings import (
 from shared.jobs.store import JobStore
 from shared.jobs.worker import Handler, HandlerSpec, JobWorker
 from shared.nats.conn import connect_nats
+from shared.redisconn import RedisClient, connect_redis
+from shared.service.overrides import configured, configured_environ
 from shared.service.settings import NATS_URL, PREFIX, REDIS_URL, SHUTDOWN_TIMEOUT, Env
 
 log = logging.getLogger("raaf.jobs")
@@ -75,7 +75,7 @@ class BackgroundProcessor:
         shutdown_timeout: float = SHUTDOWN_TIMEOUT.default,
         nats_connect_timeout: float = 5.0,
         pool_timeout: float | None = None,
-        redis_client: redis.Redis | None = None,
+        redis_client: RedisClient | None = None,
         nats_client: NATS | None = None,
         registry: CollectorRegistry | None = None,
         worker_id: str | None = None,
@@ -85,11 +85,10 @@ class BackgroundProcessor:
         if not 0.1 <= lease_seconds <= 3600:
             raise ValueError("lease_seconds must be 0.1..3600")
         # Left out: from raaf.configure(...) / the environment (background.redis_url, NATS_URL, platform.prefix).
-        config = configuration()
-        redis_url = str(config.background.redis_url) if redis_url is None else redis_url
+        redis_url = configured(REDIS_URL) if redis_url is None else redis_url
         nats_url = configured_environ().get("NATS_URL") if nats_url is None else nats_url
-        prefix = str(config.platform.prefix) if prefix is None else prefix
-        self.pool_timeout = float(config.background.pool_timeout) if pool_timeout is None else pool_timeout
+        prefix = configured(PREFIX) if prefix is None else prefix
+        self.pool_timeout = configured(POOL_TIMEOUT) if pool_timeout is None else pool_timeout
         self.redis_url = redis_url
         self.nats_url = nats_url
         self.workers = workers
@@ -182,8 +181,8 @@ class BackgroundProcessor:
         async with self._connect_lock:
             if self._queue is None:
                 if self._redis is None:
-                    self._redis = connect_redis_blocking(self.redis_url, pool_size=max(8, min(64, self.workers + 4)),
-                                                         wait=self.pool_timeout)
+                    self._redis = connect_redis(self.redis_url, pool_size=max(8, min(64, self.workers + 4)),
+                                                wait_for_connection=self.pool_timeout)
                 if self._nc is None and self.nats_url:
                     self._nc = await self._connect_nats(self.nats_url)
                 store = JobStore(self._redis, queue=self.queue_name, prefix=self.prefix, limits=self.limits)
@@ -387,9 +386,3 @@ class BackgroundProcessor:
         }
 
 
-def connect_redis_blocking(url: str, *, pool_size: int, wait: float = 10.0) -> redis.Redis:
-    """A client whose pool makes callers wait for a free connection (up to ``wait`` s) instead of failing."""
-    pool = redis.BlockingConnectionPool.from_url(url, max_connections=pool_size, timeout=wait,
-                                                 socket_connect_timeout=2.0, socket_timeout=5.0,
-                                                 health_check_interval=10, retry_on_timeout=True)
-    return redis.Redis(connection_pool=pool)

@@ -1,7 +1,8 @@
 """The Lua scripts that make every job state change atomic in Redis (one source for workers and scheduler).
 
 Every script gets the queue's key prefix as ``ARGV[1]`` and reads the Redis clock (``TIME``, milliseconds), so
-leases and due times never depend on the callers' clocks. All keys of a queue share one hash tag.
+leases and due times never depend on the callers' clocks. All keys of a queue share one hash tag, and every
+call names at least one of them in ``KEYS``, so on a Redis Cluster it runs on the node owning the queue's slot.
 
 Keys under ``<prefix>``: ``job:<id>`` (hash), ``q:<type>:<priority>`` (list, LPUSH in, RPOP out), ``scheduled``
 (zset id -> due ms), ``leases`` (zset id -> lease expiry ms), ``dead`` (zset id -> death ms), ``types`` (set of

@@ -27,4 +27,6 @@ def limits_from_env(env: Env) -> JobLimits:
         dead_letter_max=env.integer("JOBS_DEAD_LETTER_MAX", d.dead_letter_max, min=0),
         result_ttl=env.number("JOBS_RESULT_TTL", d.result_ttl, min=0),
         require_known_type=env.boolean("JOBS_REQUIRE_KNOWN_TYPE", d.require_known_type),
+        wait_replicas=env.integer("REDIS_WAIT_REPLICAS", d.wait_replicas, min=0, max=100),
+        wait_timeout=env.number("REDIS_WAIT_TIMEOUT", d.wait_timeout, min=0.001, max=60),
     )

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-import redis.asyncio as redis
 from croniter import croniter
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -19,11 +20,13 @@ from shared.jobs import scripts
 from shared.jobs.errors import (
     InvalidScheduleError,
     JobError,
+    JobNotReplicatedError,
     JobStoreUnavailableError,
     QueueFullError,
     UnknownJobTypeError,
 )
 from shared.jobs.model import JobLimits, NewJob, check_queue_name
+from shared.redisconn import RedisClient, eval_and_wait, register_script
 
 PRIORITIES = (Priority.HIGH, Priority.NORMAL, Priority.LOW)
 _RECURRING_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
@@ -37,6 +40,18 @@ local out = {now, -1}
 if nxt[2] then out[2] = tonumber(nxt[2]) end
 for i = 1, #due do out[#out + 1] = due[i] end
 return out
+"""
+
+# A script rather than MULTI: a cluster client has no transactions, and one script is atomic everywhere.
+_SET_RECURRING = r"""
+redis.call('HSET', ARGV[1] .. 'cron', ARGV[2], ARGV[3])
+redis.call('ZADD', ARGV[1] .. 'cron_due', tonumber(ARGV[4]), ARGV[2])
+return 1
+"""
+_REMOVE_RECURRING = r"""
+local removed = redis.call('HDEL', ARGV[1] .. 'cron', ARGV[2])
+redis.call('ZREM', ARGV[1] .. 'cron_due', ARGV[2])
+return removed
 """
 
 
@@ -109,7 +124,7 @@ def _s(value: bytes | str) -> str:
 class JobStore:
     """One named queue's jobs in Redis. Safe to share between tasks; every method is one atomic step."""
 
-    def __init__(self, client: redis.Redis, *, queue: str = "jobs", prefix: str = "raaf",
+    def __init__(self, client: RedisClient, *, queue: str = "jobs", prefix: str = "raaf",
                  limits: JobLimits | None = None, on_unavailable: Callable[[], object] | None = None) -> None:
         self.redis = client
         self.on_unavailable = on_unavailable  # called on every failed Redis call (a service counts them)
@@ -117,7 +132,10 @@ class JobStore:
         self.limits = limits or JobLimits()
         # One hash tag for the whole queue, so every script's keys live in one cluster slot.
         self.base = f"{prefix}:jobs:{{{queue}}}:"
-        register = client.register_script
+
+        def register(text: str) -> AsyncScript:
+            return register_script(client, text)
+
         self._enqueue = register(scripts.ENQUEUE)
         self._claim = register(scripts.CLAIM)
         self._renew = register(scripts.RENEW)
@@ -134,6 +152,8 @@ class JobStore:
         self._purge_dead = register(scripts.PURGE_DEAD)
         self._fire_recurring = register(scripts.FIRE_RECURRING)
         self._due_recurring = register(_DUE_RECURRING)
+        self._set_recurring = register(_SET_RECURRING)
+        self._remove_recurring = register(_REMOVE_RECURRING)
 
     # ---- keys ------------------------------------------------------------------------------------------------
 
@@ -156,8 +176,30 @@ class JobStore:
                 self.on_unavailable()
             raise JobStoreUnavailableError(str(exc) or type(exc).__name__) from exc
 
-    async def _run(self, script: Any, args: Sequence[Any], keys: Sequence[str] = ()) -> Any:
-        return await self._guard(lambda: script(keys=list(keys), args=[self.base, *args]))
+    async def _run(self, script: AsyncScript, args: Sequence[Any], keys: Sequence[str] = ()) -> Any:
+        # A script that names no key still names the queue's tag, so a cluster client sends it to the right node.
+        return await self._guard(lambda: script(keys=list(keys) or [self.base], args=[self.base, *args]))
+
+    async def _run_replicated(self, script: AsyncScript, args: Sequence[Any], keys: Sequence[str] = (),
+                              undo: Callable[[Any], Awaitable[object]] | None = None) -> Any:
+        """``_run``, then, with ``wait_replicas`` set, WAIT on the same connection until that many replicas have
+        the write; fewer within ``wait_timeout`` calls ``undo(reply)`` and raises :class:`JobNotReplicatedError`."""
+        wanted = self.limits.wait_replicas
+        if wanted <= 0:
+            return await self._run(script, args, keys)
+        names = list(keys) or [self.base]
+        timeout_ms = max(1, round(self.limits.wait_timeout * 1000))
+
+        reply, confirmed = await self._guard(
+            lambda: eval_and_wait(self.redis, script, names, [self.base, *args], wanted, timeout_ms))
+        if confirmed < wanted:
+            if self.on_unavailable is not None:
+                self.on_unavailable()
+            if undo is not None:
+                with contextlib.suppress(JobStoreUnavailableError):
+                    await undo(reply)
+            raise JobNotReplicatedError(wanted, confirmed, self.limits.wait_timeout)
+        return reply
 
     # ---- producing -------------------------------------------------------------------------------------------
 
@@ -172,7 +214,7 @@ class JobStore:
                 args += [job.job_id, job.job_type, job.priority.value, job.data, job.max_attempts,
                          job.retry_delay_ms, job.run_at_ms, job.delay_ms, 1 if job.registers_type else 0,
                          job.owner or ""]
-            reply = await self._run(self._enqueue, args)
+            reply = await self._run_replicated(self._enqueue, args)
             for i, job in enumerate(chunk):
                 code, status, run_at = _s(reply[1 + 3 * i]), _s(reply[2 + 3 * i]), int(reply[3 + 3 * i])
                 results.append(self._enqueue_result(job, code, status, run_at))
@@ -208,8 +250,18 @@ class JobStore:
 
     async def claim(self, job_types: Sequence[str], limit: int, worker: str, lease_ms: int) -> list[ClaimedJob]:
         """Claim up to ``limit`` ready jobs of these types: all high before any normal before any low."""
+        if not job_types:
+            return []
         keys = [self.queue_key(t, p) for p in PRIORITIES for t in job_types]
-        reply = await self._run(self._claim, [limit, worker, lease_ms], keys)
+
+        async def hand_back(reply: Any) -> None:  # unconfirmed claims go back uncounted, not to lease expiry
+            await self.release([(job.job_id, job.token) for job in self._claimed(reply)])
+
+        # Replicated before the job starts: a failover must not hand a running job to a second worker.
+        return self._claimed(await self._run_replicated(self._claim, [limit, worker, lease_ms], keys, hand_back))
+
+    @staticmethod
+    def _claimed(reply: Any) -> list[ClaimedJob]:
         now = int(reply[0])
         jobs = []
         for i in range(1, len(reply), 10):
@@ -346,25 +398,11 @@ class JobStore:
         first = next_cron_time(spec.cron, now.timestamp())
         stored = msgspec.structs.replace(spec, next_run_at=first)
 
-        async def write() -> None:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(f"{self.base}cron", spec.name, jobs_encoder.encode(stored))  # type: ignore[arg-type]
-                pipe.zadd(f"{self.base}cron_due", {spec.name: round(first * 1000)})
-                await pipe.execute()
-
-        await self._guard(write)
+        await self._run(self._set_recurring, [spec.name, jobs_encoder.encode(stored), round(first * 1000)])
         return stored
 
     async def remove_recurring(self, name: str) -> bool:
-        async def delete() -> bool:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hdel(f"{self.base}cron", name)
-                pipe.zrem(f"{self.base}cron_due", name)
-                removed, _ = await pipe.execute()
-            return bool(removed)
-
-        removed: bool = await self._guard(delete)
-        return removed
+        return bool(await self._run(self._remove_recurring, [name]))
 
     async def list_recurring(self) -> list[RecurringJob]:
         async def read() -> list[RecurringJob]:

@@ -81,7 +81,8 @@ GATEWAY_FANOUT_RECIPIENTS = HistogramSpec(name="raaf_gateway_fanout_recipients",
                                           buckets=COUNT_BUCKETS,
                                           help="Subscribers on this gateway one channel message was written to.")
 RUN_STREAMS = GaugeSpec(name="raaf_run_streams", exporters=GATEWAY, labels=("transport",),
-                        help="Run event streams the gateway is delivering (transport: sse, websocket, openai).")
+                        help="Run event streams the gateway is delivering (transport: sse, websocket, openai,"
+                        " responses, and the other client dialects).")
 RUN_STREAM_EVENTS = CounterSpec(name="raaf_run_stream_events_total", exporters=GATEWAY, labels=("transport",),
                                 help="Run events the gateway delivered to clients.")
 

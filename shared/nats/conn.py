@@ -43,11 +43,16 @@ async def connect_nats(
     """Connect, retrying the first connection forever (capped exponential backoff with jitter).
 
     Once connected, nats-py reconnects on its own forever; ``stop`` aborts the initial retry loop.
-    ``options`` are passed on to ``nats.connect`` (e.g. ``skip_subject_validation``, ``pending_size``).
+    ``options`` are passed on to ``Client.connect`` (e.g. ``skip_subject_validation``, ``pending_size``).
     """
     events = events or NatsEvents()
+    client: NATS
 
     async def disconnected() -> None:
+        # nats-py calls this on its own close() and drain() too; only an unplanned loss is news.
+        if client.is_closed:
+            log.debug("nats connection closed")
+            return
         log.warning("nats disconnected")
         if events.on_disconnect:
             events.on_disconnect()
@@ -62,23 +67,27 @@ async def connect_nats(
         if events.on_error:
             events.on_error(exc)
 
+    # nats-py annotates the waits as int, but takes (and these settings are) fractional seconds.
+    settings: dict[str, Any] = {
+        "servers": [u.strip() for u in url.split(",")],
+        "name": name,
+        "allow_reconnect": True,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": reconnect_wait,
+        "ping_interval": ping_interval,
+        "max_outstanding_pings": 2,
+        "connect_timeout": 2,
+        "disconnected_cb": disconnected,
+        "reconnected_cb": reconnected,
+        "error_cb": error,
+        **(options or {}),
+    }
     attempt = 0
     while True:
+        client = NATS()  # a fresh client per attempt: a failed connect leaves one closed
         try:
-            return await nats.connect(
-                servers=[u.strip() for u in url.split(",")],
-                name=name,
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=reconnect_wait,
-                ping_interval=ping_interval,
-                max_outstanding_pings=2,
-                connect_timeout=2,
-                disconnected_cb=disconnected,
-                reconnected_cb=reconnected,
-                error_cb=error,
-                **(options or {}),
-            )
+            await client.connect(**settings)
+            return client
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             attempt += 1
             delay = min(max_initial_wait, reconnect_wait * 2 ** min(attempt, 10)) * (0.5 + random.random() / 2)

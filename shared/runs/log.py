@@ -107,6 +107,10 @@ class RunLog:
             return event
         return None
 
+    async def purge(self, run_id: str) -> None:
+        """Delete every stored event of the run (a client deleting what it owns)."""
+        await self.js.purge_stream(self.stream, subject=self.subjects.run_events(run_id))
+
     # ---- reading ---------------------------------------------------------------------------------------
 
     async def last(self, run_id: str) -> RunEvent | None:

@@ -27,9 +27,10 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
-from shared.config import configuration
 from shared.errors import BadRequestError, ConfigurationError
+from shared.runs import settings as runs_settings
 from shared.runs.chunks import RunChunk
+from shared.service.overrides import configured
 
 log = logging.getLogger("raaf.stream_processor")
 
@@ -48,9 +49,8 @@ class StreamProcessor:
 
     def __init__(self, *, chunk_size: int | None = None, buffer_size: int | None = None,
                  filters: Iterable[ChunkFilter] = ()) -> None:
-        streaming = configuration().streaming
-        self.chunk_size = int(streaming.chunk_size) if chunk_size is None else chunk_size
-        self.buffer_size = int(streaming.buffer_size) if buffer_size is None else buffer_size
+        self.chunk_size = configured(runs_settings.CHUNK_SIZE) if chunk_size is None else chunk_size
+        self.buffer_size = configured(runs_settings.BUFFER_SIZE) if buffer_size is None else buffer_size
         if isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, int) or self.chunk_size < 1:
             raise ConfigurationError(f"chunk_size must be a whole number >= 1, not {chunk_size!r}")
         if isinstance(self.buffer_size, bool) or not isinstance(self.buffer_size, int) or self.buffer_size < 0:

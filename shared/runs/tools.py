@@ -6,7 +6,8 @@ import asyncio
 import importlib
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Final
@@ -19,16 +20,41 @@ from shared.errors import BadRequestError, ToolError
 _TOOL_ATTR: Final = "__raaf_tool__"
 _encoder: Final = msgspec.json.Encoder()
 
+ProgressSink = Callable[[float, "float | None", "str | None"], Awaitable[None]]
+"""Where a running tool reports progress: ``(progress, total, message)``."""
+
+
+@dataclass(frozen=True)
+class ToolCallContext:
+    """The call a tool is running for: the model's call id and where its progress goes (None: nowhere)."""
+
+    call_id: str
+    progress: ProgressSink | None = None
+
+
+_current_call: ContextVar[ToolCallContext | None] = ContextVar("raaf_tool_call", default=None)
+
+
+def current_tool_call() -> ToolCallContext | None:
+    """The call the running tool serves, inside ``Tool.call`` (None outside, or when the caller gave none)."""
+    return _current_call.get()
+
 
 @dataclass(frozen=True)
 class Tool:
-    """A callable tool: ``parameters`` is the JSON schema the model sees, ``call`` validates and runs it."""
+    """A callable tool: ``parameters`` is the JSON schema the model sees, ``call`` validates and runs it.
+
+    ``arguments`` None: the arguments are any JSON object, passed as they are (a remote tool validates them).
+    ``requires_approval``: a person must approve each call before it runs (enforced by the approvals feature;
+    until it lands the flag is carried, not enforced).
+    """
 
     name: str
     description: str
     parameters: dict[str, Any]
     function: Callable[..., Any]
-    arguments: type[msgspec.Struct]
+    arguments: type[msgspec.Struct] | None
+    requires_approval: bool = False
 
     def openai_schema(self) -> dict[str, Any]:
         """The entry for a chat-completions request's ``tools`` list."""
@@ -37,19 +63,33 @@ class Tool:
 
     def parse(self, arguments_json: str) -> dict[str, Any]:
         """Decode and validate the model's JSON arguments; ``ToolError`` says what is wrong."""
+        if self.arguments is None:
+            try:
+                raw = msgspec.json.decode(arguments_json.encode() or b"{}")
+            except msgspec.DecodeError as exc:
+                raise ToolError(f"invalid arguments for {self.name}: {exc}") from None
+            if not isinstance(raw, dict):
+                raise ToolError(f"invalid arguments for {self.name}: expected a JSON object")
+            return raw
         try:
             args = msgspec.json.decode(arguments_json.encode() or b"{}", type=self.arguments)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise ToolError(f"invalid arguments for {self.name}: {exc}") from None
         return {field: getattr(args, field) for field in args.__struct_fields__}
 
-    async def call(self, arguments_json: str) -> str:
-        """Run the tool (sync functions in a worker thread) and return its result as text."""
+    async def call(self, arguments_json: str, context: ToolCallContext | None = None) -> str:
+        """Run the tool (sync functions in a worker thread) and return its result as text.
+
+        ``context``: the call it runs for, which the tool reads with ``current_tool_call()``."""
         kwargs = self.parse(arguments_json)
-        if inspect.iscoroutinefunction(self.function):
-            result = await self.function(**kwargs)
-        else:
-            result = await asyncio.to_thread(self.function, **kwargs)
+        token = _current_call.set(context)
+        try:
+            if inspect.iscoroutinefunction(self.function):
+                result = await self.function(**kwargs)
+            else:
+                result = await asyncio.to_thread(self.function, **kwargs)
+        finally:
+            _current_call.reset(token)
         if isinstance(result, str):
             return result
         try:

@@ -10,7 +10,6 @@ import time
 from collections.abc import Awaitable, Coroutine
 from typing import Any, ClassVar, Protocol
 
-import redis.asyncio as redis
 from aiohttp import web
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -25,13 +24,12 @@ from proto.subjects import Subjects
 from shared.metrics.runtime import RuntimeMetrics
 from shared.nats.conn import NatsEvents, connect_nats
 from shared.nats.jetstream import ensure_stream
-from shared.redisconn import connect_redis
+from shared.redisconn import RedisClient, connect_redis
 from shared.service.eventloop import loop_name
 from shared.service.health import HealthRoutes
 from shared.service.settings import RuntimeSettings
 from shared.stats.responder import StatsResponder, StatsSnapshot
-
-VERSION = "0.1.0"
+from shared.version import VERSION
 
 
 class ServiceSettings(Protocol):
@@ -60,7 +58,7 @@ class App:
         self.health = HealthRoutes(self.metrics.registry)
         self._nc: NATS | None = None
         self._js: JetStreamContext | None = None
-        self._redis: redis.Redis | None = None
+        self._redis: RedisClient | None = None
         self.micro: MicroService | None = None
         self.http_app = web.Application(client_max_size=4 * 1024 * 1024)
         self._runner: web.AppRunner | None = None
@@ -115,7 +113,7 @@ class App:
         return self._js
 
     @property
-    def redis(self) -> redis.Redis:
+    def redis(self) -> RedisClient:
         if self._redis is None:
             raise RuntimeError(f"{self.service}: Redis is not connected (start() first)")
         return self._redis

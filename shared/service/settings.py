@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import uuid
 from collections.abc import Callable, Mapping
@@ -11,6 +12,7 @@ from typing import Generic, TypeVar
 
 from proto.subjects import check_prefix
 from shared.errors import EventLoopUnavailable, SettingsError
+from shared.redisconn import parse_redis_url
 from shared.service.eventloop import EVENT_LOOPS, resolve
 
 T = TypeVar("T", str, int, float, bool)
@@ -140,7 +142,9 @@ class Setting(Generic[T]):
             try:
                 self.check(value)
             except ValueError as exc:
-                raise SettingsError(self.env, str(value), str(getattr(exc, "reason", exc))) from None
+                # The error line is logged and printed: never with a password in it.
+                raise SettingsError(self.env, _PASSWORD_IN_URL.sub(r"\1***@", str(value)),
+                                    str(getattr(exc, "reason", exc))) from None
         return value
 
     def _typed(self, env: Env) -> T:
@@ -173,10 +177,13 @@ def _plain(bound: float | None) -> str:
 
 
 NATS_URL = Setting("NATS_URL", "nats://127.0.0.1:4222", schemes=("nats", "tls", "ws", "wss"))
-REDIS_URL = Setting("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix"))
+REDIS_URL = Setting("REDIS_URL", "redis://127.0.0.1:6379/0", check=parse_redis_url)  # one server, Sentinel or Cluster
 REDIS_POOL_SIZE = Setting("REDIS_POOL_SIZE", 20, min=1, max=10_000)
 PREFIX = Setting("RAAF_PREFIX", "raaf", check=check_prefix)
 SHUTDOWN_TIMEOUT = Setting("SHUTDOWN_TIMEOUT", 25.0, min=0, max=3600)
+
+
+_PASSWORD_IN_URL = re.compile(r"(://[^:@/]*:)[^@/]*@")
 
 
 def default_instance_id() -> str:

@@ -13,8 +13,8 @@ from nats.aio.subscription import Subscription
 from proto.lifecycle import ServiceStarted, ServiceStopping, lifecycle_encoder
 from proto.subjects import Subjects
 from shared.nats.conn import barrier
-from shared.service.app import VERSION
 from shared.stats.responder import StatsProvider, StatsResponder
+from shared.version import VERSION
 
 
 def unique_instance(base: str) -> str:

@@ -1,0 +1,294 @@
+"""OpenAI-compatible Responses API (`/v1/responses`): create, stream, resume, retrieve, cancel, delete; a response
+is a run (``resp_<run id>``) and every answer is a rendering of its stored events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from typing import Final
+
+import msgspec
+from aiohttp import web
+
+from proto.errors import Error, ErrorCode
+from proto.openai_responses import (
+    RESPONSE_ID_PREFIX,
+    DeletedResponse,
+    InputItem,
+    NamedToolChoice,
+    ResponsesRequest,
+    responses_encoder,
+    responses_request_decoder,
+)
+from proto.runs import ChatMessage, ClientTool, RunEvent, RunRequest, ToolCallRecord, is_run_id
+from services.gateway.errors import GatewayError
+from services.gateway.openai_routes import openai_error
+from services.gateway.responses_render import BACKGROUND_KEY, PREVIOUS_KEY, ResponseRenderer, render_all
+from services.gateway.runs_http import SSE_HEADERS, RunRoutes
+from shared.clients.runs import RunClient
+from shared.errors import StreamingError
+from shared.identity import Identity
+from shared.runs.conversation import conversation
+from shared.runs.log import is_terminal
+
+_ROLES: Final = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_TEXT_PARTS: Final = frozenset({"input_text", "output_text", "text", "refusal"})
+TRANSPORT: Final = "responses"
+# How long cancel and delete wait for a running run's terminal event.
+END_PATIENCE: Final = 10.0
+
+
+def bad(message: str) -> Error:
+    return Error(code=ErrorCode.BAD_REQUEST, message=message)
+
+
+def run_of(response_id: str) -> str | None:
+    """The run id behind ``resp_<run id>``, or None if it is not one of ours."""
+    run_id = response_id.removeprefix(RESPONSE_ID_PREFIX)
+    return run_id if response_id.startswith(RESPONSE_ID_PREFIX) and is_run_id(run_id) else None
+
+
+def history_of(items: list[InputItem]) -> list[ChatMessage] | Error:
+    """Input items as conversation messages: function calls join the assistant message before them."""
+    history: list[ChatMessage] = []
+    for item in items:
+        kind = item.type or "message"
+        parts = item.content if isinstance(item.content, list) else []
+        unread = sorted({part.type for part in parts} - _TEXT_PARTS)
+        if unread:
+            return bad(f"content parts of type {', '.join(unread)} are not supported (text only)")
+        if kind == "message":
+            role = _ROLES.get(item.role or "")
+            if role is None:
+                return bad(f"input message role {item.role!r} is not one of {', '.join(_ROLES)}")
+            history.append(ChatMessage(role=role, content=item.text))  # type: ignore[arg-type]
+        elif kind == "function_call":
+            if not item.call_id or not item.name:
+                return bad("a function_call input item needs call_id and name")
+            call = ToolCallRecord(call_id=item.call_id, name=item.name, arguments=item.arguments or "{}")
+            if history and history[-1].role == "assistant":
+                history[-1] = msgspec.structs.replace(history[-1], tool_calls=[*history[-1].tool_calls, call])
+            else:
+                history.append(ChatMessage(role="assistant", content="", tool_calls=[call]))
+        elif kind == "function_call_output":
+            if not item.call_id:
+                return bad("a function_call_output input item needs call_id")
+            history.append(ChatMessage(role="tool", content=item.text, tool_call_id=item.call_id))
+        elif kind != "reasoning":  # reasoning items carry nothing this platform's agents read
+            return bad(f"input items of type {kind!r} are not supported (message, function_call, "
+                       "function_call_output)")
+    return history
+
+
+def to_run(body: ResponsesRequest, earlier: list[ChatMessage], *, owner: str | None) -> RunRequest | Error:
+    """The request as a run: the last user message is the input, or the client's tool results end the history."""
+    items = [InputItem(role="user", content=body.input)] if isinstance(body.input, str) else body.input
+    history = history_of(items)
+    if isinstance(history, Error):
+        return history
+    history = earlier + history
+    if not history or history[-1].role not in ("user", "tool"):
+        return bad("input must end with a user message or a function_call_output")
+    text = history.pop().content if history[-1].role == "user" else ""
+    tools: list[ClientTool] = []
+    for tool in body.tools:
+        if tool.type != "function" or not tool.name:
+            return bad(f"tools of type {tool.type!r} are not supported: only function tools (run by the client)")
+        tools.append(ClientTool(name=tool.name, description=tool.description, parameters=tool.parameters or {},
+                                strict=tool.strict))
+    choice, choice_name = None, None
+    match body.tool_choice:
+        case None:
+            pass
+        case "auto" | "none" | "required":
+            choice = body.tool_choice
+        case NamedToolChoice(type="function", name=str(name)):
+            choice_name = name
+        case _:
+            return bad("tool_choice must be auto, none, required or {type: function, name}")
+    if body.max_output_tokens is not None and body.max_output_tokens < 1:
+        return bad("max_output_tokens must be >= 1")
+    metadata = {k: v for k, v in (body.metadata or {}).items() if not k.startswith("raaf.responses.")}
+    if body.user:
+        metadata["user"] = body.user
+    if body.background:
+        metadata[BACKGROUND_KEY] = "1"
+    if body.previous_response_id:
+        metadata[PREVIOUS_KEY] = body.previous_response_id
+    return RunRequest(run_id=uuid.uuid4().hex, agent=body.model, input=text, history=history, metadata=metadata,
+                      owner=owner, client_tools=tools, tool_choice=choice, tool_choice_name=choice_name,
+                      parallel_tool_calls=body.parallel_tool_calls, instructions=body.instructions,
+                      max_output_tokens=body.max_output_tokens)
+
+
+def json_of(value: object, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=responses_encoder.encode(value), content_type="application/json")
+
+
+class ResponsesRoutes:
+    """Lets the ``openai`` client's ``responses`` API and the Agents SDK's default model talk to the agents."""
+
+    def __init__(self, runs: RunRoutes) -> None:
+        self.runs = runs
+        for metric in (runs.streams, runs.delivered):
+            metric.labels(transport=TRANSPORT)
+
+    @property
+    def client(self) -> RunClient:
+        return self.runs.client
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/v1/responses", self.create), web.get("/v1/responses/{response_id}", self.retrieve),
+                web.post("/v1/responses/{response_id}/cancel", self.cancel),
+                web.delete("/v1/responses/{response_id}", self.delete)]
+
+    # ---- access: the same checks as /v1/runs (RunRoutes.authenticator, RunAccess) -------------------------
+
+    def _identity(self, request: web.Request) -> Identity | web.Response:
+        try:
+            return self.runs.authenticator.require(request)
+        except GatewayError as exc:
+            return openai_error(Error(code=exc.code, message=exc.message))
+
+    async def _readable(self, request: web.Request, response_id: str) -> str | web.Response:
+        """The run id behind ``response_id`` if the caller may read that run, else the error response."""
+        identity = self._identity(request)
+        if isinstance(identity, web.Response):
+            return identity
+        run_id = run_of(response_id)
+        if run_id is None:
+            return openai_error(Error(code=ErrorCode.NOT_FOUND, message=f"no response {response_id!r}"))
+        denied = await self.runs.access.check_read(identity, run_id)
+        if denied is not None:
+            return openai_error(msgspec.structs.replace(denied, message=denied.message.replace(
+                f"run {run_id}", f"response {response_id}")))
+        return run_id
+
+    async def _stored(self, run_id: str) -> list[RunEvent]:
+        async with contextlib.aclosing(self.client.log.stored(run_id)) as stored:
+            return [event async for event, _ in stored]
+
+    # ---- routes ---------------------------------------------------------------------------------------------
+
+    async def create(self, request: web.Request) -> web.StreamResponse:
+        identity = self._identity(request)
+        if isinstance(identity, web.Response):
+            return identity
+        raw = await self.runs.read_body(request)
+        if isinstance(raw, Error):
+            return openai_error(raw)
+        try:
+            body = responses_request_decoder.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return openai_error(bad(f"malformed request: {exc}"))
+        try:
+            await self.runs.access.check_start(identity, body.model)
+        except StreamingError as exc:
+            return openai_error(Error(code=exc.code, message=exc.message))
+        earlier: list[ChatMessage] = []
+        if body.previous_response_id:
+            previous = await self._readable(request, body.previous_response_id)
+            if isinstance(previous, web.Response):
+                return previous
+            before = await self._stored(previous)
+            if not before or not is_terminal(before[-1]):
+                return openai_error(bad(f"previous response {body.previous_response_id} has not finished"))
+            earlier = conversation(before)
+        run = to_run(body, earlier, owner=identity.subject)
+        if isinstance(run, Error):
+            return openai_error(run)
+        reply = await self.client.start(run)
+        if isinstance(reply, Error):
+            return openai_error(reply)
+        if body.stream:
+            return await self.stream(request, run.run_id, -1, cancel_on_disconnect=not body.background)
+        if body.background:
+            return json_of(render_all(run.run_id, await self._stored(run.run_id)).snapshot())
+        renderer = ResponseRenderer(run.run_id)
+        async with contextlib.aclosing(self.client.follow(run.run_id)) as events:
+            async for event, _ in events:
+                renderer.feed(event)
+        if renderer.error is not None and renderer.status == "failed":
+            return openai_error(Error(code=ErrorCode(renderer.error.code), message=renderer.error.message,
+                                      ref=renderer.id))
+        return json_of(renderer.snapshot())
+
+    async def retrieve(self, request: web.Request) -> web.StreamResponse:
+        run_id = await self._readable(request, request.match_info["response_id"])
+        if isinstance(run_id, web.Response):
+            return run_id
+        if request.query.get("stream") == "true":
+            raw = request.query.get("starting_after", "-1")
+            try:
+                after = int(raw)
+            except ValueError:
+                return openai_error(bad(f"starting_after must be a sequence number, not {raw!r}"))
+            return await self.stream(request, run_id, after, cancel_on_disconnect=False)
+        return json_of(render_all(run_id, await self._stored(run_id)).snapshot())
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        run_id = await self._readable(request, request.match_info["response_id"])
+        if isinstance(run_id, web.Response):
+            return run_id
+        return json_of((await self._ended(run_id, "cancelled by the client (POST /v1/responses/{id}/cancel)"))
+                       .snapshot())
+
+    async def delete(self, request: web.Request) -> web.Response:
+        response_id = request.match_info["response_id"]
+        run_id = await self._readable(request, response_id)
+        if isinstance(run_id, web.Response):
+            return run_id
+        await self._ended(run_id, "the response was deleted")
+        await self.client.log.purge(run_id)
+        return json_of(DeletedResponse(id=response_id))
+
+    async def _ended(self, run_id: str, reason: str) -> ResponseRenderer:
+        """Cancel the run unless it ended, and wait (a while) for its terminal event; the rendering after it."""
+        events = await self._stored(run_id)
+        if events and not is_terminal(events[-1]):
+            await self.client.cancel(run_id, reason)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(END_PATIENCE), contextlib.aclosing(
+                        self.client.follow(run_id, events[-1].seq)) as rest:
+                    async for event, _ in rest:
+                        events.append(event)
+        return render_all(run_id, events)
+
+    async def stream(self, request: web.Request, run_id: str, after: int, *, cancel_on_disconnect: bool
+                     ) -> web.StreamResponse:
+        """The run rendered as Responses events with ``sequence_number > after``, live until it ends."""
+        response = web.StreamResponse(headers=SSE_HEADERS)
+        await response.prepare(request)
+        gauge = self.runs.streams.labels(transport=TRANSPORT)
+        counter = self.runs.delivered.labels(transport=TRANSPORT)
+        gauge.inc()
+        renderer = ResponseRenderer(run_id)
+        finished = False
+
+        async def keepalive() -> None:
+            await response.write(b": keepalive\n\n")
+
+        try:
+            async with contextlib.aclosing(self.client.follow(run_id, on_idle=keepalive)) as events:
+                async for event, _ in events:
+                    out = bytearray()
+                    for rendered in renderer.feed(event):
+                        if rendered.sequence_number > after:
+                            out += b"event: %s\ndata: %s\n\n" % (rendered.type.encode(),
+                                                                 responses_encoder.encode(rendered))
+                    if out:
+                        await response.write(bytes(out))
+                        counter.inc()
+            finished = True
+        except (ConnectionResetError, ConnectionError):
+            pass
+        finally:
+            gauge.dec()
+            if not finished and cancel_on_disconnect:
+                # As OpenAI does: only a background response outlives the connection that created it.
+                with contextlib.suppress(Exception):
+                    await self.client.cancel(run_id, "the responses client disconnected")
+        with contextlib.suppress(ConnectionResetError, ConnectionError):
+            await response.write_eof()
+        return response

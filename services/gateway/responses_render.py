@@ -1,0 +1,203 @@
+"""A run's stored events rendered as OpenAI Responses stream events; the same events always give the same
+stream, so ``sequence_number`` is a position in it and ``starting_after`` resumes exactly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from proto.openai_responses import (
+    RESPONSE_ID_PREFIX,
+    ArgumentsDeltaEvent,
+    ArgumentsDoneEvent,
+    ContentPartEvent,
+    FunctionCall,
+    IncompleteDetails,
+    OutputItem,
+    OutputItemEvent,
+    OutputMessage,
+    OutputText,
+    Response,
+    ResponseError,
+    ResponseEvent,
+    ResponseUsage,
+    Status,
+    StreamEvent,
+    TextDeltaEvent,
+    TextDoneEvent,
+)
+from proto.runs import (
+    RunCancelled,
+    RunCompleted,
+    RunEvent,
+    RunFailed,
+    RunQueued,
+    RunStarted,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+)
+
+# Metadata keys the Responses facade keeps for itself in the run's metadata (not shown to the client).
+BACKGROUND_KEY = "raaf.responses.background"
+PREVIOUS_KEY = "raaf.responses.previous"
+
+
+def response_id(run_id: str) -> str:
+    return f"{RESPONSE_ID_PREFIX}{run_id}"
+
+
+@dataclass
+class _Open:
+    """The output item being streamed: a message (its text so far) or a client tool call (its arguments)."""
+
+    index: int
+    item_id: str
+    name: str | None = None  # a function call's tool
+    call_id: str | None = None
+    parts: list[str] = field(default_factory=list)
+
+
+class ResponseRenderer:
+    """Feed it a run's events in seq order; it returns the Responses events each one makes, numbered from 0."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.id = response_id(run_id)
+        self.sequence = -1
+        self.status: Status = "queued"
+        self.model = ""
+        self.created_at = 0
+        self.metadata: dict[str, str] = {}
+        self.background = False
+        self.previous: str | None = None
+        self.client_tools: frozenset[str] = frozenset()
+        self.output: list[OutputItem] = []
+        self.usage: ResponseUsage | None = None
+        self.error: ResponseError | None = None
+        self.incomplete: IncompleteDetails | None = None
+        self._open: _Open | None = None
+        self._calls: dict[str, _Open] = {}
+        self._messages = 0
+
+    def snapshot(self) -> Response:
+        """The response object as of the events fed so far."""
+        return Response(id=self.id, created_at=self.created_at, status=self.status, background=self.background,
+                        model=self.model, output=list(self.output), usage=self.usage, error=self.error,
+                        incomplete_details=self.incomplete,
+                        previous_response_id=self.previous, metadata=self.metadata)
+
+    def _n(self) -> int:
+        self.sequence += 1
+        return self.sequence
+
+    def _lifecycle(self, kind: str) -> ResponseEvent:
+        return ResponseEvent(type=f"response.{kind}", sequence_number=self._n(), response=self.snapshot())
+
+    def feed(self, event: RunEvent) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        match event:
+            case RunQueued() | RunStarted() if event.seq == 1:
+                self.model, self.created_at = event.agent, int(event.at)
+                self.metadata = {k: v for k, v in event.metadata.items() if not k.startswith("raaf.responses.")}
+                self.background = event.metadata.get(BACKGROUND_KEY) == "1"
+                self.previous = event.metadata.get(PREVIOUS_KEY)
+                self.client_tools = frozenset(event.client_tools)
+                self.status = "queued" if isinstance(event, RunQueued) else "in_progress"
+                out.append(self._lifecycle("created"))
+                out.append(self._lifecycle("queued" if isinstance(event, RunQueued) else "in_progress"))
+            case RunStarted():  # a queued run starting
+                self.status = "in_progress"
+                out.append(self._lifecycle("in_progress"))
+            case TextDelta(delta=delta):
+                if self._open is None or self._open.name is not None:
+                    self._close(out)
+                    self._start_message(out)
+                assert self._open is not None
+                self._open.parts.append(delta)
+                out.append(TextDeltaEvent(sequence_number=self._n(), item_id=self._open.item_id,
+                                          output_index=self._open.index, delta=delta))
+            case ToolCallStarted(call_id=call_id, name=name) if name in self.client_tools:
+                self._close(out)
+                call = _Open(index=len(self.output), item_id=f"fc_{call_id}", name=name, call_id=call_id)
+                self._open = self._calls[call_id] = call
+                self.output.append(self._call_item(call, "in_progress"))
+                out.append(OutputItemEvent(type="response.output_item.added", sequence_number=self._n(),
+                                           output_index=call.index, item=self.output[call.index]))
+            case ToolCallDelta(call_id=call_id, delta=delta) if call_id in self._calls:
+                call = self._calls[call_id]
+                call.parts.append(delta)
+                out.append(ArgumentsDeltaEvent(sequence_number=self._n(), item_id=call.item_id,
+                                               output_index=call.index, delta=delta))
+            case ToolCallFinished(call_id=call_id, arguments=arguments) if call_id in self._calls:
+                call = self._calls.pop(call_id)
+                if self._open is call:
+                    self._open = None
+                call.parts = [arguments]
+                self.output[call.index] = item = self._call_item(call, "completed")
+                assert call.name is not None
+                out.append(ArgumentsDoneEvent(sequence_number=self._n(), item_id=call.item_id,
+                                              output_index=call.index, name=call.name, arguments=arguments))
+                out.append(OutputItemEvent(type="response.output_item.done", sequence_number=self._n(),
+                                           output_index=call.index, item=item))
+            case RunCompleted(usage=usage, truncated=truncated):
+                self._close(out)
+                self.status = "incomplete" if truncated else "completed"
+                self.incomplete = IncompleteDetails(reason="max_output_tokens") if truncated else None
+                self.usage = ResponseUsage(input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens,
+                                           total_tokens=usage.total_tokens)
+                out.append(self._lifecycle(self.status))
+            case RunFailed(code=code, message=message):
+                self._close(out)
+                self.status = "failed"
+                self.error = ResponseError(code=code.value, message=message)
+                out.append(self._lifecycle("failed"))
+            case RunCancelled(reason=reason):
+                self._close(out)
+                self.status = "cancelled"
+                self.error = ResponseError(code="cancelled", message=reason)
+                out.append(self._lifecycle("failed"))
+            case _:
+                if self._open is not None and self._open.name is None:
+                    self._close(out)  # a server tool call or handoff ends the message the model was writing
+        return out
+
+    def _call_item(self, call: _Open, status: str) -> FunctionCall:
+        assert call.name is not None and call.call_id is not None
+        return FunctionCall(id=call.item_id, status=status, call_id=call.call_id, name=call.name,  # type: ignore[arg-type]
+                            arguments="".join(call.parts))
+
+    def _start_message(self, out: list[StreamEvent]) -> None:
+        self._messages += 1
+        message = _Open(index=len(self.output), item_id=f"msg_{self.run_id}_{self._messages}")
+        self._open = message
+        self.output.append(OutputMessage(id=message.item_id, status="in_progress", content=[]))
+        out.append(OutputItemEvent(type="response.output_item.added", sequence_number=self._n(),
+                                   output_index=message.index, item=self.output[message.index]))
+        out.append(ContentPartEvent(type="response.content_part.added", sequence_number=self._n(),
+                                    item_id=message.item_id, output_index=message.index, part=OutputText(text="")))
+
+    def _close(self, out: list[StreamEvent]) -> None:
+        """End the message being written (text, part, item: each ``done``); a call in flight stays open."""
+        message = self._open
+        if message is None or message.name is not None:
+            return
+        self._open = None
+        text = "".join(message.parts)
+        part = OutputText(text=text)
+        item = OutputMessage(id=message.item_id, status="completed", content=[part])
+        self.output[message.index] = item
+        out.append(TextDoneEvent(sequence_number=self._n(), item_id=message.item_id, output_index=message.index,
+                                 text=text))
+        out.append(ContentPartEvent(type="response.content_part.done", sequence_number=self._n(),
+                                    item_id=message.item_id, output_index=message.index, part=part))
+        out.append(OutputItemEvent(type="response.output_item.done", sequence_number=self._n(),
+                                   output_index=message.index, item=item))
+
+
+def render_all(run_id: str, events: list[RunEvent]) -> ResponseRenderer:
+    renderer = ResponseRenderer(run_id)
+    for event in events:
+        renderer.feed(event)
+    return renderer
+
