@@ -132,11 +132,13 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Member(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """One connection in a channel: who (``subject``, from auth) and its ``info`` from ``subscribe``."""
+    """One connection in a channel: who (its token's display ``name``; ``subject`` where the deployment shows
+    subjects) and its ``info`` from ``subscribe``."""
 
     connection_id: str
-    subject: str | None = None
+    subject: str | None = None  # only with GATEWAY_PRESENCE_SUBJECTS=true: subjects may be emails or internal ids
     info: dict[str, str] | None = None
+    name: str | None = None  # the display name its token carries (the ``name`` claim)
 
 
 class Welcome(Message, frozen=True, kw_only=True, tag="welcome"):

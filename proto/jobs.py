@@ -48,6 +48,7 @@ class EnqueueJob(Message, frozen=True, kw_only=True, tag="enqueue_job"):
     retry_count: int | None = None
     retry_delay: float | None = None
     queue: str | None = None  # the scheduler's first queue when unset
+    owner: str | None = None  # the identity the job belongs to (the gateway sets it; clients cannot)
 
 
 class GetJob(Message, frozen=True, kw_only=True, tag="get_job"):
@@ -93,6 +94,7 @@ class AddRecurringJob(Message, frozen=True, kw_only=True, tag="add_recurring_job
     retry_count: int | None = None
     retry_delay: float | None = None
     queue: str | None = None
+    owner: str | None = None  # the identity the schedule (and every job it fires) belongs to
 
 
 class RemoveRecurringJob(Message, frozen=True, kw_only=True, tag="remove_recurring_job"):
@@ -147,6 +149,7 @@ class JobInfo(Message, frozen=True, kw_only=True, tag="job"):
     finished_at: float | None
     worker: str | None
     cancel_requested: bool
+    owner: str | None = None  # the identity that enqueued it (or whose schedule fired it); None: nobody's
 
 
 class JobList(Message, frozen=True, kw_only=True, tag="job_list"):
@@ -183,6 +186,7 @@ class RecurringJob(Message, frozen=True, kw_only=True, tag="recurring_job"):
     retry_count: int | None = None
     retry_delay: float | None = None
     next_run_at: float | None = None
+    owner: str | None = None
 
 
 class RecurringJobList(Message, frozen=True, kw_only=True, tag="recurring_job_list"):

@@ -92,6 +92,7 @@ class RunRequest(Message, frozen=True, kw_only=True, tag="run_request"):
     max_turns: int | None = None
     metadata: dict[str, str] = {}
     owner: str | None = None  # the authenticated subject that started it; only it may read or cancel the run
+    room: str | None = None  # the chat room whose answer this run is (set by the chat service only)
     # Set by a draining runner handing over a run it accepted and queued but did not start: the receiver takes
     # the run over from ``handover_from`` and continues its stored events after seq ``resume_after``.
     handover_from: str | None = None
@@ -166,6 +167,7 @@ class RunQueued(RunEventBase, frozen=True, kw_only=True, tag="run_queued"):
     agent: str
     instance: str
     owner: str | None = None
+    room: str | None = None
     # On the first event only, when the request had them: what a continuing conversation builds on.
     input: str = ""
     history: list[ChatMessage] = []
@@ -179,6 +181,7 @@ class RunStarted(RunEventBase, frozen=True, kw_only=True, tag="run_started"):
     instance: str
     demo: bool = False  # answers come from the offline demo model, not a real LLM
     owner: str | None = None  # the run request's owner (on the first event only)
+    room: str | None = None  # the run request's chat room (on the first event only)
     # On the first event only, when the request had them: what a continuing conversation builds on.
     input: str = ""
     history: list[ChatMessage] = []

@@ -75,7 +75,8 @@ async def test_bad_input_gets_a_typed_error(gateway: str, http: aiohttp.ClientSe
     async with http.post(f"{gateway}/v1/ag-ui/assistant", json={"threadId": "t", "runId": "r 1",
                                                                 "messages": [user("x")]}) as resp:
         assert resp.status == 400 and "runId" in (await resp.json())["message"]
-    async with http.post(f"{gateway}/v1/ag-ui/assistant", data=b"{}") as resp:
+    async with http.post(f"{gateway}/v1/ag-ui/assistant", data=b"{}",
+                         headers={"Content-Type": "application/json"}) as resp:
         assert resp.status == 400 and (await resp.json())["code"] == "bad_request"
     async with http.post(f"{gateway}/v1/ag-ui/nobody", json={"threadId": "t", "runId": "r2",
                                                              "messages": [user("x")]}) as resp:

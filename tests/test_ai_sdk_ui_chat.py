@@ -108,7 +108,8 @@ async def test_server_tools_show_as_dynamic_tool_parts_with_their_output(
 
 
 async def test_bad_chat_requests_get_typed_errors(gateway: str, http: aiohttp.ClientSession) -> None:
-    async with http.post(f"{gateway}/v1/ui/assistant/chat", data=b"[") as resp:
+    async with http.post(f"{gateway}/v1/ui/assistant/chat", data=b"[",
+                         headers={"Content-Type": "application/json"}) as resp:
         assert resp.status == 400 and (await resp.json())["code"] == "bad_request"
     async with http.post(f"{gateway}/v1/ui/assistant/chat", json={"id": "bad id", "messages": [user("x")]}) as resp:
         assert resp.status == 400

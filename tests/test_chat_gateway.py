@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,3 +359,21 @@ async def test_the_rooms_page_renders_rooms_streamed_answers_handoffs_and_typing
         "type": "chat_send", "room": "Help", "text": "thanks!", "id": None, "client_id": None}
     for client in (alice, bob):
         await client.close()
+
+
+def test_the_rooms_page_sends_its_token_in_an_auth_message_never_in_the_url() -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    steps: list[dict[str, Any]] = [
+        {"input": ["token", "t-secret"]}, {"click": "connect"}, {"open": True},
+        {"receive": {"type": "welcome", "connection_id": "c1", "auth_required": True, "subject": None}},
+        {"reply_to": "auth", "with": {"type": "authenticated", "subject": "alice", "roles": []}},
+    ]
+    html = (Path(__file__).parent.parent / "services/gateway/static/rooms.html").read_text()
+    done = subprocess.run([node, str(Path(__file__).parent / "support" / "chat_page_harness.js")],
+                          input=json.dumps({"html": html, "steps": steps}), capture_output=True, text=True, timeout=20)
+    assert done.returncode == 0, done.stderr
+    page = json.loads(done.stdout)
+    assert page["url"] == "ws://gateway.test/ws"
+    assert [m["type"] for m in page["sent"]][:2] == ["auth", "chat_rooms"] and page["sent"][0]["token"] == "t-secret"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -12,9 +13,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.gateway import GatewayApp, GatewaySettings, Identity
-from services.gateway.identity import AccessPolicy
 from shared.devstack.servers import NatsServer
 from shared.errors import SettingsError
+from shared.identity import AccessPolicy
 from shared.service.app import App
 from tests.support.gateway import SECRET, connect, expect_close, make_gateway, receive, request, token, ws_url
 
@@ -97,7 +98,7 @@ async def test_rs256_tokens_verify_with_the_public_key(nats_server: NatsServer, 
                                                serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     app = await start_app(make_gateway(nats_server.url, GATEWAY_AUTH_MODE="jwt",
                                        GATEWAY_JWT_PUBLIC_KEY=public_pem.replace("\n", "\\n")))
-    signed = jwt.encode({"sub": "carol", "channels": ["*"]}, key, algorithm="RS256")
+    signed = jwt.encode({"sub": "carol", "channels": ["*"], "exp": int(time.time()) + 600}, key, algorithm="RS256")
     async with aiohttp.ClientSession() as session:
         ws, _ = await connect(session, ws_url(app))  # type: ignore[arg-type]
         assert (await request(ws, {"type": "auth", "token": signed}))["subject"] == "carol"

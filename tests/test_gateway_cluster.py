@@ -113,12 +113,13 @@ async def test_a_broadcast_on_one_gateway_reaches_subscribers_on_both(pair: Pair
 
 async def test_presence_and_stats_span_both_gateways(pair: Pair) -> None:
     async with aiohttp.ClientSession() as session:
-        on_a, _ = await connect(session, pair.a.ws(authed("ann")))
-        on_b, _ = await connect(session, pair.b.ws(authed("ben")))
+        on_a, _ = await connect(session, pair.a.ws(authed("ann", name="Ann")))
+        on_b, _ = await connect(session, pair.b.ws(authed("ben", name="Ben")))
         for ws in (on_a, on_b):
             await request(ws, {"type": "subscribe", "channel": "lounge"})
         presence = await request(on_a, {"type": "presence", "channel": "lounge"})
-        assert sorted(m["subject"] for m in presence["members"]) == ["ann", "ben"]
+        # Display names, never subjects (GATEWAY_PRESENCE_SUBJECTS is off by default).
+        assert sorted((m["name"], m.get("subject")) for m in presence["members"]) == [("Ann", None), ("Ben", None)]
         async with session.get(f"{pair.b.http}/v1/stats", headers={"Authorization": f"Bearer {token()}"}) as resp:
             stats = await resp.json()
         assert stats["gateways"] == 2

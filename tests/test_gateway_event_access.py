@@ -6,8 +6,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.gateway.event_access import covers, intersects, may_see
-from services.gateway.identity import AccessPolicy, Identity, compile_pattern
+from shared.event_grants import covers, intersects, may_see
+from shared.identity import AccessPolicy, Identity, compile_pattern
 
 tokens = st.sampled_from(["a", "b", "ab", "x"])
 pattern_tokens = st.sampled_from(["a", "b", "ab", "*"])

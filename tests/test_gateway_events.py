@@ -26,6 +26,7 @@ StartApp = Callable[[App], Awaitable[App]]
 TOKENS = {
     "alice-token": {"sub": "alice", "events": ["user.*", "public.**", "inbox.{sub}"]},
     "admin-token": {"sub": "admin"},  # no events grant: anything but GATEWAY_RESTRICTED_EVENTS
+    "alice-narrow": {"sub": "alice", "events": ["public.**"]},  # alice again, granted less
 }
 
 
@@ -200,7 +201,8 @@ async def test_events_emitted_by_clients_reach_listeners_with_their_subject(gate
                 assert resp.status == 400 and (await resp.json())["code"] == "invalid_name"
             async with http.post(f"{gateway.http_url}/v1/events/user.big", json={"x": "y" * 3000}) as resp:
                 assert resp.status == 413 and (await resp.json())["code"] == "too_large"
-            async with http.post(f"{gateway.http_url}/v1/events/user.bad", data=b"{not json") as resp:
+            async with http.post(f"{gateway.http_url}/v1/events/user.bad", data=b"{not json",
+                                 headers={"Content-Type": "application/json"}) as resp:
                 assert resp.status == 400 and (await resp.json())["code"] == "bad_request"
         async with aiohttp.ClientSession() as anonymous, anonymous.post(f"{gateway.http_url}/v1/events/user.x",
                                                                         json={}) as resp:
@@ -261,3 +263,17 @@ async def test_a_closed_connection_leaves_no_listener_behind(gateway: GatewayApp
         assert extension.emitter is not None and extension.emitter.listener_count() == 2
     await eventually(lambda: extension.emitter is not None and extension.emitter.listener_count() == 0)
     assert extension.hub.fanouts == {} and extension.hub.by_connection == {}
+
+
+async def test_a_narrower_token_sent_again_drops_the_patterns_it_no_longer_grants(gateway: GatewayApp) -> None:
+    extension = events_extension(gateway)
+    async with client(gateway, "alice-token") as alice:
+        await alice.request(type="subscribe_events", pattern="user.*")
+        await alice.request(type="subscribe_events", pattern="public.**")
+        assert extension.emitter is not None and extension.emitter.listener_count() == 2
+        await alice.send(type="auth", token="alice-narrow")
+        assert (await alice.next("authenticated", "error"))["type"] == "authenticated"
+        (conn,) = extension.hub.by_connection
+        assert [s.rsplit(".events.", 1)[1] for s in extension.hub.by_connection[conn]] == ["public.>"]
+        answer = await alice.request(type="subscribe_events", pattern="user.*")
+        assert (answer["type"], answer["code"]) == ("error", "forbidden")

@@ -18,6 +18,7 @@ from services.gateway.context import GatewayContext
 from services.gateway.errors import Forbidden
 from services.gateway.extension import Handlers
 from services.gateway.routing import DuplicateHandler
+from shared.access import Access, Rule
 from shared.devstack.servers import NatsServer
 from shared.service.app import App
 from tests.support.gateway import connect, make_gateway, receive_type, request, ws_url
@@ -43,6 +44,8 @@ class WatchExtension:
     def __init__(self, ctx: GatewayContext) -> None:
         self.ctx = ctx
         self.handles: Handlers = {Watch: self.watch}
+        self.access_rules = {("GET", "/v1/watch/health"): Access(Rule.PUBLIC, "watch", "health"),
+                             "watch": Access(Rule.GRANT, "event", "follow")}
         self.started = False
         self.gone: list[str] = []
         self.stopped = False
@@ -133,3 +136,40 @@ def test_a_message_type_claimed_twice_stops_the_gateway_before_it_connects(monke
     monkeypatch.setattr(gateway_app, "default_extensions", lambda ctx: [PingThief(ctx)])
     with pytest.raises(DuplicateHandler, match=r"'ping' .* by both core and ping-thief"):
         make_gateway("nats://127.0.0.1:1")  # never connected: the table is built before
+
+
+class Undeclared(WatchExtension):
+    """A route and a message without an access rule."""
+
+    name = "undeclared"
+
+    def __init__(self, ctx: GatewayContext) -> None:
+        super().__init__(ctx)
+        self.access_rules = {}
+
+
+async def test_a_route_or_message_without_an_access_rule_is_refused(
+    monkeypatch: pytest.MonkeyPatch, nats_server: NatsServer, start_app: StartApp
+) -> None:
+    monkeypatch.setattr(gateway_app, "default_extensions", lambda ctx: [Undeclared(ctx)])
+    app = await start_app(make_gateway(nats_server.url))
+    assert isinstance(app, gateway_app.GatewayApp)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{app.http_url}/v1/watch/health") as resp:
+            assert (resp.status, (await resp.json())["code"]) == (403, "forbidden")
+        ws, _ = await connect(session, ws_url(app))
+        assert (await request(ws, {"type": "watch", "topic": "disk"}))["code"] == "forbidden"
+        await ws.close()
+
+
+def test_an_extension_may_not_redefine_a_built_in_access_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Hijacker(WatchExtension):
+        name = "hijacker"
+
+        def __init__(self, ctx: GatewayContext) -> None:
+            super().__init__(ctx)
+            self.access_rules = {("GET", "/v1/jobs/dead"): Access(Rule.PUBLIC, "dead_letter", "list")}
+
+    monkeypatch.setattr(gateway_app, "default_extensions", lambda ctx: [Hijacker(ctx)])
+    with pytest.raises(ValueError, match="hijacker redefines"):
+        make_gateway("nats://127.0.0.1:1")

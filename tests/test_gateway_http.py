@@ -78,7 +78,7 @@ async def test_rest_publish_reaches_websocket_subscribers_and_bad_bodies_get_typ
         assert message["data"] == {"level": "high"}
         for body, status, code in [(b"{broken", 400, "bad_request"), (b'"' + b"x" * 300 + b'"', 413, "too_large"),
                                    (b'"\xff"', 400, "bad_request")]:
-            async with session.post(url, data=body) as resp:
+            async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
                 error = await resp.json()
                 assert (resp.status, error["type"], error["code"]) == (status, "error", code), error
         async with session.post(f"{app.http_url}/v1/channels/a%09b/messages", json=1) as resp:
@@ -150,13 +150,15 @@ async def test_a_large_rest_body_arrives_whole_and_one_past_the_limit_is_refused
     async with aiohttp.ClientSession() as session:
         ws, _ = await connect(session, ws_url(app), max_msg_size=1 << 20)
         await request(ws, {"type": "subscribe", "channel": "bulk"})
-        async with session.post(url, data=chunks(msgspec.json.encode(text))) as resp:
+        async with session.post(url, data=chunks(msgspec.json.encode(text)),
+                                headers={"Content-Type": "application/json"}) as resp:
             assert resp.status == 202, await resp.text()
         while True:
             message = msgspec.json.decode((await ws.receive(timeout=5)).data)
             if message["type"] == "message":
                 break
         assert message["data"] == text
-        async with session.post(url, data=chunks(msgspec.json.encode("z" * 310_000))) as resp:
+        async with session.post(url, data=chunks(msgspec.json.encode("z" * 310_000)),
+                                headers={"Content-Type": "application/json"}) as resp:
             assert (resp.status, (await resp.json())["code"]) == (413, "too_large")
         await ws.close()

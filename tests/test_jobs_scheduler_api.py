@@ -181,6 +181,20 @@ async def test_jobs_can_be_managed_over_nats(
     assert await jobs.list_recurring() == []
 
 
+async def test_a_job_and_a_schedule_record_the_owner_they_were_created_for(
+    nc: NATS, prefix: str, start_scheduler: StartScheduler, worker: tuple[BackgroundProcessor, list[Any]]
+) -> None:
+    await start_scheduler()
+    jobs = JobsClient(nc, prefix=prefix)
+    accepted = await jobs.enqueue_job("email", {"to": "a@b.c"}, owner="alice")
+    anonymous = await jobs.enqueue_job("email", {"to": "a@b.c"})
+    assert (await jobs.get_job(accepted.job_id)).owner == "alice"
+    assert (await jobs.get_job(anonymous.job_id)).owner is None
+    spec = await jobs.add_recurring("alices-report", "email", {"to": "ops"}, cron="0 3 * * *", owner="alice")
+    assert spec.owner == "alice" and [s.owner for s in await jobs.list_recurring()] == ["alice"]
+    await jobs.remove_recurring("alices-report")
+
+
 async def _status(jobs: JobsClient, job_id: str, status: JobStatus) -> bool:
     return (await jobs.get_job(job_id)).status is status
 

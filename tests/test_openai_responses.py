@@ -143,7 +143,8 @@ async def test_bad_requests_get_openai_shaped_errors_and_nothing_is_dropped_sile
         await api.responses.retrieve("resp_unknown")
     with pytest.raises(openai.NotFoundError):
         await api.responses.create(model="assistant", input="hi", previous_response_id="resp_unknown")
-    async with http.post(f"{gateway}/v1/responses", data=b"{not json") as resp:
+    async with http.post(f"{gateway}/v1/responses", data=b"{not json",
+                         headers={"Content-Type": "application/json"}) as resp:
         body = await resp.json()
         assert resp.status == 400 and body["error"]["type"] == "invalid_request_error"
     mock_free = await api.responses.create(model="assistant", input="hi", background=True)

@@ -154,7 +154,7 @@ async def test_bad_requests_get_typed_errors_with_matching_http_status(
 async def test_malformed_json_and_a_bad_last_event_id_are_bad_requests(
     mock: OpenAIMock, gateway: str, http: aiohttp.ClientSession
 ) -> None:
-    async with http.post(f"{gateway}/v1/runs", data=b"{not json") as resp:
+    async with http.post(f"{gateway}/v1/runs", data=b"{not json", headers={"Content-Type": "application/json"}) as resp:
         assert resp.status == 400 and (await resp.json())["code"] == "bad_request"
     started = await post_run(http, gateway)
     async with http.get(f"{gateway}{started['events_url']}", headers={"Last-Event-ID": "abc"}) as resp:

@@ -257,10 +257,12 @@ class AgentRunnerApp(App):
                 job.task = engine
                 first = job.writer.emit(RunStarted, first=True, agent=agent.name, model=self.engine.model_of(agent),
                                         instance=self.instance, demo=self.demo is not None, owner=job.request.owner,
+                                        room=job.request.room,
                                         **conversation(job.request))
             else:
                 first = job.writer.emit(RunQueued, first=True, agent=agent.name, instance=self.instance,
-                                        owner=job.request.owner, **conversation(job.request))
+                                        owner=job.request.owner, room=job.request.room,
+                                        **conversation(job.request))
             claim, stored = await asyncio.gather(self.registry.claim(run_id, self.instance), first,
                                                  return_exceptions=True)
             claimed = claim is True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -29,7 +30,9 @@ from proto.runs import (
     RunCancelled,
     RunCompleted,
     RunFailed,
+    RunQueued,
     RunRequest,
+    RunStarted,
     TextDelta,
 )
 from proto.subjects import Subjects
@@ -50,13 +53,13 @@ Status = Literal["completed", "failed", "cancelled"]
 _REQUEST_TIMEOUT = 5.0
 _IDLE_CHECK = 2.0  # seconds a quiet run waits before its runner's lease is checked
 _STORE_AWAY_FOR = 30.0  # seconds a relay write is retried while the store cannot be reached
-_RUN_SUFFIX = "-a"
 _REMEMBERED = 10_000  # posted messages whose trace context is kept for their answers
 
 
-def run_id_for(message_id: str) -> str:
-    """The run answering a message: derived from it, so a start repeated after a crash is the same run."""
-    return f"{message_id}{_RUN_SUFFIX}"
+def new_answer_run_id() -> str:
+    """A fresh, unguessable run id for an answer; ``answer_started`` records it before the run is requested, so a
+    start repeated after a crash is the same run."""
+    return f"chat-{secrets.token_hex(16)}"
 
 
 class AnswerRelay:
@@ -95,9 +98,9 @@ class AnswerRelay:
             nxt = room.next_to_answer() if room is not None else None
             if room is None or nxt is None:
                 return None
-            event = AnswerStarted(room_id=room.id, run_id=run_id_for(nxt.id), agent=room.current_agent,
+            event = AnswerStarted(room_id=room.id, run_id=new_answer_run_id(), agent=room.current_agent,
                                   in_reply_to=nxt.id, in_reply_seq=nxt.seq, at=time.time())
-            return self.writer.to_answers(room, event, msg_id=f"{event.run_id}:started")
+            return self.writer.to_answers(room, event, msg_id=f"{nxt.id}:answer-started")
 
         try:
             written = await self.writer.write(room_id, plan)
@@ -184,7 +187,9 @@ class AnswerRelay:
 
     async def _run(self, room_id: str, run_id: str, *, fresh: bool) -> Status:
         """The answer in a span of its own trace, linked to the span that posted the message it answers."""
-        message_id = run_id.removesuffix(_RUN_SUFFIX)
+        room = self.state.rooms.get(room_id)
+        answer = room.answer if room is not None else None
+        message_id = answer.in_reply_to if answer is not None and answer.run_id == run_id else ""
         attributes = {"raaf.chat.room_id": room_id, "raaf.chat.message_id": message_id, "raaf.run.id": run_id}
         with linked_root("raaf.chat", "chat answer", self._posted_by.pop(message_id, None), attributes):
             return await self._answer_run(room_id, run_id, fresh=fresh)
@@ -210,6 +215,11 @@ class AnswerRelay:
         first = True
         started = time.monotonic()
         async for event, _ in self.runs.follow(run_id):
+            if event.seq == 1 and (not isinstance(event, RunStarted | RunQueued) or event.room != room_id):
+                # Not the run this room requested: never relay someone else's run as the room's answer.
+                await self._finish(room_id, run_id, "failed", "", ErrorCode.CONFLICT,
+                                   "the answer's run id is taken by a run of another room or client")
+                return "failed"
             match event:
                 case TextDelta(seq=seq, agent=agent, delta=delta):
                     text.append(delta)
@@ -243,7 +253,7 @@ class AnswerRelay:
         request = RunRequest(run_id=run_id, agent=room.answer.agent, input=message.text, history=history,
                              agents=self._agents(room), timeout=self.settings.answer_timeout,
                              metadata={"room": room.name, "room_id": room.id, "user": message.user,
-                                       "message_id": message.id})
+                                       "message_id": message.id}, room=room.id)
         reply = await self.runs.start(request)
         # ``conflict``: the run exists already (a request repeated after a restart): follow it.
         if isinstance(reply, RunAccepted) or reply.code == ErrorCode.CONFLICT:

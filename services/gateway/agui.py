@@ -16,6 +16,7 @@ from services.gateway.agui_render import THREAD_KEY, AgUiRenderer
 from services.gateway.errors import GatewayError
 from services.gateway.runs_http import SSE_HEADERS, RunRoutes
 from shared.clients.runs import RunClient
+from shared.errors import StreamingError
 
 _ROLES: Final = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 TRANSPORT: Final = "ag-ui"
@@ -91,8 +92,8 @@ class AgUiRoutes:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return error_response(bad(f"malformed RunAgentInput: {exc}"))
         try:
-            self.runs.access.check_start(identity, agent)
-        except GatewayError as exc:
+            await self.runs.access.check_start(identity, agent)
+        except StreamingError as exc:
             return error_response(Error(code=exc.code, message=exc.message))
         run = to_run(body, agent, owner=identity.subject)
         if isinstance(run, Error):

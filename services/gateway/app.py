@@ -25,6 +25,7 @@ from services.gateway.dispatch import MessageHandler
 from services.gateway.extension import GatewayExtension
 from services.gateway.extensions import default_extensions
 from services.gateway.frames import Deflater, Outgoing
+from services.gateway.guard import access_middleware
 from services.gateway.heartbeat import Sweeper
 from services.gateway.hooks import GatewayHooks
 from services.gateway.metrics import GatewayCounters, GatewayMetrics
@@ -34,6 +35,7 @@ from services.gateway.routing import MessageTable
 from services.gateway.settings import GatewaySettings
 from services.gateway.sse import SseStreams
 from services.gateway.websocket import WebSocketEndpoint
+from shared import access
 from shared.service.app import App
 
 CHAT_PAGE = Path(__file__).parent / "static" / "chat.html"
@@ -55,12 +57,13 @@ class GatewayApp(App):
     service: ClassVar[str] = "gateway"
 
     def __init__(self, settings: GatewaySettings, hooks: GatewayHooks | None = None) -> None:
+        settings.check_exposure()  # before anything listens
         super().__init__(settings)
         self.gateway_settings = settings
         self.counters = GatewayCounters()
         self.authenticator = Authenticator(settings)
         self.origin_check = OriginCheck(settings.allowed_origins)
-        self.registry = ConnectionRegistry(settings.max_connections)
+        self.registry = ConnectionRegistry(settings.max_connections, settings.max_connections_per_identity)
         self.deflater = (Deflater(settings.compression_level, settings.compression_threshold)
                          if settings.enable_compression else None)
         self.gateway_metrics = GatewayMetrics(
@@ -68,7 +71,8 @@ class GatewayApp(App):
             connections=lambda: dict(self.registry.counts), channels=lambda: len(self.hub.channels),
             subscriptions=lambda: self.hub.subscription_count, peers=lambda: self.cluster.peer_count,
         )
-        self.hub = ChannelHub(self.subjects, self.counters, self.gateway_metrics)
+        self.hub = ChannelHub(self.subjects, self.counters, self.gateway_metrics,
+                              presence_subjects=settings.presence_subjects)
         self.cluster = Cluster(self.subjects, self.runtime.instance_id, interval=settings.peer_interval,
                                timeout=settings.presence_timeout, local_members=self.hub.local_members,
                                local_stats=self.local_stats)
@@ -94,12 +98,20 @@ class GatewayApp(App):
             _nats=lambda: self.nc, _jetstream=lambda: self.js,
         )
         self.extensions: list[GatewayExtension] = default_extensions(self.context)
-        self.core = CoreMessages(self.hub, self.cluster, self.authenticator)
+        self.core = CoreMessages(self.hub, self.cluster, self.authenticator, on_reauth=self._narrow,
+                                 set_identity=self.registry.authenticate)
         # One table for every client message type; a type two parts claim stops the gateway here.
         self.messages = MessageTable([(self.core.name, self.core.handles),
                                       *((e.name, e.handles) for e in self.extensions)])
+        # One access table: the built-in rules and those each extension declares for its routes and messages.
+        self.access = access.DEFAULT_TABLE
+        for extension in self.extensions:
+            self.access = self.access.extended(extension.name, getattr(extension, "access_rules", {}))
         self.handler = MessageHandler(self.messages, max_message_size=settings.max_message_size,
-                                      authenticator=self.authenticator, counters=self.counters, hooks=self.hooks)
+                                      authenticator=self.authenticator, counters=self.counters, hooks=self.hooks,
+                                      max_json_depth=settings.max_json_depth, access_table=self.access)
+        self.http_app.middlewares.append(access_middleware(self.authenticator, self.access, self.origin_check,
+                                                           settings.host_allow_list))
         self._install_routes()
 
     def _install_routes(self) -> None:
@@ -132,6 +144,9 @@ class GatewayApp(App):
     # ---- lifecycle ----------------------------------------------------------------------------
 
     async def on_start(self) -> None:
+        if self.gateway_settings.anonymous_exposed:
+            self.log.warning("GATEWAY_ALLOW_ANONYMOUS=true: anyone who reaches %s is served without a token, "
+                             "as the admin", self.gateway_settings.host)
         self.hub.attach(self.nc, direct=self.gateway_settings.direct_delivery)
         await self.cluster.start(self.nc)
         self._broadcast_sub = await self.nc.subscribe(self.subjects.gateway_broadcast, cb=self._on_broadcast)
@@ -178,6 +193,13 @@ class GatewayApp(App):
             # A peer that stopped reading keeps our buffer forever: drop it after the close timeout.
             loop = asyncio.get_running_loop()
             loop.call_later(self.gateway_settings.close_timeout, _abort_if_stuck, transport)
+
+    async def _narrow(self, conn: Connection) -> None:
+        """After a re-``auth``: each extension drops the rooms, patterns and streams the new token does not grant."""
+        for extension in self.extensions:
+            hook = getattr(extension, "on_reauth", None)
+            if hook is not None:
+                await hook(conn)
 
     async def disconnect(self, conn: Connection, reason: str | None = None) -> None:
         """Everything that happens once a connection is gone, whatever ended it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -9,8 +10,8 @@ import jwt
 from aiohttp import web
 
 from services.gateway.errors import AuthenticationFailed, OriginNotAllowed
-from services.gateway.identity import AccessPolicy, Identity, compile_pattern
 from services.gateway.settings import GatewaySettings, token_digest
+from shared.identity import ADMIN_ROLE, AccessPolicy, Identity, compile_pattern
 
 
 class Authenticator:
@@ -28,13 +29,16 @@ class Authenticator:
         self._audience = settings.jwt_audience
         self._issuer = settings.jwt_issuer
         self._leeway = settings.jwt_leeway
+        self._max_lifetime = settings.jwt_max_lifetime
 
     @property
     def required(self) -> bool:
         return self.mode != "none"
 
     def anonymous(self) -> Identity:
-        return Identity.anonymous(self.policy)
+        """Without auth every caller is the operator of a loopback (or explicitly opened) gateway: the admin
+        role; with auth, the not-yet-authenticated party, who may do nothing but authenticate."""
+        return Identity.anonymous(self.policy, roles=(ADMIN_ROLE,) if self.mode == "none" else ())
 
     def verify(self, token: str) -> Identity:
         """The identity a token stands for; in ``none`` mode every token (or none) is anonymous."""
@@ -61,15 +65,23 @@ class Authenticator:
             try:
                 claims: dict[str, object] = jwt.decode(
                     token, key, algorithms=[alg], audience=self._audience, issuer=self._issuer,
-                    leeway=self._leeway, options={"require": ["sub"]},
+                    leeway=self._leeway, options={"require": ["sub", "exp"]},
                 )
             except jwt.ExpiredSignatureError:
                 raise AuthenticationFailed("token expired") from None
             except jwt.PyJWTError as exc:
                 raise AuthenticationFailed(str(exc)) from None
+            self._check_lifetime(claims)
             return claims
         accepted = ", ".join(alg for _, alg in self._keys)
         raise AuthenticationFailed(f"token algorithm {algorithm!r} is not accepted (accepted: {accepted})")
+
+    def _check_lifetime(self, claims: dict[str, object]) -> None:
+        """A token may live at most GATEWAY_JWT_MAX_LIFETIME seconds from ``iat`` (or from now, without one)."""
+        exp, iat = claims.get("exp"), claims.get("iat")
+        issued = float(iat) if isinstance(iat, int | float) and not isinstance(iat, bool) else time.time()
+        if isinstance(exp, int | float) and float(exp) - issued > self._max_lifetime + self._leeway:
+            raise AuthenticationFailed(f"token lifetime over {self._max_lifetime:.0f}s (GATEWAY_JWT_MAX_LIFETIME)")
 
     def from_request(self, request: web.Request) -> Identity | None:
         """The identity of an HTTP request's ``Authorization: Bearer`` header or ``?token=``; None if neither."""

@@ -64,8 +64,9 @@ class Channel:
 
 class ChannelHub:
     def __init__(self, subjects: Subjects, counters: GatewayCounters, metrics: GatewayMetrics | None = None,
-                 flush_timeout: float = 5.0) -> None:
+                 flush_timeout: float = 5.0, presence_subjects: bool = False) -> None:
         self.subjects = subjects
+        self.presence_subjects = presence_subjects
         self.counters = counters
         self.metrics = metrics
         self.flush_timeout = flush_timeout
@@ -281,7 +282,8 @@ class ChannelHub:
             log.warning("presence event not published: %s", exc)
 
     def _member(self, channel: Channel, conn: Connection) -> Member:
-        return Member(connection_id=conn.id, subject=conn.identity.subject, info=channel.info.get(conn))
+        subject = conn.identity.subject if self.presence_subjects else None
+        return Member(connection_id=conn.id, subject=subject, info=channel.info.get(conn), name=conn.identity.name)
 
     async def close(self) -> None:
         """Unsubscribe everything (on drain)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,11 +43,14 @@ from services.gateway.connection import Connection
 from services.gateway.context import GatewayContext
 from services.gateway.errors import Forbidden, GatewayError, too_many_subscriptions
 from services.gateway.extension import Handler, Handlers
-from services.gateway.identity import Identity
+from services.gateway.quota import IdentityRate
 from services.gateway.responses import error_response, json_response
+from shared import access
 from shared.chat.errors import ChatError
 from shared.clients.chat import ChatClient, RoomEvent
+from shared.identity import Identity
 from shared.nats.conn import barrier
+from shared.service.settings import Env
 from shared.tracing import traced
 
 log = logging.getLogger("raaf.gateway.chat")
@@ -97,8 +100,10 @@ def granted(identity: Identity, room: str) -> bool:
 class ChatExtension:
     name = "chat"
 
-    def __init__(self, ctx: GatewayContext) -> None:
+    def __init__(self, ctx: GatewayContext, *, environ: Mapping[str, str] | None = None) -> None:
         self.ctx = ctx
+        per_minute = Env(environ).integer("GATEWAY_ROOMS_PER_MINUTE", 10, min=0, max=1_000_000)
+        self.room_rate = IdentityRate(per_minute, what="rooms", setting="GATEWAY_ROOMS_PER_MINUTE")
         self._client: ChatClient | None = None
         self.joined: dict[str, dict[str, JoinedRoom]] = {}  # connection id -> room name -> room
         handlers: dict[type[ClientRequest], Handler] = {
@@ -124,6 +129,11 @@ class ChatExtension:
     async def stop(self) -> None:
         self.joined.clear()
 
+    async def on_reauth(self, conn: Connection) -> None:
+        for name in list(self.joined.get(conn.id, {})):
+            if not conn.identity.may("room", name):
+                await self._leave(conn, name, "access revoked")
+
     # ---- client messages ---------------------------------------------------------------------------
 
     async def _list_rooms_ws(self, conn: Connection, message: ChatListRooms) -> None:
@@ -133,6 +143,9 @@ class ChatExtension:
     async def _create_room(self, conn: Connection, message: ChatCreateRoom) -> None:
         name, identity = message.room, conn.identity
         self._may(conn, name)
+        if message.agent is not None:  # the room's agent answers for everyone in it: the creator must hold its grant
+            access.check_agents(identity, message.agent)
+        self.room_rate.take(identity)
         info = await self.client.create_room(
             name, agent=message.agent, max_participants=message.max_participants,
             message_history=message.message_history, restricted=message.restricted,
@@ -147,15 +160,19 @@ class ChatExtension:
 
     async def _send(self, conn: Connection, message: ChatSend) -> None:
         name = message.room
+        self._may(conn, name)
         accepted = await self.client.post(name, user_of(conn), conn.id, message.text, client_id=message.client_id)
         conn.send_nowait(ChatSent(ref=message.id, room=name, message_id=accepted.message_id, count=accepted.count,
                                   queued=accepted.queued, duplicate=accepted.duplicate))
 
     async def _typing(self, conn: Connection, message: ChatTyping) -> None:
+        self._may(conn, message.room)
         await self.client.typing(message.room, user_of(conn), conn.id, message.typing)
         self._ack(conn, message.id)
 
     async def _handoff(self, conn: Connection, message: ChatHandoff) -> None:
+        self._may(conn, message.room)
+        access.check_grant(conn.identity, "run", message.agent)
         info = await self.client.handoff(message.room, user_of(conn), conn.id, message.agent, reason=message.reason)
         conn.send_nowait(ChatRoom(ref=message.id, room=info))
 

@@ -26,7 +26,7 @@ from proto.errors import Error, ErrorCode
 from proto.gateway import CloseCode, server_encoder
 from services.gateway.errors import RateLimited, too_many_subscriptions
 from services.gateway.frames import Deflater, Outgoing, frame
-from services.gateway.identity import Identity
+from shared.identity import Identity
 from shared.nats.conn import barrier
 
 if TYPE_CHECKING:

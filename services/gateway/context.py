@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry
 
 from proto.subjects import Subjects
 from services.gateway.auth import Authenticator
-from services.gateway.identity import Identity
 from services.gateway.settings import GatewaySettings
 from services.gateway.sse import SseStream
+from shared.identity import Identity
 from shared.service.settings import RuntimeSettings
 
 OpenStream = Callable[[web.Request, Identity], AbstractAsyncContextManager[SseStream]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 from proto.gateway import (
     Ack,
@@ -22,6 +23,7 @@ from services.gateway.cluster import Cluster
 from services.gateway.connection import Connection
 from services.gateway.errors import AuthenticationFailed, Forbidden, NotSubscribed
 from services.gateway.extension import Handlers
+from shared.identity import Identity
 
 
 class CoreMessages:
@@ -29,10 +31,14 @@ class CoreMessages:
 
     name = "core"
 
-    def __init__(self, hub: ChannelHub, cluster: Cluster, authenticator: Authenticator) -> None:
+    def __init__(self, hub: ChannelHub, cluster: Cluster, authenticator: Authenticator,
+                 on_reauth: Callable[[Connection], Awaitable[None]] | None = None,
+                 set_identity: Callable[[Connection, Identity], None] | None = None) -> None:
         self.hub = hub
         self.cluster = cluster
         self.authenticator = authenticator
+        self.on_reauth = on_reauth  # the extensions drop what the new token no longer grants
+        self.set_identity = set_identity or _assign  # the registry's, which counts connections per identity
         self.handles: Handlers = {
             Auth: self.auth, Ping: self.ping, Subscribe: self.subscribe, Unsubscribe: self.unsubscribe,
             Publish: self.publish, PresenceQuery: self.presence,
@@ -69,10 +75,12 @@ class CoreMessages:
         current = conn.identity.subject
         if current is not None and identity.subject != current:
             raise AuthenticationFailed("a connection keeps its subject; reconnect to change user")
-        conn.identity = identity
+        self.set_identity(conn, identity)
         for name in list(conn.channels or ()):
             if not identity.may("channel", name):  # a fresh token may grant less than the last one
                 await self.hub.leave(conn, name)
+        if self.on_reauth is not None:
+            await self.on_reauth(conn)
         conn.send_nowait(Authenticated(ref=message.id, subject=identity.subject, roles=list(identity.roles),
                                        expires_at=identity.expires_at))
 
@@ -82,6 +90,10 @@ class CoreMessages:
         if not conn.identity.may("channel", name):
             raise Forbidden("channel", name)
         return name
+
+
+def _assign(conn: Connection, identity: Identity) -> None:
+    conn.identity = identity
 
 
 def _ack(conn: Connection, ref: str | None) -> None:

@@ -19,6 +19,7 @@ from services.gateway.auth import Authenticator
 from services.gateway.connection import Connection
 from services.gateway.errors import (
     BadMessage,
+    Forbidden,
     GatewayError,
     MessageTooLarge,
     NotAuthenticated,
@@ -27,6 +28,9 @@ from services.gateway.errors import (
 from services.gateway.hooks import GatewayHooks
 from services.gateway.metrics import GatewayCounters
 from services.gateway.routing import MessageTable
+from shared import access
+from shared.errors import StreamingError
+from shared.json_depth import DEFAULT_MAX_DEPTH, JsonTooDeepError, check_json_depth
 
 log = logging.getLogger("raaf.gateway.dispatch")
 
@@ -37,15 +41,18 @@ _generic_decoder = msgspec.json.Decoder(dict[str, Any])
 def _peek(data: bytes) -> ClientPeek:
     try:
         return client_peek_decoder.decode(data)
-    except (*_DECODE_ERRORS, ValueError):
+    except (*_DECODE_ERRORS, ValueError, RecursionError):
         return ClientPeek()
 
 
 class MessageHandler:
     def __init__(self, table: MessageTable, *, max_message_size: int, authenticator: Authenticator,
-                 counters: GatewayCounters, hooks: GatewayHooks) -> None:
+                 counters: GatewayCounters, hooks: GatewayHooks, max_json_depth: int = DEFAULT_MAX_DEPTH,
+                 access_table: access.AccessTable = access.DEFAULT_TABLE) -> None:
         self.table = table
+        self.access = access_table
         self.max_message_size = max_message_size
+        self.max_json_depth = max_json_depth
         self.authenticator = authenticator
         self.counters = counters
         self.hooks = hooks
@@ -66,7 +73,10 @@ class MessageHandler:
             try:
                 conn.take_rate_token(now)
                 data.decode()  # text frames must be UTF-8, and every string we forward must be too
+                check_json_depth(data, self.max_json_depth)  # before any decoder recurses into it
                 message = self.decoder.decode(data)
+            except JsonTooDeepError as exc:
+                raise BadMessage(exc.message) from None  # no ref: peeking would decode the whole depth
             except GatewayError:
                 ref = _peek(data).id
                 raise
@@ -77,7 +87,7 @@ class MessageHandler:
                 return
             ref = message.id
             await self.dispatch(conn, message)
-        except GatewayError as exc:
+        except StreamingError as exc:  # the gateway's own errors and the access module's
             await conn.send_error(exc.code, exc.message, ref, exc.details or None)
             if self.hooks.error:
                 await self.hooks.fire_error(conn, exc)
@@ -109,4 +119,9 @@ class MessageHandler:
 
     async def dispatch(self, conn: Connection, message: ClientRequest) -> None:
         await self._require_auth(conn, message)
+        decision = self.access.message(str(type(message).__struct_config__.tag))
+        if decision is None:  # every message type declares its rule in shared.access; none: refused
+            raise Forbidden("message", str(type(message).__struct_config__.tag))
+        if decision.rule is access.Rule.ADMIN:
+            access.require_admin(conn.identity, decision.kind, decision.action)
         await self.table.handler(message)(conn, message)

@@ -79,6 +79,16 @@ class RateLimited(GatewayError, RateLimitError):
         self.limit = limit
 
 
+class IdentityRateLimited(GatewayError, RateLimitError):
+    """One identity started more runs (or rooms) per minute than its setting allows, on this gateway."""
+
+    def __init__(self, what: str, limit: int, setting: str, *, retry_after: float) -> None:
+        super().__init__(f"more than {limit} {what} per minute for this identity ({setting}); retry in "
+                         f"{retry_after:.1f}s", details={"limit": limit, "retry_after": retry_after,
+                                                          "setting": setting})
+        self.limit = limit
+
+
 class MessageTooLarge(GatewayError, TooLargeError):
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(f"message of {size} bytes is over the limit of {limit} bytes",
@@ -104,6 +114,12 @@ def too_many_subscriptions(limit: int) -> LimitReached:
 def too_many_connections(limit: int) -> LimitReached:
     """``WEBSOCKET_MAX_CONNECTIONS`` connections are open on this gateway."""
     return LimitReached(f"the gateway is at its limit of {limit} connections; try again later", limit)
+
+
+def too_many_identity_connections(limit: int) -> LimitReached:
+    """One identity already holds ``GATEWAY_MAX_CONNECTIONS_PER_IDENTITY`` connections on this gateway."""
+    return LimitReached(f"this identity already holds {limit} connections to this gateway "
+                        "(GATEWAY_MAX_CONNECTIONS_PER_IDENTITY)", limit)
 
 
 def too_many_event_patterns(limit: int) -> LimitReached:

@@ -30,10 +30,8 @@ from services.gateway.errors import (
     too_many_event_patterns,
     too_many_subscriptions,
 )
-from services.gateway.event_access import may_see
 from services.gateway.event_hub import EventHub
 from services.gateway.extension import Handlers
-from services.gateway.identity import Identity
 from services.gateway.responses import error_response
 from shared.errors import (
     EventTooLargeError,
@@ -42,8 +40,11 @@ from shared.errors import (
     ListenerLimitError,
     StreamingError,
 )
+from shared.event_grants import may_see
 from shared.events.emitter import EventEmitter
 from shared.events.settings import EventSettings
+from shared.identity import Identity
+from shared.json_depth import JsonTooDeepError, check_json_depth
 from shared.service.settings import Env, RuntimeSettings
 
 
@@ -94,6 +95,12 @@ class EventsExtension:
 
     async def on_disconnect(self, conn: Connection) -> None:
         await self.hub.leave_all(conn)
+
+    async def on_reauth(self, conn: Connection) -> None:
+        events = len(self.hub.emitter.settings.runtime.prefix) + len(".events.")
+        for subject in list(self.hub.by_connection.get(conn, ())):
+            if not may_see(conn.identity, subject[events:], self.settings.restricted):
+                await self.hub.leave(conn, subject)
 
     async def _subscribe_ws(self, conn: Connection, message: SubscribeEvents) -> None:
         # The ack says the subscription is live; a replay (if asked for) follows it.
@@ -188,8 +195,9 @@ class EventsExtension:
             if body.strip():
                 try:
                     body.decode()
+                    check_json_depth(body, self.ctx.settings.max_json_depth)
                     msgspec.json.decode(body)
-                except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+                except (msgspec.DecodeError, UnicodeDecodeError, JsonTooDeepError) as exc:
                     raise BadMessage(f"the body must be JSON ({exc})") from None
                 data = msgspec.Raw(body)
             event = await self.emit(identity, request.match_info["name"], data)

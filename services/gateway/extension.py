@@ -23,8 +23,13 @@ declares the WebSocket client messages it handles::
         async def on_disconnect(self, conn: Connection) -> None: ...
 
 Add the message Structs to ``proto.gateway.ClientMessage`` / ``ServerMessage`` (one line each) and the
-extension to :func:`services.gateway.extensions.default_extensions` (one line). The gateway builds one
-table from every extension's ``handles`` (and the core's) at start-up; a type claimed twice stops it.
+extension to :func:`services.gateway.extensions.default_extensions` (one line). Every route and message needs
+an access rule: the built-in ones are in ``shared.access`` (``ROUTES``, ``MESSAGES``); an extension from
+elsewhere declares its own as ``access_rules`` (``{("GET", "/v1/x"): Access(Rule.OWNER, "x", "read"),
+"x_message": Access(...)}``). A route or message without one is refused. An optional ``on_reauth(conn)`` is
+called after a connection authenticated again (same subject, maybe fewer grants): drop what it no longer grants.
+The gateway builds one table from every extension's ``handles`` (and the core's) at start-up; a type claimed
+twice stops it.
 A handler runs in the connection's receive loop, in order: return quickly (spawn long work with
 ``conn.spawn``); raise a :class:`services.gateway.errors.GatewayError` to answer the client with a typed error.
 """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -12,14 +12,20 @@ from proto.errors import Error, ErrorCode
 from proto.jobs import JobAccepted, RecurringJob, enqueue_decoder, jobs_encoder
 from services.gateway.connection import Connection
 from services.gateway.context import GatewayContext
-from services.gateway.errors import BadMessage, Forbidden, GatewayError, MessageTooLarge
+from services.gateway.errors import BadMessage, MessageTooLarge
 from services.gateway.extension import Handlers
 from services.gateway.responses import error_response
+from shared import access
 from shared.clients.jobs import JobsClient
-from shared.jobs.errors import JobError
+from shared.errors import StreamingError
+from shared.identity import Identity
+from shared.jobs.errors import RecurringJobNotFoundError
+from shared.jobs.model import check_cron_interval
+from shared.json_depth import check_json_depth
 from shared.service.settings import Env
 
 _add_recurring = msgspec.json.Decoder(RecurringJob)
+Call = Callable[[JobsClient, Identity], Awaitable[web.Response]]
 
 
 class JobsExtension:
@@ -27,9 +33,11 @@ class JobsExtension:
     (status and result / cancel), ``GET /v1/jobs/stats``, ``GET``/``DELETE /v1/jobs/dead`` (list / purge),
     ``POST /v1/jobs/dead/retry``, and ``GET``/``PUT``/``DELETE /v1/jobs/recurring[/{name}]``.
 
-    Every route needs the caller's identity when the gateway requires auth; enqueueing a type needs
-    ``identity.may("job", job_type)``. Answers are the scheduler's JSON replies; errors are its typed errors
-    with a matching HTTP status. ``?queue=`` picks a named queue (default: the scheduler's first).
+    ``shared.access`` decides each: a job or schedule belongs to the identity that created it (reads, cancels
+    and deletes are the owner's or an admin's); creating one needs the job grant for its type (a ``run_agent``
+    job also the grants for its agent and its event); dead letters, statistics and ``?queue=`` are for admins.
+    Ids and names a client chooses live in its namespace. Answers are the scheduler's JSON replies; errors
+    are typed, with the HTTP status of their code.
     """
 
     name = "jobs"
@@ -40,6 +48,8 @@ class JobsExtension:
         self.handles: Handlers = {}  # jobs are HTTP-only for now
         self.timeout = env.number("GATEWAY_JOBS_TIMEOUT", 5.0, min=0.1, max=300)
         self.max_body = env.integer("GATEWAY_JOBS_MAX_BODY_BYTES", 1024 * 1024 + 4096, min=256)
+        self.min_cron_interval = env.number("GATEWAY_JOBS_MIN_CRON_INTERVAL", 60.0, min=0)
+        self.restricted_events = env.items("GATEWAY_RESTRICTED_EVENTS")  # what a run_agent job may emit
         self._client: JobsClient | None = None
 
     def routes(self) -> list[web.RouteDef]:
@@ -68,99 +78,128 @@ class JobsExtension:
     # ---- routes ----------------------------------------------------------------------------------------------
 
     async def enqueue(self, request: web.Request) -> web.Response:
-        async def call(client: JobsClient) -> web.Response:
+        async def call(client: JobsClient, identity: Identity) -> web.Response:
             try:
                 job = enqueue_decoder.decode(await self._body(request))
             except msgspec.MsgspecError as exc:
                 raise BadMessage(f"not a job: {exc}") from None
-            identity = self.ctx.authenticator.require(request)
-            if not identity.may("job", job.job_type):
-                raise Forbidden("job", job.job_type)
-            job = msgspec.structs.replace(job, queue=job.queue or request.query.get("queue"))
+            access.check_queue(identity, job.queue)
+            access.check_job_data(identity, job.job_type, bytes(job.data), restricted_events=self.restricted_events)
+            job_id = None if job.job_id is None else access.scoped_job_id(identity, job.job_id)
+            job = msgspec.structs.replace(job, queue=job.queue or client.queue, job_id=job_id, owner=identity.subject)
             reply = await client.request(job)
             accepted = reply if isinstance(reply, JobAccepted) else None
             return _json(reply, 200 if accepted is not None and accepted.duplicate else 202)
 
-        return await self._guard(request, call, authenticated=False)
+        return await self._guard(request, call)
 
     async def get(self, request: web.Request) -> web.Response:
-        return await self._guard(request, lambda c: _ok(c.get_job(request.match_info["job_id"])))
+        async def call(client: JobsClient, identity: Identity) -> web.Response:
+            info = await client.get_job(request.match_info["job_id"])
+            access.check_job(identity, info, "read")
+            return _json(info)
+
+        return await self._guard(request, call)
 
     async def cancel(self, request: web.Request) -> web.Response:
-        return await self._guard(request, lambda c: _ok(c.cancel_job(request.match_info["job_id"])))
+        async def call(client: JobsClient, identity: Identity) -> web.Response:
+            job_id = request.match_info["job_id"]
+            access.check_job(identity, await client.get_job(job_id), "cancel")  # an owner never changes
+            return _json(await client.cancel_job(job_id))
+
+        return await self._guard(request, call)
 
     async def stats(self, request: web.Request) -> web.Response:
-        return await self._guard(request, lambda c: _ok(c.stats()))
+        return await self._guard(request, lambda client, _: _ok(client.stats()), admin=True)
 
     async def dead(self, request: web.Request) -> web.Response:
-        async def call(client: JobsClient) -> web.Response:
+        async def call(client: JobsClient, identity: Identity) -> web.Response:
             offset, limit = _int(request, "offset", 0), _int(request, "limit", 100)
             return _json(await client.dead_jobs(offset=offset, limit=limit))
 
-        return await self._guard(request, call)
+        return await self._guard(request, call, admin=True)
 
     async def retry_dead(self, request: web.Request) -> web.Response:
-        async def call(client: JobsClient) -> web.Response:
+        async def call(client: JobsClient, identity: Identity) -> web.Response:
             ids = await self._ids(request)
             return _json({"count": await client.retry_dead_jobs(ids)})
 
-        return await self._guard(request, call)
+        return await self._guard(request, call, admin=True)
 
     async def purge_dead(self, request: web.Request) -> web.Response:
-        async def call(client: JobsClient) -> web.Response:
+        async def call(client: JobsClient, identity: Identity) -> web.Response:
             ids = await self._ids(request)
             return _json({"count": await client.purge_dead_jobs(ids)})
 
-        return await self._guard(request, call)
+        return await self._guard(request, call, admin=True)
 
     async def list_recurring(self, request: web.Request) -> web.Response:
-        async def call(client: JobsClient) -> web.Response:
-            return _json({"schedules": await client.list_recurring()})
+        async def call(client: JobsClient, identity: Identity) -> web.Response:
+            return _json({"schedules": access.visible_schedules(identity, await client.list_recurring())})
 
         return await self._guard(request, call)
 
     async def add_recurring(self, request: web.Request) -> web.Response:
-        async def call(client: JobsClient) -> web.Response:
+        async def call(client: JobsClient, identity: Identity) -> web.Response:
             body = await self._body(request)
+            name, existing = await self._schedule(client, identity, request.match_info["name"])
             try:
                 fields = msgspec.json.decode(body)
                 if not isinstance(fields, dict):
                     raise BadMessage("the body must be a JSON object")
-                spec = _add_recurring.decode(msgspec.json.encode({**fields, "name": request.match_info["name"]}))
+                spec = _add_recurring.decode(msgspec.json.encode({**fields, "name": name}))
             except msgspec.MsgspecError as exc:
                 raise BadMessage(f"not a recurring job: {exc}") from None
+            access.check_job_data(identity, spec.job_type, bytes(spec.data), restricted_events=self.restricted_events)
+            if existing is not None:
+                access.check_schedule(identity, existing, "replace")
+            check_cron_interval(spec.cron, self.min_cron_interval)
+            owner = existing.owner if existing is not None else identity.subject  # an admin's edit keeps it
             saved = await client.add_recurring(spec.name, spec.job_type, spec.data, cron=spec.cron,
                                                priority=spec.priority.value, retry_count=spec.retry_count,
-                                               retry_delay=spec.retry_delay)
+                                               retry_delay=spec.retry_delay, owner=owner)
             return _json(saved)
 
         return await self._guard(request, call)
 
     async def remove_recurring(self, request: web.Request) -> web.Response:
-        async def call(client: JobsClient) -> web.Response:
-            await client.remove_recurring(request.match_info["name"])
+        async def call(client: JobsClient, identity: Identity) -> web.Response:
+            name, existing = await self._schedule(client, identity, request.match_info["name"])
+            if existing is None:
+                raise RecurringJobNotFoundError(name)
+            access.check_schedule(identity, existing, "delete")
+            await client.remove_recurring(name)
             return web.Response(status=204)
 
         return await self._guard(request, call)
 
     # ---- plumbing --------------------------------------------------------------------------------------------
 
-    async def _guard(self, request: web.Request, call: Any, *, authenticated: bool = True) -> web.Response:
-        """Authenticate, pick the queue, run ``call``; typed errors become JSON errors with their status."""
+    @staticmethod
+    async def _schedule(client: JobsClient, identity: Identity, name: str) -> tuple[str, RecurringJob | None]:
+        """The stored name a path names, and its schedule: the name as given when one exists (the owner check
+        follows), else the name in the caller's namespace."""
+        schedules = {s.name: s for s in await client.list_recurring()}
+        if name in schedules:
+            return name, schedules[name]
+        scoped = access.scoped_schedule_name(identity, name)
+        return scoped, schedules.get(scoped)
+
+    async def _guard(self, request: web.Request, call: Call, *, admin: bool = False) -> web.Response:
+        """Authenticate, pick the queue (admins only), run ``call``; typed errors become JSON errors."""
         if self._client is None:
             return _error(ErrorCode.UNAVAILABLE, "the gateway is not connected to NATS yet", 503)
         try:
-            if authenticated:
-                self.ctx.authenticator.require(request)
+            identity = self.ctx.authenticator.require(request)
+            if admin:
+                access.require_admin(identity, "jobs", f"{request.method} {request.path}:")
             client = self._client
             queue = request.query.get("queue")
             if queue is not None:
+                access.check_queue(identity, queue)
                 client = JobsClient(client.nc, prefix=self.ctx.runtime.prefix, queue=queue, timeout=self.timeout)
-            response: web.Response = await call(client)
-            return response
-        except GatewayError as exc:
-            return error_response(exc)
-        except JobError as exc:
+            return await call(client, identity)
+        except StreamingError as exc:
             return error_response(exc, headers={"Retry-After": "1"} if exc.code is ErrorCode.OVERLOADED else None)
 
     async def _body(self, request: web.Request) -> bytes:
@@ -169,6 +208,7 @@ class JobsExtension:
         body = await request.content.read(self.max_body + 1)
         if len(body) > self.max_body:
             raise MessageTooLarge(len(body), self.max_body)
+        check_json_depth(body, self.ctx.settings.max_json_depth)
         return body
 
     async def _ids(self, request: web.Request) -> list[str] | None:

@@ -23,11 +23,12 @@ from proto.openai_responses import (
 )
 from proto.runs import ChatMessage, ClientTool, RunEvent, RunRequest, ToolCallRecord, is_run_id
 from services.gateway.errors import GatewayError
-from services.gateway.identity import Identity
 from services.gateway.openai_routes import openai_error
 from services.gateway.responses_render import BACKGROUND_KEY, PREVIOUS_KEY, ResponseRenderer, render_all
 from services.gateway.runs_http import SSE_HEADERS, RunRoutes
 from shared.clients.runs import RunClient
+from shared.errors import StreamingError
+from shared.identity import Identity
 from shared.runs.conversation import conversation
 from shared.runs.log import is_terminal
 
@@ -182,8 +183,8 @@ class ResponsesRoutes:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return openai_error(bad(f"malformed request: {exc}"))
         try:
-            self.runs.access.check_start(identity, body.model)
-        except GatewayError as exc:
+            await self.runs.access.check_start(identity, body.model)
+        except StreamingError as exc:
             return openai_error(Error(code=exc.code, message=exc.message))
         earlier: list[ChatMessage] = []
         if body.previous_response_id:

@@ -50,7 +50,9 @@ from proto.runs import (
 )
 from services.gateway.errors import GatewayError
 from services.gateway.runs_http import RunRoutes
+from shared import access
 from shared.clients.runs import RunClient
+from shared.errors import StreamingError
 from shared.tracing import traced_handler
 
 _HISTORY_ROLES: Final = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
@@ -148,12 +150,17 @@ class ChatCompletionRoutes:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return openai_error(Error(code=ErrorCode.BAD_REQUEST, message=f"malformed request: {exc}"))
         try:
-            self.runs.access.check_start(identity, body.model)  # the same check as POST /v1/runs
-        except GatewayError as exc:
-            return openai_error(Error(code=exc.code, message=exc.message))
+            await self.runs.access.check_start(identity, body.model)
+        except StreamingError as exc:
+            return openai_error(exc.to_wire())
         run = to_run(body, owner=identity.subject)
         if isinstance(run, Error):
             return openai_error(run)
+        try:
+            max_turns, timeout = access.run_limits(identity, run.max_turns, run.timeout)
+        except StreamingError as exc:
+            return openai_error(exc.to_wire())
+        run = msgspec.structs.replace(run, max_turns=max_turns, timeout=timeout)
         reply = await self.client.start(run)
         if isinstance(reply, Error):
             return openai_error(reply)

@@ -1,4 +1,5 @@
-"""This gateway's open connections, by id, within ``WEBSOCKET_MAX_CONNECTIONS`` (WebSocket and SSE alike)."""
+"""This gateway's open connections, by id, within ``WEBSOCKET_MAX_CONNECTIONS`` (WebSocket and SSE alike) and
+``GATEWAY_MAX_CONNECTIONS_PER_IDENTITY`` per subject."""
 
 from __future__ import annotations
 
@@ -7,13 +8,17 @@ import contextlib
 from collections.abc import Iterator
 
 from services.gateway.connection import Connection
+from services.gateway.errors import too_many_identity_connections
+from shared.identity import Identity
 
 
 class ConnectionRegistry:
     """A slot is reserved before the upgrade, so concurrent handshakes cannot overshoot the limit."""
 
-    def __init__(self, max_connections: int) -> None:
+    def __init__(self, max_connections: int, max_per_identity: int = 0) -> None:
         self.max_connections = max_connections
+        self.max_per_identity = max_per_identity  # 0: no limit
+        self._per_subject: dict[str, int] = {}
         self._by_id: dict[str, Connection] = {}
         self._reserved = 0
         self.counts: dict[str, int] = {"ws": 0, "sse": 0}
@@ -33,10 +38,38 @@ class ConnectionRegistry:
         self._reserved -= 1
         self._by_id[conn.id] = conn
         self.counts[conn.kind] += 1
+        self._count(conn.identity.subject, 1)
+
+    def connections_of(self, subject: str) -> int:
+        return self._per_subject.get(subject, 0)
+
+    def admits(self, identity: Identity) -> bool:
+        """Whether one more connection of this identity fits (anonymous ones are not counted)."""
+        subject = identity.subject
+        return subject is None or not self.max_per_identity or self._per_subject.get(subject, 0) < self.max_per_identity
+
+    def authenticate(self, conn: Connection, identity: Identity) -> None:
+        """The connection's identity becomes ``identity`` (the same subject, or its first); refused with a typed
+        error when that identity holds its limit of connections already."""
+        first = conn.identity.subject is None and identity.subject is not None and conn.id in self._by_id
+        if first and not self.admits(identity):
+            raise too_many_identity_connections(self.max_per_identity)
+        conn.identity = identity
+        if first:
+            self._count(identity.subject, 1)
+
+    def _count(self, subject: str | None, delta: int) -> None:
+        if subject is not None:
+            left = self._per_subject.get(subject, 0) + delta
+            if left > 0:
+                self._per_subject[subject] = left
+            else:
+                self._per_subject.pop(subject, None)
 
     def remove(self, conn: Connection) -> None:
         if self._by_id.pop(conn.id, None) is not None:
             self.counts[conn.kind] -= 1
+            self._count(conn.identity.subject, -1)
             if not self._by_id and self._empty is not None:
                 self._empty.set()
 

@@ -13,9 +13,10 @@ from services.gateway.auth import Authenticator
 from services.gateway.channels import ChannelHub, check_channel
 from services.gateway.cluster import Cluster
 from services.gateway.errors import BadMessage, Forbidden, GatewayError, MessageTooLarge
-from services.gateway.identity import Identity
 from services.gateway.responses import error_response
 from services.gateway.settings import GatewaySettings
+from shared.identity import Identity
+from shared.json_depth import JsonTooDeepError, check_json_depth
 
 
 class RestRoutes:
@@ -52,8 +53,9 @@ class RestRoutes:
             body = await read_body(request, limit)
             try:
                 body.decode()
+                check_json_depth(body, self.settings.max_json_depth)
                 msgspec.json.decode(body)
-            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            except (msgspec.DecodeError, UnicodeDecodeError, JsonTooDeepError) as exc:
                 raise BadMessage(f"the body must be JSON ({exc})") from None
             await self.hub.publish(name, msgspec.Raw(body), None, sender=identity.subject)
         except GatewayError as exc:

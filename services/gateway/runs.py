@@ -39,7 +39,7 @@ class RunsExtension:
     def __init__(self, ctx: GatewayContext, settings: RunRouteSettings | None = None) -> None:
         self.ctx = ctx
         self.settings = settings or ctx.settings.runs
-        self.http = RunRoutes(self.settings, ctx.metrics, ctx.authenticator)
+        self.http = RunRoutes(self.settings, ctx.metrics, ctx.authenticator, max_json_depth=ctx.settings.max_json_depth)
         self.openai = ChatCompletionRoutes(self.http)
         self.responses = ResponsesRoutes(self.http)
         self.ui_chat = UiChatRoutes(self.http)
@@ -69,12 +69,17 @@ class RunsExtension:
     async def on_disconnect(self, conn: Connection) -> None:
         self._follows.pop(conn.id, None)
 
+    async def on_reauth(self, conn: Connection) -> None:
+        for run_id, task in list(self._follows.get(conn.id, {}).items()):
+            if await self.access.check_read(conn.identity, run_id, "follow") is not None:
+                task.cancel()  # the token that let it follow this run (an admin's) was replaced
+
     # ---- messages ----------------------------------------------------------------------------------------
 
     async def _agent_stream(self, conn: Connection, message: AgentStream) -> None:
-        self.access.check_start(conn.identity, message.agent)
+        await self.access.check_start(conn.identity, message.agent, message.agents)
         self._check_room(conn, None)
-        run = run_request(message, owner=conn.identity.subject)
+        run = run_request(message, conn.identity)
         if isinstance(run, Error):
             await conn.send_error(run.code, run.message, message.id)
             return
@@ -90,7 +95,7 @@ class RunsExtension:
         if not is_run_id(message.run_id) or message.last_seq < 0:
             await conn.send_error(ErrorCode.BAD_REQUEST, "resume needs a run id and a last_seq >= 0", ref)
             return
-        denied = await self.access.check_read(conn.identity, message.run_id)
+        denied = await self.access.check_read(conn.identity, message.run_id, "resume")
         if denied is not None:
             await conn.send_error(denied.code, denied.message, ref)
             return
@@ -102,7 +107,7 @@ class RunsExtension:
         if not is_run_id(message.run_id):
             await conn.send_error(ErrorCode.BAD_REQUEST, "not a run id", ref)
             return
-        denied = await self.access.check_read(conn.identity, message.run_id)
+        denied = await self.access.check_read(conn.identity, message.run_id, "cancel")
         if denied is not None:
             await conn.send_error(denied.code, denied.message, ref)
             return

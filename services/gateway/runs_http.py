@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import time
 import uuid
+from collections.abc import Sequence
 from typing import Final
 
 import msgspec
@@ -13,26 +16,30 @@ from prometheus_client import CollectorRegistry
 from proto.errors import Error, ErrorCode, error_encoder, http_status
 from proto.runs import (
     AgentList,
+    AgentSpec,
     AgentStream,
     RunCancelled,
     RunCompleted,
     RunFailed,
-    RunQueued,
     RunRequest,
-    RunStarted,
     agent_stream_decoder,
     event_type,
     is_run_id,
 )
 from services.gateway.auth import Authenticator
-from services.gateway.errors import Forbidden, GatewayError
-from services.gateway.identity import Identity
+from services.gateway.errors import GatewayError
+from services.gateway.quota import IdentityRate
 from services.gateway.responses import error_response as gateway_error_response
 from services.gateway.runs_settings import RunRouteSettings
+from shared import access
 from shared.clients.runs import RunClient
+from shared.errors import StreamingError
+from shared.identity import Identity
+from shared.json_depth import DEFAULT_MAX_DEPTH, JsonTooDeepError, check_json_depth
 from shared.metrics import catalogue as names
 from shared.tracing import traced_handler
 
+AGENTS_TTL: Final = 5.0  # seconds the runners' agent list is trusted for grant checks
 SSE_HEADERS: Final = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
                       "X-Accel-Buffering": "no"}
 
@@ -43,16 +50,21 @@ def error_response(error: Error) -> web.Response:
                         content_type="application/json", headers=headers)
 
 
-def run_request(message: AgentStream, *, owner: str | None) -> RunRequest | Error:
-    """The runners' request for a client's ``agent_stream``; a fresh run id unless the client chose one."""
-    run_id = message.run_id or uuid.uuid4().hex
+def run_request(message: AgentStream, identity: Identity) -> RunRequest | Error:
+    """The runners' request for a client's ``agent_stream``: a fresh run id, or the client's own inside its
+    namespace (``shared.access.scoped_run_id``), owned by the identity, within its token's run limits."""
+    run_id = uuid.uuid4().hex if message.run_id is None else access.scoped_run_id(identity, message.run_id)
     if not is_run_id(run_id):
-        return Error(code=ErrorCode.BAD_REQUEST, message="run_id must be 1-64 letters, digits, '_' or '-'",
-                     ref=message.id)
+        return Error(code=ErrorCode.BAD_REQUEST, message="run_id must be 1-64 letters, digits, '_' or '-' "
+                     "(50 when authenticated: the namespace takes 14)", ref=message.id)
+    try:
+        max_turns, timeout = access.run_limits(identity, message.max_turns, message.timeout)
+    except StreamingError as exc:
+        return exc.to_wire(message.id)
     return RunRequest(run_id=run_id, agent=message.agent, input=message.input, history=message.history,
-                      agents=message.agents, timeout=message.timeout, retry_count=message.retry_count,
-                      retry_delay=message.retry_delay, max_turns=message.max_turns, metadata=message.metadata,
-                      owner=owner)
+                      agents=message.agents, timeout=timeout, retry_count=message.retry_count,
+                      retry_delay=message.retry_delay, max_turns=max_turns, metadata=message.metadata,
+                      owner=identity.subject)
 
 
 def last_event_id(request: web.Request) -> int | Error:
@@ -66,34 +78,49 @@ def last_event_id(request: web.Request) -> int | Error:
 
 
 class RunAccess:
-    """Who may do what with runs: starting needs ``may("run", agent)``; reading or cancelling a run needs
-    to be its owner (the subject that started it) when it has one."""
+    """Runs asked of ``shared.access``: starting needs the grants for everything the run can reach (what a
+    configured agent reaches, the runners' agent list tells, fetched at most every AGENTS_TTL seconds);
+    reading, following, resuming or cancelling a run needs to be its owner (or an admin)."""
 
     def __init__(self, routes: RunRoutes) -> None:
         self.routes = routes
+        self.rate = IdentityRate(routes.settings.runs_per_minute, what="runs", setting="GATEWAY_RUNS_PER_MINUTE")
+        self._agents: dict[str, AgentSpec] = {}
+        self._agents_at = -math.inf
 
-    @staticmethod
-    def check_start(identity: Identity, agent: str) -> None:
-        if not identity.may("run", agent):
-            raise Forbidden("run", agent)
+    async def check_start(self, identity: Identity, agent: str, inline: Sequence[AgentSpec] = ()) -> None:
+        """Raise the typed error (``forbidden``, ``rate_limited``) unless ``identity`` may start this run now."""
+        access.check_agents(identity, agent, inline, await self.configured_agents())
+        self.rate.take(identity)
 
-    async def check_read(self, identity: Identity, run_id: str) -> Error | None:
+    async def configured_agents(self) -> dict[str, AgentSpec]:
+        now = time.monotonic()
+        if now - self._agents_at > AGENTS_TTL:
+            reply = await self.routes.client.agents()
+            if isinstance(reply, AgentList):
+                self._agents = {a.name: a for a in reply.agents}
+                self._agents_at = now
+        return self._agents
+
+    async def check_read(self, identity: Identity, run_id: str, action: str = "read") -> Error | None:
         """None if ``identity`` may read ``run_id``; else the typed error (unknown run, or someone else's)."""
         first = await self.routes.client.log.first(run_id)
         if first is None:
             return Error(code=ErrorCode.NOT_FOUND, message=f"no run {run_id}", ref=run_id)
-        owner = first.owner if isinstance(first, RunStarted | RunQueued) else None
-        if owner is not None and owner != identity.subject:
-            return Error(code=ErrorCode.FORBIDDEN, message=f"run {run_id} belongs to someone else", ref=run_id)
+        try:
+            access.check_run(identity, run_id, first, action)
+        except StreamingError as exc:
+            return exc.to_wire()
         return None
 
 
 class RunRoutes:
     """The REST and SSE side of runs; every error is a typed JSON ``Error`` with a matching HTTP status."""
 
-    def __init__(self, settings: RunRouteSettings, registry: CollectorRegistry, authenticator: Authenticator
-                 ) -> None:
+    def __init__(self, settings: RunRouteSettings, registry: CollectorRegistry, authenticator: Authenticator,
+                 *, max_json_depth: int = DEFAULT_MAX_DEPTH) -> None:
         self.settings = settings
+        self.max_json_depth = max_json_depth
         self.authenticator = authenticator
         self.access = RunAccess(self)
         self._client: RunClient | None = None
@@ -132,6 +159,10 @@ class RunRoutes:
                 return Error(code=ErrorCode.TOO_LARGE,
                              message=f"request body over {self.settings.max_body_bytes} bytes "
                              "(GATEWAY_RUN_MAX_BODY_BYTES)")
+        try:
+            check_json_depth(bytes(body), self.max_json_depth)
+        except JsonTooDeepError as exc:
+            return exc.to_wire()
         return bytes(body)
 
     async def start(self, request: web.Request) -> web.StreamResponse:
@@ -147,10 +178,10 @@ class RunRoutes:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return error_response(Error(code=ErrorCode.BAD_REQUEST, message=f"malformed run: {exc}"))
         try:
-            self.access.check_start(identity, message.agent)
-        except GatewayError as exc:
+            await self.access.check_start(identity, message.agent, message.agents)
+        except StreamingError as exc:
             return gateway_error_response(exc, message.id)
-        run = run_request(message, owner=identity.subject)
+        run = run_request(message, identity)
         if isinstance(run, Error):
             return error_response(run)
         reply = await self.client.start(run)
@@ -162,7 +193,7 @@ class RunRoutes:
                     "events_url": f"/v1/runs/{reply.run_id}/events", "status_url": f"/v1/runs/{reply.run_id}"}
         return web.json_response(body_out, status=202)
 
-    async def readable(self, request: web.Request) -> str | web.Response:
+    async def readable(self, request: web.Request, action: str = "read") -> str | web.Response:
         """The run id of ``/v1/runs/{run_id}...`` if the caller may read that run, else the error response."""
         run_id = request.match_info["run_id"]
         if not is_run_id(run_id):
@@ -171,7 +202,7 @@ class RunRoutes:
             identity = self.authenticator.require(request)
         except GatewayError as exc:
             return gateway_error_response(exc, run_id)
-        denied = await self.access.check_read(identity, run_id)
+        denied = await self.access.check_read(identity, run_id, action)
         return run_id if denied is None else error_response(denied)
 
     async def status(self, request: web.Request) -> web.Response:
@@ -196,7 +227,7 @@ class RunRoutes:
         after = last_event_id(request)
         if isinstance(after, Error):
             return error_response(after)
-        run_id = await self.readable(request)
+        run_id = await self.readable(request, "follow")
         if isinstance(run_id, web.Response):
             return run_id
         return await self.stream(request, run_id, after)
@@ -227,7 +258,7 @@ class RunRoutes:
         return response
 
     async def cancel(self, request: web.Request) -> web.Response:
-        run_id = await self.readable(request)
+        run_id = await self.readable(request, "cancel")
         if isinstance(run_id, web.Response):
             return run_id
         reason = request.query.get("reason", "cancelled by client")[:200]
@@ -238,12 +269,13 @@ class RunRoutes:
 
     async def agents(self, request: web.Request) -> web.Response:
         try:
-            self.authenticator.require(request)
+            identity = self.authenticator.require(request)
         except GatewayError as exc:
             return gateway_error_response(exc)
         reply = await self.client.agents()
         if isinstance(reply, Error):
             return error_response(reply)
         assert isinstance(reply, AgentList)
-        return web.Response(body=msgspec.json.encode(reply), content_type="application/json")
+        shown = msgspec.structs.replace(reply, agents=access.visible_agents(identity, reply.agents))
+        return web.Response(body=msgspec.json.encode(shown), content_type="application/json")
 

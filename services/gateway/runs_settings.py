@@ -14,6 +14,7 @@ class RunRouteSettings:
     request_timeout: float = 5.0  # waiting for a runner to accept, cancel or list agents
     idle_check: float = 2.0  # a quiet run is re-checked (store, orphaned?) this often; SSE keepalives too
     max_streams_per_connection: int = 32  # runs one WebSocket connection may follow at once
+    runs_per_minute: int = 60  # runs one identity may start per minute on one gateway; 0 = unlimited
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RunRouteSettings:
@@ -25,4 +26,5 @@ class RunRouteSettings:
             idle_check=env.number("GATEWAY_RUN_IDLE_CHECK", cls.idle_check, min=0.05, max=300),
             max_streams_per_connection=env.integer("GATEWAY_RUN_MAX_STREAMS_PER_CONNECTION",
                                                    cls.max_streams_per_connection, min=1, max=10_000),
+            runs_per_minute=env.integer("GATEWAY_RUNS_PER_MINUTE", cls.runs_per_minute, min=0, max=1_000_000),
         )

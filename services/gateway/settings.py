@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -62,9 +63,16 @@ class GatewaySettings:
     jwt_issuer: str | None = None
     jwt_leeway: float = 5.0
     static_tokens: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # token digest -> claims
+    jwt_max_lifetime: float = 86_400.0  # seconds a JWT may live (exp - iat); every JWT must carry exp
+    jwt_min_secret_bytes: int = 32  # shorter HS256 secrets stop the gateway at start
+    allow_anonymous: bool = False  # auth mode none on a non-loopback address: only with this opt-in
+    max_json_depth: int = 64  # deeper JSON (WebSocket or REST) gets a bad_request error; 0 = no limit
+    max_connections_per_identity: int = 100  # WebSocket and SSE connections of one subject on this gateway
+    allowed_hosts: tuple[str, ...] = ()  # Host globs; empty: any (loopback names only when anonymous on loopback)
     allowed_origins: tuple[str, ...] = ()  # empty: same origin (and clients that send no Origin); "*": any
     restricted_channels: tuple[str, ...] = ()  # glob patterns only identities granted them may use
     # Cluster.
+    presence_subjects: bool = False  # presence shows members' subjects (else display names and info only)
     presence_timeout: float = 0.5
     peer_interval: float = 5.0
     direct_delivery: bool = True  # skip nats-py's per-message queue and parser (shared.nats.fastpaths)
@@ -119,9 +127,17 @@ class GatewaySettings:
             jwt_audience=env.optional("GATEWAY_JWT_AUDIENCE"),
             jwt_issuer=env.optional("GATEWAY_JWT_ISSUER"),
             jwt_leeway=env.number("GATEWAY_JWT_LEEWAY", cls.jwt_leeway, min=0, max=3600),
+            jwt_max_lifetime=env.number("GATEWAY_JWT_MAX_LIFETIME", cls.jwt_max_lifetime, min=1),
+            jwt_min_secret_bytes=env.integer("GATEWAY_JWT_MIN_SECRET_BYTES", cls.jwt_min_secret_bytes, min=1),
+            allow_anonymous=env.boolean("GATEWAY_ALLOW_ANONYMOUS", cls.allow_anonymous),
+            max_json_depth=env.integer("GATEWAY_MAX_JSON_DEPTH", cls.max_json_depth, min=0, max=10_000),
+            max_connections_per_identity=env.integer("GATEWAY_MAX_CONNECTIONS_PER_IDENTITY",
+                                                     cls.max_connections_per_identity, min=0),
             static_tokens=_static_tokens(env),
             allowed_origins=env.items("GATEWAY_ALLOWED_ORIGINS"),
+            allowed_hosts=env.items("GATEWAY_ALLOWED_HOSTS"),
             restricted_channels=env.items("GATEWAY_RESTRICTED_CHANNELS"),
+            presence_subjects=env.boolean("GATEWAY_PRESENCE_SUBJECTS", cls.presence_subjects),
             presence_timeout=env.number("GATEWAY_PRESENCE_TIMEOUT", cls.presence_timeout, min=0.01, max=30),
             peer_interval=env.number("GATEWAY_PEER_INTERVAL", cls.peer_interval, min=0.05, max=600),
             direct_delivery=env.boolean("GATEWAY_DIRECT_DELIVERY", cls.direct_delivery),
@@ -134,7 +150,46 @@ class GatewaySettings:
             raise SettingsError("GATEWAY_AUTH_MODE", "jwt", "needs GATEWAY_JWT_SECRET or GATEWAY_JWT_PUBLIC_KEY")
         if settings.auth_mode == "token" and not settings.static_tokens:
             raise SettingsError("GATEWAY_AUTH_MODE", "token", "needs GATEWAY_STATIC_TOKENS")
+        secret = settings.jwt_secret
+        if secret is not None and len(secret.encode()) < settings.jwt_min_secret_bytes:
+            raise SettingsError("GATEWAY_JWT_SECRET", "<hidden>", f"{len(secret.encode())} bytes; HS256 needs at least "
+                                f"{settings.jwt_min_secret_bytes} (GATEWAY_JWT_MIN_SECRET_BYTES)")
         return settings
+
+    @property
+    def anonymous_exposed(self) -> bool:
+        """Anonymous access (auth mode none) served beyond this machine."""
+        return self.auth_mode == "none" and not is_loopback(self.host)
+
+    @property
+    def host_allow_list(self) -> tuple[str, ...]:
+        """The ``Host`` names served: ``GATEWAY_ALLOWED_HOSTS``, or for an anonymous gateway on loopback only the
+        loopback names (a page elsewhere that rebinds its own name to 127.0.0.1 is refused); empty: any."""
+        if self.allowed_hosts:
+            return self.allowed_hosts
+        if self.auth_mode == "none" and is_loopback(self.host):
+            return LOOPBACK_HOSTS
+        return ()
+
+    def check_exposure(self) -> None:
+        """Refuse (when the gateway is built) to serve anonymous clients beyond loopback without the opt-in."""
+        if self.anonymous_exposed and not self.allow_anonymous:
+            raise SettingsError("GATEWAY_AUTH_MODE", "none", f"anonymous clients on {self.host!r} (not loopback): "
+                                "set GATEWAY_AUTH_MODE=jwt or token, WEBSOCKET_HOST=127.0.0.1, or "
+                                "GATEWAY_ALLOW_ANONYMOUS=true")
+
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ``::1``; anything else (``0.0.0.0`` included) reaches other machines."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _public_key(env: Env) -> str | None:

@@ -17,12 +17,18 @@ from proto.gateway import Limits, Welcome
 from services.gateway.auth import Authenticator
 from services.gateway.channels import ChannelHub, check_channel
 from services.gateway.connection import Connection, ConnectionContext
-from services.gateway.errors import Forbidden, GatewayError, GatewayUnavailable, too_many_connections
-from services.gateway.identity import Identity
+from services.gateway.errors import (
+    Forbidden,
+    GatewayError,
+    GatewayUnavailable,
+    too_many_connections,
+    too_many_identity_connections,
+)
 from services.gateway.metrics import GatewayCounters
 from services.gateway.registry import ConnectionRegistry
 from services.gateway.responses import error_response
 from services.gateway.settings import GatewaySettings
+from shared.identity import Identity
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
@@ -65,6 +71,9 @@ class SseStreams:
         """
         if not self.accepting():
             raise GatewayUnavailable("not accepting connections")
+        if not self.registry.admits(identity):
+            self.counters.refused["max_connections"] += 1
+            raise too_many_identity_connections(self.registry.max_per_identity)
         if not self.registry.reserve():
             self.counters.refused["max_connections"] += 1
             raise too_many_connections(self.registry.max_connections)

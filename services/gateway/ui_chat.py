@@ -23,10 +23,11 @@ from proto.ui_stream import (
     ui_encoder,
 )
 from services.gateway.errors import GatewayError
-from services.gateway.identity import Identity
 from services.gateway.runs_http import RunRoutes
 from services.gateway.ui_chat_render import MESSAGE_KEY, UiStreamRenderer
 from shared.clients.runs import RunClient
+from shared.errors import StreamingError
+from shared.identity import Identity
 from shared.runs.log import is_terminal
 
 _CHAT_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,52}")
@@ -180,8 +181,8 @@ class UiChatRoutes:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return error_response(bad(f"malformed chat request: {exc}"))
         try:
-            self.runs.access.check_start(identity, agent)
-        except GatewayError as exc:
+            await self.runs.access.check_start(identity, agent)
+        except StreamingError as exc:
             return error_response(Error(code=exc.code, message=exc.message))
         if _CHAT_ID.fullmatch(body.id) is None:
             return error_response(bad("a chat id is 1-52 letters, digits, '_' or '-'"))

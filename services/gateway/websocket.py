@@ -16,11 +16,11 @@ from services.gateway.connection import Connection, ConnectionContext, pong_fram
 from services.gateway.dispatch import MessageHandler
 from services.gateway.errors import AuthenticationFailed, GatewayError
 from services.gateway.hooks import GatewayHooks
-from services.gateway.identity import Identity
 from services.gateway.metrics import GatewayCounters
 from services.gateway.registry import ConnectionRegistry
 from services.gateway.responses import error_response
 from services.gateway.settings import GatewaySettings
+from shared.identity import Identity
 
 log = logging.getLogger("raaf.gateway.ws")
 
@@ -75,6 +75,11 @@ class WebSocketEndpoint:
                 identity = self.authenticator.from_request(request) or self.authenticator.anonymous()
             except AuthenticationFailed as exc:
                 identity, auth_error = self.authenticator.anonymous(), exc
+            if not self.registry.admits(identity):
+                self.registry.unreserve()
+                counters.refused["max_connections"] += 1
+                return await self._refuse(request, CloseCode.TRY_AGAIN_LATER, "too many connections for this identity "
+                                          "(GATEWAY_MAX_CONNECTIONS_PER_IDENTITY)")
             ws = self._response()
             await ws.prepare(request)
         except BaseException:

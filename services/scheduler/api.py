@@ -96,7 +96,7 @@ class JobsApi:
             case AddRecurringJob():
                 return await self.queue(request.queue).add_recurring(
                     request.name, request.job_type, request.data, cron=request.cron, priority=request.priority,
-                    retry_count=request.retry_count, retry_delay=request.retry_delay)
+                    retry_count=request.retry_count, retry_delay=request.retry_delay, owner=request.owner)
             case RemoveRecurringJob(name=name, queue=queue_name):
                 await self.queue(queue_name).remove_recurring(name)
                 return JobsChanged(count=1)
@@ -108,7 +108,7 @@ class JobsApi:
         queue = self.queue(request.queue)
         job = queue.build(request.job_type, request.data, priority=request.priority, job_id=request.job_id,
                           at=request.run_at, in_=request.delay, retry_count=request.retry_count,
-                          retry_delay=request.retry_delay)
+                          retry_delay=request.retry_delay, owner=request.owner)
         result = await queue.enqueue(job)
         if result.duplicate:
             self.metrics.duplicates.labels(queue.name).inc()

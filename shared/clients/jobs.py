@@ -86,9 +86,11 @@ class JobsClient:
 
     async def enqueue_job(self, job_type: str, data: Any = None, *, priority: str = "normal",
                           job_id: str | None = None, run_at: float | None = None, delay: float | None = None,
-                          retry_count: int | None = None, retry_delay: float | None = None) -> JobAccepted:
+                          retry_count: int | None = None, retry_delay: float | None = None,
+                          owner: str | None = None) -> JobAccepted:
         request = EnqueueJob(job_type=job_type, data=_raw(data), priority=priority, job_id=job_id, run_at=run_at,
-                             delay=delay, retry_count=retry_count, retry_delay=retry_delay, queue=self.queue)
+                             delay=delay, retry_count=retry_count, retry_delay=retry_delay, queue=self.queue,
+                             owner=owner)
         accepted: JobAccepted = await self._expect(request, JobAccepted)
         return accepted
 
@@ -120,10 +122,10 @@ class JobsClient:
 
     async def add_recurring(self, name: str, job_type: str, data: Any = None, *, cron: str,
                             priority: str = "normal", retry_count: int | None = None,
-                            retry_delay: float | None = None) -> RecurringJob:
+                            retry_delay: float | None = None, owner: str | None = None) -> RecurringJob:
         request = AddRecurringJob(name=name, cron=cron, job_type=job_type,
                                   data=_raw(data) if data is not None else NULL, priority=priority,
-                                  retry_count=retry_count, retry_delay=retry_delay, queue=self.queue)
+                                  retry_count=retry_count, retry_delay=retry_delay, queue=self.queue, owner=owner)
         spec: RecurringJob = await self._expect(request, RecurringJob)
         return spec
 

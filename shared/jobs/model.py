@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import time
@@ -11,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
+from croniter import croniter
 
 from proto.jobs import Priority
 from shared.jobs.errors import (
@@ -76,6 +78,7 @@ class NewJob:
     delay_ms: int = 0  # relative to the Redis clock; 0 = none
     registers_type: bool = False  # the enqueuer handles this type itself
     trace: str = ""  # the enqueuing span's traceparent ('' while tracing is off): the job's span links to it
+    owner: str | None = None  # the identity the job belongs to
 
 
 def check_job_type(job_type: object) -> str:
@@ -131,6 +134,23 @@ def _finite(value: Any, depth: int = 0) -> bool:
     return True
 
 
+def check_cron_interval(expression: str, min_seconds: float, *, setting: str = "GATEWAY_JOBS_MIN_CRON_INTERVAL"
+                        ) -> None:
+    """Refuse a cron schedule that fires more often than every ``min_seconds`` (0: any); a six-field cron can
+    fire every second."""
+    if min_seconds <= 0:
+        return
+    try:
+        times = croniter(expression, time.time()).all_next(float)
+        fires = [next(times) for _ in range(6)]
+    except (ValueError, KeyError, TypeError):
+        raise InvalidScheduleError(f"not a cron expression: {expression!r}") from None
+    gap = min(b - a for a, b in itertools.pairwise(fires))
+    if gap < min_seconds:
+        raise InvalidScheduleError(f"cron {expression!r} fires every {gap:.0f}s; the least allowed is "
+                                   f"{min_seconds:.0f}s ({setting})")
+
+
 def check_retry(retry_count: int | None, retry_delay: float | None, default: RetryPolicy) -> tuple[int, float]:
     count = default.retry_count if retry_count is None else retry_count
     delay = default.retry_delay if retry_delay is None else retry_delay
@@ -182,6 +202,7 @@ def new_job(
     retry: RetryPolicy,
     limits: JobLimits,
     registers_type: bool = False,
+    owner: str | None = None,
 ) -> NewJob:
     """Check everything about one job request; raises a typed :class:`~shared.jobs.errors.JobError`."""
     check_job_type(job_type)
@@ -200,4 +221,5 @@ def new_job(
         delay_ms=delay_ms,
         registers_type=registers_type,
         trace=traceparent(),
+        owner=owner or None,
     )

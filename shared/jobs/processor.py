@@ -282,15 +282,15 @@ class BackgroundProcessor:
 
     async def enqueue_job(self, job_type: str, data: Any = None, *, priority: Priority | str = Priority.NORMAL,
                           job_id: str | None = None, retry_count: int | None = None,
-                          retry_delay: float | None = None) -> str:
+                          retry_delay: float | None = None, owner: str | None = None) -> str:
         """Enqueue a job to run as soon as a worker is free; returns its id.
 
         With ``job_id`` the call is idempotent: while a job with that id exists (until its result expires),
-        enqueueing it again writes nothing and the job runs once.
+        enqueueing it again writes nothing and the job runs once. ``owner``: the identity it belongs to.
         """
         queue = await self._connect()
         job = queue.build(job_type, data, priority=priority, job_id=job_id, retry_count=retry_count,
-                          retry_delay=retry_delay, registers_type=job_type in self._handlers)
+                          retry_delay=retry_delay, registers_type=job_type in self._handlers, owner=owner)
         return (await queue.enqueue(job)).job_id
 
     async def schedule_job(self, job_type: str, data: Any = None, *, at: datetime | float | None = None,
@@ -311,11 +311,12 @@ class BackgroundProcessor:
 
     async def schedule_recurring(self, name: str, job_type: str, data: Any = None, *, cron: str,
                                  priority: Priority | str = Priority.NORMAL, retry_count: int | None = None,
-                                 retry_delay: float | None = None) -> RecurringJob:
-        """Create or replace a cron schedule (UTC; five fields, or six with seconds last)."""
+                                 retry_delay: float | None = None, owner: str | None = None) -> RecurringJob:
+        """Create or replace a cron schedule (UTC; five fields, or six with seconds last); every job it fires
+        belongs to ``owner``."""
         queue = await self._connect()
         spec = await queue.add_recurring(name, job_type, data, cron=cron, priority=priority,
-                                         retry_count=retry_count, retry_delay=retry_delay)
+                                         retry_count=retry_count, retry_delay=retry_delay, owner=owner)
         if self._maintainer is not None and spec.next_run_at is not None:
             self._maintainer.wake(spec.next_run_at)
         return spec

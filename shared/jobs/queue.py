@@ -55,10 +55,10 @@ class JobQueue:
     def build(self, job_type: str, data: Any = None, *, priority: object = Priority.NORMAL,
               job_id: str | None = None, at: datetime | float | None = None, in_: float | None = None,
               retry_count: int | None = None, retry_delay: float | None = None,
-              registers_type: bool = False) -> NewJob:
+              registers_type: bool = False, owner: str | None = None) -> NewJob:
         return new_job(job_type, data, priority=priority, job_id=job_id, at=at, in_=in_, retry_count=retry_count,
                        retry_delay=retry_delay, retry=self.retry, limits=self.store.limits,
-                       registers_type=registers_type)
+                       registers_type=registers_type, owner=owner)
 
     async def enqueue(self, job: NewJob) -> Enqueued:
         """Write the job (batched with concurrent callers); raises a typed error when it was refused."""
@@ -168,12 +168,13 @@ class JobQueue:
 
     async def add_recurring(self, name: str, job_type: str, data: Any = None, *, cron: str,
                             priority: object = Priority.NORMAL, retry_count: int | None = None,
-                            retry_delay: float | None = None) -> RecurringJob:
+                            retry_delay: float | None = None, owner: str | None = None) -> RecurringJob:
         # Check the job part exactly as an enqueue would, so a bad schedule fails now and not at every fire.
         job = self.build(job_type, data, priority=priority, retry_count=retry_count, retry_delay=retry_delay)
         count, delay = check_retry(retry_count, retry_delay, self.retry)
         spec = RecurringJob(name=name, cron=cron, job_type=check_job_type(job_type), data=msgspec.Raw(job.data),
-                            priority=check_priority(priority), retry_count=count, retry_delay=delay)
+                            priority=check_priority(priority), retry_count=count, retry_delay=delay,
+                            owner=owner or None)
         return await self.store.add_recurring(spec)
 
     async def remove_recurring(self, name: str) -> None:

@@ -40,7 +40,7 @@ local function bury(id, jk, now, err, cap)
   end
 end
 -- Write one new job unless its id exists. depth is a per-call cache of ready depths by type.
-local function enqueue_one(id, jtype, prio, data, max_attempts, retry_delay, run_at, now, limits, depth, trace)
+local function enqueue_one(id, jtype, prio, data, max_attempts, retry_delay, run_at, now, limits, depth, trace, owner)
   local jk = job_key(id)
   local existing = redis.call('HGET', jk, 'status')
   if existing then return {'duplicate', existing} end
@@ -64,6 +64,7 @@ local function enqueue_one(id, jtype, prio, data, max_attempts, retry_delay, run
   redis.call('HSET', jk, 'type', jtype, 'priority', prio, 'data', data, 'status', status, 'attempts', 0,
     'claims', 0, 'max_attempts', max_attempts, 'retry_delay', retry_delay, 'enqueued_at', now, 'run_at', run_at)
   if trace ~= nil and trace ~= '' then redis.call('HSET', jk, 'trace', trace) end
+  if owner and owner ~= '' then redis.call('HSET', jk, 'owner', owner) end
   redis.call('SADD', base .. 'types', jtype)
   if status == 'scheduled' then
     redis.call('ZADD', base .. 'scheduled', run_at, id)
@@ -74,20 +75,21 @@ local function enqueue_one(id, jtype, prio, data, max_attempts, retry_delay, run
 end
 """
 
-# ARGV: base, max_depth, max_scheduled, require_known, then per job 10 fields: id, type, priority, data,
-#   max_attempts, retry_delay_ms, run_at_ms (0 = none), delay_ms, registers_type, trace (traceparent or '').
+# ARGV: base, max_depth, max_scheduled, require_known, then per job 11 fields:
+#   id, type, priority, data, max_attempts, retry_delay_ms, run_at_ms (0 = none), delay_ms, registers_type,
+#   trace (traceparent or ''), owner ('' = none).
 # Returns: now, then per job (code, status, run_at).
 ENQUEUE = LIBRARY + r"""
 local limits = {max_depth = tonumber(ARGV[2]), max_scheduled = tonumber(ARGV[3]), require_known = ARGV[4]}
 local now = now_ms()
 local out = {now}
 local depth = {}
-for i = 5, #ARGV, 10 do
+for i = 5, #ARGV, 11 do
   local jtype = ARGV[i + 1]
   if ARGV[i + 8] == '1' then redis.call('SADD', base .. 'handled', jtype) end
   local run_at = math.max(tonumber(ARGV[i + 6]), now + tonumber(ARGV[i + 7]))
   local r = enqueue_one(ARGV[i], jtype, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], run_at, now, limits, depth,
-    ARGV[i + 9])
+    ARGV[i + 9], ARGV[i + 10])
   out[#out + 1] = r[1]
   out[#out + 1] = r[2]
   out[#out + 1] = run_at
@@ -96,8 +98,8 @@ return out
 """
 
 # KEYS: ready lists, highest priority first. ARGV: base, n, worker, lease_ms.
-# Returns: now, then per claimed job 9 fields:
-#   id, type, priority, data, attempts, claims (the lease token), max_attempts, retry_delay_ms, run_at_ms.
+# Returns: now, then per claimed job 10 fields:
+#   id, type, priority, data, attempts, claims (the lease token), max_attempts, retry_delay_ms, run_at_ms, owner.
 CLAIM = LIBRARY + r"""
 local n = tonumber(ARGV[2])
 local worker = ARGV[3]
@@ -110,7 +112,8 @@ for k = 1, #KEYS do
   if ids then
     for _, id in ipairs(ids) do
       local jk = job_key(id)
-      local f = redis.call('HMGET', jk, 'status', 'type', 'priority', 'data', 'max_attempts', 'retry_delay', 'run_at')
+      local f = redis.call('HMGET', jk, 'status', 'type', 'priority', 'data', 'max_attempts', 'retry_delay', 'run_at',
+        'owner')
       if f[1] == 'queued' then
         local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
         local claims = redis.call('HINCRBY', jk, 'claims', 1)
@@ -118,7 +121,7 @@ for k = 1, #KEYS do
         redis.call('ZADD', base .. 'leases', now + lease, id)
         local j = #out
         out[j + 1] = id; out[j + 2] = f[2]; out[j + 3] = f[3]; out[j + 4] = f[4]; out[j + 5] = attempts
-        out[j + 6] = claims; out[j + 7] = f[5]; out[j + 8] = f[6]; out[j + 9] = f[7]
+        out[j + 6] = claims; out[j + 7] = f[5]; out[j + 8] = f[6]; out[j + 9] = f[7]; out[j + 10] = f[8] or ''
         n = n - 1
       end
     end
@@ -391,13 +394,13 @@ return purged
 
 # Fire one recurring schedule exactly once even with several schedulers: compare-and-set its due time, then
 # enqueue under the id cron:<name>:<due>. ARGV: base, name, due_ms, next_ms, job_id, type, priority, data,
-# max_attempts, retry_delay_ms, max_depth. Returns {fired | skip, code, status}.
+# max_attempts, retry_delay_ms, max_depth, owner ('' = none). Returns {fired | skip, code, status}.
 FIRE_RECURRING = LIBRARY + r"""
 local score = redis.call('ZSCORE', base .. 'cron_due', ARGV[2])
 if not score or tonumber(score) ~= tonumber(ARGV[3]) then return {'skip', '', ''} end
 redis.call('ZADD', base .. 'cron_due', tonumber(ARGV[4]), ARGV[2])
 local limits = {max_depth = tonumber(ARGV[11]), max_scheduled = 0, require_known = '0'}
 local now = now_ms()
-local r = enqueue_one(ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], now, now, limits, {})
+local r = enqueue_one(ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], now, now, limits, {}, '', ARGV[12])
 return {'fired', r[1], r[2]}
 """

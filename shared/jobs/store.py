@@ -79,6 +79,7 @@ class ClaimedJob:
     retry_delay_ms: int
     due_ms: int
     claimed_ms: int
+    owner: str | None = None  # the identity the job belongs to
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +212,8 @@ class JobStore:
                                1 if self.limits.require_known_type else 0]
             for job in chunk:
                 args += [job.job_id, job.job_type, job.priority.value, job.data, job.max_attempts,
-                         job.retry_delay_ms, job.run_at_ms, job.delay_ms, 1 if job.registers_type else 0, job.trace]
+                         job.retry_delay_ms, job.run_at_ms, job.delay_ms, 1 if job.registers_type else 0, job.trace,
+                         job.owner or ""]
             reply = await self._run_replicated(self._enqueue, args)
             for i, job in enumerate(chunk):
                 code, status, run_at = _s(reply[1 + 3 * i]), _s(reply[2 + 3 * i]), int(reply[3 + 3 * i])
@@ -267,12 +269,12 @@ class JobStore:
     def _claimed(reply: Any) -> list[ClaimedJob]:
         now = int(reply[0])
         jobs = []
-        for i in range(1, len(reply), 9):
+        for i in range(1, len(reply), 10):
             jobs.append(ClaimedJob(
                 job_id=_s(reply[i]), job_type=_s(reply[i + 1]), priority=Priority(_s(reply[i + 2])),
                 data=reply[i + 3], attempt=int(reply[i + 4]), token=int(reply[i + 5]),
                 max_attempts=int(reply[i + 6]), retry_delay_ms=int(reply[i + 7]), due_ms=int(reply[i + 8]),
-                claimed_ms=now,
+                claimed_ms=now, owner=_s(reply[i + 9]) or None,
             ))
         return jobs
 
@@ -332,6 +334,7 @@ class JobStore:
         result = f.get("result")
         error = f.get("error")
         worker = f.get("worker")
+        owner = f.get("owner")
         return JobInfo(
             job_id=job_id, job_type=_s(f.get("type", b"")), queue=self.queue, status=JobStatus(_s(f["status"])),
             priority=Priority(_s(f.get("priority", b"normal"))), attempts=int(f.get("attempts", 0)),
@@ -340,6 +343,7 @@ class JobStore:
             error=_s(error) if error is not None else None, enqueued_at=seconds("enqueued_at"),
             run_at=seconds("run_at"), started_at=seconds("started_at"), finished_at=seconds("finished_at"),
             worker=_s(worker) if worker is not None else None, cancel_requested=f.get("cancel") == b"1",
+            owner=_s(owner) if owner else None,
         )
 
     async def dead(self, offset: int = 0, limit: int = 100) -> tuple[list[JobInfo], int]:
@@ -440,11 +444,11 @@ class JobStore:
             job_id = f"cron:{spec.name}:{due_ms}"
             out = await self._run(self._fire_recurring, [
                 spec.name, due_ms, following, job_id, spec.job_type, spec.priority.value, bytes(spec.data),
-                max_attempts, retry_delay_ms, self.limits.max_queue_depth])
+                max_attempts, retry_delay_ms, self.limits.max_queue_depth, spec.owner or ""])
             if _s(out[0]) != "fired":
                 continue
             job = NewJob(job_id=job_id, job_type=spec.job_type, data=b"", priority=spec.priority,
-                         max_attempts=max_attempts, retry_delay_ms=retry_delay_ms)
+                         max_attempts=max_attempts, retry_delay_ms=retry_delay_ms, owner=spec.owner)
             fired.append((spec, self._enqueue_result(job, _s(out[1]), _s(out[2]) or "queued", now_ms)))
         return fired, next_ms
 

@@ -54,6 +54,7 @@ class JobContext:
     attempt: int
     max_attempts: int
     priority: Priority
+    owner: str | None = None  # the identity the job belongs to (what it starts runs as)
 
     @property
     def is_last_attempt(self) -> bool:
@@ -329,7 +330,7 @@ class JobWorker:
         job = held.job
         spec = self.handlers[job.job_type]
         token = _current.set(JobContext(job.job_id, job.job_type, self.queue, job.attempt, job.max_attempts,
-                                        job.priority))
+                                        job.priority, job.owner))
         try:
             data = _decoder.decode(job.data)
             if spec.is_async:

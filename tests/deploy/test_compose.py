@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 import yaml
 
+from services.gateway.settings import GatewaySettings
 from services.launcher import SERVICES
 from shared.devstack.servers import find_nats_server, find_valkey_server, free_port
 from tests.deploy import compose
@@ -93,9 +94,12 @@ def test_health_check_probes_the_service_readiness_through_the_launcher(
 
 def test_gateway_is_published_on_8080_at_the_port_it_listens_on(services: dict[str, Any]) -> None:
     gateway = services["gateway"]
-    port = load("gateway", compose.environment(gateway, {})).runtime.http_port
+    settings = load("gateway", compose.environment(gateway, {}))
+    assert isinstance(settings, GatewaySettings)
+    settings.check_exposure()  # anonymous by default, allowed because the port is published on loopback only
+    port = settings.runtime.http_port
     assert port == 8080
-    assert gateway["ports"] == [f"8080:{port}"]
+    assert gateway["ports"] == [f"127.0.0.1:8080:{port}"], "published on this host's loopback only"
     published = [s for s in SERVICES if s != "gateway" and services[s].get("ports")]
     assert not published, f"only the gateway is public: {published}"
 

@@ -11,7 +11,9 @@ import yaml
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from services.gateway.settings import GatewaySettings
 from services.launcher import SERVICES
+from shared import access
 from shared.service.app import ServiceSettings
 from shared.service.health import HealthRoutes
 from tests.deploy import kustomize
@@ -68,7 +70,15 @@ def container_env(container: dict[str, Any], pod_name: str = "pod-0") -> dict[st
 
 
 def _settings(name: str) -> ServiceSettings:
-    return load(name, container_env(_container(name)))
+    env = container_env(_container(name))
+    if name == "gateway":
+        assert env["GATEWAY_AUTH_MODE"] == "jwt" and env["GATEWAY_JWT_SECRET"] == "", "no secret committed"
+        env["GATEWAY_JWT_SECRET"] = "x" * 32  # what an overlay sets; without it the gateway refuses to start
+        settings = load(name, env)
+        assert isinstance(settings, GatewaySettings)
+        settings.check_exposure()
+        return settings
+    return load(name, env)
 
 
 def _port(container: dict[str, Any], port: int | str) -> int:
@@ -233,10 +243,10 @@ def test_every_service_selects_pods_that_have_its_target_ports() -> None:
 def test_ingress_routes_to_the_gateway_with_websocket_and_sse_friendly_timeouts() -> None:
     ingress = find(RESOURCES, "Ingress", "gateway")
     (rule,) = ingress["spec"]["rules"]
-    (path,) = rule["http"]["paths"]
-    backend = path["backend"]["service"]
-    service = find(RESOURCES, "Service", backend["name"])
-    assert backend["name"] == "gateway" and backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+    for path in rule["http"]["paths"]:
+        backend = path["backend"]["service"]
+        service = find(RESOURCES, "Service", backend["name"])
+        assert backend["name"] == "gateway" and backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
     annotations = ingress["metadata"]["annotations"]
     heartbeat = getattr(_settings("gateway"), "heartbeat_interval", 30.0)
     for key in ("proxy-read-timeout", "proxy-send-timeout"):
@@ -274,3 +284,16 @@ def test_only_the_services_reach_redis() -> None:
     assert _pods(peer["podSelector"]["matchLabels"]) == [find(RESOURCES, "StatefulSet", "redis")], "each other"
     for rule in (services, peers):
         assert {p["port"] for p in rule["ports"]} == {6379, 26379}, "Valkey and its Sentinels"
+
+
+def test_the_ingress_exposes_the_client_routes_and_not_health_or_metrics() -> None:
+    (rule,) = find(RESOURCES, "Ingress", "gateway")["spec"]["rules"]
+    paths = rule["http"]["paths"]
+
+    def exposed(route: str) -> bool:
+        return any(route == p["path"] if p["pathType"] == "Exact" else
+                   route == p["path"] or route.startswith(p["path"].rstrip("/") + "/") for p in paths)
+
+    client = {path for (_, path), rule_ in access.ROUTES.items() if rule_.kind != "service"}
+    assert {route for route in client if not exposed(route)} == set()
+    assert not any(exposed(route) for route in ("/healthz", "/readyz", "/metrics"))

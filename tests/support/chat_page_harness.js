@@ -62,7 +62,11 @@ function receive(message) { socket.onmessage({data: JSON.stringify(message)}); }
 for (const step of input.steps) {
   if (step.click) elements[step.click].onclick();
   if (step.click_room !== undefined) elements.rooms.children[step.click_room].onclick();
-  if (step.input) { elements[step.input[0]].value = step.input[1]; (elements[step.input[0]].oninput || (() => {}))(); }
+  if (step.input) {
+    const field = document.getElementById(step.input[0]);
+    field.value = step.input[1];
+    (field.oninput || (() => {}))();
+  }
   if (step.key) elements[step.key[0]].onkeydown({key: step.key[1]});
   if (step.open) socket.onopen();
   if (step.receive) receive(step.receive);
@@ -74,5 +78,5 @@ for (const step of input.steps) {
 
 const text = {};
 for (const [id, el] of Object.entries(elements)) text[id] = el.textContent;
-const items = elements.messages.children.map((li) => [li.className, li.textContent]);
-process.stdout.write(JSON.stringify({sent, text, items}));
+const items = (elements.messages ? elements.messages.children : []).map((li) => [li.className, li.textContent]);
+process.stdout.write(JSON.stringify({sent, text, items, url: socket && socket.url}));

@@ -1,4 +1,4 @@
-"""Who a connection is and what it may use: claims from a JWT or a static token, checked by ``may``."""
+"""Who a caller is and what it may use: claims from a JWT or a static token, checked by ``may``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
-ResourceKind = Literal["channel", "run", "event", "room", "job"]
+ResourceKind = Literal["channel", "run", "event", "room", "job", "tool", "model"]
 
 # The claim that lists the name patterns of each kind an identity may use.
 GRANT_CLAIMS: Final[dict[str, str]] = {
@@ -16,7 +16,11 @@ GRANT_CLAIMS: Final[dict[str, str]] = {
     "event": "events",
     "room": "rooms",
     "job": "jobs",
+    "tool": "tools",
+    "model": "models",
 }
+# The role that may manage other identities' resources, dead letters and every queue (``roles`` claim).
+ADMIN_ROLE: Final = "admin"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -67,8 +71,9 @@ class Identity:
     """The authenticated (or anonymous) party behind a connection or HTTP request.
 
     ``may(kind, name)``: when the identity carries a grant claim for ``kind`` (``channels``, ``runs``,
-    ``events``, ``rooms``, ``jobs``: lists of glob patterns, ``{sub}`` standing for the subject), the
-    name must match one of them; otherwise anything not restricted by the policy is allowed.
+    ``events``, ``rooms``, ``jobs``, ``tools``, ``models``: lists of glob patterns, ``{sub}`` standing for the
+    subject), the name must match one of them; otherwise anything not restricted by the policy is allowed.
+    Ownership and the admin role are :mod:`shared.access`'s business, not this class's.
     """
 
     __slots__ = ("claims", "expires_at", "grants", "name", "policy", "roles", "subject")
@@ -93,8 +98,8 @@ class Identity:
         self.policy = policy
 
     @classmethod
-    def anonymous(cls, policy: AccessPolicy = OPEN_POLICY) -> Identity:
-        return cls(None, policy=policy)
+    def anonymous(cls, policy: AccessPolicy = OPEN_POLICY, *, roles: tuple[str, ...] = ()) -> Identity:
+        return cls(None, policy=policy, roles=roles)
 
     @classmethod
     def from_claims(cls, claims: Mapping[str, Any], policy: AccessPolicy = OPEN_POLICY) -> Identity:
@@ -123,6 +128,10 @@ class Identity:
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
+
+    @property
+    def admin(self) -> bool:
+        return ADMIN_ROLE in self.roles
 
     def may(self, kind: ResourceKind | str, name: str) -> bool:
         granted = self.grants.get(kind)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import re
 
-from services.gateway.identity import Identity
+from shared.identity import Identity
 
 # Stand-ins for a pattern's wildcard tokens; they cannot occur in checked names, so only a glob ``*`` matches them.
 _ONE_TOKEN = "\x00"
