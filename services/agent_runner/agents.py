@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -23,9 +24,15 @@ class AgentsFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The agents file: ``[[agents]]`` tables (TOML) or ``{"agents": [...]}`` (JSON)."""
 
     agents: list[AgentSpec]
+    # Tools safe to run again when a runner died while they ran (besides those marked ``@tool(idempotent=True)``).
+    idempotent_tools: list[str] = []
 
 
 def read_agents_file(path: str) -> list[AgentSpec]:
+    return read_agents_config(path).agents
+
+
+def read_agents_config(path: str) -> AgentsFile:
     file = Path(path)
     try:
         data = file.read_bytes()
@@ -33,7 +40,7 @@ def read_agents_file(path: str) -> list[AgentSpec]:
         raise AgentConfigError(f"cannot read agents file {path}: {exc.strerror}") from None
     try:
         raw = msgspec.json.decode(data) if file.suffix == ".json" else msgspec.toml.decode(data)
-        agents = msgspec.convert(raw, type=AgentsFile).agents
+        config = msgspec.convert(raw, type=AgentsFile)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise AgentConfigError(f"invalid agents file {path}: {exc}") from None
     # AgentSpec is a wire type and tolerates unknown fields; a file should not: a typo would be ignored.
@@ -42,15 +49,19 @@ def read_agents_file(path: str) -> list[AgentSpec]:
         if unknown:
             raise AgentConfigError(f"invalid agents file {path}: agent {entry.get('name')!r} has unknown "
                                    f"field(s) {', '.join(unknown)}")
-    return agents
+    return config
 
 
 class AgentCatalog:
     """Configured agents and tools; ``resolve()`` adds a request's own agents and checks every reference."""
 
-    def __init__(self, agents: Iterable[AgentSpec], tools: Mapping[str, Tool], *, max_inline_agents: int = 16
-                 ) -> None:
+    def __init__(self, agents: Iterable[AgentSpec], tools: Mapping[str, Tool], *, max_inline_agents: int = 16,
+                 idempotent_tools: Iterable[str] = ()) -> None:
         self.tools = dict(tools)
+        for name in idempotent_tools:
+            if name not in self.tools:
+                raise AgentConfigError(f"idempotent_tools names unknown tool {name!r}")
+            self.tools[name] = dataclasses.replace(self.tools[name], idempotent=True)
         self.max_inline_agents = max_inline_agents
         self.agents: dict[str, AgentSpec] = {}
         for agent in agents:
@@ -126,8 +137,9 @@ def load_catalog(settings: AgentRunnerSettings) -> AgentCatalog:
         except StreamingError as exc:
             raise SettingsError("RAAF_TOOLS_MODULE", settings.tools_module, exc.message) from None
     try:
-        agents = read_agents_file(settings.agents_file) if settings.agents_file is not None else []
-        return AgentCatalog(agents, tools, max_inline_agents=settings.max_inline_agents)
+        config = read_agents_config(settings.agents_file) if settings.agents_file is not None else AgentsFile(agents=[])
+        return AgentCatalog(config.agents, tools, max_inline_agents=settings.max_inline_agents,
+                            idempotent_tools=config.idempotent_tools)
     except AgentConfigError as exc:
         raise SettingsError("RAAF_AGENTS_FILE", settings.agents_file or "", exc.message) from None
 

@@ -80,3 +80,14 @@ def stream_processor_failed(processor: str, error: BaseException) -> RunError:
     """The configured ``RAAF_STREAM_PROCESSOR`` raised on a text delta: the run stops rather than publish
     unprocessed text (a redacting processor must never be bypassed)."""
     return RunError(f"stream processor {processor} failed: {type(error).__name__}: {error}", code=ErrorCode.INTERNAL)
+
+
+def outcome_unknown(tool: str) -> str:
+    """What the model sees for a call of a tool that is not idempotent whose runner died while it ran."""
+    return (f"error: the outcome of {tool} is unknown: the agent-runner running it stopped before it reported, "
+            "so it may or may not have taken effect; it was not run again. Check before calling it again.")
+
+
+def restarts_exhausted(restarts: int) -> RunError:
+    return RunError(f"the run's agent-runner stopped again after {restarts} restart(s) (RUN_MAX_RESTARTS)",
+                    code=ErrorCode.RESTARTS_EXHAUSTED)

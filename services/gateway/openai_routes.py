@@ -33,6 +33,7 @@ from proto.runs import ChatMessage, RunCancelled, RunCompleted, RunFailed, RunRe
 from services.gateway.errors import GatewayError
 from services.gateway.runs_http import RunRoutes
 from shared.clients.runs import RunClient
+from shared.runs.continuation import Continuation
 
 _HISTORY_ROLES: Final = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
@@ -136,6 +137,7 @@ class ChatCompletionRoutes:
         counter = self.runs.delivered.labels(transport="openai")
         gauge.inc()
         finished = False
+        text = Continuation()  # a restarted step continues the text; what was sent cannot be taken back
 
         async def keepalive() -> None:
             await response.write(b": keepalive\n\n")
@@ -145,9 +147,11 @@ class ChatCompletionRoutes:
             async with contextlib.aclosing(self.client.follow(run_id, on_idle=keepalive)) as events:
                 async for event, _ in events:
                     counter.inc()
+                    delivered = text.feed(event)
                     match event:
-                        case TextDelta(delta=text):
-                            await response.write(frame([ChunkChoice(delta=Delta(content=text))]))
+                        case TextDelta():
+                            if delivered is not None:
+                                await response.write(frame([ChunkChoice(delta=Delta(content=delivered))]))
                         case RunCompleted(usage=usage):
                             out = frame([ChunkChoice(delta=Delta(), finish_reason="stop")])
                             if include_usage:

@@ -88,6 +88,23 @@ class RunRegistry:
             return False
         return bool(entry.value)
 
+    async def any_alive(self) -> bool:
+        """Whether any runner holds a lease now."""
+        watcher = await self.leases.watchall(ignore_deletes=True)
+        try:
+            while True:
+                try:
+                    entry = await watcher.updates(timeout=5.0)  # type: ignore[no-untyped-call]
+                except nats.errors.TimeoutError:
+                    return False
+                if entry is None:
+                    return False  # the end of the initial values
+                if entry.value:
+                    return True
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
     # ---- runs ------------------------------------------------------------------------------------------
 
     async def claim(self, run_id: str, instance: str) -> bool:
