@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from proto.runs import RunEvent, TextDelta, ToolOutput
+from proto.subjects import encode_token
 from raaf.testing import Script, ToolCall
 from shared.openai_mock.wire import ChatRequest
-from tests.runs_support import runner_env
+from shared.runs.registry import RunRegistry
+from tests.conftest import ServiceProcess
+from tests.runs_support import Runs, runner_env
+from tests.test_runs_runner import wait_for_runner
 
 AGENTS_TOML = """
 idempotent_tools = ["lookup"]
@@ -51,6 +56,33 @@ def scripted_model(request: ChatRequest) -> Script:
     summary = "; ".join(results)
     words = " ".join(f"w{i}" for i in range(ANSWER_WORDS))
     return Script(text=f"Done ({summary}): {words}.")
+
+
+async def alive(runs: Runs, *instances: str) -> None:
+    """Wait until every named runner holds its lease (it takes runs and sweeps orphans)."""
+    async with asyncio.timeout(30):
+        await wait_for_runner(runs)  # the buckets exist
+        registry = RunRegistry(runs.nc.jetstream(), runs.client.subjects)
+        assert await registry.bind()
+        for instance in instances:
+            watcher = await registry.leases.watch(encode_token(instance))
+            try:
+                async for entry in watcher:  # type: ignore[attr-defined]
+                    if entry is not None and entry.value:
+                        break
+            finally:
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+
+async def two_runners(runs: Runs, runner: Callable[..., ServiceProcess], **extra: str
+                      ) -> dict[str, ServiceProcess]:
+    processes = {name: runner(name, **extra) for name in ("a", "b")}
+    await alive(runs, *processes)
+    return processes
+
+
+def other(instance: str) -> str:
+    return "b" if instance == "a" else "a"
 
 
 def restart_env(nats_url: str, mock_url: str, prefix: str, tmp_path: Path, instance: str, **extra: str

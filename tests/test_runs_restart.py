@@ -21,16 +21,22 @@ from proto.runs import (
     ToolCallFinished,
     ToolOutput,
 )
-from proto.subjects import encode_token
 from raaf.testing import OpenAIMock
 from shared.devstack.servers import NatsServer
 from shared.runs.chunks import ChunkStream
 from shared.runs.continuation import transcript
-from shared.runs.registry import RunRegistry
 from tests.conftest import ServiceProcess
-from tests.restart_support import calls, dumps, last_turn_text, restart_env, scripted_model, until_called
+from tests.restart_support import (
+    calls,
+    dumps,
+    last_turn_text,
+    other,
+    restart_env,
+    scripted_model,
+    two_runners,
+    until_called,
+)
 from tests.runs_support import Runs
-from tests.test_runs_runner import wait_for_runner
 
 RunnerProcess = Callable[..., ServiceProcess]
 
@@ -51,22 +57,6 @@ def runner(nats_server: NatsServer, mock: OpenAIMock, prefix: str, tmp_path: Pat
     return start
 
 
-async def alive(runs: Runs, *instances: str) -> None:
-    """Wait until every named runner holds its lease (it takes runs and sweeps orphans)."""
-    async with asyncio.timeout(30):
-        await wait_for_runner(runs)  # the buckets exist
-        registry = RunRegistry(runs.nc.jetstream(), runs.client.subjects)
-        assert await registry.bind()
-        for instance in instances:
-            watcher = await registry.leases.watch(encode_token(instance))
-            try:
-                async for entry in watcher:  # type: ignore[attr-defined]
-                    if entry is not None and entry.value:
-                        break
-            finally:
-                await watcher.stop()  # type: ignore[no-untyped-call]
-
-
 async def follow_and_kill(runs: Runs, run_id: str, kill: Callable[[list[RunEvent]], bool],
                           timeout: float = 40) -> list[RunEvent]:
     """Follow the run to its end; ``kill(seen)`` is asked after each event (it kills and says so once)."""
@@ -84,17 +74,6 @@ def deltas_after_outputs(seen: list[RunEvent], outputs: int) -> int:
     if len(done) < outputs:
         return 0
     return sum(isinstance(e, TextDelta) for e in seen[done[outputs - 1] + 1:])
-
-
-async def two_runners(runs: Runs, runner: Callable[..., ServiceProcess], **extra: str
-                      ) -> dict[str, ServiceProcess]:
-    processes = {name: runner(name, **extra) for name in ("a", "b")}
-    await alive(runs, *processes)
-    return processes
-
-
-def other(instance: str) -> str:
-    return "b" if instance == "a" else "a"
 
 
 def restarts(events: list[RunEvent]) -> list[RunStepRestarted]:

@@ -459,6 +459,7 @@ class AgentRunnerApp(App):
                 alive[owner] = await self.registry.alive(owner)
             if alive[owner] and owner != self.instance:
                 continue
+            self.log.info("run %s of %s is orphaned", run_id, owner)
             taken = await self.restarter.take(run_id, owner)
             if isinstance(taken, RunJob):
                 self.jobs[run_id] = taken
@@ -471,5 +472,5 @@ class AgentRunnerApp(App):
                 failed += 1
                 self.run_metrics.reaped.inc()
                 self.log.warning("failed orphaned run %s", run_id, extra={"owner": owner})
-            await self.restarter.close(run_id)
+            await self.restarter.forget(run_id)
         return failed

@@ -70,6 +70,7 @@ class Restarter:
             agents = self.catalog.resolve(state.request)
             place = self.pool.admit()
         except RunError as exc:
+            log.warning("not continuing run %s of %s here: %s", run_id, owner, exc.message)
             return exc.code == ErrorCode.OVERLOADED  # overloaded: a later sweep (here or elsewhere) takes it
         try:
             job = await self._take(run_id, owner, state, agents, place)
@@ -83,9 +84,11 @@ class Restarter:
     async def _take(self, run_id: str, owner: str, state: RunState, agents: Mapping[str, AgentSpec],
                     place: asyncio.Future[None] | None) -> RunJob | bool:
         if not await self.registry.transfer(run_id, owner, self.instance):
+            log.info("run %s of %s was taken by another runner", run_id, owner)
             return True  # another runner was quicker, or the run closed
         events = [event async for event, _ in self.runlog.stored(run_id)]
         if not events or is_terminal(events[-1]):
+            log.warning("run %s of %s has %s", run_id, owner, "ended" if events else "no stored events")
             await self.close(run_id)
             return True
         try:
@@ -128,9 +131,21 @@ class Restarter:
         else:
             self.pool.withdraw(place)
 
-    async def close(self, run_id: str) -> None:
-        """The run is over (or cannot go on): forget its owner and its state."""
+    async def forget(self, run_id: str) -> None:
+        """An orphan was failed: forget its owner and its state, whoever owned it."""
         with contextlib.suppress(Exception):
             await self.registry.close(run_id)
+        with contextlib.suppress(Exception):
+            await self.states.delete(run_id)
+
+    async def close(self, run_id: str) -> None:
+        """This runner's run is over (or cannot go on): forget its owner and its state, unless another runner
+        took it over meanwhile (this one was cut off, its lease lapsed, and the run goes on there)."""
+        try:
+            if not await self.registry.close_owned(run_id, self.instance):
+                return
+        except Exception as exc:
+            log.warning("cannot close run %s: %s", run_id, exc)
+            return
         with contextlib.suppress(Exception):
             await self.states.delete(run_id)

@@ -14,6 +14,7 @@ class RunRouteSettings:
     request_timeout: float = 5.0  # waiting for a runner to accept, cancel or list agents
     idle_check: float = 2.0  # a quiet run is re-checked (store, orphaned?) this often; SSE keepalives too
     max_streams_per_connection: int = 32  # runs one WebSocket connection may follow at once
+    orphan_grace: float = 6.0  # no runner alive this long: a follower ends a run a runner could have restarted
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RunRouteSettings:
@@ -25,4 +26,5 @@ class RunRouteSettings:
             idle_check=env.number("GATEWAY_RUN_IDLE_CHECK", cls.idle_check, min=0.05, max=300),
             max_streams_per_connection=env.integer("GATEWAY_RUN_MAX_STREAMS_PER_CONNECTION",
                                                    cls.max_streams_per_connection, min=1, max=10_000),
+            orphan_grace=env.number("GATEWAY_RUN_ORPHAN_GRACE", cls.orphan_grace, min=0, max=3600),
         )

@@ -46,7 +46,7 @@ class RunClient:
     """
 
     def __init__(self, nc: NATS, js: JetStreamContext, subjects: Subjects, *, request_timeout: float = 5.0,
-                 idle_check: float = 2.0) -> None:
+                 idle_check: float = 2.0, orphan_grace: float = 6.0) -> None:
         self.nc = nc
         self.subjects = subjects
         self.log = RunLog(nc, js, subjects)
@@ -54,6 +54,10 @@ class RunClient:
         self.states = RunStateStore(js, subjects)
         self.request_timeout = request_timeout
         self.idle_check = idle_check
+        # How long no runner may hold a lease before a follower ends a run a runner could restart: leases lapse
+        # together when every runner is starved for a moment, and the runners then continue the runs.
+        self.orphan_grace = orphan_grace
+        self._no_runner_since: float | None = None
         self._bound = False
 
     async def start(self, request: RunRequest) -> RunAccepted | Error:
@@ -112,10 +116,10 @@ class RunClient:
 
     async def fail_if_orphaned(self, run_id: str) -> None:
         if not self._bound:
-            self._bound = await self.registry.bind()
-            if not self._bound:
+            if not await self.registry.bind():
                 return
-            await self.states.bind()
+            await self.states.bind()  # before ``_bound``: concurrent checks must not see the state unbound
+            self._bound = True
         try:
             if await self.registry.orphaned(run_id) and not await self._restartable(run_id):
                 code, message = await self._why_orphaned(run_id)
@@ -152,4 +156,10 @@ class RunClient:
             return False
         if time.time() > state.accepted_at + state.timeout + 2 * self.idle_check:
             return False  # past its deadline and still orphaned: no runner could take it in time
-        return await self.registry.any_alive()
+        if await self.registry.any_alive():
+            self._no_runner_since = None
+            return True
+        now = time.monotonic()
+        if self._no_runner_since is None:
+            self._no_runner_since = now
+        return now - self._no_runner_since < self.orphan_grace

@@ -133,6 +133,21 @@ class RunRegistry:
         with contextlib.suppress(*_MISSING):
             await self.open_runs.delete(run_id)
 
+    async def close_owned(self, run_id: str, instance: str) -> bool:
+        """Close the run only while ``instance`` owns it (compare-and-set); False if another runner took it
+        over meanwhile (this one was cut off and the run continues there) or it is closed already."""
+        try:
+            entry = await self.open_runs.get(run_id)
+        except _MISSING:
+            return False
+        if entry.value != instance.encode() or entry.revision is None:
+            return False
+        try:
+            await self.open_runs.delete(run_id, last=entry.revision)
+        except KeyWrongLastSequenceError:
+            return False
+        return True
+
     async def owner(self, run_id: str) -> str | None:
         try:
             entry = await self.open_runs.get(run_id)
