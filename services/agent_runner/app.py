@@ -41,7 +41,7 @@ from services.agent_runner.handover import Handover
 from services.agent_runner.metrics import RunnerMetrics
 from services.agent_runner.pool import RunPool
 from services.agent_runner.provider import ProviderPool, RetryPolicy
-from services.agent_runner.restart import Restarter, usage_saver
+from services.agent_runner.restart import Restarter, run_state
 from services.agent_runner.settings import AgentRunnerSettings
 from services.agent_runner.writer import RunWriter
 from shared.nats.conn import barrier
@@ -232,15 +232,7 @@ class AgentRunnerApp(App):
         return RetryPolicy(retry_count, retry_delay, s.retry_max_delay)
 
     def _run_state(self, job: RunJob) -> RunState | None:
-        """What another runner needs to continue this run if this one dies (None: restarts are off)."""
-        if self.runner_settings.max_restarts == 0:
-            return None
-        request = msgspec.structs.replace(job.request, handover_from=None, resume_after=0)
-        state = RunState(request=request, accepted_at=time.time() - (time.monotonic() - job.accepted_at),
-                         timeout=job.timeout, max_turns=job.max_turns,
-                         max_restarts=self.runner_settings.max_restarts)
-        job.on_turn = usage_saver(self.states, state)
-        return state
+        return run_state(job, self.states, self.runner_settings.max_restarts)
 
     async def _store_state(self, state: RunState | None) -> bool:
         return state is None or await self.states.create(state)

@@ -44,6 +44,18 @@ def usage_saver(states: RunStateStore, state: RunState) -> Callable[[int, Usage]
     return save
 
 
+def run_state(job: RunJob, states: RunStateStore, max_restarts: int) -> RunState | None:
+    """What another runner needs to continue ``job`` if this one dies (None: restarts are off); from now on the
+    job stores its token usage there after each model turn."""
+    if max_restarts == 0:
+        return None
+    request = msgspec.structs.replace(job.request, handover_from=None, resume_after=0)
+    state = RunState(request=request, accepted_at=time.time() - (time.monotonic() - job.accepted_at),
+                     timeout=job.timeout, max_turns=job.max_turns, max_restarts=max_restarts)
+    job.on_turn = usage_saver(states, state)
+    return state
+
+
 class Restarter:
     """Takes over orphaned runs for this runner (called by its sweep)."""
 
