@@ -33,6 +33,7 @@ class ErrorCode(enum.StrEnum):
     MAX_TURNS = "max_turns"
     CONNECTION_ERROR = "connection_error"  # NATS / Redis / upstream unreachable
     UNAVAILABLE = "unavailable"  # service draining or not ready
+    RESTARTS_EXHAUSTED = "restarts_exhausted"  # a run's runners died more often than RUN_MAX_RESTARTS allows
     INTERNAL = "internal"
 
 
@@ -42,7 +43,7 @@ HTTP_STATUS: Final[Mapping[ErrorCode, int]] = MappingProxyType({
     ErrorCode.TOO_LARGE: 413, ErrorCode.RATE_LIMITED: 429, ErrorCode.LIMIT_EXCEEDED: 429,
     ErrorCode.OVERLOADED: 503, ErrorCode.TIMEOUT: 504, ErrorCode.CANCELLED: 409, ErrorCode.PROVIDER_ERROR: 502,
     ErrorCode.TOOL_ERROR: 500, ErrorCode.MAX_TURNS: 500, ErrorCode.CONNECTION_ERROR: 503,
-    ErrorCode.UNAVAILABLE: 503, ErrorCode.INTERNAL: 500,
+    ErrorCode.UNAVAILABLE: 503, ErrorCode.RESTARTS_EXHAUSTED: 503, ErrorCode.INTERNAL: 500,
 })
 """The HTTP status every REST answer carries for a wire code (the only such table)."""
 

@@ -242,6 +242,23 @@ class AgentChanged(RunEventBase, frozen=True, kw_only=True, tag="run_agent_chang
     model: str
 
 
+class RunStepRestarted(RunEventBase, frozen=True, kw_only=True, tag="run_step_restarted"):
+    """The runner of this run died; ``instance`` continues it from its last completed step.
+
+    Events with ``after_seq < seq <`` this event's ``seq`` belong to the interrupted step and are void: a client
+    drops their text (the step is streamed afresh after this event). ``step`` is ``model_turn`` (turn ``turn`` is
+    asked of the model again) or ``tool_calls`` (the model's turn ``turn`` stands; its tool calls are finished).
+    """
+
+    turn: int
+    step: str
+    after_seq: int
+    restart: int  # 1 for the run's first restart
+    reason: str
+    instance: str
+    previous: str | None = None  # the instance that died
+
+
 class RunCompleted(RunEventBase, frozen=True, kw_only=True, tag="run_completed"):
     """The run's answer; with ``client_calls`` the last turn ended calling the client's own tools instead.
 
@@ -276,12 +293,26 @@ RunEvent = (
     | ToolOutput
     | Handoff
     | AgentChanged
+    | RunStepRestarted
     | RunCompleted
     | RunFailed
     | RunCancelled
 )
 TerminalRunEvent = RunCompleted | RunFailed | RunCancelled
 TERMINAL_EVENTS: Final = (RunCompleted, RunFailed, RunCancelled)
+
+class RunState(Message, frozen=True, kw_only=True, tag="run_state"):
+    """What a run's stored events do not hold, kept in the KV bucket ``<PREFIX>_RUN_STATE`` while it is open:
+    enough for another runner to continue it (the events up to its last completed step hold the rest)."""
+
+    request: RunRequest
+    accepted_at: float  # wall clock: the run's timeout counts from here on every runner
+    timeout: float  # seconds, as resolved when the run was accepted
+    max_turns: int
+    max_restarts: int  # RUN_MAX_RESTARTS of the accepting runner
+    usage: Usage = Usage()  # tokens of the model turns so far
+    usage_turns: int = 0  # how many turns ``usage`` covers
+
 
 def event_type(message: Message) -> str:
     """The ``type`` tag a message is sent with (``run_text_delta`` ...)."""
@@ -300,6 +331,7 @@ cancel_reply_decoder: Final[msgspec.json.Decoder[CancelAccepted | Error]] = msgs
 agents_query_decoder: Final = msgspec.json.Decoder(AgentsQuery)
 agent_list_decoder: Final[msgspec.json.Decoder[AgentList | Error]] = msgspec.json.Decoder(AgentList | Error)
 runner_lease_decoder: Final = msgspec.json.Decoder(RunnerLease)
+run_state_decoder: Final = msgspec.json.Decoder(RunState)
 
 
 # ---- clients of the gateway (WebSocket messages; ``AgentStream`` is also the body of ``POST /v1/runs``) --------

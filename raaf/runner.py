@@ -20,7 +20,7 @@ from raaf.agent import Agent
 from shared.clients.runs import RunClient
 from shared.config import configuration
 from shared.errors import BadRequestError, ConnectionError, error_for, error_from_wire
-from shared.runs.chunks import RunChunk, RunResult
+from shared.runs.chunks import ChunkStream, RunChunk, RunResult
 from shared.runs.stream_processor import ProcessedChunk, StreamProcessor
 from shared.service.settings import NATS_URL, PREFIX
 
@@ -182,6 +182,7 @@ class Runner:
         run_id = await self._start(request)
         client = await self.connection.client()
         ended = False
+        chunks = ChunkStream()
         try:
             async with contextlib.aclosing(client.follow(run_id)) as events:
                 async for event, _ in events:
@@ -189,7 +190,9 @@ class Runner:
                         ended = True
                         raise_for_end(event)
                     ended = isinstance(event, RunCompleted)
-                    yield RunChunk.of(event)
+                    chunk = chunks.chunk(event)
+                    if chunk is not None:
+                        yield chunk
         finally:
             if not ended:
                 with contextlib.suppress(Exception):

@@ -70,6 +70,12 @@ class UnavailableError(ConnectionError):
     code = ErrorCode.UNAVAILABLE
 
 
+class RestartsExhaustedError(UnavailableError):
+    """The run's agent-runner died, the run was restarted on another ``RUN_MAX_RESTARTS`` times, and died again."""
+
+    code = ErrorCode.RESTARTS_EXHAUSTED
+
+
 class TimeoutError(StreamingError, builtins.TimeoutError):  # the seed's name, shadowing the builtin on purpose
     """An answer did not come in time."""
 
@@ -179,7 +185,8 @@ MaxTurnsExceededError = MaxTurnsError
 ERROR_CLASSES: Final[dict[ErrorCode, type[StreamingError]]] = {
     cls.code: cls
     for cls in (
-        ProtocolError, BadRequestError, ConnectionError, UnavailableError, TimeoutError, InvalidNameError,
+        ProtocolError, BadRequestError, ConnectionError, UnavailableError, RestartsExhaustedError, TimeoutError,
+        InvalidNameError,
         AuthenticationError, ForbiddenError, NotFoundError, ConflictError, TooLargeError, RateLimitError,
         LimitExceededError, OverloadedError, CancelledError, ProviderError, ToolError, MaxTurnsError, InternalError,
     )

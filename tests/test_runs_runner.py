@@ -306,11 +306,11 @@ async def test_a_stopping_runner_finishes_its_runs_and_refuses_new_ones(
     assert isinstance(refused, Error) and refused.code == ErrorCode.UNAVAILABLE
 
 
-async def test_a_run_whose_runner_is_killed_fails_within_seconds_when_another_runner_is_alive(
+async def test_with_restarts_off_a_run_whose_runner_is_killed_fails_within_seconds_when_another_runner_is_alive(
     mock: OpenAIMock, runs: Runs, nats_server: NatsServer, prefix: str, tmp_path: Path,
     service_process: Callable[..., ServiceProcess], start_runner: Callable[..., Awaitable[AgentRunnerApp]]
 ) -> None:
-    env = runner_env(nats_server.url, mock.url, prefix, tmp_path)
+    env = runner_env(nats_server.url, mock.url, prefix, tmp_path, RUN_MAX_RESTARTS="0")
     victim = service_process("services.agent_runner", env)
     await wait_for_runner(runs)
     mock.enqueue(Script(text="word " * 500, token_delay=0.02))

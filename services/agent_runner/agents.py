@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -24,14 +25,17 @@ class AgentsFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The agents file: ``[[agents]]`` tables (TOML) or ``{"agents": [...]}`` (JSON)."""
 
     agents: list[AgentSpec]
+    # Tools safe to run again when a runner died while they ran (besides those marked ``@tool(idempotent=True)``).
+    idempotent_tools: list[str] = []
 
 
 def read_agents_file(path: str) -> list[AgentSpec]:
-    return read_agents(path)[0]
+    return read_agents(path)[0].agents
 
 
-def read_agents(path: str) -> tuple[list[AgentSpec], dict[str, list[McpServerConfig]]]:
-    """The file's agents, and the MCP servers each declares (``[[agents.mcp_servers]]``, not a wire field)."""
+def read_agents(path: str) -> tuple[AgentsFile, dict[str, list[McpServerConfig]]]:
+    """The file's agents and settings, and the MCP servers each agent declares (``[[agents.mcp_servers]]``, not a
+    wire field)."""
     file = Path(path)
     try:
         data = file.read_bytes()
@@ -45,7 +49,7 @@ def read_agents(path: str) -> tuple[list[AgentSpec], dict[str, list[McpServerCon
                 if isinstance(entry, dict) and "mcp_servers" in entry:
                     declared = entry.pop("mcp_servers")
                     servers[str(entry.get("name"))] = msgspec.convert(declared, type=list[McpServerConfig])
-        agents = msgspec.convert(raw, type=AgentsFile).agents
+        config = msgspec.convert(raw, type=AgentsFile)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise AgentConfigError(f"invalid agents file {path}: {exc}") from None
     # AgentSpec is a wire type and tolerates unknown fields; a file should not: a typo would be ignored.
@@ -64,15 +68,20 @@ def read_agents(path: str) -> tuple[list[AgentSpec], dict[str, list[McpServerCon
                 server.check()
             except ConfigurationError as exc:
                 raise AgentConfigError(f"invalid agents file {path}: agent {agent_name!r}: {exc.message}") from None
-    return agents, servers
+    return config, servers
 
 
 class AgentCatalog:
     """Configured agents and tools; ``resolve()`` adds a request's own agents and checks every reference."""
 
     def __init__(self, agents: Iterable[AgentSpec], tools: Mapping[str, Tool], *, max_inline_agents: int = 16,
-                 mcp_servers: Mapping[str, list[McpServerConfig]] | None = None) -> None:
+                 mcp_servers: Mapping[str, list[McpServerConfig]] | None = None,
+                 idempotent_tools: Iterable[str] = ()) -> None:
         self.tools = dict(tools)
+        for name in idempotent_tools:
+            if name not in self.tools:
+                raise AgentConfigError(f"idempotent_tools names unknown tool {name!r}")
+            self.tools[name] = dataclasses.replace(self.tools[name], idempotent=True)
         self.mcp_servers = dict(mcp_servers or {})  # per agent of the file: the MCP servers it declares
         self.max_inline_agents = max_inline_agents
         self.agents: dict[str, AgentSpec] = {}
@@ -149,8 +158,10 @@ def load_catalog(settings: AgentRunnerSettings) -> AgentCatalog:
         except StreamingError as exc:
             raise SettingsError("RAAF_TOOLS_MODULE", settings.tools_module, exc.message) from None
     try:
-        agents, servers = read_agents(settings.agents_file) if settings.agents_file is not None else ([], {})
-        return AgentCatalog(agents, tools, max_inline_agents=settings.max_inline_agents, mcp_servers=servers)
+        config, servers = (read_agents(settings.agents_file) if settings.agents_file is not None
+                           else (AgentsFile(agents=[]), {}))
+        return AgentCatalog(config.agents, tools, max_inline_agents=settings.max_inline_agents, mcp_servers=servers,
+                            idempotent_tools=config.idempotent_tools)
     except AgentConfigError as exc:
         raise SettingsError("RAAF_AGENTS_FILE", settings.agents_file or "", exc.message) from None
 

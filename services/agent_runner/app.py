@@ -26,6 +26,7 @@ from proto.runs import (
     RunQueued,
     RunRequest,
     RunStarted,
+    RunState,
     cancel_run_decoder,
     is_run_id,
     run_request_decoder,
@@ -42,12 +43,14 @@ from services.agent_runner.mcp import AgentMcp
 from services.agent_runner.metrics import RunnerMetrics
 from services.agent_runner.pool import RunPool
 from services.agent_runner.provider import ProviderPool, RetryPolicy
+from services.agent_runner.restart import Restarter, run_state
 from services.agent_runner.settings import AgentRunnerSettings
 from services.agent_runner.writer import RunWriter
 from shared.nats.conn import barrier
 from shared.nats.jsacks import AckInbox
 from shared.runs.log import RunLog, run_stream_config
 from shared.runs.registry import RunRegistry
+from shared.runs.state import RunStateStore
 from shared.service.app import App
 from shared.tracing import genai, trace_headers
 
@@ -80,6 +83,8 @@ class AgentRunnerApp(App):
         self._providers: ProviderPool | None = None
         self._engine: RunEngine | None = None
         self._handover: Handover | None = None
+        self._states: RunStateStore | None = None
+        self._restarter: Restarter | None = None
         self._request_sub: Subscription | None = None
         self._acks: AckInbox | None = None
 
@@ -102,6 +107,16 @@ class AgentRunnerApp(App):
         return self._registry
 
     @property
+    def states(self) -> RunStateStore:
+        assert self._states is not None
+        return self._states
+
+    @property
+    def restarter(self) -> Restarter:
+        assert self._restarter is not None
+        return self._restarter
+
+    @property
     def handover(self) -> Handover:
         assert self._handover is not None
         return self._handover
@@ -121,6 +136,8 @@ class AgentRunnerApp(App):
         self._registry = RunRegistry(self.js, self.subjects)
         await self.registry.provision(lease_ttl=s.lease_ttl, open_ttl=s.events_max_age,
                                       replicas=self.runtime.jetstream_replicas)
+        self._states = RunStateStore(self.js, self.subjects)
+        await self.states.provision(ttl=s.events_max_age, replicas=self.runtime.jetstream_replicas)
         demo_url = await self.demo.start() if self.demo is not None else None
         self._providers = ProviderPool(api_key=s.openai_api_key, base_url=s.openai_base_url, demo_url=demo_url,
                                        max_connections=s.provider_max_connections, timeout=s.max_timeout,
@@ -133,6 +150,9 @@ class AgentRunnerApp(App):
                                  coalesce_window=s.delta_coalesce_ms / 1000 if s.delta_coalesce else None)
         self._handover = Handover(self.nc, self.subjects, self.registry, self.runlog, self.pool, self.run_metrics,
                                   instance=self.instance, timeout=s.handover_timeout)
+        self._restarter = Restarter(registry=self.registry, runlog=self.runlog, states=self.states,
+                                    catalog=self.catalog, pool=self.pool, metrics=self.run_metrics,
+                                    instance=self.instance, policy=self._policy)
         await self._renew_lease()  # alive before taking work, so no reaper mistakes our first runs for orphans
         self._request_sub = await self.nc.subscribe(self.subjects.run_requests, queue=QUEUE_GROUP,
                                                     cb=self._on_request, pending_msgs_limit=-1)
@@ -205,17 +225,27 @@ class AgentRunnerApp(App):
         agent = agents[request.agent]
         self._check_limits(request)
         check_client_tools(request, agents)
-        retry_count = s.retry_count if request.retry_count is None else request.retry_count
-        retry_delay = s.retry_delay if request.retry_delay is None else request.retry_delay
         max_turns = request.max_turns or agent.max_turns or s.max_turns
         place = self.pool.admit()
         job = RunJob(request=request, agents=agents, writer=RunWriter(self.runlog, request.run_id),
                      timeout=request.timeout or s.timeout, max_turns=max_turns, place=place,
-                     holds_slot=place is None, policy=RetryPolicy(retry_count, retry_delay, s.retry_max_delay),
+                     holds_slot=place is None, policy=self._policy(request),
                      trace_headers=trace_headers(msg.headers))
         self.jobs[request.run_id] = job
         self.run_metrics.requests.labels(outcome="accepted").inc()
         return job, place
+
+    def _policy(self, request: RunRequest) -> RetryPolicy:
+        s = self.runner_settings
+        retry_count = s.retry_count if request.retry_count is None else request.retry_count
+        retry_delay = s.retry_delay if request.retry_delay is None else request.retry_delay
+        return RetryPolicy(retry_count, retry_delay, s.retry_max_delay)
+
+    def _run_state(self, job: RunJob) -> RunState | None:
+        return run_state(job, self.states, self.runner_settings.max_restarts)
+
+    async def _store_state(self, state: RunState | None) -> bool:
+        return state is None or await self.states.create(state)
 
     def _check_limits(self, request: RunRequest) -> None:
         s = self.runner_settings
@@ -263,9 +293,16 @@ class AgentRunnerApp(App):
                 first = job.writer.emit(RunQueued, first=True, agent=agent.name, instance=self.instance,
                                         owner=job.request.owner, room=job.request.room,
                                         **conversation(job.request))
-            claim, stored = await asyncio.gather(self.registry.claim(run_id, self.instance), first,
-                                                 return_exceptions=True)
+            state = self._run_state(job)
+            claim, stored, kept = await asyncio.gather(self.registry.claim(run_id, self.instance), first,
+                                                       self._store_state(state), return_exceptions=True)
             claimed = claim is True
+            if kept is True and state is not None and not claimed:
+                with contextlib.suppress(Exception):
+                    await self.states.delete(run_id)  # the state of a run that is not ours to keep
+            if isinstance(kept, BaseException):
+                self.log.warning("cannot store the state of run %s: it cannot be restarted", run_id,
+                                 extra={"error": str(kept)})
             if isinstance(claim, BaseException) or isinstance(stored, BaseException) or not claimed:
                 if engine is not None:
                     job.writer.gate.set_result(False)  # type: ignore[union-attr]
@@ -298,8 +335,23 @@ class AgentRunnerApp(App):
             elif place is not None:
                 self.pool.withdraw(place)
             if claimed and not job.handed_over:
-                with contextlib.suppress(Exception):
-                    await self.registry.close(run_id)
+                await self.restarter.close(run_id)
+
+    async def _continue(self, job: RunJob) -> None:
+        """Execute a run taken over from a runner that died, then clean up."""
+        try:
+            job.task = asyncio.current_task()
+            self._count_end(job, await self.engine.execute(job))
+        except Exception:
+            self.log.exception("restarted run %s failed", job.run_id)
+        finally:
+            self.jobs.pop(job.run_id, None)
+            if job.holds_slot:
+                self.pool.release()
+            elif job.place is not None:
+                self.pool.withdraw(job.place)
+            if not job.handed_over:
+                await self.restarter.close(job.run_id)
 
     async def _take_over(self, job: RunJob, reply: str) -> bool:
         """Become the owner of a run a draining runner offered; answer the offer either way."""
@@ -309,6 +361,10 @@ class AgentRunnerApp(App):
             self.run_metrics.requests.labels(outcome=exc.code.value).inc()
             await self._reply(reply, exc.to_wire(ref=job.run_id))
             return False
+        state = self._run_state(job)  # its timeout starts again here
+        if state is not None:
+            with contextlib.suppress(Exception):
+                await self.states.put(state)
         await self._reply(reply, RunAccepted(run_id=job.run_id, instance=self.instance, queued=job.place is not None))
         job.accepted = True
         return True
@@ -409,7 +465,8 @@ class AgentRunnerApp(App):
         return self._stopping.is_set()
 
     async def sweep(self) -> int:
-        """Fail every open run whose runner holds no lease (it was killed); return how many were failed."""
+        """Continue every open run whose runner holds no lease (it was killed) here, or fail it if it cannot be
+        restored; return how many were failed."""
         alive: dict[str, bool] = {self.instance: True}
         failed = 0
         for run_id, owner in (await self.registry.open()).items():
@@ -419,10 +476,18 @@ class AgentRunnerApp(App):
                 alive[owner] = await self.registry.alive(owner)
             if alive[owner] and owner != self.instance:
                 continue
+            self.log.info("run %s of %s is orphaned", run_id, owner)
+            taken = await self.restarter.take(run_id, owner)
+            if isinstance(taken, RunJob):
+                self.jobs[run_id] = taken
+                taken.lifecycle = taken.task = self.spawn(self._continue(taken), name=f"restart:{run_id}")
+                continue
+            if taken:
+                continue
             message = f"the agent-runner running this run ({owner}) stopped before it finished"
             if await self.runlog.fail(run_id, ErrorCode.UNAVAILABLE, message) is not None:
                 failed += 1
                 self.run_metrics.reaped.inc()
                 self.log.warning("failed orphaned run %s", run_id, extra={"owner": owner})
-            await self.registry.close(run_id)
+            await self.restarter.forget(run_id)
         return failed

@@ -6,8 +6,6 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from openai.types.chat import ChatCompletionMessageParam
-
 from proto.runs import AgentSpec, ClientTool, RunRequest, handoff_tool_name
 from services.agent_runner.errors import BadRunRequest, client_tool_clash
 
@@ -71,30 +69,6 @@ def model_options(request: RunRequest, turn: int, *, has_tools: bool) -> dict[st
     if request.parallel_tool_calls is not None:
         options["parallel_tool_calls"] = request.parallel_tool_calls
     return options
-
-
-def history_messages(request: RunRequest) -> list[ChatCompletionMessageParam]:
-    """The request's history and input as model messages; no user message when the history ends with tool
-    results and the input is empty (a client continuing after running its tools)."""
-    messages: list[ChatCompletionMessageParam] = []
-    for earlier in request.history:
-        match earlier.role:
-            case "system":
-                messages.append({"role": "system", "content": earlier.content})
-            case "user":
-                messages.append({"role": "user", "content": earlier.content})
-            case "assistant" if earlier.tool_calls:
-                messages.append({"role": "assistant", "content": earlier.content or None, "tool_calls": [
-                    {"id": c.call_id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                    for c in earlier.tool_calls]})
-            case "assistant":
-                messages.append({"role": "assistant", "content": earlier.content})
-            case "tool":
-                messages.append({"role": "tool", "tool_call_id": earlier.tool_call_id or "",
-                                 "content": earlier.content})
-    if request.input or not request.history or request.history[-1].role != "tool":
-        messages.append({"role": "user", "content": request.input})
-    return messages
 
 
 def conversation(request: RunRequest) -> dict[str, Any]:

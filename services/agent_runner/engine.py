@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
 from openai.types.chat import ChatCompletionMessageParam
@@ -35,12 +35,13 @@ from proto.runs import (
     Usage,
     handoff_tool_name,
 )
-from services.agent_runner.client_tools import client_tool_schema, history_messages, model_options
+from services.agent_runner.client_tools import client_tool_schema, model_options
 from services.agent_runner.deltas import DeltaCoalescer
 from services.agent_runner.errors import (
     RunError,
     RunSuperseded,
     max_turns_exceeded,
+    outcome_unknown,
     run_timed_out,
     stream_processor_failed,
 )
@@ -57,12 +58,18 @@ from services.agent_runner.provider import (
 )
 from services.agent_runner.writer import RunWriter
 from shared.errors import ToolError
+from shared.runs.checkpoint import (
+    Checkpoint,
+    handoff_output,
+    ignored_handoff_output,
+    opening_messages,
+    switch_instructions,
+)
 from shared.runs.stream_processor import StreamProcessor
 from shared.runs.tools import ProgressSink, Tool, ToolCallContext
 from shared.tracing import TRACING, genai
 
 log = logging.getLogger("raaf.agent-runner.engine")
-_encoder: Final = msgspec.json.Encoder()
 # How long the terminal event may take to store after a cancel, timeout or failure (JetStream reconnecting).
 TERMINAL_PATIENCE: Final = 30.0
 
@@ -89,6 +96,9 @@ class RunJob:
     last_text: float | None = None  # when the last text delta was stored (inter-token metric)
     trace_headers: dict[str, str] | None = None  # the run request's trace context (None while tracing is off)
     span: Span | None = None  # the run's span (None while tracing is off)
+    resume: Checkpoint | None = None  # continuing a run whose runner died: its state after the last step
+    usage: Usage = field(default_factory=Usage)  # tokens used before this runner took the run
+    on_turn: Callable[[int, Usage], Awaitable[None]] | None = None  # a model turn ended (usage so far)
 
     @property
     def run_id(self) -> str:
@@ -176,18 +186,23 @@ class RunEngine:
         if job.place is not None:
             await job.place
             job.holds_slot = True
-        if job.place is not None or request.handover_from is not None:
+        resume = job.resume
+        if resume is None and (job.place is not None or request.handover_from is not None):
             await writer.emit(RunStarted, agent=agent.name, model=self.model_of(agent), instance=self.instance,
                               demo=self.demo)
-        messages: list[ChatCompletionMessageParam] = []
-        if agent.instructions:
-            messages.append({"role": "system", "content": agent.instructions})
-        if request.instructions:
-            messages.append({"role": "system", "content": request.instructions})
-        messages.extend(history_messages(request))
-        usage = Usage()
+        if resume is None:
+            messages = cast(list[ChatCompletionMessageParam], opening_messages(request, agent))
+            done = 0
+        else:  # continuing a run whose runner died: from its last completed step
+            agent = job.agents[resume.agent]
+            messages = cast(list[ChatCompletionMessageParam], resume.messages)
+            done = resume.turns
+            if resume.calls is not None:
+                calls = [PendingCall(id=c.id, name=c.name, arguments=[c.arguments]) for c in resume.calls]
+                agent = await self._tool_phase(job, agent, calls, messages, resume)
+        usage = job.usage
         client_tools = {tool.name for tool in request.client_tools}
-        for turn in range(1, job.max_turns + 1):
+        for turn in range(done + 1, job.max_turns + 1):
             job.stop_if_asked()
             end = await self._traced_turn(job, agent, messages, turn)
             if end.usage is not None:
@@ -197,6 +212,8 @@ class RunEngine:
             if not end.calls:
                 return await writer.emit(RunCompleted, agent=agent.name, output=end.text, usage=usage, turns=turn,
                                          patience=TERMINAL_PATIENCE, truncated=end.finish_reason == "length")
+            if job.on_turn is not None:
+                await job.on_turn(turn, usage)
             for call in end.calls:
                 await writer.emit(ToolCallFinished, call_id=call.id, name=call.name, arguments=call.arguments_json)
             messages.append({
@@ -205,21 +222,28 @@ class RunEngine:
                                 "function": {"name": c.name, "arguments": c.arguments_json}} for c in end.calls],
             })
             client_calls = [call for call in end.calls if call.name in client_tools]
-            target = await self._run_calls(job, agent, [c for c in end.calls if c.name not in client_tools], messages)
-            job.stop_if_asked()
+            server_calls = [call for call in end.calls if call.name not in client_tools]
             if client_calls:  # the client runs these: the run ends with them, the client's next request continues
+                await self._run_calls(job, agent, server_calls, messages)
+                job.stop_if_asked()
                 return await writer.emit(
                     RunCompleted, agent=agent.name, output=end.text, usage=usage, turns=turn,
                     patience=TERMINAL_PATIENCE, client_calls=[
                         ToolCallRecord(call_id=c.id, name=c.name, arguments=c.arguments_json) for c in client_calls])
-            if target is not None:
-                previous, agent = agent, job.agents[target]
-                if messages and messages[0]["role"] == "system":
-                    messages.pop(0)
-                if agent.instructions:
-                    messages.insert(0, {"role": "system", "content": agent.instructions})
-                await writer.emit(AgentChanged, agent=agent.name, previous=previous.name, model=self.model_of(agent))
+            agent = await self._tool_phase(job, agent, server_calls, messages, None)
         raise max_turns_exceeded(job.max_turns)
+
+    async def _tool_phase(self, job: RunJob, agent: AgentSpec, calls: list[PendingCall],
+                          messages: list[ChatCompletionMessageParam], resume: Checkpoint | None) -> AgentSpec:
+        """Run a turn's tool calls and follow its handoff; the agent that takes the next turn."""
+        target = await self._run_calls(job, agent, calls, messages, resume)
+        job.stop_if_asked()
+        if target is None:
+            return agent
+        previous, agent = agent, job.agents[target]
+        switch_instructions(cast(list[dict[str, Any]], messages), agent)
+        await job.writer.emit(AgentChanged, agent=agent.name, previous=previous.name, model=self.model_of(agent))
+        return agent
 
     async def _traced_turn(self, job: RunJob, agent: AgentSpec, messages: list[ChatCompletionMessageParam],
                            turn: int) -> TurnEnd:
@@ -318,25 +342,32 @@ class RunEngine:
         return deltas
 
     async def _run_calls(self, job: RunJob, agent: AgentSpec, calls: list[PendingCall],
-                         messages: list[ChatCompletionMessageParam]) -> str | None:
-        """Run the turn's tool calls (concurrently), report them in call order; return a handoff target."""
+                         messages: list[ChatCompletionMessageParam], resume: Checkpoint | None = None) -> str | None:
+        """Run the turn's tool calls (concurrently), report them in call order; return a handoff target.
+
+        ``resume``: the tool phase of a run whose runner died in it; reported calls are not run again, the others'
+        outcome is unknown (see ``_call_tool``)."""
         handoffs = {handoff_tool_name(name): name for name in agent.handoffs}
+        reported = resume.outcomes if resume is not None else {}
         target: str | None = None
-        plain = [call for call in calls if call.name not in handoffs]
+        plain = [call for call in calls if call.name not in handoffs and call.id not in reported]
         progress = self._progress_sinks(job)
         results = dict(zip([c.id for c in plain],
-                           await asyncio.gather(*(self._call_tool(agent, c, progress(c)) for c in plain)),
-                           strict=True))
+                           await asyncio.gather(*(self._call_tool(agent, c, progress(c), unknown=resume is not None)
+                                                  for c in plain)), strict=True))
         for call in calls:
             if call.name in handoffs:
                 if target is None:
                     target = handoffs[call.name]
-                    output = _encoder.encode({"assistant": target}).decode()
-                    with genai.handoff(from_agent=agent.name, to_agent=target, tool=call.name, call_id=call.id):
-                        await job.writer.emit(Handoff, call_id=call.id, from_agent=agent.name, to_agent=target)
-                    self.metrics.handoffs.inc()
+                    output = handoff_output(target)
+                    if call.id not in reported:
+                        with genai.handoff(from_agent=agent.name, to_agent=target, tool=call.name, call_id=call.id):
+                            await job.writer.emit(Handoff, call_id=call.id, from_agent=agent.name, to_agent=target)
+                        self.metrics.handoffs.inc()
                 else:
-                    output = f"ignored: the conversation was already handed to {target}"
+                    output = ignored_handoff_output(target)
+            elif call.id in reported:
+                output = reported[call.id][0]
             else:
                 output, is_error = results[call.id]
                 await job.writer.emit(ToolOutput, call_id=call.id, name=call.name, output=output,
@@ -344,19 +375,25 @@ class RunEngine:
             messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
         return target
 
-    async def _call_tool(self, agent: AgentSpec, call: PendingCall, progress: ProgressSink | None = None
-                         ) -> tuple[str, bool]:
-        """(output, is_error), in an ``execute_tool <name>`` span."""
+    async def _call_tool(self, agent: AgentSpec, call: PendingCall, progress: ProgressSink | None = None, *,
+                         unknown: bool = False) -> tuple[str, bool]:
+        """(output, is_error), in an ``execute_tool <name>`` span.
+
+        ``unknown``: the runner that started this call died before its outcome was stored; it runs again only if
+        the tool is idempotent, otherwise the model is told the outcome is unknown."""
         with genai.tool_call(agent=agent.name, name=call.name, call_id=call.id) as span:
-            output, is_error, outcome = await self._tool_output(agent, call, progress)
+            output, is_error, outcome = await self._tool_output(agent, call, progress, unknown=unknown)
             if is_error:
                 genai.tool_failed(span, outcome, output)
         return output, is_error
 
-    async def _tool_output(self, agent: AgentSpec, call: PendingCall, progress: ProgressSink | None
-                           ) -> tuple[str, bool, str]:
+    async def _tool_output(self, agent: AgentSpec, call: PendingCall, progress: ProgressSink | None, *,
+                           unknown: bool) -> tuple[str, bool, str]:
         """(output, is_error, outcome): errors go back to the model as the tool's output, so it can recover."""
         tool = self._tools_of(agent).get(call.name)
+        if unknown and tool is not None and not tool.idempotent:
+            self.metrics.tool_calls.labels(outcome="error").inc()
+            return outcome_unknown(call.name), True, "outcome_unknown"
         started = time.monotonic()
         if tool is None:
             output, is_error, outcome = f"error: agent {agent.name} has no tool named {call.name!r}", True, "unknown"

@@ -86,3 +86,14 @@ def client_tool_clash(name: str) -> RunError:
     """A tool the client declared has the name of one the server runs (the agent's tools or a handoff)."""
     return RunError(f"client tool {name!r} has the name of a server-side tool of this run; rename it",
                     code=ErrorCode.CONFLICT)
+
+
+def outcome_unknown(tool: str) -> str:
+    """What the model sees for a call of a tool that is not idempotent whose runner died while it ran."""
+    return (f"error: the outcome of {tool} is unknown: the agent-runner running it stopped before it reported, "
+            "so it may or may not have taken effect; it was not run again. Check before calling it again.")
+
+
+def restarts_exhausted(restarts: int) -> RunError:
+    return RunError(f"the run's agent-runner stopped again after {restarts} restart(s) (RUN_MAX_RESTARTS)",
+                    code=ErrorCode.RESTARTS_EXHAUSTED)

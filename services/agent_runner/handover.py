@@ -60,8 +60,9 @@ class Handover:
 
     async def hand_over_queued(self, jobs: Iterable[RunJob]) -> None:
         """Offer every accepted run still waiting for a slot to the other runners; keep what none takes."""
-        waiting = [job for job in jobs
-                   if job.accepted and job.place is not None and not job.place.done() and job.cancel_reason is None]
+        waiting = [job for job in jobs  # a restarted run waits here with a checkpoint an offer cannot carry
+                   if job.accepted and job.place is not None and not job.place.done() and job.cancel_reason is None
+                   and job.resume is None]
         if not waiting:
             return
         limit = asyncio.Semaphore(OFFERS_AT_ONCE)

@@ -29,6 +29,7 @@ class RunnerMetrics:
         self.cancels = names.RUN_CANCELS.create(r)
         self.reaped = names.RUNS_REAPED.create(r)
         self.handovers = names.RUN_HANDOVERS.create(r)
+        self.restarts = names.RUN_RESTARTS.create(r)
         self.retries = names.PROVIDER_RETRIES.create(r)
         # Known label values start at zero, so dashboards and alerts see the series before the first run.
         for outcome in ("completed", "failed", "cancelled"):
@@ -42,6 +43,8 @@ class RunnerMetrics:
         self.requests.labels(outcome="accepted")
         for outcome in ("handed_over", "kept"):
             self.handovers.labels(outcome=outcome)
+        for outcome in ("restarted", "exhausted", "timed_out"):
+            self.restarts.labels(outcome=outcome)
         # Counted here too, for the seed's stats (AsyncRunnerStats).
         self.completed = 0
         self.failed = 0

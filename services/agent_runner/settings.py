@@ -31,7 +31,8 @@ class AgentRunnerSettings:
     max_tool_output_bytes: int = 64 * 1024  # longer tool results are cut before the model sees them
     events_max_age: float = 24 * 3600.0  # how long run events stay in JetStream
     events_max_bytes: int = -1
-    lease_ttl: float = 6.0  # a runner that stops renewing its lease this long is dead; its runs fail
+    lease_ttl: float = 6.0  # a runner that stops renewing its lease this long is dead; its runs move on
+    max_restarts: int = 2  # how often a run continues on another runner after its runner died; 0: it fails
     provider_max_connections: int = 1000
     demo_token_delay: float = 0.05  # a readable pace: 20 words a second
     stream_processor: str | None = None  # "package.module:Class", a raaf.StreamProcessor applied to text deltas
@@ -76,6 +77,7 @@ class AgentRunnerSettings:
             events_max_age=env.number("RUN_EVENTS_MAX_AGE", cls.events_max_age, min=1),
             events_max_bytes=env.integer("RUN_EVENTS_MAX_BYTES", cls.events_max_bytes, min=-1),
             lease_ttl=env.number("RUN_LEASE_TTL", cls.lease_ttl, min=1, max=600),
+            max_restarts=env.integer("RUN_MAX_RESTARTS", cls.max_restarts, min=0, max=100),
             provider_max_connections=env.integer("RUN_PROVIDER_MAX_CONNECTIONS", cls.provider_max_connections,
                                                  min=1, max=100_000),
             demo_token_delay=env.number("RUN_DEMO_TOKEN_DELAY", cls.demo_token_delay, min=0, max=10),

@@ -53,6 +53,7 @@ from services.gateway.runs_http import RunRoutes
 from shared import access
 from shared.clients.runs import RunClient
 from shared.errors import StreamingError
+from shared.runs.continuation import Continuation
 from shared.tracing import traced_handler
 
 _HISTORY_ROLES: Final = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
@@ -208,6 +209,7 @@ class ChatCompletionRoutes:
         counter = self.runs.delivered.labels(transport="openai")
         gauge.inc()
         finished = False
+        text = Continuation()  # a restarted step continues the text; what was sent cannot be taken back
 
         async def keepalive() -> None:
             await response.write(b": keepalive\n\n")
@@ -217,10 +219,12 @@ class ChatCompletionRoutes:
             async with contextlib.aclosing(self.client.follow(run_id, on_idle=keepalive)) as events:
                 async for event, _ in events:
                     counter.inc()
+                    delivered = text.feed(event)
                     match event:
-                        case TextDelta(delta=text):
+                        case TextDelta():
                             calls.clear()
-                            await response.write(frame([ChunkChoice(delta=Delta(content=text))]))
+                            if delivered is not None:
+                                await response.write(frame([ChunkChoice(delta=Delta(content=delivered))]))
                         case ToolCallStarted(call_id=call_id, name=name) if name in client_tools:
                             calls[call_id] = len(calls)
                             piece = DeltaToolCall(index=calls[call_id], id=call_id, type="function",

@@ -61,7 +61,8 @@ class RunsExtension:
     async def start(self) -> None:
         ctx = self.ctx
         self.http.bind(RunClient(ctx.nc, ctx.js, ctx.subjects,
-                                 request_timeout=self.settings.request_timeout, idle_check=self.settings.idle_check))
+                                 request_timeout=self.settings.request_timeout, idle_check=self.settings.idle_check,
+                                 orphan_grace=self.settings.orphan_grace))
 
     async def stop(self) -> None:
         self._follows.clear()  # the connections' own tasks; the core cancels them with the connections

@@ -15,6 +15,7 @@ class RunRouteSettings:
     idle_check: float = 2.0  # a quiet run is re-checked (store, orphaned?) this often; SSE keepalives too
     max_streams_per_connection: int = 32  # runs one WebSocket connection may follow at once
     runs_per_minute: int = 60  # runs one identity may start per minute on one gateway; 0 = unlimited
+    orphan_grace: float = 6.0  # no runner alive this long: a follower ends a run a runner could have restarted
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RunRouteSettings:
@@ -27,4 +28,5 @@ class RunRouteSettings:
             max_streams_per_connection=env.integer("GATEWAY_RUN_MAX_STREAMS_PER_CONNECTION",
                                                    cls.max_streams_per_connection, min=1, max=10_000),
             runs_per_minute=env.integer("GATEWAY_RUNS_PER_MINUTE", cls.runs_per_minute, min=0, max=1_000_000),
+            orphan_grace=env.number("GATEWAY_RUN_ORPHAN_GRACE", cls.orphan_grace, min=0, max=3600),
         )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Final
 
@@ -20,6 +22,7 @@ from proto.runs import (
     RunAccepted,
     RunEvent,
     RunRequest,
+    RunStepRestarted,
     agent_list_decoder,
     cancel_reply_decoder,
     run_reply_decoder,
@@ -28,6 +31,7 @@ from proto.runs import (
 from proto.subjects import Subjects
 from shared.runs.log import RunLog
 from shared.runs.registry import RunRegistry
+from shared.runs.state import RunStateStore
 from shared.tracing import inject
 
 log = logging.getLogger("raaf.runclient")
@@ -43,13 +47,18 @@ class RunClient:
     """
 
     def __init__(self, nc: NATS, js: JetStreamContext, subjects: Subjects, *, request_timeout: float = 5.0,
-                 idle_check: float = 2.0) -> None:
+                 idle_check: float = 2.0, orphan_grace: float = 6.0) -> None:
         self.nc = nc
         self.subjects = subjects
         self.log = RunLog(nc, js, subjects)
         self.registry = RunRegistry(js, subjects)
+        self.states = RunStateStore(js, subjects)
         self.request_timeout = request_timeout
         self.idle_check = idle_check
+        # How long no runner may hold a lease before a follower ends a run a runner could restart: leases lapse
+        # together when every runner is starved for a moment, and the runners then continue the runs.
+        self.orphan_grace = orphan_grace
+        self._no_runner_since: float | None = None
         self._bound = False
 
     async def start(self, request: RunRequest) -> RunAccepted | Error:
@@ -109,13 +118,50 @@ class RunClient:
 
     async def fail_if_orphaned(self, run_id: str) -> None:
         if not self._bound:
-            self._bound = await self.registry.bind()
-            if not self._bound:
+            if not await self.registry.bind():
                 return
+            await self.states.bind()  # before ``_bound``: concurrent checks must not see the state unbound
+            self._bound = True
         try:
-            if await self.registry.orphaned(run_id):
-                if await self.log.fail(run_id, ErrorCode.UNAVAILABLE, ORPHAN_MESSAGE) is not None:
+            if await self.registry.orphaned(run_id) and not await self._restartable(run_id):
+                code, message = await self._why_orphaned(run_id)
+                if await self.log.fail(run_id, code, message) is not None:
                     log.warning("failed orphaned run %s", run_id)
                 await self.registry.close(run_id)
+                with contextlib.suppress(RuntimeError):
+                    await self.states.delete(run_id)
         except (nats.errors.Error, TimeoutError) as exc:
             log.debug("orphan check of %s failed: %s", run_id, exc)
+
+    async def _why_orphaned(self, run_id: str) -> tuple[ErrorCode, str]:
+        """``unavailable``, or ``restarts_exhausted`` for a run that already used up its restarts."""
+        with contextlib.suppress(RuntimeError):
+            state = await self.states.get(run_id)
+            if state is not None and state.max_restarts > 0:
+                restarts = 0
+                async with contextlib.aclosing(self.log.stored(run_id)) as events:
+                    async for event, _ in events:
+                        restarts += isinstance(event, RunStepRestarted)
+                if restarts >= state.max_restarts:
+                    return (ErrorCode.RESTARTS_EXHAUSTED,
+                            f"{ORPHAN_MESSAGE}, after {restarts} restart(s) (RUN_MAX_RESTARTS)")
+        return ErrorCode.UNAVAILABLE, ORPHAN_MESSAGE
+
+    async def _restartable(self, run_id: str) -> bool:
+        """Whether a live runner will continue the orphaned run (its sweep does): it has a state, restarts,
+        time left; otherwise the follower ends it, as when the last runner died."""
+        try:
+            state = await self.states.get(run_id)
+        except RuntimeError:  # no state bucket: no runner stores run state
+            return False
+        if state is None or state.max_restarts == 0:
+            return False
+        if time.time() > state.accepted_at + state.timeout + 2 * self.idle_check:
+            return False  # past its deadline and still orphaned: no runner could take it in time
+        if await self.registry.any_alive():
+            self._no_runner_since = None
+            return True
+        now = time.monotonic()
+        if self._no_runner_since is None:
+            self._no_runner_since = now
+        return now - self._no_runner_since < self.orphan_grace

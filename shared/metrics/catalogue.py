@@ -113,6 +113,9 @@ RUN_CANCELS = CounterSpec(name="raaf_run_cancels_total", exporters=RUNNER,
                           help="Cancel requests for runs this runner owned.")
 RUNS_REAPED = CounterSpec(name="raaf_runs_reaped_total", exporters=RUNNER,
                           help="Orphaned runs (their runner died) this runner ended with a failure.")
+RUN_RESTARTS = CounterSpec(name="raaf_run_restarts_total", exporters=RUNNER, labels=("outcome",),
+                           help="Orphaned runs (their runner died) this runner took over, by outcome "
+                                "(restarted, exhausted, timed_out).")
 RUN_HANDOVERS = CounterSpec(name="raaf_run_handovers_total", exporters=RUNNER, labels=("outcome",),
                             help="Queued runs a stopping runner offered to another runner, by outcome "
                                  "(handed_over, kept).")

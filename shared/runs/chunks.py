@@ -13,6 +13,7 @@ from proto.runs import (
     ToolOutput,
     Usage,
 )
+from shared.runs.continuation import Continuation, transcript
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,21 @@ class RunChunk:
                 return cls(event)
 
 
+class ChunkStream:
+    """A run's events as the chunks a caller may simply concatenate, restarts hidden: after a restart the text
+    already yielded of the interrupted step is not yielded again (``shared.runs.continuation``)."""
+
+    def __init__(self) -> None:
+        self._text = Continuation()
+
+    def chunk(self, event: RunEvent) -> RunChunk | None:
+        """The chunk for ``event``; None for a text delta that repeats what was yielded."""
+        text = self._text.feed(event)
+        if isinstance(event, TextDelta):
+            return None if text is None else RunChunk(event, content=text)
+        return RunChunk.of(event)
+
+
 @dataclass(frozen=True)
 class RunResult:
     """A completed run: ``output`` is the final answer; ``messages`` reads like the seed's ``result.messages``."""
@@ -97,6 +113,8 @@ class RunResult:
 
     @classmethod
     def of(cls, input: str, events: list[RunEvent]) -> RunResult:
+        """The result of a completed run's events (those of a step interrupted by a restart left out)."""
+        events = transcript(events)
         final = events[-1]
         assert isinstance(final, RunCompleted)
         return cls(run_id=final.run_id, input=input, output=final.output, agent=final.agent, usage=final.usage,

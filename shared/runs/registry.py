@@ -88,6 +88,23 @@ class RunRegistry:
             return False
         return bool(entry.value)
 
+    async def any_alive(self) -> bool:
+        """Whether any runner holds a lease now."""
+        watcher = await self.leases.watchall(ignore_deletes=True)
+        try:
+            while True:
+                try:
+                    entry = await watcher.updates(timeout=5.0)  # type: ignore[no-untyped-call]
+                except nats.errors.TimeoutError:
+                    return False
+                if entry is None:
+                    return False  # the end of the initial values
+                if entry.value:
+                    return True
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
     # ---- runs ------------------------------------------------------------------------------------------
 
     async def claim(self, run_id: str, instance: str) -> bool:
@@ -115,6 +132,21 @@ class RunRegistry:
     async def close(self, run_id: str) -> None:
         with contextlib.suppress(*_MISSING):
             await self.open_runs.delete(run_id)
+
+    async def close_owned(self, run_id: str, instance: str) -> bool:
+        """Close the run only while ``instance`` owns it (compare-and-set); False if another runner took it
+        over meanwhile (this one was cut off and the run continues there) or it is closed already."""
+        try:
+            entry = await self.open_runs.get(run_id)
+        except _MISSING:
+            return False
+        if entry.value != instance.encode() or entry.revision is None:
+            return False
+        try:
+            await self.open_runs.delete(run_id, last=entry.revision)
+        except KeyWrongLastSequenceError:
+            return False
+        return True
 
     async def owner(self, run_id: str) -> str | None:
         try:

@@ -55,6 +55,9 @@ class Tool:
     function: Callable[..., Any]
     arguments: type[msgspec.Struct] | None
     requires_approval: bool = False
+    # Safe to run again with the same arguments: a call whose outcome is unknown (its runner died while it ran)
+    # is retried on the runner continuing the run; otherwise the model is told the outcome is unknown.
+    idempotent: bool = False
 
     def openai_schema(self) -> dict[str, Any]:
         """The entry for a chat-completions request's ``tools`` list."""
@@ -99,7 +102,7 @@ class Tool:
 
 
 def function_tool(function: Callable[..., Any], *, name: str | None = None,
-                  description: str | None = None) -> Tool:
+                  description: str | None = None, idempotent: bool = False) -> Tool:
     """Describe ``function`` as a tool: its parameters' annotations and defaults become the JSON schema.
 
     Annotate with ``Annotated[int, msgspec.Meta(description=...)]`` to describe a parameter to the model.
@@ -131,15 +134,16 @@ def function_tool(function: Callable[..., Any], *, name: str | None = None,
     doc = inspect.getdoc(function) or ""
     summary = description if description is not None else doc.split("\n\n", 1)[0].replace("\n", " ").strip()
     return Tool(name=tool_name, description=summary, parameters=parameters, function=function,
-                arguments=arguments)
+                arguments=arguments, idempotent=idempotent)
 
 
 def tool(function: Callable[..., Any] | None = None, *, name: str | None = None,
-         description: str | None = None) -> Any:
-    """Mark a function in a tools module as a tool (``@tool`` or ``@tool(name=...)``); it stays callable."""
+         description: str | None = None, idempotent: bool = False) -> Any:
+    """Mark a function in a tools module as a tool (``@tool``, ``@tool(name=..., idempotent=True)``); it stays
+    callable."""
 
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
-        setattr(fn, _TOOL_ATTR, function_tool(fn, name=name, description=description))
+        setattr(fn, _TOOL_ATTR, function_tool(fn, name=name, description=description, idempotent=idempotent))
         return fn
 
     return mark(function) if function is not None else mark

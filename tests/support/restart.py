@@ -1,0 +1,120 @@
+"""The restart tests' scripted model, agents and runner processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from proto.runs import RunEvent, TextDelta, ToolOutput
+from proto.subjects import encode_token
+from raaf.testing import Script, ToolCall
+from shared.openai_mock.wire import ChatRequest
+from shared.runs.registry import RunRegistry
+from tests.support.processes import ServiceProcess
+from tests.support.runs import Runs, runner_env
+from tests.test_runs_runner import wait_for_runner
+
+AGENTS_TOML = """
+idempotent_tools = ["lookup"]
+
+[[agents]]
+name = "clerk"
+instructions = "You keep notes and charge cards."
+tools = ["note", "charge", "lookup"]
+"""
+
+ANSWER_WORDS = 40  # the last turn's answer, streamed a word per token
+
+
+def plan(text: str) -> list[ToolCall]:
+    """The tool calls the scripted model makes, one per turn, from the user's message: ``note:x lookup:y ...``
+    (``slowlookup:y``, ``slowcharge:5``: the call takes 30 s, long enough to kill its runner in it)."""
+    calls = []
+    for n, word in enumerate(text.split()):
+        name, _, arg = word.partition(":")
+        slow = 30 if name.startswith("slow") else 0
+        name = name.removeprefix("slow")
+        args: dict[str, Any] = ({"text": arg} if name == "note" else {"key": arg, "seconds": slow}
+                                if name == "lookup" else {"amount": int(arg), "seconds": slow})
+        calls.append(ToolCall(name=name, arguments=args, id=f"call_{n + 1}_{name}", fragments=2))
+    return calls
+
+
+def scripted_model(request: ChatRequest) -> Script:
+    """Deterministic: the same conversation gets the same answer, so a restarted turn says what it said before.
+
+    Turn n calls the n-th planned tool (with a short preamble); after the last one the model sums up what the
+    tools answered in ``ANSWER_WORDS`` words."""
+    user = next(m.text for m in request.messages if m.role == "user")
+    results = [m.text for m in request.messages if m.role == "tool"]
+    calls = plan(user)
+    if len(results) < len(calls):
+        return Script(text=f"Step {len(results) + 1}. ", tool_calls=[calls[len(results)]])
+    summary = "; ".join(results)
+    words = " ".join(f"w{i}" for i in range(ANSWER_WORDS))
+    return Script(text=f"Done ({summary}): {words}.")
+
+
+async def alive(runs: Runs, *instances: str) -> None:
+    """Wait until every named runner holds its lease (it takes runs and sweeps orphans)."""
+    async with asyncio.timeout(30):
+        await wait_for_runner(runs)  # the buckets exist
+        registry = RunRegistry(runs.nc.jetstream(), runs.client.subjects)
+        assert await registry.bind()
+        for instance in instances:
+            watcher = await registry.leases.watch(encode_token(instance))
+            try:
+                async for entry in watcher:  # type: ignore[attr-defined]
+                    if entry is not None and entry.value:
+                        break
+            finally:
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+
+async def two_runners(runs: Runs, runner: Callable[..., ServiceProcess], **extra: str
+                      ) -> dict[str, ServiceProcess]:
+    processes = {name: runner(name, **extra) for name in ("a", "b")}
+    await alive(runs, *processes)
+    return processes
+
+
+def other(instance: str) -> str:
+    return "b" if instance == "a" else "a"
+
+
+def restart_env(nats_url: str, mock_url: str, prefix: str, tmp_path: Path, instance: str, **extra: str
+                ) -> dict[str, str]:
+    agents = tmp_path / "clerk.toml"
+    agents.write_text(AGENTS_TOML)
+    env = runner_env(nats_url, mock_url, prefix, tmp_path, INSTANCE_ID=instance, **extra)
+    env.update(RAAF_AGENTS_FILE=str(agents), RAAF_TOOLS_MODULE="tests.restart_tools",
+               RESTART_TOOL_CALLS=str(tmp_path / "calls.log"))
+    return env
+
+
+def calls(tmp_path: Path) -> list[str]:
+    path = tmp_path / "calls.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+async def until_called(tmp_path: Path, line: str, timeout: float = 10.0) -> None:
+    """Wait until a runner process has recorded ``line`` (the tool is running now): another process's file
+    has no event to wait on, so it is looked at every 20 ms."""
+    for _ in range(int(timeout / 0.02)):
+        if line in calls(tmp_path):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no {line!r} in {calls(tmp_path)}")
+
+
+def last_turn_text(events: list[RunEvent]) -> str:
+    """The text after the last tool output: the final answer as a client shows it."""
+    start = max((i for i, e in enumerate(events) if isinstance(e, ToolOutput)), default=-1) + 1
+    return "".join(e.delta for e in events[start:] if isinstance(e, TextDelta))
+
+
+def dumps(events: list[RunEvent]) -> str:
+    return json.dumps([type(e).__name__ for e in events])
