@@ -90,7 +90,7 @@ def restart_env(nats_url: str, mock_url: str, prefix: str, tmp_path: Path, insta
     agents = tmp_path / "clerk.toml"
     agents.write_text(AGENTS_TOML)
     env = runner_env(nats_url, mock_url, prefix, tmp_path, INSTANCE_ID=instance, **extra)
-    env.update(RAAF_AGENTS_FILE=str(agents), RAAF_TOOLS_MODULE="tests.restart_tools",
+    env.update(RAAF_AGENTS_FILE=str(agents), RAAF_TOOLS_MODULE="tests.support.restart_tools",
                RESTART_TOOL_CALLS=str(tmp_path / "calls.log"))
     return env
 
