@@ -72,10 +72,14 @@ def _configuration_reads(path: Path) -> set[str]:
     return names
 
 
+# Documented because users set them, but read by a dependency on our behalf, not by our code.
+READ_BY_DEPENDENCIES = {"OTEL_TRACES_SAMPLER_ARG": "the OpenTelemetry SDK's sampler"}
+
+
 def read_by_code() -> set[str]:
     """Every variable read: by a service (its code and settings), by the engines' settings readers, by a lookup
     in shared/ or raaf/, or through ``raaf.configuration()`` by the Python API or an example."""
-    names: set[str] = set()
+    names: set[str] = set(READ_BY_DEPENDENCIES)
     for service in SERVICES:
         names |= env_names(service)
     for reader in (EventSettings.from_env, BackgroundProcessor.from_env):

@@ -1,4 +1,4 @@
-"""Tools for the restart tests (RAAF_TOOLS_MODULE=tests.restart_tools): each records its calls in a file."""
+"""Tools for the restart tests (RAAF_TOOLS_MODULE=tests.support.restart_tools): each records its calls in a file."""
 
 from __future__ import annotations
 
