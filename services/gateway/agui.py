@@ -13,10 +13,8 @@ from proto.agui import RunAgentInput, agui_encoder, run_agent_input_decoder
 from proto.errors import Error, ErrorCode, error_encoder, http_status
 from proto.runs import ChatMessage, ClientTool, RunRequest, ToolCallRecord, is_run_id
 from services.gateway.agui_render import THREAD_KEY, AgUiRenderer
-from services.gateway.errors import GatewayError
 from services.gateway.runs_http import SSE_HEADERS, RunRoutes
 from shared.clients.runs import RunClient
-from shared.errors import StreamingError
 
 _ROLES: Final = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 TRANSPORT: Final = "ag-ui"
@@ -79,22 +77,11 @@ class AgUiRoutes:
         return [web.post("/v1/ag-ui/{agent}", self.run)]
 
     async def run(self, request: web.Request) -> web.StreamResponse:
-        try:
-            identity = self.runs.authenticator.require(request)
-        except GatewayError as exc:
-            return error_response(Error(code=exc.code, message=exc.message))
         agent = request.match_info["agent"]
-        raw = await self.runs.read_body(request)
-        if isinstance(raw, Error):
-            return error_response(raw)
-        try:
-            body = run_agent_input_decoder.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return error_response(bad(f"malformed RunAgentInput: {exc}"))
-        try:
-            await self.runs.access.check_start(identity, agent)
-        except StreamingError as exc:
-            return error_response(Error(code=exc.code, message=exc.message))
+        admitted = await self.runs.admit_start(request, run_agent_input_decoder, "RunAgentInput", lambda _: agent)
+        if isinstance(admitted, Error):
+            return error_response(admitted)
+        identity, body = admitted
         run = to_run(body, agent, owner=identity.subject)
         if isinstance(run, Error):
             return error_response(run)

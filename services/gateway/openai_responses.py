@@ -27,7 +27,6 @@ from services.gateway.openai_routes import openai_error
 from services.gateway.responses_render import BACKGROUND_KEY, PREVIOUS_KEY, ResponseRenderer, render_all
 from services.gateway.runs_http import SSE_HEADERS, RunRoutes
 from shared.clients.runs import RunClient
-from shared.errors import StreamingError
 from shared.identity import Identity
 from shared.runs.conversation import conversation
 from shared.runs.log import is_terminal
@@ -172,20 +171,10 @@ class ResponsesRoutes:
     # ---- routes ---------------------------------------------------------------------------------------------
 
     async def create(self, request: web.Request) -> web.StreamResponse:
-        identity = self._identity(request)
-        if isinstance(identity, web.Response):
-            return identity
-        raw = await self.runs.read_body(request)
-        if isinstance(raw, Error):
-            return openai_error(raw)
-        try:
-            body = responses_request_decoder.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return openai_error(bad(f"malformed request: {exc}"))
-        try:
-            await self.runs.access.check_start(identity, body.model)
-        except StreamingError as exc:
-            return openai_error(Error(code=exc.code, message=exc.message))
+        admitted = await self.runs.admit_start(request, responses_request_decoder, "request", lambda b: b.model)
+        if isinstance(admitted, Error):
+            return openai_error(admitted)
+        identity, body = admitted
         earlier: list[ChatMessage] = []
         if body.previous_response_id:
             previous = await self._readable(request, body.previous_response_id)

@@ -6,8 +6,8 @@ import contextlib
 import math
 import time
 import uuid
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Callable, Sequence
+from typing import Final, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -114,6 +114,9 @@ class RunAccess:
         return None
 
 
+T = TypeVar("T")
+
+
 class RunRoutes:
     """The REST and SSE side of runs; every error is a typed JSON ``Error`` with a matching HTTP status."""
 
@@ -147,6 +150,28 @@ class RunRoutes:
             web.post("/v1/runs/{run_id}/cancel", self.cancel),
             web.get("/v1/agents", self.agents),
         ]
+
+    async def admit_start(self, request: web.Request, decoder: msgspec.json.Decoder[T], what: str,
+                          agent: Callable[[T], str]) -> tuple[Identity, T] | Error:
+        """A dialect's request to start a run: the caller and its decoded body, once authenticated, within the body
+        limit, well-formed (``what`` names the body in the error) and allowed to run ``agent(body)``; else the
+        typed error, for the route to answer in its own shape."""
+        try:
+            identity = self.authenticator.require(request)
+        except GatewayError as exc:
+            return Error(code=exc.code, message=exc.message)
+        raw = await self.read_body(request)
+        if isinstance(raw, Error):
+            return raw
+        try:
+            body = decoder.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return Error(code=ErrorCode.BAD_REQUEST, message=f"malformed {what}: {exc}")
+        try:
+            await self.access.check_start(identity, agent(body))
+        except StreamingError as exc:
+            return Error(code=exc.code, message=exc.message)
+        return identity, body
 
     async def read_body(self, request: web.Request) -> bytes | Error:
         if request.content_length is not None and request.content_length > self.settings.max_body_bytes:

@@ -8,7 +8,6 @@ import json
 import re
 from typing import Final
 
-import msgspec
 from aiohttp import web
 
 from proto.errors import Error, ErrorCode, error_encoder, http_status
@@ -26,7 +25,6 @@ from services.gateway.errors import GatewayError
 from services.gateway.runs_http import RunRoutes
 from services.gateway.ui_chat_render import MESSAGE_KEY, UiStreamRenderer
 from shared.clients.runs import RunClient
-from shared.errors import StreamingError
 from shared.identity import Identity
 from shared.runs.log import is_terminal
 
@@ -168,22 +166,11 @@ class UiChatRoutes:
     # ---- routes ---------------------------------------------------------------------------------------------
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
-        try:
-            identity = self.runs.authenticator.require(request)
-        except GatewayError as exc:
-            return error_response(Error(code=exc.code, message=exc.message))
         agent = request.match_info["agent"]
-        raw = await self.runs.read_body(request)
-        if isinstance(raw, Error):
-            return error_response(raw)
-        try:
-            body = chat_request_decoder.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return error_response(bad(f"malformed chat request: {exc}"))
-        try:
-            await self.runs.access.check_start(identity, agent)
-        except StreamingError as exc:
-            return error_response(Error(code=exc.code, message=exc.message))
+        admitted = await self.runs.admit_start(request, chat_request_decoder, "chat request", lambda _: agent)
+        if isinstance(admitted, Error):
+            return error_response(admitted)
+        identity, body = admitted
         if _CHAT_ID.fullmatch(body.id) is None:
             return error_response(bad("a chat id is 1-52 letters, digits, '_' or '-'"))
         n = await self.latest(body.id)
