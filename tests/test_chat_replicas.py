@@ -134,7 +134,9 @@ async def test_an_answer_whose_replica_is_killed_mid_stream_is_finished_by_the_o
     chat = await chat_harness.client(timeout=10)
     text = " ".join(f"k{i}" for i in range(120))
     # Commands go to either replica (a queue group): post in fresh rooms until the victim is the one relaying.
-    for attempt in range(8):
+    # Sixteen tries: the in-process survivor tends to win the queue group on a loaded machine (it took all of
+    # eight once); each try that it wins costs one short answer.
+    for attempt in range(16):
         room = f"kill-{attempt}"
         await chat.create_room(room)
         reader = await chat.feed(await chat.join(room, "alice", "alice-1"))
@@ -146,7 +148,7 @@ async def test_an_answer_whose_replica_is_killed_mid_stream_is_finished_by_the_o
         await read_until(reader, answered(1), within=60)
         await reader.close()
     else:
-        pytest.fail("the survivor took every one of eight posts")
+        pytest.fail("the survivor took every one of sixteen posts")
     try:
         victim.kill()
         arrivals = [time.monotonic()]
