@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -197,3 +198,29 @@ def test_prometheus_and_grafana_mount_the_monitoring_config_as_code(services: di
     urls = [d.get("url", "") for f in provisioning.rglob("*.y*ml")
             for d in (yaml.safe_load(f.read_text()) or {}).get("datasources", [])]
     assert "http://prometheus:9090" in urls, urls
+
+
+def _grafana_entrypoint(services: dict[str, Any], data: Path, environ: dict[str, str]) -> str:
+    """Run the Grafana service's start script (as interpolated) with ``data`` for its volume; the password it
+    hands Grafana."""
+    entrypoint = services["grafana"]["entrypoint"]
+    assert entrypoint[:2] == ["/bin/sh", "-c"]
+    script = entrypoint[2].replace("/var/lib/grafana", str(data)).replace(
+        "exec /run.sh", 'printf %s "$GF_SECURITY_ADMIN_PASSWORD"')
+    done = subprocess.run(["/bin/sh", "-c", script], env={"PATH": "/usr/bin:/bin", **environ},
+                          capture_output=True, text=True, check=True, timeout=30)
+    return done.stdout
+
+
+def test_grafana_has_no_fixed_admin_password_but_a_generated_one_unless_one_is_set(services: dict[str, Any],
+                                                                                   tmp_path: Path) -> None:
+    environment = services["grafana"]["environment"]
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in environment  # no fixed value in the file, admin or other
+    generated = _grafana_entrypoint(services, tmp_path, {})
+    assert len(generated) >= 20 and generated != "admin"
+    assert _grafana_entrypoint(services, tmp_path, {}) == generated  # kept in the volume across restarts
+    assert (tmp_path / "admin-password").stat().st_mode & 0o077 == 0
+    assert _grafana_entrypoint(services, tmp_path, {"GRAFANA_ADMIN_PASSWORD": "from-the-env"}) == "from-the-env"
+    elsewhere = tmp_path / "another-volume"
+    elsewhere.mkdir()
+    assert _grafana_entrypoint(services, elsewhere, {}) != generated  # random, not a constant
