@@ -327,6 +327,7 @@ class RunAgentJob(Message, frozen=True, kw_only=True, tag="run_agent_job"):
     event: str | None = "jobs.agent_completed"  # None: keep the result on the job only
     metadata: dict[str, str] = {}
     timeout: float | None = None  # seconds for the run; None: the runner's default
+    max_turns: int | None = None  # turns the run may take; None: the runner's default
 
 
 class AgentJobCompleted(Message, frozen=True, kw_only=True, tag="agent_job_completed"):

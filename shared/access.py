@@ -278,18 +278,25 @@ def check_event(identity: Identity, name: str, restricted: tuple[str, ...] = ())
 
 
 def check_job_data(identity: Identity, job_type: str, data: bytes, *, agent_job_type: str = "run_agent",
-                   restricted_events: tuple[str, ...] = ()) -> None:
-    """Enqueueing (or scheduling) a job: the job grant, and for an agent job what its run and event reach."""
+                   restricted_events: tuple[str, ...] = (), configured: Mapping[str, AgentSpec] | None = None
+                   ) -> bytes:
+    """Enqueueing (or scheduling) a job: the job grant, and for an agent job what a run start of its agent needs
+    (:func:`check_agents` over ``configured``, the runners' agents: handoffs, tools, models; :func:`run_limits`)
+    and its event. The data to store: as given, or an agent job's with the token's run limits filled in."""
     check_grant(identity, "job", job_type)
     if job_type != agent_job_type:
-        return
+        return data
     try:
         job = _run_agent_job.decode(data)
     except msgspec.MsgspecError as exc:
         raise BadRequestError(f"not a {agent_job_type} job: {exc}") from None
-    check_agents(identity, job.agent)
+    check_agents(identity, job.agent, (), configured)
     if job.event is not None:
         check_event(identity, job.event, restricted_events)
+    max_turns, timeout = run_limits(identity, job.max_turns, job.timeout)
+    if (max_turns, timeout) == (job.max_turns, job.timeout):
+        return data
+    return msgspec.json.encode(msgspec.structs.replace(job, max_turns=max_turns, timeout=timeout))
 
 
 def check_job(identity: Identity, info: JobInfo, action: str = "read") -> None:

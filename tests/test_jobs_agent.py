@@ -31,7 +31,8 @@ class ShoutingRunner:
         self.ran = asyncio.Event()
 
     async def run_agent(self, agent: str, input: str, *, run_id: str, metadata: dict[str, str],
-                        timeout: float | None, owner: str | None = None) -> AgentOutput:
+                        timeout: float | None, owner: str | None = None,
+                        max_turns: int | None = None) -> AgentOutput:
         self.owners.append(owner)
         self.runs.append((agent, run_id, metadata))
         self.ran.set()

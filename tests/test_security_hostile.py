@@ -32,6 +32,9 @@ TOKENS = {
     "t-mallory": {"sub": "mallory", **GRANTS, "rooms": ["mallory-*"], "events": ["mallory.*"], "max_turns": 2},
     "t-ops": {"sub": "ops", "roles": ["admin"]},
     "t-alice-narrow": {"sub": "alice", **GRANTS, "rooms": [], "events": []},  # alice again, granted less
+    # mallory granted the assistant, which hands off to billing (not granted) / uses tools beyond "add"
+    "t-mallory-assistant": {"sub": "mallory", "runs": ["assistant"], "jobs": ["run_agent"]},
+    "t-mallory-tools": {"sub": "mallory", **GRANTS, "tools": ["add"]},
 }
 
 
@@ -212,6 +215,24 @@ async def test_an_agent_job_is_held_to_the_runs_and_events_grants_and_its_run_is
     run_id = job["result"]["run_id"]
     await stack.refused("mallory", "GET", f"/v1/runs/{run_id}")
     assert (await stack.call("alice", "GET", f"/v1/runs/{run_id}"))[1]["status"] == "completed"
+
+
+async def test_an_agent_job_is_checked_as_a_start_of_its_whole_agent_handoffs_tools_and_limits_included(
+    stack: Stack
+) -> None:
+    job = {"job_type": "run_agent", "data": {"agent": "assistant", "input": "x", "event": None}}
+    for who in ("mallory-assistant", "mallory-tools"):
+        await stack.refused(who, "POST", "/v1/runs", json={"agent": "assistant", "input": "x"})  # as a run start
+        await stack.refused(who, "POST", "/v1/jobs", json=job)
+        await stack.refused(who, "PUT", "/v1/jobs/recurring/nightly", json={"cron": "0 3 * * *", **job})
+    over = {"job_type": "run_agent", "data": {**job["data"], "max_turns": 50}}  # type: ignore[dict-item]
+    await stack.refused("mallory", "POST", "/v1/jobs", json=over)  # over her token's max_turns, as a run would be
+    status, accepted = await stack.call("mallory", "POST", "/v1/jobs", json=job)
+    assert status == 202
+    _, info = await stack.call("mallory", "GET", f"/v1/jobs/{accepted['job_id']}")
+    assert info["data"]["max_turns"] == 2  # her cap travels with the job to the run it starts
+    _, listing = await stack.call("ops", "GET", "/v1/jobs/recurring")
+    assert not [s for s in listing["schedules"] if s["name"].endswith("nightly")]
 
 
 async def test_a_restricted_rooms_answers_cannot_be_read_by_run_id_or_joined(stack: Stack) -> None:

@@ -12,10 +12,11 @@ from services.gateway.runs import RunsExtension
 
 def default_extensions(ctx: GatewayContext) -> list[GatewayExtension]:
     """Built in ``GatewayApp.__init__``; their routes are installed there, started after NATS connects."""
+    runs = RunsExtension(ctx)
     return [
         # One line per extension, e.g. RunsExtension(ctx),
         ChatExtension(ctx),
-        RunsExtension(ctx),
+        runs,
         EventsExtension(ctx),
-        JobsExtension(ctx),
+        JobsExtension(ctx, runs=runs.access),  # run_agent jobs: checked as the runs extension checks a run start
     ]

@@ -15,10 +15,12 @@ from services.gateway.context import GatewayContext
 from services.gateway.errors import BadMessage, MessageTooLarge
 from services.gateway.extension import Handlers
 from services.gateway.responses import error_response
+from services.gateway.runs_http import RunAccess
 from shared import access
 from shared.clients.jobs import JobsClient
 from shared.errors import StreamingError
 from shared.identity import Identity
+from shared.jobs.agent_job import AGENT_JOB_TYPE
 from shared.jobs.errors import RecurringJobNotFoundError
 from shared.jobs.model import check_cron_interval
 from shared.json_depth import check_json_depth
@@ -42,9 +44,10 @@ class JobsExtension:
 
     name = "jobs"
 
-    def __init__(self, ctx: GatewayContext, *, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, ctx: GatewayContext, *, runs: RunAccess, environ: Mapping[str, str] | None = None) -> None:
         env = Env(environ)
         self.ctx = ctx
+        self.runs = runs  # a run_agent job is checked as a run start is: the same agents, grants and rate
         self.handles: Handlers = {}  # jobs are HTTP-only for now
         self.timeout = env.number("GATEWAY_JOBS_TIMEOUT", 5.0, min=0.1, max=300)
         self.max_body = env.integer("GATEWAY_JOBS_MAX_BODY_BYTES", 1024 * 1024 + 4096, min=256)
@@ -84,9 +87,12 @@ class JobsExtension:
             except msgspec.MsgspecError as exc:
                 raise BadMessage(f"not a job: {exc}") from None
             access.check_queue(identity, job.queue)
-            access.check_job_data(identity, job.job_type, bytes(job.data), restricted_events=self.restricted_events)
+            data = await self._checked(identity, job.job_type, bytes(job.data))
+            if job.job_type == AGENT_JOB_TYPE:
+                self.runs.rate.take(identity)  # a run start like any other: GATEWAY_RUNS_PER_MINUTE
             job_id = None if job.job_id is None else access.scoped_job_id(identity, job.job_id)
-            job = msgspec.structs.replace(job, queue=job.queue or client.queue, job_id=job_id, owner=identity.subject)
+            job = msgspec.structs.replace(job, queue=job.queue or client.queue, job_id=job_id, owner=identity.subject,
+                                          data=msgspec.Raw(data))
             reply = await client.request(job)
             accepted = reply if isinstance(reply, JobAccepted) else None
             return _json(reply, 200 if accepted is not None and accepted.duplicate else 202)
@@ -150,7 +156,8 @@ class JobsExtension:
                 spec = _add_recurring.decode(msgspec.json.encode({**fields, "name": name}))
             except msgspec.MsgspecError as exc:
                 raise BadMessage(f"not a recurring job: {exc}") from None
-            access.check_job_data(identity, spec.job_type, bytes(spec.data), restricted_events=self.restricted_events)
+            spec = msgspec.structs.replace(spec, data=msgspec.Raw(await self._checked(identity, spec.job_type,
+                                                                                      bytes(spec.data))))
             if existing is not None:
                 access.check_schedule(identity, existing, "replace")
             check_cron_interval(spec.cron, self.min_cron_interval)
@@ -174,6 +181,12 @@ class JobsExtension:
         return await self._guard(request, call)
 
     # ---- plumbing --------------------------------------------------------------------------------------------
+
+    async def _checked(self, identity: Identity, job_type: str, data: bytes) -> bytes:
+        """``shared.access.check_job_data`` against the runners' agents (for a ``run_agent`` job): the data to store."""
+        configured = await self.runs.configured_agents() if job_type == AGENT_JOB_TYPE else None
+        return access.check_job_data(identity, job_type, data, restricted_events=self.restricted_events,
+                                     configured=configured)
 
     @staticmethod
     async def _schedule(client: JobsClient, identity: Identity, name: str) -> tuple[str, RecurringJob | None]:

@@ -24,10 +24,11 @@ class PlatformAgentRunner:
         self.request_timeout = request_timeout
 
     async def run_agent(self, agent: str, input: str, *, run_id: str, metadata: dict[str, str],
-                        timeout: float | None, owner: str | None = None) -> AgentOutput:
+                        timeout: float | None, owner: str | None = None,
+                        max_turns: int | None = None) -> AgentOutput:
         client = RunClient(self.nc, self.nc.jetstream(), Subjects(self.prefix), request_timeout=self.request_timeout)
         reply = await client.start(RunRequest(run_id=run_id, agent=agent, input=input, timeout=timeout,
-                                              metadata=metadata, owner=owner))
+                                              metadata=metadata, owner=owner, max_turns=max_turns))
         if isinstance(reply, Error):
             raise error_from_wire(reply)
         async with contextlib.aclosing(client.follow(run_id)) as events:

@@ -33,7 +33,8 @@ class AgentRunner(Protocol):
     """What the job needs to run an agent: the platform's runs client, or anything else that can."""
 
     async def run_agent(self, agent: str, input: str, *, run_id: str, metadata: dict[str, str],
-                        timeout: float | None, owner: str | None = None) -> AgentOutput: ...
+                        timeout: float | None, owner: str | None = None,
+                        max_turns: int | None = None) -> AgentOutput: ...
 
 
 def job_run_id(job_id: str, attempt: int) -> str:
@@ -53,8 +54,8 @@ def handle_agent_jobs(processor: BackgroundProcessor, runner: AgentRunner, *, jo
     Each attempt runs under its own run id (:func:`job_run_id`) and as the job's owner, so only that identity
     can read the run; the completion event carries the ``Nats-Msg-Id`` ``job-<job id>``, so JetStream keeps one
     event per job even if an attempt is repeated. Bad job data fails the job at once (no retry); a failed run
-    is retried like any job. Whether the owner may run that agent and emit that event is decided when the job
-    is enqueued (``shared.access``).
+    is retried like any job. Whether the owner may run that agent (and everything it reaches) and emit that event
+    is decided when the job is enqueued (``shared.access``), which also writes the token's run limits into the data.
     """
     subjects = Subjects(prefix or processor.prefix)
 
@@ -67,7 +68,7 @@ def handle_agent_jobs(processor: BackgroundProcessor, runner: AgentRunner, *, jo
         ctx = current_job()
         output = await runner.run_agent(job.agent, job.input, run_id=job_run_id(ctx.job_id, ctx.attempt),
                                         metadata={**job.metadata, "job_id": ctx.job_id}, timeout=job.timeout,
-                                        owner=ctx.owner)
+                                        owner=ctx.owner, max_turns=job.max_turns)
         completed = AgentJobCompleted(job_id=ctx.job_id, run_id=output.run_id, agent=output.agent,
                                       output=output.output, usage=output.usage, at=time.time())
         connection = nats or processor.nats
