@@ -236,6 +236,16 @@ class ArgumentsDoneEvent(Struct, frozen=True, kw_only=True):
     arguments: str
 
 
+class ErrorEvent(Struct, frozen=True, kw_only=True):
+    """error: the stream ends without the response ending (the caller's token expired)."""
+
+    type: Literal["error"] = "error"
+    sequence_number: int
+    code: str | None = None
+    message: str
+    param: str | None = None
+
+
 StreamEvent = (ResponseEvent | OutputItemEvent | ContentPartEvent | TextDeltaEvent | TextDoneEvent
                | ArgumentsDeltaEvent | ArgumentsDoneEvent)
 

@@ -58,13 +58,15 @@ async def test_a_chat_is_resumed_stopped_and_continued_only_by_its_owner(
     url = f"{secured_gateway}/v1/ui/assistant/chat"
     async with http.post(url, json={"id": "alices", "messages": [USER]}, headers=alice) as resp:
         assert resp.status == 200
-        await resp.content.readline()  # the run is under way
+        while b"text-delta" not in await resp.content.readline():  # the run is under way, the script taken
+            pass
+        # A chat id lives in its caller's namespace: bob's "alices" is a chat of his own, with nothing in it.
         async with http.get(f"{url}/alices/stream", headers=bob) as peek:
-            assert peek.status == 403
+            assert peek.status == 204
         async with http.post(f"{url}/alices/stop", headers=bob) as stop:
-            assert stop.status == 403
-        async with http.post(url, json={"id": "alices", "messages": [USER]}, headers=bob) as hijack:
-            assert hijack.status == 403
+            assert stop.status == 404
+        async with http.post(url, json={"id": "alices", "messages": [USER]}, headers=bob) as own:
+            assert own.status == 200  # his own chat's first run, not a continuation of hers
         async with http.post(f"{url}/alices/stop", headers=alice) as stop:
-            assert stop.status == 202
+            assert stop.status == 202 and (await stop.json())["run_id"].endswith("_alices-1")
         assert b'"type":"abort"' in await resp.read()

@@ -18,7 +18,9 @@ from raaf.testing import OpenAIMock
 from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
 from services.gateway import GatewayApp, GatewaySettings
 from services.scheduler import SchedulerApp, SchedulerSettings
+from shared.access import scoped_run_id
 from shared.devstack.servers import NatsServer, ValkeyServer
+from shared.identity import Identity
 from shared.service.app import App
 from tests.support.chat import ChatHarness
 from tests.support.chat_ws import WsChat, of_type
@@ -36,6 +38,7 @@ TOKENS = {
     "t-mallory-assistant": {"sub": "mallory", "runs": ["assistant"], "jobs": ["run_agent"]},
     "t-mallory-tools": {"sub": "mallory", **GRANTS, "tools": ["add"]},
 }
+USER = {"id": "m1", "role": "user", "parts": [{"type": "text", "text": "hello"}]}
 
 
 @dataclass
@@ -233,6 +236,27 @@ async def test_an_agent_job_is_checked_as_a_start_of_its_whole_agent_handoffs_to
     assert info["data"]["max_turns"] == 2  # her cap travels with the job to the run it starts
     _, listing = await stack.call("ops", "GET", "/v1/jobs/recurring")
     assert not [s for s in listing["schedules"] if s["name"].endswith("nightly")]
+
+
+async def test_mallory_cannot_resume_stop_continue_or_take_first_alices_ai_sdk_chat(stack: Stack) -> None:
+    url = "/v1/ui/assistant/chat"
+    status, _ = await stack.call("alice", "POST", url, json={"id": "alices-chat", "messages": [USER]})
+    assert status == 200
+    stem = scoped_run_id(Identity("alice"), "alices-chat")  # her chat's runs: <stem>-1, -2 ...
+    assert stem != "alices-chat"
+    # The same chat id, in mallory's hands, names a chat of her own: nothing to resume or stop, no run of alice's.
+    assert (await stack.call("mallory", "GET", f"{url}/alices-chat/stream"))[0] == 204
+    await stack.refused("mallory", "POST", f"{url}/alices-chat/stop", status=404, code="not_found")
+    for chosen in ("alices-chat", stem):  # taking the id (or alice's stem) first lands in mallory's namespace
+        status, _ = await stack.call("mallory", "POST", url, json={"id": chosen, "messages": [USER]})
+        assert status == 200
+    await stack.refused("mallory", "GET", f"/v1/runs/{stem}-1")
+    await stack.refused("mallory", "GET", f"/v1/runs/{stem}-2", status=404,  # her posts did not continue alice's
+                        code="not_found")
+    assert (await finished_run(stack, "alice", f"{stem}-1"))["status"] == "completed"
+    answer = {"id": "a1", "role": "assistant", "parts": [{"type": "text", "text": "hi"}]}
+    status, _ = await stack.call("alice", "POST", url, json={"id": "alices-chat", "messages": [USER, answer, USER]})
+    assert status == 200 and (await finished_run(stack, "alice", f"{stem}-2"))["status"] == "completed"
 
 
 async def test_a_restricted_rooms_answers_cannot_be_read_by_run_id_or_joined(stack: Stack) -> None:

@@ -9,10 +9,11 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
-from proto.agui import RunAgentInput, agui_encoder, run_agent_input_decoder
+from proto.agui import RunAgentInput, RunErrorEvent, agui_encoder, run_agent_input_decoder
 from proto.errors import Error, ErrorCode, error_encoder, http_status
 from proto.runs import ChatMessage, ClientTool, RunRequest, ToolCallRecord, is_run_id
 from services.gateway.agui_render import THREAD_KEY, AgUiRenderer
+from services.gateway.quota import StreamLease
 from services.gateway.runs_http import SSE_HEADERS, RunRoutes
 from shared.clients.runs import RunClient
 
@@ -85,12 +86,17 @@ class AgUiRoutes:
         run = to_run(body, agent, owner=identity.subject)
         if isinstance(run, Error):
             return error_response(run)
-        reply = await self.client.start(run)
-        if isinstance(reply, Error):
-            return error_response(reply)
-        return await self.stream(request, run.run_id)
+        lease = self.runs.lease(request, identity)
+        if isinstance(lease, Error):
+            return error_response(lease)
+        with lease:
+            reply = await self.client.start(run)
+            if isinstance(reply, Error):
+                return error_response(reply)
+            return await self.stream(request, run.run_id, lease)
 
-    async def stream(self, request: web.Request, run_id: str) -> web.StreamResponse:
+    async def stream(self, request: web.Request, run_id: str, lease: StreamLease) -> web.StreamResponse:
+        """The run as AG-UI events; at the token's expiry ``RUN_ERROR`` ends it and the run is cancelled."""
         response = web.StreamResponse(headers=SSE_HEADERS)
         await response.prepare(request)
         gauge = self.runs.streams.labels(transport=TRANSPORT)
@@ -103,13 +109,21 @@ class AgUiRoutes:
             await response.write(b": keepalive\n\n")
 
         try:
-            async with contextlib.aclosing(self.client.follow(run_id, on_idle=keepalive)) as events:
+            async with lease.until_expiry(), contextlib.aclosing(
+                    self.client.follow(run_id, on_idle=keepalive)) as events:
                 async for event, _ in events:
                     out = b"".join(b"data: %s\n\n" % agui_encoder.encode(e) for e in renderer.feed(event))
                     if out:
                         await response.write(out)
                         counter.inc()
             finished = True
+        except TimeoutError:
+            if not lease.expired:
+                raise
+            expired = lease.error()
+            end = RunErrorEvent(message=expired.message, code=expired.code.value)
+            with contextlib.suppress(ConnectionResetError, ConnectionError):
+                await response.write(b"data: %s\n\n" % agui_encoder.encode(end))
         except (ConnectionResetError, ConnectionError):
             pass
         finally:

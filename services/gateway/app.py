@@ -15,6 +15,7 @@ from nats.aio.subscription import Subscription
 
 from proto.base import Message
 from proto.gateway import CloseCode, GatewayStats, server_encoder
+from services.gateway.addresses import ClientAddresses, parse_networks
 from services.gateway.auth import Authenticator, OriginCheck
 from services.gateway.channels import ChannelHub, check_channel
 from services.gateway.cluster import Cluster
@@ -29,6 +30,7 @@ from services.gateway.guard import access_middleware
 from services.gateway.heartbeat import Sweeper
 from services.gateway.hooks import GatewayHooks
 from services.gateway.metrics import GatewayCounters, GatewayMetrics
+from services.gateway.quota import StreamQuota
 from services.gateway.registry import ConnectionRegistry
 from services.gateway.rest import RestRoutes
 from services.gateway.routing import MessageTable
@@ -63,7 +65,10 @@ class GatewayApp(App):
         self.counters = GatewayCounters()
         self.authenticator = Authenticator(settings)
         self.origin_check = OriginCheck(settings.allowed_origins)
-        self.registry = ConnectionRegistry(settings.max_connections, settings.max_connections_per_identity)
+        self.registry = ConnectionRegistry(settings.max_connections, settings.max_connections_per_identity,
+                                           settings.max_connections_per_address)
+        self.addresses = ClientAddresses(parse_networks(settings.trusted_proxies))
+        self.stream_quota = StreamQuota(self.registry, self.addresses, self.counters)
         self.deflater = (Deflater(settings.compression_level, settings.compression_threshold)
                          if settings.enable_compression else None)
         self.gateway_metrics = GatewayMetrics(
@@ -87,14 +92,14 @@ class GatewayApp(App):
         self.sse = SseStreams(
             settings, instance_id=self.runtime.instance_id, authenticator=self.authenticator,
             registry=self.registry, counters=self.counters, connection_context=self.connection_context,
-            hub=self.hub, accepting=lambda: self.accepting, disconnect=self.disconnect,
+            hub=self.hub, accepting=lambda: self.accepting, disconnect=self.disconnect, addresses=self.addresses,
         )
         self.accepting = False
         self._started_at = time.monotonic()
         self._broadcast_sub: Subscription | None = None
         self.context = GatewayContext(
             settings=settings, runtime=self.runtime, subjects=self.subjects, authenticator=self.authenticator,
-            metrics=self.metrics.registry, open_stream=self.sse.open_stream,
+            metrics=self.metrics.registry, open_stream=self.sse.open_stream, stream_quota=self.stream_quota,
             _nats=lambda: self.nc, _jetstream=lambda: self.js,
         )
         self.extensions: list[GatewayExtension] = default_extensions(self.context)
@@ -121,7 +126,7 @@ class GatewayApp(App):
             s, instance_id=self.runtime.instance_id, authenticator=self.authenticator,
             origin_check=self.origin_check, registry=self.registry, counters=self.counters,
             connection_context=self.connection_context, hooks=self.hooks, handler=self.handler,
-            accepting=lambda: self.accepting, disconnect=self.disconnect,
+            accepting=lambda: self.accepting, disconnect=self.disconnect, addresses=self.addresses,
         )
         router.add_get("/ws", websocket.handle)
         if s.chat_page:
@@ -187,6 +192,8 @@ class GatewayApp(App):
                     await asyncio.wait_for(conn.ws.close(code=code, message=reason.encode()[:120]),
                                            self.gateway_settings.close_timeout)
             else:
+                if conn.sse_chunked and not transport.is_closing():
+                    transport.write(b"0\r\n\r\n")  # the last chunk: the client sees the stream end, not break
                 transport.close()
         finally:
             conn.mark_closed()
@@ -258,7 +265,8 @@ class GatewayApp(App):
         c = self.counters
         counts = self.registry.counts
         return GatewayStats(
-            connections=len(self.registry), websocket_connections=counts["ws"], sse_connections=counts["sse"],
+            connections=len(self.registry) + self.registry.streams, websocket_connections=counts["ws"],
+            sse_connections=counts["sse"],
             authenticated_connections=self.registry.authenticated, channels=len(self.hub.channels),
             subscriptions=self.hub.subscription_count, messages_received=c.messages_received,
             messages_sent=c.messages_sent, bytes_sent=c.bytes_sent, errors_sent=c.errors_sent,

@@ -76,9 +76,9 @@ class ConnectionContext:
 class Connection:
     """A client connection as the core, extensions and the embedding API see it."""
 
-    __slots__ = ("_closed_waiter", "_metadata", "_nats_subs", "_tasks", "channels", "close_code", "close_reason",
-                 "connected_at", "ctx", "id", "identity", "kind", "last_active", "last_rx", "last_tx", "open",
-                 "ping_at", "rate_stamp", "rate_tokens", "sse_chunked", "transport", "wbits", "ws")
+    __slots__ = ("_closed_waiter", "_metadata", "_nats_subs", "_tasks", "address", "channels", "close_code",
+                 "close_reason", "connected_at", "ctx", "id", "identity", "kind", "last_active", "last_rx", "last_tx",
+                 "open", "ping_at", "rate_stamp", "rate_tokens", "sse_chunked", "transport", "wbits", "ws")
 
     def __init__(
         self,
@@ -91,12 +91,14 @@ class Connection:
         deflate_wbits: int = 0,
         sse_chunked: bool = False,
         connection_id: str | None = None,
+        address: str | None = None,
     ) -> None:
         now = time.monotonic()
         self.id = connection_id or new_connection_id()
         self.ctx = ctx
         self.transport = transport
         self.identity = identity
+        self.address = address  # the client address its per-address limit counts (services.gateway.addresses)
         self.kind: ConnectionKind = kind
         self.ws = ws
         self.wbits = deflate_wbits

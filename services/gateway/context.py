@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from proto.subjects import Subjects
 from services.gateway.auth import Authenticator
+from services.gateway.quota import StreamQuota
 from services.gateway.settings import GatewaySettings
 from services.gateway.sse import SseStream
 from shared.identity import Identity
@@ -31,6 +32,7 @@ class GatewayContext:
     authenticator: Authenticator
     metrics: CollectorRegistry  # the gateway's /metrics registry
     open_stream: OpenStream  # an SSE response whose connection the gateway tracks and cleans up
+    stream_quota: StreamQuota  # leases for the other long-lived HTTP streams (runs, the dialects)
     _nats: Callable[[], NATS]
     _jetstream: Callable[[], JetStreamContext]
 

@@ -122,6 +122,12 @@ def too_many_identity_connections(limit: int) -> LimitReached:
                         "(GATEWAY_MAX_CONNECTIONS_PER_IDENTITY)", limit)
 
 
+def too_many_address_connections(limit: int) -> LimitReached:
+    """One client address already holds ``GATEWAY_MAX_CONNECTIONS_PER_ADDRESS`` connections on this gateway."""
+    return LimitReached(f"this address already holds {limit} connections to this gateway "
+                        "(GATEWAY_MAX_CONNECTIONS_PER_ADDRESS)", limit)
+
+
 def too_many_event_patterns(limit: int) -> LimitReached:
     """The gateway already listens on ``EVENTS_MAX_PATTERNS`` distinct event patterns."""
     return LimitReached(f"this gateway already serves {limit} distinct event patterns (EVENTS_MAX_PATTERNS)", limit)

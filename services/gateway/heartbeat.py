@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from proto.errors import Error, ErrorCode
 from proto.gateway import CloseCode
 from services.gateway.connection import Connection
 from services.gateway.frames import PING_FRAME, http_chunk
@@ -48,6 +49,9 @@ class Sweeper:
                 continue
             expires = conn.identity.expires_at
             if expires is not None and wall >= expires:
+                if conn.kind == "sse":  # no close code on SSE: a last typed error event says why it ends
+                    conn.ctx.counters.errors_sent += 1
+                    conn.send_nowait(Error(code=ErrorCode.UNAUTHORIZED, message="token expired"))
                 conn.close_soon(CloseCode.UNAUTHORIZED, "token expired")
                 continue
             # SSE streams only listen, so only WebSocket connections can be idle.

@@ -15,6 +15,7 @@ from proto.errors import Error, ErrorCode
 from proto.openai_responses import (
     RESPONSE_ID_PREFIX,
     DeletedResponse,
+    ErrorEvent,
     InputItem,
     NamedToolChoice,
     ResponsesRequest,
@@ -24,6 +25,7 @@ from proto.openai_responses import (
 from proto.runs import ChatMessage, ClientTool, RunEvent, RunRequest, ToolCallRecord, is_run_id
 from services.gateway.errors import GatewayError
 from services.gateway.openai_routes import openai_error
+from services.gateway.quota import StreamLease
 from services.gateway.responses_render import BACKGROUND_KEY, PREVIOUS_KEY, ResponseRenderer, render_all
 from services.gateway.runs_http import SSE_HEADERS, RunRoutes
 from shared.clients.runs import RunClient
@@ -152,6 +154,11 @@ class ResponsesRoutes:
 
     async def _readable(self, request: web.Request, response_id: str) -> str | web.Response:
         """The run id behind ``response_id`` if the caller may read that run, else the error response."""
+        found = await self._reader(request, response_id)
+        return found if isinstance(found, web.Response) else found[1]
+
+    async def _reader(self, request: web.Request, response_id: str) -> tuple[Identity, str] | web.Response:
+        """:meth:`_readable`, with the caller."""
         identity = self._identity(request)
         if isinstance(identity, web.Response):
             return identity
@@ -162,7 +169,7 @@ class ResponsesRoutes:
         if denied is not None:
             return openai_error(msgspec.structs.replace(denied, message=denied.message.replace(
                 f"run {run_id}", f"response {response_id}")))
-        return run_id
+        return identity, run_id
 
     async def _stored(self, run_id: str) -> list[RunEvent]:
         async with contextlib.aclosing(self.client.log.stored(run_id)) as stored:
@@ -187,11 +194,15 @@ class ResponsesRoutes:
         run = to_run(body, earlier, owner=identity.subject)
         if isinstance(run, Error):
             return openai_error(run)
-        reply = await self.client.start(run)
-        if isinstance(reply, Error):
-            return openai_error(reply)
-        if body.stream:
-            return await self.stream(request, run.run_id, -1, cancel_on_disconnect=not body.background)
+        lease = self.runs.lease(request, identity) if body.stream else None
+        if isinstance(lease, Error):
+            return openai_error(lease)
+        with lease or contextlib.nullcontext():
+            reply = await self.client.start(run)
+            if isinstance(reply, Error):
+                return openai_error(reply)
+            if lease is not None:
+                return await self.stream(request, run.run_id, -1, lease, cancel_on_disconnect=not body.background)
         if body.background:
             return json_of(render_all(run.run_id, await self._stored(run.run_id)).snapshot())
         renderer = ResponseRenderer(run.run_id)
@@ -204,16 +215,21 @@ class ResponsesRoutes:
         return json_of(renderer.snapshot())
 
     async def retrieve(self, request: web.Request) -> web.StreamResponse:
-        run_id = await self._readable(request, request.match_info["response_id"])
-        if isinstance(run_id, web.Response):
-            return run_id
+        found = await self._reader(request, request.match_info["response_id"])
+        if isinstance(found, web.Response):
+            return found
+        identity, run_id = found
         if request.query.get("stream") == "true":
             raw = request.query.get("starting_after", "-1")
             try:
                 after = int(raw)
             except ValueError:
                 return openai_error(bad(f"starting_after must be a sequence number, not {raw!r}"))
-            return await self.stream(request, run_id, after, cancel_on_disconnect=False)
+            lease = self.runs.lease(request, identity)
+            if isinstance(lease, Error):
+                return openai_error(lease)
+            with lease:
+                return await self.stream(request, run_id, after, lease, cancel_on_disconnect=False)
         return json_of(render_all(run_id, await self._stored(run_id)).snapshot())
 
     async def cancel(self, request: web.Request) -> web.Response:
@@ -244,9 +260,10 @@ class ResponsesRoutes:
                         events.append(event)
         return render_all(run_id, events)
 
-    async def stream(self, request: web.Request, run_id: str, after: int, *, cancel_on_disconnect: bool
-                     ) -> web.StreamResponse:
-        """The run rendered as Responses events with ``sequence_number > after``, live until it ends."""
+    async def stream(self, request: web.Request, run_id: str, after: int, lease: StreamLease, *,
+                     cancel_on_disconnect: bool) -> web.StreamResponse:
+        """The run rendered as Responses events with ``sequence_number > after``, live until it ends; at the token's
+        expiry an ``error`` event ends it (numbered as the last event sent, so ``starting_after`` resumes right)."""
         response = web.StreamResponse(headers=SSE_HEADERS)
         await response.prepare(request)
         gauge = self.runs.streams.labels(transport=TRANSPORT)
@@ -259,7 +276,8 @@ class ResponsesRoutes:
             await response.write(b": keepalive\n\n")
 
         try:
-            async with contextlib.aclosing(self.client.follow(run_id, on_idle=keepalive)) as events:
+            async with lease.until_expiry(), contextlib.aclosing(
+                    self.client.follow(run_id, on_idle=keepalive)) as events:
                 async for event, _ in events:
                     out = bytearray()
                     for rendered in renderer.feed(event):
@@ -270,6 +288,14 @@ class ResponsesRoutes:
                         await response.write(bytes(out))
                         counter.inc()
             finished = True
+        except TimeoutError:
+            if not lease.expired:
+                raise
+            expired = lease.error()
+            end = ErrorEvent(sequence_number=max(renderer.sequence, after), code=expired.code.value,
+                             message=expired.message)
+            with contextlib.suppress(ConnectionResetError, ConnectionError):
+                await response.write(b"event: error\ndata: %s\n\n" % responses_encoder.encode(end))
         except (ConnectionResetError, ConnectionError):
             pass
         finally:

@@ -49,6 +49,7 @@ from proto.runs import (
     ToolCallStarted,
 )
 from services.gateway.errors import GatewayError
+from services.gateway.quota import StreamLease
 from services.gateway.runs_http import RunRoutes
 from shared import access
 from shared.clients.runs import RunClient
@@ -162,14 +163,18 @@ class ChatCompletionRoutes:
         except StreamingError as exc:
             return openai_error(exc.to_wire())
         run = msgspec.structs.replace(run, max_turns=max_turns, timeout=timeout)
-        reply = await self.client.start(run)
-        if isinstance(reply, Error):
-            return openai_error(reply)
-        completion_id = f"chatcmpl-{run.run_id}"
-        if body.stream:
-            include_usage = body.stream_options is not None and body.stream_options.include_usage
-            return await self._stream(request, run.run_id, completion_id, body.model, include_usage,
-                                      {tool.name for tool in run.client_tools})
+        lease = self.runs.lease(request, identity) if body.stream else None
+        if isinstance(lease, Error):
+            return openai_error(lease)
+        with lease or contextlib.nullcontext():
+            reply = await self.client.start(run)
+            if isinstance(reply, Error):
+                return openai_error(reply)
+            completion_id = f"chatcmpl-{run.run_id}"
+            if lease is not None:
+                include_usage = body.stream_options is not None and body.stream_options.include_usage
+                return await self._stream(request, run.run_id, completion_id, body.model, include_usage,
+                                          {tool.name for tool in run.client_tools}, lease)
         return await self._complete(run.run_id, completion_id, body.model)
 
     async def _complete(self, run_id: str, completion_id: str, model: str) -> web.Response:
@@ -194,7 +199,9 @@ class ChatCompletionRoutes:
         return openai_error(Error(code=ErrorCode.INTERNAL, message="the run ended without a result", ref=run_id))
 
     async def _stream(self, request: web.Request, run_id: str, completion_id: str, model: str,
-                      include_usage: bool, client_tools: set[str]) -> web.StreamResponse:
+                      include_usage: bool, client_tools: set[str], lease: StreamLease) -> web.StreamResponse:
+        """The run as chunks; at the token's expiry an error chunk ends it and the run is cancelled (no one can
+        resume a Chat Completions stream)."""
         created = int(time.time())
         calls: dict[str, int] = {}  # the client tools' calls of the current turn: call id -> index
 
@@ -216,7 +223,8 @@ class ChatCompletionRoutes:
 
         try:
             await response.write(frame([ChunkChoice(delta=Delta(role="assistant", content=""))]))
-            async with contextlib.aclosing(self.client.follow(run_id, on_idle=keepalive)) as events:
+            async with lease.until_expiry(), contextlib.aclosing(
+                    self.client.follow(run_id, on_idle=keepalive)) as events:
                 async for event, _ in events:
                     counter.inc()
                     delivered = text.feed(event)
@@ -247,6 +255,11 @@ class ChatCompletionRoutes:
                             await response.write(_error_frame(Error(code=ErrorCode.CANCELLED, message=reason,
                                                                     ref=run_id)))
             finished = True
+        except TimeoutError:
+            if not lease.expired:
+                raise
+            with contextlib.suppress(ConnectionResetError, ConnectionError):
+                await response.write(_error_frame(msgspec.structs.replace(lease.error(), ref=run_id)))
         except (ConnectionResetError, ConnectionError):
             pass
         finally:

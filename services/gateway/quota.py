@@ -1,12 +1,19 @@
-"""Per-identity rates: how many runs or rooms one identity may start per minute on this gateway."""
+"""Per-identity quotas: runs or rooms one identity may start per minute, and the long-lived HTTP streams it holds."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from services.gateway.errors import IdentityRateLimited
+from aiohttp import web
+
+from proto.errors import Error, ErrorCode
+from services.gateway.addresses import ClientAddresses
+from services.gateway.errors import IdentityRateLimited, LimitReached
+from services.gateway.metrics import GatewayCounters
+from services.gateway.registry import ConnectionRegistry
 from shared.identity import Identity
 
 
@@ -39,3 +46,77 @@ class IdentityRate:
         self._buckets[subject] = (tokens - 1.0, now)
         while len(self._buckets) > self.max_identities:
             self._buckets.popitem(last=False)
+
+
+class StreamLease:
+    """One long-lived HTTP stream's slot, held from before its run starts until it ends (``with lease:``).
+
+    ``async with lease.until_expiry():`` around the stream's loop ends it when the identity's token expires
+    (``exp``): the block raises ``TimeoutError`` and :attr:`expired` is True, so the route can write its dialect's
+    final error event (:meth:`error`) before it closes."""
+
+    __slots__ = ("_released", "_timeout", "address", "identity", "quota")
+
+    def __init__(self, quota: StreamQuota, identity: Identity, address: str | None) -> None:
+        self.quota = quota
+        self.identity = identity
+        self.address = address
+        self._timeout: asyncio.Timeout | None = None
+        self._released = False
+
+    def until_expiry(self) -> asyncio.Timeout:
+        expires = self.identity.expires_at
+        if expires is None:
+            self._timeout = asyncio.timeout(None)
+        else:
+            loop = asyncio.get_running_loop()
+            self._timeout = asyncio.timeout_at(loop.time() + max(0.0, expires - time.time()))
+        return self._timeout
+
+    @property
+    def expired(self) -> bool:
+        return self._timeout is not None and self._timeout.expired()
+
+    @staticmethod
+    def error() -> Error:
+        return Error(code=ErrorCode.UNAUTHORIZED, message="token expired: the stream ends; authenticate again "
+                     "and resume")
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self.quota.release(self)
+
+    def __enter__(self) -> StreamLease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class StreamQuota:
+    """Every long-lived HTTP stream the gateway serves (a run's SSE events, Chat Completions and Responses streams,
+    the AI SDK UI stream, AG-UI) counts as a connection: against ``WEBSOCKET_MAX_CONNECTIONS``, its identity's
+    ``GATEWAY_MAX_CONNECTIONS_PER_IDENTITY`` and its address's ``GATEWAY_MAX_CONNECTIONS_PER_ADDRESS``, beside the
+    WebSocket and channel SSE connections; and it ends when its token expires."""
+
+    def __init__(self, registry: ConnectionRegistry, addresses: ClientAddresses, counters: GatewayCounters) -> None:
+        self.registry = registry
+        self.addresses = addresses
+        self.counters = counters
+
+    def take(self, request: web.BaseRequest, identity: Identity) -> StreamLease:
+        """A lease for one more stream of ``identity`` from ``request``'s address, or ``LimitReached``."""
+        address = self.addresses.of(request)
+        try:
+            self.registry.lease(identity, address)
+        except LimitReached:
+            self.counters.refused["max_connections"] += 1
+            raise
+        self.counters.connections_opened["sse"] += 1
+        return StreamLease(self, identity, address)
+
+    def release(self, lease: StreamLease) -> None:
+        self.registry.unlease(lease.identity, lease.address)
+        self.counters.disconnects["unauthorized" if lease.expired else "normal"] += 1
+

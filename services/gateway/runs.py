@@ -39,7 +39,8 @@ class RunsExtension:
     def __init__(self, ctx: GatewayContext, settings: RunRouteSettings | None = None) -> None:
         self.ctx = ctx
         self.settings = settings or ctx.settings.runs
-        self.http = RunRoutes(self.settings, ctx.metrics, ctx.authenticator, max_json_depth=ctx.settings.max_json_depth)
+        self.http = RunRoutes(self.settings, ctx.metrics, ctx.authenticator, quota=ctx.stream_quota,
+                              max_json_depth=ctx.settings.max_json_depth)
         self.openai = ChatCompletionRoutes(self.http)
         self.responses = ResponsesRoutes(self.http)
         self.ui_chat = UiChatRoutes(self.http)

@@ -28,7 +28,7 @@ from proto.runs import (
 )
 from services.gateway.auth import Authenticator
 from services.gateway.errors import GatewayError
-from services.gateway.quota import IdentityRate
+from services.gateway.quota import IdentityRate, StreamLease, StreamQuota
 from services.gateway.responses import error_response as gateway_error_response
 from services.gateway.runs_settings import RunRouteSettings
 from shared import access
@@ -121,8 +121,9 @@ class RunRoutes:
     """The REST and SSE side of runs; every error is a typed JSON ``Error`` with a matching HTTP status."""
 
     def __init__(self, settings: RunRouteSettings, registry: CollectorRegistry, authenticator: Authenticator,
-                 *, max_json_depth: int = DEFAULT_MAX_DEPTH) -> None:
+                 *, quota: StreamQuota, max_json_depth: int = DEFAULT_MAX_DEPTH) -> None:
         self.settings = settings
+        self.quota = quota
         self.max_json_depth = max_json_depth
         self.authenticator = authenticator
         self.access = RunAccess(self)
@@ -173,6 +174,14 @@ class RunRoutes:
             return Error(code=exc.code, message=exc.message)
         return identity, body
 
+    def lease(self, request: web.Request, identity: Identity) -> StreamLease | Error:
+        """A slot for one more long-lived stream of ``identity`` (taken before its run starts), or the typed
+        ``limit_exceeded`` error (HTTP 429) for the route to answer in its own shape."""
+        try:
+            return self.quota.take(request, identity)
+        except GatewayError as exc:
+            return exc.to_wire()
+
     async def read_body(self, request: web.Request) -> bytes | Error:
         if request.content_length is not None and request.content_length > self.settings.max_body_bytes:
             return Error(code=ErrorCode.TOO_LARGE, message=f"request body over {self.settings.max_body_bytes} bytes "
@@ -209,17 +218,27 @@ class RunRoutes:
         run = run_request(message, identity)
         if isinstance(run, Error):
             return error_response(run)
-        reply = await self.client.start(run)
-        if isinstance(reply, Error):
-            return error_response(msgspec.structs.replace(reply, ref=message.id or reply.ref))
-        if message.stream or "text/event-stream" in request.headers.get("Accept", ""):
-            return await self.stream(request, run.run_id, 0)
+        streaming = message.stream or "text/event-stream" in request.headers.get("Accept", "")
+        lease = self.lease(request, identity) if streaming else None
+        if isinstance(lease, Error):
+            return error_response(msgspec.structs.replace(lease, ref=message.id))
+        with lease or contextlib.nullcontext():
+            reply = await self.client.start(run)
+            if isinstance(reply, Error):
+                return error_response(msgspec.structs.replace(reply, ref=message.id or reply.ref))
+            if lease is not None:
+                return await self.stream(request, run.run_id, 0, lease)
         body_out = {"run_id": reply.run_id, "queued": reply.queued,
                     "events_url": f"/v1/runs/{reply.run_id}/events", "status_url": f"/v1/runs/{reply.run_id}"}
         return web.json_response(body_out, status=202)
 
     async def readable(self, request: web.Request, action: str = "read") -> str | web.Response:
         """The run id of ``/v1/runs/{run_id}...`` if the caller may read that run, else the error response."""
+        found = await self.reader(request, action)
+        return found if isinstance(found, web.Response) else found[1]
+
+    async def reader(self, request: web.Request, action: str = "read") -> tuple[Identity, str] | web.Response:
+        """:meth:`readable`, with the caller."""
         run_id = request.match_info["run_id"]
         if not is_run_id(run_id):
             return error_response(Error(code=ErrorCode.BAD_REQUEST, message="not a run id"))
@@ -228,7 +247,7 @@ class RunRoutes:
         except GatewayError as exc:
             return gateway_error_response(exc, run_id)
         denied = await self.access.check_read(identity, run_id, action)
-        return run_id if denied is None else error_response(denied)
+        return (identity, run_id) if denied is None else error_response(denied)
 
     async def status(self, request: web.Request) -> web.Response:
         run_id = await self.readable(request)
@@ -252,13 +271,19 @@ class RunRoutes:
         after = last_event_id(request)
         if isinstance(after, Error):
             return error_response(after)
-        run_id = await self.readable(request, "follow")
-        if isinstance(run_id, web.Response):
-            return run_id
-        return await self.stream(request, run_id, after)
+        found = await self.reader(request, "follow")
+        if isinstance(found, web.Response):
+            return found
+        identity, run_id = found
+        lease = self.lease(request, identity)
+        if isinstance(lease, Error):
+            return error_response(msgspec.structs.replace(lease, ref=run_id))
+        with lease:
+            return await self.stream(request, run_id, after, lease)
 
-    async def stream(self, request: web.Request, run_id: str, after: int) -> web.StreamResponse:
-        """The run's events as SSE: ``id`` is the seq, ``event`` the type, ``data`` the event's JSON as stored."""
+    async def stream(self, request: web.Request, run_id: str, after: int, lease: StreamLease) -> web.StreamResponse:
+        """The run's events as SSE: ``id`` is the seq, ``event`` the type, ``data`` the event's JSON as stored; at
+        the token's expiry an ``error`` event (``unauthorized``) ends it, and the client resumes with a new token."""
         response = web.StreamResponse(headers=SSE_HEADERS)
         await response.prepare(request)
         gauge = self.streams.labels(transport="sse")
@@ -269,11 +294,17 @@ class RunRoutes:
             await response.write(b": keepalive\n\n")
 
         try:
-            async with contextlib.aclosing(self.client.follow(run_id, after, on_idle=keepalive)) as events:
+            async with lease.until_expiry(), contextlib.aclosing(
+                    self.client.follow(run_id, after, on_idle=keepalive)) as events:
                 async for event, raw in events:
                     await response.write(b"id: %d\nevent: %s\ndata: %s\n\n" % (
                         event.seq, event_type(event).encode(), raw))
                     counter.inc()
+        except TimeoutError:
+            if not lease.expired:
+                raise
+            with contextlib.suppress(ConnectionResetError, ConnectionError):
+                await response.write(b"event: error\ndata: %s\n\n" % error_encoder.encode(lease.error()))
         except (ConnectionResetError, ConnectionError):
             pass  # the client left; it resumes with Last-Event-ID
         finally:

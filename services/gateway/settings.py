@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.gateway.addresses import parse_networks
 from services.gateway.runs_settings import RunRouteSettings
 from shared.errors import SettingsError
 from shared.gateway.settings import (
@@ -67,7 +68,9 @@ class GatewaySettings:
     jwt_min_secret_bytes: int = 32  # shorter HS256 secrets stop the gateway at start
     allow_anonymous: bool = False  # auth mode none on a non-loopback address: only with this opt-in
     max_json_depth: int = 64  # deeper JSON (WebSocket or REST) gets a bad_request error; 0 = no limit
-    max_connections_per_identity: int = 100  # WebSocket and SSE connections of one subject on this gateway
+    max_connections_per_identity: int = 100  # WebSocket, SSE and run stream connections of one subject here
+    max_connections_per_address: int = 1000  # the same, of one client address (anonymous ones included)
+    trusted_proxies: tuple[str, ...] = ()  # addresses / CIDRs whose X-Forwarded-For names the client's address
     allowed_hosts: tuple[str, ...] = ()  # Host globs; empty: any (loopback names only when anonymous on loopback)
     allowed_origins: tuple[str, ...] = ()  # empty: same origin (and clients that send no Origin); "*": any
     restricted_channels: tuple[str, ...] = ()  # glob patterns only identities granted them may use
@@ -133,6 +136,9 @@ class GatewaySettings:
             max_json_depth=env.integer("GATEWAY_MAX_JSON_DEPTH", cls.max_json_depth, min=0, max=10_000),
             max_connections_per_identity=env.integer("GATEWAY_MAX_CONNECTIONS_PER_IDENTITY",
                                                      cls.max_connections_per_identity, min=0),
+            max_connections_per_address=env.integer("GATEWAY_MAX_CONNECTIONS_PER_ADDRESS",
+                                                    cls.max_connections_per_address, min=0),
+            trusted_proxies=env.items("GATEWAY_TRUSTED_PROXIES"),
             static_tokens=_static_tokens(env),
             allowed_origins=env.items("GATEWAY_ALLOWED_ORIGINS"),
             allowed_hosts=env.items("GATEWAY_ALLOWED_HOSTS"),
@@ -150,6 +156,7 @@ class GatewaySettings:
             raise SettingsError("GATEWAY_AUTH_MODE", "jwt", "needs GATEWAY_JWT_SECRET or GATEWAY_JWT_PUBLIC_KEY")
         if settings.auth_mode == "token" and not settings.static_tokens:
             raise SettingsError("GATEWAY_AUTH_MODE", "token", "needs GATEWAY_STATIC_TOKENS")
+        parse_networks(settings.trusted_proxies)  # a bad entry stops the gateway here, naming the variable
         secret = settings.jwt_secret
         if secret is not None and len(secret.encode()) < settings.jwt_min_secret_bytes:
             raise SettingsError("GATEWAY_JWT_SECRET", "<hidden>", f"{len(secret.encode())} bytes; HS256 needs at least "

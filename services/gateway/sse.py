@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.http import HttpVersion11
 
 from proto.gateway import Limits, Welcome
+from services.gateway.addresses import ClientAddresses
 from services.gateway.auth import Authenticator
 from services.gateway.channels import ChannelHub, check_channel
 from services.gateway.connection import Connection, ConnectionContext
@@ -22,7 +23,6 @@ from services.gateway.errors import (
     GatewayError,
     GatewayUnavailable,
     too_many_connections,
-    too_many_identity_connections,
 )
 from services.gateway.metrics import GatewayCounters
 from services.gateway.registry import ConnectionRegistry
@@ -51,7 +51,8 @@ class SseStreams:
     def __init__(self, settings: GatewaySettings, *, instance_id: str, authenticator: Authenticator,
                  registry: ConnectionRegistry, counters: GatewayCounters, connection_context: ConnectionContext,
                  hub: ChannelHub, accepting: Callable[[], bool],
-                 disconnect: Callable[[Connection], Awaitable[None]]) -> None:
+                 disconnect: Callable[[Connection], Awaitable[None]],
+                 addresses: ClientAddresses | None = None) -> None:
         self.settings = settings
         self.instance_id = instance_id
         self.authenticator = authenticator
@@ -61,6 +62,7 @@ class SseStreams:
         self.hub = hub
         self.accepting = accepting
         self.disconnect = disconnect
+        self.addresses = addresses or ClientAddresses()
 
     @contextlib.asynccontextmanager
     async def open_stream(self, request: web.Request, identity: Identity) -> AsyncIterator[SseStream]:
@@ -71,9 +73,12 @@ class SseStreams:
         """
         if not self.accepting():
             raise GatewayUnavailable("not accepting connections")
-        if not self.registry.admits(identity):
+        address = self.addresses.of(request)
+        try:
+            self.registry.check(identity, address)
+        except GatewayError:
             self.counters.refused["max_connections"] += 1
-            raise too_many_identity_connections(self.registry.max_per_identity)
+            raise
         if not self.registry.reserve():
             self.counters.refused["max_connections"] += 1
             raise too_many_connections(self.registry.max_connections)
@@ -93,7 +98,7 @@ class SseStreams:
             self.registry.unreserve()
             raise GatewayUnavailable("client went away")
         conn = Connection(self.connection_context, transport, identity, kind="sse",
-                          sse_chunked=chunked)
+                          sse_chunked=chunked, address=address)
         self.registry.add(conn)
         self.counters.connections_opened["sse"] += 1
         s = self.settings

@@ -1,5 +1,6 @@
 """The Vercel AI SDK's chat endpoint (``useChat`` / ``DefaultChatTransport``): a UI message stream per run, resume
-by chat id, stop; a chat's runs are ``<chat id>-1``, ``-2`` ..., so the chat needs no store of its own."""
+by chat id, stop; a chat's runs are ``<chat id>-1``, ``-2`` ... in its caller's namespace (``u<digest>_<chat id>-1``),
+so the chat needs no store of its own and no identity reaches, or takes first, another's chat."""
 
 from __future__ import annotations
 
@@ -16,19 +17,23 @@ from proto.ui_stream import (
     DONE,
     UI_STREAM_HEADERS,
     ChatRequest,
+    ErrorPart,
     UiMessage,
     UiPart,
     chat_request_decoder,
     ui_encoder,
 )
 from services.gateway.errors import GatewayError
+from services.gateway.quota import StreamLease
 from services.gateway.runs_http import RunRoutes
 from services.gateway.ui_chat_render import MESSAGE_KEY, UiStreamRenderer
+from shared import access
 from shared.clients.runs import RunClient
 from shared.identity import Identity
 from shared.runs.log import is_terminal
 
 _CHAT_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,52}")
+_CHAT_ID_RULE: Final = "a chat id is 1-52 letters, digits, '_' or '-' (38 when authenticated: the namespace takes 14)"
 _ROLES: Final = {"system": "system", "user": "user", "assistant": "assistant"}
 TRANSPORT: Final = "ui-message-stream"
 MAX_STARTS: Final = 3  # attempts at the chat's next run id when another request takes it first
@@ -93,6 +98,14 @@ def steps_of(message: UiMessage) -> list[ChatMessage] | Error:
     return out
 
 
+def chat_runs(identity: Identity, chat_id: str) -> str | None:
+    """The stem of a chat's run ids (``<stem>-<n>``): the chat id in the caller's namespace; None: not a chat id."""
+    if _CHAT_ID.fullmatch(chat_id) is None:
+        return None
+    stem = access.scoped_run_id(identity, chat_id)
+    return stem if len(stem) <= 52 else None
+
+
 def to_run(body: ChatRequest, agent: str, run_id: str, *, owner: str | None) -> RunRequest | Error:
     history = history_of(body.messages)
     if isinstance(history, Error):
@@ -132,34 +145,34 @@ class UiChatRoutes:
 
     # ---- a chat's runs -------------------------------------------------------------------------------------
 
-    async def _exists(self, chat_id: str, n: int) -> bool:
-        return await self.client.log.last_payload(f"{chat_id}-{n}") is not None
+    async def _exists(self, stem: str, n: int) -> bool:
+        return await self.client.log.last_payload(f"{stem}-{n}") is not None
 
-    async def latest(self, chat_id: str) -> int:
+    async def latest(self, stem: str) -> int:
         """The number of the chat's newest run (0: none): runs are numbered without gaps, so a search finds it."""
-        if not await self._exists(chat_id, 1):
+        if not await self._exists(stem, 1):
             return 0
         low, high = 1, 2
-        while await self._exists(chat_id, high):
+        while await self._exists(stem, high):
             low, high = high, high * 2
         while high - low > 1:  # low exists, high does not
             middle = (low + high) // 2
-            low, high = (middle, high) if await self._exists(chat_id, middle) else (low, middle)
+            low, high = (middle, high) if await self._exists(stem, middle) else (low, middle)
         return low
 
     async def _chat_run(self, request: web.Request) -> tuple[Identity, str | None] | web.Response:
-        """The caller and the chat's newest run (None if it has none), if the caller may read that run."""
+        """The caller and its chat's newest run (None if it has none), if the caller may read that run."""
         try:
             identity = self.runs.authenticator.require(request)
         except GatewayError as exc:
             return error_response(Error(code=exc.code, message=exc.message))
-        chat_id = request.match_info["chat_id"]
-        if _CHAT_ID.fullmatch(chat_id) is None:
-            return error_response(bad("a chat id is 1-52 letters, digits, '_' or '-'"))
-        n = await self.latest(chat_id)
+        stem = chat_runs(identity, request.match_info["chat_id"])
+        if stem is None:
+            return error_response(bad(_CHAT_ID_RULE))
+        n = await self.latest(stem)
         if n == 0:
             return identity, None
-        run_id = f"{chat_id}-{n}"
+        run_id = f"{stem}-{n}"
         denied = await self.runs.access.check_read(identity, run_id)
         return error_response(denied) if denied is not None else (identity, run_id)
 
@@ -171,35 +184,44 @@ class UiChatRoutes:
         if isinstance(admitted, Error):
             return error_response(admitted)
         identity, body = admitted
-        if _CHAT_ID.fullmatch(body.id) is None:
-            return error_response(bad("a chat id is 1-52 letters, digits, '_' or '-'"))
-        n = await self.latest(body.id)
+        stem = chat_runs(identity, body.id)
+        if stem is None:
+            return error_response(bad(_CHAT_ID_RULE))
+        n = await self.latest(stem)
         if n:  # a chat continues only for whoever may read it
-            denied = await self.runs.access.check_read(identity, f"{body.id}-{n}")
+            denied = await self.runs.access.check_read(identity, f"{stem}-{n}")
             if denied is not None:
                 return error_response(denied)
-        for attempt in range(MAX_STARTS):
-            run = to_run(body, agent, f"{body.id}-{n + 1 + attempt}", owner=identity.subject)
-            if isinstance(run, Error):
-                return error_response(run)
-            reply = await self.client.start(run)
-            if not isinstance(reply, Error):
-                return await self.stream(request, run.run_id)
-            if reply.code != ErrorCode.CONFLICT:
-                return error_response(reply)
+        lease = self.runs.lease(request, identity)
+        if isinstance(lease, Error):
+            return error_response(lease)
+        with lease:
+            for attempt in range(MAX_STARTS):
+                run = to_run(body, agent, f"{stem}-{n + 1 + attempt}", owner=identity.subject)
+                if isinstance(run, Error):
+                    return error_response(run)
+                reply = await self.client.start(run)
+                if not isinstance(reply, Error):
+                    return await self.stream(request, run.run_id, lease)
+                if reply.code != ErrorCode.CONFLICT:
+                    return error_response(reply)
         return error_response(Error(code=ErrorCode.CONFLICT, message=f"chat {body.id} is busy: try again"))
 
     async def resume(self, request: web.Request) -> web.StreamResponse:
         found = await self._chat_run(request)
         if isinstance(found, web.Response):
             return found
-        _, run_id = found
+        identity, run_id = found
         if run_id is None:
             return web.Response(status=204)
         last = await self.client.log.last(run_id)
         if last is None or is_terminal(last):
             return web.Response(status=204)
-        return await self.stream(request, run_id)
+        lease = self.runs.lease(request, identity)
+        if isinstance(lease, Error):
+            return error_response(lease)
+        with lease:
+            return await self.stream(request, run_id, lease)
 
     async def stop(self, request: web.Request) -> web.Response:
         found = await self._chat_run(request)
@@ -213,8 +235,9 @@ class UiChatRoutes:
         return web.json_response({"chat_id": request.match_info["chat_id"], "run_id": run_id, "stopping": stopping},
                                  status=202 if stopping else 200)
 
-    async def stream(self, request: web.Request, run_id: str) -> web.StreamResponse:
-        """The run from its first part (a resume replays the message from its start, as the SDK expects)."""
+    async def stream(self, request: web.Request, run_id: str, lease: StreamLease) -> web.StreamResponse:
+        """The run from its first part (a resume replays the message from its start, as the SDK expects); at the
+        token's expiry an ``error`` part ends the stream, and the run goes on for a resume with a new token."""
         response = web.StreamResponse(headers=UI_STREAM_HEADERS)
         await response.prepare(request)
         gauge = self.runs.streams.labels(transport=TRANSPORT)
@@ -226,7 +249,8 @@ class UiChatRoutes:
             await response.write(b": keepalive\n\n")
 
         try:
-            async with contextlib.aclosing(self.client.follow(run_id, on_idle=keepalive)) as events:
+            async with lease.until_expiry(), contextlib.aclosing(
+                    self.client.follow(run_id, on_idle=keepalive)) as events:
                 async for event, _ in events:
                     out = b"".join(b"data: %s\n\n" % ui_encoder.encode(part) for part in renderer.feed(event))
                     if is_terminal(event):
@@ -234,6 +258,12 @@ class UiChatRoutes:
                     if out:
                         await response.write(out)
                         counter.inc()
+        except TimeoutError:
+            if not lease.expired:
+                raise
+            end = ErrorPart(error_text=lease.error().message)
+            with contextlib.suppress(ConnectionResetError, ConnectionError):
+                await response.write(b"data: %s\n\n" % ui_encoder.encode(end) + DONE)
         except (ConnectionResetError, ConnectionError):
             pass  # the run goes on: the client resumes with GET …/{chat_id}/stream
         finally:

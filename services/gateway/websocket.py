@@ -11,6 +11,7 @@ from aiohttp import WSMsgType, web
 from proto.errors import ErrorCode
 from proto.gateway import CloseCode, Limits, Welcome
 from services.gateway import wsresponse
+from services.gateway.addresses import ClientAddresses
 from services.gateway.auth import Authenticator, OriginCheck
 from services.gateway.connection import Connection, ConnectionContext, pong_frame
 from services.gateway.dispatch import MessageHandler
@@ -31,7 +32,8 @@ class WebSocketEndpoint:
     def __init__(self, settings: GatewaySettings, *, instance_id: str, authenticator: Authenticator,
                  origin_check: OriginCheck, registry: ConnectionRegistry, counters: GatewayCounters,
                  connection_context: ConnectionContext, hooks: GatewayHooks, handler: MessageHandler,
-                 accepting: Callable[[], bool], disconnect: Callable[[Connection], Awaitable[None]]) -> None:
+                 accepting: Callable[[], bool], disconnect: Callable[[Connection], Awaitable[None]],
+                 addresses: ClientAddresses | None = None) -> None:
         self.instance_id = instance_id
         self.authenticator = authenticator
         self.origin_check = origin_check
@@ -42,6 +44,7 @@ class WebSocketEndpoint:
         self.handler = handler
         self.accepting = accepting
         self.disconnect = disconnect
+        self.addresses = addresses or ClientAddresses()
         s = settings
         self.settings = s
         self.limits = Limits(max_message_size=s.max_message_size, rate_limit=s.rate_limit,
@@ -75,11 +78,17 @@ class WebSocketEndpoint:
                 identity = self.authenticator.from_request(request) or self.authenticator.anonymous()
             except AuthenticationFailed as exc:
                 identity, auth_error = self.authenticator.anonymous(), exc
+            address = self.addresses.of(request)
             if not self.registry.admits(identity):
                 self.registry.unreserve()
                 counters.refused["max_connections"] += 1
                 return await self._refuse(request, CloseCode.TRY_AGAIN_LATER, "too many connections for this identity "
                                           "(GATEWAY_MAX_CONNECTIONS_PER_IDENTITY)")
+            if not self.registry.admits_address(address):
+                self.registry.unreserve()
+                counters.refused["max_connections"] += 1
+                return await self._refuse(request, CloseCode.TRY_AGAIN_LATER, "too many connections from this address "
+                                          "(GATEWAY_MAX_CONNECTIONS_PER_ADDRESS)")
             ws = self._response()
             await ws.prepare(request)
         except BaseException:
@@ -89,7 +98,7 @@ class WebSocketEndpoint:
         if transport is None:  # gone during the handshake
             self.registry.unreserve()
             return ws
-        conn = Connection(self.connection_context, transport, identity, ws=ws,
+        conn = Connection(self.connection_context, transport, identity, ws=ws, address=address,
                           deflate_wbits=int(ws.compress))  # the negotiated window bits; 0: none
         self.registry.add(conn)
         counters.connections_opened["ws"] += 1
