@@ -110,6 +110,7 @@ async def start_server(kind: str, nats_url: str, compress: bool, loop: str) -> S
         env = {**os.environ, "RAAF_EVENT_LOOP": loop, "NATS_URL": nats_url, "WEBSOCKET_HOST": "127.0.0.1",
                "WEBSOCKET_PORT": str(port),
                "RAAF_PREFIX": PREFIX, "WEBSOCKET_MAX_CONNECTIONS": "50000", "WEBSOCKET_RATE_LIMIT": "0",
+               "GATEWAY_MAX_CONNECTIONS_PER_ADDRESS": "0",  # every client is 127.0.0.1 here
                "WEBSOCKET_IDLE_TIMEOUT": "0", "LOG_LEVEL": "warning",
                "WEBSOCKET_ENABLE_COMPRESSION": "true" if compress else "false"}
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.gateway", cwd=ROOT, env=env,
