@@ -14,8 +14,9 @@ import aiohttp
 import pytest
 
 from raaf.testing import OpenAIMock, Script
-from services.gateway import GatewayApp
+from services.gateway import GatewayApp, GatewaySettings
 from shared.devstack.servers import NatsServer
+from shared.errors import SettingsError
 from tests.support.dialects_fixtures import StartApp, start_gateway
 from tests.support.gateway import SECRET, connect, expect_close, make_gateway, token, ws_url
 from tests.support.sse import sse_events
@@ -202,3 +203,11 @@ async def test_a_run_stream_and_every_dialect_stream_end_at_token_expiry_with_th
             return (await status.json()).get("status") == "cancelled"
 
     await eventually(cancelled, 15, what="the chat completion's run cancelled at expiry")
+
+
+def test_a_trusted_proxy_that_is_no_address_stops_the_gateway_naming_the_variable() -> None:
+    with pytest.raises(SettingsError, match="GATEWAY_TRUSTED_PROXIES"):
+        GatewaySettings.from_env({"GATEWAY_TRUSTED_PROXIES": "10.0.0.0/8, proxy.internal"})
+    settings = GatewaySettings.from_env({"GATEWAY_TRUSTED_PROXIES": "10.0.0.0/8, [::1]",
+                                         "GATEWAY_MAX_CONNECTIONS_PER_ADDRESS": "0"})
+    assert (settings.trusted_proxies, settings.max_connections_per_address) == (("10.0.0.0/8", "[::1]"), 0)
