@@ -12,6 +12,7 @@ from proto.runs import RunEvent, TextDelta, ToolOutput
 from proto.subjects import encode_token
 from raaf.testing import Script, ToolCall
 from shared.openai_mock.wire import ChatRequest
+from shared.runs.log import decode
 from shared.runs.registry import RunRegistry
 from tests.support.processes import ServiceProcess
 from tests.support.runs import Runs, runner_env
@@ -118,3 +119,25 @@ def last_turn_text(events: list[RunEvent]) -> str:
 
 def dumps(events: list[RunEvent]) -> str:
     return json.dumps([type(e).__name__ for e in events])
+
+
+async def kill_mid_answer(runs: Runs, runners: dict[str, ServiceProcess], word: str = " w4") -> str:
+    """Whatever client reads the run: wait (on the live events under this prefix) until the first run's text
+    says ``word``, then SIGKILL the runner that owns the run; the run's id."""
+    registry = RunRegistry(runs.nc.jetstream(), runs.client.subjects)
+    assert await registry.bind()
+    sub = await runs.nc.subscribe(runs.client.subjects.run_events_all)
+    text: dict[str, str] = {}
+    try:
+        async for msg in sub.messages:
+            event = decode(msg.data)
+            if isinstance(event, TextDelta):
+                text[event.run_id] = text.get(event.run_id, "") + event.delta
+                if word in text[event.run_id]:
+                    owner = await registry.owner(event.run_id)
+                    assert owner is not None
+                    runners.pop(owner).kill()
+                    return event.run_id
+    finally:
+        await sub.unsubscribe()
+    raise AssertionError("the events subscription ended")
