@@ -13,8 +13,17 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+from openai.types.responses import FunctionToolParam
 
-from proto.runs import RunCompleted, RunEvent, RunStepRestarted, TextDelta, ToolOutput, run_event_decoder
+from proto.runs import (
+    RunCompleted,
+    RunEvent,
+    RunStepRestarted,
+    TextDelta,
+    ToolCallDelta,
+    ToolOutput,
+    run_event_decoder,
+)
 from raaf.testing import OpenAIMock
 from services.gateway import GatewayApp, GatewaySettings
 from shared.devstack.servers import NatsServer
@@ -116,20 +125,54 @@ async def test_a_responses_stream_read_by_the_openai_client_continues_across_a_r
     runners = await two_runners(runs, runner)
     killer = asyncio.create_task(kill_mid_answer(runs, runners))
     deltas: list[str] = []
+    live: list[tuple[int, str]] = []
     final = None
     async with openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key="unused", max_retries=0) as client:
         stream = await client.responses.create(model="clerk", input="note:a", stream=True)
         async for event in stream:
+            live.append((event.sequence_number, event.type))
             if event.type == "response.output_text.delta":
                 deltas.append(event.delta)
             elif event.type == "response.completed":
                 final = event.response
-    run_id = await killer
+        run_id = await killer
+        # Resuming from before the kill renders the same events again: the numbering holds across the restart.
+        middle = live[len(live) // 3][0]
+        resumed = await client.responses.retrieve(f"resp_{run_id}", stream=True, starting_after=middle)
+        again = [(event.sequence_number, event.type) async for event in resumed]
+    assert again == [e for e in live if e[0] > middle]
     expected = uninterrupted(await stored_run(gateway, run_id))
     assert "".join(deltas) == expected, "each word once, in order"
     assert final is not None and final.output_text == expected and final.status == "completed"
     assert {getattr(item, "status", None) for item in final.output} == {"completed"}
     assert calls(tmp_path) == ["note a"]
+
+
+async def test_a_responses_client_call_cut_off_by_a_restart_ends_incomplete_and_comes_again_as_a_new_item(
+    runs: Runs, runner: Callable[..., ServiceProcess], gateway: str
+) -> None:
+    runners = await two_runners(runs, runner)
+    killer = asyncio.create_task(kill_mid_answer(runs, runners, until=lambda e, _: isinstance(e, ToolCallDelta)))
+    locate: FunctionToolParam = {"type": "function", "name": "locate", "strict": False, "parameters": {
+        "type": "object", "properties": {"place": {"type": "string"}}}}
+    done: list[tuple[str, str]] = []
+    final = None
+    async with openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key="unused", max_retries=0) as client:
+        stream = await client.responses.create(model="clerk", input="locate:oslo", tools=[locate], stream=True)
+        async for event in stream:
+            if event.type == "response.output_item.done" and event.item.type == "function_call":
+                done.append((event.item.id or "", event.item.status or ""))
+            elif event.type == "response.completed":
+                final = event.response
+    run_id = await killer
+    events = await stored_run(gateway, run_id)
+    final_event = events[-1]
+    assert isinstance(final_event, RunCompleted) and [c.name for c in final_event.client_calls] == ["locate"]
+    assert done == [("fc_call_1_locate", "incomplete"), ("fc_call_1_locate_1", "completed")]
+    assert final is not None and final.output_text == "Step 1. ", "the preamble once"
+    calls_out = [item for item in final.output if item.type == "function_call"]
+    assert [(c.id, c.status, c.arguments) for c in calls_out] == [
+        ("fc_call_1_locate_1", "completed", '{"place":"oslo"}')], "the cut-off call is not the client's to run"
 
 
 async def test_the_ai_sdk_chat_transport_assembles_the_uninterrupted_message_across_a_restart(

@@ -65,7 +65,8 @@ class ResponseRenderer:
 
     A restarted step (``run_step_restarted``) cannot take back text: the message being written stays open and the
     step's text continues past what it already holds (``Continuation``); a client tool call the interrupted step
-    left half streamed is done as ``incomplete``, and the step's new call is a new item.
+    left half streamed is done as ``incomplete`` (and left out of the response's ``output``, so no client runs
+    it), and the step's new call is a new item.
     """
 
     def __init__(self, run_id: str) -> None:
@@ -87,12 +88,14 @@ class ResponseRenderer:
         self._calls: dict[str, _Open] = {}
         self._messages = 0
         self._text = Continuation()
-        self._items: set[str] = set()  # the function call items' ids so far
+        self._items: dict[str, int] = {}  # function call item id -> how many items of that call so far
+        self._voided: set[int] = set()  # output indexes of calls a restart cut off
 
     def snapshot(self) -> Response:
         """The response object as of the events fed so far."""
         return Response(id=self.id, created_at=self.created_at, status=self.status, background=self.background,
-                        model=self.model, output=list(self.output), usage=self.usage, error=self.error,
+                        model=self.model, usage=self.usage, error=self.error,
+                        output=[item for i, item in enumerate(self.output) if i not in self._voided],
                         incomplete_details=self.incomplete,
                         previous_response_id=self.previous, metadata=self.metadata)
 
@@ -132,12 +135,12 @@ class ResponseRenderer:
             case RunStepRestarted():
                 for call in list(self._calls.values()):  # started in the interrupted step, never finished
                     self._end_call(out, call, "incomplete")
+                    self._voided.add(call.index)
             case ToolCallStarted(call_id=call_id, name=name) if name in self.client_tools:
                 self._close(out)
-                item_id = f"fc_{call_id}"
-                if item_id in self._items:  # the same call again, after a restart
-                    item_id = f"{item_id}_{sum(i.startswith(item_id) for i in self._items)}"
-                self._items.add(item_id)
+                again = self._items.get(call_id, 0)  # the same call again, after a restart: a new item
+                self._items[call_id] = again + 1
+                item_id = f"fc_{call_id}_{again}" if again else f"fc_{call_id}"
                 call = _Open(index=len(self.output), item_id=item_id, name=name, call_id=call_id)
                 self._open = self._calls[call_id] = call
                 self.output.append(self._call_item(call, "in_progress"))
