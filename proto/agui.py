@@ -142,7 +142,14 @@ class ToolCallResultEvent(AgEvent, frozen=True, kw_only=True, tag="TOOL_CALL_RES
     role: str = "tool"
 
 
+class CustomEvent(AgEvent, frozen=True, kw_only=True, tag="CUSTOM"):
+    """AG-UI's application event: ``name`` says what ``value`` is (here ``raaf.step_restarted``)."""
+
+    name: str
+    value: dict[str, str | int | None] = {}
+
+
 AnyAgEvent = (RunStartedEvent | RunFinishedEvent | RunErrorEvent | StepStartedEvent | StepFinishedEvent
               | TextMessageStartEvent | TextMessageContentEvent | TextMessageEndEvent | ToolCallStartEvent
-              | ToolCallArgsEvent | ToolCallEndEvent | ToolCallResultEvent)
+              | ToolCallArgsEvent | ToolCallEndEvent | ToolCallResultEvent | CustomEvent)
 agui_encoder: Final = msgspec.json.Encoder()

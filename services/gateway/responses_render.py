@@ -32,11 +32,13 @@ from proto.runs import (
     RunFailed,
     RunQueued,
     RunStarted,
+    RunStepRestarted,
     TextDelta,
     ToolCallDelta,
     ToolCallFinished,
     ToolCallStarted,
 )
+from shared.runs.continuation import Continuation
 
 # Metadata keys the Responses facade keeps for itself in the run's metadata (not shown to the client).
 BACKGROUND_KEY = "raaf.responses.background"
@@ -59,7 +61,13 @@ class _Open:
 
 
 class ResponseRenderer:
-    """Feed it a run's events in seq order; it returns the Responses events each one makes, numbered from 0."""
+    """Feed it a run's events in seq order; it returns the Responses events each one makes, numbered from 0.
+
+    A restarted step (``run_step_restarted``) cannot take back text: the message being written stays open and the
+    step's text continues past what it already holds (``Continuation``); a client tool call the interrupted step
+    left half streamed is done as ``incomplete`` (and left out of the response's ``output``, so no client runs
+    it), and the step's new call is a new item.
+    """
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
@@ -79,11 +87,15 @@ class ResponseRenderer:
         self._open: _Open | None = None
         self._calls: dict[str, _Open] = {}
         self._messages = 0
+        self._text = Continuation()
+        self._items: dict[str, int] = {}  # function call item id -> how many items of that call so far
+        self._voided: set[int] = set()  # output indexes of calls a restart cut off
 
     def snapshot(self) -> Response:
         """The response object as of the events fed so far."""
         return Response(id=self.id, created_at=self.created_at, status=self.status, background=self.background,
-                        model=self.model, output=list(self.output), usage=self.usage, error=self.error,
+                        model=self.model, usage=self.usage, error=self.error,
+                        output=[item for i, item in enumerate(self.output) if i not in self._voided],
                         incomplete_details=self.incomplete,
                         previous_response_id=self.previous, metadata=self.metadata)
 
@@ -96,6 +108,7 @@ class ResponseRenderer:
 
     def feed(self, event: RunEvent) -> list[StreamEvent]:
         out: list[StreamEvent] = []
+        text = self._text.feed(event)
         match event:
             case RunQueued() | RunStarted() if event.seq == 1:
                 self.model, self.created_at = event.agent, int(event.at)
@@ -109,17 +122,26 @@ class ResponseRenderer:
             case RunStarted():  # a queued run starting
                 self.status = "in_progress"
                 out.append(self._lifecycle("in_progress"))
-            case TextDelta(delta=delta):
+            case TextDelta():
+                if text is None:
+                    return out  # the restarted step says again what the client has
                 if self._open is None or self._open.name is not None:
                     self._close(out)
                     self._start_message(out)
                 assert self._open is not None
-                self._open.parts.append(delta)
+                self._open.parts.append(text)
                 out.append(TextDeltaEvent(sequence_number=self._n(), item_id=self._open.item_id,
-                                          output_index=self._open.index, delta=delta))
+                                          output_index=self._open.index, delta=text))
+            case RunStepRestarted():
+                for call in list(self._calls.values()):  # started in the interrupted step, never finished
+                    self._end_call(out, call, "incomplete")
+                    self._voided.add(call.index)
             case ToolCallStarted(call_id=call_id, name=name) if name in self.client_tools:
                 self._close(out)
-                call = _Open(index=len(self.output), item_id=f"fc_{call_id}", name=name, call_id=call_id)
+                again = self._items.get(call_id, 0)  # the same call again, after a restart: a new item
+                self._items[call_id] = again + 1
+                item_id = f"fc_{call_id}_{again}" if again else f"fc_{call_id}"
+                call = _Open(index=len(self.output), item_id=item_id, name=name, call_id=call_id)
                 self._open = self._calls[call_id] = call
                 self.output.append(self._call_item(call, "in_progress"))
                 out.append(OutputItemEvent(type="response.output_item.added", sequence_number=self._n(),
@@ -130,16 +152,9 @@ class ResponseRenderer:
                 out.append(ArgumentsDeltaEvent(sequence_number=self._n(), item_id=call.item_id,
                                                output_index=call.index, delta=delta))
             case ToolCallFinished(call_id=call_id, arguments=arguments) if call_id in self._calls:
-                call = self._calls.pop(call_id)
-                if self._open is call:
-                    self._open = None
+                call = self._calls[call_id]
                 call.parts = [arguments]
-                self.output[call.index] = item = self._call_item(call, "completed")
-                assert call.name is not None
-                out.append(ArgumentsDoneEvent(sequence_number=self._n(), item_id=call.item_id,
-                                              output_index=call.index, name=call.name, arguments=arguments))
-                out.append(OutputItemEvent(type="response.output_item.done", sequence_number=self._n(),
-                                           output_index=call.index, item=item))
+                self._end_call(out, call, "completed")
             case RunCompleted(usage=usage, truncated=truncated):
                 self._close(out)
                 self.status = "incomplete" if truncated else "completed"
@@ -161,6 +176,18 @@ class ResponseRenderer:
                 if self._open is not None and self._open.name is None:
                     self._close(out)  # a server tool call or handoff ends the message the model was writing
         return out
+
+    def _end_call(self, out: list[StreamEvent], call: _Open, status: str) -> None:
+        assert call.name is not None and call.call_id is not None
+        del self._calls[call.call_id]
+        if self._open is call:
+            self._open = None
+        self.output[call.index] = item = self._call_item(call, status)
+        if status == "completed":
+            out.append(ArgumentsDoneEvent(sequence_number=self._n(), item_id=call.item_id, output_index=call.index,
+                                          name=call.name, arguments="".join(call.parts)))
+        out.append(OutputItemEvent(type="response.output_item.done", sequence_number=self._n(),
+                                   output_index=call.index, item=item))
 
     def _call_item(self, call: _Open, status: str) -> FunctionCall:
         assert call.name is not None and call.call_id is not None

@@ -37,6 +37,7 @@ from proto.ui_stream import (
     ToolInputStart,
     ToolOutputAvailable,
 )
+from shared.runs.continuation import Continuation
 
 MESSAGE_KEY = "raaf.ui.message"  # run metadata: the assistant message a continuation adds to
 
@@ -54,7 +55,11 @@ def _json_or_text(text: str) -> Any:
 
 
 class UiStreamRenderer:
-    """Feed it a run's events in seq order; it returns the stream parts each one makes."""
+    """Feed it a run's events in seq order; it returns the stream parts each one makes.
+
+    The stream has no way to take text back: a restarted step continues the text part being written, past what
+    it already holds (``Continuation``), so the message reads as if the runner had never died.
+    """
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
@@ -63,6 +68,7 @@ class UiStreamRenderer:
         self._texts = 0
         self._in_step = False
         self._after_tools = False  # tool results came: the model's next output is a new step
+        self._continuation = Continuation()
 
     def _server(self, name: str) -> dict[str, Any]:
         return {} if name in self.client_tools else {"dynamic": True, "provider_executed": True}
@@ -89,11 +95,12 @@ class UiStreamRenderer:
 
     def feed(self, event: RunEvent) -> list[StreamPart]:
         out: list[StreamPart] = []
+        delta = self._continuation.feed(event)
         match event:
             case RunQueued() | RunStarted() if event.seq == 1:
                 self.client_tools = frozenset(event.client_tools)
                 out.append(Start(message_id=event.metadata.get(MESSAGE_KEY) or message_id(self.run_id)))
-            case TextDelta(delta=delta):
+            case TextDelta() if delta is not None:
                 self._step(out)
                 if self._text is None:
                     self._texts += 1
@@ -104,8 +111,8 @@ class UiStreamRenderer:
                 self._step(out)
                 self._end_text(out)
                 out.append(ToolInputStart(tool_call_id=call_id, tool_name=name, **self._server(name)))
-            case ToolCallDelta(call_id=call_id, delta=delta):
-                out.append(ToolInputDelta(tool_call_id=call_id, input_text_delta=delta))
+            case ToolCallDelta(call_id=call_id, delta=piece):
+                out.append(ToolInputDelta(tool_call_id=call_id, input_text_delta=piece))
             case ToolCallFinished(call_id=call_id, name=name, arguments=arguments):
                 out.append(ToolInputAvailable(tool_call_id=call_id, tool_name=name, input=_json_or_text(arguments),
                                               **self._server(name)))

@@ -6,7 +6,8 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, get_args
 
 import msgspec
 import nats.errors
@@ -41,6 +42,40 @@ _STORE_AWAY: Final = (nats.errors.TimeoutError, nats.errors.NoRespondersError, n
 IdleCheck = Callable[[str], Awaitable[None]]
 
 
+class _Envelope(msgspec.Struct):
+    """What every run event has, whatever its type: read when the type is not one of ``RunEvent``'s."""
+
+    type: str = ""
+    seq: int = 0
+
+
+_envelope_decoder: Final = msgspec.json.Decoder(_Envelope)
+KNOWN_EVENT_TYPES: Final = frozenset(str(t.__struct_config__.tag) for t in get_args(RunEvent))
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """A stored event of a type this reader does not know (written by a newer runner): skipped, seq kept."""
+
+    seq: int
+    type: str
+
+
+def decode(payload: bytes) -> RunEvent | Unknown:
+    """A stored run event; ``Unknown`` for a well-formed event of a type this version does not know.
+
+    The one decoder of the one union decides: only its typed error for the tag sends us to the envelope, and a
+    known type that does not decode still raises.
+    """
+    try:
+        return run_event_decoder.decode(payload)
+    except msgspec.ValidationError:
+        envelope = _envelope_decoder.decode(payload)
+        if envelope.type in KNOWN_EVENT_TYPES or envelope.seq < 1:
+            raise
+        return Unknown(seq=envelope.seq, type=envelope.type)
+
+
 def run_stream_config(
     subjects: Subjects, *, max_age: float, replicas: int = 1, max_bytes: int = -1, max_msg_size: int = -1
 ) -> StreamConfig:
@@ -59,7 +94,7 @@ def run_stream_config(
     )
 
 
-def is_terminal(event: RunEvent) -> bool:
+def is_terminal(event: RunEvent | Unknown) -> bool:
     return isinstance(event, TERMINAL_EVENTS)
 
 
@@ -76,6 +111,14 @@ class RunLog:
         self.subjects = subjects
         self.stream = subjects.stream_name("runs")
         self.acks = acks  # the writers' pipelined acks (agent-runner); readers publish rarely, with js.publish
+        self.unknown_events = 0  # events of a type this version does not know, skipped (a newer writer's)
+
+    def _decode(self, run_id: str, payload: bytes) -> RunEvent | Unknown:
+        event = decode(payload)
+        if isinstance(event, Unknown):
+            self.unknown_events += 1
+            log.debug("skipped run event %s of %s: unknown type %r", event.seq, run_id, event.type)
+        return event
 
     # ---- writing ---------------------------------------------------------------------------------------
 
@@ -103,8 +146,9 @@ class RunLog:
 
     async def fail(self, run_id: str, code: ErrorCode, message: str) -> RunFailed | None:
         """End a run that is not over yet with ``run_failed`` (the next seq); None if it already ended."""
-        last = await self.last(run_id)
-        if last is not None and is_terminal(last):
+        payload = await self.last_payload(run_id)
+        last = None if payload is None else self._decode(run_id, payload)
+        if last is not None and not isinstance(last, Unknown) and is_terminal(last):
             return None
         event = RunFailed(run_id=run_id, seq=(last.seq + 1) if last else 1, at=time.time(), code=code,
                           message=message)
@@ -119,9 +163,16 @@ class RunLog:
     # ---- reading ---------------------------------------------------------------------------------------
 
     async def last(self, run_id: str) -> RunEvent | None:
-        """The run's newest stored event, or None if it has none (unknown, or expired)."""
+        """The run's newest stored event, or None if it has none (unknown, or expired); the newest one of a type
+        this version knows if the newest is of a newer one."""
         payload = await self.last_payload(run_id)
-        return None if payload is None else run_event_decoder.decode(payload)
+        last = None if payload is None else self._decode(run_id, payload)
+        if isinstance(last, Unknown):
+            last = None
+            async with contextlib.aclosing(self.stored(run_id)) as stored:
+                async for event, _ in stored:
+                    last = event
+        return last
 
     async def first(self, run_id: str) -> RunEvent | None:
         """The run's first stored event (``run_started`` or ``run_queued``, which name its owner)."""
@@ -130,7 +181,8 @@ class RunLog:
                                         direct=True)
         except NotFoundError:
             return None
-        return run_event_decoder.decode(msg.data) if msg.data else None
+        first = self._decode(run_id, msg.data) if msg.data else None
+        return None if isinstance(first, Unknown) else first
 
     async def last_payload(self, run_id: str) -> bytes | None:
         try:
@@ -141,11 +193,19 @@ class RunLog:
 
     async def stored(self, run_id: str, after_seq: int = 0, *, batch: int = 256, timeout: float = 5.0
                      ) -> AsyncGenerator[tuple[RunEvent, bytes], None]:
-        """The run's stored events with ``seq > after_seq``, in order, up to the newest one stored now.
+        """The run's stored events with ``seq > after_seq``, in order, up to the newest one stored now (those of
+        types this version does not know left out).
 
         Batched direct gets (``next_by_subj``): one round trip per ``batch`` events and no consumer, so
         thousands of followers catching up at once cost the server no consumer state.
         """
+        async with contextlib.aclosing(self._stored(run_id, after_seq, batch=batch, timeout=timeout)) as events:
+            async for event, raw in events:
+                if not isinstance(event, Unknown):
+                    yield event, raw
+
+    async def _stored(self, run_id: str, after_seq: int = 0, *, batch: int = 256, timeout: float = 5.0
+                      ) -> AsyncGenerator[tuple[RunEvent | Unknown, bytes], None]:
         subject = self.subjects.run_events(run_id)
         inbox = self.nc.new_inbox()
         sub = await self.nc.subscribe(inbox)
@@ -169,7 +229,7 @@ class RunLog:
                         return
                     start = int(headers.get("Nats-Sequence", "0")) + 1
                     got += 1
-                    event = run_event_decoder.decode(msg.data)
+                    event = self._decode(run_id, msg.data)
                     if event.seq > after_seq:
                         yield event, msg.data
                         after_seq = event.seq
@@ -186,22 +246,31 @@ class RunLog:
 
         Live events come over a core subscription (no consumer on the hot path); whatever it misses (before
         it existed, dropped as a slow consumer, a terminal event racing the subscription) is read from the
-        store, which a quiet run re-checks every ``idle`` seconds before calling ``on_idle``.
+        store, which a quiet run re-checks every ``idle`` seconds before calling ``on_idle``. Events of a type
+        this version does not know count for the order and are not yielded.
         """
+        async with contextlib.aclosing(self._follow(run_id, after_seq, idle=idle, on_idle=on_idle)) as events:
+            async for event, raw in events:
+                if not isinstance(event, Unknown):
+                    yield event, raw
+
+    async def _follow(
+        self, run_id: str, after_seq: int, *, idle: float, on_idle: IdleCheck | None
+    ) -> AsyncGenerator[tuple[RunEvent | Unknown, bytes], None]:
         subject = self.subjects.run_events(run_id)
         sub = await self.nc.subscribe(subject, pending_msgs_limit=_LIVE_PENDING, pending_bytes_limit=-1)
         expected = after_seq + 1
         try:
             await barrier(self.nc)  # the server now routes new events to us: the store has every older one
             payload = await self.last_payload(run_id)
-            last = None if payload is None else run_event_decoder.decode(payload)
+            last = None if payload is None else self._decode(run_id, payload)
             if last is not None and payload is not None and last.seq == expected:
                 yield last, payload  # the usual case of a run just started: nothing else to read
                 expected += 1
                 if is_terminal(last):
                     return
             elif last is not None and last.seq >= expected:
-                async with contextlib.aclosing(self.stored(run_id, expected - 1)) as stored:
+                async with contextlib.aclosing(self._stored(run_id, expected - 1)) as stored:
                     async for event, raw in stored:
                         yield event, raw
                         expected = event.seq + 1
@@ -228,7 +297,7 @@ class RunLog:
                         log.info("run store not answering while following %s: %r", run_id, exc)
                     continue
                 try:
-                    event = run_event_decoder.decode(msg.data)
+                    event = self._decode(run_id, msg.data)
                 except msgspec.DecodeError:
                     log.warning("undecodable event on %s", subject)
                     continue
@@ -236,7 +305,7 @@ class RunLog:
                     continue  # already delivered (from the store, or a duplicate write)
                 if event.seq > expected:
                     # A gap: events are stored in seq order before the next one is published.
-                    async with contextlib.aclosing(self.stored(run_id, expected - 1)) as stored:
+                    async with contextlib.aclosing(self._stored(run_id, expected - 1)) as stored:
                         async for missed, raw in stored:
                             if missed.seq >= event.seq:
                                 break
@@ -252,10 +321,11 @@ class RunLog:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
-    async def _catch_up(self, run_id: str, expected: int) -> AsyncGenerator[tuple[RunEvent, bytes], None]:
-        last = await self.last(run_id)
+    async def _catch_up(self, run_id: str, expected: int
+                        ) -> AsyncGenerator[tuple[RunEvent | Unknown, bytes], None]:
+        payload = await self.last_payload(run_id)
+        last = None if payload is None else self._decode(run_id, payload)
         if last is not None and last.seq >= expected:
-            async with contextlib.aclosing(self.stored(run_id, expected - 1)) as stored:
+            async with contextlib.aclosing(self._stored(run_id, expected - 1)) as stored:
                 async for event, raw in stored:
                     yield event, raw
-

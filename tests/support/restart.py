@@ -8,14 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from proto.runs import RunEvent, TextDelta, ToolOutput
+from proto.runs import AgentList, RunEvent, TextDelta, ToolOutput
 from proto.subjects import encode_token
 from raaf.testing import Script, ToolCall
 from shared.openai_mock.wire import ChatRequest
+from shared.runs.log import Unknown, decode
 from shared.runs.registry import RunRegistry
 from tests.support.processes import ServiceProcess
 from tests.support.runs import Runs, runner_env
-from tests.test_runs_runner import wait_for_runner
+from tests.support.waiting import eventually
 
 AGENTS_TOML = """
 idempotent_tools = ["lookup"]
@@ -31,15 +32,18 @@ ANSWER_WORDS = 40  # the last turn's answer, streamed a word per token
 
 def plan(text: str) -> list[ToolCall]:
     """The tool calls the scripted model makes, one per turn, from the user's message: ``note:x lookup:y ...``
-    (``slowlookup:y``, ``slowcharge:5``: the call takes 30 s, long enough to kill its runner in it)."""
+    (``slowlookup:y``, ``slowcharge:5``: the call takes 30 s, long enough to kill its runner in it; ``locate:y``: a
+    call of the client's own tool ``locate``, its arguments streamed in twelve pieces)."""
     calls = []
     for n, word in enumerate(text.split()):
         name, _, arg = word.partition(":")
         slow = 30 if name.startswith("slow") else 0
         name = name.removeprefix("slow")
         args: dict[str, Any] = ({"text": arg} if name == "note" else {"key": arg, "seconds": slow}
-                                if name == "lookup" else {"amount": int(arg), "seconds": slow})
-        calls.append(ToolCall(name=name, arguments=args, id=f"call_{n + 1}_{name}", fragments=2))
+                                if name == "lookup" else {"place": arg} if name == "locate"
+                                else {"amount": int(arg), "seconds": slow})
+        calls.append(ToolCall(name=name, arguments=args, id=f"call_{n + 1}_{name}",
+                              fragments=12 if name == "locate" else 2))
     return calls
 
 
@@ -59,9 +63,13 @@ def scripted_model(request: ChatRequest) -> Script:
 
 
 async def alive(runs: Runs, *instances: str) -> None:
-    """Wait until every named runner holds its lease (it takes runs and sweeps orphans)."""
-    async with asyncio.timeout(30):
-        await wait_for_runner(runs)  # the buckets exist
+    """Wait until every named runner holds its lease (it takes runs and sweeps orphans); two child processes
+    importing the runner took over 30 s at a load average of 9 on two CPUs."""
+    async def answered() -> bool:
+        return isinstance(await runs.client.agents(), AgentList)
+
+    async with asyncio.timeout(90):
+        await eventually(answered, 90, interval=0.1, what="an agent-runner answering")  # the buckets exist
         registry = RunRegistry(runs.nc.jetstream(), runs.client.subjects)
         assert await registry.bind()
         for instance in instances:
@@ -118,3 +126,30 @@ def last_turn_text(events: list[RunEvent]) -> str:
 
 def dumps(events: list[RunEvent]) -> str:
     return json.dumps([type(e).__name__ for e in events])
+
+
+async def kill_mid_answer(runs: Runs, runners: dict[str, ServiceProcess], word: str = " w4", *,
+                          until: Callable[[RunEvent, str], bool] | None = None) -> str:
+    """Whatever client reads the run: wait (on the live events under this prefix) until the first run's text
+    says ``word`` (or ``until(event, text so far)`` holds), then SIGKILL the runner that owns the run; the
+    run's id."""
+    registry = RunRegistry(runs.nc.jetstream(), runs.client.subjects)
+    assert await registry.bind()
+    sub = await runs.nc.subscribe(runs.client.subjects.run_events_all)
+    text: dict[str, str] = {}
+    try:
+        async for msg in sub.messages:
+            event = decode(msg.data)
+            if isinstance(event, Unknown):
+                continue
+            if isinstance(event, TextDelta):
+                text[event.run_id] = text.get(event.run_id, "") + event.delta
+            said = text.get(event.run_id, "")
+            if until(event, said) if until is not None else isinstance(event, TextDelta) and word in said:
+                owner = await registry.owner(event.run_id)
+                assert owner is not None
+                runners.pop(owner).kill()
+                return event.run_id
+    finally:
+        await sub.unsubscribe()
+    raise AssertionError("the events subscription ended")
