@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -11,15 +12,19 @@ from pathlib import Path
 import aiohttp
 import nats
 import pytest
+from nats.js.errors import NotFoundError
 
 from proto.subjects import Subjects
 from raaf.testing import Match, OpenAIMock, Script, ToolCall
 from shared.clients.jobs import JobsClient
+from shared.clients.runs import RunClient
 from shared.devstack.servers import NatsServer, ValkeyServer, free_port
 from shared.jobs.errors import SchedulerUnavailableError
+from shared.tracing import TRACING
 from tests.support.env import service_env, unique_prefix
 from tests.support.otlp import OtlpReceiver, ReceivedSpan
 from tests.support.processes import ServiceProcess
+from tests.support.runs import Runs, StartRunner
 
 AGENTS_TOML = """
 [[agents]]
@@ -239,7 +244,7 @@ async def test_a_chat_messages_answer_links_to_the_message_and_its_run_is_in_the
     assert (run.trace_id, run.parent_id) == (answer.trace_id, answer.span_id)
 
 
-async def test_post_v1_runs_is_the_runs_parent_and_the_first_stored_event_carries_the_runs_context(
+async def test_post_v1_runs_is_the_runs_parent_and_every_stored_event_carries_the_runs_context(
     stack: Stack
 ) -> None:
     stack.mock.add_rule(Script(text="Posted."), match=Match(model="billing-m"))
@@ -252,12 +257,51 @@ async def test_post_v1_runs_is_the_runs_parent_and_the_first_stored_event_carrie
     request, run = one(stack.receiver.spans, "POST /v1/runs"), one(stack.receiver.spans, "invoke_agent billing")
     assert (run.trace_id, run.parent_id) == (request.trace_id, request.span_id)
     assert request.attributes["http.response.status_code"] == 202
-    nc = await nats.connect(stack.nats_url)
+    await wait_for_the_end(stack.nats_url, stack.prefix, run_id)
+    stored = await stored_headers(stack.nats_url, stack.prefix, run_id)
+    assert len(stored) >= 3  # run_started, the text, run_completed
+    assert [headers["traceparent"].split("-")[1:3] for headers in stored] == [[run.trace_id, run.span_id]] * len(
+        stored)
+
+
+async def test_with_tracing_off_no_stored_run_event_carries_a_trace_context(
+    start_runner: StartRunner, runs: Runs, nats_server: NatsServer, prefix: str, mock: OpenAIMock
+) -> None:
+    assert not TRACING.on
+    mock.add_rule(Script(text="Untraced answer, several tokens long."))
+    await start_runner()
+    events = await runs.run("hi")
+    assert type(events[-1]).__name__ == "RunCompleted"
+    stored = await stored_headers(nats_server.url, prefix, events[0].run_id)
+    assert len(stored) == len(events) >= 3
+    assert [key for headers in stored for key in headers if key in ("traceparent", "tracestate")] == []
+
+
+async def wait_for_the_end(nats_url: str, prefix: str, run_id: str) -> None:
+    nc = await nats.connect(nats_url)
     try:
-        subjects = Subjects(stack.prefix)
-        first = await nc.jetstream().get_msg(subjects.stream_name("runs"), seq=1,
-                                             subject=subjects.run_events(run_id), next=True)
+        client = RunClient(nc, nc.jetstream(), Subjects(prefix))
+        async with asyncio.timeout(20), contextlib.aclosing(client.follow(run_id)) as events:
+            async for _ in events:
+                pass
     finally:
         await nc.close()
-    assert first.headers is not None
-    assert first.headers["traceparent"].split("-")[1:3] == [run.trace_id, run.span_id]
+
+
+async def stored_headers(nats_url: str, prefix: str, run_id: str) -> list[dict[str, str]]:
+    """The headers of every stored event of the run, in order (as any reader of the stream gets them)."""
+    nc = await nats.connect(nats_url)
+    subjects = Subjects(prefix)
+    found: list[dict[str, str]] = []
+    try:
+        seq = 1
+        while True:
+            try:
+                msg = await nc.jetstream().get_msg(subjects.stream_name("runs"), seq=seq,
+                                                   subject=subjects.run_events(run_id), next=True)
+            except NotFoundError:
+                return found
+            found.append(dict(msg.headers or {}))
+            seq = (msg.seq or seq) + 1
+    finally:
+        await nc.close()

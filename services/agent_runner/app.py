@@ -52,7 +52,7 @@ from shared.runs.log import RunLog, run_stream_config
 from shared.runs.registry import RunRegistry
 from shared.runs.state import RunStateStore
 from shared.service.app import App
-from shared.tracing import genai, trace_headers
+from shared.tracing import genai, inject, trace_headers
 
 QUEUE_GROUP = "agent-runner"
 
@@ -263,6 +263,7 @@ class AgentRunnerApp(App):
         with genai.agent_run(job.trace_headers, run_id=job.run_id, agent=job.request.agent,
                              handover=job.request.handover_from is not None) as span:
             job.span = span
+            job.writer.trace = inject()  # every event of the run carries the run span's context
             await self._execute(job, place, reply)
 
     async def _execute(self, job: RunJob, place: asyncio.Future[None] | None, reply: str) -> None:
@@ -338,10 +339,14 @@ class AgentRunnerApp(App):
                 await self.restarter.close(run_id)
 
     async def _continue(self, job: RunJob) -> None:
-        """Execute a run taken over from a runner that died, then clean up."""
+        """Execute a run taken over from a runner that died (in a span continuing its trace), then clean up."""
         try:
             job.task = asyncio.current_task()
-            self._count_end(job, await self.engine.execute(job))
+            with genai.agent_run(job.writer.trace, run_id=job.run_id, agent=job.request.agent,
+                                 restart=True) as span:
+                job.span = span
+                job.writer.trace = inject() or job.writer.trace
+                self._count_end(job, await self.engine.execute(job))
         except Exception:
             self.log.exception("restarted run %s failed", job.run_id)
         finally:

@@ -36,13 +36,18 @@ RUN_ID: Final = "raaf.run.id"
 
 @contextlib.contextmanager
 def agent_run(headers: Mapping[str, str] | None, *, run_id: str, agent: str,
-              handover: bool = False) -> Iterator[Span | None]:
-    """The run's span (``invoke_agent <agent>``), child of the span that sent the run request; None when off."""
+              handover: bool = False, restart: bool = False) -> Iterator[Span | None]:
+    """The run's span (``invoke_agent <agent>``), child of the span that sent the run request; None when off.
+
+    ``restart``: a run continued after its runner died, ``headers`` being its first stored event's context.
+    """
     if not TRACING.on:
         yield None
         return
     attributes: dict[str, AttributeValue] = {OPERATION: "invoke_agent", PROVIDER_NAME: PROVIDER, AGENT_NAME: agent,
                                              RUN_ID: run_id, CONVERSATION: run_id, "raaf.run.handover": handover}
+    if restart:
+        attributes["raaf.run.restart"] = True
     with tracer(COMPONENT).start_as_current_span(f"invoke_agent {agent}", context=context_from(headers),
                                                  kind=SpanKind.SERVER, attributes=attributes) as span:
         yield span
