@@ -52,6 +52,8 @@ class Stack:
     mock: OpenAIMock
     nats_url: str
     prefix: str
+    chat: ServiceProcess
+    chat_url: str
 
 
 @pytest.fixture
@@ -82,11 +84,12 @@ async def stack(nats_server: NatsServer, redis_server: ValkeyServer, receiver: O
             (service_process("services.gateway", service_env(
                 nats_server.url, redis_server.url, WEBSOCKET_PORT=str(ports["gateway"]), **common)), ports["gateway"]),
         ]
-        for process, port in processes:
-            await process.wait_ready(f"http://127.0.0.1:{port}")
+        for process, port in processes:  # four processes importing the SDK at once: slow on a loaded machine
+            await process.wait_ready(f"http://127.0.0.1:{port}", timeout=90)
         gateway = f"http://127.0.0.1:{ports['gateway']}"
         await serving(gateway, nats_server.url, common["RAAF_PREFIX"])
-        yield Stack(gateway, receiver, mock, nats_server.url, common["RAAF_PREFIX"])
+        yield Stack(gateway, receiver, mock, nats_server.url, common["RAAF_PREFIX"], processes[2][0],
+                    f"http://127.0.0.1:{ports['chat']}")
 
 
 async def serving(gateway: str, nats_url: str, prefix: str) -> None:
@@ -242,6 +245,80 @@ async def test_a_chat_messages_answer_links_to_the_message_and_its_run_is_in_the
     assert answer.attributes["raaf.chat.message_id"] == sent["message_id"]
     assert answer.trace_id != request.trace_id and answer.links == [(post.trace_id, post.span_id)]
     assert (run.trace_id, run.parent_id) == (answer.trace_id, answer.span_id)
+
+
+async def test_an_answer_resumed_by_a_restarted_chat_still_links_to_the_message_it_answers(stack: Stack) -> None:
+    stack.mock.add_rule(Script(text="This answer outlives the chat replica that started it.", token_delay=0.2),
+                        match=Match(model="billing-m"))
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{stack.gateway.replace('http', 'ws', 1)}/ws"
+                                                                      ) as ws:
+        async def until(kind: str, event: str | None = None) -> dict[str, object]:
+            while True:
+                frame: dict[str, object] = json.loads((await ws.receive(timeout=30)).data)
+                if frame["type"] == "error":
+                    return frame
+                body = frame.get("event")
+                of_the_kind = event is None or (isinstance(body, dict) and body["type"] == event)
+                if frame["type"] == kind and of_the_kind:
+                    return frame
+
+        for message, reply in (({"type": "chat_create_room", "room": "resumed", "agent": "billing"}, "chat_room"),
+                               ({"type": "chat_join", "room": "resumed"}, "chat_joined"),
+                               ({"type": "chat_send", "room": "resumed", "text": "still there?"}, "chat_sent")):
+            await ws.send_str(json.dumps(message))
+            answered = await until(reply)
+            assert answered["type"] == reply, answered
+        sent = answered
+        await until("chat_event", "answer_delta")  # the answer is being relayed by the chat replica ...
+        stack.chat.kill()  # ... which dies (SIGKILL: its answer span is never ended, never exported)
+        stack.chat.start()
+        await stack.chat.wait_ready(stack.chat_url)
+        final = await until("chat_event", "agent_message")  # relayed to the end by the restarted replica
+    body = final["event"]
+    assert isinstance(body, dict) and body["text"] == "This answer outlives the chat replica that started it."
+    await stack.receiver.wait_for(lambda spans: len(named(spans, "chat answer")) == 1
+                                  and len(named(spans, "chat post_message")) == 1)
+    post, answer = one(stack.receiver.spans, "chat post_message"), one(stack.receiver.spans, "chat answer")
+    assert answer.attributes["raaf.chat.message_id"] == sent["message_id"]
+    assert answer.links == [(post.trace_id, post.span_id)]  # read from the stored message by the new replica
+
+
+async def test_a_cancel_and_a_resume_each_have_a_span_that_joins_the_runs_trace(stack: Stack) -> None:
+    stack.mock.add_rule(Script(text="one two three four five six seven eight nine ten", token_delay=0.3),
+                        match=Match(model="billing-m"))
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"{stack.gateway.replace('http', 'ws', 1)}/ws") as ws:
+            await ws.send_str(json.dumps({"type": "agent_stream", "agent": "billing", "input": "count", "id": "c1"}))
+            run_id = ""
+            while (frame := json.loads((await ws.receive(timeout=20)).data))["type"] != "run_text_delta":
+                run_id = frame.get("run_id", "")
+            await ws.send_str(json.dumps({"type": "cancel", "run_id": run_id, "reason": "enough"}))
+            while (frame := json.loads((await ws.receive(timeout=20)).data))["type"] != "run_cancelled":
+                assert frame["type"] != "error", frame
+        async with session.ws_connect(f"{stack.gateway.replace('http', 'ws', 1)}/ws") as ws:
+            await ws.send_str(json.dumps({"type": "resume", "run_id": run_id, "last_seq": 1}))
+            replayed: list[dict[str, object]] = []
+            while not replayed or replayed[-1]["type"] != "run_cancelled":
+                frame = json.loads((await ws.receive(timeout=20)).data)
+                assert frame["type"] != "error", frame
+                if "seq" in frame:
+                    replayed.append(frame)
+    assert replayed[0]["seq"] == 2
+    await stack.receiver.wait_for(lambda spans: len(named(spans, "cancel_run")) == 2
+                                  and len(named(spans, "resume_run")) == 1
+                                  and len(named(spans, "invoke_agent billing")) == 1)
+    spans = stack.receiver.spans
+    run = one(spans, "invoke_agent billing")
+    assert run.attributes["raaf.run.outcome"] == "cancelled"
+    [asked] = [span for span in named(spans, "cancel_run") if span.service == "raaf-gateway"]
+    [done] = [span for span in named(spans, "cancel_run") if span.service == "raaf-agent-runner"]
+    assert (asked.kind, done.kind) == (SERVER, SERVER)
+    assert (done.trace_id, done.parent_id) == (asked.trace_id, asked.span_id)  # across the NATS request
+    assert done.links == [(run.trace_id, run.span_id)] and done.attributes["raaf.run.id"] == run_id
+    resume = one(spans, "resume_run")
+    assert (resume.service, resume.kind, resume.parent_id) == ("raaf-gateway", SERVER, "")
+    assert resume.links == [(run.trace_id, run.span_id)]  # from the run's stored events
+    assert (resume.attributes["raaf.run.id"], resume.attributes["raaf.run.after_seq"]) == (run_id, 1)
 
 
 async def test_post_v1_runs_is_the_runs_parent_and_every_stored_event_carries_the_runs_context(

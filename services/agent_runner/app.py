@@ -419,20 +419,24 @@ class AgentRunnerApp(App):
         job = self.jobs.get(run_id)
         if job is None or not is_run_id(run_id):
             return  # not ours: the runner owning it answers
+        with genai.cancel_request(msg.headers, run_id=run_id, run_trace=job.writer.trace):
+            await self._cancel(msg, job)
+
+    async def _cancel(self, msg: Msg, job: RunJob) -> None:
         reason = "cancelled"
         if msg.data:
             try:
                 reason = cancel_run_decoder.decode(msg.data).reason
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 await self._reply(msg, Error(code=ErrorCode.BAD_REQUEST, message=f"malformed cancel: {exc}",
-                                             ref=run_id))
+                                             ref=job.run_id))
                 return
         self.run_metrics.cancels.inc()
         if job.cancel_reason is None:
             job.cancel_reason = reason  # a run not accepted yet sees it before its first step
             if job.accepted and job.task is not None:
                 job.task.cancel()
-        await self._reply(msg, CancelAccepted(run_id=run_id))
+        await self._reply(msg, CancelAccepted(run_id=job.run_id))
 
     async def _on_agents_query(self, msg: Msg) -> None:
         agents = [msgspec.structs.replace(a, base_url=None, api_key_env=None, tools=[*a.tools, *self.mcp.tools_for(a)])

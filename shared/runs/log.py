@@ -135,13 +135,14 @@ class RunLog:
         return run_event_decoder.decode(msg.data) if msg.data else None
 
     async def first_trace(self, run_id: str) -> dict[str, str] | None:
-        """The trace context the run's first stored event carries (None: tracing off, none, or no event)."""
+        """The trace context the run's first stored event carries (None: tracing off, none, no event, or the
+        store did not answer: tracing never fails what it observes)."""
         if not TRACING.on:
             return None
         try:
             msg = await self.js.get_msg(self.stream, seq=1, subject=self.subjects.run_events(run_id), next=True,
                                         direct=True)
-        except NotFoundError:
+        except (NotFoundError, nats.errors.Error, TimeoutError):
             return None
         return trace_headers(msg.headers)
 
