@@ -41,7 +41,7 @@ model = "billing-m"
 name = "followup"
 model = "followup-m"
 """
-SERVER, CLIENT, CONSUMER = 2, 3, 5  # OTLP span kinds
+SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5  # OTLP span kinds
 TOOLS = "tests.support.tracing_tools"
 
 
@@ -319,6 +319,31 @@ async def test_a_cancel_and_a_resume_each_have_a_span_that_joins_the_runs_trace(
     assert (resume.service, resume.kind, resume.parent_id) == ("raaf-gateway", SERVER, "")
     assert resume.links == [(run.trace_id, run.span_id)]  # from the run's stored events
     assert (resume.attributes["raaf.run.id"], resume.attributes["raaf.run.after_seq"]) == (run_id, 1)
+
+
+async def test_a_channel_message_is_delivered_in_a_span_that_is_the_publishers_child_across_nats(
+    stack: Stack
+) -> None:
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{stack.gateway.replace('http', 'ws', 1)}/ws"
+                                                                      ) as ws:
+        async def reply(kind: str) -> dict[str, object]:
+            while True:
+                frame: dict[str, object] = json.loads((await ws.receive(timeout=20)).data)
+                if frame["type"] == kind:
+                    return frame
+                assert frame["type"] != "error", frame
+
+        await ws.send_str(json.dumps({"type": "subscribe", "channel": "traced-news", "id": "s1"}))
+        await reply("ack")
+        await ws.send_str(json.dumps({"type": "publish", "channel": "traced-news", "data": {"n": 1}, "id": "p1"}))
+        assert (await reply("message"))["data"] == {"n": 1}
+    await stack.receiver.wait_for(lambda spans: len(named(spans, "channel deliver")) == 1)
+    publish, deliver = one(stack.receiver.spans, "channel publish"), one(stack.receiver.spans, "channel deliver")
+    assert (publish.kind, deliver.kind) == (PRODUCER, CONSUMER)
+    assert (deliver.trace_id, deliver.parent_id) == (publish.trace_id, publish.span_id)
+    assert publish.attributes["messaging.destination.name"] == deliver.attributes["messaging.destination.name"] == (
+        "traced-news")
+    assert deliver.attributes["raaf.channel.recipients"] == 1
 
 
 async def test_post_v1_runs_is_the_runs_parent_and_every_stored_event_carries_the_runs_context(
