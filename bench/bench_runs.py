@@ -207,7 +207,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def wait_http(url: str, ok: Callable[[aiohttp.ClientResponse], Awaitable[bool]], timeout: float = 60) -> None:
+async def wait_http(url: str, ok: Callable[[aiohttp.ClientResponse], Awaitable[bool]], timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:

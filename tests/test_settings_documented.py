@@ -19,7 +19,7 @@ from shared.errors import SettingsError
 from shared.events.settings import EventSettings
 from shared.jobs.processor import BackgroundProcessor
 from shared.service.settings import Setting
-from tests.deploy.settings_catalog import ROOT, RecordingEnviron, env_names, names_in_source
+from tests.deploy.settings_catalog import READ_BY_DEPENDENCIES, ROOT, RecordingEnviron, env_names, names_in_source
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 VARIABLE = re.compile(r"`([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)`")
@@ -72,8 +72,6 @@ def _configuration_reads(path: Path) -> set[str]:
     return names
 
 
-# Documented because users set them, but read by a dependency on our behalf, not by our code.
-READ_BY_DEPENDENCIES = {"OTEL_TRACES_SAMPLER_ARG": "the OpenTelemetry SDK's sampler"}
 
 
 def read_by_code() -> set[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -11,15 +12,19 @@ from pathlib import Path
 import aiohttp
 import nats
 import pytest
+from nats.js.errors import NotFoundError
 
 from proto.subjects import Subjects
 from raaf.testing import Match, OpenAIMock, Script, ToolCall
 from shared.clients.jobs import JobsClient
+from shared.clients.runs import RunClient
 from shared.devstack.servers import NatsServer, ValkeyServer, free_port
 from shared.jobs.errors import SchedulerUnavailableError
+from shared.tracing import TRACING
 from tests.support.env import service_env, unique_prefix
 from tests.support.otlp import OtlpReceiver, ReceivedSpan
 from tests.support.processes import ServiceProcess
+from tests.support.runs import Runs, StartRunner
 
 AGENTS_TOML = """
 [[agents]]
@@ -36,7 +41,7 @@ model = "billing-m"
 name = "followup"
 model = "followup-m"
 """
-SERVER, CLIENT, CONSUMER = 2, 3, 5  # OTLP span kinds
+SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5  # OTLP span kinds
 TOOLS = "tests.support.tracing_tools"
 
 
@@ -47,6 +52,8 @@ class Stack:
     mock: OpenAIMock
     nats_url: str
     prefix: str
+    chat: ServiceProcess
+    chat_url: str
 
 
 @pytest.fixture
@@ -77,11 +84,12 @@ async def stack(nats_server: NatsServer, redis_server: ValkeyServer, receiver: O
             (service_process("services.gateway", service_env(
                 nats_server.url, redis_server.url, WEBSOCKET_PORT=str(ports["gateway"]), **common)), ports["gateway"]),
         ]
-        for process, port in processes:
-            await process.wait_ready(f"http://127.0.0.1:{port}")
+        for process, port in processes:  # four processes importing the SDK at once: slow on a loaded machine
+            await process.wait_ready(f"http://127.0.0.1:{port}", timeout=90)
         gateway = f"http://127.0.0.1:{ports['gateway']}"
         await serving(gateway, nats_server.url, common["RAAF_PREFIX"])
-        yield Stack(gateway, receiver, mock, nats_server.url, common["RAAF_PREFIX"])
+        yield Stack(gateway, receiver, mock, nats_server.url, common["RAAF_PREFIX"], processes[2][0],
+                    f"http://127.0.0.1:{ports['chat']}")
 
 
 async def serving(gateway: str, nats_url: str, prefix: str) -> None:
@@ -239,7 +247,106 @@ async def test_a_chat_messages_answer_links_to_the_message_and_its_run_is_in_the
     assert (run.trace_id, run.parent_id) == (answer.trace_id, answer.span_id)
 
 
-async def test_post_v1_runs_is_the_runs_parent_and_the_first_stored_event_carries_the_runs_context(
+async def test_an_answer_resumed_by_a_restarted_chat_still_links_to_the_message_it_answers(stack: Stack) -> None:
+    stack.mock.add_rule(Script(text="This answer outlives the chat replica that started it.", token_delay=0.2),
+                        match=Match(model="billing-m"))
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{stack.gateway.replace('http', 'ws', 1)}/ws"
+                                                                      ) as ws:
+        async def until(kind: str, event: str | None = None) -> dict[str, object]:
+            while True:
+                frame: dict[str, object] = json.loads((await ws.receive(timeout=30)).data)
+                if frame["type"] == "error":
+                    return frame
+                body = frame.get("event")
+                of_the_kind = event is None or (isinstance(body, dict) and body["type"] == event)
+                if frame["type"] == kind and of_the_kind:
+                    return frame
+
+        for message, reply in (({"type": "chat_create_room", "room": "resumed", "agent": "billing"}, "chat_room"),
+                               ({"type": "chat_join", "room": "resumed"}, "chat_joined"),
+                               ({"type": "chat_send", "room": "resumed", "text": "still there?"}, "chat_sent")):
+            await ws.send_str(json.dumps(message))
+            answered = await until(reply)
+            assert answered["type"] == reply, answered
+        sent = answered
+        await until("chat_event", "answer_delta")  # the answer is being relayed by the chat replica ...
+        stack.chat.kill()  # ... which dies (SIGKILL: its answer span is never ended, never exported)
+        stack.chat.start()
+        await stack.chat.wait_ready(stack.chat_url)
+        final = await until("chat_event", "agent_message")  # relayed to the end by the restarted replica
+    body = final["event"]
+    assert isinstance(body, dict) and body["text"] == "This answer outlives the chat replica that started it."
+    await stack.receiver.wait_for(lambda spans: len(named(spans, "chat answer")) == 1
+                                  and len(named(spans, "chat post_message")) == 1)
+    post, answer = one(stack.receiver.spans, "chat post_message"), one(stack.receiver.spans, "chat answer")
+    assert answer.attributes["raaf.chat.message_id"] == sent["message_id"]
+    assert answer.links == [(post.trace_id, post.span_id)]  # read from the stored message by the new replica
+
+
+async def test_a_cancel_and_a_resume_each_have_a_span_that_joins_the_runs_trace(stack: Stack) -> None:
+    stack.mock.add_rule(Script(text="one two three four five six seven eight nine ten", token_delay=0.3),
+                        match=Match(model="billing-m"))
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"{stack.gateway.replace('http', 'ws', 1)}/ws") as ws:
+            await ws.send_str(json.dumps({"type": "agent_stream", "agent": "billing", "input": "count", "id": "c1"}))
+            run_id = ""
+            while (frame := json.loads((await ws.receive(timeout=20)).data))["type"] != "run_text_delta":
+                run_id = frame.get("run_id", "")
+            await ws.send_str(json.dumps({"type": "cancel", "run_id": run_id, "reason": "enough"}))
+            while (frame := json.loads((await ws.receive(timeout=20)).data))["type"] != "run_cancelled":
+                assert frame["type"] != "error", frame
+        async with session.ws_connect(f"{stack.gateway.replace('http', 'ws', 1)}/ws") as ws:
+            await ws.send_str(json.dumps({"type": "resume", "run_id": run_id, "last_seq": 1}))
+            replayed: list[dict[str, object]] = []
+            while not replayed or replayed[-1]["type"] != "run_cancelled":
+                frame = json.loads((await ws.receive(timeout=20)).data)
+                assert frame["type"] != "error", frame
+                if "seq" in frame:
+                    replayed.append(frame)
+    assert replayed[0]["seq"] == 2
+    await stack.receiver.wait_for(lambda spans: len(named(spans, "cancel_run")) == 2
+                                  and len(named(spans, "resume_run")) == 1
+                                  and len(named(spans, "invoke_agent billing")) == 1)
+    spans = stack.receiver.spans
+    run = one(spans, "invoke_agent billing")
+    assert run.attributes["raaf.run.outcome"] == "cancelled"
+    [asked] = [span for span in named(spans, "cancel_run") if span.service == "raaf-gateway"]
+    [done] = [span for span in named(spans, "cancel_run") if span.service == "raaf-agent-runner"]
+    assert (asked.kind, done.kind) == (SERVER, SERVER)
+    assert (done.trace_id, done.parent_id) == (asked.trace_id, asked.span_id)  # across the NATS request
+    assert done.links == [(run.trace_id, run.span_id)] and done.attributes["raaf.run.id"] == run_id
+    resume = one(spans, "resume_run")
+    assert (resume.service, resume.kind, resume.parent_id) == ("raaf-gateway", SERVER, "")
+    assert resume.links == [(run.trace_id, run.span_id)]  # from the run's stored events
+    assert (resume.attributes["raaf.run.id"], resume.attributes["raaf.run.after_seq"]) == (run_id, 1)
+
+
+async def test_a_channel_message_is_delivered_in_a_span_that_is_the_publishers_child_across_nats(
+    stack: Stack
+) -> None:
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{stack.gateway.replace('http', 'ws', 1)}/ws"
+                                                                      ) as ws:
+        async def reply(kind: str) -> dict[str, object]:
+            while True:
+                frame: dict[str, object] = json.loads((await ws.receive(timeout=20)).data)
+                if frame["type"] == kind:
+                    return frame
+                assert frame["type"] != "error", frame
+
+        await ws.send_str(json.dumps({"type": "subscribe", "channel": "traced-news", "id": "s1"}))
+        await reply("ack")
+        await ws.send_str(json.dumps({"type": "publish", "channel": "traced-news", "data": {"n": 1}, "id": "p1"}))
+        assert (await reply("message"))["data"] == {"n": 1}
+    await stack.receiver.wait_for(lambda spans: len(named(spans, "channel deliver")) == 1)
+    publish, deliver = one(stack.receiver.spans, "channel publish"), one(stack.receiver.spans, "channel deliver")
+    assert (publish.kind, deliver.kind) == (PRODUCER, CONSUMER)
+    assert (deliver.trace_id, deliver.parent_id) == (publish.trace_id, publish.span_id)
+    assert publish.attributes["messaging.destination.name"] == deliver.attributes["messaging.destination.name"] == (
+        "traced-news")
+    assert deliver.attributes["raaf.channel.recipients"] == 1
+
+
+async def test_post_v1_runs_is_the_runs_parent_and_every_stored_event_carries_the_runs_context(
     stack: Stack
 ) -> None:
     stack.mock.add_rule(Script(text="Posted."), match=Match(model="billing-m"))
@@ -252,12 +359,51 @@ async def test_post_v1_runs_is_the_runs_parent_and_the_first_stored_event_carrie
     request, run = one(stack.receiver.spans, "POST /v1/runs"), one(stack.receiver.spans, "invoke_agent billing")
     assert (run.trace_id, run.parent_id) == (request.trace_id, request.span_id)
     assert request.attributes["http.response.status_code"] == 202
-    nc = await nats.connect(stack.nats_url)
+    await wait_for_the_end(stack.nats_url, stack.prefix, run_id)
+    stored = await stored_headers(stack.nats_url, stack.prefix, run_id)
+    assert len(stored) >= 3  # run_started, the text, run_completed
+    assert [headers["traceparent"].split("-")[1:3] for headers in stored] == [[run.trace_id, run.span_id]] * len(
+        stored)
+
+
+async def test_with_tracing_off_no_stored_run_event_carries_a_trace_context(
+    start_runner: StartRunner, runs: Runs, nats_server: NatsServer, prefix: str, mock: OpenAIMock
+) -> None:
+    assert not TRACING.on
+    mock.add_rule(Script(text="Untraced answer, several tokens long."))
+    await start_runner()
+    events = await runs.run("hi")
+    assert type(events[-1]).__name__ == "RunCompleted"
+    stored = await stored_headers(nats_server.url, prefix, events[0].run_id)
+    assert len(stored) == len(events) >= 3
+    assert [key for headers in stored for key in headers if key in ("traceparent", "tracestate")] == []
+
+
+async def wait_for_the_end(nats_url: str, prefix: str, run_id: str) -> None:
+    nc = await nats.connect(nats_url)
     try:
-        subjects = Subjects(stack.prefix)
-        first = await nc.jetstream().get_msg(subjects.stream_name("runs"), seq=1,
-                                             subject=subjects.run_events(run_id), next=True)
+        client = RunClient(nc, nc.jetstream(), Subjects(prefix))
+        async with asyncio.timeout(20), contextlib.aclosing(client.follow(run_id)) as events:
+            async for _ in events:
+                pass
     finally:
         await nc.close()
-    assert first.headers is not None
-    assert first.headers["traceparent"].split("-")[1:3] == [run.trace_id, run.span_id]
+
+
+async def stored_headers(nats_url: str, prefix: str, run_id: str) -> list[dict[str, str]]:
+    """The headers of every stored event of the run, in order (as any reader of the stream gets them)."""
+    nc = await nats.connect(nats_url)
+    subjects = Subjects(prefix)
+    found: list[dict[str, str]] = []
+    try:
+        seq = 1
+        while True:
+            try:
+                msg = await nc.jetstream().get_msg(subjects.stream_name("runs"), seq=seq,
+                                                   subject=subjects.run_events(run_id), next=True)
+            except NotFoundError:
+                return found
+            found.append(dict(msg.headers or {}))
+            seq = (msg.seq or seq) + 1
+    finally:
+        await nc.close()

@@ -52,7 +52,7 @@ from shared.runs.log import RunLog, run_stream_config
 from shared.runs.registry import RunRegistry
 from shared.runs.state import RunStateStore
 from shared.service.app import App
-from shared.tracing import genai, trace_headers
+from shared.tracing import genai, inject, trace_headers
 
 QUEUE_GROUP = "agent-runner"
 
@@ -263,6 +263,7 @@ class AgentRunnerApp(App):
         with genai.agent_run(job.trace_headers, run_id=job.run_id, agent=job.request.agent,
                              handover=job.request.handover_from is not None) as span:
             job.span = span
+            job.writer.trace = inject()  # every event of the run carries the run span's context
             await self._execute(job, place, reply)
 
     async def _execute(self, job: RunJob, place: asyncio.Future[None] | None, reply: str) -> None:
@@ -338,10 +339,14 @@ class AgentRunnerApp(App):
                 await self.restarter.close(run_id)
 
     async def _continue(self, job: RunJob) -> None:
-        """Execute a run taken over from a runner that died, then clean up."""
+        """Execute a run taken over from a runner that died (in a span continuing its trace), then clean up."""
         try:
             job.task = asyncio.current_task()
-            self._count_end(job, await self.engine.execute(job))
+            with genai.agent_run(job.writer.trace, run_id=job.run_id, agent=job.request.agent,
+                                 restart=True) as span:
+                job.span = span
+                job.writer.trace = inject() or job.writer.trace
+                self._count_end(job, await self.engine.execute(job))
         except Exception:
             self.log.exception("restarted run %s failed", job.run_id)
         finally:
@@ -414,20 +419,24 @@ class AgentRunnerApp(App):
         job = self.jobs.get(run_id)
         if job is None or not is_run_id(run_id):
             return  # not ours: the runner owning it answers
+        with genai.cancel_request(msg.headers, run_id=run_id, run_trace=job.writer.trace):
+            await self._cancel(msg, job)
+
+    async def _cancel(self, msg: Msg, job: RunJob) -> None:
         reason = "cancelled"
         if msg.data:
             try:
                 reason = cancel_run_decoder.decode(msg.data).reason
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 await self._reply(msg, Error(code=ErrorCode.BAD_REQUEST, message=f"malformed cancel: {exc}",
-                                             ref=run_id))
+                                             ref=job.run_id))
                 return
         self.run_metrics.cancels.inc()
         if job.cancel_reason is None:
             job.cancel_reason = reason  # a run not accepted yet sees it before its first step
             if job.accepted and job.task is not None:
                 job.task.cancel()
-        await self._reply(msg, CancelAccepted(run_id=run_id))
+        await self._reply(msg, CancelAccepted(run_id=job.run_id))
 
     async def _on_agents_query(self, msg: Msg) -> None:
         agents = [msgspec.structs.replace(a, base_url=None, api_key_env=None, tools=[*a.tools, *self.mcp.tools_for(a)])

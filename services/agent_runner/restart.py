@@ -109,6 +109,7 @@ class Restarter:
             return False
         writer = RunWriter(self.runlog, run_id)
         writer.seq = point.last_seq
+        writer.trace = await self.runlog.first_trace(run_id)  # the run goes on in its trace
         elapsed = time.time() - state.accepted_at
         try:
             if point.restarts >= state.max_restarts:

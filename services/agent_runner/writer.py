@@ -34,6 +34,8 @@ class RunWriter:
         # Set while the run's first event is being stored by someone else: later events wait for it, and
         # give up (``RunSuperseded``) if the run could not be claimed.
         self.gate: asyncio.Future[bool] | None = None
+        # The run's trace context (``traceparent``/``tracestate``), stored with every event; None while off.
+        self.trace: dict[str, str] | None = None
 
     async def emit(self, kind: type[E], *, patience: float | None = None, first: bool = False, **fields: Any) -> E:
         """Store the next event; retry a transient failure until ``patience`` seconds (None: until cancelled).
@@ -59,7 +61,7 @@ class RunWriter:
         give_up = None if patience is None else time.monotonic() + patience
         while True:
             try:
-                fresh = await self.log.publish(self.run_id, seq, payload, first=first)
+                fresh = await self.log.publish(self.run_id, seq, payload, first=first, trace=self.trace)
                 break
             except RunIdTaken:
                 if await self._stored_is(payload):  # our own earlier attempt, stored before its ack was lost

@@ -10,7 +10,6 @@ import asyncio
 import logging
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -41,6 +40,7 @@ from services.chat.metrics import ChatMetrics
 from services.chat.room import Answer, ChatState, Room
 from services.chat.settings import ChatSettings
 from services.chat.store import ChatStore
+from services.chat.traces import MessageTraces
 from services.chat.writer import Planned, RoomWriter
 from shared.chat.errors import ChatError, ChatUnavailable
 from shared.clients.runs import RunClient
@@ -53,7 +53,6 @@ Status = Literal["completed", "failed", "cancelled"]
 _REQUEST_TIMEOUT = 5.0
 _IDLE_CHECK = 2.0  # seconds a quiet run waits before its runner's lease is checked
 _STORE_AWAY_FOR = 30.0  # seconds a relay write is retried while the store cannot be reached
-_REMEMBERED = 10_000  # posted messages whose trace context is kept for their answers
 
 
 def new_answer_run_id() -> str:
@@ -66,8 +65,8 @@ class AnswerRelay:
     """Starts the answer to a room's next waiting message and relays its run into the room's feed."""
 
     def __init__(self, nc: NATS, js: JetStreamContext, subjects: Subjects, settings: ChatSettings,
-                 state: ChatState, store: ChatStore, writer: RoomWriter, metrics: ChatMetrics, spawn: Spawn
-                 ) -> None:
+                 state: ChatState, store: ChatStore, writer: RoomWriter, metrics: ChatMetrics, spawn: Spawn,
+                 traces: MessageTraces | None = None) -> None:
         self.nc = nc
         self.subjects = subjects
         self.settings = settings
@@ -78,15 +77,13 @@ class AnswerRelay:
         self.spawn = spawn
         self.runs = RunClient(nc, js, subjects, request_timeout=_REQUEST_TIMEOUT, idle_check=_IDLE_CHECK)
         self._relays: dict[str, asyncio.Task[Any]] = {}  # run id -> its relay
-        # message id -> the traceparent of the command that posted it (this replica's, while tracing is on)
-        self._posted_by: OrderedDict[str, str] = OrderedDict()
+        # message id -> the traceparent of the command that posted it: from the stored messages (any replica's)
+        self.traces = MessageTraces() if traces is None else traces
 
     def remember(self, message_id: str) -> None:
-        """Keep the current span's trace context for the message's answer to link to."""
+        """Keep the current span's trace context for the message's answer to link to (before the fold reads it)."""
         if TRACING.on:
-            self._posted_by[message_id] = traceparent()
-            while len(self._posted_by) > _REMEMBERED:
-                self._posted_by.popitem(last=False)
+            self.traces.remember(message_id, traceparent())
 
     # ---- starting ------------------------------------------------------------------------------------------
 
@@ -191,7 +188,7 @@ class AnswerRelay:
         answer = room.answer if room is not None else None
         message_id = answer.in_reply_to if answer is not None and answer.run_id == run_id else ""
         attributes = {"raaf.chat.room_id": room_id, "raaf.chat.message_id": message_id, "raaf.run.id": run_id}
-        with linked_root("raaf.chat", "chat answer", self._posted_by.pop(message_id, None), attributes):
+        with linked_root("raaf.chat", "chat answer", self.traces.of(message_id), attributes):
             return await self._answer_run(room_id, run_id, fresh=fresh)
 
     async def _answer_run(self, room_id: str, run_id: str, *, fresh: bool) -> Status:

@@ -21,6 +21,7 @@ from services.chat.presence import PresenceReaper
 from services.chat.room import ChatState
 from services.chat.settings import ChatSettings
 from services.chat.store import ChatStore, Follower, chat_streams
+from services.chat.traces import MessageTraces
 from services.chat.typing import TypingTracker
 from services.chat.writer import RoomWriter
 from shared.chat.errors import ChatError, ChatOverloaded, ChatUnavailable, CommandTooLarge, InvalidCommand
@@ -90,7 +91,8 @@ class ChatApp(App):
     async def on_start(self) -> None:
         s = self.chat_settings
         self._store = ChatStore(self.js, self.subjects)
-        self._follower = Follower(self.js, self.subjects, self.store, self.state.apply)
+        traces = MessageTraces()  # filled by the fold from the stored messages, before any answer is resumed
+        self._follower = Follower(self.js, self.subjects, self.store, self.state.apply, traces.note)
         await self._follower.start(self.spawn)
         await self._follower.caught_up(_REBUILD_TIMEOUT)
         self._writer = RoomWriter(self.store, self.state, self._follower, self.subjects,
@@ -101,7 +103,7 @@ class ChatApp(App):
         await self._typing.start()
         self.spawn(self._typing.run(), name="typing-expiry")
         self._relay = AnswerRelay(self.nc, self.js, self.subjects, s, self.state, self.store, self.writer,
-                                  self.chat_metrics, self.spawn)
+                                  self.chat_metrics, self.spawn, traces)
         await self._relay.recover()
         self.spawn(self._relay.adopt_stalled(), name="relay-adoption")
         self._commands_impl = Commands(settings=s, subjects=self.subjects, nc=self.nc, state=self.state,

@@ -45,6 +45,7 @@ from services.chat.store import ChatStore
 from services.chat.typing import TypingTracker
 from services.chat.writer import Planned, RoomWriter
 from shared.chat.errors import ChatError, FeatureDisabled, InvalidCommand, RoomNotFound
+from shared.tracing import inject
 
 _DIRECTORY = "directory"  # the writer's key for creating and deleting rooms
 
@@ -198,7 +199,9 @@ class Commands:
             nonlocal outcome
             room = self._same_room(room_id, cmd.room)
             outcome = decide.post(self.state, room, cmd, self.settings, time.time())
-            return None if outcome.message is None else self.writer.to_messages(room, outcome.message)
+            # The message is stored with this command's trace context: its answer links to it on any replica.
+            return None if outcome.message is None else self.writer.to_messages(room, outcome.message,
+                                                                                 trace=inject())
 
         written = await self.writer.write(room_id, plan)
         assert outcome is not None

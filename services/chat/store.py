@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -38,6 +38,8 @@ _HEARTBEAT: Final = 1.0  # seconds between idle heartbeats of the fold's consume
 
 StoredEvent = RoomLogEvent | FeedEvent
 Apply = Callable[[StoredEvent, int], object]
+# Told each stored event whose message carries headers (the trace context a posted message was stored with).
+NoteHeaders = Callable[[StoredEvent, Mapping[str, str]], None]
 _CONVERSATION: Final = (UserMessage, AgentMessage, AgentHandoff)
 
 
@@ -78,8 +80,10 @@ class ChatStore:
     # ---- writing -------------------------------------------------------------------------------------------
 
     async def append(self, subject: str, event: StoredEvent, *, expected: int | None = None,
-                     msg_id: str | None = None, rollup: bool = False) -> Appended:
-        headers: dict[str, str] = {}
+                     msg_id: str | None = None, rollup: bool = False, trace: Mapping[str, str] | None = None
+                     ) -> Appended:
+        """Store ``event`` (``trace``: the trace context headers stored with it, e.g. a posted message's)."""
+        headers: dict[str, str] = {} if trace is None else dict(trace)
         if expected is not None:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(expected)
         if msg_id is not None:
@@ -160,11 +164,13 @@ def _decode_feed(msg: Msg) -> FeedEvent | None:
 class Follower:
     """Folds both streams into the state from their first message, then live; ``caught_up`` once replayed."""
 
-    def __init__(self, js: JetStreamContext, subjects: Subjects, store: ChatStore, apply: Apply) -> None:
+    def __init__(self, js: JetStreamContext, subjects: Subjects, store: ChatStore, apply: Apply,
+                 note_headers: NoteHeaders | None = None) -> None:
         self.js = js
         self.subjects = subjects
         self.store = store
         self.apply = apply
+        self.note_headers = note_headers
         self.changed = asyncio.Condition()
         self._subs: list[nats.js.JetStreamContext.PushSubscription] = []
         self._caught_up: dict[str, asyncio.Event] = {}
@@ -202,6 +208,8 @@ class Follower:
                 log.warning("undecodable event on %s (seq %s)", msg.subject, msg.metadata.sequence.stream)
             else:
                 self.apply(event, msg.metadata.sequence.stream)
+                if self.note_headers is not None and msg.headers:
+                    self.note_headers(event, msg.headers)
             if msg.metadata.num_pending == 0:
                 done.set()
             async with self.changed:

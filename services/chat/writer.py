@@ -25,6 +25,7 @@ class Planned:
     seen: Callable[[], int] | None = None
     msg_id: str | None = None
     rollup: bool = False
+    trace: dict[str, str] | None = None  # trace context headers stored with the event (None: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,8 @@ class RoomWriter:
             expected = planned.seen() if planned.seen is not None else None
             try:
                 appended: Appended = await self.store.append(planned.subject, planned.event, expected=expected,
-                                                             msg_id=planned.msg_id, rollup=planned.rollup)
+                                                             msg_id=planned.msg_id, rollup=planned.rollup,
+                                                             trace=planned.trace)
             except WrongLastSequence:
                 if self.on_conflict is not None:
                     self.on_conflict()
@@ -111,10 +113,11 @@ class RoomWriter:
         return Planned(stream=self.store.log_stream, subject=self.subjects.chat_room_log(room_id), event=event,
                        seen=lambda: self._seq(room_id, "log"), rollup=rollup)
 
-    def to_messages(self, room: Room, event: StoredEvent, *, msg_id: str | None = None) -> Planned:
+    def to_messages(self, room: Room, event: StoredEvent, *, msg_id: str | None = None,
+                    trace: dict[str, str] | None = None) -> Planned:
         room_id = room.id
         return Planned(stream=self.store.feed_stream, subject=self.subjects.chat_feed_messages(room_id),
-                       event=event, seen=lambda: self._seq(room_id, "msg"), msg_id=msg_id)
+                       event=event, seen=lambda: self._seq(room_id, "msg"), msg_id=msg_id, trace=trace)
 
     def to_answers(self, room: Room, event: StoredEvent, *, msg_id: str | None = None, guarded: bool = True
                    ) -> Planned:

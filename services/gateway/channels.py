@@ -17,6 +17,7 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from opentelemetry.trace import Span
 
 from proto.gateway import ChannelMessage, Joined, Left, Member, channel_message_decoder, server_encoder
 from proto.subjects import InvalidNameError, Subjects, encode_token
@@ -25,12 +26,14 @@ from services.gateway.errors import GatewayUnavailable, InvalidChannel
 from services.gateway.frames import Outgoing
 from shared.nats import fastpaths
 from shared.nats.conn import barrier
-from shared.nats.direct import DirectDelivery
+from shared.nats.direct import DirectDelivery, header_value
+from shared.tracing import TRACING, messaging
 
 if TYPE_CHECKING:
     from services.gateway.metrics import GatewayCounters, GatewayMetrics
 
 log = logging.getLogger("raaf.gateway.channels")
+_COMPONENT = "raaf.gateway"
 _MESSAGE_PREFIX = b'{"type":"message"'
 
 
@@ -157,7 +160,12 @@ class ChannelHub:
             connection_id=conn.id if conn is not None else None,
         )
         try:
-            await self.nc.publish(self.subjects.channel(name), server_encoder.encode(message))
+            if TRACING.on:  # a PRODUCER span; its context travels in the message's headers to every gateway
+                with messaging.producer(_COMPONENT, "channel publish", name) as headers:
+                    await self.nc.publish(self.subjects.channel(name), server_encoder.encode(message),
+                                          headers=headers)
+            else:
+                await self.nc.publish(self.subjects.channel(name), server_encoder.encode(message))
         except GatewayUnavailable:
             raise
         except Exception as exc:
@@ -172,8 +180,14 @@ class ChannelHub:
         self.channels[name] = channel
         self._by_subject[subject] = channel
         try:
-            if self._direct is not None:
-                channel.sub = await self._direct.subscribe(subject, lambda data: self._fan_out(channel, data))
+            if self._direct is not None and TRACING.on:  # the raw headers too, for the publisher's trace context
+                channel.sub = await self._direct.subscribe_messages(
+                    subject, lambda _, data, headers: self._deliver(channel, data, headers))
+            elif self._direct is not None:
+                def route(data: bytes) -> None:
+                    self._fan_out(channel, data)
+
+                channel.sub = await self._direct.subscribe(subject, route)
             else:
                 channel.sub = await self.nc.subscribe(subject, cb=self._on_message)
             # Once the server has our SUB, a message published anywhere reaches us: then we ack.
@@ -238,15 +252,34 @@ class ChannelHub:
         if channel is None:
             return
         try:
-            self._fan_out(channel, msg.data)
+            if TRACING.on and msg.headers:
+                with messaging.consumer(_COMPONENT, "channel deliver", channel.name, msg.headers.get("traceparent"),
+                                        msg.headers.get("tracestate")) as span:
+                    self._traced_fan_out(channel, msg.data, span)
+            else:
+                self._fan_out(channel, msg.data)
         except Exception:  # nats-py would only hand it to the error callback
             log.exception("fan-out failed on %s", msg.subject)
 
-    def _fan_out(self, channel: Channel, data: bytes) -> None:
-        """Encode once, then write the same frame to every local subscriber."""
+    def _deliver(self, channel: Channel, data: bytes, headers: bytes | None) -> None:
+        """A message from the direct path while tracing is on: fanned out in a span when it carries a context."""
+        if headers is None:
+            self._fan_out(channel, data)
+            return
+        with messaging.consumer(_COMPONENT, "channel deliver", channel.name, header_value(headers, "traceparent"),
+                                header_value(headers, "tracestate")) as span:
+            self._traced_fan_out(channel, data, span)
+
+    def _traced_fan_out(self, channel: Channel, data: bytes, span: Span | None) -> None:
+        sent = self._fan_out(channel, data)
+        if span is not None:
+            span.set_attribute("raaf.channel.recipients", sent)
+
+    def _fan_out(self, channel: Channel, data: bytes) -> int:
+        """Encode once, then write the same frame to every local subscriber; how many it reached."""
         members = channel.members
         if not members:
-            return
+            return 0
         started = time.perf_counter()
         payload = envelope(data, channel.name)
         if len(members) == 1:  # a per-client stream: no shared Outgoing, one frame straight to the transport
@@ -260,6 +293,7 @@ class ChannelHub:
         if self.metrics is not None:
             self.metrics.fanout_recipients.observe(sent)
             self.metrics.fanout_seconds.observe(time.perf_counter() - started)
+        return sent
 
     async def _on_presence(self, msg: Msg) -> None:
         channel = self._by_presence_subject.get(msg.subject)

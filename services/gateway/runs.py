@@ -8,6 +8,8 @@ import logging
 
 import msgspec
 from aiohttp import web
+from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AttributeValue
 
 from proto.errors import Error, ErrorCode
 from proto.runs import AgentStream, CancelRunStream, ResumeRun, is_run_id
@@ -22,7 +24,7 @@ from services.gateway.runs_http import RunRoutes, run_request
 from services.gateway.runs_settings import RunRouteSettings
 from services.gateway.ui_chat import UiChatRoutes
 from shared.clients.runs import RunClient
-from shared.tracing import traced
+from shared.tracing import TRACING, linked_root, traced
 
 log = logging.getLogger("raaf.gateway.runs")
 
@@ -49,7 +51,7 @@ class RunsExtension:
         self._follows: dict[str, dict[str, asyncio.Task[None]]] = {}
         self.handles: Handlers = {AgentStream: traced("raaf.gateway", "agent_stream")(self._agent_stream),
                                   ResumeRun: self._resume,
-                                  CancelRunStream: self._cancel}
+                                  CancelRunStream: traced("raaf.gateway", "cancel_run")(self._cancel)}
 
     @property
     def client(self) -> RunClient:
@@ -93,6 +95,17 @@ class RunsExtension:
         self._follow(conn, run.run_id, 0)
 
     async def _resume(self, conn: Connection, message: ResumeRun) -> None:
+        """A resume in a ``resume_run`` span of its own trace, with a Link to the run's span (while tracing is on)."""
+        if not TRACING.on:
+            await self._resume_run(conn, message)
+            return
+        run_trace = await self.client.log.first_trace(message.run_id) if is_run_id(message.run_id) else None
+        attributes: dict[str, AttributeValue] = {"raaf.run.id": message.run_id, "raaf.run.after_seq": message.last_seq}
+        with linked_root("raaf.gateway", "resume_run", (run_trace or {}).get("traceparent"), attributes,
+                         kind=SpanKind.SERVER):
+            await self._resume_run(conn, message)
+
+    async def _resume_run(self, conn: Connection, message: ResumeRun) -> None:
         ref = message.id or message.run_id
         if not is_run_id(message.run_id) or message.last_seq < 0:
             await conn.send_error(ErrorCode.BAD_REQUEST, "resume needs a run id and a last_seq >= 0", ref)

@@ -148,7 +148,8 @@ class RunRoutes:
             web.post("/v1/runs", traced_handler("raaf.gateway", "/v1/runs", self.start)),
             web.get("/v1/runs/{run_id}", self.status),
             web.get("/v1/runs/{run_id}/events", self.events),
-            web.post("/v1/runs/{run_id}/cancel", self.cancel),
+            web.post("/v1/runs/{run_id}/cancel",
+                     traced_handler("raaf.gateway", "/v1/runs/{run_id}/cancel", self.cancel)),
             web.get("/v1/agents", self.agents),
         ]
 

@@ -83,7 +83,8 @@ class RunClient:
         """Ask the run's runner to cancel it; ``not_found`` if no runner owns it (finished or unknown)."""
         payload = runs_encoder.encode(CancelRun(run_id=run_id, reason=reason))
         try:
-            reply = await self.nc.request(self.subjects.run_cancel(run_id), payload, timeout=self.request_timeout)
+            reply = await self.nc.request(self.subjects.run_cancel(run_id), payload, timeout=self.request_timeout,
+                                          headers=inject())
         except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
             return Error(code=ErrorCode.NOT_FOUND, message=f"no runner is running {run_id} (it ended, or is unknown)",
                          ref=run_id)

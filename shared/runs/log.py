@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, get_args
 
@@ -24,7 +24,7 @@ from proto.subjects import Subjects
 from shared.errors import RunIdTaken
 from shared.nats.conn import barrier
 from shared.nats.jsacks import AckInbox
-from shared.tracing import inject
+from shared.tracing import TRACING, trace_headers
 
 log = logging.getLogger("raaf.runlog")
 
@@ -122,17 +122,19 @@ class RunLog:
 
     # ---- writing ---------------------------------------------------------------------------------------
 
-    async def publish(self, run_id: str, seq: int, payload: bytes, *, timeout: float = 5.0, first: bool = False
-                      ) -> bool:
+    async def publish(self, run_id: str, seq: int, payload: bytes, *, timeout: float = 5.0, first: bool = False,
+                      trace: Mapping[str, str] | None = None) -> bool:
         """Store one encoded event; False if ``run:seq`` was already taken by another writer.
 
         ``first``: store only if the run's subject is empty, atomically (``RunIdTaken`` otherwise), so a run id
-        is never used twice even long after the duplicate window.
+        is never used twice even long after the duplicate window. ``trace``: the run's trace context headers,
+        built once per run by its writer (None while tracing is off: nothing is added).
         """
         headers = {MSG_ID: f"{run_id}:{seq}"}
-        if first:  # the run's first event carries its trace context (the later ones, on the hot path, do not)
+        if trace is not None:
+            headers.update(trace)
+        if first:
             headers[EXPECTED_LAST_SUBJECT_SEQ] = "0"
-            inject(headers)
         subject = self.subjects.run_events(run_id)
         try:
             if self.acks is not None:
@@ -183,6 +185,18 @@ class RunLog:
             return None
         first = self._decode(run_id, msg.data) if msg.data else None
         return None if isinstance(first, Unknown) else first
+
+    async def first_trace(self, run_id: str) -> dict[str, str] | None:
+        """The trace context the run's first stored event carries (None: tracing off, none, no event, or the
+        store did not answer: tracing never fails what it observes)."""
+        if not TRACING.on:
+            return None
+        try:
+            msg = await self.js.get_msg(self.stream, seq=1, subject=self.subjects.run_events(run_id), next=True,
+                                        direct=True)
+        except (NotFoundError, nats.errors.Error, TimeoutError):
+            return None
+        return trace_headers(msg.headers)
 
     async def last_payload(self, run_id: str) -> bytes | None:
         try:

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from shared.tracing.propagation import context_from
+from shared.tracing.propagation import context_from, link_from
 from shared.tracing.setup import TRACING
 from shared.tracing.spans import tracer
 
@@ -36,15 +36,34 @@ RUN_ID: Final = "raaf.run.id"
 
 @contextlib.contextmanager
 def agent_run(headers: Mapping[str, str] | None, *, run_id: str, agent: str,
-              handover: bool = False) -> Iterator[Span | None]:
-    """The run's span (``invoke_agent <agent>``), child of the span that sent the run request; None when off."""
+              handover: bool = False, restart: bool = False) -> Iterator[Span | None]:
+    """The run's span (``invoke_agent <agent>``), child of the span that sent the run request; None when off.
+
+    ``restart``: a run continued after its runner died, ``headers`` being its first stored event's context.
+    """
     if not TRACING.on:
         yield None
         return
     attributes: dict[str, AttributeValue] = {OPERATION: "invoke_agent", PROVIDER_NAME: PROVIDER, AGENT_NAME: agent,
                                              RUN_ID: run_id, CONVERSATION: run_id, "raaf.run.handover": handover}
+    if restart:
+        attributes["raaf.run.restart"] = True
     with tracer(COMPONENT).start_as_current_span(f"invoke_agent {agent}", context=context_from(headers),
                                                  kind=SpanKind.SERVER, attributes=attributes) as span:
+        yield span
+
+
+@contextlib.contextmanager
+def cancel_request(headers: Mapping[str, str] | None, *, run_id: str,
+                   run_trace: Mapping[str, str] | None) -> Iterator[Span | None]:
+    """The runner's span (``cancel_run``) for a cancel of one of its runs: a child of the span that asked for it
+    (the request's headers), with a Link to the run's span (``run_trace``, the run's own context); None when off."""
+    if not TRACING.on:
+        yield None
+        return
+    links = link_from(run_trace.get("traceparent")) if run_trace else []
+    with tracer(COMPONENT).start_as_current_span("cancel_run", context=context_from(headers), kind=SpanKind.SERVER,
+                                                 links=links, attributes={RUN_ID: run_id}) as span:
         yield span
 
 

@@ -80,6 +80,10 @@ def _shared_runtime() -> list[Path]:
     return [p for p in (ROOT / "shared").rglob("*.py") if not engines & set(p.relative_to(ROOT / "shared").parts)]
 
 
+# Variables users set that a dependency reads on our behalf (so no code of ours names them).
+READ_BY_DEPENDENCIES = {"OTEL_TRACES_SAMPLER_ARG": "the OpenTelemetry SDK's sampler"}
+
+
 @cache
 def env_names(service: str) -> frozenset[str]:
     """Every variable ``service`` reads: its package's and the shared runtime's code, plus what from_env looked up."""

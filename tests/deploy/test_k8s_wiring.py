@@ -19,7 +19,7 @@ from shared.service.health import HealthRoutes
 from tests.deploy import kustomize
 from tests.deploy.dockerfile import parse
 from tests.deploy.kustomize import Resource, find, pod_spec
-from tests.deploy.settings_catalog import ROOT, env_names, load, nats_drain_timeout
+from tests.deploy.settings_catalog import READ_BY_DEPENDENCIES, ROOT, env_names, load, nats_drain_timeout
 
 K8S = ROOT / "k8s"
 RESOURCES = kustomize.build(K8S)
@@ -117,7 +117,7 @@ def test_container_runs_the_service_by_name_from_the_image(name: str) -> None:
 @pytest.mark.parametrize("name", list(SERVICES))
 def test_environment_is_read_by_the_code_and_yields_valid_settings(name: str) -> None:
     env = container_env(_container(name))
-    unknown = set(env) - env_names(name)
+    unknown = set(env) - env_names(name) - set(READ_BY_DEPENDENCIES)
     assert not unknown, f"{name} is given variables its code never reads: {sorted(unknown)}"
     runtime = _settings(name).runtime  # raises SettingsError, naming the variable, on any bad value
     assert runtime.instance_id == "pod-0", "each pod reports its own name as INSTANCE_ID"
@@ -127,6 +127,18 @@ def test_environment_is_read_by_the_code_and_yields_valid_settings(name: str) ->
     redis_set = find(RESOURCES, "StatefulSet", "redis")
     assert runtime.redis_url == ("redis+sentinel://" + ",".join(
         u.removeprefix("redis://") for u in _every_pod(redis_set, "sentinel", scheme="redis")) + "/mymaster/0")
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_tracing_is_off_until_an_endpoint_is_set_and_each_deployment_names_its_service(name: str) -> None:
+    env = container_env(_container(name))
+    tracing = _settings(name).runtime.tracing
+    assert not tracing.enabled, "no collector is assumed: OTEL_EXPORTER_OTLP_ENDPOINT stays empty by default"
+    assert (tracing.service_name, tracing.sampler) == (f"raaf-{name}", "parentbased_traceidratio")
+    assert 0 < float(env["OTEL_TRACES_SAMPLER_ARG"]) <= 1
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://otel-collector.observability:4318"  # what an overlay sets
+    on = load(name, {**env, "GATEWAY_JWT_SECRET": "x" * 32}).runtime.tracing
+    assert on.enabled and on.endpoint == "http://otel-collector.observability:4318/v1/traces"
 
 
 def _every_pod(stateful_set: Resource, port_name: str, *, scheme: str = "nats") -> list[str]:
