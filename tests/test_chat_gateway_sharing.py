@@ -6,16 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from proto.subjects import Subjects
 from raaf.testing import OpenAIMock
 from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
 from services.gateway import GatewayApp, GatewaySettings
+from shared.clients.chat import ChatClient
 from shared.devstack.servers import NatsServer, ValkeyServer, free_port
 from shared.service.app import App
 from tests.support.chat import ChatHarness
@@ -42,9 +45,36 @@ def gateway_subscriptions(server: NatsServer, prefix: str) -> list[str]:
     return list(gateways[0].get("subscriptions_list", []))
 
 
-async def test_members_of_a_room_on_one_gateway_share_one_set_of_nats_subscriptions_until_the_last_leaves(
-    redis_server: ValkeyServer, start_app: StartApp, tmp_path: Path
-) -> None:
+@dataclass
+class Monitored:
+    server: NatsServer
+    harness: ChatHarness
+    gateway: GatewayApp
+    session: aiohttp.ClientSession
+    chat: ChatClient
+
+    def subscriptions(self) -> list[str]:
+        return gateway_subscriptions(self.server, self.harness.prefix)
+
+    async def ws(self, user: str) -> WsChat:
+        return await WsChat.connect(self.session, self.gateway.http_url, f"t-{user}")
+
+    async def idle(self) -> int:
+        """The gateway's subscriptions with no room followed, once one member joined and left a room (so its
+        request inboxes exist already)."""
+        warm_up = await self.chat.create_room("Warm-up")
+        first = await self.ws("alice")
+        await first.ok("chat_join", room="Warm-up")
+        await first.ok("chat_leave", room="Warm-up")
+        await first.close()
+        typing = Subjects(self.harness.prefix).chat_room_events(warm_up.id)  # unsubscribed last of the three
+        await eventually(lambda: typing not in self.subscriptions(), what="the warm-up room's subscriptions gone")
+        return len(self.subscriptions())
+
+
+@pytest.fixture
+async def monitored(redis_server: ValkeyServer, start_app: StartApp, tmp_path: Path) -> AsyncIterator[Monitored]:
+    """A gateway and a chat replica on a nats-server of this test's own, with its monitoring port open."""
     server = NatsServer(tmp_path / "nats", monitor_port=free_port())
     server.start()
     try:
@@ -53,43 +83,63 @@ async def test_members_of_a_room_on_one_gateway_share_one_set_of_nats_subscripti
             await harness.replica()
             gateway = GatewayApp(GatewaySettings.from_env(gateway_env(harness)))
             await start_app(gateway)
-            chat = await harness.client()
-            warm_up = await chat.create_room("Warm-up")
-            crowd = await chat.create_room("Crowd")
-            typing_subject = Subjects(harness.prefix).chat_room_events(crowd.id)
-            # One member joins and leaves a room first, so the request inboxes of the gateway exist already.
-            first = await WsChat.connect(session, gateway.http_url, "t-alice")
-            await first.ok("chat_join", room="Warm-up")
-            await first.ok("chat_leave", room="Warm-up")
-            await first.close()
-            warm_up_typing = Subjects(harness.prefix).chat_room_events(warm_up.id)  # unsubscribed last of the three
-            await eventually(lambda: warm_up_typing not in gateway_subscriptions(server, harness.prefix),
-                             what="the warm-up room's subscriptions gone")
-            idle = len(gateway_subscriptions(server, harness.prefix))
-
-            members = [await WsChat.connect(session, gateway.http_url, f"t-{user}") for user in USERS]
-            for member in members:
-                await member.ok("chat_join", room="Crowd")
-                subjects = gateway_subscriptions(server, harness.prefix)
-                assert len(subjects) == idle + 3, subjects  # feed, log and typing, once for everyone
-                assert subjects.count(typing_subject) == 1
-            await members[0].ok("chat_send", room="Crowd", text="hello, all of you")
-            for member in members:
-                seen = await member.events_until(of_type("user_message"))
-                assert seen[-1]["event"]["text"] == "hello, all of you"
-
-            for member in members[:-1]:
-                await member.ok("chat_leave", room="Crowd")
-                assert len(gateway_subscriptions(server, harness.prefix)) == idle + 3
-            await members[-1].ok("chat_leave", room="Crowd")
-            await eventually(lambda: len(gateway_subscriptions(server, harness.prefix)) == idle,
-                             what="the room's subscriptions gone with its last member")
-            assert typing_subject not in gateway_subscriptions(server, harness.prefix)
-            for member in members:
-                await member.close()
+            yield Monitored(server, harness, gateway, session, await harness.client())
             await harness.close()
     finally:
         server.stop()
+
+
+async def test_members_of_a_room_on_one_gateway_share_one_set_of_nats_subscriptions_until_the_last_leaves(
+    monitored: Monitored
+) -> None:
+    idle = await monitored.idle()
+    crowd = await monitored.chat.create_room("Crowd")
+    typing_subject = Subjects(monitored.harness.prefix).chat_room_events(crowd.id)
+    members = [await monitored.ws(user) for user in USERS]
+
+    def one_set() -> bool:  # feed, log and typing, once for everyone (a join's own barrier inbox may linger)
+        subjects = monitored.subscriptions()
+        return len(subjects) == idle + 3 and subjects.count(typing_subject) == 1
+
+    for member in members:
+        await member.ok("chat_join", room="Crowd")
+        await eventually(one_set, what="one set of subscriptions for the room")
+    await members[0].ok("chat_send", room="Crowd", text="hello, all of you")
+    for member in members:
+        seen = await member.events_until(of_type("user_message"))
+        assert seen[-1]["event"]["text"] == "hello, all of you"
+
+    for member in members[:-1]:
+        await member.ok("chat_leave", room="Crowd")
+        assert one_set()
+    await members[-1].ok("chat_leave", room="Crowd")
+    await eventually(lambda: len(monitored.subscriptions()) == idle,
+                     what="the room's subscriptions gone with its last member")
+    assert typing_subject not in monitored.subscriptions()
+    for member in members:
+        await member.close()
+
+
+async def test_a_deleted_room_tells_its_members_and_its_subscriptions_go(monitored: Monitored) -> None:
+    idle = await monitored.idle()
+    await monitored.chat.create_room("Doomed")
+    members = [await monitored.ws(user) for user in USERS[:3]]
+    for member in members:
+        await member.ok("chat_join", room="Doomed")
+    await eventually(lambda: len(monitored.subscriptions()) == idle + 3, what="one set of subscriptions")
+    await monitored.chat.delete_room("Doomed")
+    for member in members:
+        closed = (await member.events_until(of_type("room_closed")))[-1]
+        assert closed["room"] == "Doomed"
+    await eventually(lambda: len(monitored.subscriptions()) == idle, what="the deleted room's subscriptions gone")
+    # The members are in it no more: a room of the same name is a new room they can join and use.
+    await monitored.chat.create_room("Doomed")
+    for member in members:
+        await member.ok("chat_join", room="Doomed")
+    await members[1].ok("chat_send", room="Doomed", text="a fresh start")
+    for member in members:
+        assert (await member.events_until(of_type("user_message")))[-1]["event"]["text"] == "a fresh start"
+        await member.close()
 
 
 def feed(events: list[dict[str, Any]]) -> list[tuple[int, str, bool]]:
