@@ -4,6 +4,8 @@ Modes (one JSON line per event on stdout):
   idle N [--deflate] [--traffic]   open N connections (optionally send one compressed publish), hold
   fanout N channel ROUNDS          N subscribers of one channel; per round report first/last arrival
   streams N SECONDS                N subscribers of channel s<i>; report NATS-to-socket latencies
+  members N channel|room NAME      N members of one channel or chat room; per round (a message whose text
+                                   holds "round=<r> t=<ns>") report every member's latency
 Payloads carry "t":<time.monotonic_ns() at publish>; CLOCK_MONOTONIC is shared by processes on Linux.
 The process runs on the event loop ``RAAF_EVENT_LOOP`` names (the bench asks for uvloop).
 """
@@ -193,6 +195,41 @@ async def fanout(port: int, n: int, channel: str, rounds: int) -> None:
     await asyncio.sleep(3600)
 
 
+_ROUND = re.compile(rb"round=(\d+) t=(\d+)")
+
+
+async def members(port: int, n: int, kind: str, name: str) -> None:
+    """Join N clients to a channel (``subscribe``) or a chat room (``chat_join``), at most 32 joins in flight
+    (the chat service refuses more than its in-flight limit), then report each round's latencies."""
+    arrivals: dict[int, list[int]] = {}
+    joined = [0]
+    reply = b'{"type":"ack"' if kind == "channel" else b'{"type":"chat_joined"'
+
+    def on_frame(client: Client, first: int, payload: bytes) -> None:
+        now = time.monotonic_ns()
+        if payload.startswith(reply):
+            joined[0] += 1
+            return
+        found = _ROUND.search(payload)
+        if found is None:
+            return
+        seen = arrivals.setdefault(int(found[1]), [])
+        seen.append(now - int(found[2]))
+        if len(seen) == n:
+            out(event="round", round=int(found[1]), latencies_ms=[x / 1e6 for x in sorted(seen)])
+
+    clients = await open_clients(n, port, on_frame)
+    request = (json.dumps({"type": "subscribe", "channel": name, "id": "j"}) if kind == "channel"
+               else json.dumps({"type": "chat_join", "room": name, "id": "j"})).encode()
+    for i, client in enumerate(clients):
+        client.send(request)
+        in_flight = i + 1 - 32
+        await until(lambda: joined[0] >= in_flight)  # noqa: B023 (awaited before the next turn)
+    await until(lambda: joined[0] >= n)
+    out(event="ready", connections=len(clients))
+    await asyncio.sleep(3600)
+
+
 _STAMP = re.compile(rb'"t":(\d+),')
 
 
@@ -272,6 +309,8 @@ def main() -> None:
         coro = idle(int(port), int(rest[0]), "--deflate" in rest, "--traffic" in rest)
     elif mode == "fanout":
         coro = fanout(int(port), int(rest[0]), rest[1], int(rest[2]))
+    elif mode == "members":
+        coro = members(int(port), int(rest[0]), rest[1], rest[2])
     elif mode == "streams":
         coro = streams(int(port), int(rest[0]), float(rest[1]))
     else:

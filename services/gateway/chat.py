@@ -2,8 +2,9 @@
 
 A connection joins a room as its authenticated subject (``guest-<connection id>`` when anonymous), with the
 connection as its session. It then follows the room's feed from the chat's event store (history first, then
-live: one order for everyone), the room's log (presence) and its typing notices. Restricted rooms admit
-identities whose token grants them (the ``rooms`` claim) or that the room allows by name.
+live: one order for everyone), the room's log (presence) and its typing notices, through subscriptions this
+gateway shares among the room's members here (``services.gateway.rooms``). Restricted rooms admit identities
+whose token grants them (the ``rooms`` claim) or that the room allows by name.
 """
 
 from __future__ import annotations
@@ -12,18 +13,15 @@ import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from nats.aio.subscription import Subscription
 
 from proto.base import ClientRequest, Message
-from proto.chat import AgentHandoff, AgentMessage, AnswerDelta, AnswerStarted, RoomClosed, UserMessage
 from proto.chat_ws import (
     ChatCreateRoom,
-    ChatEvent,
     ChatGetHistory,
     ChatHandoff,
     ChatHistory,
@@ -41,15 +39,15 @@ from proto.errors import http_status
 from proto.gateway import Ack, server_encoder
 from services.gateway.connection import Connection
 from services.gateway.context import GatewayContext
-from services.gateway.errors import Forbidden, GatewayError, too_many_subscriptions
+from services.gateway.errors import Forbidden, GatewayError
 from services.gateway.extension import Handler, Handlers
 from services.gateway.quota import IdentityRate
 from services.gateway.responses import error_response, json_response
+from services.gateway.rooms import RoomHub
 from shared import access
 from shared.chat.errors import ChatError
-from shared.clients.chat import ChatClient, RoomEvent
+from shared.clients.chat import ChatClient
 from shared.identity import Identity
-from shared.nats.conn import barrier
 from shared.service.settings import Env
 from shared.tracing import traced
 
@@ -57,8 +55,6 @@ log = logging.getLogger("raaf.gateway.chat")
 
 ROOMS_PAGE = Path(__file__).parent / "static" / "rooms.html"
 _REQUEST_TIMEOUT = 5.0  # seconds a chat command may take before the client gets ``unavailable``
-_SUBSCRIPTIONS_PER_ROOM = 3  # feed, log, typing: each counts against WEBSOCKET_MAX_SUBSCRIPTIONS
-_FEED = (UserMessage, AgentMessage, AgentHandoff, AnswerStarted, AnswerDelta)
 
 
 @dataclass
@@ -66,26 +62,6 @@ class JoinedRoom:
     name: str
     room_id: str
     user: str
-    subs: list[Subscription] = field(default_factory=list)
-
-
-class _Gate:
-    """Holds a room's first events until the join reply went out, then passes every event straight on."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.held: list[ChatEvent] | None = []
-
-    def send(self, event: ChatEvent) -> None:
-        if self.held is not None:
-            self.held.append(event)
-        else:
-            self.conn.send_nowait(event)
-
-    def open(self) -> None:
-        held, self.held = self.held or [], None
-        for event in held:
-            self.conn.send_nowait(event)
 
 
 def user_of(conn: Connection) -> str:
@@ -105,6 +81,7 @@ class ChatExtension:
         per_minute = Env(environ).integer("GATEWAY_ROOMS_PER_MINUTE", 10, min=0, max=1_000_000)
         self.room_rate = IdentityRate(per_minute, what="rooms", setting="GATEWAY_ROOMS_PER_MINUTE")
         self._client: ChatClient | None = None
+        self._hub: RoomHub | None = None
         self.joined: dict[str, dict[str, JoinedRoom]] = {}  # connection id -> room name -> room
         handlers: dict[type[ClientRequest], Handler] = {
             ChatListRooms: self._list_rooms_ws, ChatCreateRoom: self._create_room, ChatJoin: self._join,
@@ -123,11 +100,19 @@ class ChatExtension:
         return [web.get("/rooms", self._rooms_page), web.get("/v1/chat/rooms", self._list_rooms),
                 web.get("/v1/chat/stats", self._stats)]
 
+    @property
+    def hub(self) -> RoomHub:
+        assert self._hub is not None, "chat extension not started"
+        return self._hub
+
     async def start(self) -> None:
         self._client = ChatClient(self.ctx.nc, prefix=self.ctx.runtime.prefix, timeout=_REQUEST_TIMEOUT)
+        self._hub = RoomHub(self._client, self._room_closed)
 
     async def stop(self) -> None:
         self.joined.clear()
+        if self._hub is not None:
+            await self._hub.close()
 
     async def on_reauth(self, conn: Connection) -> None:
         for name in list(self.joined.get(conn.id, {})):
@@ -188,53 +173,52 @@ class ChatExtension:
         self._may(conn, name)
         rooms = self.joined.setdefault(conn.id, {})
         already = name in rooms
-        limit = conn.ctx.max_subscriptions
-        if not already and conn.subscription_count + _SUBSCRIPTIONS_PER_ROOM > limit:
-            raise too_many_subscriptions(limit)
+        if not already:
+            conn.check_subscription_room()  # a room counts as one subscription, however many share it
         joined = await self.client.join(name, user, conn.id, granted=granted(conn.identity, name),
                                         owner=self.ctx.runtime.instance_id)
         reply = ChatJoined(ref=message.id, room=joined.room, user=user, typing=joined.typing)
         if already:
             conn.send_nowait(reply)
             return
-        room = JoinedRoom(name=name, room_id=joined.room.id, user=user)
-        rooms[name] = room
-        gate = _Gate(conn)
-
-        async def forward(item: RoomEvent) -> None:
-            # Only feed events carry ``seq``: their order is the one every participant sees.
-            seq = item.seq if isinstance(item.event, _FEED) else None
-            event = ChatEvent(room=name, room_id=item.room_id, seq=seq, history=item.history, event=item.event)
-            gate.send(event)
-            if isinstance(item.event, RoomClosed):
-                conn.spawn(self._forget(conn, name), name="chat-room-closed")
-
+        rooms[name] = JoinedRoom(name=name, room_id=joined.room.id, user=user)
+        conn.shared_subscriptions += 1
         try:
-            room.subs = await self.client.follow_room(joined, forward)
-            await barrier(self.ctx.nc)  # the subscriptions are live before the client hears it joined
+            # The reply, then the room's history, then everything live: the hub sends them in that order.
+            if not await self.hub.join(conn, name, joined, reply) and conn.open:
+                self._drop(conn, name)  # the room was deleted meanwhile (a closed connection leaves on disconnect)
         except Exception:
-            rooms.pop(name, None)
+            self._drop(conn, name)
             with contextlib.suppress(ChatError):
                 await self.client.leave(name, user, conn.id, reason="gateway could not follow the room")
             raise
-        for sub in room.subs:
-            conn.own_subscription(sub)
-        conn.send_nowait(reply)
-        gate.open()
 
     async def _leave(self, conn: Connection, name: str, reason: str) -> None:
         room = await self._forget(conn, name)
         await self.client.leave(name, room.user if room else user_of(conn), conn.id, reason=reason)
 
     async def _forget(self, conn: Connection, name: str) -> JoinedRoom | None:
+        room = self._drop(conn, name)
+        if room is not None:
+            await self.hub.leave(conn, room.room_id)
+        return room
+
+    def _drop(self, conn: Connection, name: str) -> JoinedRoom | None:
         room = self.joined.get(conn.id, {}).pop(name, None)
         if room is not None:
-            for sub in room.subs:
-                await conn.unsubscribe_nats(sub)
+            conn.shared_subscriptions -= 1
         return room
+
+    def _room_closed(self, conn: Connection, name: str, room_id: str) -> None:
+        """The hub saw the room deleted: the connection is in it no more."""
+        room = self.joined.get(conn.id, {}).get(name)
+        if room is not None and room.room_id == room_id:
+            self._drop(conn, name)
 
     async def on_disconnect(self, conn: Connection) -> None:
         for name, room in (self.joined.pop(conn.id, None) or {}).items():
+            conn.shared_subscriptions -= 1
+            await self.hub.leave(conn, room.room_id)
             try:
                 await self.client.leave(name, room.user, conn.id, reason="disconnected")
             except ChatError as exc:  # the chat service reaps the session later if it missed this

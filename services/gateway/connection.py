@@ -78,7 +78,8 @@ class Connection:
 
     __slots__ = ("_closed_waiter", "_metadata", "_nats_subs", "_tasks", "address", "channels", "close_code",
                  "close_reason", "connected_at", "ctx", "id", "identity", "kind", "last_active", "last_rx", "last_tx",
-                 "open", "ping_at", "rate_stamp", "rate_tokens", "sse_chunked", "transport", "wbits", "ws")
+                 "open", "ping_at", "rate_stamp", "rate_tokens", "shared_subscriptions", "sse_chunked", "transport",
+                 "wbits", "ws")
 
     def __init__(
         self,
@@ -104,6 +105,7 @@ class Connection:
         self.wbits = deflate_wbits
         self.sse_chunked = sse_chunked
         self.channels: set[str] | None = None
+        self.shared_subscriptions = 0  # what extensions hold for it on subscriptions shared per gateway (rooms)
         self.open = True
         self.close_code: int | None = None
         self.close_reason = ""
@@ -209,8 +211,10 @@ class Connection:
 
     @property
     def subscription_count(self) -> int:
-        """Channels plus NATS subscriptions extensions own; ``WEBSOCKET_MAX_SUBSCRIPTIONS`` bounds both."""
-        return (len(self.channels) if self.channels else 0) + (len(self._nats_subs) if self._nats_subs else 0)
+        """Channels, chat rooms and NATS subscriptions extensions own; ``WEBSOCKET_MAX_SUBSCRIPTIONS`` bounds
+        them together."""
+        return ((len(self.channels) if self.channels else 0) + self.shared_subscriptions
+                + (len(self._nats_subs) if self._nats_subs else 0))
 
     def check_subscription_room(self) -> None:
         if self.subscription_count >= self.ctx.max_subscriptions:

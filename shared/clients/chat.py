@@ -175,35 +175,56 @@ class ChatClient:
         """Call ``on_event`` for the room's feed from the join (history first), its log after the join, and its
         typing notices; the caller unsubscribes the three subscriptions returned when done."""
         room_id, live_from = joined.room.id, joined.live_from
+
+        async def feed(seq: int, event: FeedEvent) -> None:
+            history = seq < live_from
+            if not history or isinstance(event, _CONVERSATION):
+                await on_event(RoomEvent(room_id=room_id, event=event, seq=seq, history=history))
+
+        async def room_log(seq: int, event: RoomLogEvent) -> None:
+            if isinstance(event, _PRESENCE):  # not snapshots: they restate what readers have seen
+                await on_event(RoomEvent(room_id=room_id, event=event, seq=seq))
+
+        async def typing(event: TypingEvent) -> None:
+            await on_event(RoomEvent(room_id=room_id, event=event))
+
+        return await self.subscribe_room(room_id, feed_from=joined.history_from, log_after=joined.log_seq,
+                                         on_feed=feed, on_log=room_log, on_typing=typing)
+
+    async def subscribe_room(self, room_id: str, *, feed_from: int, log_after: int,
+                             on_feed: Callable[[int, FeedEvent], Awaitable[None]],
+                             on_log: Callable[[int, RoomLogEvent], Awaitable[None]],
+                             on_typing: Callable[[TypingEvent], Awaitable[None]]) -> list[Subscription]:
+        """The room's feed from sequence ``feed_from`` and its log after ``log_after`` (JetStream ordered
+        consumers, each event with its stream sequence; undecodable ones skipped) and its typing notices (core
+        NATS): three subscriptions, which the caller unsubscribes when done."""
         js = self.nc.jetstream()
 
         async def feed(msg: Msg) -> None:
-            seq = msg.metadata.sequence.stream
             event = _decode(feed_decoder, msg)
-            history = seq < live_from
-            if event is not None and (not history or isinstance(event, _CONVERSATION)):
-                await on_event(RoomEvent(room_id=room_id, event=event, seq=seq, history=history))
+            if event is not None:
+                await on_feed(msg.metadata.sequence.stream, event)
 
         async def room_log(msg: Msg) -> None:
             event = _decode(room_log_decoder, msg)
-            if isinstance(event, _PRESENCE):  # not snapshots: they restate what readers have seen
-                await on_event(RoomEvent(room_id=room_id, event=event, seq=msg.metadata.sequence.stream))
+            if event is not None:
+                await on_log(msg.metadata.sequence.stream, event)
 
         async def typing(msg: Msg) -> None:
             event = _decode(typing_decoder, msg)
             if event is not None:
-                await on_event(RoomEvent(room_id=room_id, event=event))
+                await on_typing(event)
 
         subs: list[Subscription] = []
         try:
             subs.append(await js.subscribe(
                 self.subjects.chat_feed(room_id), stream=self.subjects.stream_name("chat_feed"), cb=feed,
                 ordered_consumer=True, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                config=ConsumerConfig(opt_start_seq=max(1, joined.history_from))))
+                config=ConsumerConfig(opt_start_seq=max(1, feed_from))))
             subs.append(await js.subscribe(
                 self.subjects.chat_room_log(room_id), stream=self.subjects.stream_name("chat"), cb=room_log,
                 ordered_consumer=True, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                config=ConsumerConfig(opt_start_seq=joined.log_seq + 1)))
+                config=ConsumerConfig(opt_start_seq=log_after + 1)))
             subs.append(await self.nc.subscribe(self.subjects.chat_room_events(room_id), cb=typing))
         except BaseException:
             for sub in subs:
@@ -211,6 +232,43 @@ class ChatClient:
                     await sub.unsubscribe()
             raise
         return subs
+
+    async def read_feed(self, room_id: str, first: int, last: int) -> list[tuple[int, FeedEvent]]:
+        """The room's feed events from sequence ``first`` through ``last`` that the stream still holds."""
+        return await self._read(self.subjects.chat_feed(room_id), self.subjects.stream_name("chat_feed"),
+                                first, last, feed_decoder)
+
+    async def read_log(self, room_id: str, first: int, last: int) -> list[tuple[int, RoomLogEvent]]:
+        """The room's log events from sequence ``first`` through ``last`` that the stream still holds."""
+        return await self._read(self.subjects.chat_room_log(room_id), self.subjects.stream_name("chat"),
+                                first, last, room_log_decoder)
+
+    async def _read(self, subject: str, stream: str, first: int, last: int, decoder: msgspec.json.Decoder[T]
+                    ) -> list[tuple[int, T]]:
+        out: list[tuple[int, T]] = []
+        if last < max(1, first):
+            return out
+        sub = await self.nc.jetstream().subscribe(
+            subject, stream=stream, ordered_consumer=True, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            config=ConsumerConfig(opt_start_seq=max(1, first)))
+        try:
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=self.timeout)
+                except nats.errors.TimeoutError:
+                    break  # nothing at or after ``first`` any more: the room's subjects were purged
+                seq = msg.metadata.sequence.stream
+                if seq > last:
+                    break
+                event = _decode(decoder, msg)
+                if event is not None:
+                    out.append((seq, event))
+                if seq == last or msg.metadata.num_pending == 0:
+                    break
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        return out
 
     async def typing_notices(self, room_id: str) -> Reader[TypingEvent]:
         sub = await self.nc.subscribe(self.subjects.chat_room_events(room_id))
