@@ -62,13 +62,13 @@ class Socket:
         def wanted(message: dict[str, Any]) -> bool:
             return message["type"] in (kind, "error") and (ref is None or message.get("ref") == ref)
 
-        for i, message in enumerate(self.unread):
-            if wanted(message):
+        for i, earlier in enumerate(self.unread):
+            if wanted(earlier):
                 return self.unread.pop(i)
         while True:
             msg = await self.ws.receive(timeout=30)
             assert msg.type == aiohttp.WSMsgType.TEXT, msg
-            message = json.loads(msg.data)
+            message: dict[str, Any] = json.loads(msg.data)
             if wanted(message):
                 return message
             self.unread.append(message)

@@ -74,7 +74,7 @@ async def until_parked(runs: Runs, run_id: str, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         watcher = await registry.open_runs.watch(run_id)
         try:
-            async for entry in watcher:  # type: ignore[attr-defined]
+            async for entry in watcher:
                 if entry is not None and entry.value == PARKED.encode():
                     return
         finally:
