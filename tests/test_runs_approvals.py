@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import raaf
 from proto.approvals import DecisionAccepted
 from proto.errors import Error, ErrorCode
 from proto.runs import (
@@ -150,3 +151,41 @@ async def test_a_second_decision_on_the_same_call_is_a_conflict_and_changes_noth
     assert isinstance(events[-1], RunCompleted) and gap_free(events), dumps(events)
     assert len([e for e in events if isinstance(e, ApprovalDecided)]) == 1
     assert len([e for e in events if isinstance(e, ApprovalRequested)]) == 1
+
+
+async def test_the_python_runner_streams_the_approval_request_and_approves_it_from_the_loop(
+    runs: Runs, runner: RunnerProcess, nats_server: NatsServer, prefix: str, tmp_path: Path
+) -> None:
+    runner("a")
+    await alive(runs, "a")
+    seen: list[str] = []
+    async with raaf.Runner("clerk", nats_url=nats_server.url, prefix=prefix) as python:
+        async for chunk in python.run("charge:3000", stream=True):
+            seen.append(chunk.type)
+            if chunk.approval is not None:
+                assert (chunk.approval.name, chunk.approval.call_id) == ("charge", "call_1_charge")
+                seq = await python.approve(chunk.run_id, chunk.approval.call_id, {"amount": 3001}, decided_by="ops")
+                assert seq == chunk.seq + 1
+            if chunk.content:
+                answer = chunk.content
+        with pytest.raises(raaf.ConflictError):
+            await python.reject(chunk.run_id, "call_1_charge", "too late")
+    assert "run_approval_requested" in seen and "run_approval_decided" in seen and seen[-1] == "run_completed"
+    assert answer and calls(tmp_path) == ["charge 3001"]
+
+
+async def test_the_async_runner_rejects_and_an_unknown_call_is_not_found(
+    runs: Runs, runner: RunnerProcess, nats_server: NatsServer, prefix: str, tmp_path: Path
+) -> None:
+    runner("a")
+    await alive(runs, "a")
+    accepted = await runs.start("charge:4000", agent="clerk")
+    assert isinstance(accepted, RunAccepted)
+    _, request = await until_requested(runs, accepted.run_id)
+    async with raaf.AsyncRunner(nats_url=nats_server.url, prefix=prefix) as pool:
+        with pytest.raises(raaf.NotFoundError):
+            await pool.approve(accepted.run_id, "call_9_nothing")
+        assert await pool.reject(accepted.run_id, request.call_id, "No.") == request.seq + 1
+    events = await runs.events(accepted.run_id)
+    assert isinstance(events[-1], RunCompleted) and events[-1].output.startswith("Done (No.)"), dumps(events)
+    assert calls(tmp_path) == []
