@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -17,10 +17,13 @@ from proto.runs import (
     RunAccepted,
     RunCompleted,
     RunEvent,
+    RunFailed,
     ToolOutput,
 )
 from raaf.testing import OpenAIMock
-from shared.devstack.servers import NatsServer
+from services.scheduler import SchedulerApp, SchedulerSettings
+from shared.devstack.servers import NatsServer, ValkeyServer
+from shared.service.app import App
 from tests.support.approvals import (
     APPROVAL_WAIT,
     approvals_env,
@@ -29,6 +32,7 @@ from tests.support.approvals import (
     until_parked,
     until_requested,
 )
+from tests.support.env import service_env
 from tests.support.processes import ServiceProcess
 from tests.support.restart import alive, calls, dumps, scripted_model
 from tests.support.runs import Runs
@@ -189,3 +193,30 @@ async def test_the_async_runner_rejects_and_an_unknown_call_is_not_found(
     events = await runs.events(accepted.run_id)
     assert isinstance(events[-1], RunCompleted) and events[-1].output.startswith("Done (No.)"), dumps(events)
     assert calls(tmp_path) == []
+
+
+async def test_a_deadline_applies_its_rules_outcome_through_the_schedulers_delayed_job(
+    runs: Runs, runner: RunnerProcess, nats_server: NatsServer, redis_server: ValkeyServer, prefix: str,
+    tmp_path: Path, start_app: Callable[[App], Awaitable[App]]
+) -> None:
+    await start_app(SchedulerApp(SchedulerSettings.from_env(
+        service_env(nats_server.url, redis_server.url, RAAF_PREFIX=prefix, JOBS_TICK_INTERVAL="0.05"))))
+    runner("a")
+    await alive(runs, "a")
+    rejected, failed = (await runs.start("note:urgent-memo", agent="clerk"),
+                        await runs.start("note:fatal-memo", agent="clerk"))
+    assert isinstance(rejected, RunAccepted) and isinstance(failed, RunAccepted)
+    _, request = await until_requested(runs, rejected.run_id)
+    assert request.deadline is not None and request.outcome == "reject"
+    ends = await asyncio.gather(runs.events(rejected.run_id, timeout=30), runs.events(failed.run_id, timeout=30))
+    for events in ends:
+        (decided,) = [e for e in events if isinstance(e, ApprovalDecided)]
+        assert (decided.decided_by, decided.approved) == ("deadline", False), dumps(events)
+        assert gap_free(events)
+    first, second = ends
+    assert next(e for e in first if isinstance(e, ApprovalDecided)).at >= request.deadline, "not before it"
+    assert isinstance(first[-1], RunCompleted), dumps(first)
+    (output,) = [e for e in first if isinstance(e, ToolOutput)]
+    assert output.is_error and "No decision was made on this tool call in time" in output.output
+    assert isinstance(second[-1], RunFailed) and second[-1].code == ErrorCode.TIMEOUT, dumps(second)
+    assert calls(tmp_path) == [], "neither note was written"
