@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from services.gateway import GatewayApp, GatewaySettings
 from shared.devstack.servers import NatsServer
 from shared.service.app import App
 from tests.support.approvals import approvals_env, parked_state, until_parked
+from tests.support.dialects_fixtures import NodeClient
 from tests.support.env import service_env
 from tests.support.gateway import SECRET, token
 from tests.support.processes import ServiceProcess
@@ -146,3 +148,29 @@ async def test_the_owner_rejects_over_the_websocket_and_the_model_answers_the_re
 async def events_of(runs: Runs, run_id: str) -> list[dict[str, Any]]:
     """The run's stored events so far (it may not have ended)."""
     return [json.loads(raw) async for _, raw in runs.client.log.stored(run_id)]
+
+
+async def test_the_ai_sdk_chat_transport_gets_a_tool_approval_request_and_its_approval_response_continues_the_run(
+    gateway: str, node_client: NodeClient, tmp_path: Path
+) -> None:
+    question = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "charge:6000"}]}
+    out = await node_client("ai_sdk.mjs", "approve", {
+        "api": f"{gateway}/v1/ui/clerk/chat", "chatId": uuid.uuid4().hex[:16], "messages": [question],
+        "headers": {"Authorization": f"Bearer {token('alice')}"}, "approved": True})
+    asked = out["asked"]
+    request = next(c for c in asked if c["type"] == "tool-approval-request")
+    assert request == {"type": "tool-approval-request", "approvalId": "call_1_charge", "toolCallId": "call_1_charge"}
+    assert asked[-1] == {"type": "finish", "finishReason": "tool-calls"}, "the stream ends while the run waits"
+    (waiting,) = [p for p in out["askedMessage"]["parts"] if p.get("state") == "approval-requested"]
+    assert (waiting["toolCallId"], waiting["approval"]) == ("call_1_charge", {"id": "call_1_charge"})
+    assert out["ready"] is True, "the SDK's own check says the answer is to be sent"
+    rest = out["rest"]
+    assert rest[0]["type"] == "start" and rest[0]["messageId"] == out["askedMessage"]["id"]
+    assert {"type": "tool-approval-response", "approvalId": "call_1_charge", "approved": True} in rest
+    assert not any(c["type"] == "tool-approval-request" for c in rest), "the continuation only"
+    assert rest[-1] == {"type": "finish", "finishReason": "stop"}
+    (tool,) = [p for p in out["message"]["parts"] if p.get("toolCallId") == "call_1_charge"]
+    assert (tool["state"], tool["output"]) == ("output-available", "charged 6000")
+    text = "".join(p["text"] for p in out["message"]["parts"] if p["type"] == "text")
+    assert "Done (charged 6000)" in text
+    assert calls(tmp_path) == ["charge 6000"]

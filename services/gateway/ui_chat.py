@@ -11,16 +11,18 @@ from typing import Final
 from aiohttp import web
 
 from proto.errors import Error, ErrorCode, error_encoder, http_status
-from proto.runs import ChatMessage, ClientTool, RunRequest, ToolCallRecord
+from proto.runs import ApprovalRequested, ChatMessage, ClientTool, RunRequest, ToolCallRecord
 from proto.ui_stream import (
     DONE,
     UI_STREAM_HEADERS,
     ChatRequest,
+    Start,
     UiMessage,
     UiPart,
     chat_request_decoder,
     ui_encoder,
 )
+from services.gateway.approvals import ApprovalRoutes
 from services.gateway.errors import GatewayError
 from services.gateway.runs_http import RunRoutes
 from services.gateway.ui_chat_render import MESSAGE_KEY, UiStreamRenderer
@@ -118,6 +120,7 @@ class UiChatRoutes:
 
     def __init__(self, runs: RunRoutes) -> None:
         self.runs = runs
+        self.approvals = ApprovalRoutes(runs)
         for metric in (runs.streams, runs.delivered):
             metric.labels(transport=TRANSPORT)
 
@@ -178,6 +181,11 @@ class UiChatRoutes:
             denied = await self.runs.access.check_read(identity, f"{body.id}-{n}")
             if denied is not None:
                 return error_response(denied)
+            answered = await self._decide(identity, f"{body.id}-{n}", body.messages[-1])
+            if isinstance(answered, Error):
+                return error_response(answered)
+            if answered is not None:  # the user's approval responses: the parked run goes on
+                return await self.stream(request, f"{body.id}-{n}", after=answered)
         for attempt in range(MAX_STARTS):
             run = to_run(body, agent, f"{body.id}-{n + 1 + attempt}", owner=identity.subject)
             if isinstance(run, Error):
@@ -213,8 +221,31 @@ class UiChatRoutes:
         return web.json_response({"chat_id": request.match_info["chat_id"], "run_id": run_id, "stopping": stopping},
                                  status=202 if stopping else 200)
 
-    async def stream(self, request: web.Request, run_id: str) -> web.StreamResponse:
-        """The run from its first part (a resume replays the message from its start, as the SDK expects)."""
+    async def _decide(self, identity: Identity, run_id: str, last: UiMessage) -> int | Error | None:
+        """Send the approval responses ``last`` (the assistant message) holds for calls the run waits on; the seq
+        to continue its stream after (its last answered request), None if it holds none, or the typed error."""
+        if last.role != "assistant":
+            return None
+        after: int | None = None
+        for part in last.parts:
+            if part.state != "approval-responded" or part.approval is None or part.approval.approved is None:
+                continue
+            requested, decided = await self.client.approval_request(run_id, part.approval.id)
+            if not isinstance(requested, ApprovalRequested):
+                continue
+            after = max(after or 0, requested.seq)
+            if decided:
+                continue  # sent again, or decided elsewhere: the stream shows the decision
+            reply = await self.approvals.decide(identity, run_id, part.approval.id, approved=part.approval.approved,
+                                                message=part.approval.reason)
+            if isinstance(reply, Error) and reply.code != ErrorCode.CONFLICT:
+                return reply
+        return after
+
+    async def stream(self, request: web.Request, run_id: str, *, after: int = 0) -> web.StreamResponse:
+        """The run from its first part (a resume replays the message from its start, as the SDK expects), or,
+        ``after`` a seq, the message's continuation (a decision on its approvals). A run that waits for a decision
+        ends the stream (``finish``) with its ``tool-approval-request``; the client's answer continues it."""
         response = web.StreamResponse(headers=UI_STREAM_HEADERS)
         await response.prepare(request)
         gauge = self.runs.streams.labels(transport=TRANSPORT)
@@ -228,12 +259,21 @@ class UiChatRoutes:
         try:
             async with contextlib.aclosing(self.client.follow(run_id, on_idle=keepalive)) as events:
                 async for event, _ in events:
-                    out = b"".join(b"data: %s\n\n" % ui_encoder.encode(part) for part in renderer.feed(event))
-                    if is_terminal(event):
+                    parts = renderer.feed(event)
+                    if event.seq <= after:
+                        parts = [part for part in parts if isinstance(part, Start)]
+                    waits = isinstance(event, ApprovalRequested) and event.seq > after and not (
+                        await self.client.approval_request(run_id, event.call_id))[1]
+                    if waits:
+                        parts += renderer.parked()
+                    out = b"".join(b"data: %s\n\n" % ui_encoder.encode(part) for part in parts)
+                    if is_terminal(event) or waits:
                         out += DONE
                     if out:
                         await response.write(out)
                         counter.inc()
+                    if waits:
+                        break
         except (ConnectionResetError, ConnectionError):
             pass  # the run goes on: the client resumes with GET …/{chat_id}/stream
         finally:
