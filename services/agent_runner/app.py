@@ -16,20 +16,18 @@ from nats.js.api import StreamConfig
 from proto.errors import Error, ErrorCode
 from proto.runs import (
     AgentList,
-    CancelAccepted,
     RunAccepted,
     RunEvent,
     RunnerLease,
     RunQueued,
     RunStarted,
     RunState,
-    cancel_run_decoder,
     is_run_id,
     run_request_decoder,
     runs_encoder,
 )
-from proto.subjects import decode_token
 from services.agent_runner.agents import load_catalog, load_stream_processor
+from services.agent_runner.cancels import cancel_handler
 from services.agent_runner.client_tools import check_client_tools, conversation
 from services.agent_runner.decisions import Decisions
 from services.agent_runner.demo import DEMO_MODEL, DemoModel
@@ -166,7 +164,8 @@ class AgentRunnerApp(App):
         await self._renew_lease()  # alive before taking work, so no reaper mistakes our first runs for orphans
         self._request_sub = await self.nc.subscribe(self.subjects.run_requests, queue=QUEUE_GROUP,
                                                     cb=self._on_request, pending_msgs_limit=-1)
-        await self.nc.subscribe(self.subjects.run_cancel_all, cb=self._on_cancel)
+        await self.nc.subscribe(self.subjects.run_cancel_all, cb=cancel_handler(self.jobs, self.run_metrics,
+                                                                                 self._reply))
         await self.nc.subscribe(self.subjects.run_agents, queue=QUEUE_GROUP, cb=self._on_agents_query)
         await self.nc.subscribe(self.subjects.run_decide, queue=QUEUE_GROUP, cb=self._decisions.on_decide,
                                 pending_msgs_limit=-1)
@@ -270,7 +269,8 @@ class AgentRunnerApp(App):
         first: Awaitable[RunEvent]
         try:
             if job.request.handover_from is not None:
-                claimed = await self._take_over(job, reply)
+                claimed = await self.handover.accept(job, self._run_state(job), self.states,
+                                                     lambda answer: self._reply(reply, answer))
                 if claimed:
                     job.task = asyncio.current_task()
                     count_end(self.run_metrics, job, await self.engine.execute(job))
@@ -353,22 +353,6 @@ class AgentRunnerApp(App):
         self.jobs[job.run_id] = job
         job.lifecycle = job.task = self.spawn(self._continue(job), name=f"continue:{job.run_id}")
 
-    async def _take_over(self, job: RunJob, reply: str) -> bool:
-        """Become the owner of a run a draining runner offered; answer the offer either way."""
-        try:
-            await self.handover.take_over(job)
-        except RunError as exc:
-            self.run_metrics.requests.labels(outcome=exc.code.value).inc()
-            await self._reply(reply, exc.to_wire(ref=job.run_id))
-            return False
-        state = self._run_state(job)  # its timeout starts again here
-        if state is not None:
-            with contextlib.suppress(Exception):
-                await self.states.put(state)
-        await self._reply(reply, RunAccepted(run_id=job.run_id, instance=self.instance, queued=job.place is not None))
-        job.accepted = True
-        return True
-
     def stats(self) -> dict[str, Any]:
         """The seed's ``AsyncRunner`` figures for ``raaf.stats()``."""
         return runner_stats(self.run_metrics, self.pool, running=not self.draining)
@@ -379,27 +363,7 @@ class AgentRunnerApp(App):
             with contextlib.suppress(Exception):
                 await self.nc.publish(reply, runs_encoder.encode(message))
 
-    # ---- cancel and queries ------------------------------------------------------------------------------
-
-    async def _on_cancel(self, msg: Msg) -> None:
-        run_id = decode_token(msg.subject.rsplit(".", 1)[-1])
-        job = self.jobs.get(run_id)
-        if job is None or not is_run_id(run_id):
-            return  # not ours: the runner owning it answers
-        reason = "cancelled"
-        if msg.data:
-            try:
-                reason = cancel_run_decoder.decode(msg.data).reason
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                await self._reply(msg, Error(code=ErrorCode.BAD_REQUEST, message=f"malformed cancel: {exc}",
-                                             ref=run_id))
-                return
-        self.run_metrics.cancels.inc()
-        if job.cancel_reason is None:
-            job.cancel_reason = reason  # a run not accepted yet sees it before its first step
-            if job.accepted and job.task is not None:
-                job.task.cancel()
-        await self._reply(msg, CancelAccepted(run_id=run_id))
+    # ---- queries ---------------------------------------------------------------------------------------
 
     async def _on_agents_query(self, msg: Msg) -> None:
         agents = [msgspec.structs.replace(a, base_url=None, api_key_env=None, tools=[*a.tools, *self.mcp.tools_for(a)])

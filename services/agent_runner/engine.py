@@ -36,13 +36,12 @@ from proto.runs import (
 )
 from services.agent_runner.approval_gate import ApprovalGate, Decided, RunParked, with_arguments
 from services.agent_runner.client_tools import client_tool_schema, model_options
-from services.agent_runner.deltas import DeltaCoalescer
+from services.agent_runner.deltas import DeltaCoalescer, processed
 from services.agent_runner.errors import (
     RunError,
     RunSuperseded,
     max_turns_exceeded,
     run_timed_out,
-    stream_processor_failed,
 )
 from services.agent_runner.metrics import RunnerMetrics
 from services.agent_runner.provider import (
@@ -313,7 +312,7 @@ class RunEngine:
                         span.first_token()
                     match piece:
                         case TextPiece(text=text):
-                            for delta in await self._processed(job, agent, text, shown):
+                            for delta in await processed(self.processor, writer, agent.name, text, shown):
                                 if coalescer is not None:
                                     coalescer.add(delta)
                                     if job.last_text is None:
@@ -354,21 +353,6 @@ class RunEngine:
         else:
             self.metrics.inter_token.observe(now - job.last_text)
         job.last_text = now
-
-    async def _processed(self, job: RunJob, agent: AgentSpec, text: str, shown: list[str]) -> list[str]:
-        """A model text delta as the deltas to store: itself, or what the stream processor makes of it."""
-        if self.processor is None:
-            shown.append(text)
-            return [text]
-        chunk = {"type": "run_text_delta", "seq": job.writer.seq + 1, "run_id": job.run_id, "agent": agent.name,
-                 "content": text, "tool_calls": None}
-        try:
-            processed = await self.processor.apply(chunk, job.run_id)
-        except Exception as exc:
-            raise stream_processor_failed(type(self.processor).__qualname__, exc) from exc
-        deltas = [p["content"] for p in processed if isinstance(p.get("content"), str) and p["content"]]
-        shown.extend(deltas)
-        return deltas
 
     async def _run_calls(self, job: RunJob, agent: AgentSpec, calls: list[PendingCall],
                          messages: list[ChatCompletionMessageParam], resume: Checkpoint | None,
