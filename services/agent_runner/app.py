@@ -68,10 +68,7 @@ class AgentRunnerApp(App):
         self.processor = load_stream_processor(settings)
         self.run_metrics = RunnerMetrics(self.metrics.registry)
         self.pool = RunPool(settings.pool_size, settings.queue_size)
-        self.run_metrics.pool_size.set(settings.pool_size)
-        self.run_metrics.queue_size.set(settings.queue_size)
-        self.run_metrics.active.set_function(lambda: float(self.pool.active))
-        self.run_metrics.queued.set_function(lambda: float(self.pool.queued))
+        self.run_metrics.watch(self.pool)
         self.jobs: dict[str, RunJob] = {}
         self.draining = False
         self._stopping = asyncio.Event()
@@ -84,8 +81,8 @@ class AgentRunnerApp(App):
         self._handover: Handover | None = None
         self._states: RunStateStore | None = None
         self._restarter: Restarter | None = None
-        self._decisions: Decisions | None = None
         self._request_sub: Subscription | None = None
+        self._decide_sub: Subscription | None = None
         self._acks: AckInbox | None = None
 
     def streams(self) -> list[StreamConfig]:
@@ -155,20 +152,19 @@ class AgentRunnerApp(App):
         self._restarter = Restarter(registry=self.registry, runlog=self.runlog, states=self.states,
                                     catalog=self.catalog, pool=self.pool, metrics=self.run_metrics,
                                     instance=self.instance, policy=lambda request: retry_policy(s, request))
-        self._decisions = Decisions(nc=self.nc, registry=self.registry, runlog=self.runlog, states=self.states,
-                                    catalog=self.catalog, pool=self.pool, restarter=self.restarter,
-                                    instance=self.instance, max_restarts=s.max_restarts,
-                                    policy=lambda request: retry_policy(s, request), start=self._start_continued,
-                                    jobs=JobsClient(self.nc, prefix=self.runtime.prefix))
-        self.engine.on_park = self._decisions.park
+        decisions = Decisions(nc=self.nc, registry=self.registry, runlog=self.runlog, states=self.states,
+                              catalog=self.catalog, pool=self.pool, restarter=self.restarter, instance=self.instance,
+                              max_restarts=s.max_restarts, policy=lambda request: retry_policy(s, request),
+                              start=self._start_continued, jobs=JobsClient(self.nc, prefix=self.runtime.prefix))
+        self.engine.on_park = decisions.park
         await self._renew_lease()  # alive before taking work, so no reaper mistakes our first runs for orphans
         self._request_sub = await self.nc.subscribe(self.subjects.run_requests, queue=QUEUE_GROUP,
                                                     cb=self._on_request, pending_msgs_limit=-1)
         await self.nc.subscribe(self.subjects.run_cancel_all, cb=cancel_handler(self.jobs, self.run_metrics,
                                                                                  self._reply))
         await self.nc.subscribe(self.subjects.run_agents, queue=QUEUE_GROUP, cb=self._on_agents_query)
-        await self.nc.subscribe(self.subjects.run_decide, queue=QUEUE_GROUP, cb=self._decisions.on_decide,
-                                pending_msgs_limit=-1)
+        self._decide_sub = await self.nc.subscribe(self.subjects.run_decide, queue=QUEUE_GROUP,
+                                                   cb=decisions.on_decide, pending_msgs_limit=-1)
         await barrier(self.nc)  # the server routes requests to us before start() returns
         self.spawn(self._heartbeat(), name="lease")
         self.spawn(self._reaper(), name="reaper")
@@ -177,9 +173,10 @@ class AgentRunnerApp(App):
         """Stop taking runs, let running and queued ones finish, fail what cannot finish in time."""
         self.draining = True
         self._stopping.set()
-        if self._request_sub is not None:
-            with contextlib.suppress(Exception):
-                await self._request_sub.unsubscribe()
+        for sub in (self._request_sub, self._decide_sub):  # decisions go to the runners that stay
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
         budget = max(0.5, self.runtime.shutdown_timeout - 3.0)
         started = time.monotonic()
         if self.runner_settings.handover:
