@@ -152,6 +152,6 @@ class Abort(Part, frozen=True, kw_only=True, tag="abort"):
 
 
 StreamPart = (Start | StartStep | FinishStep | TextStart | TextDeltaPart | TextEnd | ToolInputStart | ToolInputDelta
-              | ToolInputAvailable | ToolOutputAvailable | ToolApprovalRequest | ToolApprovalResponse | Finish | ErrorPart
-              | Abort)
+              | ToolInputAvailable | ToolOutputAvailable | ToolApprovalRequest | ToolApprovalResponse | Finish
+              | ErrorPart | Abort)
 ui_encoder: Final = msgspec.json.Encoder()
