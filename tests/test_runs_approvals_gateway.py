@@ -174,3 +174,18 @@ async def test_the_ai_sdk_chat_transport_gets_a_tool_approval_request_and_its_ap
     text = "".join(p["text"] for p in out["message"]["parts"] if p["type"] == "text")
     assert "Done (charged 6000)" in text
     assert calls(tmp_path) == ["charge 6000"]
+
+
+async def test_an_ai_sdk_denial_with_a_reason_reaches_the_model_as_the_tool_output(
+    gateway: str, node_client: NodeClient, tmp_path: Path
+) -> None:
+    question = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "charge:7000"}]}
+    out = await node_client("ai_sdk.mjs", "approve", {
+        "api": f"{gateway}/v1/ui/clerk/chat", "chatId": uuid.uuid4().hex[:16], "messages": [question],
+        "headers": {"Authorization": f"Bearer {token('alice')}"}, "approved": False, "reason": "Not now."})
+    assert {"type": "tool-approval-response", "approvalId": "call_1_charge", "approved": False,
+            "reason": "Not now."} in out["rest"]
+    (tool,) = [p for p in out["message"]["parts"] if p.get("toolCallId") == "call_1_charge"]
+    assert (tool["state"], tool["output"]) == ("output-available", "Not now.")
+    assert "Done (Not now.)" in "".join(p["text"] for p in out["message"]["parts"] if p["type"] == "text")
+    assert calls(tmp_path) == []
