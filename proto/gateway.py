@@ -7,6 +7,7 @@ from typing import Annotated
 
 import msgspec
 
+from proto.approvals import DecisionAccepted, RunDecide
 from proto.base import ClientRequest, Message
 from proto.chat_ws import ChatClientMessage, ChatServerMessage
 from proto.errors import Error
@@ -14,6 +15,8 @@ from proto.events import EmitEvent, Event, EventHistory, SubscribeEvents, Unsubs
 from proto.runs import (
     AgentChanged,
     AgentStream,
+    ApprovalDecided,
+    ApprovalRequested,
     CancelAccepted,
     CancelRunStream,
     Handoff,
@@ -101,6 +104,7 @@ ClientMessage = (
     | AgentStream
     | ResumeRun
     | CancelRunStream
+    | RunDecide  # tool call approvals (proto/approvals.py)
 
     | SubscribeEvents
     | UnsubscribeEvents
@@ -220,6 +224,9 @@ ServerMessage = (
     | ToolOutput
     | Handoff
     | AgentChanged
+    | ApprovalRequested
+    | ApprovalDecided
+    | DecisionAccepted
     | RunCompleted
     | RunFailed
     | RunCancelled

@@ -259,6 +259,39 @@ class RunStepRestarted(RunEventBase, frozen=True, kw_only=True, tag="run_step_re
     previous: str | None = None  # the instance that died
 
 
+class ApprovalRequested(RunEventBase, frozen=True, kw_only=True, tag="run_approval_requested"):
+    """A tool call waits for a person's decision; the run is parked (no runner holds it) until one comes.
+
+    Who may decide: the subjects in ``approvers`` (the run's owner and those the policy names), admins, and
+    identities whose ``approvals`` grant matches ``agent``. ``deadline`` (wall clock, None: none) applies
+    ``outcome`` (``reject``: the model is told; ``fail``: the run fails with ``timeout``) if nobody decided.
+    """
+
+    call_id: str
+    name: str
+    arguments: str  # the complete JSON arguments the model asked for
+    agent: str = ""
+    approvers: list[str] = []
+    deadline: float | None = None
+    outcome: Literal["reject", "fail"] = "reject"
+
+
+class ApprovalDecided(RunEventBase, frozen=True, kw_only=True, tag="run_approval_decided"):
+    """A decision on an ``run_approval_requested`` call: who, when (``at``), what.
+
+    ``approved`` with ``arguments`` (None: the model's own) runs the tool; a rejection hands the model
+    ``message`` as the tool's output. ``decided_by`` is the deciding subject, or ``deadline``.
+    """
+
+    call_id: str
+    name: str
+    approved: bool
+    decided_by: str
+    message: str | None = None
+    arguments: str | None = None  # edited JSON arguments of an approval
+    instance: str = ""  # the runner that took the decision and continues the run
+
+
 class RunCompleted(RunEventBase, frozen=True, kw_only=True, tag="run_completed"):
     """The run's answer; with ``client_calls`` the last turn ended calling the client's own tools instead.
 
@@ -294,12 +327,22 @@ RunEvent = (
     | Handoff
     | AgentChanged
     | RunStepRestarted
+    | ApprovalRequested
+    | ApprovalDecided
     | RunCompleted
     | RunFailed
     | RunCancelled
 )
 TerminalRunEvent = RunCompleted | RunFailed | RunCancelled
 TERMINAL_EVENTS: Final = (RunCompleted, RunFailed, RunCancelled)
+
+
+class RunPark(Message, frozen=True, kw_only=True, tag="run_park"):
+    """A parked run in ``<PREFIX>_RUN_STATE``: the calls still waiting for a decision, and since when."""
+
+    since: float  # wall clock; the run's timeout does not count while it is parked
+    pending: list[str] = []  # call ids without a decision
+
 
 class RunState(Message, frozen=True, kw_only=True, tag="run_state"):
     """What a run's stored events do not hold, kept in the KV bucket ``<PREFIX>_RUN_STATE`` while it is open:
@@ -312,6 +355,7 @@ class RunState(Message, frozen=True, kw_only=True, tag="run_state"):
     max_restarts: int  # RUN_MAX_RESTARTS of the accepting runner
     usage: Usage = Usage()  # tokens of the model turns so far
     usage_turns: int = 0  # how many turns ``usage`` covers
+    parked: RunPark | None = None  # the run waits for approval decisions (no runner holds it)
 
 
 def event_type(message: Message) -> str:

@@ -232,6 +232,11 @@ class Subjects:
         """Request/reply: which agents the runners serve."""
         return f"{self.prefix}.runs.agents"
 
+    @property
+    def run_decide(self) -> str:
+        """Request/reply (queue group ``agent-runner``): a decision on a parked run's tool call approval."""
+        return f"{self.prefix}.runs.decide"
+
     # Chat (continued): the room directory and each room's log (stream ``chat``), and each room's feed
     # (stream ``chat_feed``): conversation messages (capped at the history size) and answers being streamed.
     @property

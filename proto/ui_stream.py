@@ -18,6 +18,14 @@ DONE: Final = b"data: [DONE]\n\n"
 # ---- requests --------------------------------------------------------------------------------------------
 
 
+class UiApproval(Struct, frozen=True, kw_only=True):
+    """A tool part's ``approval``: its id (the call id), and once the user answered, ``approved`` and ``reason``."""
+
+    id: str
+    approved: bool | None = None
+    reason: str | None = None
+
+
 class UiPart(Struct, frozen=True, kw_only=True, rename="camel"):
     """One part of a UI message: ``text``, ``tool-<name>`` / ``dynamic-tool``, ``step-start`` ... (others skipped)."""
 
@@ -29,6 +37,7 @@ class UiPart(Struct, frozen=True, kw_only=True, rename="camel"):
     input: Any = None
     output: Any = None
     error_text: str | None = None
+    approval: UiApproval | None = None  # state ``approval-requested`` / ``approval-responded``
 
 
 class UiMessage(Struct, frozen=True, kw_only=True):
@@ -115,6 +124,21 @@ class ToolOutputAvailable(Part, frozen=True, kw_only=True, tag="tool-output-avai
     provider_executed: bool | UnsetType = UNSET
 
 
+class ToolApprovalRequest(Part, frozen=True, kw_only=True, tag="tool-approval-request"):
+    """The call waits for the user's decision (``addToolApprovalResponse``; the next request carries it)."""
+
+    approval_id: str
+    tool_call_id: str
+
+
+class ToolApprovalResponse(Part, frozen=True, kw_only=True, tag="tool-approval-response"):
+    """The decision on ``approval_id`` (from this client or any other)."""
+
+    approval_id: str
+    approved: bool
+    reason: str | UnsetType = UNSET
+
+
 class Finish(Part, frozen=True, kw_only=True, tag="finish"):
     finish_reason: str | UnsetType = UNSET
 
@@ -128,5 +152,6 @@ class Abort(Part, frozen=True, kw_only=True, tag="abort"):
 
 
 StreamPart = (Start | StartStep | FinishStep | TextStart | TextDeltaPart | TextEnd | ToolInputStart | ToolInputDelta
-              | ToolInputAvailable | ToolOutputAvailable | Finish | ErrorPart | Abort)
+              | ToolInputAvailable | ToolOutputAvailable | ToolApprovalRequest | ToolApprovalResponse | Finish
+              | ErrorPart | Abort)
 ui_encoder: Final = msgspec.json.Encoder()

@@ -15,7 +15,7 @@ from nats.aio.client import Client as NATS
 from proto.errors import Error, ErrorCode
 from proto.runs import TERMINAL_EVENTS, ChatMessage, RunRequest
 from raaf.agent import Agent
-from raaf.runner import RunsConnection, raise_for_end, run_request
+from raaf.runner import PYTHON_DECIDER, RunsConnection, decide, raise_for_end, run_request
 from raaf.session import StreamingSession
 from shared.config import configuration
 from shared.errors import (
@@ -120,6 +120,18 @@ class AsyncRunner:
         running = sum(1 for t in self._tasks.values() if not t.done())
         return {"pool_size": self.pool_size, "queue_size": self.queue_size, "pending": self._pending,
                 "running": min(running, self.pool_size), "completed": self.completed, "failed": self.failed}
+
+    async def approve(self, run_id: str, call_id: str, arguments: dict[str, Any] | None = None, *,
+                      decided_by: str = PYTHON_DECIDER) -> int:
+        """Approve a tool call a run waits on (as ``Runner.approve``)."""
+        return await decide(await self.connection.client(), run_id, call_id, True, arguments=arguments,
+                            decided_by=decided_by)
+
+    async def reject(self, run_id: str, call_id: str, message: str | None = None, *,
+                     decided_by: str = PYTHON_DECIDER) -> int:
+        """Reject a tool call a run waits on (as ``Runner.reject``)."""
+        return await decide(await self.connection.client(), run_id, call_id, False, message=message,
+                            decided_by=decided_by)
 
     async def close(self) -> None:
         """Cancel what is still running here (the runs themselves are cancelled too) and disconnect."""

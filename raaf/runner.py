@@ -9,10 +9,12 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
 from typing import Any, Literal, overload
 
+import msgspec
 import nats
 import nats.errors
 from nats.aio.client import Client as NATS
 
+from proto.approvals import DecideApproval
 from proto.errors import Error, ErrorCode
 from proto.runs import CancelAccepted, ChatMessage, RunCancelled, RunCompleted, RunEvent, RunFailed, RunRequest
 from proto.subjects import Subjects
@@ -89,6 +91,21 @@ def raise_for_end(event: RunEvent) -> None:
             raise error_for(code, message, ref=run_id)
         case RunCancelled(reason=reason, run_id=run_id):
             raise error_for(ErrorCode.CANCELLED, reason, ref=run_id)
+
+
+PYTHON_DECIDER = "python"  # ``decided_by`` of a decision taken through this API, unless the caller names one
+
+
+async def decide(client: RunClient, run_id: str, call_id: str, approved: bool, *, message: str | None = None,
+                 arguments: dict[str, Any] | None = None, decided_by: str = PYTHON_DECIDER) -> int:
+    """Send a decision on a parked run's tool call straight to the runners (a trusted NATS client: no access
+    check); the seq of ``run_approval_decided``, or the typed error."""
+    reply = await client.decide(DecideApproval(
+        run_id=run_id, call_id=call_id, approved=approved, decided_by=decided_by, message=message,
+        arguments=None if arguments is None else msgspec.json.encode(arguments).decode()))
+    if isinstance(reply, Error):
+        raise error_from_wire(reply)
+    return reply.seq
 
 
 class Runner:
@@ -197,6 +214,19 @@ class Runner:
             if not ended:
                 with contextlib.suppress(Exception):
                     await client.cancel(run_id, "the client stopped reading the run")
+
+    async def approve(self, run_id: str, call_id: str, arguments: dict[str, Any] | None = None, *,
+                      decided_by: str = PYTHON_DECIDER) -> int:
+        """Approve a tool call a run waits on (``chunk.approval``), with edited ``arguments`` if given; the
+        seq of the logged decision. Typed errors: ``ConflictError`` (decided already), ``NotFoundError``."""
+        return await decide(await self.connection.client(), run_id, call_id, True, arguments=arguments,
+                            decided_by=decided_by)
+
+    async def reject(self, run_id: str, call_id: str, message: str | None = None, *,
+                     decided_by: str = PYTHON_DECIDER) -> int:
+        """Reject a tool call a run waits on; the model reads ``message`` as the tool's output."""
+        return await decide(await self.connection.client(), run_id, call_id, False, message=message,
+                            decided_by=decided_by)
 
     async def _complete(self, request: RunRequest) -> RunResult:
         async with contextlib.aclosing(self._stream(request)) as chunks:

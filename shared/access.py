@@ -11,14 +11,15 @@ from typing import Any, Final
 import msgspec
 
 from proto.jobs import JobInfo, RecurringJob, RunAgentJob
-from proto.runs import AgentSpec, RunEvent, RunQueued, RunStarted
+from proto.runs import AgentSpec, ApprovalRequested, RunEvent, RunQueued, RunStarted
 from shared.errors import BadRequestError, ForbiddenError
 from shared.event_grants import may_see
-from shared.identity import ADMIN_ROLE, Identity
+from shared.identity import ADMIN_ROLE, Identity, matches
 
 __all__ = [
     "ADMIN_ROLE", "DEFAULT_TABLE", "MESSAGES", "ROUTES", "Access", "AccessTable", "Rule", "RuleKey", "check_agents",
-    "check_event", "check_grant", "check_job", "check_job_data", "check_owner", "check_queue", "check_run",
+    "check_decide", "check_event", "check_grant", "check_job", "check_job_data", "check_owner", "check_queue",
+    "check_run",
     "check_schedule", "is_admin", "namespace", "require_admin", "route_access", "run_limits", "run_owner",
     "scoped_job_id", "scoped_run_id", "scoped_schedule_name", "visible_agents", "visible_schedules",
 ]
@@ -61,6 +62,7 @@ ROUTES: Final[dict[tuple[str, str], Access]] = {
     ("GET", "/v1/runs/{run_id}"): Access(Rule.OWNER, "run", "read"),
     ("GET", "/v1/runs/{run_id}/events"): Access(Rule.OWNER, "run", "follow"),
     ("POST", "/v1/runs/{run_id}/cancel"): Access(Rule.OWNER, "run", "cancel"),
+    ("POST", "/v1/runs/{run_id}/approvals/{call_id}"): Access(Rule.GRANT, "run", "decide"),  # check_decide
     ("GET", "/v1/agents"): Access(Rule.IDENTITY, "agent", "list"),  # granted agents only; prompts for admins
     ("POST", "/v1/chat/completions"): Access(Rule.GRANT, "run", "create"),
     ("GET", "/v1/models"): Access(Rule.IDENTITY, "agent", "list"),
@@ -108,6 +110,7 @@ MESSAGES: Final[dict[str, Access]] = {
     "agent_stream": Access(Rule.GRANT, "run", "create"),
     "resume": Access(Rule.OWNER, "run", "resume"),
     "cancel": Access(Rule.OWNER, "run", "cancel"),
+    "run_decide": Access(Rule.GRANT, "run", "decide"),  # check_decide: an approver, or the approvals grant
     "subscribe_events": Access(Rule.GRANT, "event", "follow"),
     "unsubscribe_events": Access(Rule.IDENTITY, "event", "leave"),
     "emit_event": Access(Rule.GRANT, "event", "create"),
@@ -182,6 +185,20 @@ def run_owner(first: RunEvent) -> str | None:
 
 def check_run(identity: Identity, run_id: str, first: RunEvent, action: str = "read") -> None:
     check_owner(identity, "run", run_id, run_owner(first), action)
+
+
+def check_decide(identity: Identity, run_id: str, request: ApprovalRequested) -> None:
+    """Approving or rejecting a tool call: a subject the request names (the run's owner, the policy's
+    ``approvers``), an identity whose ``approvals`` grant matches the requesting agent, or an admin."""
+    if is_admin(identity):
+        return
+    if identity.subject is not None and identity.subject in request.approvers:
+        return
+    granted = identity.grants.get("approve")
+    if granted is not None and matches(granted, request.agent, identity.subject):
+        return
+    raise ForbiddenError(f"not allowed to decide tool call {request.call_id} of run {run_id}", ref=run_id,
+                         details={"kind": "run", "action": "decide"})
 
 
 def check_agents(identity: Identity, agent: str, inline: Iterable[AgentSpec] = (),

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
-ResourceKind = Literal["channel", "run", "event", "room", "job", "tool", "model"]
+ResourceKind = Literal["channel", "run", "event", "room", "job", "tool", "model", "approve"]
 
 # The claim that lists the name patterns of each kind an identity may use.
 GRANT_CLAIMS: Final[dict[str, str]] = {
@@ -18,6 +18,7 @@ GRANT_CLAIMS: Final[dict[str, str]] = {
     "job": "jobs",
     "tool": "tools",
     "model": "models",
+    "approve": "approvals",  # agents whose runs' tool calls the identity may approve or reject
 }
 # The role that may manage other identities' resources, dead letters and every queue (``roles`` claim).
 ADMIN_ROLE: Final = "admin"

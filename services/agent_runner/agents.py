@@ -13,6 +13,7 @@ from services.agent_runner.demo_agents import DEMO_AGENTS, demo_tools
 from services.agent_runner.errors import AgentConfigError, BadRunRequest, agent_not_found
 from services.agent_runner.settings import AgentRunnerSettings
 from shared.errors import ConfigurationError, SettingsError, StreamingError
+from shared.runs.approvals import ApprovalRule
 from shared.runs.mcp_config import McpServerConfig
 from shared.runs.stream_processor import StreamProcessor, load_processor
 from shared.runs.tools import Tool, load_tools
@@ -27,6 +28,8 @@ class AgentsFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     agents: list[AgentSpec]
     # Tools safe to run again when a runner died while they ran (besides those marked ``@tool(idempotent=True)``).
     idempotent_tools: list[str] = []
+    # ``[[approval]]``: which tool calls wait for a person's decision (docs/approvals.md).
+    approval: list[ApprovalRule] = []
 
 
 def read_agents_file(path: str) -> list[AgentSpec]:
@@ -76,8 +79,14 @@ class AgentCatalog:
 
     def __init__(self, agents: Iterable[AgentSpec], tools: Mapping[str, Tool], *, max_inline_agents: int = 16,
                  mcp_servers: Mapping[str, list[McpServerConfig]] | None = None,
-                 idempotent_tools: Iterable[str] = ()) -> None:
+                 idempotent_tools: Iterable[str] = (), approvals: Iterable[ApprovalRule] = ()) -> None:
         self.tools = dict(tools)
+        self.approvals = list(approvals)
+        for rule in self.approvals:
+            try:
+                rule.check()
+            except ConfigurationError as exc:
+                raise AgentConfigError(exc.message) from None
         for name in idempotent_tools:
             if name not in self.tools:
                 raise AgentConfigError(f"idempotent_tools names unknown tool {name!r}")
@@ -161,7 +170,7 @@ def load_catalog(settings: AgentRunnerSettings) -> AgentCatalog:
         config, servers = (read_agents(settings.agents_file) if settings.agents_file is not None
                            else (AgentsFile(agents=[]), {}))
         return AgentCatalog(config.agents, tools, max_inline_agents=settings.max_inline_agents, mcp_servers=servers,
-                            idempotent_tools=config.idempotent_tools)
+                            idempotent_tools=config.idempotent_tools, approvals=config.approval)
     except AgentConfigError as exc:
         raise SettingsError("RAAF_AGENTS_FILE", settings.agents_file or "", exc.message) from None
 

@@ -16,38 +16,37 @@ from nats.js.api import StreamConfig
 from proto.errors import Error, ErrorCode
 from proto.runs import (
     AgentList,
-    CancelAccepted,
     RunAccepted,
-    RunCancelled,
-    RunCompleted,
     RunEvent,
-    RunFailed,
     RunnerLease,
     RunQueued,
-    RunRequest,
     RunStarted,
     RunState,
-    cancel_run_decoder,
     is_run_id,
     run_request_decoder,
     runs_encoder,
 )
-from proto.subjects import decode_token
 from services.agent_runner.agents import load_catalog, load_stream_processor
+from services.agent_runner.cancels import cancel_handler
 from services.agent_runner.client_tools import check_client_tools, conversation
+from services.agent_runner.decisions import Decisions
 from services.agent_runner.demo import DEMO_MODEL, DemoModel
 from services.agent_runner.engine import RunEngine, RunJob
 from services.agent_runner.errors import BadRunRequest, RunError, duplicate_run, input_too_large, runner_draining
 from services.agent_runner.handover import Handover
+from services.agent_runner.limits import check_limits, retry_policy
 from services.agent_runner.mcp import AgentMcp
 from services.agent_runner.metrics import RunnerMetrics
+from services.agent_runner.outcomes import count_end, runner_stats
 from services.agent_runner.pool import RunPool
-from services.agent_runner.provider import ProviderPool, RetryPolicy
+from services.agent_runner.provider import ProviderPool
 from services.agent_runner.restart import Restarter, run_state
 from services.agent_runner.settings import AgentRunnerSettings
 from services.agent_runner.writer import RunWriter
+from shared.clients.jobs import JobsClient
 from shared.nats.conn import barrier
 from shared.nats.jsacks import AckInbox
+from shared.runs.approvals import ApprovalPolicy
 from shared.runs.log import RunLog, run_stream_config
 from shared.runs.registry import RunRegistry
 from shared.runs.state import RunStateStore
@@ -69,10 +68,7 @@ class AgentRunnerApp(App):
         self.processor = load_stream_processor(settings)
         self.run_metrics = RunnerMetrics(self.metrics.registry)
         self.pool = RunPool(settings.pool_size, settings.queue_size)
-        self.run_metrics.pool_size.set(settings.pool_size)
-        self.run_metrics.queue_size.set(settings.queue_size)
-        self.run_metrics.active.set_function(lambda: float(self.pool.active))
-        self.run_metrics.queued.set_function(lambda: float(self.pool.queued))
+        self.run_metrics.watch(self.pool)
         self.jobs: dict[str, RunJob] = {}
         self.draining = False
         self._stopping = asyncio.Event()
@@ -86,6 +82,7 @@ class AgentRunnerApp(App):
         self._states: RunStateStore | None = None
         self._restarter: Restarter | None = None
         self._request_sub: Subscription | None = None
+        self._decide_sub: Subscription | None = None
         self._acks: AckInbox | None = None
 
     def streams(self) -> list[StreamConfig]:
@@ -147,17 +144,27 @@ class AgentRunnerApp(App):
                                  default_model=self.default_model, max_tool_output_bytes=s.max_tool_output_bytes,
                                  metrics=self.run_metrics, instance=self.instance, demo=self.demo is not None,
                                  processor=self.processor, agent_tools=self.mcp.tools_for, chunk_size=s.chunk_size,
-                                 coalesce_window=s.delta_coalesce_ms / 1000 if s.delta_coalesce else None)
+                                 coalesce_window=s.delta_coalesce_ms / 1000 if s.delta_coalesce else None,
+                                 approvals=ApprovalPolicy(self.catalog.approvals, deadline=s.approval_deadline,
+                                                          outcome=s.approval_outcome))
         self._handover = Handover(self.nc, self.subjects, self.registry, self.runlog, self.pool, self.run_metrics,
                                   instance=self.instance, timeout=s.handover_timeout)
         self._restarter = Restarter(registry=self.registry, runlog=self.runlog, states=self.states,
                                     catalog=self.catalog, pool=self.pool, metrics=self.run_metrics,
-                                    instance=self.instance, policy=self._policy)
+                                    instance=self.instance, policy=lambda request: retry_policy(s, request))
+        decisions = Decisions(nc=self.nc, registry=self.registry, runlog=self.runlog, states=self.states,
+                              catalog=self.catalog, pool=self.pool, restarter=self.restarter, instance=self.instance,
+                              max_restarts=s.max_restarts, policy=lambda request: retry_policy(s, request),
+                              start=self._start_continued, jobs=JobsClient(self.nc, prefix=self.runtime.prefix))
+        self.engine.on_park = decisions.park
         await self._renew_lease()  # alive before taking work, so no reaper mistakes our first runs for orphans
         self._request_sub = await self.nc.subscribe(self.subjects.run_requests, queue=QUEUE_GROUP,
                                                     cb=self._on_request, pending_msgs_limit=-1)
-        await self.nc.subscribe(self.subjects.run_cancel_all, cb=self._on_cancel)
+        await self.nc.subscribe(self.subjects.run_cancel_all, cb=cancel_handler(self.jobs, self.run_metrics,
+                                                                                 self._reply))
         await self.nc.subscribe(self.subjects.run_agents, queue=QUEUE_GROUP, cb=self._on_agents_query)
+        self._decide_sub = await self.nc.subscribe(self.subjects.run_decide, queue=QUEUE_GROUP,
+                                                   cb=decisions.on_decide, pending_msgs_limit=-1)
         await barrier(self.nc)  # the server routes requests to us before start() returns
         self.spawn(self._heartbeat(), name="lease")
         self.spawn(self._reaper(), name="reaper")
@@ -166,9 +173,10 @@ class AgentRunnerApp(App):
         """Stop taking runs, let running and queued ones finish, fail what cannot finish in time."""
         self.draining = True
         self._stopping.set()
-        if self._request_sub is not None:
-            with contextlib.suppress(Exception):
-                await self._request_sub.unsubscribe()
+        for sub in (self._request_sub, self._decide_sub):  # decisions go to the runners that stay
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
         budget = max(0.5, self.runtime.shutdown_timeout - 3.0)
         started = time.monotonic()
         if self.runner_settings.handover:
@@ -223,40 +231,23 @@ class AgentRunnerApp(App):
             raise duplicate_run(request.run_id)
         agents = self.catalog.resolve(request)
         agent = agents[request.agent]
-        self._check_limits(request)
+        check_limits(self.runner_settings, request)
         check_client_tools(request, agents)
         max_turns = request.max_turns or agent.max_turns or s.max_turns
         place = self.pool.admit()
         job = RunJob(request=request, agents=agents, writer=RunWriter(self.runlog, request.run_id),
                      timeout=request.timeout or s.timeout, max_turns=max_turns, place=place,
-                     holds_slot=place is None, policy=self._policy(request),
+                     holds_slot=place is None, policy=retry_policy(self.runner_settings, request),
                      trace_headers=trace_headers(msg.headers))
         self.jobs[request.run_id] = job
         self.run_metrics.requests.labels(outcome="accepted").inc()
         return job, place
-
-    def _policy(self, request: RunRequest) -> RetryPolicy:
-        s = self.runner_settings
-        retry_count = s.retry_count if request.retry_count is None else request.retry_count
-        retry_delay = s.retry_delay if request.retry_delay is None else request.retry_delay
-        return RetryPolicy(retry_count, retry_delay, s.retry_max_delay)
 
     def _run_state(self, job: RunJob) -> RunState | None:
         return run_state(job, self.states, self.runner_settings.max_restarts)
 
     async def _store_state(self, state: RunState | None) -> bool:
         return state is None or await self.states.create(state)
-
-    def _check_limits(self, request: RunRequest) -> None:
-        s = self.runner_settings
-        if request.timeout is not None and not 0 < request.timeout <= s.max_timeout:
-            raise BadRunRequest(f"timeout must be within (0, {s.max_timeout:g}] seconds (RUN_MAX_TIMEOUT)")
-        if request.retry_count is not None and not 0 <= request.retry_count <= s.max_retry_count:
-            raise BadRunRequest(f"retry_count must be within 0..{s.max_retry_count} (RUN_MAX_RETRY_COUNT)")
-        if request.retry_delay is not None and not 0 <= request.retry_delay <= s.retry_max_delay:
-            raise BadRunRequest(f"retry_delay must be within 0..{s.retry_max_delay:g} (RUN_RETRY_MAX_DELAY)")
-        if request.max_turns is not None and not 1 <= request.max_turns <= s.max_turns:
-            raise BadRunRequest(f"max_turns must be within 1..{s.max_turns} (RUN_MAX_TURNS)")
 
     async def _run(self, job: RunJob, place: asyncio.Future[None] | None, reply: str) -> None:
         """The run in its ``invoke_agent`` span, a child of the span that requested it."""
@@ -276,10 +267,11 @@ class AgentRunnerApp(App):
         first: Awaitable[RunEvent]
         try:
             if job.request.handover_from is not None:
-                claimed = await self._take_over(job, reply)
+                claimed = await self.handover.accept(job, self._run_state(job), self.states,
+                                                     lambda answer: self._reply(reply, answer))
                 if claimed:
                     job.task = asyncio.current_task()
-                    self._count_end(job, await self.engine.execute(job))
+                    count_end(self.run_metrics, job, await self.engine.execute(job))
                 return
             if place is None:
                 # The first model request overlaps the claim; the run's own events wait for the gate.
@@ -322,7 +314,7 @@ class AgentRunnerApp(App):
             else:
                 job.task = asyncio.current_task()
                 terminal = await self.engine.execute(job)
-            self._count_end(job, terminal)
+            count_end(self.run_metrics, job, terminal)
         except Exception:
             self.log.exception("run %s could not start", run_id)
             await self._reply(reply, Error(code=ErrorCode.INTERNAL, message="the run could not start", ref=run_id))
@@ -335,7 +327,7 @@ class AgentRunnerApp(App):
                 self.pool.release()
             elif place is not None:
                 self.pool.withdraw(place)
-            if claimed and not job.handed_over:
+            if claimed and not job.handed_over and not job.parked:
                 await self.restarter.close(run_id)
 
     async def _continue(self, job: RunJob) -> None:
@@ -346,7 +338,7 @@ class AgentRunnerApp(App):
                                  restart=True) as span:
                 job.span = span
                 job.writer.trace = inject() or job.writer.trace
-                self._count_end(job, await self.engine.execute(job))
+                count_end(self.run_metrics, job, await self.engine.execute(job))
         except Exception:
             self.log.exception("restarted run %s failed", job.run_id)
         finally:
@@ -355,56 +347,17 @@ class AgentRunnerApp(App):
                 self.pool.release()
             elif job.place is not None:
                 self.pool.withdraw(job.place)
-            if not job.handed_over:
+            if not job.handed_over and not job.parked:
                 await self.restarter.close(job.run_id)
 
-    async def _take_over(self, job: RunJob, reply: str) -> bool:
-        """Become the owner of a run a draining runner offered; answer the offer either way."""
-        try:
-            await self.handover.take_over(job)
-        except RunError as exc:
-            self.run_metrics.requests.labels(outcome=exc.code.value).inc()
-            await self._reply(reply, exc.to_wire(ref=job.run_id))
-            return False
-        state = self._run_state(job)  # its timeout starts again here
-        if state is not None:
-            with contextlib.suppress(Exception):
-                await self.states.put(state)
-        await self._reply(reply, RunAccepted(run_id=job.run_id, instance=self.instance, queued=job.place is not None))
-        job.accepted = True
-        return True
-
-    def _count_end(self, job: RunJob, terminal: RunEvent | None) -> None:
-        if job.handed_over:
-            return  # counted by the runner that finishes it
-        m = self.run_metrics
-        m.events.inc(job.writer.seq)
-        m.duration.observe(time.monotonic() - job.accepted_at)
-        match terminal:
-            case RunCompleted(usage=usage):
-                genai.record_outcome(job.span, "completed", input_tokens=usage.prompt_tokens,
-                                     output_tokens=usage.completion_tokens)
-                m.runs.labels(outcome="completed").inc()
-                m.completed += 1
-                m.tokens.labels(kind="prompt").inc(usage.prompt_tokens)
-                m.tokens.labels(kind="completion").inc(usage.completion_tokens)
-            case RunFailed(code=code):
-                genai.record_outcome(job.span, "failed", code=code.value)
-                m.runs.labels(outcome="failed").inc()
-                m.failures.labels(code=code.value).inc()
-                m.failed += 1
-            case RunCancelled():
-                genai.record_outcome(job.span, "cancelled")
-                m.runs.labels(outcome="cancelled").inc()
-                m.cancelled += 1
+    def _start_continued(self, job: RunJob) -> None:
+        """Execute a run continued here (a decision was taken on it, or its runner died)."""
+        self.jobs[job.run_id] = job
+        job.lifecycle = job.task = self.spawn(self._continue(job), name=f"continue:{job.run_id}")
 
     def stats(self) -> dict[str, Any]:
         """The seed's ``AsyncRunner`` figures for ``raaf.stats()``."""
-        m = self.run_metrics
-        return {"async_runner": {
-            "running": not self.draining, "active_runs": self.pool.active, "queued": self.pool.queued,
-            "completed": m.completed, "failed": m.failed, "cancelled": m.cancelled,
-            "pool_size": self.pool.pool_size, "queue_size": self.pool.queue_size}}
+        return runner_stats(self.run_metrics, self.pool, running=not self.draining)
 
     async def _reply(self, target: Msg | str, message: msgspec.Struct) -> None:
         reply = target.reply if isinstance(target, Msg) else target
@@ -412,31 +365,7 @@ class AgentRunnerApp(App):
             with contextlib.suppress(Exception):
                 await self.nc.publish(reply, runs_encoder.encode(message))
 
-    # ---- cancel and queries ------------------------------------------------------------------------------
-
-    async def _on_cancel(self, msg: Msg) -> None:
-        run_id = decode_token(msg.subject.rsplit(".", 1)[-1])
-        job = self.jobs.get(run_id)
-        if job is None or not is_run_id(run_id):
-            return  # not ours: the runner owning it answers
-        with genai.cancel_request(msg.headers, run_id=run_id, run_trace=job.writer.trace):
-            await self._cancel(msg, job)
-
-    async def _cancel(self, msg: Msg, job: RunJob) -> None:
-        reason = "cancelled"
-        if msg.data:
-            try:
-                reason = cancel_run_decoder.decode(msg.data).reason
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                await self._reply(msg, Error(code=ErrorCode.BAD_REQUEST, message=f"malformed cancel: {exc}",
-                                             ref=job.run_id))
-                return
-        self.run_metrics.cancels.inc()
-        if job.cancel_reason is None:
-            job.cancel_reason = reason  # a run not accepted yet sees it before its first step
-            if job.accepted and job.task is not None:
-                job.task.cancel()
-        await self._reply(msg, CancelAccepted(run_id=job.run_id))
+    # ---- queries ---------------------------------------------------------------------------------------
 
     async def _on_agents_query(self, msg: Msg) -> None:
         agents = [msgspec.structs.replace(a, base_url=None, api_key_env=None, tools=[*a.tools, *self.mcp.tools_for(a)])
@@ -474,29 +403,5 @@ class AgentRunnerApp(App):
         return self._stopping.is_set()
 
     async def sweep(self) -> int:
-        """Continue every open run whose runner holds no lease (it was killed) here, or fail it if it cannot be
-        restored; return how many were failed."""
-        alive: dict[str, bool] = {self.instance: True}
-        failed = 0
-        for run_id, owner in (await self.registry.open()).items():
-            if owner == self.instance and run_id in self.jobs:
-                continue
-            if owner not in alive:
-                alive[owner] = await self.registry.alive(owner)
-            if alive[owner] and owner != self.instance:
-                continue
-            self.log.info("run %s of %s is orphaned", run_id, owner)
-            taken = await self.restarter.take(run_id, owner)
-            if isinstance(taken, RunJob):
-                self.jobs[run_id] = taken
-                taken.lifecycle = taken.task = self.spawn(self._continue(taken), name=f"restart:{run_id}")
-                continue
-            if taken:
-                continue
-            message = f"the agent-runner running this run ({owner}) stopped before it finished"
-            if await self.runlog.fail(run_id, ErrorCode.UNAVAILABLE, message) is not None:
-                failed += 1
-                self.run_metrics.reaped.inc()
-                self.log.warning("failed orphaned run %s", run_id, extra={"owner": owner})
-            await self.restarter.forget(run_id)
-        return failed
+        """Continue (or fail) the open runs whose runner holds no lease; how many were failed."""
+        return await self.restarter.sweep(self.jobs, self._start_continued)

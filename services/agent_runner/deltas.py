@@ -6,7 +6,9 @@ import asyncio
 from collections.abc import Callable
 
 from proto.runs import TextDelta
+from services.agent_runner.errors import stream_processor_failed
 from services.agent_runner.writer import RunWriter
+from shared.runs.stream_processor import StreamProcessor
 
 
 class DeltaCoalescer:
@@ -77,3 +79,21 @@ class DeltaCoalescer:
         else:
             self._buffer = buffer[count:]
         return buffer[0] if count == 1 else "".join(buffer[:count])
+
+
+async def processed(processor: StreamProcessor | None, writer: RunWriter, agent: str, text: str, shown: list[str]
+                    ) -> list[str]:
+    """A model text delta as the deltas to store: itself, or what the stream processor makes of it (``shown``
+    collects the turn's text as stored)."""
+    if processor is None:
+        shown.append(text)
+        return [text]
+    chunk = {"type": "run_text_delta", "seq": writer.seq + 1, "run_id": writer.run_id, "agent": agent,
+             "content": text, "tool_calls": None}
+    try:
+        out = await processor.apply(chunk, writer.run_id)
+    except Exception as exc:
+        raise stream_processor_failed(type(processor).__qualname__, exc) from exc
+    deltas = [p["content"] for p in out if isinstance(p.get("content"), str) and p["content"]]
+    shown.extend(deltas)
+    return deltas

@@ -31,19 +31,17 @@ from proto.runs import (
     ToolCallRecord,
     ToolCallStarted,
     ToolOutput,
-    ToolProgress,
     Usage,
     handoff_tool_name,
 )
+from services.agent_runner.approval_gate import ApprovalGate, Decided, RunParked, with_arguments
 from services.agent_runner.client_tools import client_tool_schema, model_options
-from services.agent_runner.deltas import DeltaCoalescer
+from services.agent_runner.deltas import DeltaCoalescer, processed
 from services.agent_runner.errors import (
     RunError,
     RunSuperseded,
     max_turns_exceeded,
-    outcome_unknown,
     run_timed_out,
-    stream_processor_failed,
 )
 from services.agent_runner.metrics import RunnerMetrics
 from services.agent_runner.provider import (
@@ -56,8 +54,9 @@ from services.agent_runner.provider import (
     TurnEnd,
     stream_turn,
 )
+from services.agent_runner.tool_calls import ToolCaller, progress_sinks
 from services.agent_runner.writer import RunWriter
-from shared.errors import ToolError
+from shared.runs.approvals import ApprovalPolicy
 from shared.runs.checkpoint import (
     Checkpoint,
     handoff_output,
@@ -66,7 +65,7 @@ from shared.runs.checkpoint import (
     switch_instructions,
 )
 from shared.runs.stream_processor import StreamProcessor
-from shared.runs.tools import ProgressSink, Tool, ToolCallContext
+from shared.runs.tools import Tool
 from shared.tracing import TRACING, genai
 
 log = logging.getLogger("raaf.agent-runner.engine")
@@ -99,6 +98,8 @@ class RunJob:
     resume: Checkpoint | None = None  # continuing a run whose runner died: its state after the last step
     usage: Usage = field(default_factory=Usage)  # tokens used before this runner took the run
     on_turn: Callable[[int, Usage], Awaitable[None]] | None = None  # a model turn ended (usage so far)
+    parked: bool = False  # the run waits for approval decisions: no runner holds it (do not close it)
+    decided: bool = False  # continued by a decision: no call of its tool phase had started
 
     @property
     def run_id(self) -> str:
@@ -119,18 +120,21 @@ class RunEngine:
                  max_tool_output_bytes: int, metrics: RunnerMetrics, instance: str, demo: bool,
                  processor: StreamProcessor | None = None,
                  agent_tools: Callable[[AgentSpec], Mapping[str, Tool]] | None = None,
-                 coalesce_window: float | None = None, chunk_size: int = 1024) -> None:
+                 coalesce_window: float | None = None, chunk_size: int = 1024,
+                 approvals: ApprovalPolicy | None = None) -> None:
         self.instance = instance
-        self.agent_tools = agent_tools  # more tools of an agent, asked each turn (its MCP servers' tools)
+        # more tools of an agent, asked each turn (its MCP servers' tools)
+        self.caller = ToolCaller(tools=tools, metrics=metrics, max_tool_output_bytes=max_tool_output_bytes,
+                                 agent_tools=agent_tools)
+        self.gate = ApprovalGate(approvals or ApprovalPolicy())
+        self.on_park: Callable[[RunJob, RunParked], Awaitable[None]] | None = None  # make a park durable
         # RUN_DELTA_COALESCE(_MS): None stores each delta before reading the next; a number coalesces.
         self.coalesce_window = coalesce_window
         self.chunk_size = chunk_size
         self.processor = processor  # RAAF_STREAM_PROCESSOR: applied to every text delta before it is stored
         self.demo = demo
         self.providers = providers
-        self.tools = tools
         self.default_model = default_model
-        self.max_tool_output_bytes = max_tool_output_bytes
         self.metrics = metrics
 
     def model_of(self, agent: AgentSpec) -> str:
@@ -165,6 +169,8 @@ class RunEngine:
                 return await self._end(job, RunCancelled, reason=job.cancel_reason)
             reason = job.shutdown_reason or "the agent-runner stopped before the run finished"
             return await self._end(job, RunFailed, code=ErrorCode.UNAVAILABLE, message=reason)
+        except RunParked as parked:
+            return await self._park(job, parked)
         except RunSuperseded:
             log.warning("run %s was ended by another process", job.run_id)
             return None
@@ -173,6 +179,19 @@ class RunEngine:
         except Exception as exc:
             log.exception("run %s failed", job.run_id)
             return await self._end(job, RunFailed, code=ErrorCode.INTERNAL, message=f"internal error: {exc}")
+
+    async def _park(self, job: RunJob, parked: RunParked) -> RunEvent | None:
+        """The run waits for decisions: record that durably and let it go (None), or fail it if it cannot."""
+        try:
+            if self.on_park is None:
+                raise RuntimeError("this runner keeps no run state")
+            await self.on_park(job, parked)
+        except Exception as exc:
+            log.exception("run %s cannot wait for its approvals", job.run_id)
+            return await self._end(job, RunFailed, code=ErrorCode.UNAVAILABLE,
+                                   message=f"the run cannot wait for approval: {exc}")
+        job.parked = True
+        return None
 
     async def _end(self, job: RunJob, kind: type[RunCancelled] | type[RunFailed], **fields: Any) -> RunEvent | None:
         try:
@@ -187,6 +206,7 @@ class RunEngine:
             await job.place
             job.holds_slot = True
         resume = job.resume
+        usage = job.usage
         if resume is None and (job.place is not None or request.handover_from is not None):
             await writer.emit(RunStarted, agent=agent.name, model=self.model_of(agent), instance=self.instance,
                               demo=self.demo)
@@ -199,8 +219,7 @@ class RunEngine:
             done = resume.turns
             if resume.calls is not None:
                 calls = [PendingCall(id=c.id, name=c.name, arguments=[c.arguments]) for c in resume.calls]
-                agent = await self._tool_phase(job, agent, calls, messages, resume)
-        usage = job.usage
+                agent = await self._tool_phase(job, agent, calls, messages, resume, usage, done)
         client_tools = {tool.name for tool in request.client_tools}
         for turn in range(done + 1, job.max_turns + 1):
             job.stop_if_asked()
@@ -224,19 +243,28 @@ class RunEngine:
             client_calls = [call for call in end.calls if call.name in client_tools]
             server_calls = [call for call in end.calls if call.name not in client_tools]
             if client_calls:  # the client runs these: the run ends with them, the client's next request continues
-                await self._run_calls(job, agent, server_calls, messages)
+                await self._run_calls(job, agent, server_calls, messages, None,
+                                      await self._decisions(job, agent, server_calls, None, usage, turn))
                 job.stop_if_asked()
                 return await writer.emit(
                     RunCompleted, agent=agent.name, output=end.text, usage=usage, turns=turn,
                     patience=TERMINAL_PATIENCE, client_calls=[
                         ToolCallRecord(call_id=c.id, name=c.name, arguments=c.arguments_json) for c in client_calls])
-            agent = await self._tool_phase(job, agent, server_calls, messages, None)
+            agent = await self._tool_phase(job, agent, server_calls, messages, None, usage, turn)
         raise max_turns_exceeded(job.max_turns)
 
+    async def _decisions(self, job: RunJob, agent: AgentSpec, calls: list[PendingCall], resume: Checkpoint | None,
+                         usage: Usage, turns: int) -> dict[str, Decided]:
+        """The approval decisions on a turn's calls; ``RunParked`` while any call waits for one."""
+        return await self.gate.check(job.writer, agent, job.request.owner, calls, self.caller.tools_of(agent),
+                                     resume, usage=usage, turns=turns)
+
     async def _tool_phase(self, job: RunJob, agent: AgentSpec, calls: list[PendingCall],
-                          messages: list[ChatCompletionMessageParam], resume: Checkpoint | None) -> AgentSpec:
-        """Run a turn's tool calls and follow its handoff; the agent that takes the next turn."""
-        target = await self._run_calls(job, agent, calls, messages, resume)
+                          messages: list[ChatCompletionMessageParam], resume: Checkpoint | None, usage: Usage,
+                          turns: int) -> AgentSpec:
+        """Run a turn's tool calls (once approved) and follow its handoff; the agent that takes the next turn."""
+        decisions = await self._decisions(job, agent, calls, resume, usage, turns)
+        target = await self._run_calls(job, agent, calls, messages, resume, decisions)
         job.stop_if_asked()
         if target is None:
             return agent
@@ -264,7 +292,7 @@ class RunEngine:
         """Stream one model turn into events; return how it ended (its text, tool calls, usage)."""
         writer, request = job.writer, job.request
         shown: list[str] = []  # the turn's text as stored, after the stream processor
-        tools = self._tool_schemas(agent, job.agents) + [client_tool_schema(t) for t in request.client_tools]
+        tools = self.caller.schemas(agent, job.agents) + [client_tool_schema(t) for t in request.client_tools]
         asked = agent if request.max_output_tokens is None else msgspec.structs.replace(
             agent, max_tokens=request.max_output_tokens)
         pieces = stream_turn(self.providers.client(agent), model=self.model_of(agent), messages=messages,
@@ -284,7 +312,7 @@ class RunEngine:
                         span.first_token()
                     match piece:
                         case TextPiece(text=text):
-                            for delta in await self._processed(job, agent, text, shown):
+                            for delta in await processed(self.processor, writer, agent.name, text, shown):
                                 if coalescer is not None:
                                     coalescer.add(delta)
                                     if job.last_text is None:
@@ -326,35 +354,26 @@ class RunEngine:
             self.metrics.inter_token.observe(now - job.last_text)
         job.last_text = now
 
-    async def _processed(self, job: RunJob, agent: AgentSpec, text: str, shown: list[str]) -> list[str]:
-        """A model text delta as the deltas to store: itself, or what the stream processor makes of it."""
-        if self.processor is None:
-            shown.append(text)
-            return [text]
-        chunk = {"type": "run_text_delta", "seq": job.writer.seq + 1, "run_id": job.run_id, "agent": agent.name,
-                 "content": text, "tool_calls": None}
-        try:
-            processed = await self.processor.apply(chunk, job.run_id)
-        except Exception as exc:
-            raise stream_processor_failed(type(self.processor).__qualname__, exc) from exc
-        deltas = [p["content"] for p in processed if isinstance(p.get("content"), str) and p["content"]]
-        shown.extend(deltas)
-        return deltas
-
     async def _run_calls(self, job: RunJob, agent: AgentSpec, calls: list[PendingCall],
-                         messages: list[ChatCompletionMessageParam], resume: Checkpoint | None = None) -> str | None:
+                         messages: list[ChatCompletionMessageParam], resume: Checkpoint | None,
+                         decisions: Mapping[str, Decided]) -> str | None:
         """Run the turn's tool calls (concurrently), report them in call order; return a handoff target.
 
         ``resume``: the tool phase of a run whose runner died in it; reported calls are not run again, the others'
-        outcome is unknown (see ``_call_tool``)."""
+        outcome is unknown (``ToolCaller.call``). ``decisions``: approved calls run with their decided arguments,
+        rejected ones are not run (the model gets the rejection)."""
         handoffs = {handoff_tool_name(name): name for name in agent.handoffs}
         reported = resume.outcomes if resume is not None else {}
         target: str | None = None
-        plain = [call for call in calls if call.name not in handoffs and call.id not in reported]
-        progress = self._progress_sinks(job)
-        results = dict(zip([c.id for c in plain],
-                           await asyncio.gather(*(self._call_tool(agent, c, progress(c), unknown=resume is not None)
-                                                  for c in plain)), strict=True))
+        rejected = {i: (d.rejection, True) for i, d in decisions.items() if d.rejection is not None}
+        plain = [with_arguments(call, decisions[call.id].arguments if call.id in decisions else None)
+                 for call in calls if call.name not in handoffs and call.id not in reported and call.id not in rejected]
+        progress = progress_sinks(job.writer)
+        # Continued by a decision, the phase's calls were waiting, not running: their outcome is not unknown.
+        unknown = resume is not None and not job.decided
+        results: dict[str, tuple[str, bool]] = dict(zip([c.id for c in plain], await asyncio.gather(*(
+            self.caller.call(agent, c, progress(c), unknown=unknown) for c in plain)), strict=True))
+        results.update(rejected)
         for call in calls:
             if call.name in handoffs:
                 if target is None:
@@ -374,71 +393,3 @@ class RunEngine:
                                       is_error=is_error)
             messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
         return target
-
-    async def _call_tool(self, agent: AgentSpec, call: PendingCall, progress: ProgressSink | None = None, *,
-                         unknown: bool = False) -> tuple[str, bool]:
-        """(output, is_error), in an ``execute_tool <name>`` span.
-
-        ``unknown``: the runner that started this call died before its outcome was stored; it runs again only if
-        the tool is idempotent, otherwise the model is told the outcome is unknown."""
-        with genai.tool_call(agent=agent.name, name=call.name, call_id=call.id) as span:
-            output, is_error, outcome = await self._tool_output(agent, call, progress, unknown=unknown)
-            if is_error:
-                genai.tool_failed(span, outcome, output)
-        return output, is_error
-
-    async def _tool_output(self, agent: AgentSpec, call: PendingCall, progress: ProgressSink | None, *,
-                           unknown: bool) -> tuple[str, bool, str]:
-        """(output, is_error, outcome): errors go back to the model as the tool's output, so it can recover."""
-        tool = self._tools_of(agent).get(call.name)
-        if unknown and tool is not None and not tool.idempotent:
-            self.metrics.tool_calls.labels(outcome="error").inc()
-            return outcome_unknown(call.name), True, "outcome_unknown"
-        started = time.monotonic()
-        if tool is None:
-            output, is_error, outcome = f"error: agent {agent.name} has no tool named {call.name!r}", True, "unknown"
-        else:
-            try:
-                output = await tool.call(call.arguments_json, ToolCallContext(call_id=call.id, progress=progress))
-                is_error, outcome = False, "ok"
-            except ToolError as exc:
-                output, is_error, outcome = f"error: {exc.message}", True, "invalid_arguments"
-            except Exception as exc:
-                log.warning("tool %s raised %s", call.name, exc, exc_info=True)
-                output, is_error, outcome = f"error: {type(exc).__name__}: {exc}", True, "error"
-        self.metrics.tool_calls.labels(outcome="ok" if outcome == "ok" else "error").inc()
-        self.metrics.tool_duration.observe(time.monotonic() - started)
-        encoded = output.encode()
-        if len(encoded) > self.max_tool_output_bytes:
-            output = encoded[: self.max_tool_output_bytes].decode(errors="ignore") + " [truncated]"
-        return output, is_error, outcome
-
-    def _tools_of(self, agent: AgentSpec) -> dict[str, Tool]:
-        """The tools ``agent`` may call now: its own, then those ``agent_tools`` adds."""
-        tools = {name: self.tools[name] for name in agent.tools if name in self.tools}
-        if self.agent_tools is not None:
-            for name, tool in self.agent_tools(agent).items():
-                tools.setdefault(name, tool)
-        return tools
-
-    def _progress_sinks(self, job: RunJob) -> Callable[[PendingCall], ProgressSink]:
-        """Per call, where its progress goes: ``run_tool_progress`` events, one at a time (calls run at once)."""
-        lock = asyncio.Lock()
-
-        def sink(call: PendingCall) -> ProgressSink:
-            async def report(progress: float, total: float | None, message: str | None) -> None:
-                async with lock:
-                    await job.writer.emit(ToolProgress, call_id=call.id, name=call.name, progress=progress,
-                                          total=total, message=message)
-            return report
-        return sink
-
-    def _tool_schemas(self, agent: AgentSpec, agents: Mapping[str, AgentSpec]) -> list[dict[str, Any]]:
-        schemas = [tool.openai_schema() for tool in self._tools_of(agent).values()]
-        for name in agent.handoffs:
-            other = agents[name]
-            description = other.handoff_description or f"Hand the conversation over to the {name} agent."
-            schemas.append({"type": "function", "function": {
-                "name": handoff_tool_name(name), "description": description,
-                "parameters": {"type": "object", "properties": {}, "additionalProperties": False}}})
-        return schemas

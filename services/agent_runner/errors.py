@@ -97,3 +97,22 @@ def outcome_unknown(tool: str) -> str:
 def restarts_exhausted(restarts: int) -> RunError:
     return RunError(f"the run's agent-runner stopped again after {restarts} restart(s) (RUN_MAX_RESTARTS)",
                     code=ErrorCode.RESTARTS_EXHAUSTED)
+
+
+def run_not_open(run_id: str) -> RunError:
+    return RunError(f"run {run_id} is not open (it ended, or is unknown)", code=ErrorCode.NOT_FOUND, ref=run_id)
+
+
+def not_waiting(run_id: str) -> RunError:
+    """A decision for a run that is not parked now: it runs, or another decision on it is being applied."""
+    return RunError(f"run {run_id} is not waiting for a decision now (it runs, or another decision is being "
+                    "applied); try again", code=ErrorCode.CONFLICT, ref=run_id)
+
+
+def already_decided(run_id: str, call_id: str) -> RunError:
+    return RunError(f"tool call {call_id} of run {run_id} was decided already", code=ErrorCode.CONFLICT, ref=run_id)
+
+
+def no_such_approval(run_id: str, call_id: str) -> RunError:
+    return RunError(f"run {run_id} has no tool call {call_id} waiting for a decision", code=ErrorCode.NOT_FOUND,
+                    ref=run_id)

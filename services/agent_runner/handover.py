@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Final
 
 import msgspec
@@ -19,14 +19,15 @@ import nats.errors
 from nats.aio.client import Client as NATS
 
 from proto.errors import Error, ErrorCode
-from proto.runs import RunAccepted, run_reply_decoder, runs_encoder
+from proto.runs import RunAccepted, RunState, run_reply_decoder, runs_encoder
 from proto.subjects import Subjects
 from services.agent_runner.engine import RunJob
-from services.agent_runner.errors import handover_refused
+from services.agent_runner.errors import RunError, handover_refused
 from services.agent_runner.metrics import RunnerMetrics
 from services.agent_runner.pool import RunPool
 from shared.runs.log import RunLog, is_terminal
 from shared.runs.registry import RunRegistry
+from shared.runs.state import RunStateStore
 
 log = logging.getLogger("raaf.agent-runner.handover")
 
@@ -45,6 +46,23 @@ class Handover:
         self.metrics = metrics
         self.instance = instance
         self.timeout = timeout
+
+    async def accept(self, job: RunJob, state: RunState | None, states: RunStateStore,
+                     reply: Callable[[msgspec.Struct], Awaitable[None]]) -> bool:
+        """Become the owner of a run a draining runner offered (its ``state`` stored anew: its timeout starts
+        again here); answer the offer either way."""
+        try:
+            await self.take_over(job)
+        except RunError as exc:
+            self.metrics.requests.labels(outcome=exc.code.value).inc()
+            await reply(exc.to_wire(ref=job.run_id))
+            return False
+        if state is not None:
+            with contextlib.suppress(Exception):
+                await states.put(state)
+        await reply(RunAccepted(run_id=job.run_id, instance=self.instance, queued=job.place is not None))
+        job.accepted = True
+        return True
 
     async def take_over(self, job: RunJob) -> None:
         """Own a run another runner offered; a ``conflict`` ``RunError`` if it moved on or is not the offerer's."""

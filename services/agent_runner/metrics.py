@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from proto.errors import ErrorCode
+from services.agent_runner.pool import RunPool
 from shared.metrics import catalogue as names
 
 
@@ -49,3 +50,10 @@ class RunnerMetrics:
         self.completed = 0
         self.failed = 0
         self.cancelled = 0
+
+    def watch(self, pool: RunPool) -> None:
+        """The pool's sizes, and its slots and places in use (read at each scrape)."""
+        self.pool_size.set(pool.pool_size)
+        self.queue_size.set(pool.queue_size)
+        self.active.set_function(lambda: float(pool.active))
+        self.queued.set_function(lambda: float(pool.queued))

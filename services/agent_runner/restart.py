@@ -28,7 +28,7 @@ from services.agent_runner.provider import RetryPolicy
 from services.agent_runner.writer import RunWriter
 from shared.runs.checkpoint import restore
 from shared.runs.log import RunLog, is_terminal
-from shared.runs.registry import RunRegistry
+from shared.runs.registry import PARKED, RunRegistry
 from shared.runs.state import RunStateStore
 
 log = logging.getLogger("raaf.agent-runner.restart")
@@ -143,6 +143,34 @@ class Restarter:
             self.pool.release()
         else:
             self.pool.withdraw(place)
+
+    async def sweep(self, jobs: Mapping[str, RunJob], start: Callable[[RunJob], None]) -> int:
+        """Continue every open run whose runner holds no lease (it was killed) here (``start``), or fail it if
+        it cannot be restored; return how many were failed. A parked run waits for a decision: it is no
+        runner's, so no runner's death can lose it."""
+        alive: dict[str, bool] = {self.instance: True}
+        failed = 0
+        for run_id, owner in (await self.registry.open()).items():
+            if owner == PARKED or (owner == self.instance and run_id in jobs):
+                continue
+            if owner not in alive:
+                alive[owner] = await self.registry.alive(owner)
+            if alive[owner] and owner != self.instance:
+                continue
+            log.info("run %s of %s is orphaned", run_id, owner)
+            taken = await self.take(run_id, owner)
+            if isinstance(taken, RunJob):
+                start(taken)
+                continue
+            if taken:
+                continue
+            message = f"the agent-runner running this run ({owner}) stopped before it finished"
+            if await self.runlog.fail(run_id, ErrorCode.UNAVAILABLE, message) is not None:
+                failed += 1
+                self.metrics.reaped.inc()
+                log.warning("failed orphaned run %s", run_id, extra={"owner": owner})
+            await self.forget(run_id)
+        return failed
 
     async def forget(self, run_id: str) -> None:
         """An orphan was failed: forget its owner and its state, whoever owned it."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from shared.runs.settings import BUFFER_SIZE, CHUNK_SIZE, POOL_SIZE, QUEUE_SIZE, TIMEOUT
 from shared.service.settings import Env, RuntimeSettings
@@ -46,6 +47,8 @@ class AgentRunnerSettings:
     delta_coalesce: bool = True  # text deltas that arrive while one is being stored go out as one event
     delta_coalesce_ms: float = 0.0  # and also those arriving this long after the first of a batch
     provider_raw_post: bool = True  # ask the model with the SDK's client.post (False: chat.completions.create)
+    approval_deadline: float = 3600.0  # seconds a tool call waits for approval unless its rule says; 0: forever
+    approval_outcome: Literal["reject", "fail"] = "reject"  # what a deadline does unless its rule says
 
     @property
     def demo(self) -> bool:
@@ -92,4 +95,7 @@ class AgentRunnerSettings:
             delta_coalesce=env.boolean("RUN_DELTA_COALESCE", cls.delta_coalesce),
             delta_coalesce_ms=env.number("RUN_DELTA_COALESCE_MS", cls.delta_coalesce_ms, min=0, max=1000),
             provider_raw_post=env.boolean("RUN_PROVIDER_RAW_POST", cls.provider_raw_post),
+            approval_deadline=env.number("RUN_APPROVAL_DEADLINE", cls.approval_deadline, min=0, max=30 * 86400),
+            approval_outcome="fail" if env.choice("RUN_APPROVAL_OUTCOME", cls.approval_outcome,
+                                                  ("reject", "fail")) == "fail" else "reject",
         )

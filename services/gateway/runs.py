@@ -1,4 +1,5 @@
-"""The gateway's runs extension: HTTP routes, and ``agent_stream`` / ``resume`` / ``cancel`` over WebSocket."""
+"""The gateway's runs extension: HTTP routes, and ``agent_stream`` / ``resume`` / ``cancel`` / ``run_decide`` over
+WebSocket."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from aiohttp import web
 from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
+from proto.approvals import RunDecide
 from proto.errors import Error, ErrorCode
 from proto.runs import AgentStream, CancelRunStream, ResumeRun, is_run_id
 from services.gateway.agui import AgUiRoutes
+from services.gateway.approvals import ApprovalRoutes
 from services.gateway.connection import Connection
 from services.gateway.context import GatewayContext
 from services.gateway.errors import too_many_run_streams
@@ -47,11 +50,13 @@ class RunsExtension:
         self.responses = ResponsesRoutes(self.http)
         self.ui_chat = UiChatRoutes(self.http)
         self.agui = AgUiRoutes(self.http)
+        self.approvals = ApprovalRoutes(self.http)
         self.access = self.http.access
         self._follows: dict[str, dict[str, asyncio.Task[None]]] = {}
         self.handles: Handlers = {AgentStream: traced("raaf.gateway", "agent_stream")(self._agent_stream),
                                   ResumeRun: self._resume,
-                                  CancelRunStream: traced("raaf.gateway", "cancel_run")(self._cancel)}
+                                  CancelRunStream: traced("raaf.gateway", "cancel_run")(self._cancel),
+                                  RunDecide: self.approvals.on_message}
 
     @property
     def client(self) -> RunClient:
@@ -59,7 +64,7 @@ class RunsExtension:
 
     def routes(self) -> list[web.RouteDef]:
         return [*self.http.routes(), *self.openai.routes(), *self.responses.routes(), *self.ui_chat.routes(),
-                *self.agui.routes()]
+                *self.agui.routes(), *self.approvals.routes()]
 
     async def start(self) -> None:
         ctx = self.ctx

@@ -12,17 +12,19 @@ from typing import Final
 from aiohttp import web
 
 from proto.errors import Error, ErrorCode, error_encoder, http_status
-from proto.runs import ChatMessage, ClientTool, RunRequest, ToolCallRecord
+from proto.runs import ApprovalRequested, ChatMessage, ClientTool, RunRequest, ToolCallRecord
 from proto.ui_stream import (
     DONE,
     UI_STREAM_HEADERS,
     ChatRequest,
     ErrorPart,
+    Start,
     UiMessage,
     UiPart,
     chat_request_decoder,
     ui_encoder,
 )
+from services.gateway.approvals import ApprovalRoutes
 from services.gateway.errors import GatewayError
 from services.gateway.quota import StreamLease
 from services.gateway.runs_http import RunRoutes
@@ -131,6 +133,7 @@ class UiChatRoutes:
 
     def __init__(self, runs: RunRoutes) -> None:
         self.runs = runs
+        self.approvals = ApprovalRoutes(runs)
         for metric in (runs.streams, runs.delivered):
             metric.labels(transport=TRANSPORT)
 
@@ -196,6 +199,12 @@ class UiChatRoutes:
         if isinstance(lease, Error):
             return error_response(lease)
         with lease:
+            if n:
+                answered = await self._decide(identity, f"{stem}-{n}", body.messages[-1])
+                if isinstance(answered, Error):
+                    return error_response(answered)
+                if answered is not None:  # the user's approval responses: the parked run goes on
+                    return await self.stream(request, f"{stem}-{n}", lease, after=answered)
             for attempt in range(MAX_STARTS):
                 run = to_run(body, agent, f"{stem}-{n + 1 + attempt}", owner=identity.subject)
                 if isinstance(run, Error):
@@ -235,8 +244,32 @@ class UiChatRoutes:
         return web.json_response({"chat_id": request.match_info["chat_id"], "run_id": run_id, "stopping": stopping},
                                  status=202 if stopping else 200)
 
-    async def stream(self, request: web.Request, run_id: str, lease: StreamLease) -> web.StreamResponse:
-        """The run from its first part (a resume replays the message from its start, as the SDK expects); at the
+    async def _decide(self, identity: Identity, run_id: str, last: UiMessage) -> int | Error | None:
+        """Send the approval responses ``last`` (the assistant message) holds for calls the run waits on; the seq
+        to continue its stream after (its last answered request), None if it holds none, or the typed error."""
+        if last.role != "assistant":
+            return None
+        after: int | None = None
+        for part in last.parts:
+            if part.state != "approval-responded" or part.approval is None or part.approval.approved is None:
+                continue
+            requested, decided = await self.client.approval_request(run_id, part.approval.id)
+            if not isinstance(requested, ApprovalRequested):
+                continue
+            after = max(after or 0, requested.seq)
+            if decided:
+                continue  # sent again, or decided elsewhere: the stream shows the decision
+            reply = await self.approvals.decide(identity, run_id, part.approval.id, approved=part.approval.approved,
+                                                message=part.approval.reason)
+            if isinstance(reply, Error) and reply.code != ErrorCode.CONFLICT:
+                return reply
+        return after
+
+    async def stream(self, request: web.Request, run_id: str, lease: StreamLease, *,
+                     after: int = 0) -> web.StreamResponse:
+        """The run from its first part (a resume replays the message from its start, as the SDK expects), or,
+        ``after`` a seq, the message's continuation (a decision on its approvals). A run that waits for a decision
+        ends the stream (``finish``) with its ``tool-approval-request``; the client's answer continues it. At the
         token's expiry an ``error`` part ends the stream, and the run goes on for a resume with a new token."""
         response = web.StreamResponse(headers=UI_STREAM_HEADERS)
         await response.prepare(request)
@@ -252,12 +285,21 @@ class UiChatRoutes:
             async with lease.until_expiry(), contextlib.aclosing(
                     self.client.follow(run_id, on_idle=keepalive)) as events:
                 async for event, _ in events:
-                    out = b"".join(b"data: %s\n\n" % ui_encoder.encode(part) for part in renderer.feed(event))
-                    if is_terminal(event):
+                    parts = renderer.feed(event)
+                    if event.seq <= after:
+                        parts = [part for part in parts if isinstance(part, Start)]
+                    waits = isinstance(event, ApprovalRequested) and event.seq > after and not (
+                        await self.client.approval_request(run_id, event.call_id))[1]
+                    if waits:
+                        parts += renderer.parked()
+                    out = b"".join(b"data: %s\n\n" % ui_encoder.encode(part) for part in parts)
+                    if is_terminal(event) or waits:
                         out += DONE
                     if out:
                         await response.write(out)
                         counter.inc()
+                    if waits:
+                        break
         except TimeoutError:
             if not lease.expired:
                 raise

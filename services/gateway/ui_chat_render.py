@@ -8,6 +8,8 @@ from typing import Any
 
 from proto.runs import (
     AgentChanged,
+    ApprovalDecided,
+    ApprovalRequested,
     Handoff,
     RunCancelled,
     RunCompleted,
@@ -32,6 +34,8 @@ from proto.ui_stream import (
     TextDeltaPart,
     TextEnd,
     TextStart,
+    ToolApprovalRequest,
+    ToolApprovalResponse,
     ToolInputAvailable,
     ToolInputDelta,
     ToolInputStart,
@@ -87,6 +91,14 @@ class UiStreamRenderer:
             out.append(TextEnd(id=self._text))
             self._text = None
 
+    def parked(self) -> list[StreamPart]:
+        """The parts that end a stream whose run waits for the user's decision: the message so far is complete
+        (the SDK's ``lastAssistantMessageIsCompleteWithApprovalResponses`` then sends the answer)."""
+        out: list[StreamPart] = []
+        self._finish(out)
+        out.append(Finish(finish_reason="tool-calls"))
+        return out
+
     def _finish(self, out: list[StreamPart]) -> None:
         self._end_text(out)
         if self._in_step:
@@ -124,6 +136,11 @@ class UiStreamRenderer:
                 out.append(ToolOutputAvailable(tool_call_id=call_id, output={"assistant": target}, dynamic=True,
                                                provider_executed=True))
                 self._after_tools = True
+            case ApprovalRequested(call_id=call_id):
+                out.append(ToolApprovalRequest(approval_id=call_id, tool_call_id=call_id))
+            case ApprovalDecided(call_id=call_id, approved=approved, message=message):
+                out.append(ToolApprovalResponse(approval_id=call_id, approved=approved,
+                                                **({} if message is None else {"reason": message})))
             case AgentChanged():
                 pass
             case RunCompleted(client_calls=calls, truncated=truncated):

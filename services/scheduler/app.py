@@ -15,7 +15,9 @@ from proto.jobs import enqueue_decoder, job_request_decoder, jobs_encoder, jobs_
 from services.scheduler.api import JobsApi, bad_request
 from services.scheduler.settings import SchedulerSettings
 from shared.clients.agent_jobs import PlatformAgentRunner
+from shared.clients.runs import RunClient
 from shared.jobs.agent_job import handle_agent_jobs
+from shared.jobs.approval_job import handle_approval_deadlines
 from shared.jobs.errors import JobError, SchedulerOverloadedError
 from shared.jobs.events import JobSignals
 from shared.jobs.maintenance import QueueMaintainer
@@ -88,7 +90,8 @@ class SchedulerApp(App):
             m.lease_expired.labels(queue, outcome)
 
     async def _start_agent_worker(self) -> None:
-        """The built-in ``run_agent`` job type runs here, on the first queue, ``BACKGROUND_WORKERS`` at once."""
+        """The built-in ``run_agent`` and ``run_approval_deadline`` job types run here, on the first queue,
+        ``BACKGROUND_WORKERS`` at once."""
         s = self.scheduler_settings
         worker = BackgroundProcessor(
             self.runtime.redis_url, workers=s.workers, retry_count=s.retry_count, retry_delay=s.retry_delay,
@@ -98,6 +101,7 @@ class SchedulerApp(App):
             worker_id=self.runtime.instance_id,
             shutdown_timeout=max(0.0, self.runtime.shutdown_timeout - 2))  # inside the service's own drain budget
         handle_agent_jobs(worker, PlatformAgentRunner(self.nc, prefix=self.runtime.prefix))
+        handle_approval_deadlines(worker, RunClient(self.nc, self.nc.jetstream(), self.subjects))
         await worker.start()
         self.agent_worker = worker
 

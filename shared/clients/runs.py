@@ -13,10 +13,13 @@ import nats.errors
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from proto.approvals import DecideApproval, DecisionAccepted, approvals_encoder, decision_reply_decoder
 from proto.errors import Error, ErrorCode
 from proto.runs import (
     AgentList,
     AgentsQuery,
+    ApprovalDecided,
+    ApprovalRequested,
     CancelAccepted,
     CancelRun,
     RunAccepted,
@@ -92,6 +95,35 @@ class RunClient:
             return cancel_reply_decoder.decode(reply.data)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return Error(code=ErrorCode.INTERNAL, message="unreadable reply from the agent-runner", ref=run_id)
+
+    async def decide(self, decision: DecideApproval) -> DecisionAccepted | Error:
+        """Send a decision on a parked run's tool call to the runners (any one takes it); access is the
+        caller's business (``shared.access.check_decide``)."""
+        try:
+            reply = await self.nc.request(self.subjects.run_decide, approvals_encoder.encode(decision),
+                                          timeout=self.request_timeout + 5.0)  # a runner may wait for the park
+        except nats.errors.NoRespondersError:
+            return Error(code=ErrorCode.UNAVAILABLE, message="no agent-runner is running", ref=decision.run_id)
+        except nats.errors.TimeoutError:
+            return Error(code=ErrorCode.UNAVAILABLE, message="no agent-runner answered in time", ref=decision.run_id)
+        try:
+            return decision_reply_decoder.decode(reply.data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return Error(code=ErrorCode.INTERNAL, message="unreadable reply from the agent-runner",
+                         ref=decision.run_id)
+
+    async def approval_request(self, run_id: str, call_id: str) -> tuple[ApprovalRequested | None, bool]:
+        """The run's ``run_approval_requested`` for ``call_id`` (None: there is none) and whether it was
+        decided already, from the stored events."""
+        found: ApprovalRequested | None = None
+        decided = False
+        async with contextlib.aclosing(self.log.stored(run_id)) as events:
+            async for event, _ in events:
+                if isinstance(event, ApprovalRequested) and event.call_id == call_id:
+                    found = event
+                elif isinstance(event, ApprovalDecided) and event.call_id == call_id:
+                    decided = True
+        return found, decided
 
     async def agents(self) -> AgentList | Error:
         try:

@@ -17,6 +17,8 @@ import msgspec
 from proto.runs import (
     AgentChanged,
     AgentSpec,
+    ApprovalDecided,
+    ApprovalRequested,
     Handoff,
     RunEvent,
     RunQueued,
@@ -67,6 +69,14 @@ class Checkpoint:
     calls: list[CallRecord] | None = None  # the last turn's calls while its tool phase is unfinished
     outcomes: dict[str, tuple[str, bool]] = field(default_factory=dict)  # their reported (output, is_error)
     handoff: str | None = None  # the handoff reported in that tool phase
+    # That tool phase's approvals (docs/approvals.md): calls that asked for a decision, and the decisions.
+    requested: dict[str, ApprovalRequested] = field(default_factory=dict)
+    decisions: dict[str, ApprovalDecided] = field(default_factory=dict)
+
+    @property
+    def undecided(self) -> list[ApprovalRequested]:
+        """The approval requests of the unfinished tool phase that have no decision yet."""
+        return [r for call_id, r in self.requested.items() if call_id not in self.decisions]
 
     @property
     def step(self) -> str:
@@ -155,6 +165,7 @@ def restore(request: RunRequest, agents: Mapping[str, AgentSpec], events: Iterab
                                         "function": {"name": c.name, "arguments": c.arguments}} for c in calls]})
                     point.turns += 1
                     point.calls, point.outcomes, point.handoff = calls, {}, None
+                    point.requested, point.decisions = {}, {}
                     point.after_seq = event.seq
                     text, started, finished = [], {}, {}
                     _close_tool_phase(point, agent)
@@ -162,6 +173,12 @@ def restore(request: RunRequest, agents: Mapping[str, AgentSpec], events: Iterab
                 point.outcomes[call_id] = (output, is_error)
                 point.after_seq = event.seq
                 _close_tool_phase(point, agent)
+            case ApprovalRequested(call_id=call_id):
+                point.requested[call_id] = event
+                point.after_seq = event.seq
+            case ApprovalDecided(call_id=call_id):
+                point.decisions[call_id] = event
+                point.after_seq = event.seq
             case Handoff(call_id=call_id, to_agent=target):
                 point.outcomes[call_id] = (handoff_output(target), False)
                 point.handoff = target

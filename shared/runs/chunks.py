@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proto.runs import (
+    ApprovalRequested,
     RunCompleted,
     RunEvent,
     TextDelta,
@@ -39,6 +40,11 @@ class RunChunk:
     @property
     def run_id(self) -> str:
         return self.event.run_id
+
+    @property
+    def approval(self) -> ApprovalRequested | None:
+        """The tool call waiting for a decision (``Runner.approve`` / ``reject`` it), on its chunk only."""
+        return self.event if isinstance(self.event, ApprovalRequested) else None
 
     @property
     def seq(self) -> int:

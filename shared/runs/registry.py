@@ -2,7 +2,8 @@
 
 ``<PREFIX>_RUNNER_LEASES`` holds one key per agent-runner instance; the bucket's TTL expires it when the runner
 stops renewing it (killed, partitioned). ``<PREFIX>_OPEN_RUNS`` maps each accepted, unfinished run to its
-runner. A run whose owner has no lease is an orphan: any runner (or a watching gateway) may fail it.
+runner (or ``PARKED`` while it waits for approval decisions). A run whose owner has no lease is an orphan: any
+runner (or a watching gateway) may fail it; a parked run is never one.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from proto.subjects import Subjects, encode_token
 log = logging.getLogger("raaf.runregistry")
 
 _MISSING: Final = (KeyNotFoundError, NotFoundError)
+# The owner of a parked run (it waits for approval decisions): no runner holds it, so no lease can lapse under it.
+# Not an instance id: those are subject tokens, and ``~`` never starts one.
+PARKED: Final = "~parked"
 
 
 class RunRegistry:
@@ -181,4 +185,6 @@ class RunRegistry:
         lost it (the bucket was purged, or the runner died between claiming and its first event).
         """
         owner = await self.owner(run_id)
+        if owner == PARKED:
+            return False  # waiting for a decision, held by no runner: nobody can lose it
         return owner is None or not await self.alive(owner)

@@ -45,8 +45,7 @@ class Tool:
     """A callable tool: ``parameters`` is the JSON schema the model sees, ``call`` validates and runs it.
 
     ``arguments`` None: the arguments are any JSON object, passed as they are (a remote tool validates them).
-    ``requires_approval``: a person must approve each call before it runs (enforced by the approvals feature;
-    until it lands the flag is carried, not enforced).
+    ``requires_approval``: a person must approve each call before it runs (``docs/approvals.md``).
     """
 
     name: str

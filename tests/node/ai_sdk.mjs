@@ -1,6 +1,9 @@
 // The Vercel AI SDK against the gateway: `node ai_sdk.mjs <command> <json args>` prints one JSON result.
 import { createOpenAI } from "@ai-sdk/openai";
-import { DefaultChatTransport, jsonSchema, readUIMessageStream, streamText, tool } from "ai";
+import {
+  DefaultChatTransport, jsonSchema, lastAssistantMessageIsCompleteWithApprovalResponses, readUIMessageStream,
+  streamText, tool,
+} from "ai";
 
 const [command, raw] = process.argv.slice(2);
 const args = JSON.parse(raw ?? "{}");
@@ -16,10 +19,10 @@ async function drain(stream, limit = Infinity) {
   return { chunks, reader };
 }
 
-async function lastMessage(chunks) {
+async function lastMessage(chunks, message = undefined) {
   let last;
   const stream = new ReadableStream({ start(c) { chunks.forEach((x) => c.enqueue(x)); c.close(); } });
-  for await (const message of readUIMessageStream({ stream })) last = message;
+  for await (const built of readUIMessageStream({ stream, message })) last = built;
   return last;
 }
 
@@ -59,6 +62,26 @@ const commands = {
     const message = await lastMessage(all);
     return { before, resumed, chunks: all,
              message, afterEnd: afterEnd === null ? null : "stream" };
+  },
+  // A tool call that needs approval: read the stream up to its tool-approval-request, answer it the way
+  // Chat.addToolApprovalResponse does (the part goes to approval-responded), send the next request as
+  // sendAutomaticallyWhen(lastAssistantMessageIsCompleteWithApprovalResponses) would, read the continuation.
+  async approve() {
+    const transport = new DefaultChatTransport({ api: args.api, headers: args.headers });
+    const first = await transport.sendMessages({
+      chatId: args.chatId, trigger: "submit-message", messageId: undefined, messages: args.messages });
+    const { chunks: asked } = await drain(first);
+    const askedMessage = await lastMessage(asked);
+    const waiting = askedMessage.parts.find((p) => p.state === "approval-requested");
+    const answered = { ...askedMessage, parts: askedMessage.parts.map((p) => p !== waiting ? p : {
+      ...p, state: "approval-responded", approval: { ...p.approval, approved: args.approved, reason: args.reason } }) };
+    const messages = [...args.messages, answered];
+    const ready = lastAssistantMessageIsCompleteWithApprovalResponses({ messages });
+    const second = await transport.sendMessages({
+      chatId: args.chatId, trigger: "submit-message", messageId: answered.id, messages });
+    const { chunks: rest } = await drain(second);
+    const message = await lastMessage(rest, answered);
+    return { asked, askedMessage, ready, rest, message };
   },
 };
 
