@@ -15,8 +15,9 @@ from proto.jobs import enqueue_decoder, job_request_decoder, jobs_encoder, jobs_
 from services.scheduler.api import JobsApi, bad_request
 from services.scheduler.settings import SchedulerSettings
 from shared.clients.agent_jobs import PlatformAgentRunner
+from shared.errors import StreamingError
 from shared.jobs.agent_job import handle_agent_jobs
-from shared.jobs.errors import JobError, SchedulerOverloadedError
+from shared.jobs.errors import scheduler_overloaded
 from shared.jobs.events import JobSignals
 from shared.jobs.maintenance import QueueMaintainer
 from shared.jobs.metrics import SchedulerMetrics
@@ -132,7 +133,7 @@ class SchedulerApp(App):
         limit = self.scheduler_settings.max_inflight_requests
         if len(self._requests) >= limit:
             self.job_metrics.rejected.labels(ErrorCode.OVERLOADED.value).inc()
-            self._reply_now(msg, SchedulerOverloadedError(limit).to_wire())
+            self._reply_now(msg, scheduler_overloaded(limit).to_wire())
             return
         task = self.spawn(self._handle(msg, enqueue), name="request")
         self._requests.add(task)
@@ -208,7 +209,7 @@ class SchedulerApp(App):
             for name, queue in self.queues.items():
                 try:
                     s = await queue.stats()
-                except JobError:
+                except StreamingError:
                     continue
                 m.queue_length.labels(name, "high").set(s.high)
                 m.queue_length.labels(name, "normal").set(s.normal)
