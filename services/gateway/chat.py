@@ -37,17 +37,16 @@ from proto.chat_ws import (
     ChatSent,
     ChatTyping,
 )
-from proto.errors import http_status
 from proto.gateway import Ack, server_encoder
 from services.gateway.connection import Connection
 from services.gateway.context import GatewayContext
-from services.gateway.errors import Forbidden, GatewayError, too_many_subscriptions
+from services.gateway.errors import forbidden, too_many_subscriptions
 from services.gateway.extension import Handler, Handlers
 from services.gateway.quota import IdentityRate
-from services.gateway.responses import error_response, json_response
+from services.gateway.responses import error_response
 from shared import access
-from shared.chat.errors import ChatError
 from shared.clients.chat import ChatClient, RoomEvent
+from shared.errors import StreamingError
 from shared.identity import Identity
 from shared.nats.conn import barrier
 from shared.service.settings import Env
@@ -214,7 +213,7 @@ class ChatExtension:
             await barrier(self.ctx.nc)  # the subscriptions are live before the client hears it joined
         except Exception:
             rooms.pop(name, None)
-            with contextlib.suppress(ChatError):
+            with contextlib.suppress(StreamingError):
                 await self.client.leave(name, user, conn.id, reason="gateway could not follow the room")
             raise
         for sub in room.subs:
@@ -237,12 +236,12 @@ class ChatExtension:
         for name, room in (self.joined.pop(conn.id, None) or {}).items():
             try:
                 await self.client.leave(name, room.user, conn.id, reason="disconnected")
-            except ChatError as exc:  # the chat service reaps the session later if it missed this
+            except StreamingError as exc:  # the chat service reaps the session later if it missed this
                 log.info("leave of %s after disconnect failed: %s", name, exc)
 
     def _may(self, conn: Connection, name: str) -> None:
         if not conn.identity.may("room", name):
-            raise Forbidden("room", name)
+            raise forbidden("room", name)
 
     @staticmethod
     def _ack(conn: Connection, ref: str | None) -> None:
@@ -269,10 +268,8 @@ class ChatExtension:
                       ) -> web.Response:
         try:
             body = await answer(self.ctx.authenticator.require(request))
-        except GatewayError as exc:
+        except StreamingError as exc:
             return error_response(exc)
-        except ChatError as exc:
-            return json_response(exc.to_wire(), status=http_status(exc.code))
         return web.Response(body=server_encoder.encode(body), content_type="application/json")
 
 
@@ -282,8 +279,7 @@ def _answering_chat_errors(handler: Handler) -> Handler:
     async def answer(conn: Connection, message: Any) -> None:
         try:
             await handler(conn, message)
-        except ChatError as exc:
-            details = {"kind": exc.kind, **exc.attrs}
-            await conn.send_error(exc.code, exc.message, message.id, details)
+        except StreamingError as exc:
+            await conn.send_error(exc.code, exc.message, message.id, exc.details or None)
 
     return answer

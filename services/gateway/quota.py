@@ -6,7 +6,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from services.gateway.errors import IdentityRateLimited
+from services.gateway.errors import identity_rate_limited
 from shared.identity import Identity
 
 
@@ -34,7 +34,7 @@ class IdentityRate:
         tokens = min(float(self.per_minute), tokens + (now - at) * self.per_minute / 60.0)
         if tokens < 1.0:
             self._buckets[subject] = (tokens, now)
-            raise IdentityRateLimited(self.what, self.per_minute, self.setting,
+            raise identity_rate_limited(self.what, self.per_minute, self.setting,
                                       retry_after=(1.0 - tokens) * 60.0 / self.per_minute)
         self._buckets[subject] = (tokens - 1.0, now)
         while len(self._buckets) > self.max_identities:

@@ -21,10 +21,10 @@ from proto.ui_stream import (
     chat_request_decoder,
     ui_encoder,
 )
-from services.gateway.errors import GatewayError
 from services.gateway.runs_http import RunRoutes
 from services.gateway.ui_chat_render import MESSAGE_KEY, UiStreamRenderer
 from shared.clients.runs import RunClient
+from shared.errors import StreamingError
 from shared.identity import Identity
 from shared.runs.log import is_terminal
 
@@ -151,7 +151,7 @@ class UiChatRoutes:
         """The caller and the chat's newest run (None if it has none), if the caller may read that run."""
         try:
             identity = self.runs.authenticator.require(request)
-        except GatewayError as exc:
+        except StreamingError as exc:
             return error_response(Error(code=exc.code, message=exc.message))
         chat_id = request.match_info["chat_id"]
         if _CHAT_ID.fullmatch(chat_id) is None:
