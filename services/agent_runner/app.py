@@ -37,7 +37,7 @@ from services.agent_runner.agents import load_catalog, load_stream_processor
 from services.agent_runner.client_tools import check_client_tools, conversation
 from services.agent_runner.demo import DEMO_MODEL, DemoModel
 from services.agent_runner.engine import RunEngine, RunJob
-from services.agent_runner.errors import BadRunRequest, RunError, duplicate_run, input_too_large, runner_draining
+from services.agent_runner.errors import BadRunRequest, duplicate_run, input_too_large, runner_draining
 from services.agent_runner.handover import Handover
 from services.agent_runner.mcp import AgentMcp
 from services.agent_runner.metrics import RunnerMetrics
@@ -46,6 +46,7 @@ from services.agent_runner.provider import ProviderPool, RetryPolicy
 from services.agent_runner.restart import Restarter, run_state
 from services.agent_runner.settings import AgentRunnerSettings
 from services.agent_runner.writer import RunWriter
+from shared.errors import StreamingError
 from shared.nats.conn import barrier
 from shared.nats.jsacks import AckInbox
 from shared.runs.log import RunLog, run_stream_config
@@ -200,7 +201,7 @@ class AgentRunnerApp(App):
     async def _on_request(self, msg: Msg) -> None:
         try:
             job, place = self._admit(msg)
-        except RunError as exc:
+        except StreamingError as exc:
             self.run_metrics.requests.labels(outcome=exc.code.value).inc()
             await self._reply(msg, exc.to_wire())
             return
@@ -307,7 +308,8 @@ class AgentRunnerApp(App):
                 if engine is not None:
                     job.writer.gate.set_result(False)  # type: ignore[union-attr]
                     await asyncio.gather(engine, return_exceptions=True)
-                error = stored if isinstance(stored, RunError) else duplicate_run(run_id) if claim is False else None
+                error = (stored if isinstance(stored, StreamingError)
+                         else duplicate_run(run_id) if claim is False else None)
                 if error is None:
                     raise next(e for e in (claim, stored) if isinstance(e, BaseException))
                 await self._reply(reply, error.to_wire(ref=run_id))
@@ -357,7 +359,7 @@ class AgentRunnerApp(App):
         """Become the owner of a run a draining runner offered; answer the offer either way."""
         try:
             await self.handover.take_over(job)
-        except RunError as exc:
+        except StreamingError as exc:
             self.run_metrics.requests.labels(outcome=exc.code.value).inc()
             await self._reply(reply, exc.to_wire(ref=job.run_id))
             return False

@@ -38,8 +38,7 @@ from proto.runs import (
 from services.agent_runner.client_tools import client_tool_schema, model_options
 from services.agent_runner.deltas import DeltaCoalescer
 from services.agent_runner.errors import (
-    RunError,
-    RunSuperseded,
+    is_superseded,
     max_turns_exceeded,
     outcome_unknown,
     run_timed_out,
@@ -57,7 +56,7 @@ from services.agent_runner.provider import (
     stream_turn,
 )
 from services.agent_runner.writer import RunWriter
-from shared.errors import ToolError
+from shared.errors import ConflictError, StreamingError, ToolError
 from shared.runs.checkpoint import (
     Checkpoint,
     handoff_output,
@@ -165,10 +164,10 @@ class RunEngine:
                 return await self._end(job, RunCancelled, reason=job.cancel_reason)
             reason = job.shutdown_reason or "the agent-runner stopped before the run finished"
             return await self._end(job, RunFailed, code=ErrorCode.UNAVAILABLE, message=reason)
-        except RunSuperseded:
-            log.warning("run %s was ended by another process", job.run_id)
-            return None
-        except RunError as exc:
+        except StreamingError as exc:
+            if is_superseded(exc):
+                log.warning("run %s was ended by another process", job.run_id)
+                return None
             return await self._end(job, RunFailed, code=exc.code, message=exc.message)
         except Exception as exc:
             log.exception("run %s failed", job.run_id)
@@ -177,7 +176,9 @@ class RunEngine:
     async def _end(self, job: RunJob, kind: type[RunCancelled] | type[RunFailed], **fields: Any) -> RunEvent | None:
         try:
             return await job.writer.emit(kind, patience=TERMINAL_PATIENCE, **fields)
-        except RunSuperseded:
+        except ConflictError as exc:
+            if not is_superseded(exc):
+                raise
             return None
 
     async def _turns(self, job: RunJob) -> RunEvent:
