@@ -18,8 +18,8 @@ class Fact(Generic[T]):
     """One typed fact of an error, read from its ``details`` by the attribute's name; ``None`` where the situation
     has no such fact (a number arrives from JSON as ``int`` where a ``float`` is meant, hence the widening)."""
 
-    def __init__(self, kind: type[T]) -> None:
-        self.kind = kind
+    def __init__(self, type_: type[T]) -> None:
+        self.type = type_
         self.name = ""
 
     def __set_name__(self, owner: type, name: str) -> None:
@@ -34,9 +34,9 @@ class Fact(Generic[T]):
         if obj is None:
             return self
         value = obj.details.get(self.name)
-        if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        return value if isinstance(value, self.kind) else None
+        return value if isinstance(value, self.type) else None
 
 
 class StreamingError(Exception):
