@@ -156,7 +156,8 @@ class BackgroundProcessor:
         """Register the handler of a job type: ``processor.handle_job("t", fn)`` or ``@processor.handle_job("t")``.
 
         The handler gets the job's data (decoded JSON) and may be ``async`` or plain (run in a thread). Its return
-        value is stored as the job's result; raising retries the job (``PermanentJobError``: no retry). Inside it,
+        value is stored as the job's result; raising retries the job (``PermanentJobError``, which is any
+        ``BadRequestError``, or a jobs error: no retry). Inside it,
         ``current_job()`` tells which job and attempt this is.
         """
         check_job_type(job_type)
