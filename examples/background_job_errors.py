@@ -36,7 +36,7 @@ async def main() -> None:
     try:
         await processor.job_result(broken, timeout=20)
     except raaf.JobFailedError as error:
-        print(f"broken: {type(error).__name__}; attempts={attempts['broken']}")
+        print(f"broken: {type(error).__name__} ({error.kind}); attempts={attempts['broken']}")
     dead = await processor.dead_jobs()
     print(f"dead letters: {[msgspec.json.decode(job.data)['kind'] for job in dead]}")
 
@@ -46,7 +46,7 @@ async def main() -> None:
     try:
         await jobs.get_job("no-such-job")
     except raaf.NotFoundError as error:
-        print(f"scheduler: {type(error).__name__} code={error.code.value}")
+        print(f"scheduler: {type(error).__name__} ({error.kind}) code={error.code.value}")
     await nc.close()
     await processor.stop()
 

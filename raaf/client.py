@@ -30,8 +30,8 @@ import aiohttp
 import msgspec
 
 from proto.gateway import CloseCode
-from shared.errors import ConnectionClosedError, ProtocolError, error_for, error_from_wire
 from shared.errors import ConnectionError as ClientConnectionError
+from shared.errors import ProtocolError, connection_closed, error_for, error_from_wire
 from shared.errors import TimeoutError as RequestTimeoutError
 
 log = logging.getLogger("raaf.client")
@@ -180,8 +180,8 @@ class WebSocketClient:
         except TimeoutError:
             raise RequestTimeoutError("no welcome from the gateway") from None
         if msg.type is not aiohttp.WSMsgType.TEXT:
-            raise ConnectionClosedError(f"the gateway closed the connection ({ws.close_code})",
-                                        close_code=ws.close_code, reason=str(msg.extra or ""))
+            raise connection_closed(f"the gateway closed the connection ({ws.close_code})",
+                                    close_code=ws.close_code, reason=str(msg.extra or ""))
         welcome = _decode(msg.data)
         if welcome.get("type") != "welcome":
             raise ProtocolError(f"expected welcome, got {welcome.get('type')!r}")
@@ -222,7 +222,7 @@ class WebSocketClient:
                     await self._reader
             ws = self._ws
             self.close_code = ws.close_code if ws is not None else None
-            self._drop(ConnectionClosedError(f"connection closed ({self.close_code})", close_code=self.close_code))
+            self._drop(connection_closed(f"connection closed ({self.close_code})", close_code=self.close_code))
             await self._fire("disconnect")
             if self._closing or not self.auto_reconnect or self.close_code in _FINAL_CLOSE_CODES:
                 break

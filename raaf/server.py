@@ -29,15 +29,10 @@ from proto.base import Message
 from services.gateway.app import GatewayApp
 from services.gateway.channels import check_channel
 from services.gateway.connection import Connection
-from services.gateway.errors import GatewayError
 from services.gateway.hooks import ConnectionHook, ErrorHook, GatewayHooks, MessageHook
 from services.gateway.settings import GatewaySettings
 from shared.devstack.servers import EmbeddedNats, url_reachable
-from shared.errors import ERROR_CLASSES, NotFoundError, StreamingError
-
-
-def _public(exc: GatewayError) -> StreamingError:
-    return ERROR_CLASSES.get(exc.code, StreamingError)(exc.message, details=exc.details)
+from shared.errors import NotFoundError
 
 
 class WebSocketServer:
@@ -93,7 +88,7 @@ class WebSocketServer:
         ``RateLimitedError`` ...), an exception from an ``on_message`` hook as itself."""
 
         async def public(client: Connection, error: BaseException) -> None:
-            result = fn(client, _public(error) if isinstance(error, GatewayError) else error)
+            result = fn(client, error)  # the gateway's typed errors are the raaf classes of their codes
             if inspect.isawaitable(result):
                 await result
 
@@ -149,23 +144,17 @@ class WebSocketServer:
     async def subscribe_to_channel(self, client_id: str, channel: str) -> None:
         """Put a connected client in a channel (as if it had sent ``subscribe``)."""
         conn = self.connection(client_id)
-        try:
-            name = check_channel(channel)
-            if conn.channels is None or name not in conn.channels:
-                conn.check_subscription_room()
-                await self.app.hub.join(conn, name)
-        except GatewayError as exc:
-            raise _public(exc) from None
+        name = check_channel(channel)
+        if conn.channels is None or name not in conn.channels:
+            conn.check_subscription_room()
+            await self.app.hub.join(conn, name)
 
     async def unsubscribe_from_channel(self, client_id: str, channel: str) -> bool:
         return await self.app.hub.leave(self.connection(client_id), channel)
 
     async def broadcast(self, message: Message | dict[str, Any], channel: str | None = None) -> None:
         """To ``channel``'s subscribers (on every gateway), or to every connected client."""
-        try:
-            await self.app.broadcast(message, channel=channel)
-        except GatewayError as exc:
-            raise _public(exc) from None
+        await self.app.broadcast(message, channel=channel)
 
     async def send(self, client_id: str, message: Message | dict[str, Any]) -> bool:
         """To one client of this server; False if it could not take it (gone, or cut off as too slow)."""

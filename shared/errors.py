@@ -4,37 +4,122 @@ another service arrives as the same exception type."""
 from __future__ import annotations
 
 import builtins
-from typing import Any, Final
+import enum
+from typing import Any, Final, Generic, TypeVar, overload
 
 import msgspec
 
 from proto.errors import Error, ErrorCode, http_status
 
+T = TypeVar("T")
+
+
+class Fact(Generic[T]):
+    """One typed fact of an error, read from its ``details`` by the attribute's name; ``None`` where the situation
+    has no such fact (a number arrives from JSON as ``int`` where a ``float`` is meant, hence the widening)."""
+
+    def __init__(self, type_: type[T]) -> None:
+        self.type = type_
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> Fact[T]: ...
+    @overload
+    def __get__(self, obj: StreamingError, owner: type | None = None) -> T | None: ...
+
+    def __get__(self, obj: StreamingError | None, owner: type | None = None) -> Fact[T] | T | None:
+        if obj is None:
+            return self
+        value = obj.details.get(self.name)
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        return value if isinstance(value, self.type) else None
+
 
 class StreamingError(Exception):
     """Base of every error the ``raaf`` API raises; ``code`` is the wire code it travels as, ``ref`` the client
-    message, run or request it answers, ``details`` the typed facts (limits, names, close codes ...)."""
+    message, run or request it answers, ``details`` the typed facts (limits, names, close codes ...), and ``kind``
+    (``details["kind"]``) the situation within the code, where one must be told apart: a new situation is a
+    ``kind``, never a new class."""
 
     code: ErrorCode = ErrorCode.INTERNAL
 
     def __init__(self, message: str = "", *, code: ErrorCode | None = None, ref: str | None = None,
-                 details: dict[str, Any] | None = None) -> None:
+                 details: dict[str, Any] | None = None, kind: str | None = None) -> None:
         if code is not None:
             self.code = code
         self.message = message or self.code.value
         super().__init__(self.message)
         self.ref = ref
-        self.details: dict[str, Any] = details or {}
+        self.details: dict[str, Any] = {"kind": str(kind), **(details or {})} if kind is not None else details or {}
+
+    @property
+    def kind(self) -> str | None:
+        """The situation within the wire code (``details["kind"]``), or ``None`` for a plain one."""
+        value = self.details.get("kind")
+        return value if isinstance(value, str) else None
+
+    def attributes(self) -> dict[str, Any]:
+        """The typed facts without the kind."""
+        return {k: v for k, v in self.details.items() if k != "kind"}
 
     def to_wire(self, ref: str | None = None) -> Error:
         """The wire error (``ref`` answers a request when the exception does not carry its own)."""
         raw = {k: msgspec.Raw(msgspec.json.encode(v)) for k, v in self.details.items()} or None
         return Error(code=self.code, message=self.message, ref=self.ref if ref is None else ref, details=raw)
 
+    @staticmethod
+    def from_wire(error: Error | dict[str, Any]) -> StreamingError:
+        """The exception for a wire ``error``: the class of its code, with its kind and facts."""
+        return error_from_wire(error)
+
     @property
     def http_status(self) -> int:
         """The HTTP status of this error's wire code (:data:`proto.errors.HTTP_STATUS`)."""
         return http_status(self.code)
+
+    # The facts the situations carry, each read from ``details`` under its own name.
+    after_first_token = Fact(bool)
+    agent = Fact(str)
+    attempts = Fact(int)
+    channel = Fact(str)
+    close_code = Fact(int)
+    confirmed = Fact(int)
+    error = Fact(str)
+    event = Fact(str)
+    event_id = Fact(str)
+    feature = Fact(str)
+    job_id = Fact(str)
+    job_type = Fact(str)
+    length = Fact(int)
+    limit = Fact(int)
+    message_type = Fact(str)
+    name = Fact(str)
+    now = Fact(float)
+    origin = Fact(str)
+    pattern = Fact(str)
+    pending = Fact(int)
+    priority = Fact(str)
+    queue = Fact(str)
+    reason = Fact(str)
+    retry_after = Fact(float)
+    room = Fact(str)
+    run_at = Fact(float)
+    run_id = Fact(str)
+    seq = Fact(int)
+    setting = Fact(str)
+    size = Fact(int)
+    status = Fact(str)
+    timeout = Fact(float)
+    upstream_status = Fact(int)
+    user = Fact(str)
+    value = Fact(str)
+    variable = Fact(str)
+    wanted = Fact(int)
+    what = Fact(str)
 
 
 class ProtocolError(StreamingError):
@@ -55,15 +140,6 @@ class ConnectionError(StreamingError, builtins.ConnectionError):  # the seed's n
     code = ErrorCode.CONNECTION_ERROR
 
 
-class ConnectionClosedError(ConnectionError):
-    """The server closed the connection; ``close_code`` says why (4008 slow consumer, 1013 full ...)."""
-
-    def __init__(self, message: str, *, close_code: int | None = None, reason: str = "") -> None:
-        super().__init__(message, details={"close_code": close_code, "reason": reason})
-        self.close_code = close_code
-        self.reason = reason
-
-
 class UnavailableError(ConnectionError):
     """No service could take the request (none running, draining), or the runner owning a run went away."""
 
@@ -82,8 +158,9 @@ class TimeoutError(StreamingError, builtins.TimeoutError):  # the seed's name, s
     code = ErrorCode.TIMEOUT
 
 
-class InvalidNameError(StreamingError):
-    """A channel, room or event name that cannot be a subject."""
+class InvalidNameError(StreamingError, ValueError):
+    """A channel, room, event or job name that cannot be a subject (a ``ValueError`` too, as the seed's event
+    name errors were)."""
 
     code = ErrorCode.INVALID_NAME
 
@@ -112,8 +189,9 @@ class ConflictError(StreamingError):
     code = ErrorCode.CONFLICT
 
 
-class TooLargeError(StreamingError):
-    """A message, input or frame over its configured limit."""
+class TooLargeError(StreamingError, ValueError):
+    """A message, input, event or frame over its configured limit (a ``ValueError`` too, as the seed's
+    ``EventTooLargeError`` was)."""
 
     code = ErrorCode.TOO_LARGE
 
@@ -122,12 +200,6 @@ class RateLimitError(StreamingError):
     """Too many messages in the window; ``retry_after`` (seconds) says when to try again, when known."""
 
     code = ErrorCode.RATE_LIMITED
-
-    def __init__(self, message: str = "", *, code: ErrorCode | None = None, ref: str | None = None,
-                 details: dict[str, Any] | None = None) -> None:
-        super().__init__(message, code=code, ref=ref, details=details)
-        value = self.details.get("retry_after")
-        self.retry_after: float | None = float(value) if isinstance(value, int | float) else None
 
 
 class LimitExceededError(StreamingError):
@@ -172,15 +244,26 @@ class InternalError(StreamingError):
     code = ErrorCode.INTERNAL
 
 
-class ConfigurationError(BadRequestError):
-    """An unknown configuration key or a value that cannot be used (raised locally)."""
-
-
-# Other names the API grew under; the same classes.
+# Other names the API grew under; the same classes. Each situation they named is told apart by ``kind`` (where
+# code must tell it apart) and carries its facts in ``details``; the functions below build them.
 PermissionDeniedError = ForbiddenError
 RateLimitedError = RateLimitError
 OperationCancelledError = CancelledError
 MaxTurnsExceededError = MaxTurnsError
+ConfigurationError = BadRequestError  # an unknown configuration key or a value that cannot be used
+ConnectionClosedError = ConnectionError  # ``close_code`` says why (4008 slow consumer, 1013 full ...)
+InvalidEventNameError = InvalidNameError
+InvalidEventDataError = BadRequestError
+EventTooLargeError = TooLargeError
+ListenerLimitError = LimitExceededError
+EventTimeoutError = TimeoutError
+HistoryUnavailableError = UnavailableError  # history disabled, or its stream missing and not creatable
+EmitError = ConnectionError
+EmitBacklogError = OverloadedError
+SettingsError = InternalError
+RunIdTaken = InternalError
+StackError = InternalError  # a local nats-server or valkey-server could not be found or started
+EventLoopUnavailable = InternalError
 
 ERROR_CLASSES: Final[dict[ErrorCode, type[StreamingError]]] = {
     cls.code: cls
@@ -216,111 +299,80 @@ def error_from_wire(error: Error | dict[str, Any]) -> StreamingError:
 from_wire = error_from_wire
 
 
-# ---- the event system ---------------------------------------------------------------------------------
+class ErrorKind(enum.StrEnum):
+    """The situations of the shared engines that code tells apart from others of their wire code."""
+
+    INVALID_SETTING = "invalid_setting"
+    RUN_ID_TAKEN = "run_id_taken"
+    EVENT_LOOP_UNAVAILABLE = "event_loop_unavailable"
 
 
-class InvalidEventNameError(InvalidNameError, ValueError):
+# ---- the connection and the event system ----------------------------------------------------------------
+
+
+def connection_closed(message: str, *, close_code: int | None = None, reason: str = "") -> ConnectionError:
+    """The server closed the connection; ``close_code`` says why (4008 slow consumer, 1013 full ...)."""
+    return ConnectionError(message, details={"close_code": close_code, "reason": reason})
+
+
+def invalid_event_name(name: str, reason: str) -> InvalidNameError:
     """An event name or listener pattern that cannot be a subject (or a wildcard while wildcards are off)."""
-
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(f"invalid event name or pattern {name!r}: {reason}", details={"name": name,
-                                                                                       "reason": reason})
-        self.name = name
-        self.reason = reason
+    return InvalidNameError(f"invalid event name or pattern {name!r}: {reason}",
+                            details={"name": name, "reason": reason})
 
 
-class InvalidEventDataError(BadRequestError, TypeError):
+def invalid_event_data(event: str, reason: str) -> BadRequestError:
     """Event data that cannot be encoded as JSON."""
-
-    def __init__(self, event: str, reason: str) -> None:
-        super().__init__(f"data of event {event!r} cannot be encoded as JSON: {reason}", details={"event": event})
-        self.event = event
-        self.reason = reason
+    return BadRequestError(f"data of event {event!r} cannot be encoded as JSON: {reason}",
+                           details={"event": event, "reason": reason})
 
 
-class EventTooLargeError(TooLargeError, ValueError):
+def event_too_large(event: str, size: int, limit: int) -> TooLargeError:
     """An encoded event over the size limit (``EVENTS_MAX_EVENT_SIZE`` or the server's max payload)."""
-
-    def __init__(self, event: str, size: int, limit: int) -> None:
-        super().__init__(f"event {event!r} is {size} bytes encoded; the limit is {limit}",
-                         details={"size": size, "limit": limit})
-        self.event = event
-        self.size = size
-        self.limit = limit
+    return TooLargeError(f"event {event!r} is {size} bytes encoded; the limit is {limit}",
+                         details={"event": event, "size": size, "limit": limit})
 
 
-class ListenerLimitError(LimitExceededError):
+def listener_limit(pattern: str, limit: int, what: str = "listeners on this pattern") -> LimitExceededError:
     """``max_listeners`` listeners on one pattern (or ``EVENTS_MAX_PATTERNS`` patterns) already."""
-
-    def __init__(self, pattern: str, limit: int, what: str = "listeners on this pattern") -> None:
-        super().__init__(f"cannot add a listener for {pattern!r}: already {limit} {what} (the limit)",
-                         details={"pattern": pattern, "limit": limit})
-        self.pattern = pattern
-        self.limit = limit
+    return LimitExceededError(f"cannot add a listener for {pattern!r}: already {limit} {what} (the limit)",
+                              details={"pattern": pattern, "limit": limit})
 
 
-class EventTimeoutError(TimeoutError):
+def event_timeout(pattern: str, timeout: float) -> TimeoutError:
     """``wait_for_event`` saw no matching event within ``timeout`` seconds."""
-
-    def __init__(self, pattern: str, timeout: float) -> None:
-        super().__init__(f"no event matching {pattern!r} within {timeout:g}s",
-                         details={"pattern": pattern, "timeout": timeout})
-        self.pattern = pattern
-        self.timeout = timeout
+    return TimeoutError(f"no event matching {pattern!r} within {timeout:g}s",
+                        details={"pattern": pattern, "timeout": timeout})
 
 
-class HistoryUnavailableError(UnavailableError):
-    """History was asked for while it is disabled, or its JetStream stream does not exist or cannot be made."""
-
-
-class EmitError(ConnectionError):
+def emit_failed(event: str, event_id: str, reason: str) -> ConnectionError:
     """An emit that was not confirmed stored after its retries (the same id is safe to emit again)."""
-
-    def __init__(self, event: str, event_id: str, reason: str) -> None:
-        super().__init__(f"event {event!r} (id {event_id}) was not confirmed stored: {reason}",
-                         details={"event": event, "event_id": event_id})
-        self.event = event
-        self.event_id = event_id
-        self.reason = reason
+    return ConnectionError(f"event {event!r} (id {event_id}) was not confirmed stored: {reason}",
+                           details={"event": event, "event_id": event_id, "reason": reason})
 
 
-class EmitBacklogError(OverloadedError):
+def emit_backlog(pending: int) -> OverloadedError:
     """``emit_async`` while ``EVENTS_MAX_PENDING_EMITS`` emits are still in flight: await some first."""
-
-    def __init__(self, pending: int) -> None:
-        super().__init__(f"{pending} emits are in flight (the limit); await some before starting more",
-                         details={"pending": pending})
-        self.pending = pending
+    return OverloadedError(f"{pending} emits are in flight (the limit); await some before starting more",
+                           details={"pending": pending})
 
 
 # ---- errors of the service runtime (never on the wire, hence ``internal``) ------------------------
 
-class SettingsError(InternalError):
+
+def invalid_setting(variable: str, value: str, reason: str) -> InternalError:
     """An environment variable holds a value the service cannot use."""
-
-    def __init__(self, variable: str, value: str, reason: str) -> None:
-        super().__init__(f"invalid {variable}={value!r}: {reason}")
-        self.variable = variable
-        self.value = value
-        self.reason = reason
+    return InternalError(f"invalid {variable}={value!r}: {reason}", kind=ErrorKind.INVALID_SETTING,
+                         details={"variable": variable, "value": value, "reason": reason})
 
 
-class RunIdTaken(InternalError):
+def run_id_taken(run_id: str) -> InternalError:
     """A run's first event could not be stored: its subject already holds events (the id was used before)."""
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__(f"run id {run_id!r} was used before")
-        self.run_id = run_id
+    return InternalError(f"run id {run_id!r} was used before", kind=ErrorKind.RUN_ID_TAKEN,
+                         details={"run_id": run_id})
 
 
-class StackError(InternalError):
-    """A local server (nats-server, valkey-server) could not be found or started."""
-
-
-class EventLoopUnavailable(InternalError):
+def event_loop_unavailable(name: str, reason: str) -> InternalError:
     """The event loop a setting names cannot be used in this process (``RAAF_EVENT_LOOP``)."""
-
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(f"event loop {name!r}: {reason}")
-        self.name = name
-        self.reason = reason
+    return InternalError(f"event loop {name!r}: {reason}", kind=ErrorKind.EVENT_LOOP_UNAVAILABLE,
+                         details={"name": name, "reason": reason})

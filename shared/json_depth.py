@@ -15,13 +15,7 @@ _QUOTE: Final = ord('"')
 _BACKSLASH: Final = ord("\\")
 
 
-class JsonTooDeepError(BadRequestError):
-    """A JSON document nested deeper than the configured limit."""
-
-    def __init__(self, limit: int, setting: str) -> None:
-        super().__init__(f"JSON nested deeper than {limit} levels ({setting})",
-                         details={"limit": limit, "setting": setting})
-        self.limit = limit
+JsonTooDeepError = BadRequestError  # a JSON document nested deeper than the configured limit
 
 
 def json_depth(raw: bytes, stop_after: int | None = None) -> int:
@@ -55,4 +49,5 @@ def check_json_depth(raw: bytes, limit: int = DEFAULT_MAX_DEPTH, *, setting: str
     if limit <= 0 or raw.count(b"[") + raw.count(b"{") <= limit:
         return  # cannot be deeper than its number of brackets: the common case costs two C-speed counts
     if json_depth(raw, stop_after=limit) > limit:
-        raise JsonTooDeepError(limit, setting)
+        raise BadRequestError(f"JSON nested deeper than {limit} levels ({setting})",
+                              details={"limit": limit, "setting": setting})

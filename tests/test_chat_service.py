@@ -42,6 +42,7 @@ from shared.chat.errors import (
     TooManyAgents,
     TooManyRooms,
     TooManySessions,
+    room_full,
 )
 from shared.devstack.servers import NatsServer, ValkeyServer
 from shared.errors import SettingsError
@@ -370,7 +371,7 @@ async def test_without_an_agent_runner_a_message_gets_a_typed_failed_answer(harn
 
 
 async def test_a_typed_error_survives_the_wire_with_its_attributes() -> None:
-    error = RoomFull("Small", 2).to_wire(ref="r1")
+    error = room_full("Small", 2).to_wire(ref="r1")
     back = ChatError.from_wire(error)
     assert isinstance(back, RoomFull) and (back.room, back.limit, back.code) == ("Small", 2, ErrorCode.LIMIT_EXCEEDED)
 

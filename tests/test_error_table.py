@@ -22,8 +22,16 @@ MARKERS = {StreamingError, jobs_errors.JobError, jobs_errors.RemoteJobError, cha
 
 
 def error_classes(module: ModuleType) -> list[type[BaseException]]:
-    return [cls for _, cls in inspect.getmembers(module, inspect.isclass)
-            if issubclass(cls, BaseException) and cls.__module__ == module.__name__]
+    return [cls for _, cls in inspect.getmembers(module, inspect.isclass) if issubclass(cls, BaseException)]
+
+
+def our_subclasses(cls: type[BaseException]) -> set[type[BaseException]]:
+    found: set[type[BaseException]] = set()
+    for sub in cls.__subclasses__():
+        if sub.__module__.split(".")[0] in ("proto", "shared", "services", "raaf"):
+            found.add(sub)
+        found |= our_subclasses(sub)
+    return found
 
 
 def test_every_wire_code_has_exactly_one_http_status() -> None:
@@ -48,8 +56,15 @@ def test_every_error_class_is_a_streaming_error_of_its_codes_class(module: Modul
             assert issubclass(cls, ERROR_CLASSES[cls.code]), (cls, cls.code)
 
 
+def test_there_is_one_class_per_wire_code_and_a_new_situation_is_a_kind() -> None:
+    assert our_subclasses(StreamingError) == set(ERROR_CLASSES.values())
+    refused = jobs_errors.queue_full("email", 10)
+    assert type(refused) is public_errors.OverloadedError and refused.kind == jobs_errors.JobErrorKind.QUEUE_FULL
+    assert (refused.job_type, refused.limit) == ("email", 10)
+
+
 def test_an_error_answers_with_the_status_of_its_code() -> None:
     assert gateway_errors.too_many_connections(5).http_status == 429
     assert chat_errors.RoomExists("lobby").http_status == 409
-    assert jobs_errors.QueueFullError("email", 10).http_status == 503
+    assert jobs_errors.queue_full("email", 10).http_status == 503
     assert runner_errors.run_timed_out(2.0).http_status == 504

@@ -15,7 +15,7 @@ from proto.base import ClientRequest, Message
 from proto.gateway import Ping
 from services.gateway import Connection, GatewayExtension
 from services.gateway.context import GatewayContext
-from services.gateway.errors import Forbidden
+from services.gateway.errors import forbidden
 from services.gateway.extension import Handlers
 from services.gateway.routing import DuplicateHandler
 from shared.access import Access, Rule
@@ -64,7 +64,7 @@ class WatchExtension:
 
     async def watch(self, conn: Connection, message: Watch) -> None:
         if not conn.identity.may("event", message.topic) or message.topic == "secret":
-            raise Forbidden("event", message.topic)
+            raise forbidden("event", message.topic)
         topic = message.topic
 
         async def forward(msg: Msg) -> None:

@@ -20,7 +20,7 @@ from proto.jobs import (
     jobs_encoder,
 )
 from proto.subjects import Subjects
-from shared.jobs.errors import JobError, QueueFullError, RemoteJobError, ScheduleInPastError
+from shared.jobs.errors import JobError, RemoteJobError, queue_full, schedule_in_past
 
 SAFE_TOKEN = re.compile(r"[A-Za-z0-9_\-~]+")
 
@@ -60,10 +60,11 @@ def test_replies_keep_zero_counts_on_the_wire() -> None:
 
 
 def test_typed_errors_survive_the_wire() -> None:
-    for exc in (QueueFullError("email", 10), ScheduleInPastError(5.0, 10.0)):
+    for exc in (queue_full("email", 10), schedule_in_past(5.0, 10.0)):
         wire = job_reply_decoder.decode(jobs_encoder.encode(exc.to_wire(ref="r1")))
         assert isinstance(wire, Error) and wire.ref == "r1"
         back = JobError.from_wire(wire)
-        assert type(back) is type(exc) and back.attributes() == exc.attributes() and back.code is exc.code
+        assert type(back) is type(exc) and back.kind == exc.kind  # the situation, not only the code, survives
+        assert back.attributes() == exc.attributes() and back.code is exc.code
     foreign = JobError.from_wire(Error(code=ErrorCode.INTERNAL, message="boom"))
-    assert isinstance(foreign, RemoteJobError) and foreign.remote_code is ErrorCode.INTERNAL
+    assert isinstance(foreign, RemoteJobError) and foreign.code is ErrorCode.INTERNAL and foreign.kind is None

@@ -12,7 +12,7 @@ from proto.runs import AgentSpec, RunRequest, handoff_tool_name, is_agent_name
 from services.agent_runner.demo_agents import DEMO_AGENTS, demo_tools
 from services.agent_runner.errors import AgentConfigError, BadRunRequest, agent_not_found
 from services.agent_runner.settings import AgentRunnerSettings
-from shared.errors import ConfigurationError, SettingsError, StreamingError
+from shared.errors import ConfigurationError, StreamingError, invalid_setting
 from shared.runs.approvals import ApprovalRule
 from shared.runs.mcp_config import McpServerConfig
 from shared.runs.stream_processor import StreamProcessor, load_processor
@@ -163,16 +163,16 @@ def load_catalog(settings: AgentRunnerSettings) -> AgentCatalog:
         try:
             tools = load_tools(settings.tools_module)
         except ImportError as exc:
-            raise SettingsError("RAAF_TOOLS_MODULE", settings.tools_module, f"cannot import it ({exc})") from None
+            raise invalid_setting("RAAF_TOOLS_MODULE", settings.tools_module, f"cannot import it ({exc})") from None
         except StreamingError as exc:
-            raise SettingsError("RAAF_TOOLS_MODULE", settings.tools_module, exc.message) from None
+            raise invalid_setting("RAAF_TOOLS_MODULE", settings.tools_module, exc.message) from None
     try:
         config, servers = (read_agents(settings.agents_file) if settings.agents_file is not None
                            else (AgentsFile(agents=[]), {}))
         return AgentCatalog(config.agents, tools, max_inline_agents=settings.max_inline_agents, mcp_servers=servers,
                             idempotent_tools=config.idempotent_tools, approvals=config.approval)
     except AgentConfigError as exc:
-        raise SettingsError("RAAF_AGENTS_FILE", settings.agents_file or "", exc.message) from None
+        raise invalid_setting("RAAF_AGENTS_FILE", settings.agents_file or "", exc.message) from None
 
 
 def load_stream_processor(settings: AgentRunnerSettings) -> StreamProcessor | None:
@@ -183,4 +183,4 @@ def load_stream_processor(settings: AgentRunnerSettings) -> StreamProcessor | No
         return load_processor(settings.stream_processor, chunk_size=settings.chunk_size,
                               buffer_size=settings.buffer_size)
     except ConfigurationError as exc:
-        raise SettingsError("RAAF_STREAM_PROCESSOR", settings.stream_processor, exc.message) from None
+        raise invalid_setting("RAAF_STREAM_PROCESSOR", settings.stream_processor, exc.message) from None

@@ -32,7 +32,7 @@ from services.agent_runner.client_tools import check_client_tools, conversation
 from services.agent_runner.decisions import Decisions
 from services.agent_runner.demo import DEMO_MODEL, DemoModel
 from services.agent_runner.engine import RunEngine, RunJob
-from services.agent_runner.errors import BadRunRequest, RunError, duplicate_run, input_too_large, runner_draining
+from services.agent_runner.errors import BadRunRequest, duplicate_run, input_too_large, runner_draining
 from services.agent_runner.handover import Handover
 from services.agent_runner.limits import check_limits, retry_policy
 from services.agent_runner.mcp import AgentMcp
@@ -44,6 +44,7 @@ from services.agent_runner.restart import Restarter, run_state
 from services.agent_runner.settings import AgentRunnerSettings
 from services.agent_runner.writer import RunWriter
 from shared.clients.jobs import JobsClient
+from shared.errors import StreamingError
 from shared.nats.conn import barrier
 from shared.nats.jsacks import AckInbox
 from shared.runs.approvals import ApprovalPolicy
@@ -208,7 +209,7 @@ class AgentRunnerApp(App):
     async def _on_request(self, msg: Msg) -> None:
         try:
             job, place = self._admit(msg)
-        except RunError as exc:
+        except StreamingError as exc:
             self.run_metrics.requests.labels(outcome=exc.code.value).inc()
             await self._reply(msg, exc.to_wire())
             return
@@ -300,7 +301,8 @@ class AgentRunnerApp(App):
                 if engine is not None:
                     job.writer.gate.set_result(False)  # type: ignore[union-attr]
                     await asyncio.gather(engine, return_exceptions=True)
-                error = stored if isinstance(stored, RunError) else duplicate_run(run_id) if claim is False else None
+                error = (stored if isinstance(stored, StreamingError)
+                         else duplicate_run(run_id) if claim is False else None)
                 if error is None:
                     raise next(e for e in (claim, stored) if isinstance(e, BaseException))
                 await self._reply(reply, error.to_wire(ref=run_id))

@@ -38,8 +38,7 @@ from services.agent_runner.approval_gate import ApprovalGate, Decided, RunParked
 from services.agent_runner.client_tools import client_tool_schema, model_options
 from services.agent_runner.deltas import DeltaCoalescer, processed
 from services.agent_runner.errors import (
-    RunError,
-    RunSuperseded,
+    is_superseded,
     max_turns_exceeded,
     run_timed_out,
 )
@@ -56,6 +55,7 @@ from services.agent_runner.provider import (
 )
 from services.agent_runner.tool_calls import ToolCaller, progress_sinks
 from services.agent_runner.writer import RunWriter
+from shared.errors import ConflictError, StreamingError
 from shared.runs.approvals import ApprovalPolicy
 from shared.runs.checkpoint import (
     Checkpoint,
@@ -171,10 +171,10 @@ class RunEngine:
             return await self._end(job, RunFailed, code=ErrorCode.UNAVAILABLE, message=reason)
         except RunParked as parked:
             return await self._park(job, parked)
-        except RunSuperseded:
-            log.warning("run %s was ended by another process", job.run_id)
-            return None
-        except RunError as exc:
+        except StreamingError as exc:
+            if is_superseded(exc):
+                log.warning("run %s was ended by another process", job.run_id)
+                return None
             return await self._end(job, RunFailed, code=exc.code, message=exc.message)
         except Exception as exc:
             log.exception("run %s failed", job.run_id)
@@ -196,7 +196,9 @@ class RunEngine:
     async def _end(self, job: RunJob, kind: type[RunCancelled] | type[RunFailed], **fields: Any) -> RunEvent | None:
         try:
             return await job.writer.emit(kind, patience=TERMINAL_PATIENCE, **fields)
-        except RunSuperseded:
+        except ConflictError as exc:
+            if not is_superseded(exc):
+                raise
             return None
 
     async def _turns(self, job: RunJob) -> RunEvent:

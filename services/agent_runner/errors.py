@@ -1,43 +1,47 @@
-"""Errors of the agent-runner: a :class:`RunError` carries its wire ``ErrorCode``; the functions below build the
+"""Errors of the agent-runner: each is the ``shared.errors`` class of its wire code; the functions below build the
 common ones so each message is written once."""
 
 from __future__ import annotations
+
+import enum
 
 from proto.errors import ErrorCode
 from shared.errors import BadRequestError, ConflictError, ProviderError, StreamingError
 
 
-class RunError(StreamingError):
-    """An error the runner answers a run request with, or ends a run with (``code`` and ``message`` only: the
-    attributes stay in this process). Raised as is with ``code=``, or as one of the subclasses caught by name."""
+class RunErrorKind(enum.StrEnum):
+    """The runner's situations that code tells apart from others of their wire code."""
+
+    SUPERSEDED = "run_superseded"
 
 
-class BadRunRequest(RunError, BadRequestError):
-    """A run request the runner cannot take (malformed, over a limit, an agent it cannot run)."""
+# The names the runner's errors had: each is the class of its wire code. ``RunError(message, code=...)`` raises
+# the base with any code (the wire and ``except`` see the same class as :func:`shared.errors.error_for` builds).
+RunError = StreamingError
+BadRunRequest = BadRequestError  # a run request the runner cannot take (malformed, over a limit, an unknown agent)
+AgentConfigError = BadRequestError  # the agents file or tools module cannot be used (raised at startup)
+RunSuperseded = ConflictError
+ProviderFailed = ProviderError
 
 
-class AgentConfigError(RunError, BadRequestError):
-    """The agents file or tools module cannot be used (raised at startup)."""
-
-
-class RunSuperseded(RunError, ConflictError):
+def run_superseded(run_id: str, seq: int) -> ConflictError:
     """Another writer (an orphan reaper) already wrote this run's next event: this runner must stop."""
-
-    def __init__(self, run_id: str, seq: int) -> None:
-        super().__init__(f"run {run_id} event {seq} was written by another process")
-        self.run_id = run_id
-        self.seq = seq
+    return ConflictError(f"run {run_id} event {seq} was written by another process", kind=RunErrorKind.SUPERSEDED,
+                         details={"run_id": run_id, "seq": seq})
 
 
-class ProviderFailed(RunError, ProviderError):
-    """The model endpoint failed; ``after_first_token`` says the client already saw part of the answer."""
+def is_superseded(exc: BaseException) -> bool:
+    return isinstance(exc, ConflictError) and exc.kind == RunErrorKind.SUPERSEDED
 
-    def __init__(self, message: str, *, status: int | None = None, attempts: int = 1,
-                 after_first_token: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
-        self.attempts = attempts
-        self.after_first_token = after_first_token
+
+def provider_failed(message: str, *, status: int | None = None, attempts: int = 1,
+                    after_first_token: bool = False) -> ProviderError:
+    """The model endpoint failed (``upstream_status`` its HTTP status); ``after_first_token`` says the client
+    already saw part of the answer."""
+    return ProviderError(message, details={"upstream_status": status, "attempts": attempts,
+                                           "after_first_token": after_first_token})
+
+
 
 
 def agent_not_found(agent: str, known: list[str]) -> RunError:

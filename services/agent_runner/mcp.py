@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from proto.runs import AgentSpec, handoff_tool_name
 from services.agent_runner.agents import AgentCatalog
 from services.agent_runner.settings import AgentRunnerSettings
-from shared.errors import ConfigurationError, SettingsError
+from shared.errors import ConfigurationError, invalid_setting
 from shared.runs.mcp import McpServer
 from shared.runs.mcp_config import resolve_server
 from shared.runs.tools import Tool
@@ -34,8 +34,8 @@ class AgentMcp:
                     spec = resolve_server(config, connect_timeout=settings.mcp_connect_timeout,
                                           call_timeout=settings.mcp_call_timeout)
                 except ConfigurationError as exc:
-                    raise SettingsError("RAAF_AGENTS_FILE", settings.agents_file or "",
-                                        f"agent {agent!r}: {exc.message}") from None
+                    raise invalid_setting("RAAF_AGENTS_FILE", settings.agents_file or "",
+                                          f"agent {agent!r}: {exc.message}") from None
                 servers.setdefault(agent, []).append(McpServer(spec, reconnect_delay=settings.mcp_reconnect_delay))
         return cls(catalog, servers)
 

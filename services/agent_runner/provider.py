@@ -18,7 +18,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from proto.openai_compat import StreamFrame, stream_frame_decoder
 from proto.runs import AgentSpec, Usage
-from services.agent_runner.errors import ProviderFailed
+from services.agent_runner.errors import provider_failed
 
 # Statuses worth another attempt: rate limits, timeouts, conflicts and server errors.
 _RETRY_STATUSES: Final = frozenset({408, 409, 429})
@@ -193,7 +193,7 @@ async def stream_turn(client: openai.AsyncOpenAI, *, model: str, messages: Seque
     """Stream one completion as pieces ending with ``TurnEnd``; closing the generator closes the HTTP stream.
 
     Failures before the first text or tool-call delta are retried per ``policy``; later ones raise
-    ``ProviderFailed(after_first_token=True)`` since what the client saw cannot be taken back.
+    ``provider_failed(after_first_token=True)`` since what the client saw cannot be taken back.
     """
     # Messages and tools are plain JSON already: sent as the body's own fields (``extra_body``) they skip the
     # SDK's per-request parameter transform, ~1 ms of CPU per turn (a second at a burst of 1,000 runs).
@@ -235,10 +235,10 @@ async def stream_turn(client: openai.AsyncOpenAI, *, model: str, messages: Seque
         except (openai.APIError, _Truncated, _StreamFailed, _ConnectionLost) as exc:
             retry, retry_after, status = _retryable(exc)
             if started:
-                raise ProviderFailed(f"{_describe(exc)} (after the first token)", status=status,
+                raise provider_failed(f"{_describe(exc)} (after the first token)", status=status,
                                      attempts=attempt + 1, after_first_token=True) from exc
             if not retry or attempt >= policy.count:
-                raise ProviderFailed(f"{_describe(exc)} (after {attempt + 1} attempt(s))", status=status,
+                raise provider_failed(f"{_describe(exc)} (after {attempt + 1} attempt(s))", status=status,
                                      attempts=attempt + 1) from exc
             if on_retry is not None:
                 on_retry()
@@ -290,7 +290,7 @@ class ProviderPool:
         if agent.api_key_env is not None:
             key = os.environ.get(agent.api_key_env)
             if not key:
-                raise ProviderFailed(f"agent {agent.name!r}: environment variable {agent.api_key_env} is not set")
+                raise provider_failed(f"agent {agent.name!r}: environment variable {agent.api_key_env} is not set")
         else:
             key = self.api_key or KEYLESS
         base_url = agent.base_url or self.base_url or self.demo_url

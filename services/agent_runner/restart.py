@@ -21,11 +21,12 @@ from proto.errors import ErrorCode
 from proto.runs import AgentSpec, RunFailed, RunRequest, RunState, RunStepRestarted, Usage
 from services.agent_runner.agents import AgentCatalog
 from services.agent_runner.engine import TERMINAL_PATIENCE, RunJob
-from services.agent_runner.errors import RunError, RunSuperseded, restarts_exhausted, run_timed_out
+from services.agent_runner.errors import is_superseded, restarts_exhausted, run_timed_out
 from services.agent_runner.metrics import RunnerMetrics
 from services.agent_runner.pool import RunPool
 from services.agent_runner.provider import RetryPolicy
 from services.agent_runner.writer import RunWriter
+from shared.errors import ConflictError, StreamingError
 from shared.runs.checkpoint import restore
 from shared.runs.log import RunLog, is_terminal
 from shared.runs.registry import PARKED, RunRegistry
@@ -81,7 +82,7 @@ class Restarter:
         try:
             agents = self.catalog.resolve(state.request)
             place = self.pool.admit()
-        except RunError as exc:
+        except StreamingError as exc:
             log.warning("not continuing run %s of %s here: %s", run_id, owner, exc.message)
             return exc.code == ErrorCode.OVERLOADED  # overloaded: a later sweep (here or elsewhere) takes it
         try:
@@ -127,7 +128,9 @@ class Restarter:
             await writer.emit(RunStepRestarted, turn=point.turn, step=point.step, after_seq=point.after_seq,
                               restart=point.restarts + 1, instance=self.instance, previous=owner,
                               reason=f"the agent-runner running this run ({owner}) stopped (its lease expired)")
-        except RunSuperseded:
+        except ConflictError as exc:
+            if not is_superseded(exc):
+                raise
             log.warning("run %s moved on while it was being restarted", run_id)
             return True
         self.metrics.restarts.labels(outcome="restarted").inc()

@@ -11,8 +11,8 @@ import nats.errors
 import nats.js.errors
 
 from proto.runs import RunEvent, runs_encoder
-from services.agent_runner.errors import RunSuperseded, duplicate_run
-from shared.errors import RunIdTaken
+from services.agent_runner.errors import duplicate_run, run_superseded
+from shared.errors import ErrorKind, InternalError
 from shared.runs.log import RunLog
 
 E = TypeVar("E", bound=RunEvent)
@@ -43,7 +43,7 @@ class RunWriter:
         ``first``: the run's first event, stored only if the run id is unused (a ``conflict`` ``RunError`` otherwise).
         """
         if self.gate is not None and not first and not await asyncio.shield(self.gate):
-            raise RunSuperseded(self.run_id, self.seq + 1)
+            raise run_superseded(self.run_id, self.seq + 1)
         if self._pending is not None:
             # The previous store was interrupted (cancelled): it may or may not be stored, so store it again
             # (a no-op if it is) before anything follows it.
@@ -63,7 +63,9 @@ class RunWriter:
             try:
                 fresh = await self.log.publish(self.run_id, seq, payload, first=first, trace=self.trace)
                 break
-            except RunIdTaken:
+            except InternalError as exc:
+                if exc.kind != ErrorKind.RUN_ID_TAKEN:
+                    raise
                 if await self._stored_is(payload):  # our own earlier attempt, stored before its ack was lost
                     return
                 raise duplicate_run(self.run_id) from None
@@ -74,7 +76,7 @@ class RunWriter:
                 delay = min(delay * 2, 1.0)
         if not fresh and not await self._stored_is(payload):
             # A duplicate we did not write ourselves (a retry of ours would match): a reaper ended the run.
-            raise RunSuperseded(self.run_id, seq)
+            raise run_superseded(self.run_id, seq)
 
     async def _stored_is(self, payload: bytes) -> bool:
         with contextlib.suppress(Exception):

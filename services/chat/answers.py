@@ -42,8 +42,9 @@ from services.chat.settings import ChatSettings
 from services.chat.store import ChatStore
 from services.chat.traces import MessageTraces
 from services.chat.writer import Planned, RoomWriter
-from shared.chat.errors import ChatError, ChatUnavailable
+from shared.chat.errors import ChatUnavailable
 from shared.clients.runs import RunClient
+from shared.errors import StreamingError
 from shared.tracing import TRACING, linked_root, traceparent
 
 log = logging.getLogger("raaf.chat.answers")
@@ -101,7 +102,7 @@ class AnswerRelay:
 
         try:
             written = await self.writer.write(room_id, plan)
-        except ChatError as exc:
+        except StreamingError as exc:
             log.warning("could not start an answer in room %s: %s", room_id, exc)
             return
         if written is None or written.duplicate:
@@ -351,6 +352,6 @@ class AnswerRelay:
                     return False
                 await asyncio.sleep(delay)  # backoff while the cluster elects a leader
                 delay = min(1.0, delay * 2)
-            except ChatError as exc:
+            except StreamingError as exc:
                 log.warning("relay write in room %s failed: %s", room_id, exc)
                 return False

@@ -24,7 +24,13 @@ from services.chat.store import ChatStore, Follower, chat_streams
 from services.chat.traces import MessageTraces
 from services.chat.typing import TypingTracker
 from services.chat.writer import RoomWriter
-from shared.chat.errors import ChatError, ChatOverloaded, ChatUnavailable, CommandTooLarge, InvalidCommand
+from shared.chat.errors import (
+    chat_overloaded,
+    chat_unavailable,
+    command_too_large,
+    invalid_command,
+)
+from shared.errors import StreamingError
 from shared.nats.conn import barrier
 from shared.service.app import App
 from shared.tracing import server_span
@@ -158,10 +164,10 @@ class ChatApp(App):
             return  # commands are requests; a bare publish has nobody to answer
         s = self.chat_settings
         if len(msg.data) > s.max_command_bytes:
-            await self._respond(msg, CommandTooLarge(len(msg.data), s.max_command_bytes).to_wire(), "?", None)
+            await self._respond(msg, command_too_large(len(msg.data), s.max_command_bytes).to_wire(), "?", None)
             return
         if len(self._in_flight) >= s.max_inflight_commands:
-            await self._respond(msg, ChatOverloaded(s.max_inflight_commands).to_wire(), "?", None)
+            await self._respond(msg, chat_overloaded(s.max_inflight_commands).to_wire(), "?", None)
             return
         task = self.spawn(self._handle(msg), name="command")
         self._in_flight.add(task)
@@ -184,8 +190,8 @@ class ChatApp(App):
             with server_span("raaf.chat", f"chat {name}", msg.headers):
                 reply = await self.execute(command)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            reply = InvalidCommand(str(exc)).to_wire()
-        except ChatError as exc:
+            reply = invalid_command(str(exc)).to_wire()
+        except StreamingError as exc:
             reply = exc.to_wire()
         except Exception as exc:
             self.log.exception("command %s failed", name)
@@ -203,7 +209,7 @@ class ChatApp(App):
             self.log.debug("reply not sent: %s", exc)
 
     async def execute(self, command: ChatCommand) -> ChatReply:
-        """Handle one command (also callable in-process); raises :class:`ChatError` for a typed refusal."""
+        """Handle one command (also callable in-process); raises :class:`StreamingError` for a typed refusal."""
         if not self._rebuilt or self._commands_impl is None:
-            raise ChatUnavailable("rebuilding rooms from the event store")
+            raise chat_unavailable("rebuilding rooms from the event store")
         return await self._commands_impl.execute(command)

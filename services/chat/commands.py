@@ -44,7 +44,12 @@ from services.chat.settings import ChatSettings
 from services.chat.store import ChatStore
 from services.chat.typing import TypingTracker
 from services.chat.writer import Planned, RoomWriter
-from shared.chat.errors import ChatError, FeatureDisabled, InvalidCommand, RoomNotFound
+from shared.chat.errors import (
+    feature_disabled,
+    invalid_command,
+    room_not_found,
+)
+from shared.errors import StreamingError
 from shared.tracing import inject
 
 _DIRECTORY = "directory"  # the writer's key for creating and deleting rooms
@@ -70,7 +75,7 @@ class Commands:
         self._spawn(coro, name=name)
 
     async def execute(self, command: ChatCommand) -> ChatReply:
-        """Handle one command; raises :class:`ChatError` for a typed refusal."""
+        """Handle one command; raises :class:`StreamingError` for a typed refusal."""
         match command:
             case CreateRoom():
                 return await self._create(command)
@@ -101,14 +106,14 @@ class Commands:
     def _room(self, name: str) -> Room:
         room = self.state.room_named(name)
         if room is None:
-            raise RoomNotFound(name[:200])
+            raise room_not_found(name[:200])
         return room
 
     def _same_room(self, room_id: str, name: str) -> Room:
         """The room again, inside a plan: it may have been deleted (or replaced) since."""
         room = self.state.rooms.get(room_id)
         if room is None:
-            raise RoomNotFound(name[:200])
+            raise room_not_found(name[:200])
         return room
 
     async def _create(self, cmd: CreateRoom) -> RoomInfo:
@@ -139,7 +144,7 @@ class Commands:
 
         await self.writer.write(_DIRECTORY, plan)
         # Readers following the room's log learn it is gone; then its subjects are emptied.
-        with contextlib.suppress(ChatError):
+        with contextlib.suppress(StreamingError):
             await self.store.append(self.subjects.chat_room_log(room_id),
                                     RoomClosed(room_id=room_id, name=room.name, at=time.time()))
         await self.store.purge_room(room_id)
@@ -187,7 +192,7 @@ class Commands:
         room = self.state.rooms.get(room_id)
         if room is None:
             return
-        with contextlib.suppress(ChatError):
+        with contextlib.suppress(StreamingError):
             await self._leave(LeaveRoom(room=room.name, user=user, session=session, reason="gateway gone"))
             self.metrics.sessions_reaped.inc()
 
@@ -224,7 +229,7 @@ class Commands:
 
     async def _set_typing(self, cmd: SetTyping) -> Ack:
         if not self.settings.enable_typing_indicators:
-            raise FeatureDisabled("typing indicators")
+            raise feature_disabled("typing indicators")
         room = self._room(cmd.room)
         decide.require_participant(room, cmd.user, cmd.session)
         if cmd.typing:
@@ -261,9 +266,9 @@ class Commands:
         room = self._room(cmd.room)
         decide.may_enter(room, cmd.user, cmd.granted)
         if not self.settings.enable_message_history:
-            raise FeatureDisabled("message history")
+            raise feature_disabled("message history")
         if cmd.limit is not None and cmd.limit < 0:
-            raise InvalidCommand("limit must not be negative")
+            raise invalid_command("limit must not be negative")
         limit = min(cmd.limit if cmd.limit is not None else room.config.message_history,
                     room.config.message_history)
         messages = await self.store.read_messages(room.id, room.history_from(limit), limit=limit,
@@ -288,5 +293,5 @@ class Commands:
 
         room = self.state.rooms.get(room_id)
         if room is not None and room.log_events >= every:
-            with contextlib.suppress(ChatError):
+            with contextlib.suppress(StreamingError):
                 await self.writer.write(room_id, plan)

@@ -25,23 +25,23 @@ from proto.runs import AgentSpec, is_agent_name
 from services.chat.room import RATE_WINDOW, ChatState, Room
 from services.chat.settings import ChatSettings
 from shared.chat.errors import (
-    AgentBusy,
-    EmptyMessage,
-    FeatureDisabled,
-    InvalidAgent,
-    InvalidCommand,
-    InvalidRoomName,
-    MessageTooLong,
-    NotAParticipant,
-    QueueFull,
-    RateLimited,
-    RoomExists,
-    RoomFull,
-    RoomRestricted,
-    TooManyAgents,
-    TooManyRooms,
-    TooManySessions,
-    UnknownAgent,
+    agent_busy,
+    empty_message,
+    feature_disabled,
+    invalid_agent,
+    invalid_command,
+    invalid_room_name,
+    message_too_long,
+    not_a_participant,
+    queue_full,
+    rate_limited,
+    room_exists,
+    room_full,
+    room_restricted,
+    too_many_agents,
+    too_many_rooms,
+    too_many_sessions,
+    unknown_agent,
 )
 
 MAX_ID_LENGTH = 200  # users, sessions, client ids
@@ -49,23 +49,23 @@ MAX_ID_LENGTH = 200  # users, sessions, client ids
 
 def check_room_name(name: str, limit: int) -> str:
     if not name or not name.strip():
-        raise InvalidRoomName(name, "empty")
+        raise invalid_room_name(name, "empty")
     if len(name) > limit:
-        raise InvalidRoomName(name[:limit] + "...", f"longer than {limit} characters")
+        raise invalid_room_name(name[:limit] + "...", f"longer than {limit} characters")
     if any(unicodedata.category(ch).startswith("C") for ch in name):
-        raise InvalidRoomName(name, "contains control characters")
+        raise invalid_room_name(name, "contains control characters")
     return name
 
 
 def check_id(what: str, value: str) -> str:
     if not value or len(value) > MAX_ID_LENGTH:
-        raise InvalidCommand(f"{what} must be 1-{MAX_ID_LENGTH} characters")
+        raise invalid_command(f"{what} must be 1-{MAX_ID_LENGTH} characters")
     return value
 
 
 def check_agent(agent: AgentSpec) -> AgentSpec:
     if not is_agent_name(agent.name):
-        raise InvalidAgent(agent.name, "names are 1-48 letters, digits, '_' or '-'")
+        raise invalid_agent(agent.name, "names are 1-48 letters, digits, '_' or '-'")
     return agent
 
 
@@ -77,19 +77,19 @@ def is_reference(agent: AgentSpec) -> bool:
 def may_enter(room: Room, user: str, granted: bool) -> None:
     """A restricted room admits identities the gateway granted it to, or those on its ``allowed`` list."""
     if room.config.restricted and not granted and user not in room.config.allowed:
-        raise RoomRestricted(room.name, user)
+        raise room_restricted(room.name, user)
 
 
 def require_participant(room: Room, user: str, session: str) -> None:
     if not room.has_session(user, session):
-        raise NotAParticipant(room.name, user)
+        raise not_a_participant(room.name, user)
 
 
 def _bounded(what: str, value: int | None, default: int, low: int, high: int) -> int:
     if value is None:
         return default
     if not low <= value <= high:
-        raise InvalidCommand(f"{what} must be between {low} and {high}")
+        raise invalid_command(f"{what} must be between {low} and {high}")
     return value
 
 
@@ -115,19 +115,19 @@ def create_room(state: ChatState, cmd: CreateRoom, s: ChatSettings, *, room_id: 
     if existing is not None:
         if cmd.exist_ok:
             return existing
-        raise RoomExists(cmd.name)
+        raise room_exists(cmd.name)
     if len(state.rooms) >= s.max_rooms:
-        raise TooManyRooms(s.max_rooms)
+        raise too_many_rooms(s.max_rooms)
     config = resolve_config(cmd, s)
     agents = [check_agent(agent) for agent in cmd.agents]
     names = [agent.name for agent in agents]
     if len(set(names)) != len(names):
-        raise InvalidAgent(next(n for n in names if names.count(n) > 1), "defined twice")
+        raise invalid_agent(next(n for n in names if names.count(n) > 1), "defined twice")
     primary = cmd.agent or (names[0] if names else s.default_agent)
     if not is_agent_name(primary):
-        raise InvalidAgent(primary, "names are 1-48 letters, digits, '_' or '-'")
+        raise invalid_agent(primary, "names are 1-48 letters, digits, '_' or '-'")
     if len(set(names) | {primary}) > s.max_agents_per_room:
-        raise TooManyAgents(cmd.name, s.max_agents_per_room)
+        raise too_many_agents(cmd.name, s.max_agents_per_room)
     return RoomCreated(room_id=room_id, name=cmd.name, config=config, agent=primary, agents=agents,
                        by=cmd.by, at=now)
 
@@ -141,9 +141,9 @@ def join(room: Room, cmd: JoinRoom, s: ChatSettings, now: float) -> ParticipantJ
         return None
     sessions = room.users.get(cmd.user)
     if sessions is None and len(room.users) >= room.config.max_participants:
-        raise RoomFull(room.name, room.config.max_participants)
+        raise room_full(room.name, room.config.max_participants)
     if sessions is not None and len(sessions) >= s.max_sessions_per_user:
-        raise TooManySessions(room.name, cmd.user, s.max_sessions_per_user)
+        raise too_many_sessions(room.name, cmd.user, s.max_sessions_per_user)
     return ParticipantJoined(room_id=room.id, user=cmd.user, session=cmd.session, owner=cmd.owner,
                              first_session=sessions is None, at=now)
 
@@ -173,19 +173,19 @@ def post(state: ChatState, room: Room, cmd: PostMessage, s: ChatSettings, now: f
         if stored is not None:
             return Post(message=None, duplicate_of=stored)
     if not cmd.text.strip():
-        raise EmptyMessage(room.name)
+        raise empty_message(room.name)
     if len(cmd.text) > room.config.max_message_length:
-        raise MessageTooLong(len(cmd.text), room.config.max_message_length)
+        raise message_too_long(len(cmd.text), room.config.max_message_length)
     recent = state.posts_within(cmd.user, now)
     if len(recent) >= s.rate_limit:
-        raise RateLimited(cmd.user, s.rate_limit, round(max(0.0, recent[0] + RATE_WINDOW - now), 3))
+        raise rate_limited(cmd.user, s.rate_limit, round(max(0.0, recent[0] + RATE_WINDOW - now), 3))
     policy = room.config.busy_policy
     interrupts = None
     if room.busy:
         if policy is BusyPolicy.REJECT:
-            raise AgentBusy(room.name, room.answer.agent if room.answer else room.current_agent)
+            raise agent_busy(room.name, room.answer.agent if room.answer else room.current_agent)
         if len(room.unanswered) >= s.max_queued_messages:
-            raise QueueFull(room.name, s.max_queued_messages)
+            raise queue_full(room.name, s.max_queued_messages)
         if policy is BusyPolicy.INTERRUPT and room.answer is not None:
             interrupts = room.answer.run_id
     count = room.messages + 1
@@ -199,17 +199,17 @@ def add_agent(room: Room, cmd: AddAgent, s: ChatSettings, now: float) -> AgentAd
     if room.agents.get(agent.name) == agent:
         return None
     if agent.name not in room.agent_names() and len(room.agent_names()) >= s.max_agents_per_room:
-        raise TooManyAgents(room.name, s.max_agents_per_room)
+        raise too_many_agents(room.name, s.max_agents_per_room)
     return AgentAdded(room_id=room.id, agent=agent, by=cmd.by, at=now)
 
 
 def handoff(room: Room, cmd: RequestHandoff, s: ChatSettings, now: float) -> AgentHandoff | None:
     """A participant's handoff; None when the room's agent is that one already."""
     if not s.enable_handoffs:
-        raise FeatureDisabled("handoffs")
+        raise feature_disabled("handoffs")
     require_participant(room, cmd.user, cmd.session)
     if cmd.agent not in room.agent_names():
-        raise UnknownAgent(room.name, cmd.agent)
+        raise unknown_agent(room.name, cmd.agent)
     if cmd.agent == room.current_agent:
         return None
     return AgentHandoff(room_id=room.id, from_agent=room.current_agent, to_agent=cmd.agent, by="user",

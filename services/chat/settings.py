@@ -15,7 +15,7 @@ from shared.chat.settings import (
     MESSAGE_HISTORY_SIZE,
     RATE_LIMIT,
 )
-from shared.errors import SettingsError
+from shared.errors import invalid_setting
 from shared.service.settings import Env, RuntimeSettings
 
 
@@ -52,7 +52,7 @@ class ChatSettings:
         env = Env(environ)
         default_agent = env.string("CHAT_DEFAULT_AGENT", cls.default_agent)
         if not is_agent_name(default_agent):
-            raise SettingsError("CHAT_DEFAULT_AGENT", default_agent, "expected 1-48 letters, digits, '_' or '-'")
+            raise invalid_setting("CHAT_DEFAULT_AGENT", default_agent, "expected 1-48 letters, digits, '_' or '-'")
         return cls(
             runtime=RuntimeSettings.from_env(env, default_http_port=9102),
             max_rooms=MAX_ROOMS.read(env),

@@ -28,7 +28,7 @@ from proto.chat import (
     room_log_decoder,
 )
 from proto.subjects import Subjects
-from shared.chat.errors import ChatUnavailable
+from shared.chat.errors import chat_unavailable
 
 log = logging.getLogger("raaf.chat.store")
 
@@ -96,11 +96,11 @@ class ChatStore:
         except APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 raise WrongLastSequence(subject) from None
-            raise ChatUnavailable(f"event store refused the write: {exc.description}") from exc
+            raise chat_unavailable(f"event store refused the write: {exc.description}") from exc
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError,
                 NoStreamResponseError) as exc:
             # NoStreamResponseError: an empty reply, which a stream electing a new leader can give.
-            raise ChatUnavailable(f"event store unreachable ({type(exc).__name__})") from exc
+            raise chat_unavailable(f"event store unreachable ({type(exc).__name__})") from exc
         return Appended(seq=ack.seq, duplicate=bool(ack.duplicate))
 
     async def last_seq(self, stream: str, subject: str) -> int:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from proto.subjects import Subjects
 from services.chat.room import ChatState, Room
 from services.chat.store import Appended, ChatStore, Follower, StoredEvent, WrongLastSequence
-from shared.chat.errors import ConcurrentUpdate
+from shared.chat.errors import concurrent_update
 
 log = logging.getLogger("raaf.chat.writer")
 
@@ -90,7 +90,7 @@ class RoomWriter:
             if not appended.duplicate:
                 self.state.apply(planned.event, appended.seq)
             return Written(event=planned.event, seq=appended.seq, duplicate=appended.duplicate)
-        raise ConcurrentUpdate(key)
+        raise concurrent_update(key)
 
     async def _catch_up(self, planned: Planned) -> None:
         """Wait until the fold has the subject's newest event, which another writer appended."""

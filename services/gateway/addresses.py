@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
-from shared.errors import SettingsError
+from shared.errors import invalid_setting
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -19,7 +19,7 @@ def parse_networks(entries: Iterable[str], setting: str = "GATEWAY_TRUSTED_PROXI
         try:
             networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
         except ValueError:
-            raise SettingsError(setting, entry, "expected an IP address or CIDR block") from None
+            raise invalid_setting(setting, entry, "expected an IP address or CIDR block") from None
     return tuple(networks)
 
 

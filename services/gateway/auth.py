@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import jwt
 from aiohttp import web
 
-from services.gateway.errors import AuthenticationFailed, OriginNotAllowed
+from services.gateway.errors import authentication_failed, origin_not_allowed
 from services.gateway.settings import GatewaySettings, token_digest
 from shared.identity import ADMIN_ROLE, AccessPolicy, Identity, compile_pattern
 
@@ -45,11 +45,11 @@ class Authenticator:
         if self.mode == "none":
             return self.anonymous()
         if not token:
-            raise AuthenticationFailed("empty token")
+            raise authentication_failed("empty token")
         if self.mode == "token":
             claims = self._static.get(token_digest(token))
             if claims is None:
-                raise AuthenticationFailed("unknown token")
+                raise authentication_failed("unknown token")
             return Identity.from_claims(claims, self.policy)
         return Identity.from_claims(self._decode_jwt(token), self.policy)
 
@@ -57,7 +57,7 @@ class Authenticator:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
-            raise AuthenticationFailed(f"malformed token ({exc})") from None
+            raise authentication_failed(f"malformed token ({exc})") from None
         algorithm = header.get("alg")
         for key, alg in self._keys:
             if alg != algorithm:
@@ -68,20 +68,20 @@ class Authenticator:
                     leeway=self._leeway, options={"require": ["sub", "exp"]},
                 )
             except jwt.ExpiredSignatureError:
-                raise AuthenticationFailed("token expired") from None
+                raise authentication_failed("token expired") from None
             except jwt.PyJWTError as exc:
-                raise AuthenticationFailed(str(exc)) from None
+                raise authentication_failed(str(exc)) from None
             self._check_lifetime(claims)
             return claims
         accepted = ", ".join(alg for _, alg in self._keys)
-        raise AuthenticationFailed(f"token algorithm {algorithm!r} is not accepted (accepted: {accepted})")
+        raise authentication_failed(f"token algorithm {algorithm!r} is not accepted (accepted: {accepted})")
 
     def _check_lifetime(self, claims: dict[str, object]) -> None:
         """A token may live at most GATEWAY_JWT_MAX_LIFETIME seconds from ``iat`` (or from now, without one)."""
         exp, iat = claims.get("exp"), claims.get("iat")
         issued = float(iat) if isinstance(iat, int | float) and not isinstance(iat, bool) else time.time()
         if isinstance(exp, int | float) and float(exp) - issued > self._max_lifetime + self._leeway:
-            raise AuthenticationFailed(f"token lifetime over {self._max_lifetime:.0f}s (GATEWAY_JWT_MAX_LIFETIME)")
+            raise authentication_failed(f"token lifetime over {self._max_lifetime:.0f}s (GATEWAY_JWT_MAX_LIFETIME)")
 
     def from_request(self, request: web.Request) -> Identity | None:
         """The identity of an HTTP request's ``Authorization: Bearer`` header or ``?token=``; None if neither."""
@@ -96,7 +96,7 @@ class Authenticator:
         if identity is not None:
             return identity
         if self.required:
-            raise AuthenticationFailed("no token (send 'Authorization: Bearer <token>' or '?token=')")
+            raise authentication_failed("no token (send 'Authorization: Bearer <token>' or '?token=')")
         return self.anonymous()
 
 
@@ -132,4 +132,4 @@ class OriginCheck:
             compiled = compile_pattern(pattern)
             if compiled is not None and compiled.fullmatch(normalized):
                 return
-        raise OriginNotAllowed(origin)
+        raise origin_not_allowed(origin)

@@ -22,7 +22,7 @@ from opentelemetry.trace import Span
 from proto.gateway import ChannelMessage, Joined, Left, Member, channel_message_decoder, server_encoder
 from proto.subjects import InvalidNameError, Subjects, encode_token
 from services.gateway.connection import Connection, fan_out
-from services.gateway.errors import GatewayUnavailable, InvalidChannel
+from services.gateway.errors import GatewayUnavailable, gateway_unavailable, invalid_channel
 from services.gateway.frames import Outgoing
 from shared.nats import fastpaths
 from shared.nats.conn import barrier
@@ -40,11 +40,11 @@ _MESSAGE_PREFIX = b'{"type":"message"'
 def check_channel(name: str) -> str:
     """A channel name: 1-200 characters, no control characters; any other character is fine (escaped)."""
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        raise InvalidChannel(name, "control characters are not allowed")
+        raise invalid_channel(name, "control characters are not allowed")
     try:
         encode_token(name)
     except InvalidNameError as exc:
-        raise InvalidChannel(name, exc.reason) from None
+        raise invalid_channel(name, exc.reason) from None
     return name
 
 
@@ -82,7 +82,7 @@ class ChannelHub:
     @property
     def nc(self) -> NATS:
         if self._nc is None or self._nc.is_closed:
-            raise GatewayUnavailable("not connected to NATS")
+            raise gateway_unavailable("not connected to NATS")
         return self._nc
 
     def attach(self, nc: NATS, direct: bool = True) -> None:
@@ -107,7 +107,7 @@ class ChannelHub:
         elif not channel.ready.is_set():
             await channel.ready.wait()
             if channel.error is not None:
-                raise GatewayUnavailable(f"cannot subscribe: {channel.error}")
+                raise gateway_unavailable(f"cannot subscribe: {channel.error}")
         if presence:
             await self._open_presence(channel)
         if not conn.open or self.channels.get(name) is not channel:
@@ -169,7 +169,7 @@ class ChannelHub:
         except GatewayUnavailable:
             raise
         except Exception as exc:
-            raise GatewayUnavailable(f"publish failed: {exc}") from None
+            raise gateway_unavailable(f"publish failed: {exc}") from None
         self.counters.published += 1
 
     # ---- NATS side ----------------------------------------------------------------------------
@@ -195,7 +195,7 @@ class ChannelHub:
         except BaseException as exc:
             channel.error = exc
             self._forget(channel)
-            raise GatewayUnavailable(f"cannot subscribe: {exc}") from None
+            raise gateway_unavailable(f"cannot subscribe: {exc}") from None
         finally:
             channel.ready.set()
         return channel
@@ -217,7 +217,7 @@ class ChannelHub:
         else:
             await channel.presence_ready.wait()
         if channel.presence_sub is None:
-            raise GatewayUnavailable("cannot subscribe to presence events")
+            raise gateway_unavailable("cannot subscribe to presence events")
 
     async def _flush(self) -> None:
         try:
@@ -225,7 +225,7 @@ class ChannelHub:
         except GatewayUnavailable:
             raise
         except Exception as exc:
-            raise GatewayUnavailable(f"NATS did not confirm: {exc}") from None
+            raise gateway_unavailable(f"NATS did not confirm: {exc}") from None
 
     async def _close_if_empty(self, channel: Channel) -> None:
         if channel.members or not channel.ready.is_set() or self.channels.get(channel.name) is not channel:

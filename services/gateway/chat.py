@@ -35,18 +35,17 @@ from proto.chat_ws import (
     ChatSent,
     ChatTyping,
 )
-from proto.errors import http_status
 from proto.gateway import Ack, server_encoder
 from services.gateway.connection import Connection
 from services.gateway.context import GatewayContext
-from services.gateway.errors import Forbidden, GatewayError
+from services.gateway.errors import forbidden
 from services.gateway.extension import Handler, Handlers
 from services.gateway.quota import IdentityRate
-from services.gateway.responses import error_response, json_response
+from services.gateway.responses import error_response
 from services.gateway.rooms import RoomHub
 from shared import access
-from shared.chat.errors import ChatError
 from shared.clients.chat import ChatClient
+from shared.errors import StreamingError
 from shared.identity import Identity
 from shared.service.settings import Env
 from shared.tracing import traced
@@ -189,7 +188,7 @@ class ChatExtension:
                 self._drop(conn, name)  # the room was deleted meanwhile (a closed connection leaves on disconnect)
         except Exception:
             self._drop(conn, name)
-            with contextlib.suppress(ChatError):
+            with contextlib.suppress(StreamingError):
                 await self.client.leave(name, user, conn.id, reason="gateway could not follow the room")
             raise
 
@@ -221,12 +220,12 @@ class ChatExtension:
             await self.hub.leave(conn, room.room_id)
             try:
                 await self.client.leave(name, room.user, conn.id, reason="disconnected")
-            except ChatError as exc:  # the chat service reaps the session later if it missed this
+            except StreamingError as exc:  # the chat service reaps the session later if it missed this
                 log.info("leave of %s after disconnect failed: %s", name, exc)
 
     def _may(self, conn: Connection, name: str) -> None:
         if not conn.identity.may("room", name):
-            raise Forbidden("room", name)
+            raise forbidden("room", name)
 
     @staticmethod
     def _ack(conn: Connection, ref: str | None) -> None:
@@ -253,10 +252,8 @@ class ChatExtension:
                       ) -> web.Response:
         try:
             body = await answer(self.ctx.authenticator.require(request))
-        except GatewayError as exc:
+        except StreamingError as exc:
             return error_response(exc)
-        except ChatError as exc:
-            return json_response(exc.to_wire(), status=http_status(exc.code))
         return web.Response(body=server_encoder.encode(body), content_type="application/json")
 
 
@@ -266,8 +263,7 @@ def _answering_chat_errors(handler: Handler) -> Handler:
     async def answer(conn: Connection, message: Any) -> None:
         try:
             await handler(conn, message)
-        except ChatError as exc:
-            details = {"kind": exc.kind, **exc.attrs}
-            await conn.send_error(exc.code, exc.message, message.id, details)
+        except StreamingError as exc:
+            await conn.send_error(exc.code, exc.message, message.id, exc.details or None)
 
     return answer

@@ -33,7 +33,7 @@ from proto.gateway import (
     reply_decoder,
 )
 from proto.subjects import Subjects
-from services.gateway.errors import GatewayUnavailable
+from services.gateway.errors import gateway_unavailable
 from shared.nats.conn import barrier
 
 log = logging.getLogger("raaf.gateway.cluster")
@@ -110,7 +110,7 @@ class Cluster:
         """Ask every gateway; answers from all known peers, or what came within the timeout."""
         nc = self._nc
         if nc is None or not nc.is_connected:
-            raise GatewayUnavailable("not connected to NATS")
+            raise gateway_unavailable("not connected to NATS")
         replies: dict[str, GatewayReply] = {}
         done = asyncio.Event()
         expected = set(self.peers)

@@ -24,7 +24,7 @@ from nats.aio.subscription import Subscription
 from proto.base import Message
 from proto.errors import Error, ErrorCode
 from proto.gateway import CloseCode, server_encoder
-from services.gateway.errors import RateLimited, too_many_subscriptions
+from services.gateway.errors import rate_limited, too_many_subscriptions
 from services.gateway.frames import Deflater, Outgoing, frame
 from shared.identity import Identity
 from shared.nats.conn import barrier
@@ -207,7 +207,7 @@ class Connection:
             return
         self.rate_tokens = tokens
         ctx.counters.rate_limited += 1
-        raise RateLimited(ctx.rate_limit, (1.0 - tokens) / ctx.rate_per_second)
+        raise rate_limited(ctx.rate_limit, (1.0 - tokens) / ctx.rate_per_second)
 
     @property
     def subscription_count(self) -> int:

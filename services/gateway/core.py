@@ -21,7 +21,11 @@ from services.gateway.auth import Authenticator
 from services.gateway.channels import ChannelHub, check_channel
 from services.gateway.cluster import Cluster
 from services.gateway.connection import Connection
-from services.gateway.errors import AuthenticationFailed, Forbidden, NotSubscribed
+from services.gateway.errors import (
+    authentication_failed,
+    forbidden,
+    not_subscribed,
+)
 from services.gateway.extension import Handlers
 from shared.identity import Identity
 
@@ -54,7 +58,7 @@ class CoreMessages:
     async def unsubscribe(self, conn: Connection, message: Unsubscribe) -> None:
         name = check_channel(message.channel)
         if not await self.hub.leave(conn, name):
-            raise NotSubscribed(name)
+            raise not_subscribed(name)
         _ack(conn, message.id)
 
     async def publish(self, conn: Connection, message: Publish) -> None:
@@ -74,7 +78,7 @@ class CoreMessages:
         identity = self.authenticator.verify(message.token)
         current = conn.identity.subject
         if current is not None and identity.subject != current:
-            raise AuthenticationFailed("a connection keeps its subject; reconnect to change user")
+            raise authentication_failed("a connection keeps its subject; reconnect to change user")
         self.set_identity(conn, identity)
         for name in list(conn.channels or ()):
             if not identity.may("channel", name):  # a fresh token may grant less than the last one
@@ -88,7 +92,7 @@ class CoreMessages:
     def _allowed_channel(conn: Connection, channel: str) -> str:
         name = check_channel(channel)
         if not conn.identity.may("channel", name):
-            raise Forbidden("channel", name)
+            raise forbidden("channel", name)
         return name
 
 

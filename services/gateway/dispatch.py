@@ -18,12 +18,11 @@ from proto.gateway import Auth, ClientPeek, Ping, client_peek_decoder
 from services.gateway.auth import Authenticator
 from services.gateway.connection import Connection
 from services.gateway.errors import (
-    BadMessage,
-    Forbidden,
-    GatewayError,
-    MessageTooLarge,
-    NotAuthenticated,
-    UnknownMessageType,
+    bad_message,
+    forbidden,
+    message_too_large,
+    not_authenticated,
+    unknown_message_type,
 )
 from services.gateway.hooks import GatewayHooks
 from services.gateway.metrics import GatewayCounters
@@ -69,15 +68,15 @@ class MessageHandler:
         try:
             if len(data) > self.max_message_size:
                 ref = _peek(data).id
-                raise MessageTooLarge(len(data), self.max_message_size)
+                raise message_too_large(len(data), self.max_message_size)
             try:
                 conn.take_rate_token(now)
                 data.decode()  # text frames must be UTF-8, and every string we forward must be too
                 check_json_depth(data, self.max_json_depth)  # before any decoder recurses into it
                 message = self.decoder.decode(data)
             except JsonTooDeepError as exc:
-                raise BadMessage(exc.message) from None  # no ref: peeking would decode the whole depth
-            except GatewayError:
+                raise bad_message(exc.message) from None  # no ref: peeking would decode the whole depth
+            except StreamingError:
                 ref = _peek(data).id
                 raise
             except _DECODE_ERRORS as exc:
@@ -100,28 +99,28 @@ class MessageHandler:
         """Not one of our types: an application message for the hooks, or an error."""
         if peek.type is not None and peek.type not in self.table.tags:
             if not self.hooks.message:
-                raise UnknownMessageType(peek.type)
+                raise unknown_message_type(peek.type)
             try:
                 message = _generic_decoder.decode(data)
             except _DECODE_ERRORS as inner:
-                raise BadMessage(str(inner)) from None
+                raise bad_message(str(inner)) from None
             await self._require_auth(conn, None)
             await self.hooks.fire_message(conn, message)
             return
         if peek.type is None and isinstance(exc, msgspec.ValidationError) and "type" in str(exc):
-            raise UnknownMessageType(None)
-        raise BadMessage(str(exc))
+            raise unknown_message_type(None)
+        raise bad_message(str(exc))
 
     async def _require_auth(self, conn: Connection, message: ClientRequest | None) -> None:
         if (self.authenticator.required and conn.identity.subject is None
                 and not isinstance(message, self.before_auth)):
-            raise NotAuthenticated()
+            raise not_authenticated()
 
     async def dispatch(self, conn: Connection, message: ClientRequest) -> None:
         await self._require_auth(conn, message)
         decision = self.access.message(str(type(message).__struct_config__.tag))
         if decision is None:  # every message type declares its rule in shared.access; none: refused
-            raise Forbidden("message", str(type(message).__struct_config__.tag))
+            raise forbidden("message", str(type(message).__struct_config__.tag))
         if decision.rule is access.Rule.ADMIN:
             access.require_admin(conn.identity, decision.kind, decision.action)
         await self.table.handler(message)(conn, message)

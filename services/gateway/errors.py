@@ -1,6 +1,8 @@
-"""Errors the gateway answers clients with: each is also the ``shared.errors`` class of its wire code."""
+"""The situations the gateway answers clients with: each is the ``shared.errors`` class of its wire code."""
 
 from __future__ import annotations
+
+import enum
 
 from shared.errors import (
     AuthenticationError,
@@ -16,153 +18,134 @@ from shared.errors import (
 )
 
 
-class GatewayError(StreamingError):
-    """Base of every error a client is told about: ``code``, ``message`` and ``details`` go on the wire as they
-    are, the HTTP status comes from :data:`proto.errors.HTTP_STATUS`. It sets no code of its own, so each
-    subclass takes the code of the ``shared.errors`` class it also derives from."""
+class GatewayErrorKind(enum.StrEnum):
+    """The gateway's situations that code tells apart from others of their wire code (the rest are told apart by
+    code and message alone, and carry only their facts in ``details``)."""
+
+    UNAVAILABLE = "gateway_unavailable"
 
 
-class BadMessage(GatewayError, BadRequestError):
+# The names the gateway's errors had: each is the class of its wire code. ``code``, ``message`` and ``details``
+# go on the wire as they are; the HTTP status comes from :data:`proto.errors.HTTP_STATUS`.
+GatewayError = StreamingError
+BadMessage = BadRequestError
+UnknownMessageType = BadRequestError
+NotAuthenticated = AuthenticationError
+AuthenticationFailed = AuthenticationError
+Forbidden = ForbiddenError
+OriginNotAllowed = ForbiddenError
+InvalidChannel = InvalidNameError
+RateLimited = RateLimitError
+IdentityRateLimited = RateLimitError
+MessageTooLarge = TooLargeError
+LimitReached = LimitExceededError
+NotSubscribed = NotFoundError
+NotSubscribedToEvents = NotFoundError
+GatewayUnavailable = UnavailableError
+InvalidEventName = InvalidNameError
+
+
+def bad_message(reason: str) -> BadRequestError:
     """Malformed JSON, a missing or mistyped field."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"bad message: {reason}", details={"reason": reason})
-        self.reason = reason
+    return BadRequestError(f"bad message: {reason}", details={"reason": reason})
 
 
-class UnknownMessageType(GatewayError, BadRequestError):
-    def __init__(self, message_type: str | None) -> None:
-        what = "missing message type" if message_type is None else f"unknown message type {message_type!r}"
-        super().__init__(what, details=None if message_type is None else {"message_type": message_type})
-        self.message_type = message_type
+def unknown_message_type(message_type: str | None) -> BadRequestError:
+    what = "missing message type" if message_type is None else f"unknown message type {message_type!r}"
+    return BadRequestError(what, details=None if message_type is None else {"message_type": message_type})
 
 
-class NotAuthenticated(GatewayError, AuthenticationError):
-    def __init__(self) -> None:
-        super().__init__("authenticate first (send an 'auth' message with a token)")
+def not_authenticated() -> AuthenticationError:
+    return AuthenticationError("authenticate first (send an 'auth' message with a token)")
 
 
-class AuthenticationFailed(GatewayError, AuthenticationError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"authentication failed: {reason}", details={"reason": reason})
-        self.reason = reason
+def authentication_failed(reason: str) -> AuthenticationError:
+    return AuthenticationError(f"authentication failed: {reason}", details={"reason": reason})
 
 
-class Forbidden(GatewayError, ForbiddenError):
-    """The identity may not use this resource (a restricted channel, another user's run, an origin ...)."""
-
-    def __init__(self, kind: str, name: str) -> None:
-        super().__init__(f"not allowed to use {kind} {name!r}", details={"kind": kind, "name": name})
-        self.kind = kind
-        self.name = name
+def forbidden(resource: str, name: str) -> ForbiddenError:
+    """The identity may not use this resource (a restricted channel, another user's run ...); its ``kind`` names
+    the resource: channel, run, event, room, message."""
+    return ForbiddenError(f"not allowed to use {resource} {name!r}", kind=resource, details={"name": name})
 
 
-class OriginNotAllowed(GatewayError, ForbiddenError):
-    def __init__(self, origin: str) -> None:
-        super().__init__(f"origin {origin!r} is not allowed", details={"origin": origin})
-        self.origin = origin
+def origin_not_allowed(origin: str) -> ForbiddenError:
+    return ForbiddenError(f"origin {origin!r} is not allowed", details={"origin": origin})
 
 
-class InvalidChannel(GatewayError, InvalidNameError):
-    def __init__(self, channel: str, reason: str) -> None:
-        super().__init__(f"invalid channel name {channel!r}: {reason}", details={"channel": channel, "reason": reason})
-        self.channel = channel
-        self.reason = reason
+def invalid_channel(channel: str, reason: str) -> InvalidNameError:
+    return InvalidNameError(f"invalid channel name {channel!r}: {reason}",
+                            details={"channel": channel, "reason": reason})
 
 
-class RateLimited(GatewayError, RateLimitError):
+def rate_limited(limit: int, retry_after: float) -> RateLimitError:
     """Over ``WEBSOCKET_RATE_LIMIT``; ``retry_after`` (seconds) comes from ``details`` like every rate limit's."""
-
-    def __init__(self, limit: int, retry_after: float) -> None:
-        super().__init__(f"rate limit of {limit} messages per minute exceeded; retry in {retry_after:.1f}s",
-                         details={"limit": limit, "retry_after": retry_after})
-        self.limit = limit
+    return RateLimitError(f"rate limit of {limit} messages per minute exceeded; retry in {retry_after:.1f}s",
+                          details={"limit": limit, "retry_after": retry_after})
 
 
-class IdentityRateLimited(GatewayError, RateLimitError):
+def identity_rate_limited(what: str, limit: int, setting: str, *, retry_after: float) -> RateLimitError:
     """One identity started more runs (or rooms) per minute than its setting allows, on this gateway."""
-
-    def __init__(self, what: str, limit: int, setting: str, *, retry_after: float) -> None:
-        super().__init__(f"more than {limit} {what} per minute for this identity ({setting}); retry in "
-                         f"{retry_after:.1f}s", details={"limit": limit, "retry_after": retry_after,
-                                                          "setting": setting})
-        self.limit = limit
+    return RateLimitError(f"more than {limit} {what} per minute for this identity ({setting}); retry in "
+                          f"{retry_after:.1f}s", details={"limit": limit, "retry_after": retry_after,
+                                                           "setting": setting})
 
 
-class MessageTooLarge(GatewayError, TooLargeError):
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"message of {size} bytes is over the limit of {limit} bytes",
+def message_too_large(size: int, limit: int) -> TooLargeError:
+    return TooLargeError(f"message of {size} bytes is over the limit of {limit} bytes",
                          details={"size": size, "limit": limit})
-        self.size = size
-        self.limit = limit
 
 
-class LimitReached(GatewayError, LimitExceededError):
+def limit_reached(message: str, limit: int) -> LimitExceededError:
     """A count limit of the gateway (subscriptions, connections, event patterns, run streams); the message
     names the limit and its setting."""
-
-    def __init__(self, message: str, limit: int) -> None:
-        super().__init__(message, details={"limit": limit})
-        self.limit = limit
+    return LimitExceededError(message, details={"limit": limit})
 
 
-def too_many_subscriptions(limit: int) -> LimitReached:
+def too_many_subscriptions(limit: int) -> LimitExceededError:
     """``WEBSOCKET_MAX_SUBSCRIPTIONS`` on one connection already."""
-    return LimitReached(f"at most {limit} subscriptions per connection", limit)
+    return limit_reached(f"at most {limit} subscriptions per connection", limit)
 
 
-def too_many_connections(limit: int) -> LimitReached:
+def too_many_connections(limit: int) -> LimitExceededError:
     """``WEBSOCKET_MAX_CONNECTIONS`` connections are open on this gateway."""
-    return LimitReached(f"the gateway is at its limit of {limit} connections; try again later", limit)
+    return limit_reached(f"the gateway is at its limit of {limit} connections; try again later", limit)
 
 
-def too_many_identity_connections(limit: int) -> LimitReached:
+def too_many_identity_connections(limit: int) -> LimitExceededError:
     """One identity already holds ``GATEWAY_MAX_CONNECTIONS_PER_IDENTITY`` connections on this gateway."""
-    return LimitReached(f"this identity already holds {limit} connections to this gateway "
-                        "(GATEWAY_MAX_CONNECTIONS_PER_IDENTITY)", limit)
+    return limit_reached(f"this identity already holds {limit} connections to this gateway "
+                         "(GATEWAY_MAX_CONNECTIONS_PER_IDENTITY)", limit)
 
 
-def too_many_address_connections(limit: int) -> LimitReached:
+def too_many_address_connections(limit: int) -> LimitExceededError:
     """One client address already holds ``GATEWAY_MAX_CONNECTIONS_PER_ADDRESS`` connections on this gateway."""
-    return LimitReached(f"this address already holds {limit} connections to this gateway "
-                        "(GATEWAY_MAX_CONNECTIONS_PER_ADDRESS)", limit)
+    return limit_reached(f"this address already holds {limit} connections to this gateway "
+                         "(GATEWAY_MAX_CONNECTIONS_PER_ADDRESS)", limit)
 
 
-def too_many_event_patterns(limit: int) -> LimitReached:
+def too_many_event_patterns(limit: int) -> LimitExceededError:
     """The gateway already listens on ``EVENTS_MAX_PATTERNS`` distinct event patterns."""
-    return LimitReached(f"this gateway already serves {limit} distinct event patterns (EVENTS_MAX_PATTERNS)", limit)
+    return limit_reached(f"this gateway already serves {limit} distinct event patterns (EVENTS_MAX_PATTERNS)",
+                         limit)
 
 
-def too_many_run_streams(limit: int) -> LimitReached:
+def too_many_run_streams(limit: int) -> LimitExceededError:
     """The connection follows ``GATEWAY_RUN_MAX_STREAMS_PER_CONNECTION`` runs already."""
-    return LimitReached(f"this connection already follows {limit} runs (GATEWAY_RUN_MAX_STREAMS_PER_CONNECTION)",
-                        limit)
+    return limit_reached(f"this connection already follows {limit} runs (GATEWAY_RUN_MAX_STREAMS_PER_CONNECTION)",
+                         limit)
 
 
-class NotSubscribed(GatewayError, NotFoundError):
-    def __init__(self, channel: str) -> None:
-        super().__init__(f"not subscribed to {channel!r}", details={"channel": channel})
-        self.channel = channel
+def not_subscribed(channel: str) -> NotFoundError:
+    return NotFoundError(f"not subscribed to {channel!r}", details={"channel": channel})
 
 
-class NotSubscribedToEvents(GatewayError, NotFoundError):
-    def __init__(self, pattern: str) -> None:
-        super().__init__(f"not subscribed to events {pattern!r}", details={"pattern": pattern})
-        self.pattern = pattern
+def not_subscribed_to_events(pattern: str) -> NotFoundError:
+    return NotFoundError(f"not subscribed to events {pattern!r}", details={"pattern": pattern})
 
 
-class GatewayUnavailable(GatewayError, UnavailableError):
+def gateway_unavailable(reason: str) -> UnavailableError:
     """Draining, or NATS is unreachable: the request was not done and may be retried."""
+    return UnavailableError(f"gateway unavailable: {reason}", kind=GatewayErrorKind.UNAVAILABLE,
+                            details={"reason": reason})
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"gateway unavailable: {reason}", details={"reason": reason})
-        self.reason = reason
-
-
-class InvalidEventName(GatewayError, InvalidNameError):
-    """An event name or listener pattern that cannot be a subject."""
-
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(f"invalid event name or pattern {name!r}: {reason}", details={"name": name, "reason": reason})
-        self.name = name
-        self.reason = reason

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from proto.events import Event, event_encoder
 from proto.gateway import CloseCode
 from services.gateway.connection import Connection
-from services.gateway.errors import GatewayUnavailable
+from services.gateway.errors import gateway_unavailable
 from services.gateway.frames import Outgoing
 from shared.events.emitter import EventEmitter
 
@@ -58,7 +58,7 @@ class EventHub:
     @property
     def emitter(self) -> EventEmitter:
         if self._emitter is None:
-            raise GatewayUnavailable("the event bus is not connected")
+            raise gateway_unavailable("the event bus is not connected")
         return self._emitter
 
     def attach(self, emitter: EventEmitter) -> None:
@@ -92,7 +92,7 @@ class EventHub:
         elif not fanout.ready.is_set():
             await fanout.ready.wait()
             if fanout.error is not None:
-                raise GatewayUnavailable(f"cannot listen on {pattern!r}: {fanout.error}")
+                raise gateway_unavailable(f"cannot listen on {pattern!r}: {fanout.error}")
         if not conn.open or self.fanouts.get(subject) is not fanout:
             await self._close_if_empty(fanout)
             return

@@ -20,13 +20,12 @@ from proto.gateway import Ack, server_encoder
 from services.gateway.connection import Connection
 from services.gateway.context import GatewayContext
 from services.gateway.errors import (
-    BadMessage,
-    Forbidden,
-    GatewayError,
-    GatewayUnavailable,
-    InvalidEventName,
-    MessageTooLarge,
-    NotSubscribedToEvents,
+    GatewayErrorKind,
+    bad_message,
+    forbidden,
+    gateway_unavailable,
+    message_too_large,
+    not_subscribed_to_events,
     too_many_event_patterns,
     too_many_subscriptions,
 )
@@ -34,11 +33,10 @@ from services.gateway.event_hub import EventHub
 from services.gateway.extension import Handlers
 from services.gateway.responses import error_response
 from shared.errors import (
-    EventTooLargeError,
-    InvalidEventDataError,
-    InvalidEventNameError,
-    ListenerLimitError,
+    BadRequestError,
+    LimitExceededError,
     StreamingError,
+    TooLargeError,
 )
 from shared.event_grants import may_see
 from shared.events.emitter import EventEmitter
@@ -111,7 +109,7 @@ class EventsExtension:
 
     async def _unsubscribe_ws(self, conn: Connection, message: UnsubscribeEvents) -> None:
         if not await self.hub.leave(conn, self._listen_subject(conn.identity, message.pattern)):
-            raise NotSubscribedToEvents(message.pattern)
+            raise not_subscribed_to_events(message.pattern)
         _ack(conn, message.id)
 
     async def _emit_ws(self, conn: Connection, message: EmitEvent) -> None:
@@ -123,13 +121,10 @@ class EventsExtension:
     def _listen_subject(self, identity: Identity, pattern: str) -> str:
         """The NATS subject of a pattern ``identity`` may see, or the typed error why not."""
         emitter = self.hub.emitter
-        try:
-            subject = emitter.listen_subject(pattern)
-        except InvalidEventNameError as exc:
-            raise InvalidEventName(pattern, exc.reason) from None
+        subject = emitter.listen_subject(pattern)  # an invalid pattern is the client's answer as it is
         nats_pattern = subject[len(emitter.settings.runtime.prefix) + len(".events."):]
         if not may_see(identity, nats_pattern, self.settings.restricted):
-            raise Forbidden("event", pattern)
+            raise forbidden("event", pattern)
         return subject
 
     async def subscribe(self, conn: Connection, identity: Identity, pattern: str, *, history: int = 0,
@@ -151,33 +146,30 @@ class EventsExtension:
             if not replaying:
                 return
             events = await self.hub.emitter.history(pattern, limit=history or None, after_seq=after_seq)
-        except ListenerLimitError:
+        except LimitExceededError:  # the emitter's listener limit
             raise too_many_event_patterns(self.settings.events.max_patterns) from None
-        except GatewayError:
-            raise  # already the client's answer (the hub is not connected)
         except StreamingError as exc:
+            if exc.kind == GatewayErrorKind.UNAVAILABLE:
+                raise  # already the client's answer (the hub is not connected)
             await self.hub.leave(conn, subject)
-            raise GatewayUnavailable(str(exc)) from None
+            raise gateway_unavailable(str(exc)) from None
         for event in events:
             conn.send_nowait(event)
         self.hub.go_live(conn, subject, events)
 
     async def emit(self, identity: Identity, name: str, data: msgspec.Raw | None) -> Event:
         emitter = self.hub.emitter
-        try:
-            emitter.event_subject(name)
-        except InvalidEventNameError as exc:
-            raise InvalidEventName(name, exc.reason) from None
+        emitter.event_subject(name)  # an invalid name is the client's answer as it is
         if not may_see(identity, name, self.settings.restricted):
-            raise Forbidden("event", name)
+            raise forbidden("event", name)
         try:
             return await emitter.emit(name, data, source=identity.subject)
-        except EventTooLargeError as exc:
-            raise MessageTooLarge(exc.size, exc.limit) from None
-        except InvalidEventDataError as exc:
-            raise BadMessage(exc.reason) from None
+        except TooLargeError as exc:  # the encoded event over its limit
+            raise message_too_large(exc.size or 0, exc.limit or 0) from None
+        except BadRequestError as exc:  # data that is not JSON
+            raise bad_message(exc.reason or exc.message) from None
         except StreamingError as exc:
-            raise GatewayUnavailable(str(exc)) from None
+            raise gateway_unavailable(str(exc)) from None
 
     # ---- HTTP -----------------------------------------------------------------------------------
 
@@ -187,10 +179,10 @@ class EventsExtension:
             identity = self.ctx.authenticator.require(request)
             limit = min(self.ctx.settings.max_message_size, self.settings.events.max_event_size)
             if request.content_length is not None and request.content_length > limit:
-                raise MessageTooLarge(request.content_length, limit)
+                raise message_too_large(request.content_length, limit)
             body = await request.content.read(limit + 1)
             if len(body) > limit:
-                raise MessageTooLarge(len(body), limit)
+                raise message_too_large(len(body), limit)
             data = None
             if body.strip():
                 try:
@@ -198,10 +190,10 @@ class EventsExtension:
                     check_json_depth(body, self.ctx.settings.max_json_depth)
                     msgspec.json.decode(body)
                 except (msgspec.DecodeError, UnicodeDecodeError, JsonTooDeepError) as exc:
-                    raise BadMessage(f"the body must be JSON ({exc})") from None
+                    raise bad_message(f"the body must be JSON ({exc})") from None
                 data = msgspec.Raw(body)
             event = await self.emit(identity, request.match_info["name"], data)
-        except GatewayError as exc:
+        except StreamingError as exc:
             return error_response(exc)
         return web.Response(body=server_encoder.encode(event), status=202, content_type="application/json")
 
@@ -215,12 +207,12 @@ class EventsExtension:
             after_seq = _query_int(request, "after_seq")
             since = _query_float(request, "since")
             if since is not None and after_seq is not None:
-                raise BadMessage("give since or after_seq, not both")
+                raise bad_message("give since or after_seq, not both")
             try:
                 events = await self.hub.emitter.history(pattern, limit=limit, since=since, after_seq=after_seq)
             except StreamingError as exc:
-                raise GatewayUnavailable(str(exc)) from None
-        except GatewayError as exc:
+                raise gateway_unavailable(str(exc)) from None
+        except StreamingError as exc:
             return error_response(exc)
         body = server_encoder.encode(EventHistory(pattern=pattern, events=events))
         return web.Response(body=body, content_type="application/json")
@@ -232,7 +224,7 @@ class EventsExtension:
             identity = ctx.authenticator.require(request)
             patterns = request.query.getall("pattern", [])
             if not patterns:
-                raise BadMessage("give at least one ?pattern=")
+                raise bad_message("give at least one ?pattern=")
             if len(patterns) > ctx.settings.max_subscriptions:
                 raise too_many_subscriptions(ctx.settings.max_subscriptions)
             for pattern in patterns:
@@ -242,12 +234,12 @@ class EventsExtension:
                 try:
                     for pattern in patterns:
                         await self.subscribe(stream.conn, identity, pattern, history=history)
-                except GatewayError as exc:
+                except StreamingError as exc:
                     await stream.conn.send_error(exc.code, exc.message, details=exc.details or None)
                 else:
                     await stream.conn.wait_closed()
             return stream.response
-        except GatewayError as exc:
+        except StreamingError as exc:
             return error_response(exc)
 
 
@@ -263,9 +255,9 @@ def _query_int(request: web.Request, name: str) -> int | None:
     try:
         number = int(value)
     except ValueError:
-        raise BadMessage(f"{name} must be an integer") from None
+        raise bad_message(f"{name} must be an integer") from None
     if number < 0:
-        raise BadMessage(f"{name} must be >= 0")
+        raise bad_message(f"{name} must be >= 0")
     return number
 
 
@@ -276,7 +268,7 @@ def _query_float(request: web.Request, name: str) -> float | None:
     try:
         number = float(value)
     except ValueError:
-        raise BadMessage(f"{name} must be a number (Unix seconds)") from None
+        raise bad_message(f"{name} must be a number (Unix seconds)") from None
     if number != number or number < 0 or number > time.time() + 86_400 * 365 * 100:
-        raise BadMessage(f"{name} must be a time in Unix seconds")
+        raise bad_message(f"{name} must be a time in Unix seconds")
     return number

@@ -31,7 +31,8 @@ called after a connection authenticated again (same subject, maybe fewer grants)
 The gateway builds one table from every extension's ``handles`` (and the core's) at start-up; a type claimed
 twice stops it.
 A handler runs in the connection's receive loop, in order: return quickly (spawn long work with
-``conn.spawn``); raise a :class:`services.gateway.errors.GatewayError` to answer the client with a typed error.
+``conn.spawn``); raise a typed error (a :class:`shared.errors.StreamingError`, e.g.
+``services.gateway.errors.forbidden(kind, name)``) to answer the client with it.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from proto.errors import Error, ErrorCode
 from proto.jobs import JobAccepted, RecurringJob, enqueue_decoder, jobs_encoder
 from services.gateway.connection import Connection
 from services.gateway.context import GatewayContext
-from services.gateway.errors import BadMessage, MessageTooLarge
+from services.gateway.errors import bad_message, message_too_large
 from services.gateway.extension import Handlers
 from services.gateway.responses import error_response
 from services.gateway.runs_http import RunAccess
@@ -21,7 +21,7 @@ from shared.clients.jobs import JobsClient
 from shared.errors import StreamingError
 from shared.identity import Identity
 from shared.jobs.agent_job import AGENT_JOB_TYPE
-from shared.jobs.errors import RecurringJobNotFoundError
+from shared.jobs.errors import recurring_job_not_found
 from shared.jobs.model import check_cron_interval
 from shared.json_depth import check_json_depth
 from shared.service.settings import Env
@@ -85,7 +85,7 @@ class JobsExtension:
             try:
                 job = enqueue_decoder.decode(await self._body(request))
             except msgspec.MsgspecError as exc:
-                raise BadMessage(f"not a job: {exc}") from None
+                raise bad_message(f"not a job: {exc}") from None
             access.check_queue(identity, job.queue)
             data = await self._checked(identity, job.job_type, bytes(job.data))
             if job.job_type == AGENT_JOB_TYPE:
@@ -152,10 +152,10 @@ class JobsExtension:
             try:
                 fields = msgspec.json.decode(body)
                 if not isinstance(fields, dict):
-                    raise BadMessage("the body must be a JSON object")
+                    raise bad_message("the body must be a JSON object")
                 spec = _add_recurring.decode(msgspec.json.encode({**fields, "name": name}))
             except msgspec.MsgspecError as exc:
-                raise BadMessage(f"not a recurring job: {exc}") from None
+                raise bad_message(f"not a recurring job: {exc}") from None
             spec = msgspec.structs.replace(spec, data=msgspec.Raw(await self._checked(identity, spec.job_type,
                                                                                       bytes(spec.data))))
             if existing is not None:
@@ -173,7 +173,7 @@ class JobsExtension:
         async def call(client: JobsClient, identity: Identity) -> web.Response:
             name, existing = await self._schedule(client, identity, request.match_info["name"])
             if existing is None:
-                raise RecurringJobNotFoundError(name)
+                raise recurring_job_not_found(name)
             access.check_schedule(identity, existing, "delete")
             await client.remove_recurring(name)
             return web.Response(status=204)
@@ -217,10 +217,10 @@ class JobsExtension:
 
     async def _body(self, request: web.Request) -> bytes:
         if request.content_length is not None and request.content_length > self.max_body:
-            raise MessageTooLarge(request.content_length, self.max_body)
+            raise message_too_large(request.content_length, self.max_body)
         body = await request.content.read(self.max_body + 1)
         if len(body) > self.max_body:
-            raise MessageTooLarge(len(body), self.max_body)
+            raise message_too_large(len(body), self.max_body)
         check_json_depth(body, self.ctx.settings.max_json_depth)
         return body
 
@@ -232,7 +232,7 @@ class JobsExtension:
         try:
             fields = msgspec.json.decode(body, type=dict[str, list[str] | None])
         except msgspec.MsgspecError as exc:
-            raise BadMessage(f"expected {{\"job_ids\": [...]}}: {exc}") from None
+            raise bad_message(f"expected {{\"job_ids\": [...]}}: {exc}") from None
         return fields.get("job_ids")
 
 
@@ -256,5 +256,5 @@ def _int(request: web.Request, name: str, default: int) -> int:
     try:
         return max(0, int(value))
     except ValueError:
-        raise BadMessage(f"?{name}= must be an integer") from None
+        raise bad_message(f"?{name}= must be an integer") from None
 

@@ -23,12 +23,12 @@ from proto.openai_responses import (
     responses_request_decoder,
 )
 from proto.runs import ChatMessage, ClientTool, RunEvent, RunRequest, ToolCallRecord, is_run_id
-from services.gateway.errors import GatewayError
 from services.gateway.openai_routes import openai_error
 from services.gateway.quota import StreamLease
 from services.gateway.responses_render import BACKGROUND_KEY, PREVIOUS_KEY, ResponseRenderer, render_all
 from services.gateway.runs_http import SSE_HEADERS, RunRoutes
 from shared.clients.runs import RunClient
+from shared.errors import StreamingError
 from shared.identity import Identity
 from shared.runs.conversation import conversation
 from shared.runs.log import is_terminal
@@ -149,7 +149,7 @@ class ResponsesRoutes:
     def _identity(self, request: web.Request) -> Identity | web.Response:
         try:
             return self.runs.authenticator.require(request)
-        except GatewayError as exc:
+        except StreamingError as exc:
             return openai_error(Error(code=exc.code, message=exc.message))
 
     async def _readable(self, request: web.Request, response_id: str) -> str | web.Response:

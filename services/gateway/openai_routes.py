@@ -48,7 +48,6 @@ from proto.runs import (
     ToolCallRecord,
     ToolCallStarted,
 )
-from services.gateway.errors import GatewayError
 from services.gateway.quota import StreamLease
 from services.gateway.runs_http import RunRoutes
 from shared import access
@@ -142,7 +141,7 @@ class ChatCompletionRoutes:
     async def create(self, request: web.Request) -> web.StreamResponse:
         try:
             identity = self.runs.authenticator.require(request)
-        except GatewayError as exc:
+        except StreamingError as exc:
             return openai_error(Error(code=exc.code, message=exc.message))
         raw = await self.runs.read_body(request)
         if isinstance(raw, Error):
@@ -275,7 +274,7 @@ class ChatCompletionRoutes:
     async def models(self, request: web.Request) -> web.Response:
         try:
             self.runs.authenticator.require(request)
-        except GatewayError as exc:
+        except StreamingError as exc:
             return openai_error(Error(code=exc.code, message=exc.message))
         reply = await self.client.agents()
         if isinstance(reply, Error):

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from proto.errors import Error, ErrorCode
 from services.gateway.addresses import ClientAddresses
-from services.gateway.errors import IdentityRateLimited, LimitReached
+from services.gateway.errors import LimitReached, identity_rate_limited
 from services.gateway.metrics import GatewayCounters
 from services.gateway.registry import ConnectionRegistry
 from shared.identity import Identity
@@ -41,7 +41,7 @@ class IdentityRate:
         tokens = min(float(self.per_minute), tokens + (now - at) * self.per_minute / 60.0)
         if tokens < 1.0:
             self._buckets[subject] = (tokens, now)
-            raise IdentityRateLimited(self.what, self.per_minute, self.setting,
+            raise identity_rate_limited(self.what, self.per_minute, self.setting,
                                       retry_after=(1.0 - tokens) * 60.0 / self.per_minute)
         self._buckets[subject] = (tokens - 1.0, now)
         while len(self._buckets) > self.max_identities:

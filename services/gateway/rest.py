@@ -12,9 +12,14 @@ from proto.gateway import GatewayStats, Presence, Published, Stats, server_encod
 from services.gateway.auth import Authenticator
 from services.gateway.channels import ChannelHub, check_channel
 from services.gateway.cluster import Cluster
-from services.gateway.errors import BadMessage, Forbidden, GatewayError, MessageTooLarge
+from services.gateway.errors import (
+    bad_message,
+    forbidden,
+    message_too_large,
+)
 from services.gateway.responses import error_response
 from services.gateway.settings import GatewaySettings
+from shared.errors import StreamingError
 from shared.identity import Identity
 from shared.json_depth import JsonTooDeepError, check_json_depth
 
@@ -39,7 +44,7 @@ class RestRoutes:
     def _channel(self, request: web.Request, identity: Identity) -> str:
         name = check_channel(request.match_info["channel"])
         if not identity.may("channel", name):
-            raise Forbidden("channel", name)
+            raise forbidden("channel", name)
         return name
 
     async def publish(self, request: web.Request) -> web.Response:
@@ -49,16 +54,16 @@ class RestRoutes:
             name = self._channel(request, identity)
             limit = self.settings.max_message_size
             if request.content_length is not None and request.content_length > limit:
-                raise MessageTooLarge(request.content_length, limit)
+                raise message_too_large(request.content_length, limit)
             body = await read_body(request, limit)
             try:
                 body.decode()
                 check_json_depth(body, self.settings.max_json_depth)
                 msgspec.json.decode(body)
             except (msgspec.DecodeError, UnicodeDecodeError, JsonTooDeepError) as exc:
-                raise BadMessage(f"the body must be JSON ({exc})") from None
+                raise bad_message(f"the body must be JSON ({exc})") from None
             await self.hub.publish(name, msgspec.Raw(body), None, sender=identity.subject)
-        except GatewayError as exc:
+        except StreamingError as exc:
             return error_response(exc)
         return _json(Published(channel=name, at=time.time()), status=202)
 
@@ -66,7 +71,7 @@ class RestRoutes:
         try:
             name = self._channel(request, self.authenticator.require(request))
             members = await self.cluster.presence(name)
-        except GatewayError as exc:
+        except StreamingError as exc:
             return error_response(exc)
         return _json(Presence(channel=name, members=members))
 
@@ -76,7 +81,7 @@ class RestRoutes:
             self.authenticator.require(request)
             local = self.local_stats()
             replies = [] if request.query.get("scope") == "local" else await self.cluster.stats()
-        except GatewayError as exc:
+        except StreamingError as exc:
             return error_response(exc)
         everyone = [r.stats for r in replies if r.instance != self.instance_id] + [local]
         return _json(Stats(instance=self.instance_id, local=local, cluster=sum_stats(everyone),
@@ -89,7 +94,7 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     while chunk := await request.content.readany():
         body += chunk
         if len(body) > limit:
-            raise MessageTooLarge(len(body), limit)
+            raise message_too_large(len(body), limit)
     return bytes(body)
 
 

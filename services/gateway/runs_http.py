@@ -160,7 +160,7 @@ class RunRoutes:
         typed error, for the route to answer in its own shape."""
         try:
             identity = self.authenticator.require(request)
-        except GatewayError as exc:
+        except StreamingError as exc:
             return Error(code=exc.code, message=exc.message)
         raw = await self.read_body(request)
         if isinstance(raw, Error):
@@ -203,7 +203,7 @@ class RunRoutes:
     async def start(self, request: web.Request) -> web.StreamResponse:
         try:
             identity = self.authenticator.require(request)
-        except GatewayError as exc:
+        except StreamingError as exc:
             return gateway_error_response(exc)
         body = await self.read_body(request)
         if isinstance(body, Error):
@@ -245,7 +245,7 @@ class RunRoutes:
             return error_response(Error(code=ErrorCode.BAD_REQUEST, message="not a run id"))
         try:
             identity = self.authenticator.require(request)
-        except GatewayError as exc:
+        except StreamingError as exc:
             return gateway_error_response(exc, run_id)
         denied = await self.access.check_read(identity, run_id, action)
         return (identity, run_id) if denied is None else error_response(denied)
@@ -327,7 +327,7 @@ class RunRoutes:
     async def agents(self, request: web.Request) -> web.Response:
         try:
             identity = self.authenticator.require(request)
-        except GatewayError as exc:
+        except StreamingError as exc:
             return gateway_error_response(exc)
         reply = await self.client.agents()
         if isinstance(reply, Error):

@@ -13,7 +13,7 @@ from typing import Any
 
 from services.gateway.addresses import parse_networks
 from services.gateway.runs_settings import RunRouteSettings
-from shared.errors import SettingsError
+from shared.errors import invalid_setting
 from shared.gateway.settings import (
     AUTH_TIMEOUT,
     ENABLE_COMPRESSION,
@@ -102,8 +102,8 @@ class GatewaySettings:
         max_frame_size = env.integer("WEBSOCKET_MAX_FRAME_SIZE", max(cls.max_frame_size, max_message_size),
                                      min=64)
         if max_frame_size < max_message_size:
-            raise SettingsError("WEBSOCKET_MAX_FRAME_SIZE", str(max_frame_size),
-                                f"must be >= WEBSOCKET_MAX_MESSAGE_SIZE ({max_message_size})")
+            raise invalid_setting("WEBSOCKET_MAX_FRAME_SIZE", str(max_frame_size),
+                                  f"must be >= WEBSOCKET_MAX_MESSAGE_SIZE ({max_message_size})")
         settings = cls(
             runtime=runtime,
             host=host,
@@ -153,14 +153,15 @@ class GatewaySettings:
             runs=RunRouteSettings.from_env(env.environ),
         )
         if settings.auth_mode == "jwt" and not (settings.jwt_secret or settings.jwt_public_key):
-            raise SettingsError("GATEWAY_AUTH_MODE", "jwt", "needs GATEWAY_JWT_SECRET or GATEWAY_JWT_PUBLIC_KEY")
+            raise invalid_setting("GATEWAY_AUTH_MODE", "jwt", "needs GATEWAY_JWT_SECRET or GATEWAY_JWT_PUBLIC_KEY")
         if settings.auth_mode == "token" and not settings.static_tokens:
-            raise SettingsError("GATEWAY_AUTH_MODE", "token", "needs GATEWAY_STATIC_TOKENS")
+            raise invalid_setting("GATEWAY_AUTH_MODE", "token", "needs GATEWAY_STATIC_TOKENS")
         parse_networks(settings.trusted_proxies)  # a bad entry stops the gateway here, naming the variable
         secret = settings.jwt_secret
         if secret is not None and len(secret.encode()) < settings.jwt_min_secret_bytes:
-            raise SettingsError("GATEWAY_JWT_SECRET", "<hidden>", f"{len(secret.encode())} bytes; HS256 needs at least "
-                                f"{settings.jwt_min_secret_bytes} (GATEWAY_JWT_MIN_SECRET_BYTES)")
+            raise invalid_setting("GATEWAY_JWT_SECRET", "<hidden>",
+                                  f"{len(secret.encode())} bytes; HS256 needs at least "
+                                  f"{settings.jwt_min_secret_bytes} (GATEWAY_JWT_MIN_SECRET_BYTES)")
         return settings
 
     @property
@@ -181,9 +182,9 @@ class GatewaySettings:
     def check_exposure(self) -> None:
         """Refuse (when the gateway is built) to serve anonymous clients beyond loopback without the opt-in."""
         if self.anonymous_exposed and not self.allow_anonymous:
-            raise SettingsError("GATEWAY_AUTH_MODE", "none", f"anonymous clients on {self.host!r} (not loopback): "
-                                "set GATEWAY_AUTH_MODE=jwt or token, WEBSOCKET_HOST=127.0.0.1, or "
-                                "GATEWAY_ALLOW_ANONYMOUS=true")
+            raise invalid_setting("GATEWAY_AUTH_MODE", "none", f"anonymous clients on {self.host!r} (not loopback): "
+                                  "set GATEWAY_AUTH_MODE=jwt or token, WEBSOCKET_HOST=127.0.0.1, or "
+                                  "GATEWAY_ALLOW_ANONYMOUS=true")
 
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
@@ -210,9 +211,10 @@ def _public_key(env: Env) -> str | None:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise SettingsError("GATEWAY_JWT_PUBLIC_KEY", value, f"not PEM text and not a readable file ({exc})") from None
+        raise invalid_setting("GATEWAY_JWT_PUBLIC_KEY", value,
+                              f"not PEM text and not a readable file ({exc})") from None
     if "-----BEGIN" not in text:
-        raise SettingsError("GATEWAY_JWT_PUBLIC_KEY", value, "the file holds no PEM key")
+        raise invalid_setting("GATEWAY_JWT_PUBLIC_KEY", value, "the file holds no PEM key")
     return text
 
 
@@ -226,16 +228,16 @@ def _static_tokens(env: Env) -> dict[str, dict[str, Any]]:
         try:
             parsed = json.loads(value)
         except ValueError as exc:
-            raise SettingsError("GATEWAY_STATIC_TOKENS", "<json>", f"invalid JSON: {exc}") from None
+            raise invalid_setting("GATEWAY_STATIC_TOKENS", "<json>", f"invalid JSON: {exc}") from None
         for token, claims in parsed.items():
             if not isinstance(claims, dict) or not isinstance(claims.get("sub"), str):
-                raise SettingsError("GATEWAY_STATIC_TOKENS", "<json>",
-                                    "each token maps to an object of claims with a string 'sub'")
+                raise invalid_setting("GATEWAY_STATIC_TOKENS", "<json>",
+                                      "each token maps to an object of claims with a string 'sub'")
             tokens[token_digest(token)] = claims
         return tokens
     for item in value.split(","):
         token, sep, subject = item.strip().partition(":")
         if not sep or not token or not subject:
-            raise SettingsError("GATEWAY_STATIC_TOKENS", "<hidden>", "expected token:subject[,token:subject...]")
+            raise invalid_setting("GATEWAY_STATIC_TOKENS", "<hidden>", "expected token:subject[,token:subject...]")
         tokens[token_digest(token)] = {"sub": subject}
     return tokens

@@ -19,15 +19,15 @@ from services.gateway.auth import Authenticator
 from services.gateway.channels import ChannelHub, check_channel
 from services.gateway.connection import Connection, ConnectionContext
 from services.gateway.errors import (
-    Forbidden,
-    GatewayError,
-    GatewayUnavailable,
+    forbidden,
+    gateway_unavailable,
     too_many_connections,
 )
 from services.gateway.metrics import GatewayCounters
 from services.gateway.registry import ConnectionRegistry
 from services.gateway.responses import error_response
 from services.gateway.settings import GatewaySettings
+from shared.errors import StreamingError
 from shared.identity import Identity
 
 SSE_HEADERS = {
@@ -68,15 +68,15 @@ class SseStreams:
     async def open_stream(self, request: web.Request, identity: Identity) -> AsyncIterator[SseStream]:
         """Start an SSE response; on exit (or when the client is gone) its connection is cleaned up.
 
-        Raises :class:`GatewayError` before anything was sent (answer it with ``error_response``);
+        Raises :class:`StreamingError` before anything was sent (answer it with ``error_response``);
         the handler returns ``stream.response`` after the ``async with``.
         """
         if not self.accepting():
-            raise GatewayUnavailable("not accepting connections")
+            raise gateway_unavailable("not accepting connections")
         address = self.addresses.of(request)
         try:
             self.registry.check(identity, address)
-        except GatewayError:
+        except StreamingError:
             self.counters.refused["max_connections"] += 1
             raise
         if not self.registry.reserve():
@@ -96,7 +96,7 @@ class SseStreams:
         transport = request.transport
         if transport is None:
             self.registry.unreserve()
-            raise GatewayUnavailable("client went away")
+            raise gateway_unavailable("client went away")
         conn = Connection(self.connection_context, transport, identity, kind="sse",
                           sse_chunked=chunked, address=address)
         self.registry.add(conn)
@@ -122,14 +122,14 @@ class SseStreams:
             identity = self.authenticator.require(request)
             name = check_channel(request.match_info["channel"])
             if not identity.may("channel", name):
-                raise Forbidden("channel", name)
+                raise forbidden("channel", name)
             async with self.open_stream(request, identity) as stream:
                 try:
                     await self.hub.join(stream.conn, name, presence=request.query.get("presence") in ("1", "true"))
-                except GatewayError as exc:
+                except StreamingError as exc:
                     await stream.conn.send_error(exc.code, exc.message)
                 else:
                     await stream.conn.wait_closed()
             return stream.response
-        except GatewayError as exc:
+        except StreamingError as exc:
             return error_response(exc)

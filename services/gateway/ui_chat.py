@@ -25,12 +25,12 @@ from proto.ui_stream import (
     ui_encoder,
 )
 from services.gateway.approvals import ApprovalRoutes
-from services.gateway.errors import GatewayError
 from services.gateway.quota import StreamLease
 from services.gateway.runs_http import RunRoutes
 from services.gateway.ui_chat_render import MESSAGE_KEY, UiStreamRenderer
 from shared import access
 from shared.clients.runs import RunClient
+from shared.errors import StreamingError
 from shared.identity import Identity
 from shared.runs.log import is_terminal
 
@@ -167,7 +167,7 @@ class UiChatRoutes:
         """The caller and its chat's newest run (None if it has none), if the caller may read that run."""
         try:
             identity = self.runs.authenticator.require(request)
-        except GatewayError as exc:
+        except StreamingError as exc:
             return error_response(Error(code=exc.code, message=exc.message))
         stem = chat_runs(identity, request.match_info["chat_id"])
         if stem is None:

@@ -15,12 +15,13 @@ from services.gateway.addresses import ClientAddresses
 from services.gateway.auth import Authenticator, OriginCheck
 from services.gateway.connection import Connection, ConnectionContext, pong_frame
 from services.gateway.dispatch import MessageHandler
-from services.gateway.errors import AuthenticationFailed, GatewayError
+from services.gateway.errors import AuthenticationFailed
 from services.gateway.hooks import GatewayHooks
 from services.gateway.metrics import GatewayCounters
 from services.gateway.registry import ConnectionRegistry
 from services.gateway.responses import error_response
 from services.gateway.settings import GatewaySettings
+from shared.errors import StreamingError
 from shared.identity import Identity
 
 log = logging.getLogger("raaf.gateway.ws")
@@ -62,7 +63,7 @@ class WebSocketEndpoint:
         counters = self.counters
         try:
             self.origin_check.check(request)
-        except GatewayError as exc:
+        except StreamingError as exc:
             counters.refused["origin"] += 1
             return error_response(exc)
         if not self.accepting():
@@ -111,7 +112,7 @@ class WebSocketEndpoint:
             if auth_error is not None:
                 counters.refused["unauthorized"] += 1
                 await conn.send_error(ErrorCode.UNAUTHORIZED, auth_error.message)
-                await conn.close(CloseCode.UNAUTHORIZED, auth_error.reason)
+                await conn.close(CloseCode.UNAUTHORIZED, auth_error.reason or auth_error.message)
             else:
                 await self.hooks.fire_connection(conn)
                 await self._receive(conn, ws)

@@ -28,7 +28,8 @@ from proto.jobs import (
     RemoveRecurringJob,
     RetryDeadJobs,
 )
-from shared.jobs.errors import JobError, UnknownQueueError
+from shared.errors import StreamingError
+from shared.jobs.errors import unknown_queue
 from shared.jobs.metrics import SchedulerMetrics
 from shared.jobs.queue import JobQueue
 
@@ -50,16 +51,16 @@ class JobsApi:
     def queue(self, name: str | None) -> JobQueue:
         queue = self.queues.get(name or self.default)
         if queue is None:
-            raise UnknownQueueError(str(name))
+            raise unknown_queue(str(name))
         return queue
 
     async def answer(self, request: JobRequest) -> JobReply:
-        """The reply to one request; a :class:`JobError` becomes its wire error, anything else ``internal``."""
+        """The reply to one request; a :class:`StreamingError` becomes its wire error, anything else ``internal``."""
         started = time.perf_counter()
         try:
             async with self._redis_slots:
                 return await self._dispatch(request)
-        except JobError as exc:
+        except StreamingError as exc:
             self.metrics.rejected.labels(exc.code.value).inc()
             return exc.to_wire()
         except Exception:

@@ -16,9 +16,10 @@ from services.scheduler.api import JobsApi, bad_request
 from services.scheduler.settings import SchedulerSettings
 from shared.clients.agent_jobs import PlatformAgentRunner
 from shared.clients.runs import RunClient
+from shared.errors import StreamingError
 from shared.jobs.agent_job import handle_agent_jobs
 from shared.jobs.approval_job import handle_approval_deadlines
-from shared.jobs.errors import JobError, SchedulerOverloadedError
+from shared.jobs.errors import scheduler_overloaded
 from shared.jobs.events import JobSignals
 from shared.jobs.maintenance import QueueMaintainer
 from shared.jobs.metrics import SchedulerMetrics
@@ -136,7 +137,7 @@ class SchedulerApp(App):
         limit = self.scheduler_settings.max_inflight_requests
         if len(self._requests) >= limit:
             self.job_metrics.rejected.labels(ErrorCode.OVERLOADED.value).inc()
-            self._reply_now(msg, SchedulerOverloadedError(limit).to_wire())
+            self._reply_now(msg, scheduler_overloaded(limit).to_wire())
             return
         task = self.spawn(self._handle(msg, enqueue), name="request")
         self._requests.add(task)
@@ -212,7 +213,7 @@ class SchedulerApp(App):
             for name, queue in self.queues.items():
                 try:
                     s = await queue.stats()
-                except JobError:
+                except StreamingError:
                     continue
                 m.queue_length.labels(name, "high").set(s.high)
                 m.queue_length.labels(name, "normal").set(s.normal)

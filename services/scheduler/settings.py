@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from shared.errors import SettingsError
+from shared.errors import invalid_setting
 from shared.jobs.model import JobLimits, check_queue_name
 from shared.jobs.settings import (
     LEASE_SECONDS,
@@ -47,11 +47,11 @@ class SchedulerSettings:
             try:
                 check_queue_name(queue)
             except ValueError as exc:
-                raise SettingsError("JOBS_QUEUES", ",".join(queues), str(exc)) from None
+                raise invalid_setting("JOBS_QUEUES", ",".join(queues), str(exc)) from None
         runtime = RuntimeSettings.from_env(env, default_http_port=9103)
         if runtime.redis_pool_size < len(queues) + 2:
-            raise SettingsError("REDIS_POOL_SIZE", str(runtime.redis_pool_size),
-                                f"the scheduler needs at least {len(queues) + 2} (one per queue, gauges, requests)")
+            raise invalid_setting("REDIS_POOL_SIZE", str(runtime.redis_pool_size),
+                                  f"the scheduler needs at least {len(queues) + 2} (one per queue, gauges, requests)")
         return cls(
             runtime=runtime,
             workers=WORKERS.read(env),

@@ -59,7 +59,8 @@ from proto.errors import Error
 from proto.runs import AgentSpec
 from proto.stats import ChatSystemStats
 from proto.subjects import DEFAULT_PREFIX, Subjects
-from shared.chat.errors import ChatError, ChatUnavailable
+from shared.chat.errors import chat_unavailable
+from shared.errors import InternalError, from_wire
 from shared.tracing import inject
 
 T = TypeVar("T")
@@ -81,18 +82,18 @@ class ChatClient:
             msg = await self.nc.request(self.subjects.chat_commands, chat_encoder.encode(command),
                                         timeout=timeout or self.timeout, headers=inject())
         except nats.errors.NoRespondersError:
-            raise ChatUnavailable("no chat service is running") from None
+            raise chat_unavailable("no chat service is running") from None
         except nats.errors.TimeoutError:
-            raise ChatUnavailable("the chat service did not answer in time") from None
+            raise chat_unavailable("the chat service did not answer in time") from None
         reply = chat_reply_decoder.decode(msg.data)
         if isinstance(reply, Error):
-            raise ChatError.from_wire(reply)
+            raise from_wire(reply)
         return reply
 
     async def _expect(self, command: ChatCommand, kind: type[R]) -> R:
         reply = await self.request(command)
         if not isinstance(reply, kind):
-            raise ChatError(f"unexpected reply {type(reply).__name__} to {type(command).__name__}")
+            raise InternalError(f"unexpected reply {type(reply).__name__} to {type(command).__name__}")
         return reply
 
     # ---- rooms -----------------------------------------------------------------------------------------------

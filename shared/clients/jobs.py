@@ -36,7 +36,12 @@ from proto.jobs import (
     jobs_encoder,
 )
 from proto.subjects import Subjects
-from shared.jobs.errors import InvalidJobDataError, JobError, PayloadTooLargeError, SchedulerUnavailableError
+from shared.errors import from_wire
+from shared.jobs.errors import (
+    invalid_job_data,
+    payload_too_large,
+    scheduler_unavailable,
+)
 from shared.tracing import inject
 
 _encoder = msgspec.json.Encoder()
@@ -46,7 +51,7 @@ def _raw(data: Any) -> msgspec.Raw:
     try:
         return data if isinstance(data, msgspec.Raw) else msgspec.Raw(_encoder.encode(data))
     except (TypeError, msgspec.EncodeError) as exc:
-        raise InvalidJobDataError(str(exc)) from None
+        raise invalid_job_data(str(exc)) from None
 
 
 class JobsClient:
@@ -59,29 +64,29 @@ class JobsClient:
         self.timeout = timeout
 
     async def request(self, request: JobRequest) -> JobReply:
-        """Send one request; a wire error comes back as its typed :class:`JobError`."""
+        """Send one request; a wire error comes back as its typed :class:`StreamingError`."""
         payload = jobs_encoder.encode(request)
         try:
             msg = await self.nc.request(self.subjects.job_requests, payload, timeout=self.timeout, headers=inject())
         except MaxPayloadError:
-            raise PayloadTooLargeError(len(payload), self.nc.max_payload) from None
+            raise payload_too_large(len(payload), self.nc.max_payload) from None
         except NoRespondersError:
-            raise SchedulerUnavailableError("no scheduler is listening") from None
+            raise scheduler_unavailable("no scheduler is listening") from None
         except NatsTimeoutError:
-            raise SchedulerUnavailableError(f"no answer within {self.timeout}s") from None
+            raise scheduler_unavailable(f"no answer within {self.timeout}s") from None
         try:
             reply = job_reply_decoder.decode(msg.data)
         except msgspec.DecodeError as exc:
-            raise SchedulerUnavailableError(f"unreadable reply: {exc}") from None
+            raise scheduler_unavailable(f"unreadable reply: {exc}") from None
         if isinstance(reply, Error):
-            raise JobError.from_wire(reply)
+            raise from_wire(reply)
         answer: JobReply = reply
         return answer
 
     async def _expect(self, request: JobRequest, kind: type[Any]) -> Any:
         reply = await self.request(request)
         if not isinstance(reply, kind):
-            raise SchedulerUnavailableError(f"expected {kind.__name__}, got {type(reply).__name__}")
+            raise scheduler_unavailable(f"expected {kind.__name__}, got {type(reply).__name__}")
         return reply
 
     async def enqueue_job(self, job_type: str, data: Any = None, *, priority: str = "normal",

@@ -24,11 +24,11 @@ from proto.events import Event, event_encoder
 from proto.subjects import InvalidNameError, Subjects
 from shared.errors import (
     ConnectionError,
-    EventTooLargeError,
     HistoryUnavailableError,
-    InvalidEventDataError,
-    InvalidEventNameError,
-    ListenerLimitError,
+    event_too_large,
+    invalid_event_data,
+    invalid_event_name,
+    listener_limit,
 )
 from shared.events.history import MSG_ID, EventHistory, events_stream_config
 from shared.events.listeners import Callback, Listener, PatternListeners, Transform
@@ -222,7 +222,7 @@ class EventBus:
             try:
                 subject = self.subjects.event(name)
             except InvalidNameError as exc:
-                raise InvalidEventNameError(name, exc.reason) from None
+                raise invalid_event_name(name, exc.reason) from None
             if len(self._subject_cache) >= _SUBJECT_CACHE_SIZE:
                 self._subject_cache.clear()
             self._subject_cache[name] = subject
@@ -233,10 +233,10 @@ class EventBus:
         try:
             subject = self.subjects.event_listen(pattern)
         except InvalidNameError as exc:
-            raise InvalidEventNameError(pattern, exc.reason) from None
+            raise invalid_event_name(pattern, exc.reason) from None
         tail = subject[self._name_start:]
         if not self.settings.enable_wildcards and ("*" in tail or ">" in tail):
-            raise InvalidEventNameError(pattern, "wildcards are disabled (EVENTS_ENABLE_WILDCARDS=false)")
+            raise invalid_event_name(pattern, "wildcards are disabled (EVENTS_ENABLE_WILDCARDS=false)")
         return subject
 
     def new_id(self) -> str:
@@ -255,10 +255,10 @@ class EventBus:
             payload = _encode(event)
         except (TypeError, msgspec.EncodeError) as exc:
             self.counters.emit_failures += 1
-            raise InvalidEventDataError(name, str(exc)) from None
+            raise invalid_event_data(name, str(exc)) from None
         if len(payload) > self._max_size:
             self.counters.emit_failures += 1
-            raise EventTooLargeError(name, len(payload), self._max_size)
+            raise event_too_large(name, len(payload), self._max_size)
         return subject, event, payload
 
     def _unconfirmed_headers(self, event_id: str | None) -> dict[str, str] | None:
@@ -284,10 +284,10 @@ class EventBus:
                 payload = _encode(event)
             except (TypeError, msgspec.EncodeError) as exc:
                 self.counters.emit_failures += 1
-                raise InvalidEventDataError(name, str(exc)) from None
+                raise invalid_event_data(name, str(exc)) from None
             if len(payload) > self._max_size:
                 self.counters.emit_failures += 1
-                raise EventTooLargeError(name, len(payload), self._max_size)
+                raise event_too_large(name, len(payload), self._max_size)
         if self._confirm if confirm is None else confirm and self._history_on:
             assert self._outbox is not None
             return await self._outbox.submit(subject, payload, event, confirm=True, headers={MSG_ID: event.id})
@@ -328,11 +328,11 @@ class EventBus:
                             transform=transform)
         if group is not None:
             if len(group.listeners) >= self.settings.max_listeners:
-                raise ListenerLimitError(pattern, self.settings.max_listeners)
+                raise listener_limit(pattern, self.settings.max_listeners)
             self._register(group, listener)
             return listener.id
         if len(self._patterns) >= self.settings.max_patterns:
-            raise ListenerLimitError(pattern, self.settings.max_patterns, "distinct patterns on this emitter")
+            raise listener_limit(pattern, self.settings.max_patterns, "distinct patterns on this emitter")
         group = PatternListeners(subject=subject, name_start=self._name_start, counters=self.counters,
                                  new_id=self.new_id, on_removed=self._listener_removed,
                                  pending_limit=self.settings.pending_limit,

@@ -14,7 +14,7 @@ from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
 
 from proto.events import Event
-from shared.errors import EventTimeoutError
+from shared.errors import event_timeout
 from shared.events.bus import EventBus
 from shared.events.listeners import Callback, Transform
 from shared.events.settings import EventSettings
@@ -144,7 +144,7 @@ class EventEmitter:
                 listener_id = await self.once(pattern, resolve)
                 return await future
         except builtins.TimeoutError:
-            raise EventTimeoutError(pattern, seconds) from None
+            raise event_timeout(pattern, seconds) from None
         finally:
             if listener_id is not None:
                 self._bus.remove_listener(listener_id)

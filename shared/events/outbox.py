@@ -16,7 +16,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
 from proto.events import Event
-from shared.errors import ConnectionError, EmitBacklogError, EmitError
+from shared.errors import ConnectionError, emit_backlog, emit_failed
 from shared.events.metrics import EventCounters, EventMetrics
 
 # Errors after which the same id is published again: nothing (or nothing we heard of) was stored.
@@ -72,7 +72,7 @@ class Outbox:
     def submit(self, subject: str, payload: bytes, event: Event, *, confirm: bool,
                headers: dict[str, str] | None) -> asyncio.Future[Event]:
         if len(self) >= self._limit:
-            raise EmitBacklogError(len(self))
+            raise emit_backlog(len(self))
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Event] = loop.create_future()
         self._queue.append(PendingEmit(subject, payload, event, confirm, headers, future))
@@ -150,9 +150,9 @@ class Outbox:
         elif isinstance(exc, _RETRYABLE):
             self._retry(item, f"{type(exc).__name__} on try {item.tries} of {self._retries + 1}")
         elif isinstance(exc, nats.js.errors.APIError):
-            self._fail(item, EmitError(item.event.event, item.event.id, f"JetStream refused it: {exc.description}"))
+            self._fail(item, emit_failed(item.event.event, item.event.id, f"JetStream refused it: {exc.description}"))
         else:
-            self._fail(item, EmitError(item.event.event, item.event.id, repr(exc)))
+            self._fail(item, emit_failed(item.event.event, item.event.id, repr(exc)))
         self._wake.set()
 
     def _expire(self) -> None:
@@ -172,7 +172,7 @@ class Outbox:
 
     def _retry(self, item: PendingEmit, reason: str) -> None:
         if item.tries > self._retries or item.future.done():
-            self._fail(item, EmitError(item.event.event, item.event.id, reason))
+            self._fail(item, emit_failed(item.event.event, item.event.id, reason))
             return
         # Back off a little: a stream that did not answer (restarting, electing a leader) needs a moment.
         self._counters.retries += 1

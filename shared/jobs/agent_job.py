@@ -13,7 +13,7 @@ from nats.aio.client import Client as NATS
 from proto.jobs import AgentJobCompleted, RunAgentJob, jobs_encoder
 from proto.runs import is_run_id
 from proto.subjects import InvalidNameError, Subjects, check_event_name
-from shared.jobs.errors import InvalidJobDataError, PermanentJobError
+from shared.jobs.errors import PermanentJobError, invalid_job_data
 from shared.jobs.processor import BackgroundProcessor
 from shared.jobs.worker import current_job
 
@@ -74,7 +74,7 @@ def handle_agent_jobs(processor: BackgroundProcessor, runner: AgentRunner, *, jo
         connection = nats or processor.nats
         if event_subject is not None:
             if connection is None:
-                raise InvalidJobDataError("run_agent jobs that publish an event need a NATS connection")
+                raise invalid_job_data("run_agent jobs that publish an event need a NATS connection")
             await connection.publish(event_subject, jobs_encoder.encode(completed),
                                      headers={"Nats-Msg-Id": f"job-{ctx.job_id}"})
         result: dict[str, Any] = msgspec.to_builtins(completed)

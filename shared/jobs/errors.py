@@ -1,12 +1,10 @@
-"""Typed errors of the jobs API; each carries its wire code and survives a round trip over NATS."""
+"""The situations of the jobs API: each is the ``shared.errors`` class of its wire code with a ``kind`` and facts."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import enum
+from typing import Final
 
-import msgspec
-
-from proto.errors import Error, ErrorCode
 from shared.errors import (
     BadRequestError,
     ConflictError,
@@ -20,337 +18,177 @@ from shared.errors import (
     UnavailableError,
 )
 
-_raw_encoder = msgspec.json.Encoder()
+
+class JobErrorKind(enum.StrEnum):
+    """The situations of the jobs API, sent as ``details["kind"]``, so a round trip keeps them."""
+
+    INVALID_JOB_TYPE = "invalid_job_type"
+    UNKNOWN_JOB_TYPE = "unknown_job_type"
+    INVALID_JOB_ID = "invalid_job_id"
+    INVALID_JOB_DATA = "invalid_job_data"
+    INVALID_PRIORITY = "invalid_priority"
+    INVALID_SCHEDULE = "invalid_schedule"
+    SCHEDULE_IN_PAST = "schedule_in_past"
+    INVALID_RETRY_POLICY = "invalid_retry_policy"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    QUEUE_FULL = "queue_full"
+    JOB_NOT_FOUND = "job_not_found"
+    JOB_NOT_CANCELLABLE = "job_not_cancellable"
+    RECURRING_JOB_NOT_FOUND = "recurring_job_not_found"
+    UNKNOWN_QUEUE = "unknown_queue"
+    JOB_FAILED = "job_failed"
+    JOB_TIMEOUT = "job_timeout"
+    SCHEDULER_OVERLOADED = "scheduler_overloaded"
+    SCHEDULER_UNAVAILABLE = "scheduler_unavailable"
+    JOB_STORE_UNAVAILABLE = "job_store_unavailable"
+    JOB_NOT_REPLICATED = "job_not_replicated"
 
 
-class JobError(StreamingError):
-    """Base of every jobs error (a :class:`~raaf.errors.StreamingError`; each subclass is also the seed-named
-    class of its wire code, so ``except raaf.NotFoundError`` catches ``JobNotFoundError`` from the scheduler).
-    ``code`` is the wire code; ``kind`` names the subclass on the wire, so :meth:`from_wire` rebuilds the same
-    class with the same attributes."""
+_KINDS: Final = frozenset(JobErrorKind)
 
-    code = ErrorCode.INTERNAL
-    kind: ClassVar[str] = "job_error"
-    _kinds: ClassVar[dict[str, type[JobError]]] = {}
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        JobError._kinds[cls.kind] = cls
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-
-    def attributes(self) -> dict[str, Any]:
-        """The typed attributes, sent in the wire error's ``details``."""
-        return {}
-
-    def to_wire(self, ref: str | None = None) -> Error:
-        details = {"kind": msgspec.Raw(_raw_encoder.encode(self.kind))}
-        for key, value in self.attributes().items():
-            details[key] = msgspec.Raw(_raw_encoder.encode(value))
-        return Error(code=self.code, message=self.message, ref=ref, details=details)
-
-    @staticmethod
-    def from_wire(error: Error) -> JobError:
-        """The typed exception a wire error stands for (a :class:`RemoteJobError` when it is not a jobs error)."""
-        details = {k: msgspec.json.decode(v) for k, v in (error.details or {}).items()}
-        cls = JobError._kinds.get(str(details.pop("kind", "")))
-        if cls is not None and cls is not JobError:
-            try:
-                return cls._rebuild(error.message, details)
-            except (TypeError, ValueError):
-                pass
-        return RemoteJobError(error.code, error.message)
-
-    @classmethod
-    def _rebuild(cls, message: str, attributes: dict[str, Any]) -> JobError:
-        exc = cls.__new__(cls)
-        JobError.__init__(exc, message)
-        for key, value in attributes.items():
-            setattr(exc, key, value)
-        return exc
+# The seed's names: each is the class of its wire code, so ``except JobNotFoundError`` catches any not-found error;
+# ``.kind`` tells the situations apart.
+JobError = StreamingError
+RemoteJobError = StreamingError  # a wire error that is no jobs situation arrives as the class of its code
+InvalidJobTypeError = InvalidNameError
+UnknownJobTypeError = BadRequestError
+InvalidJobIdError = InvalidNameError
+InvalidJobDataError = BadRequestError
+InvalidPriorityError = BadRequestError
+InvalidScheduleError = BadRequestError
+ScheduleInPastError = BadRequestError
+InvalidRetryPolicyError = BadRequestError
+PayloadTooLargeError = TooLargeError
+QueueFullError = OverloadedError
+JobNotFoundError = NotFoundError
+JobNotCancellableError = ConflictError
+RecurringJobNotFoundError = NotFoundError
+UnknownQueueError = NotFoundError
+JobFailedError = ConflictError
+JobTimeoutError = TimeoutError
+SchedulerOverloadedError = OverloadedError
+SchedulerUnavailableError = UnavailableError
+JobStoreUnavailableError = ConnectionError
+JobNotReplicatedError = ConnectionError
+PermanentJobError = BadRequestError  # raised by a handler to fail its job at once: no retry, straight to dead
 
 
-class RemoteJobError(JobError):
-    """A wire error that no local class stands for."""
-
-    kind = "remote"
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.remote_code = code
+def is_jobs_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is one of the jobs API's situations."""
+    return isinstance(exc, StreamingError) and exc.kind in _KINDS
 
 
-class InvalidJobTypeError(JobError, InvalidNameError):
-    code = ErrorCode.INVALID_NAME
-    kind = "invalid_job_type"
-
-    def __init__(self, job_type: str, reason: str) -> None:
-        super().__init__(f"invalid job type {job_type!r}: {reason}")
-        self.job_type = job_type
-        self.reason = reason
-
-    def attributes(self) -> dict[str, Any]:
-        return {"job_type": self.job_type, "reason": self.reason}
+def is_permanent(exc: BaseException) -> bool:
+    """Whether a handler's exception fails its job without a retry: a ``PermanentJobError`` (any bad request, a
+    result that is not JSON among them) or a jobs situation; retrying either cannot help."""
+    return isinstance(exc, BadRequestError) or is_jobs_error(exc)
 
 
-class UnknownJobTypeError(JobError, BadRequestError):
+def invalid_job_type(job_type: str, reason: str) -> InvalidNameError:
+    return InvalidNameError(f"invalid job type {job_type!r}: {reason}", kind=JobErrorKind.INVALID_JOB_TYPE,
+                            details={"job_type": job_type, "reason": reason})
+
+
+def unknown_job_type(job_type: str) -> BadRequestError:
     """No worker has registered a handler for this type (and the queue requires known types)."""
-
-    code = ErrorCode.BAD_REQUEST
-    kind = "unknown_job_type"
-
-    def __init__(self, job_type: str) -> None:
-        super().__init__(f"unknown job type {job_type!r}: no worker handles it")
-        self.job_type = job_type
-
-    def attributes(self) -> dict[str, Any]:
-        return {"job_type": self.job_type}
+    return BadRequestError(f"unknown job type {job_type!r}: no worker handles it", kind=JobErrorKind.UNKNOWN_JOB_TYPE,
+                           details={"job_type": job_type})
 
 
-class InvalidJobIdError(JobError, InvalidNameError):
-    code = ErrorCode.INVALID_NAME
-    kind = "invalid_job_id"
-
-    def __init__(self, job_id: str, reason: str) -> None:
-        super().__init__(f"invalid job id {job_id!r}: {reason}")
-        self.job_id = job_id
-        self.reason = reason
-
-    def attributes(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "reason": self.reason}
+def invalid_job_id(job_id: str, reason: str) -> InvalidNameError:
+    return InvalidNameError(f"invalid job id {job_id!r}: {reason}", kind=JobErrorKind.INVALID_JOB_ID,
+                            details={"job_id": job_id, "reason": reason})
 
 
-class InvalidJobDataError(JobError, BadRequestError):
+def invalid_job_data(reason: str) -> BadRequestError:
     """Job data (or a handler's result) that cannot be encoded as JSON."""
-
-    code = ErrorCode.BAD_REQUEST
-    kind = "invalid_job_data"
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"job data is not JSON: {reason}")
-        self.reason = reason
-
-    def attributes(self) -> dict[str, Any]:
-        return {"reason": self.reason}
+    return BadRequestError(f"job data is not JSON: {reason}", kind=JobErrorKind.INVALID_JOB_DATA,
+                           details={"reason": reason})
 
 
-class InvalidPriorityError(JobError, BadRequestError):
-    code = ErrorCode.BAD_REQUEST
-    kind = "invalid_priority"
-
-    def __init__(self, priority: str) -> None:
-        super().__init__(f"invalid priority {priority!r}: expected high, normal or low")
-        self.priority = priority
-
-    def attributes(self) -> dict[str, Any]:
-        return {"priority": self.priority}
+def invalid_priority(priority: str) -> BadRequestError:
+    return BadRequestError(f"invalid priority {priority!r}: expected high, normal or low",
+                           kind=JobErrorKind.INVALID_PRIORITY, details={"priority": priority})
 
 
-class InvalidScheduleError(JobError, BadRequestError):
+def invalid_schedule(reason: str) -> BadRequestError:
     """A run time or cron expression that cannot be used."""
-
-    code = ErrorCode.BAD_REQUEST
-    kind = "invalid_schedule"
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"invalid schedule: {reason}")
-        self.reason = reason
-
-    def attributes(self) -> dict[str, Any]:
-        return {"reason": self.reason}
+    return BadRequestError(f"invalid schedule: {reason}", kind=JobErrorKind.INVALID_SCHEDULE,
+                           details={"reason": reason})
 
 
-class ScheduleInPastError(InvalidScheduleError):
-    kind = "schedule_in_past"
-
-    def __init__(self, run_at: float, now: float) -> None:
-        super().__init__(f"run_at {run_at:.3f} is {now - run_at:.3f}s in the past")
-        self.run_at = run_at
-        self.now = now
-
-    def attributes(self) -> dict[str, Any]:
-        return {"reason": self.reason, "run_at": self.run_at, "now": self.now}
+def schedule_in_past(run_at: float, now: float) -> BadRequestError:
+    reason = f"run_at {run_at:.3f} is {now - run_at:.3f}s in the past"
+    return BadRequestError(f"invalid schedule: {reason}", kind=JobErrorKind.SCHEDULE_IN_PAST,
+                           details={"reason": reason, "run_at": run_at, "now": now})
 
 
-class InvalidRetryPolicyError(JobError, BadRequestError):
-    code = ErrorCode.BAD_REQUEST
-    kind = "invalid_retry_policy"
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"invalid retry policy: {reason}")
-        self.reason = reason
-
-    def attributes(self) -> dict[str, Any]:
-        return {"reason": self.reason}
+def invalid_retry_policy(reason: str) -> BadRequestError:
+    return BadRequestError(f"invalid retry policy: {reason}", kind=JobErrorKind.INVALID_RETRY_POLICY,
+                           details={"reason": reason})
 
 
-class PayloadTooLargeError(JobError, TooLargeError):
-    code = ErrorCode.TOO_LARGE
-    kind = "payload_too_large"
-
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"payload is {size} bytes; the limit is {limit}")
-        self.size = size
-        self.limit = limit
-
-    def attributes(self) -> dict[str, Any]:
-        return {"size": self.size, "limit": self.limit}
+def payload_too_large(size: int, limit: int) -> TooLargeError:
+    return TooLargeError(f"payload is {size} bytes; the limit is {limit}", kind=JobErrorKind.PAYLOAD_TOO_LARGE,
+                         details={"size": size, "limit": limit})
 
 
-class QueueFullError(JobError, OverloadedError):
+def queue_full(job_type: str, limit: int, what: str = "queue") -> OverloadedError:
     """The type's ready queue (or the scheduled set) is at its configured depth."""
-
-    code = ErrorCode.OVERLOADED
-    kind = "queue_full"
-
-    def __init__(self, job_type: str, limit: int, what: str = "queue") -> None:
-        super().__init__(f"{what} of {job_type!r} is full ({limit} jobs); try later")
-        self.job_type = job_type
-        self.limit = limit
-        self.what = what
-
-    def attributes(self) -> dict[str, Any]:
-        return {"job_type": self.job_type, "limit": self.limit, "what": self.what}
+    return OverloadedError(f"{what} of {job_type!r} is full ({limit} jobs); try later", kind=JobErrorKind.QUEUE_FULL,
+                           details={"job_type": job_type, "limit": limit, "what": what})
 
 
-class JobNotFoundError(JobError, NotFoundError):
-    code = ErrorCode.NOT_FOUND
-    kind = "job_not_found"
-
-    def __init__(self, job_id: str) -> None:
-        super().__init__(f"no job {job_id!r}")
-        self.job_id = job_id
-
-    def attributes(self) -> dict[str, Any]:
-        return {"job_id": self.job_id}
+def job_not_found(job_id: str) -> NotFoundError:
+    return NotFoundError(f"no job {job_id!r}", kind=JobErrorKind.JOB_NOT_FOUND, details={"job_id": job_id})
 
 
-class JobNotCancellableError(JobError, ConflictError):
-    code = ErrorCode.CONFLICT
-    kind = "job_not_cancellable"
-
-    def __init__(self, job_id: str, status: str) -> None:
-        super().__init__(f"job {job_id!r} is {status}; only queued, scheduled or running jobs can be cancelled")
-        self.job_id = job_id
-        self.status = status
-
-    def attributes(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "status": self.status}
+def job_not_cancellable(job_id: str, status: str) -> ConflictError:
+    return ConflictError(f"job {job_id!r} is {status}; only queued, scheduled or running jobs can be cancelled",
+                         kind=JobErrorKind.JOB_NOT_CANCELLABLE, details={"job_id": job_id, "status": status})
 
 
-class RecurringJobNotFoundError(JobError, NotFoundError):
-    code = ErrorCode.NOT_FOUND
-    kind = "recurring_job_not_found"
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"no recurring schedule {name!r}")
-        self.name = name
-
-    def attributes(self) -> dict[str, Any]:
-        return {"name": self.name}
+def recurring_job_not_found(name: str) -> NotFoundError:
+    return NotFoundError(f"no recurring schedule {name!r}", kind=JobErrorKind.RECURRING_JOB_NOT_FOUND,
+                         details={"name": name})
 
 
-class UnknownQueueError(JobError, NotFoundError):
-    code = ErrorCode.NOT_FOUND
-    kind = "unknown_queue"
-
-    def __init__(self, queue: str) -> None:
-        super().__init__(f"this scheduler does not serve queue {queue!r} (JOBS_QUEUES)")
-        self.queue = queue
-
-    def attributes(self) -> dict[str, Any]:
-        return {"queue": self.queue}
+def unknown_queue(queue: str) -> NotFoundError:
+    return NotFoundError(f"this scheduler does not serve queue {queue!r} (JOBS_QUEUES)",
+                         kind=JobErrorKind.UNKNOWN_QUEUE, details={"queue": queue})
 
 
-class JobFailedError(JobError, ConflictError):
+def job_failed(job_id: str, status: str, error: str | None) -> ConflictError:
     """Asked for the result of a job that ended dead or cancelled."""
-
-    code = ErrorCode.CONFLICT
-    kind = "job_failed"
-
-    def __init__(self, job_id: str, status: str, error: str | None) -> None:
-        super().__init__(f"job {job_id!r} is {status}: {error or 'no error recorded'}")
-        self.job_id = job_id
-        self.status = status
-        self.error = error
-
-    def attributes(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "status": self.status, "error": self.error}
+    return ConflictError(f"job {job_id!r} is {status}: {error or 'no error recorded'}", kind=JobErrorKind.JOB_FAILED,
+                         details={"job_id": job_id, "status": status, "error": error})
 
 
-class JobTimeoutError(JobError, TimeoutError):
-    code = ErrorCode.TIMEOUT
-    kind = "job_timeout"
-
-    def __init__(self, job_id: str, timeout: float) -> None:
-        super().__init__(f"job {job_id!r} did not finish within {timeout}s")
-        self.job_id = job_id
-        self.timeout = timeout
-
-    def attributes(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "timeout": self.timeout}
+def job_timeout(job_id: str, timeout: float) -> TimeoutError:
+    return TimeoutError(f"job {job_id!r} did not finish within {timeout}s", kind=JobErrorKind.JOB_TIMEOUT,
+                        details={"job_id": job_id, "timeout": timeout})
 
 
-class SchedulerOverloadedError(JobError, OverloadedError):
-    code = ErrorCode.OVERLOADED
-    kind = "scheduler_overloaded"
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"scheduler is handling {limit} requests (JOBS_MAX_INFLIGHT_REQUESTS); try later")
-        self.limit = limit
-
-    def attributes(self) -> dict[str, Any]:
-        return {"limit": self.limit}
+def scheduler_overloaded(limit: int) -> OverloadedError:
+    return OverloadedError(f"scheduler is handling {limit} requests (JOBS_MAX_INFLIGHT_REQUESTS); try later",
+                           kind=JobErrorKind.SCHEDULER_OVERLOADED, details={"limit": limit})
 
 
-class SchedulerUnavailableError(JobError, UnavailableError):
+def scheduler_unavailable(reason: str) -> UnavailableError:
     """No scheduler answered over NATS (none running, or draining)."""
-
-    code = ErrorCode.UNAVAILABLE
-    kind = "scheduler_unavailable"
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"scheduler unavailable: {reason}")
-        self.reason = reason
-
-    def attributes(self) -> dict[str, Any]:
-        return {"reason": self.reason}
+    return UnavailableError(f"scheduler unavailable: {reason}", kind=JobErrorKind.SCHEDULER_UNAVAILABLE,
+                            details={"reason": reason})
 
 
-class JobStoreUnavailableError(JobError, ConnectionError):
+def job_store_unavailable(reason: str) -> ConnectionError:
     """Redis could not be reached; nothing was written."""
-
-    code = ErrorCode.CONNECTION_ERROR
-    kind = "job_store_unavailable"
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"job store (Redis) unavailable: {reason}")
-        self.reason = reason
-
-    def attributes(self) -> dict[str, Any]:
-        return {"reason": self.reason}
+    return ConnectionError(f"job store (Redis) unavailable: {reason}", kind=JobErrorKind.JOB_STORE_UNAVAILABLE,
+                           details={"reason": reason})
 
 
-class JobNotReplicatedError(JobStoreUnavailableError):
+def job_not_replicated(wanted: int, confirmed: int, timeout: float) -> ConnectionError:
     """The primary wrote it, but fewer replicas than ``REDIS_WAIT_REPLICAS`` confirmed it in time: a failover now
     could lose it. Retrying with the same job id is safe (an enqueue of an existing id writes nothing)."""
-
-    kind = "job_not_replicated"
-
-    def __init__(self, wanted: int, confirmed: int, timeout: float) -> None:
-        JobError.__init__(self, f"job store (Redis) unavailable: {confirmed} of {wanted} replicas confirmed the "
-                                f"write within {timeout:g}s")
-        self.reason = "not replicated"
-        self.wanted = wanted
-        self.confirmed = confirmed
-
-    def attributes(self) -> dict[str, Any]:
-        return {"reason": self.reason, "wanted": self.wanted, "confirmed": self.confirmed}
-
-
-class PermanentJobError(JobError, BadRequestError):
-    """Raised by a handler to fail its job at once: no retry, straight to the dead-letter store."""
-
-    code = ErrorCode.BAD_REQUEST
-    kind = "permanent_job_error"
+    return ConnectionError(f"job store (Redis) unavailable: {confirmed} of {wanted} replicas confirmed the write "
+                           f"within {timeout:g}s", kind=JobErrorKind.JOB_NOT_REPLICATED,
+                           details={"reason": "not replicated", "wanted": wanted, "confirmed": confirmed})

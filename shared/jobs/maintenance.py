@@ -9,7 +9,8 @@ import time
 from typing import Any
 
 from proto.jobs import JobCancelled, JobDead, JobEnqueued, JobRetried
-from shared.jobs.errors import JobError, JobStoreUnavailableError
+from shared.errors import StreamingError
+from shared.jobs.errors import JobStoreUnavailableError
 from shared.jobs.events import JobSignals
 from shared.jobs.metrics import SchedulerMetrics
 from shared.jobs.store import Enqueued, JobStore
@@ -105,7 +106,7 @@ class QueueMaintainer:
 
         fired, next_recurring_ms = await self.store.fire_due_recurring()
         for spec, result in fired:
-            if isinstance(result, JobError):
+            if isinstance(result, StreamingError):
                 log.warning("recurring %s not enqueued: %s", spec.name, result)
                 continue
             if self.metrics is not None:

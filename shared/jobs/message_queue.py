@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared.jobs.errors import JobStoreUnavailableError, QueueFullError
+from shared.jobs.errors import JobStoreUnavailableError, job_store_unavailable, queue_full
 from shared.jobs.model import check_queue_name, encode_data
 from shared.redisconn import RedisClient, connect_redis, register_script
 from shared.service import settings as runtime
@@ -121,7 +121,7 @@ class MessageQueue:
             return []
         ids = await self._call(lambda: self._push(keys=[self.key], args=[self.max_length, *payloads]))
         if not ids:
-            raise QueueFullError(self.name, self.max_length, "message queue")
+            raise queue_full(self.name, self.max_length, "message queue")
         return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
     # ---- consuming -----------------------------------------------------------------------------------------------
@@ -284,4 +284,4 @@ class MessageQueue:
             if isinstance(exc, ResponseError):
                 raise
             self._group_ready = False  # after a Redis restart without persistence the group may be gone
-            raise JobStoreUnavailableError(str(exc) or type(exc).__name__) from exc
+            raise job_store_unavailable(str(exc) or type(exc).__name__) from exc

@@ -16,14 +16,14 @@ from croniter import croniter
 
 from proto.jobs import Priority
 from shared.jobs.errors import (
-    InvalidJobDataError,
-    InvalidJobIdError,
-    InvalidJobTypeError,
-    InvalidPriorityError,
-    InvalidRetryPolicyError,
-    InvalidScheduleError,
-    PayloadTooLargeError,
-    ScheduleInPastError,
+    invalid_job_data,
+    invalid_job_id,
+    invalid_job_type,
+    invalid_priority,
+    invalid_retry_policy,
+    invalid_schedule,
+    payload_too_large,
+    schedule_in_past,
 )
 from shared.tracing import traceparent
 
@@ -83,13 +83,13 @@ class NewJob:
 
 def check_job_type(job_type: object) -> str:
     if not isinstance(job_type, str) or not _JOB_TYPE.fullmatch(job_type):
-        raise InvalidJobTypeError(str(job_type), "1-128 letters, digits, '_', '-' or '.'")
+        raise invalid_job_type(str(job_type), "1-128 letters, digits, '_', '-' or '.'")
     return job_type
 
 
 def check_job_id(job_id: object) -> str:
     if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
-        raise InvalidJobIdError(str(job_id), "1-200 letters, digits, '_', '-', '.' or ':'")
+        raise invalid_job_id(str(job_id), "1-200 letters, digits, '_', '-', '.' or ':'")
     return job_id
 
 
@@ -105,7 +105,7 @@ def check_priority(priority: object) -> Priority:
     try:
         return Priority(str(priority).lstrip(":"))  # the seed writes :high
     except ValueError:
-        raise InvalidPriorityError(str(priority)) from None
+        raise invalid_priority(str(priority)) from None
 
 
 def encode_data(data: Any, limit: int) -> bytes:
@@ -113,12 +113,12 @@ def encode_data(data: Any, limit: int) -> bytes:
     try:
         raw = data if isinstance(data, msgspec.Raw) else _encoder.encode(data)
     except (TypeError, msgspec.EncodeError, OverflowError) as exc:
-        raise InvalidJobDataError(str(exc)) from None
+        raise invalid_job_data(str(exc)) from None
     raw = bytes(raw)
     if not _finite(data):
-        raise InvalidJobDataError("NaN and infinity are not JSON")
+        raise invalid_job_data("NaN and infinity are not JSON")
     if limit and len(raw) > limit:
-        raise PayloadTooLargeError(len(raw), limit)
+        raise payload_too_large(len(raw), limit)
     return raw
 
 
@@ -144,10 +144,10 @@ def check_cron_interval(expression: str, min_seconds: float, *, setting: str = "
         times = croniter(expression, time.time()).all_next(float)
         fires = [next(times) for _ in range(6)]
     except (ValueError, KeyError, TypeError):
-        raise InvalidScheduleError(f"not a cron expression: {expression!r}") from None
+        raise invalid_schedule(f"not a cron expression: {expression!r}") from None
     gap = min(b - a for a, b in itertools.pairwise(fires))
     if gap < min_seconds:
-        raise InvalidScheduleError(f"cron {expression!r} fires every {gap:.0f}s; the least allowed is "
+        raise invalid_schedule(f"cron {expression!r} fires every {gap:.0f}s; the least allowed is "
                                    f"{min_seconds:.0f}s ({setting})")
 
 
@@ -155,37 +155,37 @@ def check_retry(retry_count: int | None, retry_delay: float | None, default: Ret
     count = default.retry_count if retry_count is None else retry_count
     delay = default.retry_delay if retry_delay is None else retry_delay
     if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_RETRY_COUNT:
-        raise InvalidRetryPolicyError(f"retry_count must be an integer 0..{MAX_RETRY_COUNT}")
+        raise invalid_retry_policy(f"retry_count must be an integer 0..{MAX_RETRY_COUNT}")
     if isinstance(delay, bool) or not isinstance(delay, int | float) or not math.isfinite(delay) \
             or not 0 <= delay <= MAX_RETRY_DELAY:
-        raise InvalidRetryPolicyError(f"retry_delay must be 0..{MAX_RETRY_DELAY:.0f} seconds")
+        raise invalid_retry_policy(f"retry_delay must be 0..{MAX_RETRY_DELAY:.0f} seconds")
     return count, float(delay)
 
 
 def run_time(at: datetime | float | None, in_: float | None, *, now: float | None = None) -> tuple[int, int]:
     """``(run_at_ms, delay_ms)`` for ``at=`` (absolute) or ``in_=`` (seconds from now); past times are errors."""
     if at is not None and in_ is not None:
-        raise InvalidScheduleError("give at= or in_=, not both")
+        raise invalid_schedule("give at= or in_=, not both")
     if in_ is not None:
         if isinstance(in_, bool) or not isinstance(in_, int | float) or not math.isfinite(in_):
-            raise InvalidScheduleError("in_ must be a finite number of seconds")
+            raise invalid_schedule("in_ must be a finite number of seconds")
         if in_ < 0:
             current = time.time() if now is None else now
-            raise ScheduleInPastError(current + in_, current)
+            raise schedule_in_past(current + in_, current)
         return 0, round(in_ * 1000)
     if at is None:
         return 0, 0
     if isinstance(at, datetime):
         if at.tzinfo is None:
-            raise InvalidScheduleError("at= must be timezone-aware (or unix seconds)")
+            raise invalid_schedule("at= must be timezone-aware (or unix seconds)")
         stamp = at.timestamp()
     elif isinstance(at, int | float) and not isinstance(at, bool) and math.isfinite(at):
         stamp = float(at)
     else:
-        raise InvalidScheduleError("at= must be a datetime or unix seconds")
+        raise invalid_schedule("at= must be a datetime or unix seconds")
     current = time.time() if now is None else now
     if stamp < current:
-        raise ScheduleInPastError(stamp, current)
+        raise schedule_in_past(stamp, current)
     return round(stamp * 1000), 0
 
 

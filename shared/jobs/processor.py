@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from proto.jobs import JobInfo, JobStatus, Priority, RecurringJob
 from proto.subjects import Subjects
-from shared.jobs.errors import InvalidScheduleError
+from shared.jobs.errors import invalid_schedule
 from shared.jobs.events import JobSignals
 from shared.jobs.maintenance import QueueMaintainer
 from shared.jobs.metrics import WorkerMetrics
@@ -156,7 +156,8 @@ class BackgroundProcessor:
         """Register the handler of a job type: ``processor.handle_job("t", fn)`` or ``@processor.handle_job("t")``.
 
         The handler gets the job's data (decoded JSON) and may be ``async`` or plain (run in a thread). Its return
-        value is stored as the job's result; raising retries the job (``PermanentJobError``: no retry). Inside it,
+        value is stored as the job's result; raising retries the job (``PermanentJobError``, which is any
+        ``BadRequestError``, or a jobs error: no retry). Inside it,
         ``current_job()`` tells which job and attempt this is.
         """
         check_job_type(job_type)
@@ -299,7 +300,7 @@ class BackgroundProcessor:
                            retry_delay: float | None = None) -> str:
         """Enqueue a job to run at ``at`` (aware datetime or unix seconds) or in ``in_`` seconds; returns its id."""
         if at is None and in_ is None:
-            raise InvalidScheduleError("schedule_job needs at= or in_=")
+            raise invalid_schedule("schedule_job needs at= or in_=")
         queue = await self._connect()
         job = queue.build(job_type, data, priority=priority, job_id=job_id, at=at, in_=in_,
                           retry_count=retry_count, retry_delay=retry_delay,

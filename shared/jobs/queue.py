@@ -23,14 +23,14 @@ from proto.jobs import (
     Priority,
     RecurringJob,
 )
+from shared.errors import StreamingError
 from shared.jobs.batching import Batcher
 from shared.jobs.errors import (
-    JobError,
-    JobFailedError,
-    JobNotCancellableError,
-    JobNotFoundError,
-    JobTimeoutError,
-    RecurringJobNotFoundError,
+    job_failed,
+    job_not_cancellable,
+    job_not_found,
+    job_timeout,
+    recurring_job_not_found,
 )
 from shared.jobs.events import JobSignals
 from shared.jobs.model import NewJob, RetryPolicy, check_job_id, check_job_type, check_priority, check_retry, new_job
@@ -48,7 +48,8 @@ class JobQueue:
         self.signals = signals
         self.retry = retry
         self.name = store.queue
-        self._enqueuer: Batcher[NewJob, Enqueued | JobError] = Batcher(self._write, max_batch=500, max_in_flight=2)
+        self._enqueuer: Batcher[NewJob, Enqueued | StreamingError] = Batcher(self._write, max_batch=500,
+                                                                            max_in_flight=2)
 
     # ---- enqueueing ----------------------------------------------------------------------------------------------
 
@@ -63,18 +64,18 @@ class JobQueue:
     async def enqueue(self, job: NewJob) -> Enqueued:
         """Write the job (batched with concurrent callers); raises a typed error when it was refused."""
         result = await self._enqueuer.submit(job)
-        if isinstance(result, JobError):
+        if isinstance(result, StreamingError):
             raise result
         return result
 
-    async def _write(self, jobs: Sequence[NewJob]) -> list[Enqueued | JobError]:
+    async def _write(self, jobs: Sequence[NewJob]) -> list[Enqueued | StreamingError]:
         results = await self.store.enqueue_many(jobs)
         ready: dict[str, int] = {}
         events = []
         earliest = 0
         now = time.time()
         for result in results:
-            if isinstance(result, JobError) or result.duplicate:
+            if isinstance(result, StreamingError) or result.duplicate:
                 continue
             if result.status is JobStatus.QUEUED:
                 ready[result.job_type] = ready.get(result.job_type, 0) + 1
@@ -98,7 +99,7 @@ class JobQueue:
     async def get(self, job_id: str) -> JobInfo:
         info = await self.store.get(check_job_id(job_id))
         if info is None:
-            raise JobNotFoundError(job_id)
+            raise job_not_found(job_id)
         return info
 
     async def wait(self, job_id: str, timeout: float, poll: float = 0.02) -> JobInfo:
@@ -109,14 +110,14 @@ class JobQueue:
             if info.status in FINAL:
                 return info
             if time.monotonic() >= deadline:
-                raise JobTimeoutError(job_id, timeout)
+                raise job_timeout(job_id, timeout)
             await asyncio.sleep(min(poll, max(0.0, deadline - time.monotonic())))
             poll = min(poll * 1.5, 0.5)
 
     async def result(self, job_id: str, timeout: float = 0.0) -> Any:
         info = await self.wait(job_id, timeout)
         if info.status is not JobStatus.SUCCEEDED:
-            raise JobFailedError(job_id, info.status.value, info.error)
+            raise job_failed(job_id, info.status.value, info.error)
         return _decoder.decode(info.result)
 
     # ---- changing ------------------------------------------------------------------------------------------------
@@ -126,9 +127,9 @@ class JobQueue:
         until then). Returns the status after the call."""
         outcome, status, job_type = await self.store.cancel(check_job_id(job_id))
         if outcome == "not_found":
-            raise JobNotFoundError(job_id)
+            raise job_not_found(job_id)
         if outcome == "final":
-            raise JobNotCancellableError(job_id, status)
+            raise job_not_cancellable(job_id, status)
         if outcome == "cancelled":
             await self.signals.event(JobCancelled(queue=self.name, job_id=job_id, job_type=job_type,
                                                   at=time.time()))
@@ -179,7 +180,7 @@ class JobQueue:
 
     async def remove_recurring(self, name: str) -> None:
         if not await self.store.remove_recurring(name):
-            raise RecurringJobNotFoundError(name)
+            raise recurring_job_not_found(name)
 
     async def list_recurring(self) -> list[RecurringJob]:
         return await self.store.list_recurring()

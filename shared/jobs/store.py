@@ -16,14 +16,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from proto.jobs import NULL, JobInfo, JobStatus, Priority, RecurringJob, jobs_encoder, recurring_job_decoder
+from shared.errors import StreamingError
 from shared.jobs import scripts
 from shared.jobs.errors import (
-    InvalidScheduleError,
-    JobError,
-    JobNotReplicatedError,
     JobStoreUnavailableError,
-    QueueFullError,
-    UnknownJobTypeError,
+    invalid_schedule,
+    job_not_replicated,
+    job_store_unavailable,
+    queue_full,
+    unknown_job_type,
 )
 from shared.jobs.model import JobLimits, NewJob, check_queue_name
 from shared.redisconn import RedisClient, eval_and_wait, register_script
@@ -174,7 +175,7 @@ class JobStore:
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             if self.on_unavailable is not None:
                 self.on_unavailable()
-            raise JobStoreUnavailableError(str(exc) or type(exc).__name__) from exc
+            raise job_store_unavailable(str(exc) or type(exc).__name__) from exc
 
     async def _run(self, script: AsyncScript, args: Sequence[Any], keys: Sequence[str] = ()) -> Any:
         # A script that names no key still names the queue's tag, so a cluster client sends it to the right node.
@@ -198,14 +199,14 @@ class JobStore:
             if undo is not None:
                 with contextlib.suppress(JobStoreUnavailableError):
                     await undo(reply)
-            raise JobNotReplicatedError(wanted, confirmed, self.limits.wait_timeout)
+            raise job_not_replicated(wanted, confirmed, self.limits.wait_timeout)
         return reply
 
     # ---- producing -------------------------------------------------------------------------------------------
 
-    async def enqueue_many(self, jobs: Sequence[NewJob]) -> list[Enqueued | JobError]:
+    async def enqueue_many(self, jobs: Sequence[NewJob]) -> list[Enqueued | StreamingError]:
         """Write each job unless its id exists; each job is written whole or not at all."""
-        results: list[Enqueued | JobError] = []
+        results: list[Enqueued | StreamingError] = []
         for start in range(0, len(jobs), ENQUEUE_CHUNK):
             chunk = jobs[start : start + ENQUEUE_CHUNK]
             args: list[Any] = [self.limits.max_queue_depth, self.limits.max_scheduled,
@@ -220,20 +221,20 @@ class JobStore:
                 results.append(self._enqueue_result(job, code, status, run_at))
         return results
 
-    def _enqueue_result(self, job: NewJob, code: str, status: str, run_at: int) -> Enqueued | JobError:
+    def _enqueue_result(self, job: NewJob, code: str, status: str, run_at: int) -> Enqueued | StreamingError:
         if code == "ok":
             return Enqueued(job.job_id, JobStatus(status), False, run_at, job.job_type, job.priority)
         if code == "duplicate":
             return Enqueued(job.job_id, JobStatus(status), True, run_at, job.job_type, job.priority)
         if code == "unknown_type":
-            return UnknownJobTypeError(job.job_type)
+            return unknown_job_type(job.job_type)
         if code == "scheduled_full":
-            return QueueFullError(job.job_type, self.limits.max_scheduled, "scheduled set")
-        return QueueFullError(job.job_type, self.limits.max_queue_depth)
+            return queue_full(job.job_type, self.limits.max_scheduled, "scheduled set")
+        return queue_full(job.job_type, self.limits.max_queue_depth)
 
     async def enqueue(self, job: NewJob) -> Enqueued:
         result = (await self.enqueue_many([job]))[0]
-        if isinstance(result, JobError):
+        if isinstance(result, StreamingError):
             raise result
         return result
 
@@ -398,7 +399,7 @@ class JobStore:
     async def add_recurring(self, spec: RecurringJob) -> RecurringJob:
         """Create or replace a cron schedule; its first run is the next cron time from now."""
         if not _RECURRING_NAME.fullmatch(spec.name):
-            raise InvalidScheduleError(f"recurring name {spec.name!r}: 1-100 letters, digits, '_', '-' or '.'")
+            raise invalid_schedule(f"recurring name {spec.name!r}: 1-100 letters, digits, '_', '-' or '.'")
         now = datetime.now(UTC)
         first = next_cron_time(spec.cron, now.timestamp())
         stored = msgspec.structs.replace(spec, next_run_at=first)
@@ -425,11 +426,12 @@ class JobStore:
         specs: list[RecurringJob] = await self._guard(read)
         return specs
 
-    async def fire_due_recurring(self, limit: int = 100) -> tuple[list[tuple[RecurringJob, Enqueued | JobError]], int]:
+    async def fire_due_recurring(self, limit: int = 100
+                                 ) -> tuple[list[tuple[RecurringJob, Enqueued | StreamingError]], int]:
         """Enqueue every due recurring job once (safe with many schedulers); returns them and the next due ms."""
         reply = await self._run(self._due_recurring, [limit])
         now_ms, next_ms = int(reply[0]), int(reply[1])
-        fired: list[tuple[RecurringJob, Enqueued | JobError]] = []
+        fired: list[tuple[RecurringJob, Enqueued | StreamingError]] = []
         for i in range(2, len(reply), 2):
             name, due_ms = _s(reply[i]), int(float(reply[i + 1]))
             cron_key = f"{self.base}cron"
@@ -456,6 +458,6 @@ class JobStore:
 def next_cron_time(expression: str, after: float) -> float:
     """The first cron time strictly after ``after`` (unix seconds, UTC); six fields put seconds last."""
     if not isinstance(expression, str) or not croniter.is_valid(expression):
-        raise InvalidScheduleError(f"not a cron expression: {expression!r}")
+        raise invalid_schedule(f"not a cron expression: {expression!r}")
     start = datetime.fromtimestamp(after, UTC)
     return float(croniter(expression, start).get_next(float))

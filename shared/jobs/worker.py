@@ -29,8 +29,9 @@ from proto.jobs import (
     job_cancel_decoder,
 )
 from proto.subjects import Subjects
+from shared.errors import StreamingError
 from shared.jobs.batching import Batcher
-from shared.jobs.errors import JobError, JobStoreUnavailableError
+from shared.jobs.errors import JobStoreUnavailableError, is_permanent
 from shared.jobs.events import JobSignals
 from shared.jobs.metrics import WorkerMetrics
 from shared.jobs.model import RetryPolicy, encode_data
@@ -195,7 +196,7 @@ class JobWorker:
             self._held.pop(held.job.job_id, None)
         try:
             await self.store.release([(h.job.job_id, h.job.token) for h in back])
-        except JobError as exc:
+        except StreamingError as exc:
             log.warning("could not hand back %d jobs (%s); they return when their leases expire", len(back), exc)
         if self.metrics is not None:
             for held in back:
@@ -348,11 +349,11 @@ class JobWorker:
             if held.stop_reason is None:  # the worker itself is being torn down
                 held.stop_reason = "handback"
             return held.stop_reason, None
-        except JobError as exc:  # PermanentJobError, or a result that is not JSON: retrying cannot help
-            return "permanent", exc  # (before TimeoutError: JobTimeoutError is a raaf.TimeoutError too)
-        except TimeoutError:
-            return "error", f"TimeoutError: handler ran longer than {spec.timeout}s"
         except Exception as exc:
+            if is_permanent(exc):  # checked first: a job_timeout is a TimeoutError too
+                return "permanent", exc
+            if isinstance(exc, TimeoutError):
+                return "error", f"TimeoutError: handler ran longer than {spec.timeout}s"
             return "error", f"{type(exc).__name__}: {exc}"
         finally:
             _current.reset(token)

@@ -21,7 +21,7 @@ from nats.js.errors import NotFoundError
 from proto.errors import ErrorCode
 from proto.runs import TERMINAL_EVENTS, RunEvent, RunFailed, run_event_decoder, runs_encoder
 from proto.subjects import Subjects
-from shared.errors import RunIdTaken
+from shared.errors import run_id_taken
 from shared.nats.conn import barrier
 from shared.nats.jsacks import AckInbox
 from shared.tracing import TRACING, trace_headers
@@ -142,7 +142,7 @@ class RunLog:
             ack = await self.js.publish(subject, payload, timeout=timeout, headers=headers)
         except nats.js.errors.APIError as exc:
             if first and exc.err_code == WRONG_LAST_SEQUENCE:
-                raise RunIdTaken(run_id) from None
+                raise run_id_taken(run_id) from None
             raise
         return not ack.duplicate
 

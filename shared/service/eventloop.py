@@ -12,7 +12,7 @@ import importlib.util
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, TypeVar
 
-from shared.errors import EventLoopUnavailable
+from shared.errors import EventLoopUnavailable, event_loop_unavailable
 
 EVENT_LOOPS: Final = ("auto", "uvloop", "asyncio")
 
@@ -32,9 +32,9 @@ def resolve(choice: str) -> str:
     if choice == "auto":
         return "uvloop" if uvloop_installed() else "asyncio"
     if choice == "uvloop" and not uvloop_installed():
-        raise EventLoopUnavailable(choice, "uvloop is not installed (pip install uvloop, or choose asyncio)")
+        raise event_loop_unavailable(choice, "uvloop is not installed (pip install uvloop, or choose asyncio)")
     if choice not in EVENT_LOOPS:
-        raise EventLoopUnavailable(choice, f"expected one of {', '.join(EVENT_LOOPS)}")
+        raise event_loop_unavailable(choice, f"expected one of {', '.join(EVENT_LOOPS)}")
     return choice
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from proto.subjects import check_prefix
-from shared.errors import EventLoopUnavailable, SettingsError
+from shared.errors import EventLoopUnavailable, invalid_setting
 from shared.redisconn import parse_redis_url
 from shared.service.eventloop import EVENT_LOOPS, resolve
 from shared.tracing.settings import VARIABLES as TRACING_VARIABLES
@@ -47,7 +47,7 @@ class Env:
         try:
             number = int(value)
         except ValueError:
-            raise SettingsError(name, value, "expected an integer") from None
+            raise invalid_setting(name, value, "expected an integer") from None
         self._check_range(name, value, number, min, max)
         return number
 
@@ -60,9 +60,9 @@ class Env:
         try:
             number = float(value)
         except ValueError:
-            raise SettingsError(name, value, "expected a number") from None
+            raise invalid_setting(name, value, "expected a number") from None
         if number != number or number in (float("inf"), float("-inf")):
-            raise SettingsError(name, value, "expected a finite number")
+            raise invalid_setting(name, value, "expected a finite number")
         self._check_range(name, value, number, min, max)
         return number
 
@@ -75,12 +75,12 @@ class Env:
             return True
         if lowered in _FALSE:
             return False
-        raise SettingsError(name, value, "expected true/false (1/0, yes/no, on/off)")
+        raise invalid_setting(name, value, "expected true/false (1/0, yes/no, on/off)")
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.string(name, default)
         if value not in choices:
-            raise SettingsError(name, value, f"expected one of {', '.join(choices)}")
+            raise invalid_setting(name, value, f"expected one of {', '.join(choices)}")
         return value
 
     def items(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -97,7 +97,7 @@ class Env:
         for url in value.split(","):
             scheme, sep, rest = url.strip().partition("://")
             if not sep or scheme not in schemes or not rest:
-                raise SettingsError(name, value, f"expected a URL with scheme {' or '.join(schemes)}")
+                raise invalid_setting(name, value, f"expected a URL with scheme {' or '.join(schemes)}")
         return value
 
     @staticmethod
@@ -105,9 +105,9 @@ class Env:
         name: str, value: str, number: float, low: float | None, high: float | None
     ) -> None:
         if low is not None and number < low:
-            raise SettingsError(name, value, f"must be >= {low}")
+            raise invalid_setting(name, value, f"must be >= {low}")
         if high is not None and number > high:
-            raise SettingsError(name, value, f"must be <= {high}")
+            raise invalid_setting(name, value, f"must be <= {high}")
 
 
 @dataclass(frozen=True)
@@ -145,8 +145,8 @@ class Setting(Generic[T]):
                 self.check(value)
             except ValueError as exc:
                 # The error line is logged and printed: never with a password in it.
-                raise SettingsError(self.env, _PASSWORD_IN_URL.sub(r"\1***@", str(value)),
-                                    str(getattr(exc, "reason", exc))) from None
+                raise invalid_setting(self.env, _PASSWORD_IN_URL.sub(r"\1***@", str(value)),
+                                      str(getattr(exc, "reason", exc))) from None
         return value
 
     def _typed(self, env: Env) -> T:
@@ -219,7 +219,7 @@ class RuntimeSettings:
         try:
             resolve(event_loop)
         except EventLoopUnavailable as exc:
-            raise SettingsError("RAAF_EVENT_LOOP", event_loop, exc.reason) from None
+            raise invalid_setting("RAAF_EVENT_LOOP", event_loop, exc.reason or exc.message) from None
         return cls(
             nats_url=NATS_URL.read(env),
             redis_url=REDIS_URL.read(env),

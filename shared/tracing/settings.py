@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.errors import SettingsError
+from shared.errors import invalid_setting
 
 # The samplers the SDK accepts in OTEL_TRACES_SAMPLER; checked here so a typo stops the service at start.
 SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off",
@@ -31,15 +31,15 @@ class TracingSettings:
         traces, base = raw.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), raw.get("OTEL_EXPORTER_OTLP_ENDPOINT")
         for name, url in (("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", traces), ("OTEL_EXPORTER_OTLP_ENDPOINT", base)):
             if url is not None and not url.startswith(("http://", "https://")):
-                raise SettingsError(name, url, "expected an http:// or https:// URL (OTLP over HTTP)")
+                raise invalid_setting(name, url, "expected an http:// or https:// URL (OTLP over HTTP)")
         # As the exporter reads them: the signal's own URL as it is, the base URL with the signal's path added.
         endpoint = traces or (None if base is None else base.rstrip("/") + "/v1/traces")
         sampler = (raw.get("OTEL_TRACES_SAMPLER") or cls.sampler).lower()
         if sampler not in SAMPLERS:
-            raise SettingsError("OTEL_TRACES_SAMPLER", sampler, f"expected one of {', '.join(SAMPLERS)}")
+            raise invalid_setting("OTEL_TRACES_SAMPLER", sampler, f"expected one of {', '.join(SAMPLERS)}")
         disabled = (raw.get("OTEL_SDK_DISABLED") or "false").lower()
         if disabled not in ("true", "false"):
-            raise SettingsError("OTEL_SDK_DISABLED", disabled, "expected true or false")
+            raise invalid_setting("OTEL_SDK_DISABLED", disabled, "expected true or false")
         return cls(endpoint=endpoint, service_name=raw.get("OTEL_SERVICE_NAME"), sampler=sampler,
                    sdk_disabled=disabled == "true")
 
