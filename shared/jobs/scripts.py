@@ -95,9 +95,10 @@ local function enqueue_one(id, jtype, prio, data, max_attempts, retry_delay, run
 end
 """
 
-# ARGV: base, max_depth, max_scheduled, require_known, then per job 11 fields:
-#   id, type, priority, data, max_attempts, retry_delay_ms, run_at_ms (0 = none), delay_ms, registers_type,
-#   trace (traceparent or ''), owner ('' = none).
+# ARGV: base, max_depth, max_scheduled, require_known, then the jobs: one MessagePack array of 11-string arrays
+#   (id, type, priority, data, max_attempts, retry_delay_ms, run_at_ms (0 = none), delay_ms, registers_type,
+#   trace (traceparent or ''), owner ('' = none)) — one argument rather than 11 per job, which the client would
+#   frame one by one.
 # Returns: now, then per job (code, status, run_at).
 ENQUEUE = LIBRARY + r"""
 local limits = {max_depth = tonumber(ARGV[2]), max_scheduled = tonumber(ARGV[3]), require_known = ARGV[4]}
@@ -105,12 +106,11 @@ local now = now_ms()
 local out = {now}
 local depth = {}
 local ready = {}
-for i = 5, #ARGV, 11 do
-  local jtype = ARGV[i + 1]
-  if ARGV[i + 8] == '1' then redis.call('SADD', base .. 'handled', jtype) end
-  local run_at = math.max(tonumber(ARGV[i + 6]), now + tonumber(ARGV[i + 7]))
-  local r = enqueue_one(ARGV[i], jtype, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], run_at, now, limits, depth,
-    ARGV[i + 9], ARGV[i + 10], ready)
+for _, j in ipairs(cmsgpack.unpack(ARGV[5])) do
+  local jtype = j[2]
+  if j[9] == '1' then redis.call('SADD', base .. 'handled', jtype) end
+  local run_at = math.max(tonumber(j[7]), now + tonumber(j[8]))
+  local r = enqueue_one(j[1], jtype, j[3], j[4], j[5], j[6], run_at, now, limits, depth, j[10], j[11], ready)
   out[#out + 1] = r[1]
   out[#out + 1] = r[2]
   out[#out + 1] = run_at

@@ -18,6 +18,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from proto.jobs import NULL, JobInfo, JobStatus, Priority, RecurringJob, jobs_encoder, recurring_job_decoder
 from shared.jobs import scripts
 from shared.jobs.errors import (
+    InvalidJobDataError,
     InvalidScheduleError,
     JobError,
     JobNotReplicatedError,
@@ -32,6 +33,7 @@ PRIORITIES = (Priority.HIGH, Priority.NORMAL, Priority.LOW)
 _RECURRING_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 # Jobs per script call, so one call never holds Redis for long.
 ENQUEUE_CHUNK = 500
+_packer = msgspec.msgpack.Encoder()
 _DUE_RECURRING = scripts.LIBRARY + r"""
 local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', base .. 'cron_due', '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
@@ -225,20 +227,26 @@ class JobStore:
 
     async def enqueue_many(self, jobs: Sequence[NewJob]) -> list[Enqueued | JobError]:
         """Write each job unless its id exists; each job is written whole or not at all."""
-        results: list[Enqueued | JobError] = []
-        for start in range(0, len(jobs), ENQUEUE_CHUNK):
-            chunk = jobs[start : start + ENQUEUE_CHUNK]
-            args: list[Any] = [self.limits.max_queue_depth, self.limits.max_scheduled,
-                               1 if self.limits.require_known_type else 0]
-            for job in chunk:
-                args += [job.job_id, job.job_type, job.priority.value, job.data, job.max_attempts,
-                         job.retry_delay_ms, job.run_at_ms, job.delay_ms, 1 if job.registers_type else 0, job.trace,
-                         job.owner or ""]
+        results: dict[int, Enqueued | JobError] = {}
+        writable: list[tuple[int, NewJob, str]] = []
+        for i, job in enumerate(jobs):
+            try:
+                writable.append((i, job, job.data.decode()))
+            except UnicodeDecodeError:
+                results[i] = InvalidJobDataError("data is not UTF-8")
+        for start in range(0, len(writable), ENQUEUE_CHUNK):
+            chunk = writable[start : start + ENQUEUE_CHUNK]
+            packed = _packer.encode([
+                (job.job_id, job.job_type, job.priority.value, data, str(job.max_attempts), str(job.retry_delay_ms),
+                 str(job.run_at_ms), str(job.delay_ms), "1" if job.registers_type else "0", job.trace,
+                 job.owner or "") for _, job, data in chunk])
+            args = [self.limits.max_queue_depth, self.limits.max_scheduled,
+                    1 if self.limits.require_known_type else 0, packed]
             reply = await self._run_replicated(self._enqueue, args)
-            for i, job in enumerate(chunk):
-                code, status, run_at = _s(reply[1 + 3 * i]), _s(reply[2 + 3 * i]), int(reply[3 + 3 * i])
-                results.append(self._enqueue_result(job, code, status, run_at))
-        return results
+            for n, (i, job, _) in enumerate(chunk):
+                code, status, run_at = _s(reply[1 + 3 * n]), _s(reply[2 + 3 * n]), int(reply[3 + 3 * n])
+                results[i] = self._enqueue_result(job, code, status, run_at)
+        return [results[i] for i in range(len(jobs))]
 
     def _enqueue_result(self, job: NewJob, code: str, status: str, run_at: int) -> Enqueued | JobError:
         if code == "ok":
