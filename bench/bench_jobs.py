@@ -6,6 +6,10 @@ the worker, from its first job starting to its last finishing, so start-up is no
 from the producer's enqueue call to the handler starting, one job at a time on an idle worker.
 
     python bench/bench_jobs.py [--jobs 20000] [--concurrency 50] [--producers 100] [--latency-jobs 300]
+                               [--no-process]
+
+``--no-process`` skips the process round (arq and saq take most of the run there) for a short run of enqueue
+and pickup. The machine's load average is printed with the figures.
 """
 
 from __future__ import annotations
@@ -24,12 +28,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.proc_cpu import cpu_seconds  # noqa: E402
 from shared.devstack.servers import NatsServer, ValkeyServer  # noqa: E402
 
 SYSTEMS = ("raaf", "arq", "saq")
 # arq polls its queue (default every 0.5 s); give it a fast poll so it is measured at its best, not its default.
 ARQ_POLL_DELAY = 0.01
-GOALS = {"process": 3.0, "enqueue": 2.0}
+GOALS = {"process": 3.0, "enqueue": 4.0}
 
 
 # ---- the worker processes (one per system and phase) -----------------------------------------------------------
@@ -196,6 +201,16 @@ async def produce(producer: Producer, jobs: int, producers: int) -> float:
     return jobs / (time.perf_counter() - started)
 
 
+async def flush(redis_url: str) -> None:
+    import redis.asyncio as redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+
+
 class WorkerProcess:
     def __init__(self, system: str, redis_url: str, nats_url: str, expected: int, concurrency: int) -> None:
         self.proc = subprocess.Popen(
@@ -222,16 +237,26 @@ class WorkerProcess:
         raise RuntimeError("worker gave no result")
 
 
-async def bench_system(system: str, redis_url: str, nats_url: str, args: argparse.Namespace) -> dict[str, float]:
+async def bench_system(system: str, redis_url: str, nats_url: str, args: argparse.Namespace,
+                       servers: dict[str, int]) -> dict[str, float]:
     producer = Producer(system, redis_url, nats_url)
     await producer.open()
     try:
-        # Throughput: enqueue everything first, then let one worker drain it.
+        # Throughput: enqueue everything first, then let one worker drain it. CPU per job of the producer and
+        # of the servers is a figure of its own: on a busy machine the rate follows the share of a core each
+        # process gets, the CPU it needs does not.
+        pids = {"producer": os.getpid(), **servers}
+        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         enqueue_rate = await produce(producer, args.jobs, args.producers)
-        worker = WorkerProcess(system, redis_url, nats_url, args.jobs, args.concurrency)
-        worker.wait_ready()
-        processed = await asyncio.to_thread(worker.result, 600)
-        process_rate = processed["count"] / processed["elapsed"]
+        cpu = {name: (cpu_seconds(pid) - before[name]) / args.jobs * 1e6 for name, pid in pids.items()}
+        process_rate = float("nan")
+        if not args.no_process:
+            worker = WorkerProcess(system, redis_url, nats_url, args.jobs, args.concurrency)
+            worker.wait_ready()
+            processed = await asyncio.to_thread(worker.result, 600)
+            process_rate = processed["count"] / processed["elapsed"]
+        else:  # the pickup round starts from an empty queue either way
+            await flush(redis_url)
 
         # Pickup latency: one job at a time on an idle worker.
         worker = WorkerProcess(system, redis_url, nats_url, args.latency_jobs, args.concurrency)
@@ -247,6 +272,8 @@ async def bench_system(system: str, redis_url: str, nats_url: str, args: argpars
     print(system, "slowest pickups (ms):", [round(p * 1000, 1) for p in pickups[-8:]], file=sys.stderr)
     return {
         "enqueue": enqueue_rate,
+        "enqueue_cpu_us": sum(cpu.values()),
+        **{f"enqueue_cpu_us_{name}": us for name, us in cpu.items()},
         "process": process_rate,
         "pickup_p50_ms": pickups[len(pickups) // 2] * 1000,
         "pickup_p99_ms": pickups[min(len(pickups) - 1, int(len(pickups) * 0.99))] * 1000,
@@ -254,40 +281,55 @@ async def bench_system(system: str, redis_url: str, nats_url: str, args: argpars
 
 
 async def main(args: argparse.Namespace) -> int:
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         valkey = ValkeyServer(Path(tmp) / "valkey")
         nats = NatsServer(Path(tmp) / "nats")
         valkey.start()
         nats.start()
+        assert valkey.proc is not None and nats.proc is not None
+        servers = {"valkey": valkey.proc.pid, "nats": nats.proc.pid}
         try:
             results: dict[str, dict[str, float]] = {}
             for db, system in enumerate(SYSTEMS, start=1):
                 url = f"redis://{valkey.host}:{valkey.port}/{db}"
                 print(f"... {system}", file=sys.stderr, flush=True)
-                results[system] = await bench_system(system, url, nats.url, args)
+                results[system] = await bench_system(system, url, nats.url, args, servers)
         finally:
             nats.stop()
             valkey.stop()
-    report(results, args)
+    report(results, args, (load_before, os.getloadavg()[0]))
     return 0
 
 
-def report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
+def report(results: dict[str, dict[str, float]], args: argparse.Namespace, load: tuple[float, float]) -> None:
     ours = results["raaf"]
     print(f"no-op jobs: {args.jobs} jobs, one worker process each with concurrency {args.concurrency}, "
-          f"{args.producers} concurrent producers; pickup over {args.latency_jobs} jobs, one at a time")
+          f"{args.producers} concurrent producers; pickup over {args.latency_jobs} jobs, one at a time; "
+          f"load average {load[0]:.1f} at the start, {load[1]:.1f} at the end")
     print(f"{'':22}{'raaf':>12}{'arq':>12}{'saq':>12}{'raaf/arq':>10}{'raaf/saq':>10}  goal")
     for key, label in (("enqueue", "enqueue (jobs/s)"), ("process", "process (jobs/s)")):
         row = [results[s][key] for s in SYSTEMS]
+        if args.no_process and key == "process":
+            continue
         goal = f">= {GOALS[key]:g}x saq" if key == "enqueue" else f">= {GOALS[key]:g}x arq and saq"
         print(f"{label:22}{row[0]:12.0f}{row[1]:12.0f}{row[2]:12.0f}{row[0] / row[1]:9.1f}x{row[0] / row[2]:9.1f}x"
               f"  {goal}")
+    row = [results[s]["enqueue_cpu_us"] for s in SYSTEMS]
+    print(f"{'enqueue CPU (us/job)':22}{row[0]:12.0f}{row[1]:12.0f}{row[2]:12.0f}{row[1] / row[0]:9.1f}x"
+          f"{row[2] / row[0]:9.1f}x  producer + valkey + nats-server (arq/raaf, saq/raaf)")
+    for system in SYSTEMS:
+        parts = ", ".join(f"{name} {results[system][f'enqueue_cpu_us_{name}']:.0f}"
+                          for name in ("producer", "valkey", "nats"))
+        print(f"{'':22}{system}: {parts}")
     for key, label in (("pickup_p50_ms", "pickup p50 (ms)"), ("pickup_p99_ms", "pickup p99 (ms)")):
         row = [results[s][key] for s in SYSTEMS]
-        goal = "< 10 ms" if key == "pickup_p99_ms" else ""
+        goal = "<= saq" if key == "pickup_p99_ms" else ""
         print(f"{label:22}{row[0]:12.2f}{row[1]:12.2f}{row[2]:12.2f}{'':20}  {goal}")
-    met = (ours["process"] >= GOALS["process"] * max(results["arq"]["process"], results["saq"]["process"])
-           and ours["enqueue"] >= GOALS["enqueue"] * results["saq"]["enqueue"] and ours["pickup_p99_ms"] < 10)
+    met = ((args.no_process
+            or ours["process"] >= GOALS["process"] * max(results["arq"]["process"], results["saq"]["process"]))
+           and ours["enqueue"] >= GOALS["enqueue"] * results["saq"]["enqueue"]
+           and ours["pickup_p99_ms"] <= results["saq"]["pickup_p99_ms"])
     print("goals met" if met else "GOALS NOT MET")
 
 
@@ -298,6 +340,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--producers", type=int, default=100, help="concurrent enqueueing tasks (100)")
     parser.add_argument("--latency-jobs", type=int, default=300, help="jobs in the pickup round (300)")
     parser.add_argument("--latency-gap", type=float, default=0.01, help="seconds between pickup jobs (0.01)")
+    parser.add_argument("--no-process", action="store_true", help="skip the process round (a short run)")
     return parser.parse_args()
 
 

@@ -11,6 +11,7 @@ import redis.asyncio as redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 # Any of the clients below; the jobs engine and message queue use only what all of them offer.
 RedisClient = redis.Redis | RedisCluster
@@ -139,3 +140,31 @@ async def eval_and_wait(client: RedisClient, script: AsyncScript, keys: Sequence
             pipe.execute_command("WAIT", replicas, timeout_ms)
         reply, confirmed = await pipe.execute()
     return reply, int(confirmed)
+
+
+async def eval_after_wake(client: RedisClient, script: AsyncScript, keys: Sequence[str], args: Sequence[Any], *,
+                          wake_keys: Sequence[str], timeout: float, replicas: int = 0,
+                          timeout_ms: int = 0) -> tuple[Any, int]:
+    """``BLPOP wake_keys timeout``, then ``script`` (then ``WAIT``, with ``replicas``), pipelined on one connection.
+
+    Redis holds the script back until a token arrives on one of ``wake_keys`` or ``timeout`` seconds pass, then
+    runs it at once, with no round trip back to us in between. Returns the script's reply and how many replicas
+    confirmed it (0 without ``WAIT``). All keys must share one cluster slot."""
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.execute_command("BLPOP", *wake_keys, timeout)
+        pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        if replicas > 0:
+            if isinstance(client, RedisCluster):
+                pipe.execute_command("WAIT", replicas, timeout_ms, target_nodes=client.get_node_from_key(keys[0]))
+            else:
+                pipe.execute_command("WAIT", replicas, timeout_ms)
+        replies = await pipe.execute(raise_on_error=False)
+    reply = replies[1]
+    if isinstance(reply, NoScriptError):  # a restarted or new server: load it and run it now, unblocked
+        if replicas > 0:
+            return await eval_and_wait(client, script, keys, args, replicas, timeout_ms)
+        return await script(keys=list(keys), args=list(args)), 0
+    for item in replies:
+        if isinstance(item, Exception):
+            raise item
+    return reply, int(replies[2]) if replicas > 0 else 0

@@ -130,8 +130,8 @@ async def test_a_failing_job_retries_with_backoff_then_goes_dead_and_can_be_retr
     assert await processor.job_result(job_id, timeout=5) == "fixed"
     assert (await processor.stats())["failed_jobs"] == 0
 
+    healthy.clear()  # before the enqueue: the idle worker may start the job before enqueue_job returns
     dead_id = await processor.enqueue_job("flaky", retry_count=0)
-    healthy.clear()
     await processor.wait_for_job(dead_id, timeout=5)
     assert await processor.purge_dead_jobs() == 1 and await processor.get_job(dead_id) is None
 

@@ -72,6 +72,16 @@ async def test_enqueueing_the_same_id_twice_writes_once(client: redis.Redis) -> 
     assert await store.claim(["t"], 10, "w", 5000) == []
 
 
+async def test_job_data_reaches_the_worker_byte_for_byte_and_ids_never_repeat(client: redis.Redis) -> None:
+    store = make_store(client)
+    data = [{"text": "caf\u00e9 \u2603 \"quoted\" \\ back\nslash\u0000", "n": [1, 2.5, None, True]}, "", 0, None]
+    jobs = [job(store, data=d) for d in data * 150]
+    await store.enqueue_many(jobs)
+    claimed = await store.claim(["t"], 1000, "w", 5000)
+    assert [c.data for c in claimed] == [j.data for j in jobs]
+    assert len({j.job_id for j in jobs}) == len(jobs) and all(len(j.job_id) == 32 for j in jobs)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [

@@ -85,7 +85,6 @@ class QueueMaintainer:
             if self.metrics is not None:
                 self.metrics.lease_expired.labels(self.queue, job.outcome).inc()
             if job.outcome == "requeued":
-                ready[job.job_type] = ready.get(job.job_type, 0) + 1
                 events.append(JobRetried(queue=self.queue, job_id=job.job_id, job_type=job.job_type,
                                          attempt=job.attempts, reason="lease_expired", at=now))
             elif job.outcome == "dead":
@@ -98,8 +97,6 @@ class QueueMaintainer:
 
         promoted = await self.store.promote_due(self.batch)
         promoted_at = time.perf_counter()
-        for job_type, count in promoted.counts.items():
-            ready[job_type] = ready.get(job_type, 0) + count
         if promoted.counts and self.metrics is not None:
             self.metrics.promoted.labels(self.queue).inc(sum(promoted.counts.values()))
             self.metrics.lateness.observe(max(0.0, (promoted.now_ms - promoted.earliest_ms) / 1000))
@@ -112,12 +109,12 @@ class QueueMaintainer:
             if self.metrics is not None:
                 self.metrics.recurring_fired.labels(self.queue).inc()
             if not result.duplicate:
-                ready[result.job_type] = ready.get(result.job_type, 0) + 1
                 events.append(self._enqueued_event(result, now))
 
         if time.monotonic() - self._last_nudge >= self.nudge_interval:
-            # Nudges are not remembered: re-nudge every type that still has ready jobs, so a job whose nudge
-            # landed on a busy worker (or was lost) reaches an idle one within ``nudge_interval``.
+            # The scripts that made jobs ready woke idle workers themselves (wake tokens). Still, re-nudge every
+            # type with ready jobs, so a job whose token went to a worker that then filled up (or an idle worker
+            # that waits without a token) is picked up within ``nudge_interval``.
             self._last_nudge = time.monotonic()
             for job_type, depth in (await self.store.ready_types()).items():
                 ready[job_type] = max(ready.get(job_type, 0), depth)

@@ -69,8 +69,8 @@ class JobQueue:
         return result
 
     async def _write(self, jobs: Sequence[NewJob]) -> list[Enqueued | StreamingError]:
+        # The script wakes idle workers itself (wake tokens): no nudge needed.
         results = await self.store.enqueue_many(jobs)
-        ready: dict[str, int] = {}
         events = []
         earliest = 0
         now = time.time()
@@ -78,14 +78,12 @@ class JobQueue:
             if isinstance(result, StreamingError) or result.duplicate:
                 continue
             if result.status is JobStatus.QUEUED:
-                ready[result.job_type] = ready.get(result.job_type, 0) + 1
                 run_at = None
             else:
                 earliest = result.run_at_ms if not earliest else min(earliest, result.run_at_ms)
                 run_at = result.run_at_ms / 1000
             events.append(JobEnqueued(queue=self.name, job_id=result.job_id, job_type=result.job_type,
                                       priority=result.priority, run_at=run_at, at=now))
-        await self.signals.ready(ready)
         if earliest:
             await self.signals.scheduled(earliest)
         await self.signals.events(events)
@@ -144,15 +142,12 @@ class JobQueue:
         ids = [check_job_id(j) for j in job_ids] if job_ids is not None else None
         if ids == []:
             return 0
-        moved = await self.store.retry_dead(ids)
-        ready: dict[str, int] = {}
+        moved = await self.store.retry_dead(ids)  # wakes idle workers itself
         now = time.time()
         events = []
         for job_id, job_type in moved:
-            ready[job_type] = ready.get(job_type, 0) + 1
             events.append(JobRetried(queue=self.name, job_id=job_id, job_type=job_type, attempt=0,
                                      reason="dead_letter_retry", at=now))
-        await self.signals.ready(ready)
         await self.signals.events(events)
         return len(moved)
 

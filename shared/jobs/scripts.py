@@ -7,7 +7,9 @@ call names at least one of them in ``KEYS``, so on a Redis Cluster it runs on th
 Keys under ``<prefix>``: ``job:<id>`` (hash), ``q:<type>:<priority>`` (list, LPUSH in, RPOP out), ``scheduled``
 (zset id -> due ms), ``leases`` (zset id -> lease expiry ms), ``dead`` (zset id -> death ms), ``types`` (set of
 types with queues), ``handled`` (set of types some worker handles), ``stats`` (hash of counters), ``cron``
-(hash name -> spec) and ``cron_due`` (zset name -> next fire ms).
+(hash name -> spec), ``cron_due`` (zset name -> next fire ms) and ``wake:<type>`` (list of tokens: every script
+that makes jobs ready pushes one per job, up to ``WAKE_CAP``; an idle worker blocks on it with ``BLPOP`` and its
+claim runs in Redis the moment a token arrives; a token is only a hint, the claim decides).
 """
 
 from __future__ import annotations
@@ -15,12 +17,27 @@ from __future__ import annotations
 # Helpers shared by the scripts below (prepended to each).
 LIBRARY = r"""
 local base = ARGV[1]
+local WAKE_CAP = 1000
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local function job_key(id) return base .. 'job:' .. id end
 local function queue_key(jtype, prio) return base .. 'q:' .. jtype .. ':' .. prio end
+local function wake_key(jtype) return base .. 'wake:' .. jtype end
+-- Push one wake token per job made ready (at most WAKE_CAP kept): each wakes one worker blocked on the list.
+local function wake(jtype, n)
+  local wk = wake_key(jtype)
+  local add = math.min(n, WAKE_CAP - redis.call('LLEN', wk))
+  if add > 0 then
+    local tokens = {}
+    for i = 1, add do tokens[i] = '1' end
+    redis.call('LPUSH', wk, unpack(tokens))
+  end
+end
+local function wake_all(counts)
+  for jtype, n in pairs(counts) do wake(jtype, n) end
+end
 local function ready_depth(jtype)
   return redis.call('LLEN', queue_key(jtype, 'high')) + redis.call('LLEN', queue_key(jtype, 'normal'))
     + redis.call('LLEN', queue_key(jtype, 'low'))
@@ -39,8 +56,10 @@ local function bury(id, jk, now, err, cap)
     end
   end
 end
--- Write one new job unless its id exists. depth is a per-call cache of ready depths by type.
-local function enqueue_one(id, jtype, prio, data, max_attempts, retry_delay, run_at, now, limits, depth, trace, owner)
+-- Write one new job unless its id exists. depth is a per-call cache of ready depths by type; ready counts the
+-- jobs queued by type (for wake_all).
+local function enqueue_one(id, jtype, prio, data, max_attempts, retry_delay, run_at, now, limits, depth, trace, owner,
+    ready)
   local jk = job_key(id)
   local existing = redis.call('HGET', jk, 'status')
   if existing then return {'duplicate', existing} end
@@ -70,43 +89,49 @@ local function enqueue_one(id, jtype, prio, data, max_attempts, retry_delay, run
     redis.call('ZADD', base .. 'scheduled', run_at, id)
   else
     redis.call('LPUSH', queue_key(jtype, prio), id)
+    ready[jtype] = (ready[jtype] or 0) + 1
   end
   return {'ok', status}
 end
 """
 
-# ARGV: base, max_depth, max_scheduled, require_known, then per job 11 fields:
-#   id, type, priority, data, max_attempts, retry_delay_ms, run_at_ms (0 = none), delay_ms, registers_type,
-#   trace (traceparent or ''), owner ('' = none).
+# ARGV: base, max_depth, max_scheduled, require_known, then the jobs: one MessagePack array of 11-string arrays
+#   (id, type, priority, data, max_attempts, retry_delay_ms, run_at_ms (0 = none), delay_ms, registers_type,
+#   trace (traceparent or ''), owner ('' = none)) — one argument rather than 11 per job, which the client would
+#   frame one by one.
 # Returns: now, then per job (code, status, run_at).
 ENQUEUE = LIBRARY + r"""
 local limits = {max_depth = tonumber(ARGV[2]), max_scheduled = tonumber(ARGV[3]), require_known = ARGV[4]}
 local now = now_ms()
 local out = {now}
 local depth = {}
-for i = 5, #ARGV, 11 do
-  local jtype = ARGV[i + 1]
-  if ARGV[i + 8] == '1' then redis.call('SADD', base .. 'handled', jtype) end
-  local run_at = math.max(tonumber(ARGV[i + 6]), now + tonumber(ARGV[i + 7]))
-  local r = enqueue_one(ARGV[i], jtype, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], run_at, now, limits, depth,
-    ARGV[i + 9], ARGV[i + 10])
+local ready = {}
+for _, j in ipairs(cmsgpack.unpack(ARGV[5])) do
+  local jtype = j[2]
+  if j[9] == '1' then redis.call('SADD', base .. 'handled', jtype) end
+  local run_at = math.max(tonumber(j[7]), now + tonumber(j[8]))
+  local r = enqueue_one(j[1], jtype, j[3], j[4], j[5], j[6], run_at, now, limits, depth, j[10], j[11], ready)
   out[#out + 1] = r[1]
   out[#out + 1] = r[2]
   out[#out + 1] = run_at
 end
+wake_all(ready)
 return out
 """
 
-# KEYS: ready lists, highest priority first. ARGV: base, n, worker, lease_ms.
+# KEYS: the ready lists (highest priority first), then the wake lists of their types and the worker's own wake
+# list. ARGV: base, n, worker, lease_ms, number of ready lists. The worker's wake list is emptied; the types' are
+# too when the ready lists are found empty (their tokens then stand for jobs already claimed).
 # Returns: now, then per claimed job 10 fields:
 #   id, type, priority, data, attempts, claims (the lease token), max_attempts, retry_delay_ms, run_at_ms, owner.
 CLAIM = LIBRARY + r"""
 local n = tonumber(ARGV[2])
 local worker = ARGV[3]
 local lease = tonumber(ARGV[4])
+local nready = tonumber(ARGV[5])
 local now = now_ms()
 local out = {now}
-for k = 1, #KEYS do
+for k = 1, nready do
   if n <= 0 then break end
   local ids = redis.call('RPOP', KEYS[k], n)
   if ids then
@@ -125,6 +150,16 @@ for k = 1, #KEYS do
         n = n - 1
       end
     end
+  end
+end
+if #KEYS > nready then
+  redis.call('DEL', KEYS[#KEYS])
+  if n > 0 then
+    local empty = true
+    for k = 1, nready do
+      if redis.call('LLEN', KEYS[k]) > 0 then empty = false; break end
+    end
+    if empty and #KEYS > nready + 1 then redis.call('DEL', unpack(KEYS, nready + 1, #KEYS - 1)) end
   end
 end
 return out
@@ -193,6 +228,7 @@ if ARGV[5] == '1' and attempts < tonumber(f[4]) then
   end
   redis.call('HSET', jk, 'status', 'queued', 'run_at', now, 'error', ARGV[4])
   redis.call('LPUSH', queue_key(f[5], f[6]), id)
+  wake(f[5], 1)
   return {'queued', now, attempts}
 end
 bury(id, jk, now, ARGV[4], tonumber(ARGV[7]))
@@ -203,6 +239,7 @@ return {'dead', now, attempts}
 # ARGV: base, then (id, token) pairs. Returns the types of the jobs handed back (one entry each).
 RELEASE = LIBRARY + r"""
 local out = {}
+local ready = {}
 for i = 2, #ARGV, 2 do
   local id = ARGV[i]
   local jk = job_key(id)
@@ -213,9 +250,11 @@ for i = 2, #ARGV, 2 do
     redis.call('HSET', jk, 'status', 'queued', 'run_at', now_ms())
     redis.call('HDEL', jk, 'worker')
     redis.call('RPUSH', queue_key(f[3], f[4]), id)
+    ready[f[3]] = (ready[f[3]] or 0) + 1
     out[#out + 1] = f[3]
   end
 end
+wake_all(ready)
 return out
 """
 
@@ -265,6 +304,7 @@ REQUEUE_EXPIRED = LIBRARY + r"""
 local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', base .. 'leases', '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {now}
+local ready = {}
 for _, id in ipairs(ids) do
   redis.call('ZREM', base .. 'leases', id)
   local jk = job_key(id)
@@ -284,11 +324,13 @@ for _, id in ipairs(ids) do
       redis.call('HDEL', jk, 'worker')
       redis.call('RPUSH', queue_key(f[2], f[3]), id)
       redis.call('HINCRBY', base .. 'stats', 'lease_expired', 1)
+      ready[f[2]] = (ready[f[2]] or 0) + 1
     end
     local j = #out
     out[j + 1] = id; out[j + 2] = f[2]; out[j + 3] = outcome; out[j + 4] = f[4]
   end
 end
+wake_all(ready)
 return out
 """
 
@@ -311,6 +353,7 @@ for i = 1, #ids, 2 do
     counts[f[2]] = (counts[f[2]] or 0) + 1
   end
 end
+wake_all(counts)
 local nxt = redis.call('ZRANGE', base .. 'scheduled', 0, 0, 'WITHSCORES')
 local out = {now, -1, first}
 if nxt[2] then out[2] = tonumber(nxt[2]) end
@@ -358,6 +401,7 @@ else
 end
 local now = now_ms()
 local out = {}
+local ready = {}
 for _, id in ipairs(ids) do
   if redis.call('ZREM', base .. 'dead', id) == 1 then
     local jk = job_key(id)
@@ -366,11 +410,13 @@ for _, id in ipairs(ids) do
       redis.call('HSET', jk, 'status', 'queued', 'attempts', 0, 'run_at', now)
       redis.call('HDEL', jk, 'finished_at', 'worker', 'started_at')
       redis.call('LPUSH', queue_key(f[1], f[2]), id)
+      ready[f[1]] = (ready[f[1]] or 0) + 1
       out[#out + 1] = id
       out[#out + 1] = f[1]
     end
   end
 end
+wake_all(ready)
 return out
 """
 
@@ -401,6 +447,8 @@ if not score or tonumber(score) ~= tonumber(ARGV[3]) then return {'skip', '', ''
 redis.call('ZADD', base .. 'cron_due', tonumber(ARGV[4]), ARGV[2])
 local limits = {max_depth = tonumber(ARGV[11]), max_scheduled = 0, require_known = '0'}
 local now = now_ms()
-local r = enqueue_one(ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], now, now, limits, {}, '', ARGV[12])
+local ready = {}
+local r = enqueue_one(ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], now, now, limits, {}, '', ARGV[12], ready)
+wake_all(ready)
 return {'fired', r[1], r[2]}
 """

@@ -20,6 +20,7 @@ from shared.errors import StreamingError
 from shared.jobs import scripts
 from shared.jobs.errors import (
     JobStoreUnavailableError,
+    invalid_job_data,
     invalid_schedule,
     job_not_replicated,
     job_store_unavailable,
@@ -27,12 +28,13 @@ from shared.jobs.errors import (
     unknown_job_type,
 )
 from shared.jobs.model import JobLimits, NewJob, check_queue_name
-from shared.redisconn import RedisClient, eval_and_wait, register_script
+from shared.redisconn import RedisClient, eval_after_wake, eval_and_wait, register_script
 
 PRIORITIES = (Priority.HIGH, Priority.NORMAL, Priority.LOW)
 _RECURRING_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 # Jobs per script call, so one call never holds Redis for long.
 ENQUEUE_CHUNK = 500
+_packer = msgspec.msgpack.Encoder()
 _DUE_RECURRING = scripts.LIBRARY + r"""
 local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', base .. 'cron_due', '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
@@ -47,6 +49,12 @@ return out
 _SET_RECURRING = r"""
 redis.call('HSET', ARGV[1] .. 'cron', ARGV[2], ARGV[3])
 redis.call('ZADD', ARGV[1] .. 'cron_due', tonumber(ARGV[4]), ARGV[2])
+return 1
+"""
+# Wake one worker blocked in its claim (it asked for it: a nudge, or it is stopping); the claim empties the list.
+_WAKE_WORKER = r"""
+redis.call('LPUSH', KEYS[1], '1')
+redis.call('PEXPIRE', KEYS[1], 60000)
 return 1
 """
 _REMOVE_RECURRING = r"""
@@ -155,6 +163,7 @@ class JobStore:
         self._due_recurring = register(_DUE_RECURRING)
         self._set_recurring = register(_SET_RECURRING)
         self._remove_recurring = register(_REMOVE_RECURRING)
+        self._wake_worker = register(_WAKE_WORKER)
 
     # ---- keys ------------------------------------------------------------------------------------------------
 
@@ -163,6 +172,12 @@ class JobStore:
 
     def queue_key(self, job_type: str, priority: Priority) -> str:
         return f"{self.base}q:{job_type}:{priority.value}"
+
+    def wake_key(self, job_type: str) -> str:
+        return f"{self.base}wake:{job_type}"
+
+    def worker_wake_key(self, worker: str) -> str:
+        return f"{self.base}wake-worker:{worker}"
 
     @property
     def ttl_seconds(self) -> int:
@@ -182,18 +197,25 @@ class JobStore:
         return await self._guard(lambda: script(keys=list(keys) or [self.base], args=[self.base, *args]))
 
     async def _run_replicated(self, script: AsyncScript, args: Sequence[Any], keys: Sequence[str] = (),
-                              undo: Callable[[Any], Awaitable[object]] | None = None) -> Any:
+                              undo: Callable[[Any], Awaitable[object]] | None = None,
+                              wake: tuple[Sequence[str], float] | None = None) -> Any:
         """``_run``, then, with ``wait_replicas`` set, WAIT on the same connection until that many replicas have
-        the write; fewer within ``wait_timeout`` calls ``undo(reply)`` and raises :class:`JobNotReplicatedError`."""
+        the write; fewer within ``wait_timeout`` calls ``undo(reply)`` and raises :class:`JobNotReplicatedError`.
+        ``wake=(lists, seconds)``: the script runs once a token arrives on one of the lists, or after that long."""
         wanted = self.limits.wait_replicas
-        if wanted <= 0:
+        if wanted <= 0 and wake is None:
             return await self._run(script, args, keys)
         names = list(keys) or [self.base]
         timeout_ms = max(1, round(self.limits.wait_timeout * 1000))
-
-        reply, confirmed = await self._guard(
-            lambda: eval_and_wait(self.redis, script, names, [self.base, *args], wanted, timeout_ms))
-        if confirmed < wanted:
+        if wake is not None:
+            wake_keys, seconds = wake
+            reply, confirmed = await self._guard(lambda: eval_after_wake(
+                self.redis, script, names, [self.base, *args], wake_keys=wake_keys, timeout=seconds,
+                replicas=wanted, timeout_ms=timeout_ms))
+        else:
+            reply, confirmed = await self._guard(
+                lambda: eval_and_wait(self.redis, script, names, [self.base, *args], wanted, timeout_ms))
+        if wanted > 0 and confirmed < wanted:
             if self.on_unavailable is not None:
                 self.on_unavailable()
             if undo is not None:
@@ -206,20 +228,26 @@ class JobStore:
 
     async def enqueue_many(self, jobs: Sequence[NewJob]) -> list[Enqueued | StreamingError]:
         """Write each job unless its id exists; each job is written whole or not at all."""
-        results: list[Enqueued | StreamingError] = []
-        for start in range(0, len(jobs), ENQUEUE_CHUNK):
-            chunk = jobs[start : start + ENQUEUE_CHUNK]
-            args: list[Any] = [self.limits.max_queue_depth, self.limits.max_scheduled,
-                               1 if self.limits.require_known_type else 0]
-            for job in chunk:
-                args += [job.job_id, job.job_type, job.priority.value, job.data, job.max_attempts,
-                         job.retry_delay_ms, job.run_at_ms, job.delay_ms, 1 if job.registers_type else 0, job.trace,
-                         job.owner or ""]
+        results: dict[int, Enqueued | StreamingError] = {}
+        writable: list[tuple[int, NewJob, str]] = []
+        for i, job in enumerate(jobs):
+            try:
+                writable.append((i, job, job.data.decode()))
+            except UnicodeDecodeError:
+                results[i] = invalid_job_data("data is not UTF-8")
+        for start in range(0, len(writable), ENQUEUE_CHUNK):
+            chunk = writable[start : start + ENQUEUE_CHUNK]
+            packed = _packer.encode([
+                (job.job_id, job.job_type, job.priority.value, data, str(job.max_attempts), str(job.retry_delay_ms),
+                 str(job.run_at_ms), str(job.delay_ms), "1" if job.registers_type else "0", job.trace,
+                 job.owner or "") for _, job, data in chunk])
+            args = [self.limits.max_queue_depth, self.limits.max_scheduled,
+                    1 if self.limits.require_known_type else 0, packed]
             reply = await self._run_replicated(self._enqueue, args)
-            for i, job in enumerate(chunk):
-                code, status, run_at = _s(reply[1 + 3 * i]), _s(reply[2 + 3 * i]), int(reply[3 + 3 * i])
-                results.append(self._enqueue_result(job, code, status, run_at))
-        return results
+            for n, (i, job, _) in enumerate(chunk):
+                code, status, run_at = _s(reply[1 + 3 * n]), _s(reply[2 + 3 * n]), int(reply[3 + 3 * n])
+                results[i] = self._enqueue_result(job, code, status, run_at)
+        return [results[i] for i in range(len(jobs))]
 
     def _enqueue_result(self, job: NewJob, code: str, status: str, run_at: int) -> Enqueued | StreamingError:
         if code == "ok":
@@ -254,17 +282,29 @@ class JobStore:
 
     # ---- working ---------------------------------------------------------------------------------------------
 
-    async def claim(self, job_types: Sequence[str], limit: int, worker: str, lease_ms: int) -> list[ClaimedJob]:
-        """Claim up to ``limit`` ready jobs of these types: all high before any normal before any low."""
+    async def claim(self, job_types: Sequence[str], limit: int, worker: str, lease_ms: int, *,
+                    block: float = 0.0) -> list[ClaimedJob]:
+        """Claim up to ``limit`` ready jobs of these types: all high before any normal before any low.
+
+        ``block`` > 0: first wait up to that many seconds, inside Redis, for a wake token of these types (or
+        :meth:`wake_worker`), then claim at once; after the wait the claim runs anyway (it is also the poll)."""
         if not job_types:
             return []
-        keys = [self.queue_key(t, p) for p in PRIORITIES for t in job_types]
+        ready = [self.queue_key(t, p) for p in PRIORITIES for t in job_types]
+        wakes = [self.wake_key(t) for t in job_types] + [self.worker_wake_key(worker)]
 
         async def hand_back(reply: Any) -> None:  # unconfirmed claims go back uncounted, not to lease expiry
             await self.release([(job.job_id, job.token) for job in self._claimed(reply)])
 
         # Replicated before the job starts: a failover must not hand a running job to a second worker.
-        return self._claimed(await self._run_replicated(self._claim, [limit, worker, lease_ms], keys, hand_back))
+        reply = await self._run_replicated(self._claim, [limit, worker, lease_ms, len(ready)], ready + wakes,
+                                           hand_back, wake=(wakes, block) if block > 0 else None)
+        return self._claimed(reply)
+
+    async def wake_worker(self, worker: str) -> None:
+        """End the blocking wait of ``worker``'s claim now (its wake list is emptied by that claim)."""
+        key = self.worker_wake_key(worker)
+        await self._guard(lambda: self._wake_worker(keys=[key], args=[self.base]))
 
     @staticmethod
     def _claimed(reply: Any) -> list[ClaimedJob]:

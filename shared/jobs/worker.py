@@ -97,9 +97,11 @@ class _Held:
 class JobWorker:
     """Runs handlers for one queue's job types with at most ``concurrency`` at once.
 
-    Redis is the only truth: a NATS nudge (``JobsReady``) or the poll interval starts a claim; a claim takes
-    jobs atomically under a lease that a background loop renews every third of its length. A job whose lease
-    cannot be renewed before it runs out is abandoned here (another worker may have it by then).
+    Redis is the only truth: a claim takes jobs atomically under a lease that a background loop renews every
+    third of its length. An idle worker's claim waits inside Redis (``BLPOP`` on its types' wake lists, which
+    every script that makes jobs ready pushes to) and runs there the moment a job arrives, or after the poll
+    interval; a NATS nudge (``JobsReady``) ends the wait early. A job whose lease cannot be renewed before it
+    runs out is abandoned here (another worker may have it by then).
     """
 
     def __init__(self, store: JobStore, signals: JobSignals, handlers: dict[str, HandlerSpec], *,
@@ -124,6 +126,10 @@ class JobWorker:
         self._held: dict[str, _Held] = {}
         self._running = 0
         self._wake = asyncio.Event()
+        # Longest wait in Redis for a wake token, within the socket timeout (redisconn: 5 s); then it claims anyway.
+        self._block_seconds = min(2.0, max(0.01, poll_interval))
+        self._blocking = False  # a claim is waiting in Redis for a wake token
+        self._woken = False  # and wake_worker was already asked to end that wait
         self._slot_freed = asyncio.Event()
         self._stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -158,6 +164,7 @@ class JobWorker:
         self._stopping = True
         self._wake.set()
         self._slot_freed.set()
+        await self._end_wait()
         for sub in self._subs:
             try:
                 await sub.unsubscribe()
@@ -212,6 +219,16 @@ class JobWorker:
 
     async def _on_nudge(self, msg: Msg) -> None:
         self._wake.set()
+        await self._end_wait()
+
+    async def _end_wait(self) -> None:
+        """Have a claim that waits in Redis for a wake token run now."""
+        if self._blocking and not self._woken:
+            self._woken = True
+            try:
+                await self.store.wake_worker(self.worker_id)
+            except StreamingError as exc:  # then it runs when its wait times out
+                log.debug("could not wake the waiting claim: %s", exc)
 
     async def _on_cancel(self, msg: Msg) -> None:
         try:
@@ -232,6 +249,7 @@ class JobWorker:
 
     async def _claim_loop(self) -> None:
         failures = 0
+        idle = False  # the last claim came back short: the queues were empty, so the next one waits for a token
         while not self._stopping:
             free = self.concurrency - self._running
             if free <= 0:
@@ -239,11 +257,13 @@ class JobWorker:
                 await self._slot_freed.wait()
                 continue
             want = min(free, self.claim_batch)
+            block = self._block_seconds if idle and not self._wake.is_set() else 0.0
             self._wake.clear()
             self._rotation = (self._rotation + 1) % len(self._types)
             types = self._types[self._rotation:] + self._types[: self._rotation]
             try:
-                jobs = await self.store.claim(types, want, self.worker_id, self.lease_ms)
+                self._blocking, self._woken = block > 0, False
+                jobs = await self.store.claim(types, want, self.worker_id, self.lease_ms, block=block)
                 failures = 0
             except JobStoreUnavailableError as exc:
                 failures += 1
@@ -253,12 +273,22 @@ class JobWorker:
                     log.warning("claim failed (%s); retrying", exc)
                 await self._sleep_or_wake(min(2.0, 0.05 * 2 ** min(failures, 6)))
                 continue
+            finally:
+                self._blocking = False
             if self.metrics is not None:
                 self.metrics.claims.inc()
+            if self._stopping and jobs:  # claimed while stop() woke the wait: they never started, hand them back
+                await self._release_unstarted(jobs)
+                break
             if jobs:
                 self._begin(jobs)
-            if len(jobs) < want:
-                await self._sleep_or_wake(self.poll_interval)
+            idle = len(jobs) < want
+
+    async def _release_unstarted(self, jobs: list[ClaimedJob]) -> None:
+        try:
+            await self.store.release([(job.job_id, job.token) for job in jobs])
+        except StreamingError as exc:
+            log.warning("could not hand back %d jobs (%s); they return when their leases expire", len(jobs), exc)
 
     async def _sleep_or_wake(self, seconds: float) -> None:
         if self._stopping:
@@ -410,8 +440,6 @@ class JobWorker:
         if will_retry:
             events.append(JobRetried(queue=self.queue, job_id=job.job_id, job_type=job.job_type, attempt=job.attempt,
                                      reason="error", run_at=result.run_at_ms / 1000, at=now))
-            if result.outcome == "queued":
-                await self.signals.ready({job.job_type: 1})
         else:
             events.append(JobDead(queue=self.queue, job_id=job.job_id, job_type=job.job_type,
                                   attempts=result.attempts, error=error, at=now))
