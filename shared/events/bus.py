@@ -122,7 +122,7 @@ class EventBus:
                     reconnect_wait=runtime.nats_reconnect_wait, ping_interval=runtime.nats_ping_interval,
                     events=NatsEvents(on_error=self._on_nats_error),
                     # Every subject this connection uses is built from checked names and patterns.
-                    options={"skip_subject_validation": True}), self.settings.connect_timeout)
+                    options={"skip_subject_validation": True}, auth=runtime.nats_auth), self.settings.connect_timeout)
             except TimeoutError:
                 raise ConnectionError(f"NATS at {runtime.nats_url} not reachable within "
                                       f"{self.settings.connect_timeout:g}s") from None
