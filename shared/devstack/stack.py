@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import aiohttp
 
+from proto.subjects import DEFAULT_PREFIX, check_prefix
 from shared.devstack.servers import (
     NatsServer,
     ValkeyServer,
@@ -25,8 +27,10 @@ from shared.devstack.servers import (
     url_reachable,
 )
 from shared.errors import StackError
+from shared.nats.permissions import NatsUsers
 
 log = logging.getLogger("raaf.stack")
+_PASSWORD_IN_URL = re.compile(r"(://[^:@/]*:)[^@/]*@")
 
 
 @dataclass(frozen=True)
@@ -67,9 +71,15 @@ class Stack:
             if nats_url:
                 log.warning("NATS_URL=%s is not reachable; starting an embedded nats-server", nats_url)
             port = _pick_port(int(self.env.get("RAAF_NATS_PORT", "4222")), self.host)
-            self.nats = NatsServer(self.data_dir / "nats", port=port, host=self.host)
+            # Each service its own user with its subject permissions, with passwords new at every start;
+            # NATS_URL (the banner's, the examples') is the admin's.
+            users = NatsUsers.generate(check_prefix(self.env.get("RAAF_PREFIX", "") or DEFAULT_PREFIX))
+            self.nats = NatsServer(self.data_dir / "nats", port=port, host=self.host, users=users)
             self.nats.start()
             self.nats_url = self.nats.url
+            env_file = self.data_dir / "nats.env"
+            env_file.write_text(f"NATS_URL={self.nats_url}\n")
+            env_file.chmod(0o600)
         redis_url = self.env.get("REDIS_URL", "")
         if redis_url and url_reachable(redis_url, timeout=1.0):
             self.redis_url = redis_url
@@ -83,7 +93,9 @@ class Stack:
 
     def service_env(self, spec: ServiceSpec) -> dict[str, str]:
         env = dict(self.env)
-        env.update(NATS_URL=self.nats_url, REDIS_URL=self.redis_url, PYTHONUNBUFFERED="1")
+        nats_url = self.nats.url_for(spec.name) if self.nats is not None and self.nats.users is not None \
+            and spec.name in self.nats.users.passwords else self.nats_url
+        env.update(NATS_URL=nats_url, REDIS_URL=self.redis_url, PYTHONUNBUFFERED="1")
         if spec.port_var == "WEBSOCKET_PORT":
             env.setdefault("WEBSOCKET_HOST", self.host)
         else:
@@ -151,6 +163,12 @@ class Stack:
         if self.nats is not None:
             self.nats.stop()
 
+    def _nats_line(self) -> str:
+        if self.nats is None:
+            return _PASSWORD_IN_URL.sub(r"\1***@", self.nats_url)
+        return f"{self.nats.address}  (embedded; each service its own user; the admin's NATS_URL is in " \
+               f"{self.data_dir / 'nats.env'})"
+
     def banner(self) -> str:
         gw = f"{self.host}:{self.ports['gateway']}"
         lines = [
@@ -158,7 +176,7 @@ class Stack:
             f"  WebSocket   ws://{gw}/ws",
             f"  Playground  http://{gw}/   (agents streaming live; channels at /channels, rooms at /rooms)",
             f"  REST / SSE  http://{gw}/v1/",
-            f"  NATS        {self.nats_url}{'  (embedded)' if self.nats else ''}",
+            f"  NATS        {self._nats_line()}",
             f"  Redis       {self.redis_url}{'  (embedded)' if self.valkey else ''}",
             "  Health and metrics (/healthz, /readyz, /metrics):",
         ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -133,9 +134,24 @@ class NatsUsers:
     def user(self, role: str) -> str:
         return self.users.get(role, role)
 
-    def config(self) -> str:
-        """The ``authorization`` block (nats-server's config format reads JSON values)."""
-        users = [{"user": self.user(role), "password": password,
+    def config(self, *, env_refs: bool = False) -> str:
+        """The ``authorization`` block (nats-server's config format reads JSON values).
+
+        ``env_refs``: each password is nats-server's reference to ``password_variable(role)``, resolved from the
+        server's environment at start (a Kubernetes Secret, a Compose ``.env``), so the file holds no secret.
+        """
+        users = [{"user": self.user(role), "password": password_variable(role) if env_refs else password,
                   "permissions": permissions(role, self.prefix).config()}
                  for role, password in sorted(self.passwords.items())]
-        return "authorization: " + json.dumps({"users": users}, indent=2) + "\n"
+        text = json.dumps({"users": users}, indent=2)
+        # A quoted "$NAME" is a literal in nats-server's format; only a bare one is a variable.
+        text = _QUOTED_VARIABLE.sub(r'"password": $\1', text) if env_refs else text
+        return "authorization: " + text + "\n"
+
+
+_QUOTED_VARIABLE = re.compile(r'"password": "(RAAF_NATS_[A-Z_]+_PASSWORD)"')
+
+
+def password_variable(role: str) -> str:
+    """The environment variable that holds ``role``'s password for nats-server (``RAAF_NATS_GATEWAY_PASSWORD``)."""
+    return f"RAAF_NATS_{role.upper().replace('-', '_')}_PASSWORD"
