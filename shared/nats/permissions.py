@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -46,9 +45,11 @@ class _Layout:
     def stream(self, kind: str) -> str:
         return "*" if self.s is None else self.s.stream_name(kind)
 
-    def manage(self, *streams: str) -> list[str]:
-        """Create and update (never delete or purge) the named streams: what ``ensure_stream`` needs."""
-        return [f"$JS.API.STREAM.{op}.{name}" for name in streams for op in ("CREATE", "UPDATE")]
+    def manage(self, *streams: str, purge: bool = False) -> list[str]:
+        """Create and update (never delete) the named streams: what ``ensure_stream`` needs; ``purge`` too for
+        a store that removes its own entries (the chat service deleting a room)."""
+        ops = ("CREATE", "UPDATE", "PURGE") if purge else ("CREATE", "UPDATE")
+        return [f"$JS.API.STREAM.{op}.{name}" for name in streams for op in ops]
 
     def kv_write(self, *kinds: str) -> list[str]:
         return [f"$KV.{self.stream(kind)}.>" for kind in kinds]
@@ -76,6 +77,11 @@ def _run_client(p: str) -> list[str]:
     return [f"{p}.runs.request", f"{p}.runs.cancel.*", f"{p}.runs.agents"]
 
 
+def _run_follower(p: str) -> list[str]:
+    """Following runs live (a run's events on their core subject, besides the stream)."""
+    return [f"{p}.runs.events.>"]
+
+
 def permissions(role: str, prefix: str) -> Permissions:
     """The grants of ``role`` (one of :data:`ROLES`) under ``prefix`` (or :data:`ANY_PREFIX`)."""
     x = _Layout(prefix)
@@ -92,25 +98,26 @@ def permissions(role: str, prefix: str) -> Permissions:
         publish += [*_run_client(p), f"{p}.chat.cmd", f"{p}.jobs.enqueue", f"{p}.jobs.request", f"{p}.channel.>",
                     f"{p}.presence.>", f"{p}.gateway.>", f"{p}.events.>", f"{p}.metrics.>",
                     *x.manage(x.stream("events"))]
-        subscribe += [f"{p}.channel.>", f"{p}.presence.>", f"{p}.gateway.>", f"{p}.events.>", f"{p}.chat.room.>"]
+        subscribe += [f"{p}.channel.>", f"{p}.presence.>", f"{p}.gateway.>", f"{p}.events.>", f"{p}.chat.room.>",
+                      *_run_follower(p)]
     elif role == "agent-runner":
         publish += [*owned["agent-runner"], *_run_client(p), f"{p}.events.>", *x.manage(x.stream("runs")),
                     *x.kv_manage("run_state", "runner_leases", "open_runs")]
         subscribe += [f"{p}.runs.request", f"{p}.runs.cancel.*", f"{p}.runs.agents"]
     elif role == "chat":
         publish += [*owned["chat"], *_run_client(p), f"{p}.events.>",
-                    *x.manage(x.stream("chat"), x.stream("chat_feed"))]
-        subscribe += [f"{p}.chat.cmd", f"{p}.chat.room.>"]
+                    *x.manage(x.stream("chat"), x.stream("chat_feed"), purge=True)]
+        subscribe += [f"{p}.chat.cmd", f"{p}.chat.room.>", *_run_follower(p)]
     elif role == "scheduler":
         publish += [f"{p}.jobs.>", *_run_client(p), f"{p}.events.>", *x.manage(x.stream("events"))]
-        subscribe += [f"{p}.jobs.>"]
+        subscribe += [f"{p}.jobs.>", *_run_follower(p)]
     elif role == "metrics":
         publish += [f"{p}.metrics.>"]
         subscribe += [f"{p}.svc.>", f"{p}.metrics.>", f"{p}.events.>", f"{p}.jobs.lifecycle.>"]
     elif role == "client":
         publish += [*_run_client(p), f"{p}.chat.cmd", f"{p}.events.>", f"{p}.jobs.>", f"{p}.channel.>",
                     f"{p}.metrics.>", *x.manage(x.stream("events"))]
-        subscribe += [f"{p}.events.>", f"{p}.jobs.>", f"{p}.channel.>", f"{p}.chat.room.>"]
+        subscribe += [f"{p}.events.>", f"{p}.jobs.>", f"{p}.channel.>", f"{p}.chat.room.>", *_run_follower(p)]
     else:
         raise ValueError(f"unknown NATS role {role!r}: expected one of {', '.join(ROLES)}")
     # Spelled out, so a broader allow added later cannot hand a store's writes to anyone but its owner.
@@ -129,7 +136,8 @@ class NatsUsers:
     @classmethod
     def generate(cls, prefix: str = "raaf", roles: tuple[str, ...] = ROLES) -> NatsUsers:
         """Fresh random passwords (``make run``, tests, an operator's first config)."""
-        return cls({role: secrets.token_urlsafe(24) for role in roles}, prefix)
+        # Letter first: nats-server reads a variable's value as a number when it is all digits.
+        return cls({role: "p" + secrets.token_urlsafe(24) for role in roles}, prefix)
 
     def user(self, role: str) -> str:
         return self.users.get(role, role)
@@ -140,16 +148,17 @@ class NatsUsers:
         ``env_refs``: each password is nats-server's reference to ``password_variable(role)``, resolved from the
         server's environment at start (a Kubernetes Secret, a Compose ``.env``), so the file holds no secret.
         """
-        users = [{"user": self.user(role), "password": password_variable(role) if env_refs else password,
-                  "permissions": permissions(role, self.prefix).config()}
-                 for role, password in sorted(self.passwords.items())]
-        text = json.dumps({"users": users}, indent=2)
-        # A quoted "$NAME" is a literal in nats-server's format; only a bare one is a variable.
-        text = _QUOTED_VARIABLE.sub(r'"password": $\1', text) if env_refs else text
-        return "authorization: " + text + "\n"
-
-
-_QUOTED_VARIABLE = re.compile(r'"password": "(RAAF_NATS_[A-Z_]+_PASSWORD)"')
+        lines = [f"# Generated by `raaf nats-config --prefix {self.prefix}` (shared/nats/permissions.py).",
+                 "authorization: {", "  users: ["]
+        for role, password in sorted(self.passwords.items()):
+            # A quoted "$NAME" is a literal in nats-server's format; only a bare one is a variable.
+            secret = "$" + password_variable(role) if env_refs else json.dumps(password)
+            grants = permissions(role, self.prefix).config()
+            lines.append(f"    {{user: {json.dumps(self.user(role))}, password: {secret}, permissions: {{")
+            lines += [f"      {key}: {json.dumps(value)}," for key, value in grants.items()]
+            lines[-1] = lines[-1].rstrip(",") + "}}"
+        lines += ["  ]", "}"]
+        return "\n".join(lines) + "\n"
 
 
 def password_variable(role: str) -> str:

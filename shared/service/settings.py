@@ -202,6 +202,9 @@ def read_nats_auth(env: Env) -> NatsAuth:
                     tls_ca=NATS_TLS_CA.read(env), tls_cert=NATS_TLS_CERT.read(env), tls_key=NATS_TLS_KEY.read(env))
     if auth.password and not auth.user:
         raise SettingsError(NATS_PASSWORD.env, "***", "set NATS_USER too")
+    if auth.user and not auth.password:
+        # An empty Secret: better to stop here, naming it, than to retry a refused login forever.
+        raise SettingsError(NATS_PASSWORD.env, "", f"empty, but NATS_USER={auth.user} needs its password")
     if bool(auth.tls_cert) != bool(auth.tls_key):
         raise SettingsError(NATS_TLS_CERT.env, auth.tls_cert, "NATS_TLS_CERT and NATS_TLS_KEY go together")
     return auth
