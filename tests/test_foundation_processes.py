@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+import nats
+import nats.errors
 import pytest
 
 from shared.devstack.servers import NatsServer, ValkeyServer, free_port
@@ -120,6 +122,7 @@ async def test_raaf_up_starts_everything_and_stops_with_no_orphans(tmp_path: Pat
                     assert resp.status == 200, url
         children = _children(proc.pid)
         assert len(children) >= 7  # nats-server, valkey-server, five services
+        await _nats_has_users(tmp_path / "var", text)
         _ctrl_c(proc)
         assert proc.wait(60) == 0
         await eventually(lambda: not any(_alive(pid) for pid in children), what="every child process gone")
@@ -127,6 +130,18 @@ async def test_raaf_up_starts_everything_and_stops_with_no_orphans(tmp_path: Pat
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+async def _nats_has_users(data_dir: Path, banner: str) -> None:
+    """The embedded nats-server admits the admin of ``nats.env`` and no one without a password; the banner shows
+    no password."""
+    (admin_url,) = [line.removeprefix("NATS_URL=") for line in (data_dir / "nats.env").read_text().splitlines()]
+    address = "nats://" + admin_url.rsplit("@", 1)[1]
+    assert admin_url.split("//")[1].split("@")[0] not in banner, "no password in the banner"
+    admin = await nats.connect(admin_url, allow_reconnect=False)
+    await admin.close()
+    with pytest.raises((nats.errors.Error, OSError)):
+        await nats.connect(address, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=2)
 
 
 # A line of a service's log about losing or regaining NATS or Redis (the shutdown must not cause one).

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -27,10 +26,10 @@ from shared.devstack.servers import (
     url_reachable,
 )
 from shared.errors import StackError
+from shared.nats.auth import redacted
 from shared.nats.permissions import NatsUsers
 
 log = logging.getLogger("raaf.stack")
-_PASSWORD_IN_URL = re.compile(r"(://[^:@/]*:)[^@/]*@")
 
 
 @dataclass(frozen=True)
@@ -165,7 +164,7 @@ class Stack:
 
     def _nats_line(self) -> str:
         if self.nats is None:
-            return _PASSWORD_IN_URL.sub(r"\1***@", self.nats_url)
+            return redacted(self.nats_url)
         return f"{self.nats.address}  (embedded; each service its own user; the admin's NATS_URL is in " \
                f"{self.data_dir / 'nats.env'})"
 

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 import ssl
 from dataclasses import dataclass
 from typing import Any
+
+_PASSWORD_IN_URL = re.compile(r"(://[^:@/]*:)[^@/]*@")
+
+
+def redacted(url: str) -> str:
+    """``url`` with any password in it as ``***``, for logs and error messages."""
+    return _PASSWORD_IN_URL.sub(r"\1***@", url)
 
 
 @dataclass(frozen=True, slots=True)
