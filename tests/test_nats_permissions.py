@@ -16,7 +16,7 @@ from shared.devstack.servers import NatsServer
 from shared.nats.auth import NatsAuth
 from shared.nats.conn import barrier, connect_nats
 from shared.nats.jetstream import ensure_stream
-from shared.nats.permissions import ROLES, NatsUsers, permissions
+from shared.nats.permissions import ANY_PREFIX, ROLES, NatsUsers, permissions
 from shared.runs.log import run_stream_config
 from tests.support.env import unique_prefix
 from tests.support.tls import make_certificates
@@ -133,16 +133,17 @@ async def test_nats_perm_a_service_connects_with_nats_user_and_nats_password(gua
         await nc.close()
 
 
-def test_nats_perm_no_role_but_the_owner_may_publish_to_what_the_run_log_and_chat_log_hold() -> None:
+@pytest.mark.parametrize("prefix", ["permdoc", ANY_PREFIX])
+def test_nats_perm_only_the_owners_are_granted_run_events_and_chat_log_entries_and_the_rest_are_denied_them(
+    prefix: str,
+) -> None:
     s = Subjects("permdoc")
-    for role in ROLES:
-        grants = permissions(role, s.prefix)
-        if role in ("agent-runner", "admin"):
-            continue
-        assert s.run_events_all in grants.publish_deny or role == "agent-runner"
-        if role != "chat":
-            assert s.chat_room_logs_all in grants.publish_deny
-            assert s.chat_room_logs_all not in grants.publish
+    for store, owner in ((s.run_events_all, "agent-runner"), (s.chat_room_logs_all, "chat")):
+        pattern = prefix + store.removeprefix("permdoc")
+        granted = {role for role in ROLES if {pattern, ">"} & set(permissions(role, prefix).publish)}
+        assert granted == {owner, "admin"}
+        denied = {role for role in ROLES if pattern in permissions(role, prefix).publish_deny}
+        assert denied == set(ROLES) - {owner, "admin"}
 
 
 async def test_nats_perm_over_tls_a_client_with_the_ca_connects_and_a_plain_one_cannot(tmp_path: Path) -> None:

@@ -33,17 +33,46 @@ class Permissions:
         return {"publish": publish, "subscribe": {"allow": list(self.subscribe)}, "allow_responses": True}
 
 
+_PLACEHOLDER = "PREFIXPLACEHOLDER"
+
+
 class _Layout:
-    """The subject families of one prefix (or of every prefix, ``*``), as permission patterns."""
+    """The subject families of one prefix (or of every prefix, ``*``), as permission patterns.
+
+    Subjects come from ``proto.subjects.Subjects`` under a placeholder prefix, then the placeholder becomes the
+    prefix (or ``*``): a subject renamed there is renamed here, and no permission names a subject of its own.
+    """
 
     def __init__(self, prefix: str) -> None:
         self.p = prefix
         # Stream names are the prefix in upper case: with every prefix at once only a whole-token wildcard fits.
         self.any = prefix == ANY_PREFIX
-        self.s = None if self.any else Subjects(prefix)
+        self.streams = None if self.any else Subjects(prefix)
+        s = Subjects(_PLACEHOLDER)
+
+        def sub(subject: str) -> str:
+            return prefix + subject.removeprefix(_PLACEHOLDER)
+
+        self.run_events = sub(s.run_events_all)
+        self.run_client = [sub(s.run_requests), sub(s.run_cancel_all), sub(s.run_agents)]
+        self.chat_commands = sub(s.chat_commands)
+        self.chat_room_events = sub(s.chat_room_events_all)
+        self.chat_store = [sub(s.chat_directory), sub(s.chat_room_logs_all), sub(s.chat_feed_all),
+                           self.chat_room_events]
+        self.events = sub(s.events_all)
+        self.channels = sub(s.channels_all)
+        self.presence = sub(s.presence("x")).rsplit(".", 1)[0] + ".>"
+        self.gateway = [sub(s.gateway_control), sub(s.gateway_broadcast)]
+        self.jobs_to_scheduler = [sub(s.job_enqueue), sub(s.job_requests)]
+        self.jobs = sub(s.job_enqueue).rsplit(".", 1)[0] + ".>"  # requests, dispatch, lifecycle, cancel, wake
+        self.job_lifecycle = sub(s.job_lifecycle_all)
+        self.metrics = [sub(s.cluster_stats), sub(s.cluster_health)]
+        self.stats = [sub(s.service_stats), sub(s.stats_reporters)]
+        self.lifecycle = [sub(s.service_lifecycle_all), sub(s.telemetry_all)]
+        self.svc = sub(s.service_stats).rsplit(".", 1)[0] + ".>"
 
     def stream(self, kind: str) -> str:
-        return "*" if self.s is None else self.s.stream_name(kind)
+        return "*" if self.streams is None else self.streams.stream_name(kind)
 
     def manage(self, *streams: str, purge: bool = False) -> list[str]:
         """Create and update (never delete) the named streams: what ``ensure_stream`` needs; ``purge`` too for
@@ -58,66 +87,45 @@ class _Layout:
         return self.manage(*("*" if self.any else f"KV_{self.stream(kind)}" for kind in kinds))
 
 
-def _common(x: _Layout) -> tuple[list[str], list[str]]:
-    """What every platform process does: replies, lifecycle and stats, reading streams through consumers."""
-    p = x.p
-    publish = [
-        "_INBOX.>", "$SRV.>", f"{p}.svc.lifecycle.>", f"{p}.svc.telemetry.>", f"{p}.svc.stats", f"{p}.svc.reporters",
-        # JetStream reads: account and stream info, consumers (create, next, delete), direct gets, acks and
-        # flow control; never a stream's deletion, purge or a message's removal.
-        "$JS.API.INFO", "$JS.API.STREAM.INFO.*", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
-        "$JS.API.STREAM.MSG.GET.*", "$JS.API.DIRECT.GET.>", "$JS.API.CONSUMER.>", "$JS.ACK.>", "$JS.FC.>",
-    ]
-    subscribe = ["_INBOX.>", "$SRV.>", f"{p}.svc.stats", f"{p}.svc.reporters", f"{p}.svc.lifecycle.>"]
-    return publish, subscribe
-
-
-def _run_client(p: str) -> list[str]:
-    """Starting, cancelling and listing runs (``shared.clients.runs``): never writing a run's events."""
-    return [f"{p}.runs.request", f"{p}.runs.cancel.*", f"{p}.runs.agents"]
-
-
-def _run_follower(p: str) -> list[str]:
-    """Following runs live (a run's events on their core subject, besides the stream)."""
-    return [f"{p}.runs.events.>"]
+# JetStream reads every process makes: account and stream info, consumers (create, next, delete), direct gets,
+# acks and flow control; never a stream's deletion, purge or a message's removal.
+_JS_READS = ["$JS.API.INFO", "$JS.API.STREAM.INFO.*", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
+             "$JS.API.STREAM.MSG.GET.*", "$JS.API.DIRECT.GET.>", "$JS.API.CONSUMER.>", "$JS.ACK.>", "$JS.FC.>"]
+_RUN_BUCKETS = ("run_state", "runner_leases", "open_runs")
 
 
 def permissions(role: str, prefix: str) -> Permissions:
     """The grants of ``role`` (one of :data:`ROLES`) under ``prefix`` (or :data:`ANY_PREFIX`)."""
-    x = _Layout(prefix)
-    p = x.p
     if role == "admin":
         return Permissions(publish=(">",), subscribe=(">",))
-    publish, subscribe = _common(x)
+    x = _Layout(prefix)
+    # Every process: replies, micro services, its lifecycle and stats, reading streams.
+    publish = ["_INBOX.>", "$SRV.>", *x.lifecycle, *x.stats, *_JS_READS]
+    subscribe = ["_INBOX.>", "$SRV.>", *x.stats, x.lifecycle[0]]
     # What only its owner writes: the run log and run state (agent-runner), the chat log, feed and room events.
-    owned = {
-        "agent-runner": [f"{p}.runs.events.>", *x.kv_write("run_state", "runner_leases", "open_runs")],
-        "chat": [f"{p}.chat.dir", f"{p}.chat.log.*", f"{p}.chat.feed.>", f"{p}.chat.room.>"],
-    }
+    owned = {"agent-runner": [x.run_events, *x.kv_write(*_RUN_BUCKETS)], "chat": x.chat_store}
     if role == "gateway":
-        publish += [*_run_client(p), f"{p}.chat.cmd", f"{p}.jobs.enqueue", f"{p}.jobs.request", f"{p}.channel.>",
-                    f"{p}.presence.>", f"{p}.gateway.>", f"{p}.events.>", f"{p}.metrics.>",
-                    *x.manage(x.stream("events"))]
-        subscribe += [f"{p}.channel.>", f"{p}.presence.>", f"{p}.gateway.>", f"{p}.events.>", f"{p}.chat.room.>",
-                      *_run_follower(p)]
+        publish += [*x.run_client, x.chat_commands, *x.jobs_to_scheduler, x.channels, x.presence, *x.gateway,
+                    x.events, *x.metrics, *x.manage(x.stream("events"))]
+        subscribe += [x.channels, x.presence, *x.gateway, x.events, x.chat_room_events, x.run_events]
     elif role == "agent-runner":
-        publish += [*owned["agent-runner"], *_run_client(p), f"{p}.events.>", *x.manage(x.stream("runs")),
-                    *x.kv_manage("run_state", "runner_leases", "open_runs")]
-        subscribe += [f"{p}.runs.request", f"{p}.runs.cancel.*", f"{p}.runs.agents"]
+        publish += [*owned["agent-runner"], *x.run_client, x.events, *x.manage(x.stream("runs")),
+                    *x.kv_manage(*_RUN_BUCKETS)]
+        subscribe += x.run_client
     elif role == "chat":
-        publish += [*owned["chat"], *_run_client(p), f"{p}.events.>",
+        publish += [*owned["chat"], *x.run_client, x.events,
                     *x.manage(x.stream("chat"), x.stream("chat_feed"), purge=True)]
-        subscribe += [f"{p}.chat.cmd", f"{p}.chat.room.>", *_run_follower(p)]
+        subscribe += [x.chat_commands, x.chat_room_events, x.run_events]
     elif role == "scheduler":
-        publish += [f"{p}.jobs.>", *_run_client(p), f"{p}.events.>", *x.manage(x.stream("events"))]
-        subscribe += [f"{p}.jobs.>", *_run_follower(p)]
+        publish += [x.jobs, *x.run_client, x.events, *x.manage(x.stream("events"))]
+        subscribe += [x.jobs, x.run_events]
     elif role == "metrics":
-        publish += [f"{p}.metrics.>"]
-        subscribe += [f"{p}.svc.>", f"{p}.metrics.>", f"{p}.events.>", f"{p}.jobs.lifecycle.>"]
+        publish += x.metrics
+        subscribe += [x.svc, *x.metrics, x.events, x.job_lifecycle]
     elif role == "client":
-        publish += [*_run_client(p), f"{p}.chat.cmd", f"{p}.events.>", f"{p}.jobs.>", f"{p}.channel.>",
-                    f"{p}.metrics.>", *x.manage(x.stream("events"))]
-        subscribe += [f"{p}.events.>", f"{p}.jobs.>", f"{p}.channel.>", f"{p}.chat.room.>", *_run_follower(p)]
+        publish += [*x.run_client, x.chat_commands, x.events, x.jobs, x.channels, *x.metrics,
+                    *x.manage(x.stream("events"))]
+        subscribe += [x.events, x.jobs, x.channels, x.chat_room_events, x.run_events]
     else:
         raise ValueError(f"unknown NATS role {role!r}: expected one of {', '.join(ROLES)}")
     # Spelled out, so a broader allow added later cannot hand a store's writes to anyone but its owner.
