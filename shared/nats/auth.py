@@ -26,7 +26,7 @@ class NatsAuth:
     user: str = ""
     password: str = ""
     creds: str = ""  # a .creds file (JWT + nkey seed) for servers run in operator mode
-    tls_ca: str = ""  # the CA that signed the server's certificate; set: TLS is required
+    tls_ca: str = ""  # the CA that signed the server's certificate (the server decides whether TLS is used)
     tls_cert: str = ""  # a client certificate, for servers that verify clients
     tls_key: str = ""
 
