@@ -17,7 +17,9 @@ import nats
 import nats.errors
 import pytest
 
+from proto.subjects import Subjects
 from shared.devstack.servers import NatsServer, ValkeyServer, free_port
+from shared.nats.conn import barrier
 from tests.support.env import ROOT, service_env
 from tests.support.processes import ServiceProcess
 from tests.support.waiting import eventually
@@ -133,15 +135,20 @@ async def test_raaf_up_starts_everything_and_stops_with_no_orphans(tmp_path: Pat
 
 
 async def _nats_has_users(data_dir: Path, banner: str) -> None:
-    """The embedded nats-server admits the admin of ``nats.env`` and no one without a password; the banner shows
-    no password."""
+    """The embedded nats-server has users: the admin of ``nats.env`` gets in, a wrong password does not, and on
+    loopback a client without one is the admin (as examples and the nats CLI connect); the banner shows none."""
     (admin_url,) = [line.removeprefix("NATS_URL=") for line in (data_dir / "nats.env").read_text().splitlines()]
     address = "nats://" + admin_url.rsplit("@", 1)[1]
     assert admin_url.split("//")[1].split("@")[0] not in banner, "no password in the banner"
-    admin = await nats.connect(admin_url, allow_reconnect=False)
-    await admin.close()
+    for url in (admin_url, address):
+        admin = await nats.connect(url, allow_reconnect=False)
+        await admin.publish(Subjects("raaf").run_events("banner-check"), b"{}")  # only an admin (or a runner) may
+        await barrier(admin)
+        assert admin.is_connected and admin.last_error is None
+        await admin.close()
     with pytest.raises((nats.errors.Error, OSError)):
-        await nats.connect(address, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=2)
+        await nats.connect(address.replace("nats://", "nats://gateway:wrong@"), allow_reconnect=False,
+                           max_reconnect_attempts=0, connect_timeout=2)
 
 
 # A line of a service's log about losing or regaining NATS or Redis (the shutdown must not cause one).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -30,6 +31,7 @@ from shared.nats.auth import redacted
 from shared.nats.permissions import NatsUsers
 
 log = logging.getLogger("raaf.stack")
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,12 @@ class Stack:
             if nats_url:
                 log.warning("NATS_URL=%s is not reachable; starting an embedded nats-server", nats_url)
             port = _pick_port(int(self.env.get("RAAF_NATS_PORT", "4222")), self.host)
-            # Each service its own user with its subject permissions, with passwords new at every start;
-            # NATS_URL (the banner's, the examples') is the admin's.
+            # Each service its own user with its subject permissions, with passwords new at every start. On
+            # loopback a client without credentials (the examples, the nats CLI) is the admin, as an anonymous
+            # gateway there is the local operator; on any other address it is refused.
             users = NatsUsers.generate(check_prefix(self.env.get("RAAF_PREFIX", "") or DEFAULT_PREFIX))
+            if self.host in _LOOPBACK:
+                users = dataclasses.replace(users, anonymous="admin")
             self.nats = NatsServer(self.data_dir / "nats", port=port, host=self.host, users=users)
             self.nats.start()
             self.nats_url = self.nats.url
@@ -165,8 +170,9 @@ class Stack:
     def _nats_line(self) -> str:
         if self.nats is None:
             return redacted(self.nats_url)
-        return f"{self.nats.address}  (embedded; each service its own user; the admin's NATS_URL is in " \
-               f"{self.data_dir / 'nats.env'})"
+        anonymous = "without a password: admin; " if self.nats.users is not None and self.nats.users.anonymous else ""
+        return f"{self.nats.address}  (embedded; each service its own user; {anonymous}the admin's NATS_URL is " \
+               f"in {self.data_dir / 'nats.env'})"
 
     def banner(self) -> str:
         gw = f"{self.host}:{self.ports['gateway']}"

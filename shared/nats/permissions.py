@@ -140,6 +140,7 @@ class NatsUsers:
     passwords: Mapping[str, str]
     prefix: str = "raaf"
     users: Mapping[str, str] = field(default_factory=dict)  # role -> user name (default: the role)
+    anonymous: str = ""  # the role a connection without credentials gets (nats-server's no_auth_user); none: refused
 
     @classmethod
     def generate(cls, prefix: str = "raaf", roles: tuple[str, ...] = ROLES) -> NatsUsers:
@@ -166,6 +167,8 @@ class NatsUsers:
             lines += [f"      {key}: {json.dumps(value)}," for key, value in grants.items()]
             lines[-1] = lines[-1].rstrip(",") + "}}"
         lines += ["  ]", "}"]
+        if self.anonymous:
+            lines.append(f"no_auth_user: {json.dumps(self.user(self.anonymous))}")
         return "\n".join(lines) + "\n"
 
 
