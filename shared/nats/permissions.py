@@ -62,7 +62,7 @@ class _Layout:
         self.events = sub(s.events_all)
         self.channels = sub(s.channels_all)
         self.presence = sub(s.presence("x")).rsplit(".", 1)[0] + ".>"
-        self.gateway = [sub(s.gateway_control), sub(s.gateway_broadcast)]
+        self.gateway = [sub(s.gateway_control), sub(s.gateway_broadcast), sub(s.extensions_all)]
         self.jobs_to_scheduler = [sub(s.job_enqueue), sub(s.job_requests)]
         self.jobs = sub(s.job_enqueue).rsplit(".", 1)[0] + ".>"  # requests, dispatch, lifecycle, cancel, wake
         self.job_lifecycle = sub(s.job_lifecycle_all)
@@ -106,10 +106,13 @@ def permissions(role: str, prefix: str) -> Permissions:
     owned = {"agent-runner": [x.run_events, *x.kv_write(*_RUN_BUCKETS)], "chat": x.chat_store}
     if role == "gateway":
         publish += [*x.run_client, x.chat_commands, *x.jobs_to_scheduler, x.channels, x.presence, *x.gateway,
-                    x.events, *x.metrics, *x.manage(x.stream("events"))]
+                    x.events, *x.metrics, *x.manage(x.stream("events")),
+                    # The Responses API's delete forgets a response: it purges that run's events (never adds one).
+                    f"$JS.API.STREAM.PURGE.{x.stream('runs')}"]
         subscribe += [x.channels, x.presence, *x.gateway, x.events, x.chat_room_events, x.run_events]
     elif role == "agent-runner":
-        publish += [*owned["agent-runner"], *x.run_client, x.events, *x.manage(x.stream("runs")),
+        # A tool may enqueue a job (it runs in the agent-runner's process, on its connection or user).
+        publish += [*owned["agent-runner"], *x.run_client, x.events, *x.jobs_to_scheduler, *x.manage(x.stream("runs")),
                     *x.kv_manage(*_RUN_BUCKETS)]
         subscribe += x.run_client
     elif role == "chat":
