@@ -276,3 +276,13 @@ class Subjects:
     def gateway_broadcast(self) -> str:
         """Server messages every gateway forwards to every one of its connections."""
         return f"{self.prefix}.gateway.broadcast"
+
+    # Gateway extensions (services/gateway/extension.py): their own subjects, under one family the gateway's
+    # NATS user may use.
+    def extension(self, name: str) -> str:
+        """``<prefix>.ext.<name>``; ``name`` is dotted like an event name (``watch.disk``)."""
+        return f"{self.prefix}.ext.{check_event_name(name)}"
+
+    @property
+    def extensions_all(self) -> str:
+        return f"{self.prefix}.ext.>"

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import msgspec
 
+from proto.subjects import InvalidNameError, check_prefix
 from raaf.stats import health, stats
 from raaf.stats_report import render_health, render_stats
 from services.launcher import stack_services
 from shared.devstack.stack import Stack, run_stack
 from shared.errors import StreamingError
+from shared.nats.permissions import NatsUsers, password_variable
 from shared.openai_mock import main as mock_main
 
 
@@ -47,7 +49,33 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--nats-url", default=None, help="NATS servers (default: $NATS_URL or nats://127.0.0.1:4222)")
     stats.add_argument("--prefix", default=None, help="subject prefix of the deployment ($RAAF_PREFIX or raaf)")
     stats.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer (3)")
+    nats_config = sub.add_parser(
+        "nats-config",
+        help="print nats-server's authorization block: one user per service, with its subject permissions",
+        description="Print the authorization block for nats-server (include it from its config): the five "
+        "services, a 'client' user for library users and an 'admin', each with the subject permissions "
+        "docs/security.md describes. Passwords are nats-server variables (RAAF_NATS_<ROLE>_PASSWORD, from a "
+        "Secret or .env) unless --passwords, which writes fresh random ones into the block; --env prints fresh "
+        "RAAF_NATS_<ROLE>_PASSWORD=... lines for a .env or Secret instead.",
+    )
+    nats_config.add_argument("--prefix", default="raaf", help="subject prefix of the deployment (raaf)")
+    nats_config.add_argument("--passwords", action="store_true", help="literal random passwords in the block")
+    nats_config.add_argument("--env", action="store_true", help="print random passwords as env lines instead")
     return parser
+
+
+def _print_nats_config(args: argparse.Namespace) -> int:
+    try:
+        users = NatsUsers.generate(check_prefix(args.prefix))
+    except InvalidNameError as exc:
+        print(f"raaf nats-config: {exc}", file=sys.stderr)
+        return 2
+    if args.env:
+        print("".join(f"{password_variable(role)}={password}\n" for role, password in users.passwords.items()),
+              end="")
+    else:
+        print(users.config(env_refs=not args.passwords), end="")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(run_stack(stack))
     if args.command == "stats":
         return _print_stats(args)
+    if args.command == "nats-config":
+        return _print_nats_config(args)
     return 2
 
 

@@ -17,9 +17,10 @@ from services.agent_runner import AgentRunnerApp, AgentRunnerSettings
 from shared.devstack.nats_cluster import NatsCluster
 from shared.devstack.redis_ha import SentinelGroup, ValkeyCluster
 from shared.devstack.servers import NatsServer, ValkeyServer
+from shared.nats.permissions import ANY_PREFIX, NatsUsers
 from shared.service.app import App
 from shared.service.eventloop import LoopFactory, loop_factory, resolve
-from tests.support.env import unique_prefix
+from tests.support.env import own_user, own_user_env, unique_prefix
 from tests.support.events import NATS_PY_PATHS, TEST_ENV
 from tests.support.processes import ServiceProcess
 from tests.support.runs import Runs, StartRunner, runner_env
@@ -54,8 +55,11 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
     """One nats-server -js for the session; tests use unique subjects and must not kill it.
 
     Every test prefix provisions its own streams, each reserving its max_bytes: allow far more than one disk.
+    Permissions are on: ``.url`` is the admin's (test clients), and ``start_app`` / ``service_process`` hand
+    each service its own user (``url_for``), for every prefix at once.
     """
-    server = NatsServer(tmp_path_factory.mktemp("nats"), max_file_store="10TB", max_memory_store="8GB")
+    server = NatsServer(tmp_path_factory.mktemp("nats"), max_file_store="10TB", max_memory_store="8GB",
+                        users=NatsUsers.generate(ANY_PREFIX))
     server.start()
     yield server
     server.stop()
@@ -123,11 +127,13 @@ def valkey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyC
 
 
 @pytest.fixture
-async def start_app() -> AsyncIterator[Callable[[App], Awaitable[App]]]:
-    """Start service apps in this process; every one is stopped at teardown."""
+async def start_app(nats_server: NatsServer) -> AsyncIterator[Callable[[App], Awaitable[App]]]:
+    """Start service apps in this process (on the session server, each as its own NATS user); every one is
+    stopped at teardown."""
     started: list[App] = []
 
     async def start(app: App) -> App:
+        own_user(app, nats_server)
         started.append(app)
         await asyncio.wait_for(app.start(), 30)
         return app
@@ -138,11 +144,13 @@ async def start_app() -> AsyncIterator[Callable[[App], Awaitable[App]]]:
 
 
 @pytest.fixture
-def service_process(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
-    """Factory for service child processes; all are killed at teardown."""
+def service_process(tmp_path: Path, nats_server: NatsServer) -> Iterator[Callable[..., ServiceProcess]]:
+    """Factory for service child processes (each as its own NATS user on the session server); all are killed
+    at teardown."""
     procs: list[ServiceProcess] = []
 
     def make(module: str, env: dict[str, str], **kw: Any) -> ServiceProcess:
+        env = own_user_env(module, env, nats_server)
         proc = ServiceProcess(module, env, tmp_path / f"{module.replace('.', '_')}-{len(procs)}.log")
         procs.append(proc)
         proc.start()

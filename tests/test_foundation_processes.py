@@ -13,9 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+import nats
+import nats.errors
 import pytest
 
+from proto.subjects import Subjects
 from shared.devstack.servers import NatsServer, ValkeyServer, free_port
+from shared.nats.conn import barrier
 from tests.support.env import ROOT, service_env
 from tests.support.processes import ServiceProcess
 from tests.support.waiting import eventually
@@ -120,6 +124,7 @@ async def test_raaf_up_starts_everything_and_stops_with_no_orphans(tmp_path: Pat
                     assert resp.status == 200, url
         children = _children(proc.pid)
         assert len(children) >= 7  # nats-server, valkey-server, five services
+        await _nats_has_users(tmp_path / "var", text)
         _ctrl_c(proc)
         assert proc.wait(60) == 0
         await eventually(lambda: not any(_alive(pid) for pid in children), what="every child process gone")
@@ -127,6 +132,23 @@ async def test_raaf_up_starts_everything_and_stops_with_no_orphans(tmp_path: Pat
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+async def _nats_has_users(data_dir: Path, banner: str) -> None:
+    """The embedded nats-server has users: the admin of ``nats.env`` gets in, a wrong password does not, and on
+    loopback a client without one is the admin (as examples and the nats CLI connect); the banner shows none."""
+    (admin_url,) = [line.removeprefix("NATS_URL=") for line in (data_dir / "nats.env").read_text().splitlines()]
+    address = "nats://" + admin_url.rsplit("@", 1)[1]
+    assert admin_url.split("//")[1].split("@")[0] not in banner, "no password in the banner"
+    for url in (admin_url, address):
+        admin = await nats.connect(url, allow_reconnect=False)
+        await admin.publish(Subjects("raaf").run_events("banner-check"), b"{}")  # only an admin (or a runner) may
+        await barrier(admin)
+        assert admin.is_connected and admin.last_error is None
+        await admin.close()
+    with pytest.raises((nats.errors.Error, OSError)):
+        await nats.connect(address.replace("nats://", "nats://gateway:wrong@"), allow_reconnect=False,
+                           max_reconnect_attempts=0, connect_timeout=2)
 
 
 # A line of a service's log about losing or regaining NATS or Redis (the shutdown must not cause one).

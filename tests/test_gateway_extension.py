@@ -70,7 +70,7 @@ class WatchExtension:
         async def forward(msg: Msg) -> None:
             await conn.send(Watched(topic=topic, payload=msgspec.Raw(msg.data)))
 
-        await conn.subscribe_nats(self.ctx.nc, f"{self.ctx.subjects.prefix}.watch.{topic}", forward)
+        await conn.subscribe_nats(self.ctx.nc, self.ctx.subjects.extension(f"watch.{topic}"), forward)
         if message.id:
             await conn.send(msgspec.json.encode({"type": "ack", "ref": message.id}))
 
@@ -108,7 +108,7 @@ async def test_an_extension_gets_its_messages_routes_and_owned_subscriptions(
         ws, welcome = await connect(session, ws_url(app))
         assert (await request(ws, {"type": "watch", "topic": "disk"}))["type"] == "ack"
         assert (await request(ws, {"type": "watch", "topic": "secret"}))["code"] == "forbidden"
-        await app.nc.publish(f"{app.subjects.prefix}.watch.disk", b'{"free": 3}')
+        await app.nc.publish(app.subjects.extension("watch.disk"), b'{"free": 3}')
         watched = await receive_type(ws, "watched")
         assert watched == {"type": "watched", "topic": "disk", "payload": {"free": 3}}
         # Owned subscriptions count against the per-connection limit.

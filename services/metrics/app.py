@@ -23,6 +23,7 @@ from services.metrics.registry import InstanceRegistry
 from services.metrics.settings import MetricsSettings
 from shared import errors
 from shared.metrics import catalogue as names
+from shared.nats.auth import redacted
 from shared.nats.conn import barrier
 from shared.service.app import App
 from shared.stats.combine import combine
@@ -90,7 +91,8 @@ class MetricsApp(App):
     async def cluster_stats(self) -> ClusterStats:
         """Every instance's figures combined; known instances that stay silent are listed as unanswered."""
         if not self.nc.is_connected:
-            raise errors.ConnectionError(f"NATS at {self.runtime.nats_url} is not connected; cannot gather statistics")
+            raise errors.ConnectionError(f"NATS at {redacted(self.runtime.nats_url)} is not connected; "
+                                         "cannot gather statistics")
         settings = self.metrics_settings
         # An instance that announced itself a moment ago (a reporter that just connected) may still be on its
         # way to us. The barrier's message travels behind it on our connection, and nats-py runs the earlier

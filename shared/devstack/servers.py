@@ -17,6 +17,8 @@ import urllib.parse
 from pathlib import Path
 
 from shared.errors import StackError
+from shared.nats.auth import TlsFiles
+from shared.nats.permissions import NatsUsers
 
 _PR_SET_PDEATHSIG = 1
 
@@ -154,8 +156,12 @@ class NatsServer(ServerProcess):
     def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1",
                  monitor_port: int | None = None, max_file_store: str | None = None,
                  max_memory_store: str | None = None, cluster_name: str | None = None,
-                 server_name: str | None = None) -> None:
+                 server_name: str | None = None, users: NatsUsers | None = None,
+                 tls: TlsFiles | None = None) -> None:
         super().__init__(data_dir, port, host)
+        # Per-role users with subject permissions (``shared.nats.permissions``), and TLS on the client port.
+        self.users = users
+        self.tls = tls
         self.monitor_port = monitor_port
         # A cluster member (``shared.devstack.nats_cluster``): its route port and the routes to every member.
         self.cluster_name = cluster_name
@@ -173,19 +179,41 @@ class NatsServer(ServerProcess):
         if self.cluster_name:
             cmd += ["--cluster_name", self.cluster_name, "--cluster", f"nats://{self.host}:{self.cluster_port}",
                     "--routes", ",".join(self.routes)]
+        config: list[str] = []
         if self.max_file_store or self.max_memory_store:
             limits = "".join(f"  {key}: {value}\n" for key, value in
                              (("max_file_store", self.max_file_store), ("max_memory_store", self.max_memory_store))
                              if value)
-            config = self.data_dir / "jetstream-limits.conf"
-            config.write_text(f"jetstream {{\n{limits}}}\n")  # store_dir comes from -sd
-            cmd += ["-c", str(config)]
+            config.append(f"jetstream {{\n{limits}}}\n")  # store_dir comes from -sd
+        if self.users is not None:
+            config.append(self.users.config())
+        if self.tls is not None:
+            config.append(self.tls.server_config())
+        if config:
+            path = self.data_dir / "nats-server.conf"
+            path.write_text("".join(config))
+            path.chmod(0o600)  # passwords
+            cmd += ["-c", str(path)]
         if self.monitor_port:
             cmd += ["-m", str(self.monitor_port)]
         return cmd
 
     @property
     def url(self) -> str:
+        """The client URL; with users, the admin's (what an operator's tools and the tests connect as)."""
+        return self.url_for("admin") if self.users is not None and "admin" in self.users.passwords \
+            else f"nats://{self.host}:{self.port}"
+
+    def url_for(self, role: str) -> str:
+        """The URL with ``role``'s user and password in it (nats-py and the ``nats`` CLI read both from it)."""
+        if self.users is None:
+            return f"nats://{self.host}:{self.port}"
+        password = urllib.parse.quote(self.users.passwords[role], safe="")
+        return f"nats://{self.users.user(role)}:{password}@{self.host}:{self.port}"
+
+    @property
+    def address(self) -> str:
+        """The URL without credentials."""
         return f"nats://{self.host}:{self.port}"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import aiohttp
 
+from proto.subjects import DEFAULT_PREFIX, check_prefix
 from shared.devstack.servers import (
     NatsServer,
     ValkeyServer,
@@ -25,8 +27,11 @@ from shared.devstack.servers import (
     url_reachable,
 )
 from shared.errors import StackError
+from shared.nats.auth import redacted
+from shared.nats.permissions import NatsUsers
 
 log = logging.getLogger("raaf.stack")
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -67,9 +72,18 @@ class Stack:
             if nats_url:
                 log.warning("NATS_URL=%s is not reachable; starting an embedded nats-server", nats_url)
             port = _pick_port(int(self.env.get("RAAF_NATS_PORT", "4222")), self.host)
-            self.nats = NatsServer(self.data_dir / "nats", port=port, host=self.host)
+            # Each service its own user with its subject permissions, with passwords new at every start. On
+            # loopback a client without credentials (the examples, the nats CLI) is the admin, as an anonymous
+            # gateway there is the local operator; on any other address it is refused.
+            users = NatsUsers.generate(check_prefix(self.env.get("RAAF_PREFIX", "") or DEFAULT_PREFIX))
+            if self.host in _LOOPBACK:
+                users = dataclasses.replace(users, anonymous="admin")
+            self.nats = NatsServer(self.data_dir / "nats", port=port, host=self.host, users=users)
             self.nats.start()
             self.nats_url = self.nats.url
+            env_file = self.data_dir / "nats.env"
+            env_file.write_text(f"NATS_URL={self.nats_url}\n")
+            env_file.chmod(0o600)
         redis_url = self.env.get("REDIS_URL", "")
         if redis_url and url_reachable(redis_url, timeout=1.0):
             self.redis_url = redis_url
@@ -83,7 +97,9 @@ class Stack:
 
     def service_env(self, spec: ServiceSpec) -> dict[str, str]:
         env = dict(self.env)
-        env.update(NATS_URL=self.nats_url, REDIS_URL=self.redis_url, PYTHONUNBUFFERED="1")
+        nats_url = self.nats.url_for(spec.name) if self.nats is not None and self.nats.users is not None \
+            and spec.name in self.nats.users.passwords else self.nats_url
+        env.update(NATS_URL=nats_url, REDIS_URL=self.redis_url, PYTHONUNBUFFERED="1")
         if spec.port_var == "WEBSOCKET_PORT":
             env.setdefault("WEBSOCKET_HOST", self.host)
         else:
@@ -151,6 +167,13 @@ class Stack:
         if self.nats is not None:
             self.nats.stop()
 
+    def _nats_line(self) -> str:
+        if self.nats is None:
+            return redacted(self.nats_url)
+        anonymous = "without a password: admin; " if self.nats.users is not None and self.nats.users.anonymous else ""
+        return f"{self.nats.address}  (embedded; each service its own user; {anonymous}the admin's NATS_URL is " \
+               f"in {self.data_dir / 'nats.env'})"
+
     def banner(self) -> str:
         gw = f"{self.host}:{self.ports['gateway']}"
         lines = [
@@ -158,7 +181,7 @@ class Stack:
             f"  WebSocket   ws://{gw}/ws",
             f"  Playground  http://{gw}/   (agents streaming live; channels at /channels, rooms at /rooms)",
             f"  REST / SSE  http://{gw}/v1/",
-            f"  NATS        {self.nats_url}{'  (embedded)' if self.nats else ''}",
+            f"  NATS        {self._nats_line()}",
             f"  Redis       {self.redis_url}{'  (embedded)' if self.valkey else ''}",
             "  Health and metrics (/healthz, /readyz, /metrics):",
         ]

@@ -36,6 +36,7 @@ from shared.events.metrics import EventCounters, EventMetrics
 from shared.events.outbox import PUBLISH_ERRORS, Outbox
 from shared.events.settings import EventSettings
 from shared.nats import fastpaths
+from shared.nats.auth import redacted
 from shared.nats.conn import NatsEvents, barrier, connect_nats
 from shared.nats.direct import DirectDelivery
 from shared.nats.jetstream import ensure_stream
@@ -122,9 +123,9 @@ class EventBus:
                     reconnect_wait=runtime.nats_reconnect_wait, ping_interval=runtime.nats_ping_interval,
                     events=NatsEvents(on_error=self._on_nats_error),
                     # Every subject this connection uses is built from checked names and patterns.
-                    options={"skip_subject_validation": True}), self.settings.connect_timeout)
+                    options={"skip_subject_validation": True}, auth=runtime.nats_auth), self.settings.connect_timeout)
             except TimeoutError:
-                raise ConnectionError(f"NATS at {runtime.nats_url} not reachable within "
+                raise ConnectionError(f"NATS at {redacted(runtime.nats_url)} not reachable within "
                                       f"{self.settings.connect_timeout:g}s") from None
         self._max_size = min(self.settings.max_event_size, nc.max_payload)
         if self._history_on:

@@ -37,10 +37,11 @@ from shared.jobs.settings import (
 )
 from shared.jobs.store import JobStore
 from shared.jobs.worker import Handler, HandlerSpec, JobWorker
+from shared.nats.auth import NatsAuth, redacted
 from shared.nats.conn import connect_nats
 from shared.redisconn import RedisClient, connect_redis
 from shared.service.overrides import configured, configured_environ
-from shared.service.settings import NATS_URL, PREFIX, REDIS_URL, SHUTDOWN_TIMEOUT, Env
+from shared.service.settings import NATS_URL, PREFIX, REDIS_URL, SHUTDOWN_TIMEOUT, Env, read_nats_auth
 
 log = logging.getLogger("raaf.jobs")
 H = TypeVar("H", bound=Handler)
@@ -74,6 +75,7 @@ class BackgroundProcessor:
         lifecycle_events: bool = LIFECYCLE_EVENTS.default,
         shutdown_timeout: float = SHUTDOWN_TIMEOUT.default,
         nats_connect_timeout: float = 5.0,
+        nats_auth: NatsAuth | None = None,
         pool_timeout: float | None = None,
         redis_client: RedisClient | None = None,
         nats_client: NATS | None = None,
@@ -104,6 +106,7 @@ class BackgroundProcessor:
         self.lifecycle_events = lifecycle_events
         self.shutdown_timeout = shutdown_timeout
         self.nats_connect_timeout = nats_connect_timeout
+        self.nats_auth = nats_auth
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.metrics = WorkerMetrics(registry) if registry is not None else None
         self._redis = redis_client
@@ -139,6 +142,7 @@ class BackgroundProcessor:
             "pool_timeout": POOL_TIMEOUT.read(env),
             "limits": limits_from_env(env),
             "worker_id": env.optional("INSTANCE_ID"),
+            "nats_auth": read_nats_auth(env),  # NATS_USER / NATS_PASSWORD / NATS_TLS_* (the `client` user)
         }
         options.update(overrides)
         return cls(**options)
@@ -195,9 +199,10 @@ class BackgroundProcessor:
         """NATS only speeds things up (nudges, events): if it is unreachable, carry on polling Redis."""
         try:
             return await asyncio.wait_for(
-                connect_nats(url, name=f"{self.prefix}-jobs:{self.worker_id}"), self.nats_connect_timeout)
+                connect_nats(url, name=f"{self.prefix}-jobs:{self.worker_id}", auth=self.nats_auth),
+                self.nats_connect_timeout)
         except TimeoutError:
-            log.warning("NATS at %s unreachable after %.0fs: running without it (workers poll Redis)", url,
+            log.warning("NATS at %s unreachable after %.0fs: running without it (workers poll Redis)", redacted(url),
                         self.nats_connect_timeout)
             return None
 

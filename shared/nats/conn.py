@@ -12,6 +12,8 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NATS
 
+from shared.nats.auth import NatsAuth
+
 log = logging.getLogger("raaf.nats")
 
 
@@ -39,11 +41,13 @@ async def connect_nats(
     stop: asyncio.Event | None = None,
     max_initial_wait: float = 5.0,
     options: Mapping[str, Any] | None = None,
+    auth: NatsAuth | None = None,
 ) -> NATS:
     """Connect, retrying the first connection forever (capped exponential backoff with jitter).
 
     Once connected, nats-py reconnects on its own forever; ``stop`` aborts the initial retry loop.
-    ``options`` are passed on to ``Client.connect`` (e.g. ``skip_subject_validation``, ``pending_size``).
+    ``options`` are passed on to ``Client.connect`` (e.g. ``skip_subject_validation``, ``pending_size``);
+    ``auth`` adds the user, creds file and TLS context (``NATS_USER`` ..., ``shared.nats.auth``).
     """
     events = events or NatsEvents()
     client: NATS
@@ -80,6 +84,7 @@ async def connect_nats(
         "disconnected_cb": disconnected,
         "reconnected_cb": reconnected,
         "error_cb": error,
+        **(auth.options() if auth is not None else {}),
         **(options or {}),
     }
     attempt = 0

@@ -161,6 +161,7 @@ class App:
             ping_interval=self.runtime.nats_ping_interval,
             events=NatsEvents(self._on_nats_down, self._on_nats_up, self._on_nats_error),
             stop=self._stop_requested,
+            auth=self.runtime.nats_auth,
         )
         self.metrics.nats_connected.set(1)
         self._js = self._nc.jetstream()

@@ -12,6 +12,7 @@ from typing import Generic, TypeVar
 
 from proto.subjects import check_prefix
 from shared.errors import EventLoopUnavailable, invalid_setting
+from shared.nats.auth import NatsAuth
 from shared.redisconn import parse_redis_url
 from shared.service.eventloop import EVENT_LOOPS, resolve
 from shared.tracing.settings import VARIABLES as TRACING_VARIABLES
@@ -179,6 +180,13 @@ def _plain(bound: float | None) -> str:
 
 
 NATS_URL = Setting("NATS_URL", "nats://127.0.0.1:4222", schemes=("nats", "tls", "ws", "wss"))
+# NATS credentials and TLS (shared/nats/auth.py); credentials in NATS_URL work too.
+NATS_USER = Setting("NATS_USER", "")
+NATS_PASSWORD = Setting("NATS_PASSWORD", "")
+NATS_CREDS = Setting("NATS_CREDS", "")
+NATS_TLS_CA = Setting("NATS_TLS_CA", "")
+NATS_TLS_CERT = Setting("NATS_TLS_CERT", "")
+NATS_TLS_KEY = Setting("NATS_TLS_KEY", "")
 REDIS_URL = Setting("REDIS_URL", "redis://127.0.0.1:6379/0", check=parse_redis_url)  # one server, Sentinel or Cluster
 REDIS_POOL_SIZE = Setting("REDIS_POOL_SIZE", 20, min=1, max=10_000)
 PREFIX = Setting("RAAF_PREFIX", "raaf", check=check_prefix)
@@ -186,6 +194,20 @@ SHUTDOWN_TIMEOUT = Setting("SHUTDOWN_TIMEOUT", 25.0, min=0, max=3600)
 
 
 _PASSWORD_IN_URL = re.compile(r"(://[^:@/]*:)[^@/]*@")
+
+
+def read_nats_auth(env: Env) -> NatsAuth:
+    """``NATS_USER`` / ``NATS_PASSWORD`` / ``NATS_CREDS`` and the ``NATS_TLS_*`` files."""
+    auth = NatsAuth(user=NATS_USER.read(env), password=NATS_PASSWORD.read(env), creds=NATS_CREDS.read(env),
+                    tls_ca=NATS_TLS_CA.read(env), tls_cert=NATS_TLS_CERT.read(env), tls_key=NATS_TLS_KEY.read(env))
+    if auth.password and not auth.user:
+        raise invalid_setting(NATS_PASSWORD.env, "***", "set NATS_USER too")
+    if auth.user and not auth.password:
+        # An empty Secret: better to stop here, naming it, than to retry a refused login forever.
+        raise invalid_setting(NATS_PASSWORD.env, "", f"empty, but NATS_USER={auth.user} needs its password")
+    if bool(auth.tls_cert) != bool(auth.tls_key):
+        raise invalid_setting(NATS_TLS_CERT.env, auth.tls_cert, "NATS_TLS_CERT and NATS_TLS_KEY go together")
+    return auth
 
 
 def default_instance_id() -> str:
@@ -197,6 +219,7 @@ class RuntimeSettings:
     """What every service needs: where NATS/Redis are, its HTTP side port, logging, shutdown."""
 
     nats_url: str = NATS_URL.default
+    nats_auth: NatsAuth = field(default_factory=NatsAuth)
     redis_url: str = REDIS_URL.default
     redis_pool_size: int = REDIS_POOL_SIZE.default
     prefix: str = PREFIX.default
@@ -222,6 +245,7 @@ class RuntimeSettings:
             raise invalid_setting("RAAF_EVENT_LOOP", event_loop, exc.reason or exc.message) from None
         return cls(
             nats_url=NATS_URL.read(env),
+            nats_auth=read_nats_auth(env),
             redis_url=REDIS_URL.read(env),
             redis_pool_size=REDIS_POOL_SIZE.read(env),
             prefix=PREFIX.read(env),

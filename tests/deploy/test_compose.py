@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 import urllib.parse
@@ -17,6 +18,7 @@ import yaml
 from services.gateway.settings import GatewaySettings
 from services.launcher import SERVICES
 from shared.devstack.servers import find_nats_server, find_valkey_server, free_port
+from shared.nats.permissions import ROLES, NatsUsers, password_variable
 from tests.deploy import compose
 from tests.deploy.servers import ConfiguredServer, assert_jobs_survive_a_crash
 from tests.deploy.settings_catalog import ROOT, env_names, load, nats_drain_timeout
@@ -139,8 +141,12 @@ def test_the_nats_command_serves_jetstream_with_its_health_endpoint(
     argv = services["nats"]["command"]
     assert argv[0] == "nats-server"
     port, http_port = free_port(), free_port()
+    (mount,) = [v for v in services["nats"]["volumes"] if v.endswith(":ro")]
+    source, target, _ = mount.split(":")
+    env = [f"{k}={v}" for k, v in compose.environment(services["nats"], {}).items()]
     server = ConfiguredServer(
-        _local([find_nats_server(), *argv[1:]], {"4222": str(port), "8222": str(http_port), "/data": str(tmp_path)}),
+        ["env", *env, *_local([find_nats_server(), *argv[1:]], {"4222": str(port), "8222": str(http_port),
+                                                                 "/data": str(tmp_path), target: str(ROOT / source)})],
         tmp_path, port)
     server.start()
     try:
@@ -157,8 +163,31 @@ def test_the_nats_command_serves_jetstream_with_its_health_endpoint(
         with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/jsz", timeout=2) as resp:
             jsz = json.load(resp)
         assert jsz["config"]["store_dir"].startswith(str(tmp_path))
+        assert _refused_without_credentials(port), "the authorization config is loaded"
     finally:
         server.kill()
+
+
+def _refused_without_credentials(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        sock.recv(4096)  # INFO
+        sock.sendall(b'CONNECT {"verbose":false}\r\nPING\r\n')
+        return b"Authorization Violation" in sock.recv(4096)
+
+
+def test_each_service_is_its_own_nats_user_with_the_password_nats_knows(doc: dict[str, Any]) -> None:
+    raw = doc["services"]
+    nats_env = compose.environment(raw["nats"], {})
+    for name in SERVICES:
+        env = compose.environment(raw[name], {})
+        assert env["NATS_USER"] == name
+        assert env["NATS_PASSWORD"] == nats_env[password_variable(name)]
+        dotenv = {password_variable(name): "from-dotenv"}
+        assert compose.environment(raw[name], dotenv)["NATS_PASSWORD"] == "from-dotenv", "an .env overrides it"
+        assert compose.environment(raw["nats"], dotenv)[password_variable(name)] == "from-dotenv", "for both"
+    assert set(nats_env) == {password_variable(role) for role in ROLES}
+    assert (ROOT / "deploy/nats/auth.conf").read_text() == NatsUsers(
+        {role: "" for role in ROLES}, "raaf").config(env_refs=True), "raaf nats-config --prefix raaf"
 
 
 def test_the_redis_command_keeps_jobs_across_a_crash(services: dict[str, Any], tmp_path: Path) -> None:

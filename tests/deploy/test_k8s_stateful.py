@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import re
 import subprocess
@@ -18,6 +19,7 @@ import redis
 from nats.js.api import StreamConfig
 
 from shared.devstack.servers import find_nats_server, find_valkey_server, free_port
+from shared.nats.permissions import ROLES, NatsUsers, password_variable
 from tests.deploy import kustomize
 from tests.deploy.kustomize import find, pod_spec
 from tests.deploy.servers import ConfiguredServer, assert_jobs_survive_a_crash
@@ -27,6 +29,10 @@ from tests.support.waiting import eventually
 RESOURCES = kustomize.build(ROOT / "k8s")
 NATS_SET = find(RESOURCES, "StatefulSet", "nats")
 NATS_CONF = find(RESOURCES, "ConfigMap", "nats-config")["data"]["nats.conf"]
+AUTH_CONF = find(RESOURCES, "ConfigMap", "nats-config")["data"]["auth.conf"]
+# What the Secret raaf-nats-auth gives the NATS pods (the repository's copy is empty: an overlay sets it).
+PASSWORDS = NatsUsers.generate("raaf")
+PASSWORD_ENV = {password_variable(role): password for role, password in PASSWORDS.passwords.items()}
 REDIS_DATA = find(RESOURCES, "ConfigMap", "redis-config")["data"]
 REDIS_CONF = REDIS_DATA["valkey.conf"]
 
@@ -69,9 +75,38 @@ def test_routes_name_every_pod_through_the_headless_service() -> None:
 def test_nats_server_accepts_the_config(tmp_path: Path) -> None:
     conf = tmp_path / "nats.conf"
     conf.write_text(NATS_CONF)
+    (tmp_path / "auth.conf").write_text(AUTH_CONF)
     result = subprocess.run([find_nats_server(), "-c", str(conf), "-t"], capture_output=True, text=True,
-                            env={**os.environ, "SERVER_NAME": "nats-0"}, timeout=30, check=False)
+                            env={**os.environ, "SERVER_NAME": "nats-0", **PASSWORD_ENV}, timeout=30, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_nats_users_are_raaf_nats_config_and_each_password_comes_from_the_secret() -> None:
+    assert NatsUsers(PASSWORDS.passwords, "raaf").config(env_refs=True) == AUTH_CONF
+    assert (ROOT / "deploy/nats/auth.conf").read_text() == AUTH_CONF, "compose mounts the same users"
+    (container,) = pod_spec(NATS_SET)["containers"]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]
+            if "secretKeyRef" in e.get("valueFrom", {})}
+    assert set(refs) == {password_variable(role) for role in ROLES}
+    assert all(ref["name"] == "raaf-nats-auth" and ref["key"] == name for name, ref in refs.items())
+    secret = find(RESOURCES, "Secret", "raaf-nats-auth")["data"]
+    assert set(secret) == set(refs) and not any(base64.b64decode(v) for v in secret.values()), "none committed"
+
+
+def test_the_nats_container_refuses_to_start_while_a_password_is_empty(tmp_path: Path) -> None:
+    (container,) = pod_spec(NATS_SET)["containers"]
+    assert container["command"][:2] == ["sh", "-c"]
+    (tmp_path / "auth.conf").write_text(AUTH_CONF)
+    script = container["command"][2].replace("/etc/nats-config/", f"{tmp_path}/").replace("exec nats-server",
+                                                                                          "exec echo started")
+    argv = ["sh", "-c", script, *container["command"][3:]]
+    one_empty = {**PASSWORD_ENV, password_variable("chat"): ""}
+    refused = subprocess.run(argv, capture_output=True, text=True, env={"PATH": os.environ["PATH"], **one_empty},
+                             timeout=10, check=False)
+    assert refused.returncode == 1 and "RAAF_NATS_CHAT_PASSWORD is empty" in refused.stderr
+    started = subprocess.run(argv, capture_output=True, text=True, env={"PATH": os.environ["PATH"], **PASSWORD_ENV},
+                             timeout=10, check=False)
+    assert started.returncode == 0 and started.stdout.strip() == "started --config /etc/nats-config/nats.conf"
 
 
 @pytest.fixture
@@ -91,7 +126,10 @@ def nats_cluster(tmp_path: Path) -> Iterator[list[tuple[ConfiguredServer, int]]]
                 .replace("/var/run/nats/", f"{tmp_path}/run-{i}-"))
         conf = tmp_path / f"nats-{i}.conf"
         conf.write_text(text)
-        server = ConfiguredServer(["env", f"SERVER_NAME=nats-{i}", find_nats_server(), "-c", str(conf)],
+        (tmp_path / "auth.conf").write_text(AUTH_CONF)
+        server = ConfiguredServer(["env", f"SERVER_NAME=nats-{i}",
+                                   *(f"{name}={value}" for name, value in PASSWORD_ENV.items()),
+                                   find_nats_server(), "-c", str(conf)],
                                   tmp_path / f"log-{i}", ports[i]["client"])
         servers.append((server, ports[i]["monitor"]))
     for server, _ in servers:
@@ -114,7 +152,8 @@ async def test_the_cluster_forms_and_keeps_a_replicated_stream_through_a_lost_se
 ) -> None:
     await eventually(lambda: all(_healthy(monitor) for _, monitor in nats_cluster), 30, interval=0.2,
                      what="the JetStream cluster becoming healthy")
-    urls = [f"nats://127.0.0.1:{server.port}" for server, _ in nats_cluster]
+    admin = PASSWORDS.passwords["admin"]
+    urls = [f"nats://admin:{admin}@127.0.0.1:{server.port}" for server, _ in nats_cluster]
     nc = await nats.connect(servers=urls, reconnect_time_wait=0.2, max_reconnect_attempts=-1)
     try:
         js = nc.jetstream(timeout=5)

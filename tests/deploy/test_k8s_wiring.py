@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry
 from services.gateway.settings import GatewaySettings
 from services.launcher import SERVICES
 from shared import access
+from shared.errors import SettingsError
+from shared.nats.permissions import password_variable
 from shared.service.app import ServiceSettings
 from shared.service.health import HealthRoutes
 from tests.deploy import kustomize
@@ -71,6 +73,8 @@ def container_env(container: dict[str, Any], pod_name: str = "pod-0") -> dict[st
 
 def _settings(name: str) -> ServiceSettings:
     env = container_env(_container(name))
+    assert env["NATS_USER"] == name and env["NATS_PASSWORD"] == "", "its own NATS user; no password committed"
+    env["NATS_PASSWORD"] = "p" * 32  # what the overlay's Secret sets; without it the service refuses to start
     if name == "gateway":
         assert env["GATEWAY_AUTH_MODE"] == "jwt" and env["GATEWAY_JWT_SECRET"] == "", "no secret committed"
         env["GATEWAY_JWT_SECRET"] = "x" * 32  # what an overlay sets; without it the gateway refuses to start
@@ -296,6 +300,27 @@ def test_only_the_services_reach_redis() -> None:
     assert _pods(peer["podSelector"]["matchLabels"]) == [find(RESOURCES, "StatefulSet", "redis")], "each other"
     for rule in (services, peers):
         assert {p["port"] for p in rule["ports"]} == {6379, 26379}, "Valkey and its Sentinels"
+
+
+def test_each_service_reads_its_own_nats_password_from_the_secret() -> None:
+    for name in SERVICES:
+        (ref,) = [e["valueFrom"]["secretKeyRef"] for e in _container(name)["env"] if e["name"] == "NATS_PASSWORD"]
+        assert ref == {"name": "raaf-nats-auth", "key": password_variable(name)}
+        with pytest.raises(SettingsError, match="NATS_PASSWORD"):
+            load(name, container_env(_container(name)))  # the empty committed Secret: refused at start
+
+
+def test_only_the_services_reach_the_nats_client_port() -> None:
+    policy = find(RESOURCES, "NetworkPolicy", "nats")
+    nats_set = find(RESOURCES, "StatefulSet", "nats")
+    assert _pods(policy["spec"]["podSelector"]["matchLabels"]) == [nats_set]
+    client_port_peers = set()
+    for rule in policy["spec"]["ingress"]:
+        if 4222 in {p["port"] for p in rule["ports"]}:
+            (peer,) = rule["from"]
+            assert peer["podSelector"], "no rule opens the client port to every pod"
+            client_port_peers |= {r["metadata"]["name"] for r in _pods(peer["podSelector"]["matchLabels"])}
+    assert client_port_peers == {*SERVICES, "nats"}
 
 
 def test_the_ingress_exposes_the_client_routes_and_not_health_or_metrics() -> None:
