@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from proto.chat import AgentMessage, AnswerDelta, AnswerStarted, UserMessage
@@ -20,6 +21,7 @@ from shared.clients.chat import FeedItem
 from shared.devstack.servers import NatsServer, ValkeyServer, free_port
 from shared.service.app import App
 from tests.support.chat import ChatHarness, answered, answers, read_until, streamed_text
+from tests.support.metrics_workload import sample
 from tests.support.processes import ServiceProcess
 from tests.support.runs import runner_env
 from tests.support.waiting import eventually
@@ -123,33 +125,43 @@ async def test_an_answer_whose_replica_stops_mid_stream_is_finished_by_the_other
     assert streamed_text(items, answer.id) == text, "the other replica relayed the rest, nothing twice"
 
 
+async def posts_handled(http: aiohttp.ClientSession, url: str) -> float:
+    """How many ``post_message`` commands the chat replica at ``url`` handled, from its ``/metrics``."""
+    async with http.get(f"{url}/metrics") as resp:
+        assert resp.status == 200
+        return sample(await resp.text(), "raaf_chat_commands_total", command="post_message", outcome="ok")
+
+
 async def test_an_answer_whose_replica_is_killed_mid_stream_is_finished_by_the_one_still_running(
     harness: tuple[ChatHarness, OpenAIMock], service_process: Callable[..., ServiceProcess]
 ) -> None:
     chat_harness, mock = harness
-    port = free_port()
-    victim = service_process("services.chat", chat_harness.env(HTTP_PORT=str(port), CHAT_RELAY_ADOPT_AFTER="1"))
-    await victim.wait_ready(f"http://127.0.0.1:{port}")
-    survivor = await chat_harness.replica(INSTANCE_ID="survivor", CHAT_RELAY_ADOPT_AFTER="1")
+    # Both replicas are child processes, so whichever the queue group hands the post to can be killed: it begins
+    # and relays the answer; the other one, running all along, must adopt it.
+    urls = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
+    replicas = [service_process("services.chat", chat_harness.env(
+        HTTP_PORT=url.rsplit(":", 1)[1], INSTANCE_ID=f"chat{i}", CHAT_RELAY_ADOPT_AFTER="1"))
+        for i, url in enumerate(urls)]
+    await asyncio.gather(*(replica.wait_ready(url) for replica, url in zip(replicas, urls, strict=True)))
     chat = await chat_harness.client(timeout=10)
     text = " ".join(f"k{i}" for i in range(120))
-    # Commands go to either replica (a queue group): post in fresh rooms until the victim is the one relaying.
-    # Sixteen tries: the in-process survivor tends to win the queue group on a loaded machine (it took all of
-    # eight once); each try that it wins costs one short answer.
-    for attempt in range(16):
-        room = f"kill-{attempt}"
-        await chat.create_room(room)
-        reader = await chat.feed(await chat.join(room, "alice", "alice-1"))
-        mock.enqueue(Script(text=text, token_delay=0.03))
-        await chat.post(room, "alice", "alice-1", "a long one")
-        first = await read_until(reader, lambda items: any(isinstance(i.event, AnswerDelta) for i in items))
-        if not survivor.relay.relaying:
-            break
-        await read_until(reader, answered(1), within=60)
-        await reader.close()
-    else:
-        pytest.fail("the survivor took every one of sixteen posts")
+    await chat.create_room("kill")
+    reader = await chat.feed(await chat.join("kill", "alice", "alice-1"))
+    mock.enqueue(Script(text=text, token_delay=0.03))
     try:
+        await chat.post("kill", "alice", "alice-1", "a long one")
+        first = await read_until(reader, lambda items: any(isinstance(i.event, AnswerDelta) for i in items))
+        async with aiohttp.ClientSession() as http:
+            async def handled() -> list[float]:
+                return [await posts_handled(http, url) for url in urls]
+
+            async def counted() -> bool:
+                return sum(await handled()) == 1
+
+            await eventually(counted, 10, interval=0.05, what="a replica counted the post")
+            counts = await handled()
+        assert sorted(counts) == [0, 1], f"one replica handled the post: {counts}"
+        victim = replicas[counts.index(1)]
         victim.kill()
         arrivals = [time.monotonic()]
         items = list(first)

@@ -1,4 +1,5 @@
-"""Forward compatibility of the run log: a reader skips an event of a type it does not know (a newer writer's)."""
+"""Forward compatibility of the run log: an event of a type this version does not know (a newer writer's) is
+skipped by typed readers and forwarded as stored by the gateway's pass-through streams."""
 
 from __future__ import annotations
 
@@ -15,15 +16,16 @@ import pytest
 
 import raaf
 from proto.errors import ErrorCode
-from proto.runs import RunCompleted, RunStarted, TextDelta, run_event_decoder, runs_encoder
+from proto.runs import RunCompleted, RunStarted, TextDelta, runs_encoder
 from proto.subjects import Subjects
 from services.gateway import GatewayApp, GatewaySettings
 from shared.devstack.servers import NatsServer
 from shared.runs.log import RunLog, Unknown, decode, run_stream_config
 from shared.service.app import App
 from tests.support.env import service_env
+from tests.support.gateway import connect
 from tests.support.runs import Runs
-from tests.support.sse import sse_events
+from tests.support.sse import SseEvent, sse_events
 
 
 def future_event(run_id: str, seq: int) -> bytes:
@@ -74,24 +76,55 @@ def test_an_unknown_event_type_decodes_as_unknown_and_a_broken_known_one_still_r
         decode(b'{"type": "run_from_the_future", "run_id": "r1", "at": 0}')  # not even a seq
 
 
-async def test_an_event_of_an_unknown_type_is_skipped_by_the_gateways_followers_and_the_python_runner(
+def gaps_a_playground_would_see(seqs: list[int]) -> int:
+    """How often the playground's check (``onRunEvent``) finds a gap and would ask again: a seq past last + 1."""
+    last, gaps = 0, 0
+    for seq in seqs:
+        if seq <= last:
+            continue  # already shown
+        if seq != last + 1:
+            gaps += 1
+            continue
+        last = seq
+    return gaps
+
+
+async def test_an_event_of_an_unknown_type_reaches_ws_and_sse_followers_as_stored_and_the_python_runner_skips_it(
     log: RunLog, gateway: str, nats_server: NatsServer, prefix: str
 ) -> None:
     run_id = uuid.uuid4().hex
-    await write(log, run_id, 1, started(run_id))
-    await write(log, run_id, 2, delta(run_id, 2, "Hello "))
+    stored = [started(run_id), delta(run_id, 2, "Hello "), future_event(run_id, 3), delta(run_id, 4, "world"),
+              completed(run_id, 5)]
+    await write(log, run_id, 1, stored[0])
+    await write(log, run_id, 2, stored[1])
     sse_seen = asyncio.Queue[int]()
+    ws_seen = asyncio.Queue[int]()
     runner_seen = asyncio.Queue[int]()
 
-    async def over_sse() -> list[str]:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http, \
-                http.get(f"{gateway}/v1/runs/{run_id}/events") as resp:
+    async def over_sse(http: aiohttp.ClientSession) -> list[SseEvent]:
+        async with http.get(f"{gateway}/v1/runs/{run_id}/events") as resp:
             assert resp.status == 200
-            types = []
+            events = []
             async for event in sse_events(resp):
-                types.append(event.event)
-                sse_seen.put_nowait(run_event_decoder.decode(event.data).seq)
-            return types
+                events.append(event)
+                sse_seen.put_nowait(event.json()["seq"])
+            return events
+
+    async def over_ws(http: aiohttp.ClientSession) -> list[bytes]:
+        ws, _ = await connect(http, f"{gateway.replace('http://', 'ws://')}/ws")
+        try:
+            await ws.send_json({"type": "resume", "run_id": run_id, "last_seq": 0})
+            frames = []
+            while True:
+                msg = await ws.receive(timeout=30)
+                assert msg.type is aiohttp.WSMsgType.TEXT, msg
+                frames.append(msg.data.encode())
+                event = json.loads(msg.data)
+                ws_seen.put_nowait(event["seq"])
+                if event["type"] == "run_completed":
+                    return frames
+        finally:
+            await ws.close()
 
     async def over_runner() -> list[str]:
         async with raaf.Runner("assistant", nats_url=nats_server.url, prefix=prefix) as runner:
@@ -101,27 +134,42 @@ async def test_an_event_of_an_unknown_type_is_skipped_by_the_gateways_followers_
                 runner_seen.put_nowait(event.seq)
             return types
 
-    async with asyncio.timeout(30):
-        followers = asyncio.gather(over_sse(), over_runner())
-        for seen in (sse_seen, runner_seen):  # both read the stored start; the rest comes to them live
+    async with asyncio.timeout(30), aiohttp.ClientSession() as http:
+        followers = asyncio.gather(over_sse(http), over_ws(http), over_runner())
+        for seen in (sse_seen, ws_seen, runner_seen):  # all read the stored start; the rest comes to them live
             assert [await seen.get(), await seen.get()] == [1, 2]
-        await write(log, run_id, 3, future_event(run_id, 3))
-        await write(log, run_id, 4, delta(run_id, 4, "world"))
-        await write(log, run_id, 5, completed(run_id, 5))
-        sse_types, runner_types = await followers
+        for seq in (3, 4, 5):
+            await write(log, run_id, seq, stored[seq - 1])
+        sse, ws_frames, runner_types = await followers
 
-    expected = ["run_started", "run_text_delta", "run_text_delta", "run_completed"]
-    assert sse_types == expected and runner_types == expected
-    for seen in (sse_seen, runner_seen):
-        assert [seen.get_nowait() for _ in range(seen.qsize())] == [4, 5], "seq 3 skipped, nothing else"
+    # The pass-through followers forward every event as stored, the unknown one included, in seq order.
+    assert [e.id for e in sse] == ["1", "2", "3", "4", "5"]
+    assert [e.event for e in sse] == ["run_started", "run_text_delta", "run_tool_approval_pondered",
+                                      "run_text_delta", "run_completed"]
+    assert [e.data for e in sse] == stored, "each event's JSON exactly as stored"
+    assert ws_frames == stored, "each frame the stored bytes, unchanged"
+    for seen in (sse_seen, ws_seen):
+        assert [seen.get_nowait() for _ in range(seen.qsize())] == [3, 4, 5]
+    assert gaps_a_playground_would_see([e.json()["seq"] for e in sse]) == 0
+    assert gaps_a_playground_would_see([json.loads(f)["seq"] for f in ws_frames]) == 0
+    # The Python runner renders typed events: it skips the one it has no type for, keeping the order.
+    assert runner_types == ["run_started", "run_text_delta", "run_text_delta", "run_completed"]
+    assert [runner_seen.get_nowait() for _ in range(runner_seen.qsize())] == [4, 5], "seq 3 skipped, nothing else"
 
-    # A follower that comes later reads it all from the store, the unknown event skipped and counted there too.
-    async with contextlib.aclosing(log.stored(run_id)) as stored:
-        assert [event.seq async for event, _ in stored] == [1, 2, 4, 5]
+    # A follower that comes later reads it all from the store: the typed reader skips and counts the unknown
+    # event; SSE and a /ws resume from before it forward it as stored.
+    async with contextlib.aclosing(log.stored(run_id)) as typed:
+        assert [event.seq async for event, _ in typed] == [1, 2, 4, 5]
     assert log.unknown_events == 1
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http, \
-            http.get(f"{gateway}/v1/runs/{run_id}/events") as resp:
-        assert [e.id for e in [x async for x in sse_events(resp)]] == ["1", "2", "4", "5"]
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        async with http.get(f"{gateway}/v1/runs/{run_id}/events", headers={"Last-Event-ID": "1"}) as resp:
+            assert [e.data async for e in sse_events(resp)] == stored[1:]
+        ws, _ = await connect(http, f"{gateway.replace('http://', 'ws://')}/ws")
+        try:
+            await ws.send_json({"type": "resume", "run_id": run_id, "last_seq": 2})
+            assert [(await ws.receive(timeout=10)).data.encode() for _ in range(3)] == stored[2:]
+        finally:
+            await ws.close()
 
 
 async def test_a_run_whose_newest_event_is_of_an_unknown_type_still_reads_and_ends(log: RunLog) -> None:

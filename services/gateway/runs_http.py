@@ -23,7 +23,6 @@ from proto.runs import (
     RunFailed,
     RunRequest,
     agent_stream_decoder,
-    event_type,
     is_run_id,
 )
 from services.gateway.auth import Authenticator
@@ -37,6 +36,7 @@ from shared.errors import StreamingError
 from shared.identity import Identity
 from shared.json_depth import DEFAULT_MAX_DEPTH, JsonTooDeepError, check_json_depth
 from shared.metrics import catalogue as names
+from shared.runs.log import stored_type
 from shared.tracing import traced_handler
 
 AGENTS_TTL: Final = 5.0  # seconds the runners' agent list is trusted for grant checks
@@ -283,8 +283,9 @@ class RunRoutes:
             return await self.stream(request, run_id, after, lease)
 
     async def stream(self, request: web.Request, run_id: str, after: int, lease: StreamLease) -> web.StreamResponse:
-        """The run's events as SSE: ``id`` is the seq, ``event`` the type, ``data`` the event's JSON as stored; at
-        the token's expiry an ``error`` event (``unauthorized``) ends it, and the client resumes with a new token."""
+        """The run's events as SSE: ``id`` is the seq, ``event`` the type, ``data`` the event's JSON as stored (of
+        every type, those this version does not know too, so the seqs have no gap); at the token's expiry an
+        ``error`` event (``unauthorized``) ends it, and the client resumes with a new token."""
         response = web.StreamResponse(headers=SSE_HEADERS)
         await response.prepare(request)
         gauge = self.streams.labels(transport="sse")
@@ -296,10 +297,10 @@ class RunRoutes:
 
         try:
             async with lease.until_expiry(), contextlib.aclosing(
-                    self.client.follow(run_id, after, on_idle=keepalive)) as events:
-                async for event, raw in events:
+                    self.client.follow_as_stored(run_id, after, on_idle=keepalive)) as events:
+                async for event, raw in events:  # a type this version does not know too: no seq is left out
                     await response.write(b"id: %d\nevent: %s\ndata: %s\n\n" % (
-                        event.seq, event_type(event).encode(), raw))
+                        event.seq, stored_type(event).encode(), raw))
                     counter.inc()
         except TimeoutError:
             if not lease.expired:

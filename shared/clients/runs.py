@@ -32,7 +32,7 @@ from proto.runs import (
     runs_encoder,
 )
 from proto.subjects import Subjects
-from shared.runs.log import RunLog
+from shared.runs.log import RunLog, Unknown
 from shared.runs.registry import RunRegistry
 from shared.runs.state import RunStateStore
 from shared.tracing import inject
@@ -135,16 +135,28 @@ class RunClient:
 
     def follow(self, run_id: str, after_seq: int = 0, *, on_idle: Callable[[], Awaitable[None]] | None = None
                ) -> AsyncGenerator[tuple[RunEvent, bytes], None]:
-        """Every event after ``after_seq`` exactly once, in order, ending with the terminal event.
+        """Every event after ``after_seq`` exactly once, in order, ending with the terminal event (events of a
+        type this version does not know left out).
 
         ``on_idle`` runs whenever the run has been quiet for ``idle_check`` seconds (keepalives).
         """
+        return self.log.follow(run_id, after_seq, idle=self.idle_check, on_idle=self._quiet(on_idle))
+
+    def follow_as_stored(self, run_id: str, after_seq: int = 0, *,
+                         on_idle: Callable[[], Awaitable[None]] | None = None
+                         ) -> AsyncGenerator[tuple[RunEvent | Unknown, bytes], None]:
+        """``follow``, events of a type this version does not know included (``Unknown``, with their stored
+        bytes), for forwarders that pass events on unchanged: their clients get every seq."""
+        return self.log.follow_as_stored(run_id, after_seq, idle=self.idle_check, on_idle=self._quiet(on_idle))
+
+    def _quiet(self, on_idle: Callable[[], Awaitable[None]] | None) -> Callable[[str], Awaitable[None]]:
+        """What a follower does when the run has been quiet: the caller's ``on_idle``, then the orphan check."""
         async def quiet(run: str) -> None:
             if on_idle is not None:
                 await on_idle()
             await self.fail_if_orphaned(run)
 
-        return self.log.follow(run_id, after_seq, idle=self.idle_check, on_idle=quiet)
+        return quiet
 
     async def exists(self, run_id: str) -> bool:
         return await self.log.last_payload(run_id) is not None

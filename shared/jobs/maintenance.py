@@ -13,7 +13,8 @@ from shared.errors import StreamingError
 from shared.jobs.errors import JobStoreUnavailableError
 from shared.jobs.events import JobSignals
 from shared.jobs.metrics import SchedulerMetrics
-from shared.jobs.store import Enqueued, JobStore
+from shared.jobs.store import JobStore
+from shared.jobs.store_results import Enqueued
 
 log = logging.getLogger("raaf.jobs")
 

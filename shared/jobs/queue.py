@@ -34,7 +34,8 @@ from shared.jobs.errors import (
 )
 from shared.jobs.events import JobSignals
 from shared.jobs.model import NewJob, RetryPolicy, check_job_id, check_job_type, check_priority, check_retry, new_job
-from shared.jobs.store import Enqueued, JobStore, StoreStats
+from shared.jobs.store import JobStore
+from shared.jobs.store_results import Enqueued, StoreStats
 
 _decoder = msgspec.json.Decoder()
 FINAL = (JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED)

@@ -2,227 +2,57 @@
 
 from __future__ import annotations
 
-import contextlib
-import re
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-from croniter import croniter
-from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from proto.jobs import NULL, JobInfo, JobStatus, Priority, RecurringJob, jobs_encoder, recurring_job_decoder
+from proto.jobs import NULL, JobInfo, JobStatus, Priority
 from shared.errors import StreamingError
-from shared.jobs import scripts
-from shared.jobs.errors import (
-    JobStoreUnavailableError,
-    invalid_job_data,
-    invalid_schedule,
-    job_not_replicated,
-    job_store_unavailable,
-    queue_full,
-    unknown_job_type,
+from shared.jobs.errors import invalid_job_data
+from shared.jobs.model import NewJob
+from shared.jobs.recurring import RecurringSchedules
+from shared.jobs.scripts import managing, producing, scheduling, working
+from shared.jobs.store_base import as_str
+from shared.jobs.store_results import (
+    ClaimedJob,
+    Enqueued,
+    Expired,
+    FailOutcome,
+    Promoted,
+    StoreStats,
+    enqueue_result,
 )
-from shared.jobs.model import JobLimits, NewJob, check_queue_name
-from shared.redisconn import RedisClient, eval_after_wake, eval_and_wait, register_script
 
 PRIORITIES = (Priority.HIGH, Priority.NORMAL, Priority.LOW)
-_RECURRING_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 # Jobs per script call, so one call never holds Redis for long.
 ENQUEUE_CHUNK = 500
 _packer = msgspec.msgpack.Encoder()
-_DUE_RECURRING = scripts.LIBRARY + r"""
-local now = now_ms()
-local due = redis.call('ZRANGEBYSCORE', base .. 'cron_due', '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
-local nxt = redis.call('ZRANGEBYSCORE', base .. 'cron_due', '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-local out = {now, -1}
-if nxt[2] then out[2] = tonumber(nxt[2]) end
-for i = 1, #due do out[#out + 1] = due[i] end
-return out
-"""
-
-# A script rather than MULTI: a cluster client has no transactions, and one script is atomic everywhere.
-_SET_RECURRING = r"""
-redis.call('HSET', ARGV[1] .. 'cron', ARGV[2], ARGV[3])
-redis.call('ZADD', ARGV[1] .. 'cron_due', tonumber(ARGV[4]), ARGV[2])
-return 1
-"""
-# Wake one worker blocked in its claim (it asked for it: a nudge, or it is stopping); the claim empties the list.
-_WAKE_WORKER = r"""
-redis.call('LPUSH', KEYS[1], '1')
-redis.call('PEXPIRE', KEYS[1], 60000)
-return 1
-"""
-_REMOVE_RECURRING = r"""
-local removed = redis.call('HDEL', ARGV[1] .. 'cron', ARGV[2])
-redis.call('ZREM', ARGV[1] .. 'cron_due', ARGV[2])
-return removed
-"""
 
 
-@dataclass(frozen=True, slots=True)
-class Enqueued:
-    job_id: str
-    status: JobStatus
-    duplicate: bool
-    run_at_ms: int
-    job_type: str
-    priority: Priority
+class JobStore(RecurringSchedules):
+    """One named queue's jobs in Redis. Safe to share between tasks; every method is one atomic step.
 
+    Its keys and the way it calls Redis are :class:`~shared.jobs.store_base.StoreBase`'s; its recurring
+    schedules are :class:`~shared.jobs.recurring.RecurringSchedules`'."""
 
-@dataclass(frozen=True, slots=True)
-class ClaimedJob:
-    """A job this worker holds under a lease; ``token`` identifies the lease (it changes on every claim)."""
-
-    job_id: str
-    job_type: str
-    priority: Priority
-    data: bytes
-    attempt: int
-    token: int
-    max_attempts: int
-    retry_delay_ms: int
-    due_ms: int
-    claimed_ms: int
-    owner: str | None = None  # the identity the job belongs to
-
-
-@dataclass(frozen=True, slots=True)
-class Expired:
-    job_id: str
-    job_type: str
-    outcome: str  # requeued | dead | cancelled
-    attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class FailOutcome:
-    outcome: str  # lost | scheduled | queued | dead
-    run_at_ms: int
-    attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class Promoted:
-    now_ms: int
-    next_due_ms: int  # -1: nothing scheduled
-    earliest_ms: int  # the earliest due time among the jobs moved; -1: none moved
-    counts: dict[str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class StoreStats:
-    high: int
-    normal: int
-    low: int
-    scheduled: int
-    running: int
-    dead: int
-    succeeded: int
-    recurring: int
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-class JobStore:
-    """One named queue's jobs in Redis. Safe to share between tasks; every method is one atomic step."""
-
-    def __init__(self, client: RedisClient, *, queue: str = "jobs", prefix: str = "raaf",
-                 limits: JobLimits | None = None, on_unavailable: Callable[[], object] | None = None) -> None:
-        self.redis = client
-        self.on_unavailable = on_unavailable  # called on every failed Redis call (a service counts them)
-        self.queue = check_queue_name(queue)
-        self.limits = limits or JobLimits()
-        # One hash tag for the whole queue, so every script's keys live in one cluster slot.
-        self.base = f"{prefix}:jobs:{{{queue}}}:"
-
-        def register(text: str) -> AsyncScript:
-            return register_script(client, text)
-
-        self._enqueue = register(scripts.ENQUEUE)
-        self._claim = register(scripts.CLAIM)
-        self._renew = register(scripts.RENEW)
-        self._complete = register(scripts.COMPLETE)
-        self._fail = register(scripts.FAIL)
-        self._release = register(scripts.RELEASE)
-        self._finish_cancelled = register(scripts.FINISH_CANCELLED)
-        self._cancel = register(scripts.CANCEL)
-        self._requeue_expired = register(scripts.REQUEUE_EXPIRED)
-        self._promote_due = register(scripts.PROMOTE_DUE)
-        self._ready_types = register(scripts.READY_TYPES)
-        self._stats = register(scripts.STATS)
-        self._retry_dead = register(scripts.RETRY_DEAD)
-        self._purge_dead = register(scripts.PURGE_DEAD)
-        self._fire_recurring = register(scripts.FIRE_RECURRING)
-        self._due_recurring = register(_DUE_RECURRING)
-        self._set_recurring = register(_SET_RECURRING)
-        self._remove_recurring = register(_REMOVE_RECURRING)
-        self._wake_worker = register(_WAKE_WORKER)
-
-    # ---- keys ------------------------------------------------------------------------------------------------
-
-    def job_key(self, job_id: str) -> str:
-        return f"{self.base}job:{job_id}"
-
-    def queue_key(self, job_type: str, priority: Priority) -> str:
-        return f"{self.base}q:{job_type}:{priority.value}"
-
-    def wake_key(self, job_type: str) -> str:
-        return f"{self.base}wake:{job_type}"
-
-    def worker_wake_key(self, worker: str) -> str:
-        return f"{self.base}wake-worker:{worker}"
-
-    @property
-    def ttl_seconds(self) -> int:
-        return max(0, round(self.limits.result_ttl))
-
-    async def _guard(self, call: Callable[[], Any]) -> Any:
-        """Await a Redis call; connection trouble becomes :class:`JobStoreUnavailableError`."""
-        try:
-            return await call()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            if self.on_unavailable is not None:
-                self.on_unavailable()
-            raise job_store_unavailable(str(exc) or type(exc).__name__) from exc
-
-    async def _run(self, script: AsyncScript, args: Sequence[Any], keys: Sequence[str] = ()) -> Any:
-        # A script that names no key still names the queue's tag, so a cluster client sends it to the right node.
-        return await self._guard(lambda: script(keys=list(keys) or [self.base], args=[self.base, *args]))
-
-    async def _run_replicated(self, script: AsyncScript, args: Sequence[Any], keys: Sequence[str] = (),
-                              undo: Callable[[Any], Awaitable[object]] | None = None,
-                              wake: tuple[Sequence[str], float] | None = None) -> Any:
-        """``_run``, then, with ``wait_replicas`` set, WAIT on the same connection until that many replicas have
-        the write; fewer within ``wait_timeout`` calls ``undo(reply)`` and raises :class:`JobNotReplicatedError`.
-        ``wake=(lists, seconds)``: the script runs once a token arrives on one of the lists, or after that long."""
-        wanted = self.limits.wait_replicas
-        if wanted <= 0 and wake is None:
-            return await self._run(script, args, keys)
-        names = list(keys) or [self.base]
-        timeout_ms = max(1, round(self.limits.wait_timeout * 1000))
-        if wake is not None:
-            wake_keys, seconds = wake
-            reply, confirmed = await self._guard(lambda: eval_after_wake(
-                self.redis, script, names, [self.base, *args], wake_keys=wake_keys, timeout=seconds,
-                replicas=wanted, timeout_ms=timeout_ms))
-        else:
-            reply, confirmed = await self._guard(
-                lambda: eval_and_wait(self.redis, script, names, [self.base, *args], wanted, timeout_ms))
-        if wanted > 0 and confirmed < wanted:
-            if self.on_unavailable is not None:
-                self.on_unavailable()
-            if undo is not None:
-                with contextlib.suppress(JobStoreUnavailableError):
-                    await undo(reply)
-            raise job_not_replicated(wanted, confirmed, self.limits.wait_timeout)
-        return reply
+    def _register_scripts(self) -> None:
+        super()._register_scripts()
+        self._enqueue = self._register(producing.ENQUEUE)
+        self._claim = self._register(working.CLAIM)
+        self._wake_worker = self._register(working.WAKE_WORKER)
+        self._renew = self._register(working.RENEW)
+        self._complete = self._register(working.COMPLETE)
+        self._fail = self._register(working.FAIL)
+        self._release = self._register(working.RELEASE)
+        self._finish_cancelled = self._register(working.FINISH_CANCELLED)
+        self._cancel = self._register(managing.CANCEL)
+        self._stats = self._register(managing.STATS)
+        self._retry_dead = self._register(managing.RETRY_DEAD)
+        self._purge_dead = self._register(managing.PURGE_DEAD)
+        self._requeue_expired = self._register(scheduling.REQUEUE_EXPIRED)
+        self._promote_due = self._register(scheduling.PROMOTE_DUE)
+        self._ready_types = self._register(scheduling.READY_TYPES)
 
     # ---- producing -------------------------------------------------------------------------------------------
 
@@ -245,20 +75,9 @@ class JobStore:
                     1 if self.limits.require_known_type else 0, packed]
             reply = await self._run_replicated(self._enqueue, args)
             for n, (i, job, _) in enumerate(chunk):
-                code, status, run_at = _s(reply[1 + 3 * n]), _s(reply[2 + 3 * n]), int(reply[3 + 3 * n])
-                results[i] = self._enqueue_result(job, code, status, run_at)
+                code, status, run_at = as_str(reply[1 + 3 * n]), as_str(reply[2 + 3 * n]), int(reply[3 + 3 * n])
+                results[i] = enqueue_result(job, code, status, run_at, self.limits)
         return [results[i] for i in range(len(jobs))]
-
-    def _enqueue_result(self, job: NewJob, code: str, status: str, run_at: int) -> Enqueued | StreamingError:
-        if code == "ok":
-            return Enqueued(job.job_id, JobStatus(status), False, run_at, job.job_type, job.priority)
-        if code == "duplicate":
-            return Enqueued(job.job_id, JobStatus(status), True, run_at, job.job_type, job.priority)
-        if code == "unknown_type":
-            return unknown_job_type(job.job_type)
-        if code == "scheduled_full":
-            return queue_full(job.job_type, self.limits.max_scheduled, "scheduled set")
-        return queue_full(job.job_type, self.limits.max_queue_depth)
 
     async def enqueue(self, job: NewJob) -> Enqueued:
         result = (await self.enqueue_many([job]))[0]
@@ -278,7 +97,7 @@ class JobStore:
 
     async def known_types(self) -> set[str]:
         members: set[bytes] = await self._guard(lambda: self.redis.smembers(f"{self.base}handled"))
-        return {_s(m) for m in members}
+        return {as_str(m) for m in members}
 
     # ---- working ---------------------------------------------------------------------------------------------
 
@@ -312,10 +131,10 @@ class JobStore:
         jobs = []
         for i in range(1, len(reply), 10):
             jobs.append(ClaimedJob(
-                job_id=_s(reply[i]), job_type=_s(reply[i + 1]), priority=Priority(_s(reply[i + 2])),
+                job_id=as_str(reply[i]), job_type=as_str(reply[i + 1]), priority=Priority(as_str(reply[i + 2])),
                 data=reply[i + 3], attempt=int(reply[i + 4]), token=int(reply[i + 5]),
                 max_attempts=int(reply[i + 6]), retry_delay_ms=int(reply[i + 7]), due_ms=int(reply[i + 8]),
-                claimed_ms=now, owner=_s(reply[i + 9]) or None,
+                claimed_ms=now, owner=as_str(reply[i + 9]) or None,
             ))
         return jobs
 
@@ -340,7 +159,7 @@ class JobStore:
     async def fail(self, job_id: str, token: int, error: str, *, retry: bool, delay_ms: int) -> FailOutcome:
         reply = await self._run(self._fail, [job_id, token, error[:4000], 1 if retry else 0, delay_ms,
                                              self.limits.dead_letter_max])
-        return FailOutcome(_s(reply[0]), int(reply[1]), int(reply[2]))
+        return FailOutcome(as_str(reply[0]), int(reply[1]), int(reply[2]))
 
     async def release(self, held: Sequence[tuple[str, int]]) -> list[str]:
         """Hand jobs back to the front of their queues without counting the attempt; returns their types."""
@@ -349,7 +168,7 @@ class JobStore:
         args: list[Any] = []
         for job_id, token in held:
             args += [job_id, token]
-        return [_s(t) for t in await self._run(self._release, args)]
+        return [as_str(t) for t in await self._run(self._release, args)]
 
     async def finish_cancelled(self, job_id: str, token: int) -> bool:
         return int(await self._run(self._finish_cancelled, [job_id, token, self.ttl_seconds])) == 1
@@ -359,14 +178,14 @@ class JobStore:
     async def cancel(self, job_id: str) -> tuple[str, str, str]:
         """``(outcome, status, job_type)``; outcome is not_found, cancelled, cancelling or final."""
         reply = await self._run(self._cancel, [job_id, self.ttl_seconds])
-        return _s(reply[0]), _s(reply[1]), _s(reply[2])
+        return as_str(reply[0]), as_str(reply[1]), as_str(reply[2])
 
     async def get(self, job_id: str) -> JobInfo | None:
         fields: dict[bytes, bytes] = await self._guard(lambda: self.redis.hgetall(self.job_key(job_id)))
         return self._info(job_id, fields) if fields else None
 
     def _info(self, job_id: str, raw: dict[Any, Any]) -> JobInfo:
-        f = {_s(k): v for k, v in raw.items()}
+        f = {as_str(k): v for k, v in raw.items()}
 
         def seconds(name: str) -> float | None:
             value = f.get(name)
@@ -377,14 +196,14 @@ class JobStore:
         worker = f.get("worker")
         owner = f.get("owner")
         return JobInfo(
-            job_id=job_id, job_type=_s(f.get("type", b"")), queue=self.queue, status=JobStatus(_s(f["status"])),
-            priority=Priority(_s(f.get("priority", b"normal"))), attempts=int(f.get("attempts", 0)),
+            job_id=job_id, job_type=as_str(f.get("type", b"")), queue=self.queue, status=JobStatus(as_str(f["status"])),
+            priority=Priority(as_str(f.get("priority", b"normal"))), attempts=int(f.get("attempts", 0)),
             max_attempts=int(f.get("max_attempts", 1)), data=msgspec.Raw(f.get("data", NULL)),
             result=msgspec.Raw(result) if result is not None else NULL,
-            error=_s(error) if error is not None else None, enqueued_at=seconds("enqueued_at"),
+            error=as_str(error) if error is not None else None, enqueued_at=seconds("enqueued_at"),
             run_at=seconds("run_at"), started_at=seconds("started_at"), finished_at=seconds("finished_at"),
-            worker=_s(worker) if worker is not None else None, cancel_requested=f.get("cancel") == b"1",
-            owner=_s(owner) if owner else None,
+            worker=as_str(worker) if worker is not None else None, cancel_requested=f.get("cancel") == b"1",
+            owner=as_str(owner) if owner else None,
         )
 
     async def dead(self, offset: int = 0, limit: int = 100) -> tuple[list[JobInfo], int]:
@@ -392,7 +211,7 @@ class JobStore:
         offset, limit = max(0, offset), max(0, min(limit, 1000))
 
         async def read() -> tuple[list[JobInfo], int]:
-            ids = [_s(i) for i in await self.redis.zrevrange(f"{self.base}dead", offset, offset + limit - 1)]
+            ids = [as_str(i) for i in await self.redis.zrevrange(f"{self.base}dead", offset, offset + limit - 1)]
             async with self.redis.pipeline(transaction=False) as pipe:
                 for job_id in ids:
                     pipe.hgetall(self.job_key(job_id))
@@ -409,7 +228,7 @@ class JobStore:
     async def retry_dead(self, job_ids: Sequence[str] | None = None, limit: int = 1000) -> list[tuple[str, str]]:
         """Dead jobs (these, or the oldest ``limit``) back to their queues; returns ``(id, type)`` of each."""
         reply = await self._run(self._retry_dead, [limit, *(job_ids or [])])
-        return [(_s(reply[i]), _s(reply[i + 1])) for i in range(0, len(reply), 2)]
+        return [(as_str(reply[i]), as_str(reply[i + 1])) for i in range(0, len(reply), 2)]
 
     async def purge_dead(self, job_ids: Sequence[str] | None = None, limit: int = 1000) -> int:
         return int(await self._run(self._purge_dead, [limit, *(job_ids or [])]))
@@ -422,82 +241,14 @@ class JobStore:
 
     async def requeue_expired(self, limit: int = 1000) -> list[Expired]:
         reply = await self._run(self._requeue_expired, [limit, self.limits.dead_letter_max, self.ttl_seconds])
-        return [Expired(_s(reply[i]), _s(reply[i + 1]), _s(reply[i + 2]), int(reply[i + 3]))
+        return [Expired(as_str(reply[i]), as_str(reply[i + 1]), as_str(reply[i + 2]), int(reply[i + 3]))
                 for i in range(1, len(reply), 4)]
 
     async def promote_due(self, limit: int = 1000) -> Promoted:
         reply = await self._run(self._promote_due, [limit])
-        counts = {_s(reply[i]): int(reply[i + 1]) for i in range(3, len(reply), 2)}
+        counts = {as_str(reply[i]): int(reply[i + 1]) for i in range(3, len(reply), 2)}
         return Promoted(int(reply[0]), int(reply[1]), int(reply[2]), counts)
 
     async def ready_types(self) -> dict[str, int]:
         reply = await self._run(self._ready_types, [])
-        return {_s(reply[i]): int(reply[i + 1]) for i in range(0, len(reply), 2)}
-
-    # ---- recurring schedules ---------------------------------------------------------------------------------
-
-    async def add_recurring(self, spec: RecurringJob) -> RecurringJob:
-        """Create or replace a cron schedule; its first run is the next cron time from now."""
-        if not _RECURRING_NAME.fullmatch(spec.name):
-            raise invalid_schedule(f"recurring name {spec.name!r}: 1-100 letters, digits, '_', '-' or '.'")
-        now = datetime.now(UTC)
-        first = next_cron_time(spec.cron, now.timestamp())
-        stored = msgspec.structs.replace(spec, next_run_at=first)
-
-        await self._run(self._set_recurring, [spec.name, jobs_encoder.encode(stored), round(first * 1000)])
-        return stored
-
-    async def remove_recurring(self, name: str) -> bool:
-        return bool(await self._run(self._remove_recurring, [name]))
-
-    async def list_recurring(self) -> list[RecurringJob]:
-        async def read() -> list[RecurringJob]:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hgetall(f"{self.base}cron")
-                pipe.zrange(f"{self.base}cron_due", 0, -1, withscores=True)
-                specs, due = await pipe.execute()
-            next_at = {_s(name): score / 1000 for name, score in due}
-            out = []
-            for name, raw in sorted(specs.items()):
-                spec = recurring_job_decoder.decode(raw)
-                out.append(msgspec.structs.replace(spec, next_run_at=next_at.get(_s(name))))
-            return out
-
-        specs: list[RecurringJob] = await self._guard(read)
-        return specs
-
-    async def fire_due_recurring(self, limit: int = 100
-                                 ) -> tuple[list[tuple[RecurringJob, Enqueued | StreamingError]], int]:
-        """Enqueue every due recurring job once (safe with many schedulers); returns them and the next due ms."""
-        reply = await self._run(self._due_recurring, [limit])
-        now_ms, next_ms = int(reply[0]), int(reply[1])
-        fired: list[tuple[RecurringJob, Enqueued | StreamingError]] = []
-        for i in range(2, len(reply), 2):
-            name, due_ms = _s(reply[i]), int(float(reply[i + 1]))
-            cron_key = f"{self.base}cron"
-            raw = await self._guard(lambda: self.redis.hget(cron_key, name))  # noqa: B023 (awaited at once)
-            if raw is None:
-                continue
-            spec = recurring_job_decoder.decode(raw)
-            following = round(next_cron_time(spec.cron, max(due_ms, now_ms) / 1000) * 1000)
-            next_ms = following if next_ms < 0 else min(next_ms, following)
-            retry_delay_ms = round((spec.retry_delay if spec.retry_delay is not None else 0) * 1000)
-            max_attempts = (spec.retry_count if spec.retry_count is not None else 0) + 1
-            job_id = f"cron:{spec.name}:{due_ms}"
-            out = await self._run(self._fire_recurring, [
-                spec.name, due_ms, following, job_id, spec.job_type, spec.priority.value, bytes(spec.data),
-                max_attempts, retry_delay_ms, self.limits.max_queue_depth, spec.owner or ""])
-            if _s(out[0]) != "fired":
-                continue
-            job = NewJob(job_id=job_id, job_type=spec.job_type, data=b"", priority=spec.priority,
-                         max_attempts=max_attempts, retry_delay_ms=retry_delay_ms, owner=spec.owner)
-            fired.append((spec, self._enqueue_result(job, _s(out[1]), _s(out[2]) or "queued", now_ms)))
-        return fired, next_ms
-
-
-def next_cron_time(expression: str, after: float) -> float:
-    """The first cron time strictly after ``after`` (unix seconds, UTC); six fields put seconds last."""
-    if not isinstance(expression, str) or not croniter.is_valid(expression):
-        raise invalid_schedule(f"not a cron expression: {expression!r}")
-    start = datetime.fromtimestamp(after, UTC)
-    return float(croniter(expression, start).get_next(float))
+        return {as_str(reply[i]): int(reply[i + 1]) for i in range(0, len(reply), 2)}

@@ -35,7 +35,8 @@ from shared.jobs.errors import JobStoreUnavailableError, is_permanent
 from shared.jobs.events import JobSignals
 from shared.jobs.metrics import WorkerMetrics
 from shared.jobs.model import RetryPolicy, encode_data
-from shared.jobs.store import ClaimedJob, JobStore
+from shared.jobs.store import JobStore
+from shared.jobs.store_results import ClaimedJob
 from shared.nats.conn import barrier
 from shared.tracing import TRACING
 from shared.tracing.jobs import job_outcome, job_span

@@ -19,7 +19,7 @@ from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from proto.errors import ErrorCode
-from proto.runs import TERMINAL_EVENTS, RunEvent, RunFailed, run_event_decoder, runs_encoder
+from proto.runs import TERMINAL_EVENTS, RunEvent, RunFailed, event_type, run_event_decoder, runs_encoder
 from proto.subjects import Subjects
 from shared.errors import run_id_taken
 from shared.nats.conn import barrier
@@ -76,6 +76,11 @@ def decode(payload: bytes) -> RunEvent | Unknown:
         return Unknown(seq=envelope.seq, type=envelope.type)
 
 
+def stored_type(event: RunEvent | Unknown) -> str:
+    """The ``type`` an event is stored with, whether this version knows it or not."""
+    return event.type if isinstance(event, Unknown) else event_type(event)
+
+
 def run_stream_config(
     subjects: Subjects, *, max_age: float, replicas: int = 1, max_bytes: int = -1, max_msg_size: int = -1
 ) -> StreamConfig:
@@ -111,13 +116,14 @@ class RunLog:
         self.subjects = subjects
         self.stream = subjects.stream_name("runs")
         self.acks = acks  # the writers' pipelined acks (agent-runner); readers publish rarely, with js.publish
-        self.unknown_events = 0  # events of a type this version does not know, skipped (a newer writer's)
+        self.unknown_events = 0  # events of a type this version does not know (a newer writer's) it read
 
     def _decode(self, run_id: str, payload: bytes) -> RunEvent | Unknown:
         event = decode(payload)
         if isinstance(event, Unknown):
             self.unknown_events += 1
-            log.debug("skipped run event %s of %s: unknown type %r", event.seq, run_id, event.type)
+            log.debug("run event %s of %s is of a type this version does not know: %r", event.seq, run_id,
+                      event.type)
         return event
 
     # ---- writing ---------------------------------------------------------------------------------------
@@ -267,6 +273,13 @@ class RunLog:
             async for event, raw in events:
                 if not isinstance(event, Unknown):
                     yield event, raw
+
+    def follow_as_stored(
+        self, run_id: str, after_seq: int = 0, *, idle: float = 2.0, on_idle: IdleCheck | None = None
+    ) -> AsyncGenerator[tuple[RunEvent | Unknown, bytes], None]:
+        """``follow``, events of a type this version does not know included (as ``Unknown``, with their stored
+        bytes): for forwarders that pass the bytes on unchanged, so their clients get every seq, gap-free."""
+        return self._follow(run_id, after_seq, idle=idle, on_idle=on_idle)
 
     async def _follow(
         self, run_id: str, after_seq: int, *, idle: float, on_idle: IdleCheck | None
