@@ -189,3 +189,70 @@ async def test_an_ai_sdk_denial_with_a_reason_reaches_the_model_as_the_tool_outp
     assert (tool["state"], tool["output"]) == ("output-available", "Not now.")
     assert "Done (Not now.)" in "".join(p["text"] for p in out["message"]["parts"] if p["type"] == "text")
     assert calls(tmp_path) == []
+
+
+async def ag_ui_interrupt(node_client: NodeClient, gateway: str, text: str, **args: Any) -> dict[str, Any]:
+    """@ag-ui/client's HttpAgent as alice: a run that ends with an interrupt, then its resume (``args``)."""
+    return await node_client("ag_ui.mjs", "interrupt", {
+        "url": f"{gateway}/v1/ag-ui/clerk", "threadId": uuid.uuid4().hex[:12],
+        "messages": [{"id": "u1", "role": "user", "content": text}],
+        "headers": {"Authorization": f"Bearer {token('alice')}"}, **args})
+
+
+async def test_ag_ui_ends_the_run_with_an_interrupt_and_the_clients_resume_approves_with_edited_arguments(
+    gateway: str, node_client: NodeClient, runs: Runs, tmp_path: Path
+) -> None:
+    out = await ag_ui_interrupt(node_client, gateway, "charge:6000",
+                                payload={"approved": True, "editedArgs": {"amount": 1200}})
+    assert out["resumeError"] is None, out["resumeError"]
+    first, second = out["first"], out["second"]
+    run_id = first[0]["runId"]
+    finished = first[-1]
+    assert finished["type"] == "RUN_FINISHED" and finished["outcome"]["type"] == "interrupt", finished
+    (interrupt,) = finished["outcome"]["interrupts"]
+    assert out["interrupts"] == [interrupt], "the client holds the interrupt as pending"
+    assert (interrupt["id"], interrupt["reason"], interrupt["toolCallId"]) == (
+        f"{run_id}:call_1_charge", "tool_approval", "call_1_charge")
+    assert interrupt["metadata"]["tool"] == "charge" and interrupt["metadata"]["arguments"] == \
+        '{"amount":6000,"seconds":0}' and "expiresAt" in interrupt
+    assert [e["type"] for e in first][-2:] == ["STEP_FINISHED", "RUN_FINISHED"]
+
+    assert second[0]["type"] == "RUN_STARTED" and second[0]["runId"] != run_id, "a resume is a new AG-UI run"
+    decided = next(e for e in second if e["type"] == "CUSTOM")
+    assert decided["name"] == "raaf.approval_decided" and decided["value"]["decidedBy"] == "alice"
+    (result,) = [e for e in second if e["type"] == "TOOL_CALL_RESULT"]
+    assert (result["toolCallId"], result["content"]) == ("call_1_charge", "charged 1200")
+    assert second[-1]["type"] == "RUN_FINISHED" and second[-1]["outcome"]["type"] == "success"
+    assert second[-1]["runId"] == second[0]["runId"] and out["pendingAfter"] == []
+    answer = [m for m in out["messages"] if m["role"] == "assistant" and m.get("content")][-1]
+    assert "Done (charged 1200)" in answer["content"]
+
+    stored = await events_of(runs, run_id)
+    assert [e["seq"] for e in stored] == list(range(1, len(stored) + 1)), "one run, gap-free"
+    (asked,) = [e for e in stored if e["type"] == "run_approval_requested"]
+    (took,) = [e for e in stored if e["type"] == "run_approval_decided"]
+    assert took["seq"] == asked["seq"] + 1 and took["arguments"] == '{"amount":1200}'
+    assert stored[-1]["type"] == "run_completed" and calls(tmp_path) == ["charge 1200"]
+
+
+async def test_an_ag_ui_resume_without_the_grant_is_forbidden_and_the_run_stays_parked(
+    gateway: str, node_client: NodeClient, runs: Runs, tmp_path: Path
+) -> None:
+    out = await ag_ui_interrupt(node_client, gateway, "charge:8000", payload=True,
+                                resumeHeaders={"Authorization": f"Bearer {token('bob')}"})
+    run_id = out["first"][0]["runId"]
+    assert out["resumeError"] is not None and out["resumeError"]["status"] in (403, 404), out["resumeError"]
+    assert out["second"] == []
+    assert await parked_state(runs, run_id) == ["call_1_charge"], "a refused resume changes nothing"
+    assert [e["type"] for e in await events_of(runs, run_id)][-1] == "run_approval_requested"
+    assert calls(tmp_path) == []
+
+
+async def test_a_cancelled_ag_ui_resume_is_a_rejection_the_model_answers(
+    gateway: str, node_client: NodeClient, tmp_path: Path
+) -> None:
+    out = await ag_ui_interrupt(node_client, gateway, "charge:9000", cancel=True)
+    assert out["resumeError"] is None, out["resumeError"]
+    (result,) = [e for e in out["second"] if e["type"] == "TOOL_CALL_RESULT"]
+    assert "dismissed" in result["content"] and out["second"][-1]["outcome"]["type"] == "success"
+    assert calls(tmp_path) == []
