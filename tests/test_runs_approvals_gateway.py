@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import openai
 import pytest
 
 from raaf.testing import OpenAIMock
@@ -256,3 +257,48 @@ async def test_a_cancelled_ag_ui_resume_is_a_rejection_the_model_answers(
     (result,) = [e for e in out["second"] if e["type"] == "TOOL_CALL_RESULT"]
     assert "dismissed" in result["content"] and out["second"][-1]["outcome"]["type"] == "success"
     assert calls(tmp_path) == []
+
+
+async def test_the_openai_client_gets_an_mcp_approval_request_and_its_approval_response_continues_the_response(
+    gateway: str, runs: Runs, tmp_path: Path
+) -> None:
+    api = openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key=token("alice"))
+    first = [e async for e in await api.responses.create(model="clerk", input="charge:6000", stream=True)]
+    assert first[-1].type == "response.completed", [e.type for e in first]
+    done = first[-1].response
+    (asked,) = [item for item in done.output if item.type == "mcp_approval_request"]
+    assert (asked.id, asked.name, asked.server_label) == ("mcpr_call_1_charge", "charge", "clerk")
+    assert asked.arguments == '{"amount":6000,"seconds":0}' and done.status == "completed"
+    numbers = [e.sequence_number for e in first]
+    assert numbers[:-1] == list(range(len(first) - 1)) and numbers[-1] == numbers[-2], "the pause takes no number"
+
+    second = [e async for e in await api.responses.create(
+        model="clerk", previous_response_id=done.id, stream=True,
+        input=[{"type": "mcp_approval_response", "approval_request_id": asked.id, "approve": True}])]
+    assert second[0].type == "response.in_progress" and second[0].sequence_number == numbers[-1] + 1
+    assert second[-1].type == "response.completed" and second[-1].response.id == done.id, "the same response"
+    assert "Done (charged 6000)" in second[-1].response.output_text
+    whole = [e async for e in await api.responses.retrieve(done.id, stream=True)]
+    assert [e.sequence_number for e in whole] == numbers[:-1] + [e.sequence_number for e in second]
+    run_id = done.id.removeprefix("resp_")
+    stored = await events_of(runs, run_id)
+    assert [e["seq"] for e in stored] == list(range(1, len(stored) + 1)) and stored[-1]["type"] == "run_completed"
+    assert calls(tmp_path) == ["charge 6000"]
+
+
+async def test_a_responses_rejection_reaches_the_model_and_a_caller_without_the_grant_changes_nothing(
+    gateway: str, runs: Runs, tmp_path: Path
+) -> None:
+    alice = openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key=token("alice"))
+    bob = openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key=token("bob"))
+    done = await alice.responses.create(model="clerk", input="charge:4000")
+    (asked,) = [item for item in done.output if item.type == "mcp_approval_request"]
+    answer = [{"type": "mcp_approval_response", "approval_request_id": asked.id, "approve": False,
+               "reason": "Too much."}]
+    with pytest.raises(openai.APIStatusError) as refused:
+        await bob.responses.create(model="clerk", previous_response_id=done.id, input=answer)  # type: ignore[arg-type]
+    assert refused.value.status_code in (403, 404)
+    assert await parked_state(runs, done.id.removeprefix("resp_")) == ["call_1_charge"]
+    went_on = await alice.responses.create(model="clerk", previous_response_id=done.id, input=answer)  # type: ignore[arg-type]
+    assert went_on.id == done.id and went_on.status == "completed"
+    assert "Done (Too much.)" in went_on.output_text and calls(tmp_path) == []

@@ -183,20 +183,15 @@ class AgUiRoutes:
                     if resumed is not None:
                         rendered = renderer.resumed(*resumed) + rendered
                         resumed = None
-                    interrupted = False
-                    if isinstance(event, ApprovalRequested) and not (
-                            await self.client.approval_request(run_id, event.call_id))[1]:
-                        waiting.append(event)
-                        pending = await self.client.waiting_calls(run_id)  # every call of the turn that waits
-                        if pending is None or {w.call_id for w in waiting} >= set(pending):
-                            rendered += renderer.interrupt(
-                                [w for w in waiting if pending is None or w.call_id in pending])
-                            interrupted = True
+                    asked = await self.client.turn_waits(run_id, event, waiting) \
+                        if isinstance(event, ApprovalRequested) else None
+                    if asked is not None:  # every call of the turn that waits: the AG-UI run ends here
+                        rendered += renderer.interrupt(asked)
                     out = b"".join(b"data: %s\n\n" % agui_encoder.encode(e) for e in rendered)
                     if out:
                         await response.write(out)
                         counter.inc()
-                    if interrupted:
+                    if asked is not None:
                         break
             finished = True
         except TimeoutError:

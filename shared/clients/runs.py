@@ -144,6 +144,21 @@ class RunClient:
                 return None
             await asyncio.sleep(0.05)
 
+    async def turn_waits(self, run_id: str, request: ApprovalRequested, waiting: list[ApprovalRequested]
+                         ) -> list[ApprovalRequested] | None:
+        """For a follower rendering the run: collect ``request`` into ``waiting`` unless it was decided already;
+        once every call the parked run waits on is collected, those requests (the follower stops there);
+        None while it reads on."""
+        if (await self.approval_request(run_id, request.call_id))[1]:
+            return None
+        waiting.append(request)
+        pending = await self.waiting_calls(run_id)
+        if pending is None:  # not parked in time: what it asked so far
+            return list(waiting)
+        if {w.call_id for w in waiting} >= set(pending):
+            return [w for w in waiting if w.call_id in pending]
+        return None
+
     async def agents(self) -> AgentList | Error:
         try:
             reply = await self.nc.request(self.subjects.run_agents, runs_encoder.encode(AgentsQuery()),
