@@ -12,6 +12,7 @@ import aiohttp
 import openai
 import pytest
 
+from proto.runs import RunCancelled
 from raaf.testing import OpenAIMock
 from services.gateway import GatewayApp, GatewaySettings
 from shared.devstack.servers import NatsServer
@@ -236,8 +237,8 @@ async def test_ag_ui_ends_the_run_with_an_interrupt_and_the_clients_resume_appro
     assert stored[-1]["type"] == "run_completed" and calls(tmp_path) == ["charge 1200"]
 
 
-async def test_an_ag_ui_resume_without_the_grant_is_forbidden_and_the_run_stays_parked(
-    gateway: str, node_client: NodeClient, runs: Runs, tmp_path: Path
+async def test_an_ag_ui_resume_without_the_grant_is_forbidden_and_the_owner_can_then_cancel_the_parked_run(
+    gateway: str, node_client: NodeClient, session: aiohttp.ClientSession, runs: Runs, tmp_path: Path
 ) -> None:
     out = await ag_ui_interrupt(node_client, gateway, "charge:8000", payload=True,
                                 resumeHeaders={"Authorization": f"Bearer {token('bob')}"})
@@ -246,7 +247,13 @@ async def test_an_ag_ui_resume_without_the_grant_is_forbidden_and_the_run_stays_
     assert out["second"] == []
     assert await parked_state(runs, run_id) == ["call_1_charge"], "a refused resume changes nothing"
     assert [e["type"] for e in await events_of(runs, run_id)][-1] == "run_approval_requested"
-    assert calls(tmp_path) == []
+
+    async with session.post(f"{gateway}/v1/runs/{run_id}/cancel",
+                            headers={"Authorization": f"Bearer {token('alice')}"}) as response:
+        assert response.status == 202, await response.text()
+    ended = await runs.events(run_id)
+    assert isinstance(ended[-1], RunCancelled) and [e.seq for e in ended] == list(range(1, len(ended) + 1))
+    assert await parked_state(runs, run_id) is None and calls(tmp_path) == []
 
 
 async def test_a_cancelled_ag_ui_resume_is_a_rejection_the_model_answers(
