@@ -47,7 +47,12 @@ def cancel_handler(jobs: Mapping[str, RunJob], metrics: RunnerMetrics,
             reason = cancel_run_decoder.decode(msg.data).reason if msg.data else "cancelled"
         except (msgspec.DecodeError, msgspec.ValidationError):
             return  # the runner holding the run, if any, answers the malformed cancel
-        if await end(run_id, reason):
+        try:
+            ended = await end(run_id, reason)
+        except Exception as exc:  # claimed, and it could not be ended: it is parked again
+            await reply(msg, Error(code=ErrorCode.INTERNAL, message=f"the cancel failed: {exc}", ref=run_id))
+            return
+        if ended:
             metrics.cancels.inc()
             await reply(msg, CancelAccepted(run_id=run_id))
 

@@ -223,10 +223,15 @@ class Decisions:
     async def cancel_parked(self, run_id: str, reason: str) -> bool:
         """End a parked run on a cancel: claim it like a decision (compare-and-set, so one runner of all that
         hear the cancel does it), log ``run_cancelled`` with the next seq and close it. False: it is not parked
-        (another runner holds it, it ended, or another runner claimed it first) and the caller stays silent."""
-        if not is_run_id(run_id) or await self.registry.owner(run_id) != PARKED:
-            return False
-        if not await self.registry.transfer(run_id, PARKED, self.instance):
+        (another runner holds it, it ended, or another runner claimed it first) and the caller stays silent; an
+        error once claimed gives the run back to ``~parked`` and is raised."""
+        try:
+            if not is_run_id(run_id) or await self.registry.owner(run_id) != PARKED:
+                return False
+            if not await self.registry.transfer(run_id, PARKED, self.instance):
+                return False
+        except Exception as exc:  # not claimed: another runner may take it; this one stays silent
+            log.warning("cannot claim parked run %s to cancel it: %s", run_id, exc)
             return False
         try:
             last = None
