@@ -6,7 +6,7 @@ Requests are ``RunAgentInput`` as ``@ag-ui/client``'s ``HttpAgent`` posts it.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
@@ -57,6 +57,16 @@ class AgContext(Struct, frozen=True, kw_only=True):
     value: str
 
 
+class AgResumeEntry(Struct, frozen=True, kw_only=True, rename="camel"):
+    """The client's answer to one interrupt of the run before (``resolved`` with a ``payload``, or
+    ``cancelled``: abandoned)."""
+
+    interrupt_id: str
+    status: Literal["resolved", "cancelled"] = "resolved"
+    payload: Any = None
+    metadata: Any = None
+
+
 class RunAgentInput(Struct, frozen=True, kw_only=True, rename="camel"):
     thread_id: str
     run_id: str
@@ -66,6 +76,7 @@ class RunAgentInput(Struct, frozen=True, kw_only=True, rename="camel"):
     tools: list[AgTool] = []
     context: list[AgContext] = []
     forwarded_props: Any = None
+    resume: list[AgResumeEntry] = []  # answers to the interrupts that ended the previous run
 
 
 run_agent_input_decoder: Final = msgspec.json.Decoder(RunAgentInput)
@@ -82,9 +93,23 @@ class RunStartedEvent(AgEvent, frozen=True, kw_only=True, tag="RUN_STARTED"):
     run_id: str
 
 
+class AgInterrupt(Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    """Something the run needs before it goes on (here: a decision on a tool call); a resume entry answers it
+    by ``id``."""
+
+    id: str
+    reason: str
+    message: str | UnsetType = UNSET
+    tool_call_id: str | UnsetType = UNSET
+    response_schema: dict[str, Any] | UnsetType = UNSET
+    expires_at: str | UnsetType = UNSET  # ISO 8601
+    metadata: dict[str, Any] | UnsetType = UNSET
+
+
 class Outcome(Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
-    type: str  # success, cancelled
+    type: str  # success, interrupt, cancelled
     pending_tool_call_ids: list[str] | UnsetType = UNSET  # frontend tools the client is to answer
+    interrupts: list[AgInterrupt] | UnsetType = UNSET  # what an ``interrupt`` outcome waits for
 
 
 class RunFinishedEvent(AgEvent, frozen=True, kw_only=True, tag="RUN_FINISHED"):
@@ -143,7 +168,8 @@ class ToolCallResultEvent(AgEvent, frozen=True, kw_only=True, tag="TOOL_CALL_RES
 
 
 class CustomEvent(AgEvent, frozen=True, kw_only=True, tag="CUSTOM"):
-    """AG-UI's application event: ``name`` says what ``value`` is (here ``raaf.step_restarted``)."""
+    """AG-UI's application event: ``name`` says what ``value`` is (``raaf.step_restarted``,
+    ``raaf.approval_decided``)."""
 
     name: str
     value: dict[str, str | int | None] = {}

@@ -281,7 +281,38 @@ class AnswerDelta(Message, frozen=True, kw_only=True, omit_defaults=False, tag="
     delta: str
 
 
-FeedEvent = UserMessage | AgentMessage | AgentHandoff | AnswerStarted | AnswerDelta
+class AnswerApproval(Message, frozen=True, kw_only=True, omit_defaults=False, tag="answer_approval"):
+    """The answer's run waits for a decision on a tool call (its ``run_approval_requested``; ``seq`` is that
+    event's seq). A participant with the grant decides it with the gateway's ``run_decide`` (``run_id``,
+    ``call_id``): a subject in ``approvers`` (the room's creator, the policy's), an identity granted the agent,
+    or an admin."""
+
+    room_id: str
+    run_id: str
+    call_id: str
+    seq: int
+    name: str
+    arguments: str  # JSON text
+    agent: str = ""
+    approvers: list[str] = []
+    deadline: float | None = None
+    at: float = 0.0
+
+
+class AnswerDecision(Message, frozen=True, kw_only=True, omit_defaults=False, tag="answer_decision"):
+    """A decision on an ``answer_approval`` (its ``run_approval_decided``): who, what; the answer goes on."""
+
+    room_id: str
+    run_id: str
+    call_id: str
+    seq: int
+    approved: bool
+    decided_by: str
+    message: str | None = None
+    at: float = 0.0
+
+
+FeedEvent = UserMessage | AgentMessage | AgentHandoff | AnswerStarted | AnswerDelta | AnswerApproval | AnswerDecision
 FeedMessage = UserMessage | AgentMessage | AgentHandoff
 
 # ---- typing notices: core NATS on ``Subjects.chat_room_events(room_id)`` (never stored) ----------------------

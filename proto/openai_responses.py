@@ -21,7 +21,8 @@ class InputContent(Struct, frozen=True, kw_only=True):
 
 
 class InputItem(Struct, frozen=True, kw_only=True):
-    """One input item: a message (``type`` absent or ``message``), ``function_call`` or ``function_call_output``."""
+    """One input item: a message (``type`` absent or ``message``), ``function_call``, ``function_call_output``
+    or ``mcp_approval_response`` (a decision on an ``mcp_approval_request`` the previous response gave)."""
 
     type: str | None = None
     role: str | None = None
@@ -30,6 +31,9 @@ class InputItem(Struct, frozen=True, kw_only=True):
     name: str | None = None
     arguments: str | None = None
     output: str | list[InputContent] | None = None
+    approval_request_id: str | None = None
+    approve: bool | None = None
+    reason: str | None = None
 
     @property
     def text(self) -> str:
@@ -97,7 +101,17 @@ class FunctionCall(Struct, frozen=True, kw_only=True):
     arguments: str
 
 
-OutputItem = OutputMessage | FunctionCall
+class McpApprovalRequest(Struct, frozen=True, kw_only=True):
+    """A tool call that waits for a person's approval (``server_label``: the agent that called it)."""
+
+    id: str
+    type: Literal["mcp_approval_request"] = "mcp_approval_request"
+    arguments: str
+    name: str
+    server_label: str
+
+
+OutputItem = OutputMessage | FunctionCall | McpApprovalRequest
 
 
 class InputTokensDetails(Struct, frozen=True, kw_only=True):

@@ -14,7 +14,9 @@ from proto.errors import Error, ErrorCode
 from proto.runs import (
     ApprovalDecided,
     ApprovalRequested,
+    CancelAccepted,
     RunAccepted,
+    RunCancelled,
     RunCompleted,
     RunEvent,
     RunFailed,
@@ -23,6 +25,7 @@ from proto.runs import (
 from raaf.testing import OpenAIMock
 from services.scheduler import SchedulerApp, SchedulerSettings
 from shared.devstack.servers import NatsServer, ValkeyServer
+from shared.runs.registry import RunRegistry
 from shared.service.app import App
 from tests.support.approvals import (
     APPROVAL_WAIT,
@@ -220,3 +223,32 @@ async def test_a_deadline_applies_its_rules_outcome_through_the_schedulers_delay
     assert output.is_error and "No decision was made on this tool call in time" in output.output
     assert isinstance(second[-1], RunFailed) and second[-1].code == ErrorCode.TIMEOUT, dumps(second)
     assert calls(tmp_path) == [], "neither note was written"
+
+
+async def test_cancelling_a_parked_run_ends_it_with_one_run_cancelled_written_by_one_of_the_runners(
+    runs: Runs, runner: RunnerProcess, tmp_path: Path
+) -> None:
+    runner("a")
+    runner("b")
+    await alive(runs, "a")
+    await alive(runs, "b")
+    accepted = await runs.start("charge:7000", agent="clerk")
+    assert isinstance(accepted, RunAccepted)
+    follower = asyncio.create_task(runs.events(accepted.run_id, timeout=30))
+    seen, request = await until_requested(runs, accepted.run_id)
+    await until_parked(runs, accepted.run_id)
+    reply = await runs.client.cancel(accepted.run_id, "the customer hung up")
+    assert isinstance(reply, CancelAccepted), reply
+    events = await follower
+    final = events[-1]
+    assert isinstance(final, RunCancelled) and final.reason == "the customer hung up", dumps(events)
+    assert gap_free(events) and events[:len(seen)] == seen and final.seq == request.seq + 1
+    assert len([e for e in events if isinstance(e, RunCancelled)]) == 1
+    assert await parked_state(runs, accepted.run_id) is None
+    registry = RunRegistry(runs.nc.jetstream(), runs.client.subjects)
+    assert await registry.bind() and await registry.owner(accepted.run_id) is None
+    late = await decide(runs, accepted.run_id, request.call_id, approved=True)
+    assert isinstance(late, Error) and late.code == ErrorCode.NOT_FOUND, late
+    again = await runs.client.cancel(accepted.run_id)
+    assert isinstance(again, Error) and again.code == ErrorCode.NOT_FOUND, again
+    assert calls(tmp_path) == [], "the cancelled call never ran"

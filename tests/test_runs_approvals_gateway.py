@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import openai
 import pytest
 
+from proto.runs import RunCancelled
 from raaf.testing import OpenAIMock
 from services.gateway import GatewayApp, GatewaySettings
 from shared.devstack.servers import NatsServer
@@ -189,3 +191,121 @@ async def test_an_ai_sdk_denial_with_a_reason_reaches_the_model_as_the_tool_outp
     assert (tool["state"], tool["output"]) == ("output-available", "Not now.")
     assert "Done (Not now.)" in "".join(p["text"] for p in out["message"]["parts"] if p["type"] == "text")
     assert calls(tmp_path) == []
+
+
+async def ag_ui_interrupt(node_client: NodeClient, gateway: str, text: str, **args: Any) -> dict[str, Any]:
+    """@ag-ui/client's HttpAgent as alice: a run that ends with an interrupt, then its resume (``args``)."""
+    return await node_client("ag_ui.mjs", "interrupt", {
+        "url": f"{gateway}/v1/ag-ui/clerk", "threadId": uuid.uuid4().hex[:12],
+        "messages": [{"id": "u1", "role": "user", "content": text}],
+        "headers": {"Authorization": f"Bearer {token('alice')}"}, **args})
+
+
+async def test_ag_ui_ends_the_run_with_an_interrupt_and_the_clients_resume_approves_with_edited_arguments(
+    gateway: str, node_client: NodeClient, runs: Runs, tmp_path: Path
+) -> None:
+    out = await ag_ui_interrupt(node_client, gateway, "charge:6000",
+                                payload={"approved": True, "editedArgs": {"amount": 1200}})
+    assert out["resumeError"] is None, out["resumeError"]
+    first, second = out["first"], out["second"]
+    run_id = first[0]["runId"]
+    finished = first[-1]
+    assert finished["type"] == "RUN_FINISHED" and finished["outcome"]["type"] == "interrupt", finished
+    (interrupt,) = finished["outcome"]["interrupts"]
+    assert out["interrupts"] == [interrupt], "the client holds the interrupt as pending"
+    assert (interrupt["id"], interrupt["reason"], interrupt["toolCallId"]) == (
+        f"{run_id}:call_1_charge", "tool_approval", "call_1_charge")
+    assert interrupt["metadata"]["tool"] == "charge" and interrupt["metadata"]["arguments"] == \
+        '{"amount":6000,"seconds":0}' and "expiresAt" in interrupt
+    assert [e["type"] for e in first][-2:] == ["STEP_FINISHED", "RUN_FINISHED"]
+
+    assert second[0]["type"] == "RUN_STARTED" and second[0]["runId"] != run_id, "a resume is a new AG-UI run"
+    decided = next(e for e in second if e["type"] == "CUSTOM")
+    assert decided["name"] == "raaf.approval_decided" and decided["value"]["decidedBy"] == "alice"
+    (result,) = [e for e in second if e["type"] == "TOOL_CALL_RESULT"]
+    assert (result["toolCallId"], result["content"]) == ("call_1_charge", "charged 1200")
+    assert second[-1]["type"] == "RUN_FINISHED" and second[-1]["outcome"]["type"] == "success"
+    assert second[-1]["runId"] == second[0]["runId"] and out["pendingAfter"] == []
+    answer = [m for m in out["messages"] if m["role"] == "assistant" and m.get("content")][-1]
+    assert "Done (charged 1200)" in answer["content"]
+
+    stored = await events_of(runs, run_id)
+    assert [e["seq"] for e in stored] == list(range(1, len(stored) + 1)), "one run, gap-free"
+    (asked,) = [e for e in stored if e["type"] == "run_approval_requested"]
+    (took,) = [e for e in stored if e["type"] == "run_approval_decided"]
+    assert took["seq"] == asked["seq"] + 1 and took["arguments"] == '{"amount":1200}'
+    assert stored[-1]["type"] == "run_completed" and calls(tmp_path) == ["charge 1200"]
+
+
+async def test_an_ag_ui_resume_without_the_grant_is_forbidden_and_the_owner_can_then_cancel_the_parked_run(
+    gateway: str, node_client: NodeClient, session: aiohttp.ClientSession, runs: Runs, tmp_path: Path
+) -> None:
+    out = await ag_ui_interrupt(node_client, gateway, "charge:8000", payload=True,
+                                resumeHeaders={"Authorization": f"Bearer {token('bob')}"})
+    run_id = out["first"][0]["runId"]
+    assert out["resumeError"] is not None and out["resumeError"]["status"] in (403, 404), out["resumeError"]
+    assert out["second"] == []
+    assert await parked_state(runs, run_id) == ["call_1_charge"], "a refused resume changes nothing"
+    assert [e["type"] for e in await events_of(runs, run_id)][-1] == "run_approval_requested"
+
+    async with session.post(f"{gateway}/v1/runs/{run_id}/cancel",
+                            headers={"Authorization": f"Bearer {token('alice')}"}) as response:
+        assert response.status == 202, await response.text()
+    ended = await runs.events(run_id)
+    assert isinstance(ended[-1], RunCancelled) and [e.seq for e in ended] == list(range(1, len(ended) + 1))
+    assert await parked_state(runs, run_id) is None and calls(tmp_path) == []
+
+
+async def test_a_cancelled_ag_ui_resume_is_a_rejection_the_model_answers(
+    gateway: str, node_client: NodeClient, tmp_path: Path
+) -> None:
+    out = await ag_ui_interrupt(node_client, gateway, "charge:9000", cancel=True)
+    assert out["resumeError"] is None, out["resumeError"]
+    (result,) = [e for e in out["second"] if e["type"] == "TOOL_CALL_RESULT"]
+    assert "dismissed" in result["content"] and out["second"][-1]["outcome"]["type"] == "success"
+    assert calls(tmp_path) == []
+
+
+async def test_the_openai_client_gets_an_mcp_approval_request_and_its_approval_response_continues_the_response(
+    gateway: str, runs: Runs, tmp_path: Path
+) -> None:
+    api = openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key=token("alice"))
+    first = [e async for e in await api.responses.create(model="clerk", input="charge:6000", stream=True)]
+    assert first[-1].type == "response.completed", [e.type for e in first]
+    done = first[-1].response
+    (asked,) = [item for item in done.output if item.type == "mcp_approval_request"]
+    assert (asked.id, asked.name, asked.server_label) == ("mcpr_call_1_charge", "charge", "clerk")
+    assert asked.arguments == '{"amount":6000,"seconds":0}' and done.status == "completed"
+    numbers = [e.sequence_number for e in first]
+    assert numbers[:-1] == list(range(len(first) - 1)) and numbers[-1] == numbers[-2], "the pause takes no number"
+
+    second = [e async for e in await api.responses.create(
+        model="clerk", previous_response_id=done.id, stream=True,
+        input=[{"type": "mcp_approval_response", "approval_request_id": asked.id, "approve": True}])]
+    assert second[0].type == "response.in_progress" and second[0].sequence_number == numbers[-1] + 1
+    assert second[-1].type == "response.completed" and second[-1].response.id == done.id, "the same response"
+    assert "Done (charged 6000)" in second[-1].response.output_text
+    whole = [e async for e in await api.responses.retrieve(done.id, stream=True)]
+    assert [e.sequence_number for e in whole] == numbers[:-1] + [e.sequence_number for e in second]
+    run_id = done.id.removeprefix("resp_")
+    stored = await events_of(runs, run_id)
+    assert [e["seq"] for e in stored] == list(range(1, len(stored) + 1)) and stored[-1]["type"] == "run_completed"
+    assert calls(tmp_path) == ["charge 6000"]
+
+
+async def test_a_responses_rejection_reaches_the_model_and_a_caller_without_the_grant_changes_nothing(
+    gateway: str, runs: Runs, tmp_path: Path
+) -> None:
+    alice = openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key=token("alice"))
+    bob = openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key=token("bob"))
+    done = await alice.responses.create(model="clerk", input="charge:4000")
+    (asked,) = [item for item in done.output if item.type == "mcp_approval_request"]
+    answer = [{"type": "mcp_approval_response", "approval_request_id": asked.id, "approve": False,
+               "reason": "Too much."}]
+    with pytest.raises(openai.APIStatusError) as refused:
+        await bob.responses.create(model="clerk", previous_response_id=done.id, input=answer)  # type: ignore[arg-type]
+    assert refused.value.status_code in (403, 404)
+    assert await parked_state(runs, done.id.removeprefix("resp_")) == ["call_1_charge"]
+    went_on = await alice.responses.create(model="clerk", previous_response_id=done.id, input=answer)  # type: ignore[arg-type]
+    assert went_on.id == done.id and went_on.status == "completed"
+    assert "Done (Too much.)" in went_on.output_text and calls(tmp_path) == []

@@ -161,8 +161,8 @@ class AgentRunnerApp(App):
         await self._renew_lease()  # alive before taking work, so no reaper mistakes our first runs for orphans
         self._request_sub = await self.nc.subscribe(self.subjects.run_requests, queue=QUEUE_GROUP,
                                                     cb=self._on_request, pending_msgs_limit=-1)
-        await self.nc.subscribe(self.subjects.run_cancel_all, cb=cancel_handler(self.jobs, self.run_metrics,
-                                                                                 self._reply))
+        on_cancel = cancel_handler(self.jobs, self.run_metrics, self._reply, decisions.cancel_parked)
+        await self.nc.subscribe(self.subjects.run_cancel_all, cb=on_cancel)
         await self.nc.subscribe(self.subjects.run_agents, queue=QUEUE_GROUP, cb=self._on_agents_query)
         self._decide_sub = await self.nc.subscribe(self.subjects.run_decide, queue=QUEUE_GROUP,
                                                    cb=decisions.on_decide, pending_msgs_limit=-1)

@@ -4,7 +4,8 @@ A run parks by storing its ``run_approval_requested`` events, recording the park
 moving its owner in ``<PREFIX>_OPEN_RUNS`` to ``PARKED`` (no runner's lease covers it). A decision
 (``<prefix>.runs.decide``, queue group ``agent-runner``) is taken by any runner: it moves the owner from ``PARKED``
 to itself (compare-and-set: one decision at a time), logs ``run_approval_decided`` with the next seq, and, once
-every pending call is decided, continues the run from its checkpoint like a restart does.
+every pending call is decided, continues the run from its checkpoint like a restart does. A cancel of a parked
+run (``<prefix>.runs.cancel.<id>``, to every runner) is claimed the same way and ends it with ``run_cancelled``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from proto.approvals import (
     decide_approval_decoder,
 )
 from proto.errors import Error, ErrorCode
-from proto.runs import AgentSpec, ApprovalDecided, RunFailed, RunPark, RunRequest, RunState, is_run_id
+from proto.runs import AgentSpec, ApprovalDecided, RunCancelled, RunFailed, RunPark, RunRequest, RunState, is_run_id
 from services.agent_runner.agents import AgentCatalog
 from services.agent_runner.approval_gate import RunParked
 from services.agent_runner.engine import TERMINAL_PATIENCE, RunJob
@@ -216,6 +217,36 @@ class Decisions:
                      on_turn=usage_saver(self.states, resumed))
         self.start(job)
         return accepted, True
+
+    # ---- cancels ---------------------------------------------------------------------------------------------
+
+    async def cancel_parked(self, run_id: str, reason: str) -> bool:
+        """End a parked run on a cancel: claim it like a decision (compare-and-set, so one runner of all that
+        hear the cancel does it), log ``run_cancelled`` with the next seq and close it. False: it is not parked
+        (another runner holds it, it ended, or another runner claimed it first) and the caller stays silent; an
+        error once claimed gives the run back to ``~parked`` and is raised."""
+        try:
+            if not is_run_id(run_id) or await self.registry.owner(run_id) != PARKED:
+                return False
+            if not await self.registry.transfer(run_id, PARKED, self.instance):
+                return False
+        except Exception as exc:  # not claimed: another runner may take it; this one stays silent
+            log.warning("cannot claim parked run %s to cancel it: %s", run_id, exc)
+            return False
+        try:
+            last = None
+            async for event, _ in self.runlog.stored(run_id):
+                last = event
+            if last is not None and not is_terminal(last):
+                writer = RunWriter(self.runlog, run_id)
+                writer.seq = last.seq
+                await writer.emit(RunCancelled, reason=reason, patience=TERMINAL_PATIENCE)
+        except BaseException:
+            await self._unpark(run_id)
+            raise
+        await self.restarter.close(run_id)  # its deadline jobs find it closed and do nothing
+        log.info("parked run %s cancelled: %s", run_id, reason)
+        return True
 
     async def _unpark(self, run_id: str) -> None:
         """Let the run go again (it still waits, or the decision could not be applied)."""

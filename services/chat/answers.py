@@ -19,10 +19,21 @@ import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from proto.chat import AgentHandoff, AgentMessage, AnswerDelta, AnswerStarted, BusyPolicy, UserMessage
+from proto.chat import (
+    AgentHandoff,
+    AgentMessage,
+    AnswerApproval,
+    AnswerDecision,
+    AnswerDelta,
+    AnswerStarted,
+    BusyPolicy,
+    UserMessage,
+)
 from proto.errors import Error, ErrorCode
 from proto.runs import (
     AgentSpec,
+    ApprovalDecided,
+    ApprovalRequested,
     ChatMessage,
     Handoff,
     RunAccepted,
@@ -227,6 +238,8 @@ class AnswerRelay:
                     await self._delta(room_id, run_id, seq, agent, delta)
                 case Handoff(seq=seq, from_agent=from_agent, to_agent=to_agent):
                     await self._handoff(room_id, run_id, seq, from_agent, to_agent)
+                case ApprovalRequested() | ApprovalDecided():
+                    await self._approval(room_id, run_id, event)
                 case RunCompleted(agent=agent, output=output):
                     await self._finish(room_id, run_id, "completed", output or "".join(text), agent=agent)
                     return "completed"
@@ -251,7 +264,8 @@ class AnswerRelay:
         request = RunRequest(run_id=run_id, agent=room.answer.agent, input=message.text, history=history,
                              agents=self._agents(room), timeout=self.settings.answer_timeout,
                              metadata={"room": room.name, "room_id": room.id, "user": message.user,
-                                       "message_id": message.id}, room=room.id)
+                                       "message_id": message.id}, room=room.id,
+                             owner=room.created_by or None)  # the room's creator may decide its approvals
         reply = await self.runs.start(request)
         # ``conflict``: the run exists already (a request repeated after a restart): follow it.
         if isinstance(reply, RunAccepted) or reply.code == ErrorCode.CONFLICT:
@@ -307,6 +321,26 @@ class AnswerRelay:
                 return None  # relayed before (a resumed relay), or the answer ended
             event = AnswerDelta(room_id=room_id, run_id=run_id, agent=agent, seq=seq, delta=delta)
             return self.writer.to_answers(room, event, msg_id=f"{run_id}:{seq}", guarded=False)
+
+        await self._write(room_id, plan)
+
+    async def _approval(self, room_id: str, run_id: str, event: ApprovalRequested | ApprovalDecided) -> None:
+        """A wait for a decision (or the decision) as a feed event the room's participants see."""
+        def plan() -> Planned | None:
+            room = self.state.rooms.get(room_id)
+            if room is None or room.answer is None or room.answer.run_id != run_id or \
+                    room.answer.relayed_seq >= event.seq:
+                return None  # relayed before (a resumed relay), or the answer ended
+            feed: AnswerApproval | AnswerDecision
+            if isinstance(event, ApprovalRequested):
+                feed = AnswerApproval(room_id=room_id, run_id=run_id, call_id=event.call_id, seq=event.seq,
+                                      name=event.name, arguments=event.arguments, agent=event.agent,
+                                      approvers=event.approvers, deadline=event.deadline, at=event.at)
+            else:
+                feed = AnswerDecision(room_id=room_id, run_id=run_id, call_id=event.call_id, seq=event.seq,
+                                      approved=event.approved, decided_by=event.decided_by, message=event.message,
+                                      at=event.at)
+            return self.writer.to_answers(room, feed, msg_id=f"{run_id}:{event.seq}", guarded=False)
 
         await self._write(room_id, plan)
 

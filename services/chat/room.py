@@ -9,6 +9,8 @@ from proto.chat import (
     AgentAdded,
     AgentHandoff,
     AgentMessage,
+    AnswerApproval,
+    AnswerDecision,
     AnswerDelta,
     AnswerStarted,
     BusyPolicy,
@@ -142,6 +144,12 @@ class Room:
                 if self.answer is not None and self.answer.run_id == run_id:
                     self.answer.relayed_seq = max(self.answer.relayed_seq, run_seq)
                     self.answer.agent = agent
+            case AnswerApproval(run_id=run_id, seq=run_seq) | AnswerDecision(run_id=run_id, seq=run_seq):
+                if seq <= self.answer_seq:
+                    return False
+                self.answer_seq = seq
+                if self.answer is not None and self.answer.run_id == run_id:
+                    self.answer.relayed_seq = max(self.answer.relayed_seq, run_seq)
         return True
 
     def _apply_message(self, event: UserMessage | AgentMessage | AgentHandoff, seq: int) -> None:

@@ -1,9 +1,16 @@
 """A run's stored events rendered as AG-UI events: text messages, tool calls with results, a step per agent
-(a handoff finishes one and starts the next), and the run's end with the frontend tool calls it left."""
+(a handoff finishes one and starts the next), the run's end with the frontend tool calls it left, and a wait for
+approval as AG-UI's interrupt outcome."""
 
 from __future__ import annotations
 
+import datetime
+from typing import Any, Final
+
+import msgspec
+
 from proto.agui import (
+    AgInterrupt,
     AnyAgEvent,
     CustomEvent,
     Outcome,
@@ -22,6 +29,8 @@ from proto.agui import (
 )
 from proto.runs import (
     AgentChanged,
+    ApprovalDecided,
+    ApprovalRequested,
     Handoff,
     RunCancelled,
     RunCompleted,
@@ -40,6 +49,37 @@ from shared.runs.continuation import Continuation
 
 THREAD_KEY = "raaf.agui.thread"  # run metadata: the AG-UI thread the run belongs to
 STEP_RESTARTED = "raaf.step_restarted"  # the CUSTOM event a restart shows as
+APPROVAL_DECIDED = "raaf.approval_decided"  # the CUSTOM event a decision shows as
+TOOL_APPROVAL = "tool_approval"  # the reason of an interrupt that waits for a decision on a tool call
+DECISION_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "properties": {"approved": {"type": "boolean"},
+                   "message": {"type": "string", "description": "a rejection's message for the model"},
+                   "editedArgs": {"type": "object", "description": "an approval's replacement arguments"}},
+    "required": ["approved"],
+}
+
+
+def interrupt_id(run_id: str, call_id: str) -> str:
+    """The interrupt's id names the run and the call (a run id has no ``:``), so a resume finds both."""
+    return f"{run_id}:{call_id}"
+
+
+def parse_interrupt_id(value: str) -> tuple[str, str] | None:
+    run_id, colon, call_id = value.partition(":")
+    return (run_id, call_id) if colon and run_id and call_id else None
+
+
+def to_interrupt(request: ApprovalRequested) -> AgInterrupt:
+    expires = datetime.datetime.fromtimestamp(request.deadline, datetime.UTC).isoformat() \
+        if request.deadline is not None else None
+    interrupt = AgInterrupt(
+        id=interrupt_id(request.run_id, request.call_id), reason=TOOL_APPROVAL, tool_call_id=request.call_id,
+        message=f"Approve {request.name} with {request.arguments}?", response_schema=DECISION_SCHEMA,
+        metadata={"runId": request.run_id, "tool": request.name, "arguments": request.arguments,
+                  "agent": request.agent, "approvers": request.approvers, "seq": request.seq,
+                  "outcome": request.outcome})
+    return interrupt if expires is None else msgspec.structs.replace(interrupt, expires_at=expires)
 
 
 class AgUiRenderer:
@@ -48,10 +88,14 @@ class AgUiRenderer:
     A restart shows as a ``CUSTOM`` event (``raaf.step_restarted``); the text message being written stays open
     and continues past what it already holds (``Continuation``: a client's message list cannot lose text), and
     tool calls the interrupted step left open are ended.
+
+    A run that waits for approval ends the AG-UI run (``interrupt``); the client's resume starts a new AG-UI run
+    (``resumed``, its own ``runId``) that goes on with the same run's events.
     """
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
+        self.agui_run_id = run_id  # the AG-UI run being streamed: the run's id, then each resume's own
         self.thread_id = ""
         self._step: str | None = None
         self._message: str | None = None  # the text message being streamed
@@ -77,7 +121,7 @@ class AgUiRenderer:
         match event:
             case RunQueued() | RunStarted() if event.seq == 1:
                 self.thread_id = event.metadata.get(THREAD_KEY, "")
-                out.append(RunStartedEvent(thread_id=self.thread_id, run_id=self.run_id))
+                out.append(RunStartedEvent(thread_id=self.thread_id, run_id=self.agui_run_id))
                 self._step = event.agent
                 out.append(StepStartedEvent(step_name=event.agent))
             case TextDelta() if text:
@@ -120,12 +164,37 @@ class AgUiRenderer:
                 self._end_step(out)
                 outcome = Outcome(type="success", pending_tool_call_ids=[c.call_id for c in calls]) if calls \
                     else Outcome(type="success")
-                out.append(RunFinishedEvent(thread_id=self.thread_id, run_id=self.run_id, outcome=outcome))
+                out.append(RunFinishedEvent(thread_id=self.thread_id, run_id=self.agui_run_id, outcome=outcome))
             case RunFailed(code=code, message=message):
                 self._end_step(out)
                 out.append(RunErrorEvent(message=message, code=code.value))
             case RunCancelled():
                 self._end_step(out)
-                out.append(RunFinishedEvent(thread_id=self.thread_id, run_id=self.run_id,
+                out.append(RunFinishedEvent(thread_id=self.thread_id, run_id=self.agui_run_id,
                                             outcome=Outcome(type="cancelled")))
+            case ApprovalDecided(call_id=call_id, approved=approved, decided_by=who, message=message):
+                out.append(CustomEvent(name=APPROVAL_DECIDED, value={
+                    "callId": call_id, "approved": approved, "decidedBy": who, "message": message,
+                    "seq": event.seq}))
+        return out
+
+    def interrupt(self, requests: list[ApprovalRequested]) -> list[AnyAgEvent]:
+        """The run waits for these decisions: the AG-UI run finishes with an ``interrupt`` outcome (the step
+        stays this renderer's, for ``resumed``)."""
+        out: list[AnyAgEvent] = []
+        self._end_text(out)
+        if self._step is not None:
+            out.append(StepFinishedEvent(step_name=self._step))
+        out.append(RunFinishedEvent(thread_id=self.thread_id, run_id=self.agui_run_id, outcome=Outcome(
+            type="interrupt", interrupts=[to_interrupt(r) for r in requests])))
+        return out
+
+    def resumed(self, agui_run_id: str, thread_id: str) -> list[AnyAgEvent]:
+        """A resume's AG-UI run starts where the interrupted one finished (fed the events up to there)."""
+        self._end_text([])
+        self.agui_run_id = agui_run_id
+        self.thread_id = thread_id or self.thread_id
+        out: list[AnyAgEvent] = [RunStartedEvent(thread_id=self.thread_id, run_id=agui_run_id)]
+        if self._step is not None:
+            out.append(StepStartedEvent(step_name=self._step))
         return out

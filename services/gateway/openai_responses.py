@@ -1,5 +1,7 @@
 """OpenAI-compatible Responses API (`/v1/responses`): create, stream, resume, retrieve, cancel, delete; a response
-is a run (``resp_<run id>``) and every answer is a rendering of its stored events."""
+is a run (``resp_<run id>``) and every answer is a rendering of its stored events. A run waiting for approval
+shows ``mcp_approval_request`` items; ``mcp_approval_response`` input items (with ``previous_response_id``) decide
+and the same response goes on."""
 
 from __future__ import annotations
 
@@ -22,10 +24,19 @@ from proto.openai_responses import (
     responses_encoder,
     responses_request_decoder,
 )
-from proto.runs import ChatMessage, ClientTool, RunEvent, RunRequest, ToolCallRecord, is_run_id
+from proto.runs import (
+    ApprovalRequested,
+    ChatMessage,
+    ClientTool,
+    RunEvent,
+    RunRequest,
+    ToolCallRecord,
+    is_run_id,
+)
+from services.gateway.approvals import ApprovalRoutes
 from services.gateway.openai_routes import openai_error
 from services.gateway.quota import StreamLease
-from services.gateway.responses_render import BACKGROUND_KEY, PREVIOUS_KEY, ResponseRenderer, render_all
+from services.gateway.responses_render import BACKGROUND_KEY, PREVIOUS_KEY, ResponseRenderer, call_of, render_all
 from services.gateway.runs_http import SSE_HEADERS, RunRoutes
 from shared.clients.runs import RunClient
 from shared.errors import StreamingError
@@ -132,6 +143,7 @@ class ResponsesRoutes:
 
     def __init__(self, runs: RunRoutes) -> None:
         self.runs = runs
+        self.approvals = ApprovalRoutes(runs)
         for metric in (runs.streams, runs.delivered):
             metric.labels(transport=TRANSPORT)
 
@@ -182,6 +194,8 @@ class ResponsesRoutes:
         if isinstance(admitted, Error):
             return openai_error(admitted)
         identity, body = admitted
+        if isinstance(body.input, list) and any(item.type == "mcp_approval_response" for item in body.input):
+            return await self.answer(request, identity, body)
         earlier: list[ChatMessage] = []
         if body.previous_response_id:
             previous = await self._readable(request, body.previous_response_id)
@@ -205,14 +219,63 @@ class ResponsesRoutes:
                 return await self.stream(request, run.run_id, -1, lease, cancel_on_disconnect=not body.background)
         if body.background:
             return json_of(render_all(run.run_id, await self._stored(run.run_id)).snapshot())
-        renderer = ResponseRenderer(run.run_id)
-        async with contextlib.aclosing(self.client.follow(run.run_id)) as events:
-            async for event, _ in events:
-                renderer.feed(event)
+        renderer = await self._until_paused(run.run_id)
         if renderer.error is not None and renderer.status == "failed":
             return openai_error(Error(code=ErrorCode(renderer.error.code), message=renderer.error.message,
                                       ref=renderer.id))
         return json_of(renderer.snapshot())
+
+    async def answer(self, request: web.Request, identity: Identity, body: ResponsesRequest) -> web.StreamResponse:
+        """``mcp_approval_response`` items deciding the calls ``previous_response_id`` waits on (as the caller,
+        ``shared.access.check_decide``); the answer is that same response going on from the decisions."""
+        assert isinstance(body.input, list)
+        if any(item.type != "mcp_approval_response" for item in body.input):
+            return openai_error(bad("a request that answers approvals holds only mcp_approval_response items"))
+        if not body.previous_response_id:
+            return openai_error(bad("mcp_approval_response items need previous_response_id: the response that "
+                                    "asked"))
+        run_id = await self._readable(request, body.previous_response_id)
+        if isinstance(run_id, web.Response):
+            return run_id
+        lease = self.runs.lease(request, identity) if body.stream else None
+        if isinstance(lease, Error):
+            return openai_error(lease)
+        with lease or contextlib.nullcontext():
+            after = 0
+            for item in body.input:
+                call_id = call_of(item.approval_request_id or "")
+                if call_id is None or item.approve is None:
+                    return openai_error(bad("an mcp_approval_response needs approve and the approval_request_id "
+                                            "of an mcp_approval_request"))
+                requested, decided = await self.client.approval_request(run_id, call_id)
+                if requested is None:
+                    return openai_error(Error(code=ErrorCode.NOT_FOUND, message=f"response "
+                                              f"{body.previous_response_id} asked no approval of {call_id}"))
+                after = max(after, requested.seq)
+                if decided:
+                    continue  # answered twice, or decided elsewhere: the response shows the decision
+                reply = await self.approvals.decide(identity, run_id, call_id, approved=item.approve,
+                                                    message=None if item.approve else item.reason)
+                if isinstance(reply, Error) and reply.code != ErrorCode.CONFLICT:
+                    return openai_error(reply)
+            if lease is not None:
+                return await self.stream(request, run_id, -1, lease, cancel_on_disconnect=not body.background,
+                                         from_seq=after)
+        if body.background:
+            return json_of(render_all(run_id, await self._stored(run_id)).snapshot())
+        return json_of((await self._until_paused(run_id)).snapshot())
+
+    async def _until_paused(self, run_id: str) -> ResponseRenderer:
+        """The run rendered until it ends or waits for decisions (every call of its turn asked)."""
+        renderer = ResponseRenderer(run_id)
+        waiting: list[ApprovalRequested] = []
+        async with contextlib.aclosing(self.client.follow(run_id)) as events:
+            async for event, _ in events:
+                renderer.feed(event)
+                if isinstance(event, ApprovalRequested) and await self.client.turn_waits(
+                        run_id, event, waiting) is not None:
+                    break
+        return renderer
 
     async def retrieve(self, request: web.Request) -> web.StreamResponse:
         found = await self._reader(request, request.match_info["response_id"])
@@ -261,15 +324,18 @@ class ResponsesRoutes:
         return render_all(run_id, events)
 
     async def stream(self, request: web.Request, run_id: str, after: int, lease: StreamLease, *,
-                     cancel_on_disconnect: bool) -> web.StreamResponse:
-        """The run rendered as Responses events with ``sequence_number > after``, live until it ends; at the token's
-        expiry an ``error`` event ends it (numbered as the last event sent, so ``starting_after`` resumes right)."""
+                     cancel_on_disconnect: bool, from_seq: int = 0) -> web.StreamResponse:
+        """The run rendered as Responses events with ``sequence_number > after`` (and from the run's events after
+        ``from_seq``: a decision's continuation), live until it ends or waits for decisions (``response.completed``
+        with its approval requests); at the token's expiry an ``error`` event ends it (numbered as the last event
+        sent, so ``starting_after`` resumes right)."""
         response = web.StreamResponse(headers=SSE_HEADERS)
         await response.prepare(request)
         gauge = self.runs.streams.labels(transport=TRANSPORT)
         counter = self.runs.delivered.labels(transport=TRANSPORT)
         gauge.inc()
         renderer = ResponseRenderer(run_id)
+        waiting: list[ApprovalRequested] = []
         finished = False
 
         async def keepalive() -> None:
@@ -279,14 +345,23 @@ class ResponsesRoutes:
             async with lease.until_expiry(), contextlib.aclosing(
                     self.client.follow(run_id, on_idle=keepalive)) as events:
                 async for event, _ in events:
+                    rendered_events = renderer.feed(event)
+                    if event.seq <= from_seq:
+                        continue
+                    paused = isinstance(event, ApprovalRequested) and await self.client.turn_waits(
+                        run_id, event, waiting) is not None
+                    if paused:
+                        rendered_events += renderer.paused()
                     out = bytearray()
-                    for rendered in renderer.feed(event):
+                    for rendered in rendered_events:
                         if rendered.sequence_number > after:
                             out += b"event: %s\ndata: %s\n\n" % (rendered.type.encode(),
                                                                  responses_encoder.encode(rendered))
                     if out:
                         await response.write(bytes(out))
                         counter.inc()
+                    if paused:
+                        break
             finished = True
         except TimeoutError:
             if not lease.expired:

@@ -1,5 +1,6 @@
 """A run's stored events rendered as OpenAI Responses stream events; the same events always give the same
-stream, so ``sequence_number`` is a position in it and ``starting_after`` resumes exactly."""
+stream, so ``sequence_number`` is a position in it and ``starting_after`` resumes exactly. A tool call that waits
+for approval is an ``mcp_approval_request`` output item."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from proto.openai_responses import (
     ContentPartEvent,
     FunctionCall,
     IncompleteDetails,
+    McpApprovalRequest,
     OutputItem,
     OutputItemEvent,
     OutputMessage,
@@ -26,6 +28,8 @@ from proto.openai_responses import (
     TextDoneEvent,
 )
 from proto.runs import (
+    ApprovalDecided,
+    ApprovalRequested,
     RunCancelled,
     RunCompleted,
     RunEvent,
@@ -45,8 +49,21 @@ BACKGROUND_KEY = "raaf.responses.background"
 PREVIOUS_KEY = "raaf.responses.previous"
 
 
+APPROVAL_ITEM_PREFIX = "mcpr_"  # an mcp_approval_request's id: the prefix and the call id
+
+
 def response_id(run_id: str) -> str:
     return f"{RESPONSE_ID_PREFIX}{run_id}"
+
+
+def approval_item_id(call_id: str) -> str:
+    return f"{APPROVAL_ITEM_PREFIX}{call_id}"
+
+
+def call_of(approval_request_id: str) -> str | None:
+    """The call id behind an ``mcp_approval_request``'s id, or None if it is not one of ours."""
+    call_id = approval_request_id.removeprefix(APPROVAL_ITEM_PREFIX)
+    return call_id if approval_request_id.startswith(APPROVAL_ITEM_PREFIX) and call_id else None
 
 
 @dataclass
@@ -67,6 +84,10 @@ class ResponseRenderer:
     step's text continues past what it already holds (``Continuation``); a client tool call the interrupted step
     left half streamed is done as ``incomplete`` (and left out of the response's ``output``, so no client runs
     it), and the step's new call is a new item.
+
+    A ``run_approval_requested`` is an ``mcp_approval_request`` item (added and done at once); while calls wait,
+    the response reads ``completed`` (as OpenAI's does while its approval requests are open), and the decision
+    that lets the run go on is a ``response.in_progress`` event. ``paused`` ends a stream at the wait.
     """
 
     def __init__(self, run_id: str) -> None:
@@ -90,10 +111,12 @@ class ResponseRenderer:
         self._text = Continuation()
         self._items: dict[str, int] = {}  # function call item id -> how many items of that call so far
         self._voided: set[int] = set()  # output indexes of calls a restart cut off
+        self._waiting: set[str] = set()  # call ids asked about and not decided yet
 
     def snapshot(self) -> Response:
         """The response object as of the events fed so far."""
-        return Response(id=self.id, created_at=self.created_at, status=self.status, background=self.background,
+        status: Status = "completed" if self._waiting and self.status == "in_progress" else self.status
+        return Response(id=self.id, created_at=self.created_at, status=status, background=self.background,
                         model=self.model, usage=self.usage, error=self.error,
                         output=[item for i, item in enumerate(self.output) if i not in self._voided],
                         incomplete_details=self.incomplete,
@@ -155,6 +178,19 @@ class ResponseRenderer:
                 call = self._calls[call_id]
                 call.parts = [arguments]
                 self._end_call(out, call, "completed")
+            case ApprovalRequested(call_id=call_id, name=name, arguments=arguments, agent=agent):
+                self._close(out)
+                self._waiting.add(call_id)
+                item = McpApprovalRequest(id=approval_item_id(call_id), arguments=arguments, name=name,
+                                          server_label=agent or self.model)
+                self.output.append(item)
+                index = len(self.output) - 1
+                for kind in ("response.output_item.added", "response.output_item.done"):
+                    out.append(OutputItemEvent(type=kind, sequence_number=self._n(), output_index=index, item=item))
+            case ApprovalDecided(call_id=call_id):
+                self._waiting.discard(call_id)
+                if not self._waiting and self.status == "in_progress":
+                    out.append(self._lifecycle("in_progress"))  # the run goes on
             case RunCompleted(usage=usage, truncated=truncated):
                 self._close(out)
                 self.status = "incomplete" if truncated else "completed"
@@ -176,6 +212,17 @@ class ResponseRenderer:
                 if self._open is not None and self._open.name is None:
                     self._close(out)  # a server tool call or handoff ends the message the model was writing
         return out
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self._waiting)
+
+    def paused(self) -> list[StreamEvent]:
+        """The end of a stream that stops while the run waits for decisions: ``response.completed`` with the
+        approval requests in ``output``, numbered as the last event sent (it is no event of the run's, so
+        ``starting_after`` that number resumes right)."""
+        return [ResponseEvent(type="response.completed", sequence_number=max(self.sequence, 0),
+                              response=self.snapshot())]
 
     def _end_call(self, out: list[StreamEvent], call: _Open, status: str) -> None:
         assert call.name is not None and call.call_id is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -124,6 +125,39 @@ class RunClient:
                 elif isinstance(event, ApprovalDecided) and event.call_id == call_id:
                     decided = True
         return found, decided
+
+    async def waiting_calls(self, run_id: str, patience: float = 2.0) -> list[str] | None:
+        """The call ids a parked run waits on, once its park is recorded (its ``run_approval_requested`` events
+        come first, the park right after); None if it is not parked within ``patience`` seconds."""
+        give_up = time.monotonic() + patience
+        while True:
+            try:
+                try:
+                    state = await self.states.get(run_id)
+                except RuntimeError:  # not bound yet (no runner had created the bucket)
+                    state = await self.states.get(run_id) if await self.states.bind() else None
+                if state is not None and state.parked is not None:
+                    return list(state.parked.pending)
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.debug("no park state of %s: %s", run_id, exc)
+            if time.monotonic() > give_up:
+                return None
+            await asyncio.sleep(0.05)
+
+    async def turn_waits(self, run_id: str, request: ApprovalRequested, waiting: list[ApprovalRequested]
+                         ) -> list[ApprovalRequested] | None:
+        """For a follower rendering the run: collect ``request`` into ``waiting`` unless it was decided already;
+        once every call the parked run waits on is collected, those requests (the follower stops there);
+        None while it reads on."""
+        if (await self.approval_request(run_id, request.call_id))[1]:
+            return None
+        waiting.append(request)
+        pending = await self.waiting_calls(run_id)
+        if pending is None:  # not parked in time: what it asked so far
+            return list(waiting)
+        if {w.call_id for w in waiting} >= set(pending):
+            return [w for w in waiting if w.call_id in pending]
+        return None
 
     async def agents(self) -> AgentList | Error:
         try:
