@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Final
+from typing import Final, TypeVar
 
 import msgspec
 import nats.errors
@@ -25,6 +25,7 @@ from proto.runs import (
     CancelRun,
     RunAccepted,
     RunEvent,
+    RunFailed,
     RunRequest,
     RunStepRestarted,
     agent_list_decoder,
@@ -33,7 +34,7 @@ from proto.runs import (
     runs_encoder,
 )
 from proto.subjects import Subjects
-from shared.runs.log import RunLog, Unknown
+from shared.runs.log import RunLog, Unknown, is_terminal
 from shared.runs.registry import RunRegistry
 from shared.runs.state import RunStateStore
 from shared.tracing import inject
@@ -41,13 +42,24 @@ from shared.tracing import inject
 log = logging.getLogger("raaf.runclient")
 
 ORPHAN_MESSAGE: Final = "the agent-runner running this run stopped before it finished"
+E = TypeVar("E")
+
+
+class _Orphaned(Exception):
+    """Ends a follow from inside its idle check: no runner is left to finish the run."""
+
+    def __init__(self, event: RunFailed) -> None:
+        super().__init__(event.message)
+        self.event = event
 
 
 class RunClient:
     """Requests go to the runners' queue group; events are read from the run log (live, then the store).
 
-    A follower that sees a run go quiet checks that a live runner still owns it and otherwise ends it with
-    ``run_failed`` / ``unavailable``: a killed runner never leaves a client waiting forever.
+    A follower that sees a run go quiet checks that a live runner still owns it; if none does (and none will
+    restart it), the follow ends with a ``run_failed`` / ``unavailable`` of its own: a killed runner never leaves
+    a client waiting forever. That event is not stored: only an agent-runner writes the run log (with NATS
+    permissions on, nobody else may), so the next runner to start ends or restarts the run there.
     """
 
     def __init__(self, nc: NATS, js: JetStreamContext, subjects: Subjects, *, request_timeout: float = 5.0,
@@ -169,48 +181,69 @@ class RunClient:
 
     def follow(self, run_id: str, after_seq: int = 0, *, on_idle: Callable[[], Awaitable[None]] | None = None
                ) -> AsyncGenerator[tuple[RunEvent, bytes], None]:
-        """Every event after ``after_seq`` exactly once, in order, ending with the terminal event (events of a
-        type this version does not know left out).
+        """Every event after ``after_seq`` exactly once, in order, ending with the terminal event (the stored one,
+        or this follower's ``run_failed`` for a run no runner is left to finish; events of a type this version
+        does not know left out).
 
         ``on_idle`` runs whenever the run has been quiet for ``idle_check`` seconds (keepalives).
         """
-        return self.log.follow(run_id, after_seq, idle=self.idle_check, on_idle=self._quiet(on_idle))
+        return self._ending_orphans(self.log.follow(run_id, after_seq, idle=self.idle_check,
+                                                    on_idle=self._quiet(on_idle)))
 
     def follow_as_stored(self, run_id: str, after_seq: int = 0, *,
                          on_idle: Callable[[], Awaitable[None]] | None = None
                          ) -> AsyncGenerator[tuple[RunEvent | Unknown, bytes], None]:
         """``follow``, events of a type this version does not know included (``Unknown``, with their stored
         bytes), for forwarders that pass events on unchanged: their clients get every seq."""
-        return self.log.follow_as_stored(run_id, after_seq, idle=self.idle_check, on_idle=self._quiet(on_idle))
+        return self._ending_orphans(self.log.follow_as_stored(run_id, after_seq, idle=self.idle_check,
+                                                              on_idle=self._quiet(on_idle)))
 
     def _quiet(self, on_idle: Callable[[], Awaitable[None]] | None) -> Callable[[str], Awaitable[None]]:
         """What a follower does when the run has been quiet: the caller's ``on_idle``, then the orphan check."""
         async def quiet(run: str) -> None:
             if on_idle is not None:
                 await on_idle()
-            await self.fail_if_orphaned(run)
+            ended = await self.orphan_end(run)
+            if ended is not None:
+                raise _Orphaned(ended)
 
         return quiet
+
+    @staticmethod
+    async def _ending_orphans(events: AsyncGenerator[tuple[E, bytes], None]
+                              ) -> AsyncGenerator[tuple[E | RunFailed, bytes], None]:
+        try:
+            async with contextlib.aclosing(events):
+                async for item in events:
+                    yield item
+        except _Orphaned as orphaned:
+            end = orphaned.event
+            log.warning("run %s has no agent-runner left to finish it: its follower ends it (%s)", end.run_id,
+                        end.code.value)
+            yield end, runs_encoder.encode(end)
 
     async def exists(self, run_id: str) -> bool:
         return await self.log.last_payload(run_id) is not None
 
-    async def fail_if_orphaned(self, run_id: str) -> None:
+    async def orphan_end(self, run_id: str) -> RunFailed | None:
+        """The ``run_failed`` a follower ends an orphaned run's stream with (the run's next seq), or None while
+        a live runner owns the run or will restart it."""
         if not self._bound:
             if not await self.registry.bind():
-                return
+                return None
             await self.states.bind()  # before ``_bound``: concurrent checks must not see the state unbound
             self._bound = True
         try:
-            if await self.registry.orphaned(run_id) and not await self._restartable(run_id):
-                code, message = await self._why_orphaned(run_id)
-                if await self.log.fail(run_id, code, message) is not None:
-                    log.warning("failed orphaned run %s", run_id)
-                await self.registry.close(run_id)
-                with contextlib.suppress(RuntimeError):
-                    await self.states.delete(run_id)
+            if not await self.registry.orphaned(run_id) or await self._restartable(run_id):
+                return None
+            code, message = await self._why_orphaned(run_id)
+            last = await self.log.last(run_id)
         except (nats.errors.Error, TimeoutError) as exc:
             log.debug("orphan check of %s failed: %s", run_id, exc)
+            return None
+        if last is not None and is_terminal(last):
+            return None  # it just ended: the follow reads the end from the store
+        return RunFailed(run_id=run_id, seq=last.seq + 1 if last else 1, at=time.time(), code=code, message=message)
 
     async def _why_orphaned(self, run_id: str) -> tuple[ErrorCode, str]:
         """``unavailable``, or ``restarts_exhausted`` for a run that already used up its restarts."""
