@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from raaf.testing import OpenAIMock
 from shared.devstack.servers import NatsServer, free_port
 from shared.runs.registry import RunRegistry
 from shared.service.supervisor import container_cpus, worker_count
+from tests.support.env import ROOT
 from tests.support.processes import ServiceProcess
 from tests.support.restart import alive, restart_env, scripted_model
 from tests.support.runs import Runs
@@ -141,3 +144,12 @@ def test_run_workers_zero_means_one_worker_per_cpu_of_the_containers_cpu_limit(t
     assert container_cpus(str(limit)) == available
     assert container_cpus(str(tmp_path / "no-cgroup-v2")) == available
     assert worker_count(3) == 3 and 1 <= worker_count(0) <= 64
+
+
+def test_a_supervisor_with_a_bad_agents_file_exits_2_at_once_instead_of_restarting_workers(tmp_path: Path) -> None:
+    env = {**os.environ, "RUN_WORKERS": "2", "RAAF_AGENTS_FILE": str(tmp_path / "missing.toml"),
+           "NATS_URL": "nats://127.0.0.1:1", "HTTP_PORT": "0"}
+    done = subprocess.run([sys.executable, "-m", "services", "agent-runner"], env=env, cwd=ROOT,
+                          capture_output=True, timeout=60)
+    assert done.returncode == 2
+    assert b"invalid RAAF_AGENTS_FILE" in done.stderr

@@ -31,14 +31,19 @@ def run_service(name: str, load_settings: Callable[[], S], make_app: Callable[[S
     runtime = settings.runtime
     configure_logging(name, runtime.instance_id, runtime.log_level, runtime.log_format)
     plan = workers(settings) if workers is not None else None
-    if plan is not None and plan.count > 1:
-        return run(Supervisor(name, runtime, plan).run(), runtime.event_loop)
-    install_tracing(name, runtime.instance_id, VERSION, runtime.tracing)
+    supervise = plan is not None and plan.count > 1
+    if not supervise:
+        install_tracing(name, runtime.instance_id, VERSION, runtime.tracing)
     try:
-        app = make_app(settings)  # may load files or modules the settings name
+        # May load files or modules the settings name; a supervisor checks them too, so that a bad one exits 2
+        # here rather than every worker failing and being restarted.
+        app = make_app(settings)
     except SettingsError as exc:
         print(f"raaf-{name}: {exc}", file=sys.stderr)
         return 2
+    if supervise:
+        assert plan is not None
+        return run(Supervisor(name, runtime, plan).run(), runtime.event_loop)
     with contextlib.suppress(KeyboardInterrupt):
         run(app.run(), runtime.event_loop)
     return 0
