@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from proto.runs import RunAccepted, RunCompleted, RunEvent, RunStarted, RunStepRestarted, TextDelta
 from raaf.testing import OpenAIMock
@@ -94,6 +95,9 @@ async def test_a_two_worker_runner_spreads_runs_over_both_and_answers_health_and
     assert "raaf_supervisor_worker_restarts_total 0.0" in metrics
     for slot in ("0", "1"):
         assert f'raaf_service_ready{{worker="{slot}"}} 1.0' in metrics, metrics[:3000]
+    families = [family.name for family in text_string_to_metric_families(metrics)]
+    assert len(families) == len(set(families))  # one family per name: the workers' series merged, not repeated
+    assert "raaf_run_ttft_seconds" in families
     assert proc.terminate(timeout=30) == 0
 
 
