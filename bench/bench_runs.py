@@ -1,7 +1,7 @@
 """Streamed runs through the whole platform beside the ``openai`` client straight to the mock, in the same run.
 
 Usage: ``python bench/bench_runs.py [--streams N] [--tokens T] [--token-delay D] [--concurrent C] [--cancels K]
-[--profile DIR] [--runner-env NAME=VALUE]`` (``--streams 0`` / ``--cancels 0`` skip those rounds).
+[--profile DIR] [--runner-env NAME=VALUE] [--workers W]`` (``--streams 0`` / ``--cancels 0`` skip those rounds).
 
 Starts nats-server -js, the OpenAI mock (its own process, fixed token rate), one agent-runner and one gateway,
 then measures, interleaving the two paths so machine noise hits both alike:
@@ -14,6 +14,9 @@ then measures, interleaving the two paths so machine noise hits both alike:
   ``C`` concurrent streams straight to the mock: all must complete; TTFT and gaps under load; CPU seconds per
   streamed token of every process (``/proc/<pid>/stat``), the platform's (runner + gateway + nats-server) beside
   the direct client's (goal <= 3x); with ``--profile`` a py-spy profile of the runner and the gateway.
+* ``--workers W``: the agent-runner runs with ``RUN_WORKERS=W`` (a supervisor and W worker processes; their CPU
+  is counted together as the agent-runner's). On 2 cores shared with the gateway, nats-server, the mock and this
+  client, more workers cannot show a speed-up: the figures say what they cost or gain on this machine.
 * cancel: ``K`` runs cancelled after their first token (REST cancel -> ``run_cancelled`` on the SSE stream).
   Goal: p99 <= 100 ms.
 
@@ -48,7 +51,7 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.proc_cpu import CpuMeter, Profile  # noqa: E402
+from bench.proc_cpu import CpuMeter, Profile, tree_cpu_seconds  # noqa: E402
 from proto.openai_compat import stream_frame_decoder  # noqa: E402
 from proto.runs import RunAccepted, RunRequest  # noqa: E402
 from proto.subjects import Subjects  # noqa: E402
@@ -201,12 +204,6 @@ def start(module: list[str], env: dict[str, str], log: Path) -> subprocess.Popen
                                 stderr=subprocess.STDOUT)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def wait_http(url: str, ok: Callable[[aiohttp.ClientResponse], Awaitable[bool]], timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as http:
@@ -270,6 +267,7 @@ async def main(args: argparse.Namespace) -> int:
             **common, "HTTP_PORT": str(runner_port), "OPENAI_BASE_URL": mock, "ASYNC_POOL_SIZE": str(
                 max(args.concurrent, args.starts, 20)), "ASYNC_QUEUE_SIZE": str(max(args.concurrent, args.starts)),
             "RUN_PROVIDER_MAX_CONNECTIONS": str(args.concurrent + 10), "STREAMING_TIMEOUT": "300",
+            "RUN_WORKERS": str(args.workers),
             **dict(pair.split("=", 1) for pair in args.runner_env)},
             work / "runner.log"))
         procs.append(start(["-m", "services.gateway"], {
@@ -292,7 +290,8 @@ async def main(args: argparse.Namespace) -> int:
         platform = client_for(f"{gateway}/v1", args.concurrent + 10)
 
         print(f"# bench_runs: mock at {1 / args.token_delay:.0f} tokens/s, {args.tokens} tokens per stream, "
-              f"one agent-runner, one gateway, nats-server -js; {os.cpu_count()} CPUs; "
+              f"one agent-runner ({args.workers} worker process{'es' if args.workers > 1 else ''}), one gateway, "
+              f"nats-server -js; {os.cpu_count()} CPUs; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
               f"tracing {'on (always_on, OTLP/HTTP to a local receiver)' if args.trace else 'off'}")
         if args.streams:
             await sequential_round(direct, platform, prompt, args.streams, services=procs[1:], tokens=args.tokens)
@@ -302,8 +301,10 @@ async def main(args: argparse.Namespace) -> int:
         async with aiohttp.ClientSession() as http, http.post(f"{mock.removesuffix('/v1')}/_mock/rules",
                                                                 json=rule) as resp:
             assert resp.status == 201, await resp.text()
-        print(f"\n## {args.concurrent} concurrent streams on one agent-runner process "
-              f"({1 / args.load_delay:.0f} tokens/s each; light aiohttp clients on both paths)")
+        runner_kind = "process" if args.workers == 1 else f"pod ({args.workers} worker processes)"
+        print(f"\n## {args.concurrent} concurrent streams on one agent-runner {runner_kind} "
+              f"({1 / args.load_delay:.0f} tokens/s each; light aiohttp clients on both paths; "
+              f"load average {os.getloadavg()[0]:.2f} before)")
         pids = {"client (this process)": os.getpid(), "mock": procs[0].pid, "agent-runner": procs[1].pid,
                 "gateway": procs[2].pid, "nats-server": nats_pid}
         anchor_cpu = CpuMeter({k: pids[k] for k in ("client (this process)", "mock")})
@@ -312,7 +313,7 @@ async def main(args: argparse.Namespace) -> int:
         anchor_cpu.stop()
         profiles = [Profile.record(name, pids[name], args.profile, args.profile_rate)
                     for name in ("agent-runner", "gateway")] if args.profile else []
-        platform_cpu = CpuMeter(pids)
+        platform_cpu = CpuMeter(pids, trees=frozenset({"agent-runner"}))
         platform_cpu.start()
         load, wall = await concurrent(f"{gateway}/v1", "assistant", "concurrent", args.concurrent)
         platform_cpu.stop()
@@ -337,7 +338,8 @@ async def main(args: argparse.Namespace) -> int:
             print(f"\n{profile.summary()}")
 
         if args.starts:
-            meter = CpuMeter({k: pids[k] for k in ("agent-runner", "nats-server", "mock")})
+            meter = CpuMeter({k: pids[k] for k in ("agent-runner", "nats-server", "mock")},
+                             trees=frozenset({"agent-runner"}))
             starts_profile = (Profile.record("agent-runner during the burst of starts", pids["agent-runner"],
                                              args.profile, args.profile_rate, file="starts-runner")
                               if args.profile else None)
@@ -384,9 +386,9 @@ def print_cpu(anchor: dict[str, float], anchor_tokens: int, platform: dict[str, 
 async def sequential_round(direct: openai.AsyncOpenAI, platform: openai.AsyncOpenAI, prompt: str, streams: int,
                            *, services: list[subprocess.Popen[bytes]], tokens: int) -> None:
     """The streams one at a time on both paths, and the agent-runner's and gateway's CPU per stream."""
-    cpu_before = [cpu_seconds(p.pid) for p in services]
+    cpu_before = [tree_cpu_seconds(p.pid) for p in services]  # the runner's worker processes counted with it
     anchor, ours = await sequential(direct, platform, prompt, streams)
-    cpu = [cpu_seconds(p.pid) - before for p, before in zip(services, cpu_before, strict=True)]
+    cpu = [tree_cpu_seconds(p.pid) - before for p, before in zip(services, cpu_before, strict=True)]
     print(f"\n## {streams} sequential streams (openai client -> mock | -> platform -> mock)")
     print(f"{'figure':<26}{'platform':>14}{'anchor':>14}{'added':>14}{'goal':>12}")
     rows = [("TTFT p50", pct(ours.ttft, 50), pct(anchor.ttft, 50), 0.005),
@@ -476,6 +478,8 @@ if __name__ == "__main__":
     parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second (default 100)")
     parser.add_argument("--runner-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment for the agent-runner (repeatable), e.g. RUN_DELTA_COALESCE_MS=5")
+    parser.add_argument("--workers", type=int, default=1, metavar="W",
+                        help="the agent-runner's RUN_WORKERS: worker processes behind its one port (default 1)")
     parser.add_argument("--trace", action="store_true",
                         help="trace every run (always_on), exporting to a local OTLP receiver")
     sys.exit(asyncio.run(main(parser.parse_args())))

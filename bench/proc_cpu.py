@@ -27,19 +27,44 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
-class CpuMeter:
-    """CPU seconds each named process spent between ``start()`` and ``stop()``."""
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (a supervisor's workers)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+                found.append(int(entry))
+    return found
 
-    def __init__(self, pids: dict[str, int]) -> None:
+
+def tree_cpu_seconds(pid: int) -> float:
+    """``cpu_seconds`` of ``pid`` and of its running children (a supervisor and its worker processes)."""
+    return cpu_seconds(pid) + sum(cpu_seconds(child) for child in children(pid))
+
+
+class CpuMeter:
+    """CPU seconds each named process spent between ``start()`` and ``stop()`` (those named in ``trees``: with
+    their child processes)."""
+
+    def __init__(self, pids: dict[str, int], trees: frozenset[str] = frozenset()) -> None:
         self.pids = pids
+        self.trees = trees
         self._before: dict[str, float] = {}
         self.spent: dict[str, float] = {}
 
+    def _cpu(self, name: str) -> float:
+        pid = self.pids[name]
+        return tree_cpu_seconds(pid) if name in self.trees else cpu_seconds(pid)
+
     def start(self) -> None:
-        self._before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._before = {name: self._cpu(name) for name in self.pids}
 
     def stop(self) -> dict[str, float]:
-        self.spent = {name: cpu_seconds(pid) - self._before[name] for name, pid in self.pids.items()}
+        self.spent = {name: self._cpu(name) - self._before[name] for name in self.pids}
         return self.spent
 
 

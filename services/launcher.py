@@ -94,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m services",
         description=f"Run one RAAF Streaming service ({names}) in this process, or check a running one. "
-        "Settings come from the environment (see docs/deploy.md).",
+        "Settings come from the environment (see docs/deploy.md); with RUN_WORKERS=N > 1 the agent-runner's "
+        "process supervises N worker processes behind its one HTTP port (docs/runs.md).",
         epilog="examples: python -m services gateway | python -m services check gateway --probe live",
     )
     parser.add_argument("service", metavar="SERVICE|check", help=f"the service to run: {names}; or 'check'")

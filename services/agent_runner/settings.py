@@ -7,12 +7,17 @@ from dataclasses import dataclass
 from typing import Literal
 
 from shared.runs.settings import BUFFER_SIZE, CHUNK_SIZE, POOL_SIZE, QUEUE_SIZE, TIMEOUT
-from shared.service.settings import Env, RuntimeSettings
+from shared.service.settings import Env, RuntimeSettings, Setting
+from shared.service.supervisor import MAX_WORKERS, worker_count
+
+# Worker processes per pod; 0: one per CPU of the container (its CPU limit). >1: a supervisor runs them.
+WORKERS = Setting("RUN_WORKERS", 1, min=0, max=MAX_WORKERS)
 
 
 @dataclass(frozen=True, kw_only=True)
 class AgentRunnerSettings:
     runtime: RuntimeSettings
+    workers: int = WORKERS.default  # worker processes in this pod (RUN_WORKERS=0 resolved to the CPU count)
     pool_size: int = POOL_SIZE.default  # runs executing at once
     queue_size: int = QUEUE_SIZE.default  # accepted runs waiting for a slot; beyond: ``overloaded``
     timeout: float = TIMEOUT.default  # default per-run timeout, seconds from acceptance
@@ -60,6 +65,7 @@ class AgentRunnerSettings:
         env = Env(environ)
         return cls(
             runtime=RuntimeSettings.from_env(env, default_http_port=9101),
+            workers=worker_count(WORKERS.read(env)),
             pool_size=POOL_SIZE.read(env),
             queue_size=QUEUE_SIZE.read(env),
             timeout=TIMEOUT.read(env),

@@ -28,6 +28,7 @@ CHAT = ("chat",)
 METRICS = ("metrics",)
 EVENTS = ("events",)
 WORKERS = ("workers",)
+SUPERVISOR = ("supervisor",)
 
 # ---- every service (shared.metrics.RuntimeMetrics) -------------------------------------------------------
 SERVICE = InfoSpec(name="raaf_service", help="The service this process runs.", exporters=EVERY)
@@ -42,6 +43,12 @@ REDIS_ERRORS = CounterSpec(name="raaf_redis_errors_total", help="Failed Redis ca
                            exporters=EVERY)
 PROCESS_START = GaugeSpec(name="raaf_process_start_time_seconds", help="Unix time the service started.",
                           exporters=EVERY)
+
+# ---- a pod's process supervisor (shared.service.supervisor; the agent-runner with RUN_WORKERS > 1) -------
+SUPERVISOR_WORKERS = GaugeSpec(name="raaf_supervisor_workers", exporters=SUPERVISOR,
+                               help="Worker processes running under the pod's supervisor.")
+SUPERVISOR_RESTARTS = CounterSpec(name="raaf_supervisor_worker_restarts_total", exporters=SUPERVISOR,
+                                  help="Worker processes the supervisor restarted after they died.")
 
 # ---- gateway: connections, messages, channel fan-out (services/gateway/metrics.py) ---------------------
 GATEWAY_CONNECTIONS = GaugeSpec(name="raaf_gateway_connections", exporters=GATEWAY, labels=("transport",),
