@@ -13,7 +13,6 @@ import msgspec
 from proto.subjects import InvalidNameError, check_prefix
 from raaf.stats import health, stats
 from raaf.stats_report import render_health, render_stats
-from services.launcher import stack_services
 from shared.devstack.stack import Stack, run_stack
 from shared.errors import StreamingError
 from shared.nats.permissions import NatsUsers, password_variable
@@ -85,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="raaf: %(message)s")
     if args.command == "up":
+        # Not a cycle: the launcher loads every service's code (seconds of imports) and only `up` needs it, so
+        # `raaf stats` and `raaf nats-config` start without it.
+        from services.launcher import stack_services
+
         stack = Stack(data_dir=args.data_dir.resolve(), services=stack_services(), host=args.host)
         return asyncio.run(run_stack(stack))
     if args.command == "stats":

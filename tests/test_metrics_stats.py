@@ -295,7 +295,7 @@ async def test_raaf_stats_cli_prints_text_and_json(
     cmd = [sys.executable, "-m", "raaf", "stats", "--nats-url", nats_server.url, "--prefix", env["RAAF_PREFIX"]]
 
     def run(*extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*cmd, *extra], capture_output=True, text=True, cwd=ROOT, timeout=30)
+        return subprocess.run([*cmd, *extra], capture_output=True, text=True, cwd=ROOT, timeout=90)
 
     text, as_json, health = await asyncio.gather(*(asyncio.to_thread(run, *a) for a in ((), ("--json",),
                                                                                           ("--health",))))
