@@ -147,14 +147,18 @@ class RunLog:
         return not ack.duplicate
 
     async def fail(self, run_id: str, code: ErrorCode, message: str) -> RunFailed | None:
-        """End a run that is not over yet with ``run_failed`` (the next seq); None if it already ended."""
+        """End a run that is not over yet with ``run_failed`` (the next seq, carrying the run's trace context while
+        tracing is on); None if it already ended."""
         payload = await self.last_payload(run_id)
         last = None if payload is None else self._decode(run_id, payload)
         if last is not None and not isinstance(last, Unknown) and is_terminal(last):
             return None
         event = RunFailed(run_id=run_id, seq=(last.seq + 1) if last else 1, at=time.time(), code=code,
                           message=message)
-        if await self.publish(run_id, event.seq, runs_encoder.encode(event)):
+        # Written by whoever noticed (a follower, a sweep), not the run's writer: the run's own trace context,
+        # from its first event, so this event joins the run's trace as every other one does.
+        trace = await self.first_trace(run_id) if last is not None else None
+        if await self.publish(run_id, event.seq, runs_encoder.encode(event), trace=trace):
             return event
         return None
 
