@@ -281,7 +281,9 @@ class RunRoutes:
         if isinstance(lease, Error):
             return error_response(msgspec.structs.replace(lease, ref=run_id))
         with lease:
-            async with resume_span(self.client.log, run_id, after, "sse"):
+            if "Last-Event-ID" not in request.headers and "after" not in request.query:
+                return await self.stream(request, run_id, after, lease)
+            async with resume_span(self.client.log, run_id, after, "sse"):  # a client following again
                 return await self.stream(request, run_id, after, lease)
 
     async def stream(self, request: web.Request, run_id: str, after: int, lease: StreamLease) -> web.StreamResponse:
