@@ -319,6 +319,24 @@ async def test_a_cancel_and_a_resume_each_have_a_span_that_joins_the_runs_trace(
     assert (resume.service, resume.kind, resume.parent_id) == ("raaf-gateway", SERVER, "")
     assert resume.links == [(run.trace_id, run.span_id)]  # from the run's stored events
     assert (resume.attributes["raaf.run.id"], resume.attributes["raaf.run.after_seq"]) == (run_id, 1)
+    assert resume.attributes["raaf.resume.via"] == "websocket"
+
+
+async def test_an_sse_resume_after_last_event_id_has_a_resume_span_linked_to_the_run(stack: Stack) -> None:
+    stack.mock.add_rule(Script(text="Resumed over SSE."), match=Match(model="billing-m"))
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(f"{stack.gateway}/v1/runs", json={"agent": "billing", "input": "hi"})
+        run_id = (await response.json())["run_id"]
+        await wait_for_the_end(stack.nats_url, stack.prefix, run_id)
+        async with session.get(f"{stack.gateway}/v1/runs/{run_id}/events", headers={"Last-Event-ID": "1"}) as sse:
+            body = await sse.text()
+    assert "event: run_completed" in body and "id: 1\n" not in body
+    await stack.receiver.wait_for(lambda spans: len(named(spans, "resume_run")) == 1
+                                  and len(named(spans, "invoke_agent billing")) == 1)
+    run, resume = one(stack.receiver.spans, "invoke_agent billing"), one(stack.receiver.spans, "resume_run")
+    assert (resume.service, resume.kind, resume.parent_id) == ("raaf-gateway", SERVER, "")
+    assert resume.links == [(run.trace_id, run.span_id)]
+    assert (resume.attributes["raaf.run.after_seq"], resume.attributes["raaf.resume.via"]) == (1, "sse")
 
 
 async def test_a_channel_message_is_delivered_in_a_span_that_is_the_publishers_child_across_nats(

@@ -336,8 +336,8 @@ class AgentRunnerApp(App):
         """Execute a run taken over from a runner that died (in a span continuing its trace), then clean up."""
         try:
             job.task = asyncio.current_task()
-            with genai.agent_run(job.writer.trace, run_id=job.run_id, agent=job.request.agent,
-                                 restart=True) as span:
+            with genai.agent_run(job.writer.trace, run_id=job.run_id, agent=job.request.agent, restart=True,
+                                 decision=job.trace_headers if job.decided else None) as span:
                 job.span = span
                 job.writer.trace = inject() or job.writer.trace
                 count_end(self.run_metrics, job, await self.engine.execute(job))

@@ -51,6 +51,7 @@ from shared.runs.checkpoint import restore
 from shared.runs.log import RunLog, is_terminal
 from shared.runs.registry import PARKED, RunRegistry
 from shared.runs.state import RunStateStore
+from shared.tracing import TRACING, genai, inject
 
 log = logging.getLogger("raaf.agent-runner.decisions")
 PARK_WAIT = 2.0  # a decision racing the park (its request is stored, the park not yet recorded) waits this long
@@ -81,6 +82,11 @@ class Decisions:
 
     async def park(self, job: RunJob, parked: RunParked) -> None:
         """Make the wait durable and let the run go: its state records the park, no runner owns it."""
+        with genai.approval_park(run_id=job.run_id, calls=[r.call_id for r in parked.pending],
+                                 tools=[r.name for r in parked.pending]):
+            await self._park(job, parked)
+
+    async def _park(self, job: RunJob, parked: RunParked) -> None:
         run_id = job.run_id
         state = await self.states.get(run_id)
         if state is None:  # restarts are off: the run had no state until now
@@ -117,7 +123,15 @@ class Decisions:
             await self._reply(msg, Error(code=ErrorCode.BAD_REQUEST, message=f"malformed decision: {exc}"))
             return
         try:
-            accepted = await self.decide(request)
+            if TRACING.on:
+                run_trace = await self.runlog.first_trace(request.run_id) if is_run_id(request.run_id) else None
+                with genai.approval_decision(msg.headers, run_id=request.run_id, call_id=request.call_id,
+                                             run_trace=run_trace) as span:
+                    accepted = await self.decide(request)
+                    if span is not None:
+                        span.set_attribute("raaf.approval.approved", request.approved)
+            else:
+                accepted = await self.decide(request)
         except RunError as exc:
             await self._reply(msg, exc.to_wire(ref=request.run_id))
             return
@@ -185,6 +199,7 @@ class Decisions:
         asked = point.requested[call_id]
         writer = RunWriter(self.runlog, run_id)
         writer.seq = point.last_seq
+        writer.trace = await self.runlog.first_trace(run_id)  # the decision, and the run after it, in its trace
         decision = await writer.emit(ApprovalDecided, call_id=call_id, name=asked.name, approved=request.approved,
                                      decided_by=request.decided_by, message=request.message,
                                      arguments=request.arguments if request.approved else None,
@@ -214,7 +229,7 @@ class Decisions:
                      max_turns=state.max_turns, policy=self.policy(state.request),
                      accepted_at=time.monotonic() - (now - resumed.accepted_at), place=place,
                      holds_slot=place is None, accepted=True, resume=point, usage=state.usage, decided=True,
-                     on_turn=usage_saver(self.states, resumed))
+                     on_turn=usage_saver(self.states, resumed), trace_headers=inject())
         self.start(job)
         return accepted, True
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
+from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AttributeValue
 
 from proto.approvals import DecideApproval, DecisionAccepted, RunDecide, decision_body_decoder
 from proto.errors import Error, ErrorCode
@@ -21,6 +23,7 @@ from services.gateway.runs_http import RunRoutes, error_response
 from shared import access
 from shared.errors import StreamingError
 from shared.identity import Identity
+from shared.tracing import TRACING, link_from, tracer
 
 _encoder = msgspec.json.Encoder()
 
@@ -37,7 +40,26 @@ class ApprovalRoutes:
     async def decide(self, identity: Identity, run_id: str, call_id: str, *, approved: bool,
                      message: str | None = None, arguments: dict[str, Any] | None = None,
                      decided_by: str | None = None) -> DecisionAccepted | Error:
-        """The decision's acceptance, or the typed error (``forbidden`` without the right; nothing changes)."""
+        """The decision's acceptance, or the typed error (``forbidden`` without the right; nothing changes); while
+        tracing is on, in a ``decide_approval`` span linked to the run's span."""
+        if not TRACING.on:
+            return await self._decide(identity, run_id, call_id, approved=approved, message=message,
+                                      arguments=arguments, decided_by=decided_by)
+        run_trace = await self.runs.client.log.first_trace(run_id) if is_run_id(run_id) else None
+        attributes: dict[str, AttributeValue] = {"raaf.run.id": run_id, "gen_ai.tool.call.id": call_id,
+                                                 "raaf.approval.approved": approved}
+        with tracer("raaf.gateway").start_as_current_span(
+                "decide_approval", kind=SpanKind.SERVER, attributes=attributes,
+                links=link_from((run_trace or {}).get("traceparent"))) as span:
+            reply = await self._decide(identity, run_id, call_id, approved=approved, message=message,
+                                       arguments=arguments, decided_by=decided_by)
+            if isinstance(reply, Error):
+                span.set_attribute("error.type", reply.code.value)
+            return reply
+
+    async def _decide(self, identity: Identity, run_id: str, call_id: str, *, approved: bool,
+                      message: str | None, arguments: dict[str, Any] | None,
+                      decided_by: str | None) -> DecisionAccepted | Error:
         if not is_run_id(run_id) or not call_id or len(call_id) > 128:
             return Error(code=ErrorCode.BAD_REQUEST, message="a decision needs a run id and a call id", ref=run_id)
         if approved and message is not None:

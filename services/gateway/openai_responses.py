@@ -37,6 +37,7 @@ from services.gateway.approvals import ApprovalRoutes
 from services.gateway.openai_routes import openai_error
 from services.gateway.quota import StreamLease
 from services.gateway.responses_render import BACKGROUND_KEY, PREVIOUS_KEY, ResponseRenderer, call_of, render_all
+from services.gateway.resume_trace import resume_span
 from services.gateway.runs_http import SSE_HEADERS, RunRoutes
 from shared.clients.runs import RunClient
 from shared.errors import StreamingError
@@ -292,7 +293,8 @@ class ResponsesRoutes:
             if isinstance(lease, Error):
                 return openai_error(lease)
             with lease:
-                return await self.stream(request, run_id, after, lease, cancel_on_disconnect=False)
+                async with resume_span(self.client.log, run_id, after, "responses"):
+                    return await self.stream(request, run_id, after, lease, cancel_on_disconnect=False)
         return json_of(render_all(run_id, await self._stored(run_id)).snapshot())
 
     async def cancel(self, request: web.Request) -> web.Response:

@@ -9,8 +9,6 @@ import logging
 
 import msgspec
 from aiohttp import web
-from opentelemetry.trace import SpanKind
-from opentelemetry.util.types import AttributeValue
 
 from proto.approvals import RunDecide
 from proto.errors import Error, ErrorCode
@@ -23,11 +21,12 @@ from services.gateway.errors import too_many_run_streams
 from services.gateway.extension import Handlers
 from services.gateway.openai_responses import ResponsesRoutes
 from services.gateway.openai_routes import ChatCompletionRoutes
+from services.gateway.resume_trace import resume_span
 from services.gateway.runs_http import RunRoutes, run_request
 from services.gateway.runs_settings import RunRouteSettings
 from services.gateway.ui_chat import UiChatRoutes
 from shared.clients.runs import RunClient
-from shared.tracing import TRACING, linked_root, traced
+from shared.tracing import TRACING, traced
 
 log = logging.getLogger("raaf.gateway.runs")
 
@@ -104,10 +103,7 @@ class RunsExtension:
         if not TRACING.on:
             await self._resume_run(conn, message)
             return
-        run_trace = await self.client.log.first_trace(message.run_id) if is_run_id(message.run_id) else None
-        attributes: dict[str, AttributeValue] = {"raaf.run.id": message.run_id, "raaf.run.after_seq": message.last_seq}
-        with linked_root("raaf.gateway", "resume_run", (run_trace or {}).get("traceparent"), attributes,
-                         kind=SpanKind.SERVER):
+        async with resume_span(self.client.log, message.run_id, message.last_seq, "websocket"):
             await self._resume_run(conn, message)
 
     async def _resume_run(self, conn: Connection, message: ResumeRun) -> None:

@@ -29,6 +29,7 @@ from services.gateway.auth import Authenticator
 from services.gateway.errors import GatewayError
 from services.gateway.quota import IdentityRate, StreamLease, StreamQuota
 from services.gateway.responses import error_response as gateway_error_response
+from services.gateway.resume_trace import resume_span
 from services.gateway.runs_settings import RunRouteSettings
 from shared import access
 from shared.clients.runs import RunClient
@@ -280,7 +281,10 @@ class RunRoutes:
         if isinstance(lease, Error):
             return error_response(msgspec.structs.replace(lease, ref=run_id))
         with lease:
-            return await self.stream(request, run_id, after, lease)
+            if "Last-Event-ID" not in request.headers and "after" not in request.query:
+                return await self.stream(request, run_id, after, lease)
+            async with resume_span(self.client.log, run_id, after, "sse"):  # a client following again
+                return await self.stream(request, run_id, after, lease)
 
     async def stream(self, request: web.Request, run_id: str, after: int, lease: StreamLease) -> web.StreamResponse:
         """The run's events as SSE: ``id`` is the seq, ``event`` the type, ``data`` the event's JSON as stored (of

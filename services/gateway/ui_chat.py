@@ -26,6 +26,7 @@ from proto.ui_stream import (
 )
 from services.gateway.approvals import ApprovalRoutes
 from services.gateway.quota import StreamLease
+from services.gateway.resume_trace import resume_span
 from services.gateway.runs_http import RunRoutes
 from services.gateway.ui_chat_render import MESSAGE_KEY, UiStreamRenderer
 from shared import access
@@ -230,7 +231,8 @@ class UiChatRoutes:
         if isinstance(lease, Error):
             return error_response(lease)
         with lease:
-            return await self.stream(request, run_id, lease)
+            async with resume_span(self.client.log, run_id, 0, "ai_sdk"):
+                return await self.stream(request, run_id, lease)
 
     async def stop(self, request: web.Request) -> web.Response:
         found = await self._chat_run(request)

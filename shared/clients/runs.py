@@ -114,7 +114,8 @@ class RunClient:
         caller's business (``shared.access.check_decide``)."""
         try:
             reply = await self.nc.request(self.subjects.run_decide, approvals_encoder.encode(decision),
-                                          timeout=self.request_timeout + 5.0)  # a runner may wait for the park
+                                          timeout=self.request_timeout + 5.0,  # a runner may wait for the park
+                                          headers=inject())
         except nats.errors.NoRespondersError:
             return Error(code=ErrorCode.UNAVAILABLE, message="no agent-runner is running", ref=decision.run_id)
         except nats.errors.TimeoutError:

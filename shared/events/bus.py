@@ -35,12 +35,14 @@ from shared.events.listeners import Callback, Listener, PatternListeners, Transf
 from shared.events.metrics import EventCounters, EventMetrics
 from shared.events.outbox import PUBLISH_ERRORS, Outbox
 from shared.events.settings import EventSettings
+from shared.events.traced import emitting
 from shared.nats import fastpaths
 from shared.nats.auth import redacted
 from shared.nats.conn import NatsEvents, barrier, connect_nats
 from shared.nats.direct import DirectDelivery
 from shared.nats.jetstream import ensure_stream
 from shared.stats.reporter import StatsReporter, unique_instance
+from shared.tracing.setup import TRACING
 
 log = logging.getLogger("raaf.events")
 
@@ -275,6 +277,8 @@ class EventBus:
         # every other case goes through the same _envelope as emit_async.
         if not self._open:
             self._check_open()
+        if TRACING.on:  # the one check tracing adds here: off, nothing else changes
+            return await self._emit_traced(name, data, event_id, confirm, source)
         subject = self._subject_cache.get(name)
         if subject is None or event_id is not None or source is not None:
             subject, event, payload = self._envelope(name, data, event_id, source)
@@ -303,6 +307,23 @@ class EventBus:
         self.counters.emitted += 1
         return event
 
+    async def _emit_traced(self, name: str, data: Any, event_id: str | None, confirm: bool | None,
+                           source: str | None) -> Event:
+        """``emit`` while tracing is on: in a PRODUCER span whose context the message's headers carry."""
+        subject, event, payload = self._envelope(name, data, event_id, source)
+        confirmed = self._confirm if confirm is None else confirm and self._history_on
+        with emitting(event, {MSG_ID: event.id} if confirmed else self._unconfirmed_headers(event_id)) as headers:
+            if confirmed:
+                assert self._outbox is not None
+                return await self._outbox.submit(subject, payload, event, confirm=True, headers=headers)
+            try:
+                await self.nc.publish(subject, payload, headers=headers)
+            except PUBLISH_ERRORS as exc:
+                self.counters.emit_failures += 1
+                raise ConnectionError(f"cannot emit {name!r}: {exc!r}") from exc
+        self.counters.emitted += 1
+        return event
+
     def emit_async(self, name: str, data: Any = None, *, event_id: str | None = None,
                    confirm: bool | None = None, source: str | None = None) -> asyncio.Future[Event]:
         """Hand an emit to the outbox and return its future; at most EVENTS_MAX_PENDING_EMITS at once."""
@@ -310,8 +331,12 @@ class EventBus:
         subject, event, payload = self._envelope(name, data, event_id, source)
         confirmed = self._confirm if confirm is None else confirm and self._history_on
         assert self._outbox is not None
-        future = self._outbox.submit(subject, payload, event, confirm=confirmed,
-                                     headers={MSG_ID: event.id} if confirmed else self._unconfirmed_headers(event_id))
+        headers = {MSG_ID: event.id} if confirmed else self._unconfirmed_headers(event_id)
+        if TRACING.on:
+            with emitting(event, headers) as traced:
+                future = self._outbox.submit(subject, payload, event, confirm=confirmed, headers=traced)
+        else:
+            future = self._outbox.submit(subject, payload, event, confirm=confirmed, headers=headers)
         future.add_done_callback(_log_failed_emit)
         return future
 

@@ -17,7 +17,9 @@ from nats.aio.subscription import Subscription
 
 from proto.events import Event, event_decoder, read_event
 from shared.events.metrics import EventCounters
+from shared.events.traced import TRACEPARENT, TRACESTATE, delivering
 from shared.nats.direct import header_value
+from shared.tracing.setup import TRACING
 
 log = logging.getLogger("raaf.events")
 
@@ -26,6 +28,7 @@ Transform = Callable[[Event], Event | None]
 MSG_ID = "Nats-Msg-Id"
 _decode = event_decoder.decode
 _isawaitable = inspect.isawaitable
+_TRACEPARENT = TRACEPARENT.encode()
 _LOG_EVERY = 1.0  # seconds: a listener that fails on every event logs once a second, with a count of the rest
 
 
@@ -98,9 +101,13 @@ class PatternListeners:
         except msgspec.DecodeError:
             event = None
         name = msg.subject[self.name_start:]
+        headers = msg.headers
         if type(event) is not Event or event.event != name or event.seq is not None:
-            headers = msg.headers
             event = self._read_foreign(name, msg.data, headers.get(MSG_ID) if headers else None)
+        if headers is not None and TRACING.on and TRACEPARENT in headers:  # off: one test, of a message with headers
+            with delivering(event, headers[TRACEPARENT], headers.get(TRACESTATE)):
+                counters.delivered += await self._deliver_all(self.listeners, event)
+            return
         delivered = 0
         for listener in self.listeners:
             if listener.plain:
@@ -135,6 +142,11 @@ class PatternListeners:
         counters.received += 1
         if self.worker is not None:
             self._queue(subject, payload, headers)
+            return
+        if headers is not None and TRACING.on and _TRACEPARENT in headers:
+            # A traced event: delivered by the worker, in its span (and in order: later events queue behind it).
+            self._queue(subject, payload, headers)
+            self.worker = asyncio.get_running_loop().create_task(self._work_backlog())
             return
         event = self._read(subject, payload, headers)
         delivered = 0
@@ -183,18 +195,34 @@ class PatternListeners:
             except Exception as exc:
                 self.failed(current, event, exc)
             counters.delivered += delivered + await self._deliver_all(rest, event)
-            backlog = self.backlog
-            while backlog:
-                subject, payload, headers = backlog.popleft()
-                self.backlog_bytes -= len(payload)
-                try:
-                    event = self._read(subject, payload, headers)
-                except Exception:  # e.g. a subject that is not UTF-8: skip it, keep the pattern going
-                    log.exception("cannot read an event on %r", subject)
-                    continue
-                counters.delivered += await self._deliver_all(self.listeners, event)
+            await self._deliver_backlog()
         finally:
             self.worker = None
+
+    async def _work_backlog(self) -> None:
+        try:
+            await self._deliver_backlog()
+        finally:
+            self.worker = None
+
+    async def _deliver_backlog(self) -> None:
+        """Deliver the queued events in order, each one that carries a trace context in its CONSUMER span."""
+        counters = self.counters
+        backlog = self.backlog
+        while backlog:
+            subject, payload, headers = backlog.popleft()
+            self.backlog_bytes -= len(payload)
+            try:
+                event = self._read(subject, payload, headers)
+            except Exception:  # e.g. a subject that is not UTF-8: skip it, keep the pattern going
+                log.exception("cannot read an event on %r", subject)
+                continue
+            parent = header_value(headers, TRACEPARENT) if headers is not None and TRACING.on else None
+            if parent:
+                with delivering(event, parent, header_value(headers, TRACESTATE)):
+                    counters.delivered += await self._deliver_all(self.listeners, event)
+            else:
+                counters.delivered += await self._deliver_all(self.listeners, event)
 
     async def _deliver_all(self, listeners: tuple[Listener, ...], event: Event) -> int:
         delivered = 0

@@ -24,7 +24,7 @@ from proto.subjects import Subjects
 from shared.errors import run_id_taken
 from shared.nats.conn import barrier
 from shared.nats.jsacks import AckInbox
-from shared.tracing import TRACING, trace_headers
+from shared.tracing import TRACING
 
 log = logging.getLogger("raaf.runlog")
 
@@ -153,14 +153,18 @@ class RunLog:
         return not ack.duplicate
 
     async def fail(self, run_id: str, code: ErrorCode, message: str) -> RunFailed | None:
-        """End a run that is not over yet with ``run_failed`` (the next seq); None if it already ended."""
+        """End a run that is not over yet with ``run_failed`` (the next seq, with the run's trace context if its
+        first event has one); None if it already ended."""
         payload = await self.last_payload(run_id)
         last = None if payload is None else self._decode(run_id, payload)
         if last is not None and not isinstance(last, Unknown) and is_terminal(last):
             return None
         event = RunFailed(run_id=run_id, seq=(last.seq + 1) if last else 1, at=time.time(), code=code,
                           message=message)
-        if await self.publish(run_id, event.seq, runs_encoder.encode(event)):
+        # Written by whoever noticed (a follower, a sweep, tracing on or off here), not the run's writer: the
+        # run's own trace context, from its first event, so this event is in the run's trace as every other is.
+        trace = await self._first_context(run_id) if last is not None else None
+        if await self.publish(run_id, event.seq, runs_encoder.encode(event), trace=trace):
             return event
         return None
 
@@ -197,12 +201,20 @@ class RunLog:
         store did not answer: tracing never fails what it observes)."""
         if not TRACING.on:
             return None
+        return await self._first_context(run_id)
+
+    async def _first_context(self, run_id: str) -> dict[str, str] | None:
+        """The ``traceparent`` / ``tracestate`` headers of the run's first stored event, whatever this process's
+        tracing (None: none, no event, or no answer)."""
         try:
             msg = await self.js.get_msg(self.stream, seq=1, subject=self.subjects.run_events(run_id), next=True,
                                         direct=True)
         except (NotFoundError, nats.errors.Error, TimeoutError):
             return None
-        return trace_headers(msg.headers)
+        headers = msg.headers
+        if not headers or "traceparent" not in headers:
+            return None
+        return {key: headers[key] for key in ("traceparent", "tracestate") if key in headers}
 
     async def last_payload(self, run_id: str) -> bytes | None:
         try:

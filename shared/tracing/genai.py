@@ -36,20 +36,52 @@ RUN_ID: Final = "raaf.run.id"
 
 @contextlib.contextmanager
 def agent_run(headers: Mapping[str, str] | None, *, run_id: str, agent: str,
-              handover: bool = False, restart: bool = False) -> Iterator[Span | None]:
+              handover: bool = False, restart: bool = False,
+              decision: Mapping[str, str] | None = None) -> Iterator[Span | None]:
     """The run's span (``invoke_agent <agent>``), child of the span that sent the run request; None when off.
 
     ``restart``: a run continued after its runner died, ``headers`` being its first stored event's context.
+    ``decision``: a parked run continued by an approval decision (the context of the runner's ``decide_approval``
+    span, linked), ``headers`` again the run's first event's context.
     """
     if not TRACING.on:
         yield None
         return
     attributes: dict[str, AttributeValue] = {OPERATION: "invoke_agent", PROVIDER_NAME: PROVIDER, AGENT_NAME: agent,
                                              RUN_ID: run_id, CONVERSATION: run_id, "raaf.run.handover": handover}
-    if restart:
+    if decision is not None:
+        attributes["raaf.run.decided"] = True
+    elif restart:
         attributes["raaf.run.restart"] = True
+    links = link_from(decision.get("traceparent")) if decision else None
     with tracer(COMPONENT).start_as_current_span(f"invoke_agent {agent}", context=context_from(headers),
-                                                 kind=SpanKind.SERVER, attributes=attributes) as span:
+                                                 kind=SpanKind.SERVER, attributes=attributes, links=links) as span:
+        yield span
+
+
+@contextlib.contextmanager
+def approval_park(*, run_id: str, calls: list[str], tools: list[str]) -> Iterator[Span | None]:
+    """An INTERNAL span ``park_run``, child of the run's span, around making its wait for decisions durable."""
+    if not TRACING.on:
+        yield None
+        return
+    attributes: dict[str, AttributeValue] = {RUN_ID: run_id, "raaf.approval.call_ids": calls, TOOL_NAME: tools}
+    with tracer(COMPONENT).start_as_current_span("park_run", attributes=attributes) as span:
+        yield span
+
+
+@contextlib.contextmanager
+def approval_decision(headers: Mapping[str, str] | None, *, run_id: str, call_id: str,
+                      run_trace: Mapping[str, str] | None) -> Iterator[Span | None]:
+    """The runner's span (``decide_approval``) for a decision on a parked run's call: a child of the span that
+    sent it (the request's headers), with a Link to the run's span (``run_trace``); None when off."""
+    if not TRACING.on:
+        yield None
+        return
+    links = link_from(run_trace.get("traceparent")) if run_trace else []
+    attributes: dict[str, AttributeValue] = {RUN_ID: run_id, TOOL_CALL_ID: call_id}
+    with tracer(COMPONENT).start_as_current_span("decide_approval", context=context_from(headers),
+                                                 kind=SpanKind.SERVER, links=links, attributes=attributes) as span:
         yield span
 
 
