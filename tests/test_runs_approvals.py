@@ -39,6 +39,7 @@ from tests.support.env import service_env
 from tests.support.processes import ServiceProcess
 from tests.support.restart import alive, calls, dumps, scripted_model
 from tests.support.runs import Runs
+from tests.support.waiting import eventually
 
 RunnerProcess = Callable[..., ServiceProcess]
 
@@ -244,9 +245,13 @@ async def test_cancelling_a_parked_run_ends_it_with_one_run_cancelled_written_by
     assert isinstance(final, RunCancelled) and final.reason == "the customer hung up", dumps(events)
     assert gap_free(events) and events[:len(seen)] == seen and final.seq == request.seq + 1
     assert len([e for e in events if isinstance(e, RunCancelled)]) == 1
-    assert await parked_state(runs, accepted.run_id) is None
     registry = RunRegistry(runs.nc.jetstream(), runs.client.subjects)
-    assert await registry.bind() and await registry.owner(accepted.run_id) is None
+    assert await registry.bind()
+
+    async def closed() -> bool:  # the runner closes the run just after writing its end
+        return await parked_state(runs, accepted.run_id) is None and await registry.owner(accepted.run_id) is None
+
+    await eventually(closed, 10, interval=0.05, what="the park and the owner cleared")
     late = await decide(runs, accepted.run_id, request.call_id, approved=True)
     assert isinstance(late, Error) and late.code == ErrorCode.NOT_FOUND, late
     again = await runs.client.cancel(accepted.run_id)

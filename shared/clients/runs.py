@@ -235,7 +235,12 @@ class RunClient:
             await self.states.bind()  # before ``_bound``: concurrent checks must not see the state unbound
             self._bound = True
         try:
-            if not await self.registry.orphaned(run_id) or await self._restartable(run_id):
+            if not await self.registry.orphaned(run_id):
+                return None
+            if await self.registry.any_alive():
+                self._no_runner_since = None
+                return None  # a live runner's sweep continues the run or fails it, in the log
+            if await self._waits_for_a_runner(run_id):
                 return None
             code, message = await self._why_orphaned(run_id)
             last = await self.log.last(run_id)
@@ -260,9 +265,9 @@ class RunClient:
                             f"{ORPHAN_MESSAGE}, after {restarts} restart(s) (RUN_MAX_RESTARTS)")
         return ErrorCode.UNAVAILABLE, ORPHAN_MESSAGE
 
-    async def _restartable(self, run_id: str) -> bool:
-        """Whether a live runner will continue the orphaned run (its sweep does): it has a state, restarts,
-        time left; otherwise the follower ends it, as when the last runner died."""
+    async def _waits_for_a_runner(self, run_id: str) -> bool:
+        """With no runner alive: whether to leave the run to one that may start within
+        ``GATEWAY_RUN_ORPHAN_GRACE`` (a run it could restart, with time left), rather than end the stream now."""
         try:
             state = await self.states.get(run_id)
         except RuntimeError:  # no state bucket: no runner stores run state
@@ -270,10 +275,7 @@ class RunClient:
         if state is None or state.max_restarts == 0:
             return False
         if time.time() > state.accepted_at + state.timeout + 2 * self.idle_check:
-            return False  # past its deadline and still orphaned: no runner could take it in time
-        if await self.registry.any_alive():
-            self._no_runner_since = None
-            return True
+            return False  # past its deadline: no runner could take it in time
         now = time.monotonic()
         if self._no_runner_since is None:
             self._no_runner_since = now

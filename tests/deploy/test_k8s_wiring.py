@@ -141,7 +141,7 @@ def test_tracing_is_off_until_an_endpoint_is_set_and_each_deployment_names_its_s
     assert (tracing.service_name, tracing.sampler) == (f"raaf-{name}", "parentbased_traceidratio")
     assert 0 < float(env["OTEL_TRACES_SAMPLER_ARG"]) <= 1
     env["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://otel-collector.observability:4318"  # what an overlay sets
-    on = load(name, {**env, "GATEWAY_JWT_SECRET": "x" * 32}).runtime.tracing
+    on = load(name, {**env, "GATEWAY_JWT_SECRET": "x" * 32, "NATS_PASSWORD": "p" * 32}).runtime.tracing
     assert on.enabled and on.endpoint == "http://otel-collector.observability:4318/v1/traces"
 
 
