@@ -106,8 +106,11 @@ def to_run(body: ResponsesRequest, earlier: list[ChatMessage], *, owner: str | N
     text = history.pop().content if history[-1].role == "user" else ""
     tools: list[ClientTool] = []
     for tool in body.tools:
+        if tool.type == "mcp" and tool.server_label:
+            continue  # the client answers that label's mcp_approval_requests (the Agents SDK's HostedMCPTool)
         if tool.type != "function" or not tool.name:
-            return bad(f"tools of type {tool.type!r} are not supported: only function tools (run by the client)")
+            return bad(f"tools of type {tool.type!r} are not supported: only function tools (run by the client) "
+                       "and mcp tools naming a server_label (the client answering its approval requests)")
         tools.append(ClientTool(name=tool.name, description=tool.description, parameters=tool.parameters or {},
                                 strict=tool.strict))
     choice, choice_name = None, None
@@ -231,10 +234,12 @@ class ResponsesRoutes:
         ``shared.access.check_decide``); the answer is that same response going on from the decisions."""
         assert isinstance(body.input, list)
         if any(item.type != "mcp_approval_response" for item in body.input):
-            return openai_error(bad("a request that answers approvals holds only mcp_approval_response items"))
+            return openai_error(bad("a request that answers approvals holds only mcp_approval_response items "
+                                    "and previous_response_id (the Agents SDK: Runner.run(..., "
+                                    "auto_previous_response_id=True))"))
         if not body.previous_response_id:
             return openai_error(bad("mcp_approval_response items need previous_response_id: the response that "
-                                    "asked"))
+                                    "asked (the Agents SDK: auto_previous_response_id=True)"))
         run_id = await self._readable(request, body.previous_response_id)
         if isinstance(run_id, web.Response):
             return run_id
