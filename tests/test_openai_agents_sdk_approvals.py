@@ -8,7 +8,15 @@ from pathlib import Path
 
 import openai
 import pytest
-from agents import Agent, HostedMCPTool, MCPToolApprovalRequest, OpenAIResponsesModel, Runner, set_tracing_disabled
+from agents import (
+    Agent,
+    HostedMCPTool,
+    MCPToolApprovalRequest,
+    ModelBehaviorError,
+    OpenAIResponsesModel,
+    Runner,
+    set_tracing_disabled,
+)
 
 from raaf.testing import OpenAIMock
 from services.gateway import GatewayApp, GatewaySettings
@@ -72,6 +80,11 @@ async def test_the_sdks_approval_callback_approves_the_platforms_tool_call_and_t
                               auto_previous_response_id=True)
     assert [(r.data.name, r.data.server_label) for r in asked] == [("charge", "clerk")]
     assert "Done (charged 6000)" in result.final_output
+    assert [item.type for item in result.new_items] == [
+        "message_output_item", "mcp_approval_request_item", "mcp_approval_response_item", "message_output_item"]
+    first, rest = result.raw_responses
+    assert rest.response_id == first.response_id, "the platform's same response (run) went on"
+    assert [item.type for item in rest.output] == ["message"], "the answer holds the items after the decision"
     assert calls(tmp_path) == ["charge 6000"]
 
 
@@ -124,5 +137,16 @@ async def test_a_streamed_sdk_run_decides_by_callback_and_streams_the_rest_of_th
     agent = clerk(gateway, decides_for_the_clerk(on_approval_request=lambda _: {"approve": True}))
     result = Runner.run_streamed(agent, "charge:6000", auto_previous_response_id=True)
     kinds = [event.name async for event in result.stream_events() if event.type == "run_item_stream_event"]
-    assert kinds[:2] == ["message_output_created", "mcp_approval_requested"] and "mcp_approval_response" in kinds
+    assert kinds == ["message_output_created", "mcp_approval_requested", "mcp_approval_response",
+                     "message_output_created"]
     assert "Done (charged 6000)" in str(result.final_output) and calls(tmp_path) == ["charge 6000"]
+
+
+async def test_an_sdk_agent_without_the_agents_hosted_mcp_tool_cannot_take_the_request(
+    gateway: str, tmp_path: Path
+) -> None:
+    api = openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key=token("alice"))
+    agent = Agent(name="till", model=OpenAIResponsesModel(model="clerk", openai_client=api))
+    with pytest.raises(ModelBehaviorError, match="MCP server label clerk not found"):
+        await Runner.run(agent, "charge:6000", auto_previous_response_id=True)
+    assert calls(tmp_path) == [], "the platform's run waits for a decision from elsewhere"

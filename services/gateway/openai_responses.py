@@ -269,15 +269,18 @@ class ResponsesRoutes:
                                          from_seq=after)
         if body.background:
             return json_of(render_all(run_id, await self._stored(run_id)).snapshot())
-        return json_of((await self._until_paused(run_id)).snapshot())
+        return json_of((await self._until_paused(run_id, from_seq=after)).snapshot())
 
-    async def _until_paused(self, run_id: str) -> ResponseRenderer:
-        """The run rendered until it ends or waits for decisions (every call of its turn asked)."""
+    async def _until_paused(self, run_id: str, from_seq: int = 0) -> ResponseRenderer:
+        """The run rendered until it ends or waits for decisions (every call of its turn asked); with
+        ``from_seq`` (a decision's continuation) its ``output`` holds the items after that event only."""
         renderer = ResponseRenderer(run_id)
         waiting: list[ApprovalRequested] = []
         async with contextlib.aclosing(self.client.follow(run_id)) as events:
             async for event, _ in events:
                 renderer.feed(event)
+                if event.seq <= from_seq:
+                    renderer.shown_from = len(renderer.output)
                 if isinstance(event, ApprovalRequested) and await self.client.turn_waits(
                         run_id, event, waiting) is not None:
                     break
@@ -354,6 +357,7 @@ class ResponsesRoutes:
                 async for event, _ in events:
                     rendered_events = renderer.feed(event)
                     if event.seq <= from_seq:
+                        renderer.shown_from = len(renderer.output)
                         continue
                     paused = isinstance(event, ApprovalRequested) and await self.client.turn_waits(
                         run_id, event, waiting) is not None
