@@ -46,11 +46,12 @@ class InputItem(Struct, frozen=True, kw_only=True):
 
 
 class FunctionTool(Struct, frozen=True, kw_only=True):
-    type: str  # only "function" tools are served; others are refused by name
+    type: str  # "function" tools are served, "mcp" ones declare who decides approvals; others are refused
     name: str | None = None
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
+    server_label: str | None = None  # an "mcp" tool's: this client answers that label's approval requests
 
 
 class NamedToolChoice(Struct, frozen=True, kw_only=True):

@@ -106,8 +106,11 @@ def to_run(body: ResponsesRequest, earlier: list[ChatMessage], *, owner: str | N
     text = history.pop().content if history[-1].role == "user" else ""
     tools: list[ClientTool] = []
     for tool in body.tools:
+        if tool.type == "mcp" and tool.server_label:
+            continue  # the client answers that label's mcp_approval_requests (the Agents SDK's HostedMCPTool)
         if tool.type != "function" or not tool.name:
-            return bad(f"tools of type {tool.type!r} are not supported: only function tools (run by the client)")
+            return bad(f"tools of type {tool.type!r} are not supported: only function tools (run by the client) "
+                       "and mcp tools naming a server_label (the client answering its approval requests)")
         tools.append(ClientTool(name=tool.name, description=tool.description, parameters=tool.parameters or {},
                                 strict=tool.strict))
     choice, choice_name = None, None
@@ -231,10 +234,12 @@ class ResponsesRoutes:
         ``shared.access.check_decide``); the answer is that same response going on from the decisions."""
         assert isinstance(body.input, list)
         if any(item.type != "mcp_approval_response" for item in body.input):
-            return openai_error(bad("a request that answers approvals holds only mcp_approval_response items"))
+            return openai_error(bad("a request that answers approvals holds only mcp_approval_response items "
+                                    "and previous_response_id (the Agents SDK: Runner.run(..., "
+                                    "auto_previous_response_id=True))"))
         if not body.previous_response_id:
             return openai_error(bad("mcp_approval_response items need previous_response_id: the response that "
-                                    "asked"))
+                                    "asked (the Agents SDK: auto_previous_response_id=True)"))
         run_id = await self._readable(request, body.previous_response_id)
         if isinstance(run_id, web.Response):
             return run_id
@@ -264,15 +269,18 @@ class ResponsesRoutes:
                                          from_seq=after)
         if body.background:
             return json_of(render_all(run_id, await self._stored(run_id)).snapshot())
-        return json_of((await self._until_paused(run_id)).snapshot())
+        return json_of((await self._until_paused(run_id, from_seq=after)).snapshot())
 
-    async def _until_paused(self, run_id: str) -> ResponseRenderer:
-        """The run rendered until it ends or waits for decisions (every call of its turn asked)."""
+    async def _until_paused(self, run_id: str, from_seq: int = 0) -> ResponseRenderer:
+        """The run rendered until it ends or waits for decisions (every call of its turn asked); with
+        ``from_seq`` (a decision's continuation) its ``output`` holds the items after that event only."""
         renderer = ResponseRenderer(run_id)
         waiting: list[ApprovalRequested] = []
         async with contextlib.aclosing(self.client.follow(run_id)) as events:
             async for event, _ in events:
                 renderer.feed(event)
+                if event.seq <= from_seq:
+                    renderer.shown_from = len(renderer.output)
                 if isinstance(event, ApprovalRequested) and await self.client.turn_waits(
                         run_id, event, waiting) is not None:
                     break
@@ -349,6 +357,7 @@ class ResponsesRoutes:
                 async for event, _ in events:
                     rendered_events = renderer.feed(event)
                     if event.seq <= from_seq:
+                        renderer.shown_from = len(renderer.output)
                         continue
                     paused = isinstance(event, ApprovalRequested) and await self.client.turn_waits(
                         run_id, event, waiting) is not None

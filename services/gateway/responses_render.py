@@ -112,13 +112,15 @@ class ResponseRenderer:
         self._items: dict[str, int] = {}  # function call item id -> how many items of that call so far
         self._voided: set[int] = set()  # output indexes of calls a restart cut off
         self._waiting: set[str] = set()  # call ids asked about and not decided yet
+        self.shown_from = 0  # the first output index the snapshot shows (an approval answer: the items after it)
 
     def snapshot(self) -> Response:
         """The response object as of the events fed so far."""
         status: Status = "completed" if self._waiting and self.status == "in_progress" else self.status
         return Response(id=self.id, created_at=self.created_at, status=status, background=self.background,
                         model=self.model, usage=self.usage, error=self.error,
-                        output=[item for i, item in enumerate(self.output) if i not in self._voided],
+                        output=[item for i, item in enumerate(self.output)
+                                if i >= self.shown_from and i not in self._voided],
                         incomplete_details=self.incomplete,
                         previous_response_id=self.previous, metadata=self.metadata)
 
