@@ -29,6 +29,29 @@ def encode_token(name: str) -> str:
     ``[A-Za-z0-9_-]`` stand as themselves; every other character (``.``, ``*``, ``>``, spaces, ``~`` ...)
     becomes ``~`` plus its UTF-8 bytes in hex, so a name can never split into two tokens or be a wildcard.
     """
+    return _escape(name, "~")
+
+
+def decode_token(token: str) -> str:
+    """Invert :func:`encode_token`."""
+    return _unescape(token, "~")
+
+
+def encode_key(name: str) -> str:
+    """Map any non-empty name injectively onto one JetStream KV key (``[-/_=.A-Za-z0-9]+``, no dots).
+
+    Like :func:`encode_token`, but escaped as ``=XX``: ``~`` is no key character. A name that is a plain token
+    (every run id, most instance ids) is its own key, so such keys read the same as before there was an escape.
+    """
+    return _escape(name, "=")
+
+
+def decode_key(key: str) -> str:
+    """Invert :func:`encode_key`."""
+    return _unescape(key, "=")
+
+
+def _escape(name: str, marker: str) -> str:
     if not name:
         raise InvalidNameError(name, "empty")
     if len(name) > MAX_NAME_LENGTH:
@@ -40,18 +63,17 @@ def encode_token(name: str) -> str:
         if _SAFE.fullmatch(ch):
             out.append(ch)
         else:
-            out.append("".join(f"~{b:02x}" for b in ch.encode()))
+            out.append("".join(f"{marker}{b:02x}" for b in ch.encode()))
     return "".join(out)
 
 
-def decode_token(token: str) -> str:
-    """Invert :func:`encode_token`."""
-    if "~" not in token:
+def _unescape(token: str, marker: str) -> str:
+    if marker not in token:
         return token
     raw = bytearray()
     i = 0
     while i < len(token):
-        if token[i] == "~":
+        if token[i] == marker:
             raw.append(int(token[i + 1 : i + 3], 16))
             i += 3
         else:

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from proto.errors import ErrorCode
@@ -15,18 +16,22 @@ from proto.runs import (
     RunCompleted,
     RunEvent,
     RunFailed,
+    RunnerLease,
     RunStarted,
     RunStepRestarted,
     TextDelta,
     ToolCallFinished,
     ToolOutput,
 )
+from proto.subjects import encode_key
 from raaf.testing import OpenAIMock
 from shared.devstack.servers import NatsServer
 from shared.runs.chunks import ChunkStream
 from shared.runs.continuation import transcript
+from shared.runs.registry import RunRegistry
 from tests.support.processes import ServiceProcess
 from tests.support.restart import (
+    alive,
     calls,
     dumps,
     last_turn_text,
@@ -188,3 +193,46 @@ async def test_a_run_whose_runners_keep_dying_fails_typed_after_run_max_restarts
     assert isinstance(final, RunFailed) and final.code == ErrorCode.RESTARTS_EXHAUSTED, dumps(seen)
     assert len(restarts(seen)) == 1 and [e.seq for e in seen] == list(range(1, len(seen) + 1))
     assert calls(tmp_path) == ["note a"]
+
+
+async def lease_listing(runs: Runs, instance: str, run_id: str, timeout: float = 20) -> RunnerLease:
+    """Wait for a renewal of ``instance``'s lease that lists ``run_id`` (the first lease is written before the
+    runner takes work, so a lease naming a run is a renewal)."""
+    registry = RunRegistry(runs.nc.jetstream(), runs.client.subjects)
+    assert await registry.bind()
+    watcher = await registry.leases.watch(encode_key(instance))
+    try:
+        async with asyncio.timeout(timeout):
+            async for entry in watcher:  # type: ignore[attr-defined]
+                if entry is not None and entry.value:
+                    lease = msgspec.json.decode(entry.value, type=RunnerLease)
+                    if run_id in lease.runs:
+                        return lease
+    finally:
+        await watcher.stop()  # type: ignore[no-untyped-call]
+    raise AssertionError(f"the lease watcher of {instance} ended")
+
+
+async def test_runners_whose_instance_ids_have_dots_renew_their_leases_and_take_over_each_others_runs(
+    runs: Runs, runner: Callable[..., ServiceProcess], tmp_path: Path
+) -> None:
+    names = ("runner.pod-1.example", "runner.pod-2.example")
+    runners = {name: runner(name) for name in names}
+    await alive(runs, *names)
+    accepted = await runs.start("slowlookup:k", agent="clerk")
+    assert isinstance(accepted, RunAccepted) and accepted.instance in names
+    lease = await lease_listing(runs, accepted.instance, accepted.run_id)
+    assert lease.instance == accepted.instance
+    registry = RunRegistry(runs.nc.jetstream(), runs.client.subjects)
+    assert await registry.bind()
+    assert (await registry.open())[accepted.run_id] == accepted.instance
+
+    await until_called(tmp_path, "lookup k")
+    runners[accepted.instance].kill()
+    events = await runs.events(accepted.run_id, timeout=40)
+    assert isinstance(events[-1], RunCompleted), dumps(events)
+    (restart,) = restarts(events)
+    successor = next(name for name in names if name != accepted.instance)
+    assert (restart.previous, restart.instance) == (accepted.instance, successor)
+    assert calls(tmp_path) == ["lookup k", "lookup k"]
+    assert await registry.owner(accepted.run_id) in (None, successor), "the successor took the open run over"

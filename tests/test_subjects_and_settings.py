@@ -7,8 +7,17 @@ import re
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from nats.js.kv import VALID_KEY_RE
 
-from proto.subjects import InvalidNameError, Subjects, decode_token, encode_token, event_pattern
+from proto.subjects import (
+    InvalidNameError,
+    Subjects,
+    decode_key,
+    decode_token,
+    encode_key,
+    encode_token,
+    event_pattern,
+)
 from services.gateway.settings import GatewaySettings
 from shared.errors import SettingsError
 from shared.service.settings import Env
@@ -21,6 +30,23 @@ def test_any_name_encodes_to_one_safe_token_and_back(name: str) -> None:
     token = encode_token(name)
     assert TOKEN.fullmatch(token)
     assert decode_token(token) == name
+
+
+@given(st.text(min_size=1, max_size=60))
+def test_any_name_encodes_to_one_valid_kv_key_without_dots_and_back(name: str) -> None:
+    key = encode_key(name)
+    assert VALID_KEY_RE.match(key) and "." not in key
+    assert decode_key(key) == name
+
+
+@pytest.mark.parametrize("name", ["runner-1", "b5e0c1d2_x", "u1f2e_my-run"])
+def test_a_plain_token_is_its_own_kv_key_as_it_was_before_keys_were_escaped(name: str) -> None:
+    assert encode_key(name) == encode_token(name) == name
+
+
+def test_a_dotted_instance_id_becomes_a_kv_key_nats_accepts() -> None:
+    assert encode_key("runner.pod-1.example") == "runner=2epod-1=2eexample"
+    assert encode_key("a=b") == "a=3db", "the escape character is escaped itself"
 
 
 @given(st.text(min_size=1, max_size=30), st.text(min_size=1, max_size=30))

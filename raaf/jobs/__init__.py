@@ -27,12 +27,12 @@ from shared.jobs.errors import (
     UnknownJobTypeError,
     UnknownQueueError,
 )
+from shared.jobs.handler import JobContext, current_job
 from shared.jobs.message_queue import MessageQueue
 from shared.jobs.model import JobLimits, RetryPolicy
 from shared.jobs.processor import BackgroundProcessor
 from shared.jobs.queue import JobQueue
 from shared.jobs.store import JobStore
-from shared.jobs.worker import JobContext, current_job
 
 __all__ = [
     "BackgroundProcessor",

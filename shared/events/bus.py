@@ -8,7 +8,6 @@ import itertools
 import logging
 import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -28,17 +27,17 @@ from shared.errors import (
     event_too_large,
     invalid_event_data,
     invalid_event_name,
-    listener_limit,
 )
 from shared.events.history import MSG_ID, EventHistory, events_stream_config
-from shared.events.listeners import Callback, Listener, PatternListeners, Transform
+from shared.events.listeners import Callback, Transform
 from shared.events.metrics import EventCounters, EventMetrics
 from shared.events.outbox import PUBLISH_ERRORS, Outbox
 from shared.events.settings import EventSettings
+from shared.events.subscriptions import Subscriptions
 from shared.events.traced import emitting
 from shared.nats import fastpaths
 from shared.nats.auth import redacted
-from shared.nats.conn import NatsEvents, barrier, connect_nats
+from shared.nats.conn import NatsEvents, connect_nats
 from shared.nats.direct import DirectDelivery
 from shared.nats.jetstream import ensure_stream
 from shared.stats.reporter import StatsReporter, unique_instance
@@ -75,18 +74,16 @@ class EventBus:
         self._history: EventHistory | None = None
         self.counters = EventCounters()
         self.metrics = EventMetrics.attach(self.counters, registry)
-        self._patterns: dict[str, PatternListeners] = {}
-        self._listeners: dict[str, tuple[PatternListeners, Listener]] = {}
         self._subject_cache: dict[str, str] = {}
         self._id_prefix = f"{secrets.token_hex(8)}-"
         self._next_seq = itertools.count(1).__next__
+        self._subscriptions = Subscriptions(settings, self.counters, name_start=self._name_start,
+                                            new_id=self.new_id, listen_subject=self.listen_subject)
         self._outbox: Outbox | None = None  # set on connect
-        self._cleanups: set[asyncio.Task[None]] = set()
         self._connected = False
         self._closed = False
         self._open = False  # connected and not closed: the one check on the emit path
         self._publish: Callable[[str, bytes], Awaitable[None]] = self._not_connected
-        self._direct: DirectDelivery | None = None  # set on connect when EVENTS_DIRECT_DELIVERY
         self._lean_publish = False  # set on connect: EVENTS_LEAN_PUBLISH and the client has the expected shape
         self._max_size = settings.max_event_size
         self._source = settings.source or None
@@ -147,7 +144,7 @@ class EventBus:
         paths = fastpaths.install(nc, direct=self.settings.direct_delivery, lean_publish=self.settings.lean_publish)
         self._lean_publish = paths.lean_publish
         self._publish = fastpaths.LeanPublish(nc).publish if paths.lean_publish else nc.publish
-        self._direct = DirectDelivery(nc) if paths.direct else None
+        self._subscriptions.attach(nc, DirectDelivery(nc) if paths.direct else None)
         self._outbox = Outbox(nc, self._js, self.counters, self.metrics, timeout=self.settings.publish_timeout,
                               retries=self.settings.publish_retries, limit=self.settings.max_pending_emits)
         self._connected = self._open = True
@@ -160,38 +157,14 @@ class EventBus:
             return
         self._closed = True
         self._open = False
+        self._subscriptions.closing = True
         if self.reporter is not None:
             await self.reporter.stop()
         timeout = self.settings.runtime.shutdown_timeout
         if self._outbox is not None:
             await self._outbox.drain(timeout)
         self._publish = self._not_connected
-        groups = list(self._patterns.values())
-        self._patterns.clear()
-        self._listeners.clear()
-        subscribed = [group for group in groups if group.subscription is not None]
-        if subscribed and self._nc is not None and self._nc.is_connected:
-            # Drain (listeners finish what already arrived) within one deadline; a stuck listener is cut off.
-            loop = asyncio.get_running_loop()
-            drains = [loop.create_task(self._drain(group)) for group in subscribed]
-            _, late = await asyncio.wait(drains, timeout=timeout)
-            for task in late:
-                task.cancel()
-            if late:
-                await asyncio.wait(late)
-        for group in subscribed:
-            group.stop()
-            assert group.subscription is not None
-            if self._direct is not None:
-                self._direct.forget(group.subscription)
-            with contextlib.suppress(Exception):
-                await group.subscription.unsubscribe()
-        for group in groups:
-            for listener in group.listeners:
-                listener.active = False
-        self.counters.listeners = self.counters.patterns = 0
-        if self._cleanups:
-            await asyncio.wait(set(self._cleanups), timeout=timeout)
+        await self._subscriptions.close(timeout)
         await self._close_own_connection()
         self._connected = False
 
@@ -346,85 +319,14 @@ class EventBus:
                            transform: Transform | None = None) -> str:
         """Register ``callback`` on ``pattern``; once this returns, NATS delivers every later event to it."""
         self._check_open()
-        if not callable(callback):
-            raise TypeError(f"a listener must be callable, not {type(callback).__name__}")
-        subject = self.listen_subject(pattern)
-        group = self._patterns.get(subject)
-        listener = Listener(id=f"lst-{uuid.uuid4().hex}", pattern=pattern, callback=callback, once=once,
-                            transform=transform)
-        if group is not None:
-            if len(group.listeners) >= self.settings.max_listeners:
-                raise listener_limit(pattern, self.settings.max_listeners)
-            self._register(group, listener)
-            return listener.id
-        if len(self._patterns) >= self.settings.max_patterns:
-            raise listener_limit(pattern, self.settings.max_patterns, "distinct patterns on this emitter")
-        group = PatternListeners(subject=subject, name_start=self._name_start, counters=self.counters,
-                                 new_id=self.new_id, on_removed=self._listener_removed,
-                                 pending_limit=self.settings.pending_limit,
-                                 pending_bytes_limit=self.settings.pending_bytes_limit)
-        self._patterns[subject] = group
-        self.counters.patterns += 1
-        self._register(group, listener)
-        try:
-            if self._direct is not None:
-                group.subscription = await self._direct.subscribe_messages(subject, group.route)
-            else:
-                group.subscription = await self.nc.subscribe(
-                    subject, cb=group.deliver, pending_msgs_limit=self.settings.pending_limit,
-                    pending_bytes_limit=self.settings.pending_bytes_limit)
-            # Not flush(): nats-py can send its PING ahead of a SUB still in its buffer.
-            await barrier(self.nc, timeout=max(1.0, self.settings.publish_timeout))
-        except (nats.errors.Error, TimeoutError) as exc:
-            self.remove_listener(listener.id)
-            raise ConnectionError(f"cannot listen on {pattern!r}: {exc!r}") from exc
-        return listener.id
-
-    def _register(self, group: PatternListeners, listener: Listener) -> None:
-        group.add(listener)
-        self._listeners[listener.id] = (group, listener)
-        self.counters.listeners += 1
+        return await self._subscriptions.add(self.nc, pattern, callback, once=once, transform=transform)
 
     def remove_listener(self, listener_id: str) -> bool:
         """Remove one listener; False when no listener has that id (any more)."""
-        entry = self._listeners.get(listener_id)
-        if entry is None:
-            return False
-        group, listener = entry
-        group.remove(listener)
-        return True
-
-    def _listener_removed(self, group: PatternListeners, listener: Listener) -> None:
-        """Called by the group for every removal (``off``, a ``once`` that fired); the last one ends the pattern."""
-        self._listeners.pop(listener.id, None)
-        self.counters.listeners -= 1
-        if group.listeners:
-            return
-        if self._patterns.get(group.subject) is group:
-            del self._patterns[group.subject]
-            self.counters.patterns -= 1
-        if group.subscription is not None and not self._closed:
-            # Drain, not unsubscribe: the delivery in progress (maybe a once listener's call) must finish.
-            task = asyncio.get_running_loop().create_task(self._drain(group))
-            self._cleanups.add(task)
-            task.add_done_callback(self._cleanups.discard)
-
-    async def _drain(self, group: PatternListeners) -> None:
-        """Unsubscribe ``group`` and let its listeners finish what already arrived."""
-        subscription: Any = group.subscription  # nats-py's drain() has no annotations
-        assert subscription is not None
-        with contextlib.suppress(Exception):
-            if self._direct is not None:
-                await self._direct.drain(subscription)
-            else:
-                await subscription.drain()
-        await group.idle()
+        return self._subscriptions.remove(listener_id)
 
     def listener_count(self, pattern: str | None = None) -> int:
-        if pattern is None:
-            return len(self._listeners)
-        group = self._patterns.get(self.listen_subject(pattern))
-        return 0 if group is None else len(group.listeners)
+        return self._subscriptions.count(pattern)
 
     # ---- history -------------------------------------------------------------------------------
 
@@ -455,7 +357,7 @@ class EventBus:
             "connected": self.connected,
             "history_enabled": self._history_on,
             "wildcards_enabled": self.settings.enable_wildcards,
-            "direct_delivery": self._direct is not None,
+            "direct_delivery": self._subscriptions.direct is not None,
             "lean_publish": self._lean_publish,
             "max_listeners": self.settings.max_listeners,
             "history_size": self.settings.history_size,

@@ -14,8 +14,8 @@ from proto.jobs import AgentJobCompleted, RunAgentJob, jobs_encoder
 from proto.runs import is_run_id
 from proto.subjects import InvalidNameError, Subjects, check_event_name
 from shared.jobs.errors import PermanentJobError, invalid_job_data
+from shared.jobs.handler import current_job
 from shared.jobs.processor import BackgroundProcessor
-from shared.jobs.worker import current_job
 
 AGENT_JOB_TYPE = "run_agent"
 _data = msgspec.json.Decoder(RunAgentJob)

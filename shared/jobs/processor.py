@@ -20,6 +20,7 @@ from proto.jobs import JobInfo, JobStatus, Priority, RecurringJob
 from proto.subjects import Subjects
 from shared.jobs.errors import invalid_schedule
 from shared.jobs.events import JobSignals
+from shared.jobs.handler import Handler, HandlerSpec
 from shared.jobs.maintenance import QueueMaintainer
 from shared.jobs.metrics import WorkerMetrics
 from shared.jobs.model import JobLimits, RetryPolicy, check_job_type, check_queue_name
@@ -36,7 +37,7 @@ from shared.jobs.settings import (
     limits_from_env,
 )
 from shared.jobs.store import JobStore
-from shared.jobs.worker import Handler, HandlerSpec, JobWorker
+from shared.jobs.worker import JobWorker
 from shared.nats.auth import NatsAuth, redacted
 from shared.nats.conn import connect_nats
 from shared.redisconn import RedisClient, connect_redis

@@ -1,16 +1,13 @@
-"""The worker engine: claim jobs with a lease, run their handlers, renew, record outcomes, hand back on stop."""
+"""The worker engine: claim jobs with a lease, run their handlers, renew the leases, hand back on stop."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -18,23 +15,15 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from proto.jobs import (
-    JobCancelled,
-    JobDead,
-    JobFailed,
-    JobRetried,
-    JobStarted,
-    JobSucceeded,
-    Priority,
-    job_cancel_decoder,
-)
+from proto.jobs import JobStarted, job_cancel_decoder
 from proto.subjects import Subjects
 from shared.errors import StreamingError
-from shared.jobs.batching import Batcher
-from shared.jobs.errors import JobStoreUnavailableError, is_permanent
+from shared.jobs.errors import JobStoreUnavailableError
 from shared.jobs.events import JobSignals
+from shared.jobs.handler import HandlerSpec, HeldJob, run_handler
 from shared.jobs.metrics import WorkerMetrics
-from shared.jobs.model import RetryPolicy, encode_data
+from shared.jobs.model import RetryPolicy
+from shared.jobs.outcomes import JobOutcomes
 from shared.jobs.store import JobStore
 from shared.jobs.store_results import ClaimedJob
 from shared.nats.conn import barrier
@@ -42,57 +31,6 @@ from shared.tracing import TRACING
 from shared.tracing.jobs import job_outcome, job_span
 
 log = logging.getLogger("raaf.jobs")
-Handler = Callable[[Any], Any]
-_decoder = msgspec.json.Decoder()
-
-
-@dataclass(frozen=True, slots=True)
-class JobContext:
-    """What a running handler may ask about its job (see :func:`current_job`)."""
-
-    job_id: str
-    job_type: str
-    queue: str
-    attempt: int
-    max_attempts: int
-    priority: Priority
-    owner: str | None = None  # the identity the job belongs to (what it starts runs as)
-
-    @property
-    def is_last_attempt(self) -> bool:
-        return self.attempt >= self.max_attempts
-
-
-_current: contextvars.ContextVar[JobContext] = contextvars.ContextVar("raaf_current_job")
-
-
-def current_job() -> JobContext:
-    """The job the calling handler runs for; raises LookupError outside a handler."""
-    return _current.get()
-
-
-@dataclass(frozen=True, slots=True)
-class HandlerSpec:
-    job_type: str
-    fn: Handler
-    is_async: bool
-    timeout: float | None = None
-
-    @classmethod
-    def of(cls, job_type: str, fn: Handler, timeout: float | None) -> HandlerSpec:
-        call = type(fn).__call__ if not inspect.isfunction(fn) and not inspect.ismethod(fn) else fn
-        is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
-        return cls(job_type, fn, is_async, timeout)
-
-
-@dataclass(slots=True)
-class _Held:
-    job: ClaimedJob
-    task: asyncio.Task[None] | None = None
-    stop_reason: str | None = None  # cancel | lost | handback
-    in_handler: bool = True
-    entered: bool = False  # the task began (a task cancelled before its first step never runs its body)
-    started: float = field(default_factory=time.perf_counter)
 
 
 class JobWorker:
@@ -124,7 +62,7 @@ class JobWorker:
         self.claim_batch = claim_batch
         self.queue = store.queue
         self.max_result_bytes = store.limits.max_payload_bytes
-        self._held: dict[str, _Held] = {}
+        self._held: dict[str, HeldJob] = {}
         self._running = 0
         self._wake = asyncio.Event()
         # Longest wait in Redis for a wake token, within the socket timeout (redisconn: 5 s); then it claims anyway.
@@ -138,7 +76,8 @@ class JobWorker:
         self._types = list(handlers)
         self._rotation = 0
         self._pool: ThreadPoolExecutor | None = None
-        self._completer: Batcher[tuple[str, int, bytes], bool] = Batcher(self._record_successes, max_batch=500)
+        self._outcomes = JobOutcomes(store, signals, retry=retry, lease_seconds=lease_seconds, metrics=metrics,
+                                     forget=self._forget)
         self._last_renewed = time.monotonic()
         self._loops: list[asyncio.Task[None]] = []
         self.processed = 0
@@ -180,7 +119,7 @@ class JobWorker:
             _, pending = await asyncio.wait(running, timeout=timeout)
             if pending:
                 await self._hand_back(pending)
-        await self._completer.drain()
+        await self._outcomes.drain()
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         for loop in self._loops:
@@ -240,7 +179,7 @@ class JobWorker:
         if held is not None:
             self._interrupt(held, "cancel")
 
-    def _interrupt(self, held: _Held, reason: str) -> None:
+    def _interrupt(self, held: HeldJob, reason: str) -> None:
         if held.stop_reason is None and held.in_handler:
             held.stop_reason = reason
             if held.entered and held.task is not None:
@@ -301,7 +240,7 @@ class JobWorker:
         now = time.time()
         started = []
         for job in jobs:
-            held = _Held(job)
+            held = HeldJob(job)
             self._held[job.job_id] = held
             self._running += 1
             held.task = asyncio.create_task(self._execute(held))
@@ -321,7 +260,7 @@ class JobWorker:
 
     # ---- running -----------------------------------------------------------------------------------------------
 
-    async def _execute(self, held: _Held) -> None:
+    async def _execute(self, held: HeldJob) -> None:
         held.entered = True
         job = held.job
         try:
@@ -334,16 +273,16 @@ class JobWorker:
         if self.metrics is not None:
             self.metrics.duration.labels(job.job_type).observe(duration)
         if kind == "ok":
-            await self._succeeded(held, value, duration)
+            await self._outcomes.succeeded(held, value, duration)
         elif kind in ("error", "permanent"):
-            await self._failed(held, str(value), retry=kind == "error", duration=duration)
+            await self._outcomes.failed(held, str(value), retry=kind == "error", duration=duration)
         elif kind == "cancel":
-            await self._cancelled(held)
+            await self._outcomes.cancelled(held)
         elif kind == "lost":
             self._forget(held, "lost")
         # handback: stop() releases the job
 
-    async def _run_traced(self, held: _Held) -> tuple[str, Any]:
+    async def _run_traced(self, held: HeldJob) -> tuple[str, Any]:
         """The handler in its span, linked to the span that enqueued the job."""
         job = held.job
         try:
@@ -356,105 +295,16 @@ class JobWorker:
             job_outcome(span, kind, value)
             return kind, value
 
-    async def _run_handler(self, held: _Held) -> tuple[str, Any]:
-        if held.stop_reason is not None:  # interrupted before it began
-            return held.stop_reason, None
-        job = held.job
-        spec = self.handlers[job.job_type]
-        token = _current.set(JobContext(job.job_id, job.job_type, self.queue, job.attempt, job.max_attempts,
-                                        job.priority, job.owner))
-        try:
-            data = _decoder.decode(job.data)
-            if spec.is_async:
-                if spec.timeout is None:
-                    result = await spec.fn(data)
-                else:
-                    async with asyncio.timeout(spec.timeout):
-                        result = await spec.fn(data)
-            else:
-                assert self._pool is not None
-                context = contextvars.copy_context()
-                result = await asyncio.get_running_loop().run_in_executor(self._pool, context.run, spec.fn, data)
-            return "ok", encode_data(result, self.max_result_bytes)
-        except asyncio.CancelledError:
-            if held.stop_reason is None:  # the worker itself is being torn down
-                held.stop_reason = "handback"
-            return held.stop_reason, None
-        except Exception as exc:
-            if is_permanent(exc):  # checked first: a job_timeout is a TimeoutError too
-                return "permanent", exc
-            if isinstance(exc, TimeoutError):
-                return "error", f"TimeoutError: handler ran longer than {spec.timeout}s"
-            return "error", f"{type(exc).__name__}: {exc}"
-        finally:
-            _current.reset(token)
+    def _run_handler(self, held: HeldJob) -> Coroutine[Any, Any, tuple[str, Any]]:
+        return run_handler(held, self.handlers[held.job.job_type], queue=self.queue, pool=self._pool,
+                           max_result_bytes=self.max_result_bytes)
 
-    def _forget(self, held: _Held, outcome: str) -> None:
+    def _forget(self, held: HeldJob, outcome: str) -> None:
         self._held.pop(held.job.job_id, None)
         self.processed += 1
         if self.metrics is not None:
             self.metrics.processed.labels(held.job.job_type, outcome).inc()
             self.metrics.in_flight.set(len(self._held))
-
-    async def _succeeded(self, held: _Held, result: bytes, duration: float) -> None:
-        job = held.job
-        recorded = await self._completer.submit((job.job_id, job.token, result))
-        self._forget(held, "succeeded" if recorded else "lost")
-        if recorded:
-            await self.signals.event(JobSucceeded(queue=self.queue, job_id=job.job_id, job_type=job.job_type,
-                                                  attempt=job.attempt, duration=duration, at=time.time()))
-
-    async def _record_successes(self, done: Sequence[tuple[str, int, bytes]]) -> list[bool]:
-        recorded: list[bool] = await self._with_retry(lambda: self.store.complete(done), default=[False] * len(done))
-        return recorded
-
-    async def _with_retry(self, call: Callable[[], Awaitable[Any]], *, default: Any) -> Any:
-        """Retry an outcome write while Redis is away, for as long as the lease could still be ours."""
-        deadline = time.monotonic() + self.lease_seconds
-        delay = 0.05
-        while True:
-            try:
-                return await call()
-            except JobStoreUnavailableError as exc:
-                if self.metrics is not None:
-                    self.metrics.store_errors.inc()
-                if time.monotonic() + delay > deadline:
-                    log.warning("gave up recording a job outcome (%s); the job returns when its lease expires", exc)
-                    return default
-                await asyncio.sleep(delay)
-                delay = min(1.0, delay * 2)
-
-    async def _failed(self, held: _Held, error: str, *, retry: bool, duration: float | None = None) -> None:
-        job = held.job
-        delay = self.retry.delay_after(job.attempt, job.retry_delay_ms / 1000)
-        result = await self._with_retry(
-            lambda: self.store.fail(job.job_id, job.token, error, retry=retry, delay_ms=round(delay * 1000)),
-            default=None)
-        self._forget(held, "failed" if result is not None and result.outcome != "lost" else "lost")
-        if result is None or result.outcome == "lost":
-            return
-        now = time.time()
-        will_retry = result.outcome != "dead"
-        events: list[Any] = [JobFailed(queue=self.queue, job_id=job.job_id, job_type=job.job_type,
-                                       attempt=job.attempt, error=error, will_retry=will_retry,
-                                       duration=duration, at=now)]
-        if will_retry:
-            events.append(JobRetried(queue=self.queue, job_id=job.job_id, job_type=job.job_type, attempt=job.attempt,
-                                     reason="error", run_at=result.run_at_ms / 1000, at=now))
-        else:
-            events.append(JobDead(queue=self.queue, job_id=job.job_id, job_type=job.job_type,
-                                  attempts=result.attempts, error=error, at=now))
-        await self.signals.events(events)
-        if result.outcome == "scheduled":
-            await self.signals.scheduled(result.run_at_ms)
-
-    async def _cancelled(self, held: _Held) -> None:
-        job = held.job
-        recorded = await self._with_retry(lambda: self.store.finish_cancelled(job.job_id, job.token), default=False)
-        self._forget(held, "cancelled" if recorded else "lost")
-        if recorded:
-            await self.signals.event(JobCancelled(queue=self.queue, job_id=job.job_id, job_type=job.job_type,
-                                                  at=time.time()))
 
     # ---- leases ------------------------------------------------------------------------------------------------
 
@@ -487,7 +337,7 @@ class JobWorker:
                 elif state == 2:
                     self._interrupt(h, "cancel")
 
-    def _abandon(self, held: _Held) -> None:
+    def _abandon(self, held: HeldJob) -> None:
         """The lease is (or may be) gone: stop the handler and record nothing."""
         if held.in_handler and held.stop_reason in (None, "cancel"):
             held.stop_reason = "lost"

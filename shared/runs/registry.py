@@ -18,13 +18,13 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
-from proto.subjects import Subjects, encode_token
+from proto.subjects import Subjects, decode_key, encode_key
 
 log = logging.getLogger("raaf.runregistry")
 
 _MISSING: Final = (KeyNotFoundError, NotFoundError)
 # The owner of a parked run (it waits for approval decisions): no runner holds it, so no lease can lapse under it.
-# Not an instance id: those are subject tokens, and ``~`` never starts one.
+# Not an instance id: it is stored as a value, never as a key, and no instance id starts with ``~``.
 PARKED: Final = "~parked"
 
 
@@ -79,15 +79,15 @@ class RunRegistry:
     # ---- runners ---------------------------------------------------------------------------------------
 
     async def renew(self, instance: str, lease: bytes) -> None:
-        await self.leases.put(encode_token(instance), lease)
+        await self.leases.put(encode_key(instance), lease)
 
     async def release(self, instance: str) -> None:
         with contextlib.suppress(*_MISSING):
-            await self.leases.delete(encode_token(instance))
+            await self.leases.delete(encode_key(instance))
 
     async def alive(self, instance: str) -> bool:
         try:
-            entry = await self.leases.get(encode_token(instance))
+            entry = await self.leases.get(encode_key(instance))
         except _MISSING:
             return False
         return bool(entry.value)
@@ -114,7 +114,7 @@ class RunRegistry:
     async def claim(self, run_id: str, instance: str) -> bool:
         """Open the run for ``instance``; False if it is open already (ids are unique cluster-wide)."""
         try:
-            await self.open_runs.create(run_id, instance.encode())
+            await self.open_runs.create(encode_key(run_id), instance.encode())
         except KeyWrongLastSequenceError:
             return False
         return True
@@ -122,39 +122,39 @@ class RunRegistry:
     async def transfer(self, run_id: str, from_instance: str, to_instance: str) -> bool:
         """Move an open run from one runner to another; False unless ``from_instance`` owns it right now."""
         try:
-            entry = await self.open_runs.get(run_id)
+            entry = await self.open_runs.get(encode_key(run_id))
         except _MISSING:
             return False
         if entry.value != from_instance.encode() or entry.revision is None:
             return False
         try:
-            await self.open_runs.update(run_id, to_instance.encode(), last=entry.revision)
+            await self.open_runs.update(encode_key(run_id), to_instance.encode(), last=entry.revision)
         except KeyWrongLastSequenceError:
             return False  # changed under us: closed, reaped, or handed to someone else
         return True
 
     async def close(self, run_id: str) -> None:
         with contextlib.suppress(*_MISSING):
-            await self.open_runs.delete(run_id)
+            await self.open_runs.delete(encode_key(run_id))
 
     async def close_owned(self, run_id: str, instance: str) -> bool:
         """Close the run only while ``instance`` owns it (compare-and-set); False if another runner took it
         over meanwhile (this one was cut off and the run continues there) or it is closed already."""
         try:
-            entry = await self.open_runs.get(run_id)
+            entry = await self.open_runs.get(encode_key(run_id))
         except _MISSING:
             return False
         if entry.value != instance.encode() or entry.revision is None:
             return False
         try:
-            await self.open_runs.delete(run_id, last=entry.revision)
+            await self.open_runs.delete(encode_key(run_id), last=entry.revision)
         except KeyWrongLastSequenceError:
             return False
         return True
 
     async def owner(self, run_id: str) -> str | None:
         try:
-            entry = await self.open_runs.get(run_id)
+            entry = await self.open_runs.get(encode_key(run_id))
         except _MISSING:
             return None
         return entry.value.decode() if entry.value else None
@@ -172,7 +172,7 @@ class RunRegistry:
                 if entry is None:
                     break  # the end of the initial values
                 if entry.value:
-                    runs[entry.key] = entry.value.decode()
+                    runs[decode_key(entry.key)] = entry.value.decode()
         finally:
             with contextlib.suppress(Exception):
                 await watcher.stop()  # type: ignore[no-untyped-call]

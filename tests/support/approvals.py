@@ -10,6 +10,7 @@ from pathlib import Path
 from proto.approvals import DecideApproval, DecisionAccepted
 from proto.errors import Error
 from proto.runs import ApprovalRequested, RunEvent
+from proto.subjects import encode_key
 from shared.runs.registry import PARKED, RunRegistry
 from shared.runs.state import RunStateStore
 from tests.support.runs import Runs, runner_env
@@ -72,7 +73,7 @@ async def until_parked(runs: Runs, run_id: str, timeout: float = 10.0) -> None:
     registry = RunRegistry(runs.nc.jetstream(), runs.client.subjects)
     assert await registry.bind()
     async with asyncio.timeout(timeout):
-        watcher = await registry.open_runs.watch(run_id)
+        watcher = await registry.open_runs.watch(encode_key(run_id))
         try:
             async for entry in watcher:
                 if entry is not None and entry.value == PARKED.encode():

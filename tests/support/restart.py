@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from proto.runs import AgentList, RunEvent, TextDelta, ToolOutput
-from proto.subjects import encode_token
+from proto.subjects import encode_key
 from raaf.testing import Script, ToolCall
 from shared.openai_mock.wire import ChatRequest
 from shared.runs.log import Unknown, decode
@@ -73,7 +73,7 @@ async def alive(runs: Runs, *instances: str) -> None:
         registry = RunRegistry(runs.nc.jetstream(), runs.client.subjects)
         assert await registry.bind()
         for instance in instances:
-            watcher = await registry.leases.watch(encode_token(instance))
+            watcher = await registry.leases.watch(encode_key(instance))
             try:
                 async for entry in watcher:  # type: ignore[attr-defined]
                     if entry is not None and entry.value:
