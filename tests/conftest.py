@@ -22,6 +22,7 @@ from shared.service.app import App
 from shared.service.eventloop import LoopFactory, loop_factory, resolve
 from tests.support.env import own_user, own_user_env, unique_prefix
 from tests.support.events import NATS_PY_PATHS, TEST_ENV
+from tests.support.otlp import OtlpReceiver
 from tests.support.processes import ServiceProcess
 from tests.support.runs import Runs, StartRunner, runner_env
 
@@ -193,3 +194,11 @@ def delivery_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
 def pytest_addoption(parser: pytest.Parser) -> None:
     """``--run-chaos`` (used by ``make chaos``): run the ``chaos``-marked rounds too."""
     parser.addoption("--run-chaos", action="store_true", default=False, help="run @pytest.mark.chaos tests")
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[OtlpReceiver]:
+    """A real OTLP/HTTP trace receiver on a free port (``.endpoint``), for the tracing tests."""
+    server = await OtlpReceiver().start()
+    yield server
+    await server.stop()

@@ -28,13 +28,6 @@ async def mock() -> AsyncIterator[OpenAIMock]:
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[OtlpReceiver]:
-    server = await OtlpReceiver().start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def gateway(nats_server: NatsServer, mock: OpenAIMock, prefix: str, tmp_path: Path, runs: Runs,
                   receiver: OtlpReceiver, service_process: Callable[..., ServiceProcess]) -> str:
     """An agent-runner and a gateway as processes, exporting their spans to ``receiver``; the gateway's URL."""

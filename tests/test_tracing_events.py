@@ -6,22 +6,12 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
-
-import pytest
 
 from shared.devstack.servers import NatsServer
 from tests.support.env import unique_prefix
 from tests.support.otlp import OtlpReceiver, ReceivedSpan
 
 PRODUCER, CONSUMER = 4, 5  # OTLP span kinds
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[OtlpReceiver]:
-    server = await OtlpReceiver().start()
-    yield server
-    await server.stop()
 
 
 def named(spans: list[ReceivedSpan], name: str) -> list[ReceivedSpan]:

@@ -27,13 +27,6 @@ async def mock() -> AsyncIterator[OpenAIMock]:
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[OtlpReceiver]:
-    server = await OtlpReceiver().start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 def runner(nats_server: NatsServer, mock: OpenAIMock, prefix: str, tmp_path: Path, receiver: OtlpReceiver,
            service_process: Callable[..., ServiceProcess]) -> Callable[..., ServiceProcess]:
     """An agent-runner process named ``instance``, exporting every span to ``receiver``."""

@@ -57,13 +57,6 @@ class Stack:
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[OtlpReceiver]:
-    server = await OtlpReceiver().start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def stack(nats_server: NatsServer, redis_server: ValkeyServer, receiver: OtlpReceiver, tmp_path: Path,
                 service_process: Callable[..., ServiceProcess]) -> AsyncIterator[Stack]:
     """Gateway, agent-runner and scheduler as processes, each exporting its spans to ``receiver``."""
