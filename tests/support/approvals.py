@@ -13,7 +13,8 @@ from proto.runs import ApprovalRequested, RunEvent
 from proto.subjects import encode_key
 from shared.runs.registry import PARKED, RunRegistry
 from shared.runs.state import RunStateStore
-from tests.support.runs import Runs, runner_env
+from tests.support.restart import restart_env
+from tests.support.runs import Runs
 
 # How long a parked run waits with no runner at all before it is approved: longer than GATEWAY_RUN_ORPHAN_GRACE
 # (6 s) and several RUN_LEASE_TTLs (2 s here), so the killed runner's lease has surely expired and a follower's
@@ -48,12 +49,9 @@ outcome = "fail"
 
 def approvals_env(nats_url: str, mock_url: str, prefix: str, tmp_path: Path, instance: str, **extra: str
                   ) -> dict[str, str]:
-    agents = tmp_path / "approvals.toml"
-    agents.write_text(AGENTS_TOML)
-    env = runner_env(nats_url, mock_url, prefix, tmp_path, INSTANCE_ID=instance, **extra)
-    env.update(RAAF_AGENTS_FILE=str(agents), RAAF_TOOLS_MODULE="tests.support.restart_tools",
-               RESTART_TOOL_CALLS=str(tmp_path / "calls.log"))
-    return env
+    """A runner's environment with the approval rules above (the restart tools, their calls logged)."""
+    return restart_env(nats_url, mock_url, prefix, tmp_path, instance, agents_toml=AGENTS_TOML,
+                       agents_file="approvals.toml", **extra)
 
 
 async def until_requested(runs: Runs, run_id: str, timeout: float = 20.0) -> tuple[list[RunEvent],

@@ -93,10 +93,11 @@ def other(instance: str) -> str:
     return "b" if instance == "a" else "a"
 
 
-def restart_env(nats_url: str, mock_url: str, prefix: str, tmp_path: Path, instance: str, **extra: str
-                ) -> dict[str, str]:
-    agents = tmp_path / "clerk.toml"
-    agents.write_text(AGENTS_TOML)
+def restart_env(nats_url: str, mock_url: str, prefix: str, tmp_path: Path, instance: str, *,
+                agents_toml: str = AGENTS_TOML, agents_file: str = "clerk.toml", **extra: str) -> dict[str, str]:
+    """A runner's environment: the clerk agents (or ``agents_toml``), the restart tools logging their calls."""
+    agents = tmp_path / agents_file
+    agents.write_text(agents_toml)
     env = runner_env(nats_url, mock_url, prefix, tmp_path, INSTANCE_ID=instance, **extra)
     env.update(RAAF_AGENTS_FILE=str(agents), RAAF_TOOLS_MODULE="tests.support.restart_tools",
                RESTART_TOOL_CALLS=str(tmp_path / "calls.log"))
